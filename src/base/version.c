@@ -1,0 +1,3 @@
+#include "inferd.h"
+
+const char *inferd_version(void) { return INFERD_VERSION; }

@@ -1,0 +1,45 @@
+/* The inferd binary: one program, one subcommand per tool. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "inferd.h"
+
+typedef struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+    {"version", NULL, "print the version"},
+};
+
+static void print_usage(FILE *out) {
+  fprintf(out,
+          "usage: inferd <command> [options]\n\n"
+          "inferd is a deep-learning inference server and engine compatible with Triton.\n\ncommands:\n");
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\n'inferd <command> --help' describes a command's options.\n"
+               "  --version  print the version\n  --help     show this help\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    print_usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("inferd %s\n", inferd_version());
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (strcmp(argv[1], commands[i].name) == 0 && commands[i].run) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "inferd: unknown command '%s' (see inferd --help)\n", argv[1]);
+  return 2;
+}

@@ -1,0 +1,96 @@
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+void cli_parser_init(cli_parser *p, const char *command, const cli_option *options, int argc, char **argv) {
+  *p = (cli_parser){.command = command, .options = options, .argc = argc, .argv = argv, .index = 1};
+}
+
+int cli_next(cli_parser *p, const char **name, const char **value) {
+  if (p->index >= p->argc) return 0;
+  const char *arg = p->argv[p->index++];
+  if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+    *name = "help";
+    *value = NULL;
+    return 1;
+  }
+  if (strncmp(arg, "--", 2) != 0) {
+    fprintf(stderr, "inferd %s: unexpected argument '%s' (see --help)\n", p->command, arg);
+    return -1;
+  }
+  arg += 2;
+  const char *eq = strchr(arg, '=');
+  size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+  for (const cli_option *o = p->options; o->name; o++) {
+    if (strlen(o->name) != len || strncmp(o->name, arg, len) != 0) continue;
+    *name = o->name;
+    if (!o->value) {
+      if (eq) {
+        fprintf(stderr, "inferd %s: option --%s takes no value\n", p->command, o->name);
+        return -1;
+      }
+      *value = NULL;
+      return 1;
+    }
+    if (eq) {
+      *value = eq + 1;
+    } else if (p->index < p->argc) {
+      *value = p->argv[p->index++];
+    } else {
+      fprintf(stderr, "inferd %s: option --%s needs a value (%s)\n", p->command, o->name, o->value);
+      return -1;
+    }
+    return 1;
+  }
+  fprintf(stderr, "inferd %s: unknown option '--%.*s' (see --help)\n", p->command, (int)len, arg);
+  return -1;
+}
+
+void cli_print_help(FILE *out, const char *usage, const char *summary, const cli_option *options) {
+  fprintf(out, "usage: %s\n\n%s\n\noptions:\n", usage, summary);
+  for (const cli_option *o = options; o->name; o++) {
+    char left[64];
+    if (o->value)
+      snprintf(left, sizeof(left), "--%s=%s", o->name, o->value);
+    else
+      snprintf(left, sizeof(left), "--%s", o->name);
+    fprintf(out, "  %-30s %s\n", left, o->help);
+  }
+  fprintf(out, "  %-30s %s\n", "--help", "show this help");
+}
+
+bool cli_parse_int(const char *option, const char *text, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(text, &end, 10);
+  if (errno || end == text || *end || v < lo || v > hi) {
+    fprintf(stderr, "inferd: --%s: '%s' is not an integer in [%ld, %ld]\n", option, text, lo, hi);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+bool cli_parse_int_list(const char *option, const char *text, int *out, int cap, int *count) {
+  *count = 0;
+  const char *s = text;
+  while (*s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || v < 1 || v > INT_MAX || (*end && *end != ',') || *count >= cap) {
+      fprintf(stderr, "inferd: --%s: '%s' is not a list of up to %d positive integers\n", option, text, cap);
+      return false;
+    }
+    out[(*count)++] = (int)v;
+    s = *end ? end + 1 : end;
+  }
+  if (!*count) {
+    fprintf(stderr, "inferd: --%s: empty list\n", option);
+    return false;
+  }
+  return true;
+}

@@ -1,0 +1,306 @@
+/*
+ * The engine's public face: inferd_plan (import, optimize, compile for a
+ * backend) and inferd_context (run). Everything model-specific is decided
+ * here once, at load; a run only checks its arguments against the plan and
+ * hands pointers to the backend.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "engine/backend.h"
+#include "engine/onnx/onnx.h"
+#include "engine/passes.h"
+
+/* Optional backends are weak so a build without them still links. */
+extern const inferd_backend_ops backend_cuda_ops __attribute__((weak));
+extern const inferd_backend_ops backend_ref_ops __attribute__((weak));
+extern const inferd_backend_ops backend_cpu_ops __attribute__((weak));
+
+const inferd_backend_ops *backend_find(const char *name) {
+  const inferd_backend_ops *all[] = {&backend_cpu_ops, &backend_ref_ops, &backend_cuda_ops};
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+    if (all[i] && strcmp(all[i]->name, name) == 0) return all[i];
+  return NULL;
+}
+
+struct inferd_plan {
+  ir_graph *graph;
+  const inferd_backend_ops *backend;
+  backend_plan *impl;
+  int max_batch_size;
+  int threads;
+  bool dynamic_batch;
+  int n_inputs, n_outputs;
+  inferd_tensor_info *inputs, *outputs;
+};
+
+struct inferd_context {
+  inferd_plan *plan;
+  backend_context *impl;
+  const void **input_ptrs;
+  void **output_ptrs;
+};
+
+static void tensor_info_from_value(const ir_value *v, inferd_tensor_info *info) {
+  info->name = v->name;
+  info->datatype = v->dtype;
+  info->rank = v->shape.rank;
+  for (int i = 0; i < v->shape.rank; i++) info->dims[i] = v->shape.dims[i] < 0 ? -1 : v->shape.dims[i];
+}
+
+/* The batch is dynamic when every input and output has N (exactly) as its
+ * first dimension and nowhere else; anything else runs at its fixed shape. */
+static bool graph_has_dynamic_batch(const ir_graph *g) {
+  bool any = false;
+  for (int pass = 0; pass < 2; pass++) {
+    int n = pass ? g->n_outputs : g->n_inputs;
+    const int *ids = pass ? g->outputs : g->inputs;
+    for (int i = 0; i < n; i++) {
+      const ir_shape *s = &g->values[ids[i]].shape;
+      if (s->rank == 0 || s->dims[0] != IR_DIM_BATCH) return false;
+      for (int d = 1; d < s->rank; d++)
+        if (s->dims[d] < 0) return false;
+      any = true;
+    }
+  }
+  return any;
+}
+
+static inferd_error *check_graph_inputs(const ir_graph *g) {
+  for (int i = 0; i < g->n_inputs; i++) {
+    const ir_value *v = &g->values[g->inputs[i]];
+    if (!v->has_shape)
+      return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has no declared shape", v->name);
+    if (!inferd_datatype_size(v->dtype))
+      return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run", v->name,
+                     inferd_datatype_name(v->dtype));
+  }
+  for (int i = 0; i < g->n_outputs; i++) {
+    const ir_value *v = &g->values[g->outputs[i]];
+    if (!v->has_shape) return err_new(INFERD_ERROR_UNSUPPORTED, "output '%s' has no inferred shape", v->name);
+  }
+  return NULL;
+}
+
+static inferd_error *plan_build(const char *model_path, const inferd_plan_options *options, inferd_plan *plan) {
+  const char *backend_name = options && options->backend ? options->backend : "cpu";
+  plan->backend = backend_find(backend_name);
+  if (!plan->backend)
+    return err_new(INFERD_ERROR_UNSUPPORTED, "backend '%s' is not built into this inferd", backend_name);
+  const char *disabled = options ? options->disabled_passes : NULL;
+  ERR_TRY(passes_validate(disabled));
+
+  ERR_TRY(onnx_import_file(model_path, &plan->graph));
+  ir_graph *g = plan->graph;
+  ERR_TRY(ir_infer_shapes(g));
+  ERR_TRY(passes_run(g, disabled));
+  ERR_TRY(check_graph_inputs(g));
+  if (plan->backend->supports_node) {
+    for (int i = 0; i < g->n_nodes; i++)
+      if (!g->nodes[i].dead && !plan->backend->supports_node(g, &g->nodes[i]))
+        return ir_node_error(g, &g->nodes[i], INFERD_ERROR_UNSUPPORTED, "not supported by the %s backend",
+                             plan->backend->name);
+  }
+
+  plan->dynamic_batch = graph_has_dynamic_batch(g);
+  int max_batch = options ? options->max_batch_size : 0;
+  if (max_batch < 0) return err_new(INFERD_ERROR_INVALID_ARG, "max_batch_size %d is negative", max_batch);
+  if (!plan->dynamic_batch) {
+    if (max_batch > 1)
+      return err_new(INFERD_ERROR_INVALID_ARG,
+                     "max_batch_size %d asked for, but the model's inputs and outputs do not all have a dynamic "
+                     "first (batch) dimension",
+                     max_batch);
+    max_batch = 1;
+  }
+  plan->max_batch_size = max_batch ? max_batch : 1;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  plan->threads = options && options->threads > 0 ? options->threads : (int)(cores > 0 ? cores : 1);
+
+  plan->n_inputs = g->n_inputs;
+  plan->n_outputs = g->n_outputs;
+  plan->inputs = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(inferd_tensor_info));
+  plan->outputs = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(inferd_tensor_info));
+  for (int i = 0; i < g->n_inputs; i++) tensor_info_from_value(&g->values[g->inputs[i]], &plan->inputs[i]);
+  for (int i = 0; i < g->n_outputs; i++) tensor_info_from_value(&g->values[g->outputs[i]], &plan->outputs[i]);
+
+  backend_plan_config config = {.max_batch_size = plan->max_batch_size, .threads = plan->threads};
+  return plan->backend->plan_create(g, &config, &plan->impl);
+}
+
+inferd_error *inferd_plan_load(const char *model_path, const inferd_plan_options *options, inferd_plan **out) {
+  *out = NULL;
+  if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");
+  inferd_plan *plan = mem_zalloc(sizeof(*plan));
+  inferd_error *e = plan_build(model_path, options, plan);
+  if (e) {
+    inferd_plan_delete(plan);
+    return err_wrap(e, "loading '%s'", model_path);
+  }
+  *out = plan;
+  return NULL;
+}
+
+void inferd_plan_delete(inferd_plan *plan) {
+  if (!plan) return;
+  if (plan->impl) plan->backend->plan_delete(plan->impl);
+  ir_graph_delete(plan->graph);
+  free(plan->inputs);
+  free(plan->outputs);
+  free(plan);
+}
+
+int inferd_plan_input_count(const inferd_plan *plan) { return plan->n_inputs; }
+int inferd_plan_output_count(const inferd_plan *plan) { return plan->n_outputs; }
+bool inferd_plan_has_dynamic_batch(const inferd_plan *plan) { return plan->dynamic_batch; }
+int inferd_plan_max_batch_size(const inferd_plan *plan) { return plan->max_batch_size; }
+
+size_t inferd_plan_weight_bytes(const inferd_plan *plan) {
+  return plan->backend->plan_weight_bytes ? plan->backend->plan_weight_bytes(plan->impl) : 0;
+}
+
+inferd_error *inferd_plan_input(const inferd_plan *plan, int index, inferd_tensor_info *info) {
+  if (index < 0 || index >= plan->n_inputs)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input index %d out of range (%d inputs)", index, plan->n_inputs);
+  *info = plan->inputs[index];
+  return NULL;
+}
+
+inferd_error *inferd_plan_output(const inferd_plan *plan, int index, inferd_tensor_info *info) {
+  if (index < 0 || index >= plan->n_outputs)
+    return err_new(INFERD_ERROR_INVALID_ARG, "output index %d out of range (%d outputs)", index, plan->n_outputs);
+  *info = plan->outputs[index];
+  return NULL;
+}
+
+inferd_error *inferd_context_create(inferd_plan *plan, const inferd_context_options *options,
+                                    inferd_context **out) {
+  *out = NULL;
+  int threads = options && options->threads > 0 ? options->threads : plan->threads;
+  inferd_context *ctx = mem_zalloc(sizeof(*ctx));
+  ctx->plan = plan;
+  ctx->input_ptrs = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(void *));
+  ctx->output_ptrs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(void *));
+  inferd_error *e = plan->backend->context_create(plan->impl, threads, &ctx->impl);
+  if (e) {
+    inferd_context_delete(ctx);
+    return e;
+  }
+  *out = ctx;
+  return NULL;
+}
+
+void inferd_context_delete(inferd_context *ctx) {
+  if (!ctx) return;
+  if (ctx->impl) ctx->plan->backend->context_delete(ctx->impl);
+  free(ctx->input_ptrs);
+  free(ctx->output_ptrs);
+  free(ctx);
+}
+
+size_t inferd_context_memory_bytes(const inferd_context *ctx) {
+  const inferd_backend_ops *b = ctx->plan->backend;
+  return b->context_memory_bytes ? b->context_memory_bytes(ctx->impl) : 0;
+}
+
+static int find_info(const inferd_tensor_info *infos, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (name && strcmp(infos[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* Bytes of a tensor of `info` at `batch`; 0 on overflow. */
+static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic) {
+  size_t n = inferd_datatype_size(info->datatype);
+  for (int d = 0; d < info->rank; d++) {
+    size_t extent = (d == 0 && dynamic) ? (size_t)batch : (size_t)info->dims[d];
+    if (!mem_mul_ok(n, extent, &n)) return 0;
+  }
+  return n;
+}
+
+static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_info *info, const inferd_tensor *t,
+                                 int batch) {
+  if (t->datatype != info->datatype)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has datatype %s, the model expects %s", info->name,
+                   inferd_datatype_name(t->datatype), inferd_datatype_name(info->datatype));
+  bool shape_ok = t->rank == info->rank;
+  for (int d = 0; shape_ok && d < info->rank; d++) {
+    int64_t want = (d == 0 && plan->dynamic_batch) ? batch : info->dims[d];
+    shape_ok = t->dims[d] == want;
+  }
+  if (!shape_ok) {
+    char got[160], want[160];
+    size_t n = 0, m = 0;
+    for (int d = 0; d < t->rank && d < INFERD_MAX_RANK; d++)
+      n += (size_t)snprintf(got + n, n < sizeof(got) ? sizeof(got) - n : 0, "%s%lld", d ? "," : "",
+                            (long long)t->dims[d]);
+    got[n < sizeof(got) ? n : sizeof(got) - 1] = 0;
+    if (!t->rank) snprintf(got, sizeof(got), "scalar");
+    for (int d = 0; d < info->rank; d++) {
+      int64_t w = (d == 0 && plan->dynamic_batch) ? batch : info->dims[d];
+      m += (size_t)snprintf(want + m, m < sizeof(want) ? sizeof(want) - m : 0, "%s%lld", d ? "," : "", (long long)w);
+    }
+    want[m < sizeof(want) ? m : sizeof(want) - 1] = 0;
+    if (!info->rank) snprintf(want, sizeof(want), "scalar");
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape [%s], the model expects [%s]", info->name, got,
+                   want);
+  }
+  size_t need = info_bytes(info, batch, plan->dynamic_batch);
+  if (!t->data || t->byte_size != need)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has %zu bytes of data, its shape needs %zu", info->name,
+                   t->data ? t->byte_size : 0, need);
+  return NULL;
+}
+
+inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_tensor *inputs, int input_count,
+                                 inferd_tensor *outputs, int output_count) {
+  inferd_plan *plan = ctx->plan;
+  if (!plan->dynamic_batch && batch != 1)
+    return err_new(INFERD_ERROR_INVALID_ARG, "the model has no batch dimension; batch must be 1, not %d", batch);
+  if (batch < 1 || batch > plan->max_batch_size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "batch size %d is outside [1, %d]", batch, plan->max_batch_size);
+  memset(ctx->input_ptrs, 0, (size_t)plan->n_inputs * sizeof(void *));
+  memset(ctx->output_ptrs, 0, (size_t)plan->n_outputs * sizeof(void *));
+  for (int i = 0; i < input_count; i++) {
+    int k = find_info(plan->inputs, plan->n_inputs, inputs[i].name);
+    if (k < 0)
+      return err_new(INFERD_ERROR_INVALID_ARG, "the model has no input named '%s'",
+                     inputs[i].name ? inputs[i].name : "");
+    if (ctx->input_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' given twice", inputs[i].name);
+    ERR_TRY(check_input(plan, &plan->inputs[k], &inputs[i], batch));
+    ctx->input_ptrs[k] = inputs[i].data;
+  }
+  for (int k = 0; k < plan->n_inputs; k++)
+    if (!ctx->input_ptrs[k])
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing", plan->inputs[k].name);
+  for (int i = 0; i < output_count; i++) {
+    int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
+    if (k < 0)
+      return err_new(INFERD_ERROR_INVALID_ARG, "the model has no output named '%s'",
+                     outputs[i].name ? outputs[i].name : "");
+    const inferd_tensor_info *info = &plan->outputs[k];
+    size_t need = info_bytes(info, batch, plan->dynamic_batch);
+    if (!outputs[i].data || outputs[i].byte_size < need)
+      return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' needs %zu bytes, %zu given", info->name, need,
+                     outputs[i].data ? outputs[i].byte_size : 0);
+    outputs[i].datatype = info->datatype;
+    outputs[i].rank = info->rank;
+    for (int d = 0; d < info->rank; d++)
+      outputs[i].dims[d] = (d == 0 && plan->dynamic_batch) ? batch : info->dims[d];
+    outputs[i].byte_size = need;
+    ctx->output_ptrs[k] = outputs[i].data;
+  }
+  return plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs);
+}
+
+void inferd_context_set_profiling(inferd_context *ctx, bool enabled) {
+  if (ctx->plan->backend->set_profiling) ctx->plan->backend->set_profiling(ctx->impl, enabled);
+}
+
+int inferd_context_profile(const inferd_context *ctx, inferd_profile_entry *entries, int capacity) {
+  const inferd_backend_ops *b = ctx->plan->backend;
+  return b->profile ? b->profile(ctx->impl, entries, capacity) : 0;
+}
