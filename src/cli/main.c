@@ -13,6 +13,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", NULL, "print the version"},
+    {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},
 };
 
 static void print_usage(FILE *out) {
