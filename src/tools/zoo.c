@@ -55,10 +55,11 @@ static inferd_error *write_tensor_configs(FILE *f, const ir_graph *g, bool outpu
     if (max_batch_size > 0 && !batched)
       return err_new(INFERD_ERROR_INVALID_ARG, "'%s' has no batch dimension, so max_batch_size must be 0", v->name);
     fprintf(f, "  {\n    name: \"%s\"\n    data_type: %s\n    dims: [ ", v->name, triton_type(v->dtype));
-    for (int d = max_batch_size > 0 ? 1 : 0; d < v->shape.rank; d++) {
+    int first = max_batch_size > 0 ? 1 : 0;
+    for (int d = first; d < v->shape.rank; d++) {
       if (v->shape.dims[d] < 0 && d > 0)
         return err_new(INFERD_ERROR_INVALID_ARG, "'%s' dimension %d depends on the batch", v->name, d);
-      fprintf(f, "%s%" PRId64, d > (max_batch_size > 0 ? 1 : 0) ? ", " : "", v->shape.dims[d] < 0 ? -1 : v->shape.dims[d]);
+      fprintf(f, "%s%" PRId64, d > first ? ", " : "", v->shape.dims[d] < 0 ? -1 : v->shape.dims[d]);
     }
     fprintf(f, " ]\n  }%s\n", i + 1 < n ? "," : "");
   }

@@ -281,8 +281,9 @@ static inferd_error *import_attr(importer *im, int node, const node_ctx *n, cons
     return NULL;
   }
   default:
-    return err_new(INFERD_ERROR_UNSUPPORTED, "node '%s' (%s): attribute '%s' has type %s, which inferd does not support",
-                   n->label, n->op_type, a->name, attr_type_name(type));
+    return err_new(INFERD_ERROR_UNSUPPORTED,
+                   "node '%s' (%s): attribute '%s' has type %s, which inferd does not support", n->label,
+                   n->op_type, a->name, attr_type_name(type));
   }
 }
 

@@ -18,31 +18,31 @@
 #include "engine/onnx/onnx.pb-c.h"
 
 /* Not every test uses every helper. */
-#define TEST_UTIL __attribute__((unused))
+#define TEST_UTIL __attribute__((unused)) static
 
 /* ---- files ------------------------------------------------------------- */
 
 static char test_dir[256];
 
-TEST_UTIL static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+TEST_UTIL int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
   return remove(path);
 }
 
-TEST_UTIL static int test_dir_setup(void **state) {
+TEST_UTIL int test_dir_setup(void **state) {
   (void)state;
   const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   snprintf(test_dir, sizeof(test_dir), "%s/inferd_onnx_XXXXXX", base);
   return mkdtemp(test_dir) ? 0 : -1;
 }
 
-TEST_UTIL static int test_dir_teardown(void **state) {
+TEST_UTIL int test_dir_teardown(void **state) {
   (void)state;
   return nftw(test_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* test_dir/name, in a static rotating buffer. */
-TEST_UTIL static const char *test_path(const char *name) {
+TEST_UTIL const char *test_path(const char *name) {
   static char bufs[4][512];
   static int next;
   char *b = bufs[next++ % 4];
@@ -50,14 +50,14 @@ TEST_UTIL static const char *test_path(const char *name) {
   return b;
 }
 
-TEST_UTIL static void write_bytes(const char *path, const void *data, size_t len) {
+TEST_UTIL void write_bytes(const char *path, const void *data, size_t len) {
   FILE *f = fopen(path, "wb");
   if (!f) abort();
   if (len && fwrite(data, 1, len, f) != len) abort();
   fclose(f);
 }
 
-TEST_UTIL static uint8_t *read_bytes(const char *path, size_t *len) {
+TEST_UTIL uint8_t *read_bytes(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
   if (!f) abort();
   fseek(f, 0, SEEK_END);
@@ -70,7 +70,7 @@ TEST_UTIL static uint8_t *read_bytes(const char *path, size_t *len) {
 }
 
 /* True when `p` lies in a mapping of the file `path` (from /proc/self/maps). */
-TEST_UTIL static int pointer_in_file_mapping(const void *p, const char *path) {
+TEST_UTIL int pointer_in_file_mapping(const void *p, const char *path) {
   char real[4096];
   if (!realpath(path, real)) return 0;
   FILE *f = fopen("/proc/self/maps", "r");
@@ -102,7 +102,7 @@ typedef struct test_model {
   Onnx__ValueInfoProto *inputs[TM_MAX], *outputs[TM_MAX];
 } test_model;
 
-TEST_UTIL static void tm_init(test_model *m) {
+TEST_UTIL void tm_init(test_model *m) {
   memset(m, 0, sizeof(*m));
   m->pool = mem_pool_new();
   onnx__model_proto__init(&m->model);
@@ -124,12 +124,12 @@ TEST_UTIL static void tm_init(test_model *m) {
   m->graph.output = m->outputs;
 }
 
-TEST_UTIL static void tm_free(test_model *m) { mem_pool_delete(m->pool); }
+TEST_UTIL void tm_free(test_model *m) { mem_pool_delete(m->pool); }
 
-TEST_UTIL static void *tm_alloc(test_model *m, size_t size) { return mem_pool_alloc(m->pool, size); }
+TEST_UTIL void *tm_alloc(test_model *m, size_t size) { return mem_pool_alloc(m->pool, size); }
 
 /* Dims: >= 0 a value, -1 dim_param "N", -2 dim_param "H", -3 a dimension with neither. */
-TEST_UTIL static Onnx__ValueInfoProto *tm_value_info(test_model *m, const char *name, int32_t elem, int rank,
+TEST_UTIL Onnx__ValueInfoProto *tm_value_info(test_model *m, const char *name, int32_t elem, int rank,
                                            const int64_t *dims) {
   Onnx__ValueInfoProto *vi = tm_alloc(m, sizeof(*vi));
   onnx__value_info_proto__init(vi);
@@ -164,11 +164,11 @@ TEST_UTIL static Onnx__ValueInfoProto *tm_value_info(test_model *m, const char *
   return vi;
 }
 
-TEST_UTIL static Onnx__ValueInfoProto *tm_input(test_model *m, const char *name, int32_t elem, int rank, const int64_t *dims) {
+TEST_UTIL Onnx__ValueInfoProto *tm_input(test_model *m, const char *name, int32_t elem, int rank, const int64_t *dims) {
   return m->inputs[m->graph.n_input++] = tm_value_info(m, name, elem, rank, dims);
 }
 
-TEST_UTIL static Onnx__ValueInfoProto *tm_output(test_model *m, const char *name) {
+TEST_UTIL Onnx__ValueInfoProto *tm_output(test_model *m, const char *name) {
   Onnx__ValueInfoProto *vi = tm_alloc(m, sizeof(*vi));
   onnx__value_info_proto__init(vi);
   vi->name = (char *)name;
@@ -176,7 +176,7 @@ TEST_UTIL static Onnx__ValueInfoProto *tm_output(test_model *m, const char *name
 }
 
 /* A TensorProto (not yet added anywhere); data, when given, goes in raw_data. */
-TEST_UTIL static Onnx__TensorProto *tm_tensor(test_model *m, const char *name, int32_t type, int rank, const int64_t *dims,
+TEST_UTIL Onnx__TensorProto *tm_tensor(test_model *m, const char *name, int32_t type, int rank, const int64_t *dims,
                                     const void *raw, size_t nbytes) {
   Onnx__TensorProto *t = tm_alloc(m, sizeof(*t));
   onnx__tensor_proto__init(t);
@@ -194,12 +194,12 @@ TEST_UTIL static Onnx__TensorProto *tm_tensor(test_model *m, const char *name, i
   return t;
 }
 
-TEST_UTIL static Onnx__TensorProto *tm_initializer(test_model *m, const char *name, int32_t type, int rank,
+TEST_UTIL Onnx__TensorProto *tm_initializer(test_model *m, const char *name, int32_t type, int rank,
                                          const int64_t *dims, const void *raw, size_t nbytes) {
   return m->inits[m->graph.n_initializer++] = tm_tensor(m, name, type, rank, dims, raw, nbytes);
 }
 
-TEST_UTIL static Onnx__NodeProto *tm_node(test_model *m, const char *op, const char *name, int n_in, const char *const *in,
+TEST_UTIL Onnx__NodeProto *tm_node(test_model *m, const char *op, const char *name, int n_in, const char *const *in,
                                 int n_out, const char *const *out) {
   Onnx__NodeProto *n = tm_alloc(m, sizeof(*n));
   onnx__node_proto__init(n);
@@ -213,7 +213,7 @@ TEST_UTIL static Onnx__NodeProto *tm_node(test_model *m, const char *op, const c
   return m->nodes[m->graph.n_node++] = n;
 }
 
-TEST_UTIL static Onnx__AttributeProto *tm_attr(test_model *m, Onnx__NodeProto *n, const char *name, int type) {
+TEST_UTIL Onnx__AttributeProto *tm_attr(test_model *m, Onnx__NodeProto *n, const char *name, int type) {
   Onnx__AttributeProto *a = tm_alloc(m, sizeof(*a));
   onnx__attribute_proto__init(a);
   a->name = (char *)name;
@@ -223,7 +223,7 @@ TEST_UTIL static Onnx__AttributeProto *tm_attr(test_model *m, Onnx__NodeProto *n
 }
 
 /* Packs the model into a malloc'd buffer. */
-TEST_UTIL static uint8_t *tm_pack(test_model *m, size_t *len) {
+TEST_UTIL uint8_t *tm_pack(test_model *m, size_t *len) {
   *len = onnx__model_proto__get_packed_size(&m->model);
   uint8_t *buf = malloc(*len + 1);
   onnx__model_proto__pack(&m->model, buf);
@@ -231,7 +231,7 @@ TEST_UTIL static uint8_t *tm_pack(test_model *m, size_t *len) {
 }
 
 /* Packs the model into test_dir/name and returns the path. */
-TEST_UTIL static const char *tm_write(test_model *m, const char *name) {
+TEST_UTIL const char *tm_write(test_model *m, const char *name) {
   size_t len;
   uint8_t *buf = tm_pack(m, &len);
   const char *path = test_path(name);
@@ -242,7 +242,7 @@ TEST_UTIL static const char *tm_write(test_model *m, const char *name) {
 
 /* Imports test_dir/name expecting failure with `code`; returns the message
  * (static copy) for the caller to check. */
-TEST_UTIL static const char *import_error(const char *path, inferd_error_code code) {
+TEST_UTIL const char *import_error(const char *path, inferd_error_code code) {
   static char msg[2048];
   ir_graph *g = NULL;
   inferd_error *e = onnx_import_file(path, &g);

@@ -195,7 +195,8 @@ static void test_duplicate_names(void **state) {
   test_model m;
   base_model(&m, NULL);
   tm_initializer(&m, "w", FLOAT, 1, (const int64_t[]){4}, w_data, sizeof(w_data));
-  assert_contains(import_error(tm_write(&m, "dup1.onnx"), INFERD_ERROR_INVALID_ARG), "initializer 'w' is defined twice");
+  assert_contains(import_error(tm_write(&m, "dup1.onnx"), INFERD_ERROR_INVALID_ARG),
+                  "initializer 'w' is defined twice");
   tm_free(&m);
 
   base_model(&m, NULL);

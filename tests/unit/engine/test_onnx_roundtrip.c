@@ -16,7 +16,8 @@ enum { N_TYPES = sizeof(all_types) / sizeof(all_types[0]) };
 
 /* Deterministic bytes for constant number k (bools stay 0/1). */
 static void fill_bytes(uint8_t *p, size_t n, int k, inferd_datatype type) {
-  for (size_t i = 0; i < n; i++) p[i] = type == INFERD_TYPE_BOOL ? (uint8_t)((i + (size_t)k) & 1) : (uint8_t)(i * 7 + (size_t)k * 13 + 1);
+  for (size_t i = 0; i < n; i++)
+    p[i] = type == INFERD_TYPE_BOOL ? (uint8_t)((i + (size_t)k) & 1) : (uint8_t)(i * 7 + (size_t)k * 13 + 1);
 }
 
 static int add_const(ir_graph *g, const char *name, inferd_datatype type, int rank, const int64_t *dims, int k) {
