@@ -12,7 +12,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"version", NULL, "print the version"},
+    {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
 };
 
 static void print_usage(FILE *out) {
