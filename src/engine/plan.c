@@ -13,9 +13,6 @@
 #include "engine/onnx/onnx.h"
 #include "engine/passes.h"
 
-/* The reference backend lands with the op kernels; until then it is weak. */
-extern const inferd_backend_ops backend_ref_ops __attribute__((weak));
-
 const inferd_backend_ops *backend_find(const char *name) {
   const inferd_backend_ops *all[] = {
       &backend_cpu_ops,
