@@ -12,6 +12,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
     {"version", NULL, "print the version"},
 };
 
