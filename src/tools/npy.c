@@ -396,8 +396,17 @@ inferd_error *npy_write(const char *path, inferd_datatype dtype, int rank, const
   }
   n += snprintf(header + n, sizeof(header) - (size_t)n, "%s), }", rank == 1 ? "," : "");
   if (!data && nbytes) return err_new(INFERD_ERROR_INVALID_ARG, "%s: no data to write", path);
+  /* numpy (1.24 on) leaves room for the first dimension to grow to 21
+   * digits, so that appending rows can rewrite the header in place; doing the
+   * same makes our files byte-identical to numpy's. */
+  size_t spare = 0;
+  if (rank > 0) {
+    char digits[24];
+    int len = snprintf(digits, sizeof(digits), "%lld", (long long)dims[0]);
+    spare = len < 21 ? (size_t)(21 - len) : 0;
+  }
   size_t preamble = 10;
-  size_t total = ((preamble + (size_t)n + 1 + NPY_ALIGN - 1) / NPY_ALIGN) * NPY_ALIGN;
+  size_t total = ((preamble + (size_t)n + spare + 1 + NPY_ALIGN - 1) / NPY_ALIGN) * NPY_ALIGN;
   size_t header_len = total - preamble;
   memset(header + n, ' ', header_len - 1 - (size_t)n);
   header[header_len - 1] = '\n';
