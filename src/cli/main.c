@@ -12,8 +12,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
     {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
-    {"version", NULL, "print the version"},
 };
 
 static void print_usage(FILE *out) {

@@ -130,6 +130,14 @@ int ir_graph_add_value(ir_graph *g, const char *name, inferd_datatype dtype) {
   return id;
 }
 
+void ir_graph_swap_value_names(ir_graph *g, int a, int b) {
+  const char *name = g->values[a].name;
+  g->values[a].name = g->values[b].name;
+  g->values[b].name = name;
+  g->name_index_cap /= 2;
+  name_index_grow(g);
+}
+
 static void blob_push(ir_graph *g, void *addr, size_t length, bool mapped) {
   ir_blob *b = mem_alloc(sizeof(*b));
   *b = (ir_blob){.next = g->blobs, .addr = addr, .length = length, .mapped = mapped};

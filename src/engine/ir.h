@@ -189,6 +189,9 @@ void ir_graph_delete(ir_graph *g);
  * Returns its id. Names must be unique: ir_graph_find_value first. */
 int ir_graph_add_value(ir_graph *g, const char *name, inferd_datatype dtype);
 int ir_graph_find_value(const ir_graph *g, const char *name);
+/* Swaps the names of two values (a folded constant taking over the name of
+ * the graph output it replaces). */
+void ir_graph_swap_value_names(ir_graph *g, int a, int b);
 
 /* Hands a malloc'd block to the graph; freed with it. */
 void ir_graph_own_heap(ir_graph *g, void *block);

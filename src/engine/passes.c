@@ -5,6 +5,15 @@
 #include "engine/passes.h"
 
 const pass_info passes_table[] = {
+    {"simplify-shapes", "turn shape arithmetic known at load (Shape/Gather/Concat chains) into constants; drop Identity",
+     pass_simplify_shapes},
+    {"fold-constants", "compute nodes whose inputs are all constants once, at load", pass_fold_constants},
+    {"fold-batchnorm", "fold BatchNormalization into the preceding Conv's weights and bias", pass_fold_batchnorm},
+    {"fuse-gemm-bias", "MatMul/Gemm followed by a constant Add becomes one Gemm with bias", pass_fuse_gemm_bias},
+    {"fuse-activation", "apply Relu/Clip/Sigmoid/HardSwish/... inside the Conv/Gemm that produces their input",
+     pass_fuse_activation},
+    {"fuse-residual", "apply a residual Add (and the activation after it) inside the Conv producing one operand",
+     pass_fuse_residual},
     {"dead-nodes", "remove nodes whose results nobody uses", pass_eliminate_dead},
     {NULL, NULL, NULL},
 };
@@ -45,6 +54,11 @@ inferd_error *passes_validate(const char *disabled) {
 inferd_error *passes_run(ir_graph *g, const char *disabled) {
   ERR_TRY(passes_validate(disabled));
   ir_graph_update_uses(g);
+  /* Dead nodes go first too, so folding does not compute unused results. */
+  if (!list_contains(disabled, "dead-nodes")) {
+    int changes = 0;
+    ERR_TRY(pass_eliminate_dead(g, &changes));
+  }
   for (const pass_info *p = passes_table; p->name; p++) {
     if (list_contains(disabled, p->name)) {
       log_verbose("optimizer: pass %s disabled", p->name);

@@ -13,13 +13,17 @@
 #include "engine/onnx/onnx.h"
 #include "engine/passes.h"
 
-/* Optional backends are weak so a build without them still links. */
-extern const inferd_backend_ops backend_cuda_ops __attribute__((weak));
+/* The reference backend lands with the op kernels; until then it is weak. */
 extern const inferd_backend_ops backend_ref_ops __attribute__((weak));
-extern const inferd_backend_ops backend_cpu_ops __attribute__((weak));
 
 const inferd_backend_ops *backend_find(const char *name) {
-  const inferd_backend_ops *all[] = {&backend_cpu_ops, &backend_ref_ops, &backend_cuda_ops};
+  const inferd_backend_ops *all[] = {
+      &backend_cpu_ops,
+      &backend_ref_ops,
+#ifdef INFERD_HAVE_CUDA
+      &backend_cuda_ops,
+#endif
+  };
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     if (all[i] && strcmp(all[i]->name, name) == 0) return all[i];
   return NULL;

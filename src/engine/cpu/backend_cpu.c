@@ -1,0 +1,361 @@
+/*
+ * The CPU backend's entry points: plans, contexts and runs. See cpu.h for
+ * the model of programs, slots and steps.
+ */
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "engine/cpu/cpu.h"
+
+/* A program bound to one context's memory: ready-made argument lists for
+ * every primitive, and the memory objects that point at the caller's
+ * buffers, which each run re-aims. */
+typedef struct cpu_binding {
+  cpu_program *p;
+  dnnl_exec_arg_t **args; /* per step */
+  dnnl_memory_t *owned;
+  int n_owned;
+  dnnl_memory_t *ext_mem;
+  int *ext_slot;
+  int n_ext;
+} cpu_binding;
+
+static void plan_free(backend_plan *plan) {
+  if (!plan) return;
+  if (plan->programs)
+    for (int b = 0; b <= plan->config.max_batch_size; b++) cpu_program_free(plan->programs[b]);
+  if (plan->weights)
+    for (int i = 0; i < plan->g->n_nodes; i++)
+      for (cpu_weights *w = plan->weights[i], *next; w; w = next) {
+        next = w->next;
+        if (w->memory) dnnl_memory_destroy(w->memory);
+        free(w->data);
+        free(w);
+      }
+  if (plan->engine) dnnl_engine_destroy(plan->engine);
+  pthread_mutex_destroy(&plan->lock);
+  free(plan->programs);
+  free(plan->weights);
+  free(plan->last_node);
+  free(plan);
+}
+
+static inferd_error *program_get(backend_plan *plan, int batch, cpu_program **out) {
+  pthread_mutex_lock(&plan->lock);
+  inferd_error *e = NULL;
+  if (!plan->programs[batch]) e = cpu_program_build(plan, batch, &plan->programs[batch]);
+  *out = plan->programs[batch];
+  pthread_mutex_unlock(&plan->lock);
+  return e;
+}
+
+static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
+  backend_plan *plan = mem_zalloc(sizeof(*plan));
+  plan->g = g;
+  plan->config = *config;
+  pthread_mutex_init(&plan->lock, NULL);
+  plan->programs = mem_zalloc((size_t)(config->max_batch_size + 1) * sizeof(cpu_program *));
+  plan->weights = mem_zalloc((size_t)(g->n_nodes + 1) * sizeof(cpu_weights *));
+  plan->last_node = mem_zalloc((size_t)(g->n_values + 1) * sizeof(int));
+  for (int v = 0; v < g->n_values; v++) plan->last_node[v] = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    if (g->nodes[i].dead) continue;
+    for (int k = 0; k < g->nodes[i].n_inputs; k++)
+      if (g->nodes[i].inputs[k] >= 0) plan->last_node[g->nodes[i].inputs[k]] = i;
+  }
+  for (int j = 0; j < g->n_outputs; j++) plan->last_node[g->outputs[j]] = INT_MAX;
+  dnnl_status_t st = dnnl_engine_create(&plan->engine, dnnl_cpu, 0);
+  if (st != dnnl_success) {
+    plan_free(plan);
+    return cpu_dnnl_error(st, "creating the CPU engine");
+  }
+  /* Build the largest batch now: every kernel and weight layout is chosen at
+   * load, and a model the backend cannot run fails here, not at the first
+   * request. */
+  cpu_program *p;
+  inferd_error *e = program_get(plan, config->max_batch_size, &p);
+  if (!e && config->max_batch_size > 1) e = program_get(plan, 1, &p);
+  if (e) {
+    plan_free(plan);
+    return e;
+  }
+  *out = plan;
+  return NULL;
+}
+
+static size_t cpu_plan_weight_bytes(const backend_plan *plan) {
+  size_t total = 0;
+  for (int i = 0; i < plan->g->n_nodes; i++)
+    for (const cpu_weights *w = plan->weights[i]; w; w = w->next) total += w->size;
+  return total;
+}
+
+static void binding_free(cpu_binding *bd) {
+  if (!bd) return;
+  for (int i = 0; i < bd->n_owned; i++) dnnl_memory_destroy(bd->owned[i]);
+  if (bd->args)
+    for (int i = 0; i < bd->p->n_steps; i++) free(bd->args[i]);
+  free(bd->args);
+  free(bd->owned);
+  free(bd->ext_mem);
+  free(bd->ext_slot);
+  free(bd);
+}
+
+static void bindings_clear(backend_context *ctx) {
+  for (int b = 0; b <= ctx->plan->config.max_batch_size; b++) {
+    binding_free(ctx->bindings[b]);
+    ctx->bindings[b] = NULL;
+  }
+}
+
+/* Where a slot's bytes are for this run. */
+static void *slot_ptr(const backend_context *ctx, const cpu_program *p, int slot, const void *const *inputs,
+                      void *const *outputs) {
+  const cpu_slot *r = &p->slots[cpu_slot_root(p, slot)];
+  switch (r->storage) {
+    case CPU_STORAGE_INPUT: return (void *)inputs[r->ext_index];
+    case CPU_STORAGE_OUTPUT:
+      if (outputs && outputs[r->ext_index]) return outputs[r->ext_index];
+      return (char *)ctx->arena + r->offset;
+    case CPU_STORAGE_CONST: return (void *)r->const_data;
+    default: return (char *)ctx->arena + r->offset;
+  }
+}
+
+static inferd_error *ensure_memory(backend_context *ctx, const cpu_program *p) {
+  if (p->arena_size > ctx->arena_size) {
+    void *arena = mem_try_aligned(p->arena_size);
+    if (!arena) return err_new(INFERD_ERROR_NO_MEMORY, "allocating a %zu-byte activation arena", p->arena_size);
+    free(ctx->arena);
+    ctx->arena = arena;
+    ctx->arena_size = p->arena_size;
+    bindings_clear(ctx);
+  }
+  if (p->scratch_size > ctx->scratch_size) {
+    void *scratch = mem_try_aligned(p->scratch_size);
+    if (!scratch) return err_new(INFERD_ERROR_NO_MEMORY, "allocating a %zu-byte scratchpad", p->scratch_size);
+    free(ctx->scratch);
+    ctx->scratch = scratch;
+    ctx->scratch_size = p->scratch_size;
+    bindings_clear(ctx);
+  }
+  return NULL;
+}
+
+static inferd_error *binding_create(backend_context *ctx, cpu_program *p, cpu_binding **out) {
+  ERR_TRY(ensure_memory(ctx, p));
+  cpu_binding *bd = mem_zalloc(sizeof(*bd));
+  bd->p = p;
+  bd->args = mem_zalloc((size_t)(p->n_steps + 1) * sizeof(dnnl_exec_arg_t *));
+  size_t cap_owned = 0, cap_ext = 0;
+  dnnl_engine_t engine = ctx->plan->engine;
+  for (int i = 0; i < p->n_steps; i++) {
+    const cpu_step *s = &p->steps[i];
+    if (s->kind != CPU_STEP_PRIMITIVE) continue;
+    bd->args[i] = mem_alloc((size_t)(s->n_args + 1) * sizeof(dnnl_exec_arg_t));
+    for (int k = 0; k < s->n_args; k++) {
+      const cpu_arg *a = &s->args[k];
+      dnnl_memory_t m = a->memory;
+      if (!m) {
+        const cpu_slot *r = &p->slots[cpu_slot_root(p, a->slot)];
+        bool external = r->storage == CPU_STORAGE_INPUT || r->storage == CPU_STORAGE_OUTPUT;
+        void *ptr = external ? DNNL_MEMORY_NONE : slot_ptr(ctx, p, a->slot, NULL, NULL);
+        dnnl_status_t st = dnnl_memory_create(&m, &a->md, engine, ptr);
+        if (st != dnnl_success) {
+          binding_free(bd);
+          return cpu_dnnl_error(st, "creating memory");
+        }
+        MEM_GROW(bd->owned, cap_owned, (size_t)bd->n_owned + 1);
+        bd->owned[bd->n_owned++] = m;
+        if (external) {
+          MEM_GROW(bd->ext_mem, cap_ext, (size_t)bd->n_ext + 1);
+          bd->ext_slot = mem_realloc(bd->ext_slot, cap_ext * sizeof(int));
+          bd->ext_mem[bd->n_ext] = m;
+          bd->ext_slot[bd->n_ext++] = a->slot;
+        }
+      }
+      bd->args[i][k] = (dnnl_exec_arg_t){a->arg, m};
+    }
+    if (s->scratch_size) {
+      dnnl_memory_t m;
+      dnnl_status_t st = dnnl_memory_create(&m, &s->scratch_md, engine, ctx->scratch);
+      if (st != dnnl_success) {
+        binding_free(bd);
+        return cpu_dnnl_error(st, "creating scratchpad memory");
+      }
+      MEM_GROW(bd->owned, cap_owned, (size_t)bd->n_owned + 1);
+      bd->owned[bd->n_owned++] = m;
+      bd->args[i][s->n_args] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, m};
+    }
+  }
+  *out = bd;
+  return NULL;
+}
+
+static inferd_error *cpu_context_create(backend_plan *plan, int threads, backend_context **out) {
+  backend_context *ctx = mem_zalloc(sizeof(*ctx));
+  ctx->plan = plan;
+  ctx->threads = threads > 0 ? threads : plan->config.threads;
+  ctx->bindings = mem_zalloc((size_t)(plan->config.max_batch_size + 1) * sizeof(cpu_binding *));
+  ctx->step_ms = NULL;
+  ctx->profiled_batch = -1;
+  inferd_error *e = NULL;
+  dnnl_status_t st = dnnl_stream_create(&ctx->stream, plan->engine, dnnl_stream_default_flags);
+  if (st != dnnl_success) e = cpu_dnnl_error(st, "creating a stream");
+  /* Size the arena for the largest batch now so runs never allocate. */
+  int batches[2] = {plan->config.max_batch_size, 1};
+  for (int i = 0; i < 2 && !e; i++) {
+    cpu_program *p;
+    e = program_get(plan, batches[i], &p);
+    if (!e) e = binding_create(ctx, p, &ctx->bindings[batches[i]]);
+  }
+  if (e) {
+    if (ctx->stream) dnnl_stream_destroy(ctx->stream);
+    bindings_clear(ctx);
+    free(ctx->bindings);
+    free(ctx->arena);
+    free(ctx->scratch);
+    free(ctx);
+    return e;
+  }
+  *out = ctx;
+  return NULL;
+}
+
+static void cpu_context_delete(backend_context *ctx) {
+  if (!ctx) return;
+  bindings_clear(ctx);
+  free(ctx->bindings);
+  if (ctx->stream) dnnl_stream_destroy(ctx->stream);
+  free(ctx->arena);
+  free(ctx->scratch);
+  free(ctx->step_ms);
+  free(ctx);
+}
+
+static size_t cpu_context_memory_bytes(const backend_context *ctx) { return ctx->arena_size + ctx->scratch_size; }
+
+static float apply_eltwise(const ir_post_op *po, float v) {
+  switch (po->alg) {
+    case IR_ELTWISE_RELU: return v > 0 ? v : 0;
+    case IR_ELTWISE_LEAKY_RELU: return v > 0 ? v : v * po->alpha;
+    case IR_ELTWISE_CLIP: return v < po->alpha ? po->alpha : (v > po->beta ? po->beta : v);
+    case IR_ELTWISE_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case IR_ELTWISE_TANH: return tanhf(v);
+    case IR_ELTWISE_HARD_SWISH: {
+      float t = v / 6.0f + 0.5f;
+      return v * (t < 0 ? 0 : (t > 1 ? 1 : t));
+    }
+    case IR_ELTWISE_HARD_SIGMOID: {
+      float t = po->alpha * v + po->beta;
+      return t < 0 ? 0 : (t > 1 ? 1 : t);
+    }
+  }
+  return v;
+}
+
+/* A fused node that fell back to its reference kernel still owes its
+ * post-ops. */
+static void ref_post_ops(const cpu_step *s) {
+  const ir_node *n = s->node;
+  float *y = s->out_tensors[0].data;
+  int64_t count = ir_tensor_numel(&s->out_tensors[0]);
+  const float *sum = n->sum_input >= 0 ? s->in_tensors[n->sum_input].data : NULL;
+  for (int i = 0; i < n->n_post_ops; i++) {
+    const ir_post_op *po = &n->post_ops[i];
+    if (po->kind == IR_POST_SUM) {
+      for (int64_t j = 0; j < count; j++) y[j] += sum[j];
+    } else {
+      for (int64_t j = 0; j < count; j++) y[j] = apply_eltwise(po, y[j]);
+    }
+  }
+}
+
+static inferd_error *run_ref_step(backend_context *ctx, const cpu_program *p, cpu_step *s, const void *const *inputs,
+                                  void *const *outputs) {
+  for (int k = 0; k < s->n_in; k++)
+    s->in_tensors[k].data = s->in_slots[k] >= 0 ? slot_ptr(ctx, p, s->in_slots[k], inputs, outputs) : NULL;
+  for (int k = 0; k < s->n_out; k++)
+    s->out_tensors[k].data = s->out_slots[k] >= 0 ? slot_ptr(ctx, p, s->out_slots[k], inputs, outputs) : NULL;
+  ERR_TRY(ir_op_get(s->node->op)->ref(ctx->plan->g, s->node, s->in_tensors, s->out_tensors));
+  if (s->node->n_post_ops) ref_post_ops(s);
+  return NULL;
+}
+
+static inferd_error *cpu_execute(backend_context *ctx, int batch, const void *const *inputs, void *const *outputs) {
+  backend_plan *plan = ctx->plan;
+  cpu_program *p;
+  ERR_TRY(program_get(plan, batch, &p));
+  if (!ctx->bindings[batch]) ERR_TRY(binding_create(ctx, p, &ctx->bindings[batch]));
+  cpu_binding *bd = ctx->bindings[batch];
+  for (int i = 0; i < bd->n_ext; i++)
+    dnnl_memory_set_data_handle(bd->ext_mem[i], slot_ptr(ctx, p, bd->ext_slot[i], inputs, outputs));
+  omp_set_num_threads(ctx->threads);
+  if (ctx->profiling) {
+    free(ctx->step_ms);
+    ctx->step_ms = mem_zalloc((size_t)(p->n_steps + 1) * sizeof(double));
+    ctx->profiled_batch = batch;
+  }
+  for (int i = 0; i < p->n_steps; i++) {
+    cpu_step *s = &p->steps[i];
+    uint64_t t0 = ctx->profiling ? clock_now_ns() : 0;
+    switch (s->kind) {
+      case CPU_STEP_PRIMITIVE: {
+        int nargs = s->n_args + (s->scratch_size ? 1 : 0);
+        dnnl_status_t st = dnnl_primitive_execute(s->primitive, ctx->stream, nargs, bd->args[i]);
+        if (st != dnnl_success) return err_wrap(cpu_dnnl_error(st, s->what), "step '%s'", s->name);
+        break;
+      }
+      case CPU_STEP_REF:
+        /* The stream is in order and synchronous on CPU, but be explicit:
+         * a C kernel reads what the previous primitive wrote. */
+        dnnl_stream_wait(ctx->stream);
+        ERR_TRY(run_ref_step(ctx, p, s, inputs, outputs));
+        break;
+      case CPU_STEP_COPY:
+        dnnl_stream_wait(ctx->stream);
+        memcpy(slot_ptr(ctx, p, s->out_slots[0], inputs, outputs), slot_ptr(ctx, p, s->in_slots[0], inputs, outputs),
+               s->copy_bytes);
+        break;
+    }
+    if (ctx->profiling) {
+      dnnl_stream_wait(ctx->stream);
+      ctx->step_ms[i] = (double)(clock_now_ns() - t0) * 1e-6;
+    }
+  }
+  dnnl_status_t st = dnnl_stream_wait(ctx->stream);
+  if (st != dnnl_success) return cpu_dnnl_error(st, "waiting for the stream");
+  return NULL;
+}
+
+static void cpu_set_profiling(backend_context *ctx, bool enabled) { ctx->profiling = enabled; }
+
+static int cpu_profile(const backend_context *ctx, inferd_profile_entry *entries, int capacity) {
+  if (ctx->profiled_batch < 0 || !ctx->step_ms) return 0;
+  const cpu_program *p = ctx->plan->programs[ctx->profiled_batch];
+  for (int i = 0; i < p->n_steps && i < capacity; i++)
+    entries[i] = (inferd_profile_entry){.name = p->steps[i].name,
+                                        .kind = p->steps[i].what,
+                                        .milliseconds = ctx->step_ms[i],
+                                        .gflop = p->steps[i].gflop};
+  return p->n_steps;
+}
+
+const inferd_backend_ops backend_cpu_ops = {
+    .name = "cpu",
+    .plan_create = cpu_plan_create,
+    .plan_delete = plan_free,
+    .plan_weight_bytes = cpu_plan_weight_bytes,
+    .context_create = cpu_context_create,
+    .context_delete = cpu_context_delete,
+    .context_memory_bytes = cpu_context_memory_bytes,
+    .execute = cpu_execute,
+    .set_profiling = cpu_set_profiling,
+    .profile = cpu_profile,
+};

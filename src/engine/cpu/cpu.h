@@ -1,0 +1,207 @@
+/*
+ * The oneDNN CPU backend, inside.
+ *
+ * A plan holds the optimized graph, oneDNN's engine and, per node, the
+ * weights reordered into the layouts its primitives chose. For each batch
+ * size it is run at, it builds a program once: a list of steps (oneDNN
+ * primitives, or reference kernels for the ops oneDNN lacks) over slots.
+ *
+ * A slot is one tensor in one memory layout. Activations flow between oneDNN
+ * primitives in whatever blocked layout the convolutions pick (nChw8c on
+ * AVX2); a slot in plain row-major layout is made, with a reorder step, only
+ * where a plain-only consumer, a graph output, or a view (Reshape, Flatten...)
+ * needs it. Views and the in-place residual sum share their source's buffer,
+ * so slots form alias trees whose roots own memory: the caller's input or
+ * output buffers, constants, or an offset in the context's arena, placed by
+ * the memory planner from the steps' lifetimes.
+ *
+ * A context binds a program to its own arena and scratchpad: it creates the
+ * oneDNN memory objects once per batch size, and a run only rebinds the
+ * caller's input and output pointers.
+ */
+#ifndef INFERD_ENGINE_CPU_CPU_H
+#define INFERD_ENGINE_CPU_CPU_H
+
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+
+#include "engine/backend.h"
+
+typedef enum cpu_storage {
+  CPU_STORAGE_ARENA = 0,
+  CPU_STORAGE_INPUT,  /* graph input ext_index */
+  CPU_STORAGE_OUTPUT, /* graph output ext_index; the arena slot when the caller passes NULL */
+  CPU_STORAGE_CONST,  /* read-only data owned by the graph or the plan */
+} cpu_storage;
+
+typedef struct cpu_slot {
+  dnnl_memory_desc_t md;
+  size_t size;
+  int value;    /* the graph value it holds */
+  int alias_of; /* slot whose memory it shares (a view), -1 for a root */
+  /* Root slots only: */
+  cpu_storage storage;
+  int ext_index;
+  const void *const_data;
+  size_t offset; /* in the arena, for ARENA and OUTPUT */
+  int first, last; /* steps that write first and read last */
+  int last_node;   /* last node reading any value in this alias tree */
+  bool pinned;     /* visible outside (graph input/output/const): never written in place */
+} cpu_slot;
+
+typedef enum cpu_step_kind { CPU_STEP_PRIMITIVE = 0, CPU_STEP_REF, CPU_STEP_COPY } cpu_step_kind;
+
+enum { CPU_MAX_ARGS = 24 };
+
+typedef struct cpu_arg {
+  int arg;  /* DNNL_ARG_* */
+  int slot; /* -1 with `memory` set for plan-owned memory (weights) */
+  dnnl_memory_desc_t md;
+  dnnl_memory_t memory; /* shared, read-only (weights, bias); NULL for slot args */
+} cpu_arg;
+
+typedef struct cpu_step {
+  cpu_step_kind kind;
+  const char *name;
+  const char *what; /* "conv+sum+relu", "reorder", ... for profiles */
+  double gflop;
+  /* PRIMITIVE */
+  dnnl_primitive_t primitive;
+  int n_args;
+  cpu_arg args[CPU_MAX_ARGS];
+  size_t scratch_size;
+  dnnl_memory_desc_t scratch_md;
+  /* REF: the node, slots of its inputs (-1 omitted) and outputs, and the
+   * tensors with dims at this batch; data pointers are filled per run. */
+  const ir_node *node;
+  int n_in, n_out;
+  int *in_slots, *out_slots;
+  ir_tensor *in_tensors, *out_tensors;
+  /* COPY: bytes from slot in_slots[0] to out_slots[0] */
+  size_t copy_bytes;
+} cpu_step;
+
+typedef struct cpu_program {
+  int batch;
+  cpu_slot *slots;
+  int n_slots;
+  size_t cap_slots;
+  cpu_step *steps;
+  int n_steps;
+  size_t cap_steps;
+  int *output_slots; /* per graph output: the slot whose root holds it */
+  size_t arena_size;
+  size_t scratch_size;
+  size_t lower_bound; /* memplan_lower_bound, reported by --verbose */
+} cpu_program;
+
+/* Weights of one node in the layout one of its primitives asked for. */
+typedef struct cpu_weights {
+  struct cpu_weights *next;
+  int value; /* the constant it was made from */
+  dnnl_memory_desc_t md;
+  void *data;
+  dnnl_memory_t memory;
+  size_t size;
+} cpu_weights;
+
+struct backend_plan {
+  const ir_graph *g;
+  backend_plan_config config;
+  dnnl_engine_t engine;
+  pthread_mutex_t lock; /* guards programs and weights */
+  cpu_program **programs; /* [max_batch_size + 1], built on first use */
+  cpu_weights **weights;  /* per node id */
+  int *last_node;         /* per value: last live node reading it (INT_MAX for graph outputs) */
+};
+
+struct backend_context {
+  backend_plan *plan;
+  int threads;
+  dnnl_stream_t stream;
+  void *arena;
+  size_t arena_size;
+  void *scratch;
+  size_t scratch_size;
+  struct cpu_binding **bindings; /* per batch size */
+  bool profiling;
+  double *step_ms;
+  int profiled_batch;
+};
+
+/* Building programs (program.c). */
+inferd_error *cpu_program_build(backend_plan *plan, int batch, cpu_program **out);
+void cpu_program_free(cpu_program *p);
+
+/* Helpers shared by the op builders. */
+typedef struct cpu_builder {
+  backend_plan *plan;
+  const ir_graph *g;
+  cpu_program *p;
+  int batch;
+  int node_index;
+  int *value_slot;       /* per value: the slot holding it (any layout), -1 none yet */
+  int *value_plain_slot; /* per value: a plain-layout slot, -1 none yet */
+} cpu_builder;
+
+#define DNNL_TRY(call, what)                                                                            \
+  do {                                                                                                  \
+    dnnl_status_t dnnl_try_st_ = (call);                                                                \
+    if (dnnl_try_st_ != dnnl_success) return cpu_dnnl_error(dnnl_try_st_, what);                       \
+  } while (0)
+
+inferd_error *cpu_dnnl_error(dnnl_status_t status, const char *what);
+dnnl_data_type_t cpu_dnnl_type(inferd_datatype t);
+/* Dense row-major md of `value` at the builder's batch; scalars become [1]. */
+void cpu_plain_md(const cpu_builder *b, int value, dnnl_memory_desc_t *md);
+void cpu_plain_md_dims(int rank, const int64_t *dims, dnnl_data_type_t type, dnnl_memory_desc_t *md);
+bool cpu_md_is_plain(const dnnl_memory_desc_t *md);
+int cpu_value_dims(const cpu_builder *b, int value, int64_t *dims);
+
+/* Slots and steps. */
+int cpu_slot_new(cpu_builder *b, int value, const dnnl_memory_desc_t *md);
+int cpu_slot_view(cpu_builder *b, int source_slot, int value, const dnnl_memory_desc_t *md);
+int cpu_slot_root(const cpu_program *p, int slot);
+/* The slot of `value` in any layout (constants get a CONST slot). */
+inferd_error *cpu_value_slot(cpu_builder *b, int value, int *slot);
+/* The slot of `value` in plain layout, adding a reorder when needed. */
+inferd_error *cpu_plain_slot(cpu_builder *b, int value, int *slot);
+/* The slot of `value` in layout `md`, adding a reorder when needed. */
+inferd_error *cpu_slot_in_layout(cpu_builder *b, int value, const dnnl_memory_desc_t *md, int *slot);
+cpu_step *cpu_step_new(cpu_builder *b, cpu_step_kind kind, const char *what);
+void cpu_step_arg(cpu_step *s, int arg, int slot, const dnnl_memory_desc_t *md);
+/* Creates the primitive from pd, records the scratchpad size; takes pd. */
+inferd_error *cpu_step_set_primitive(cpu_step *s, dnnl_primitive_desc_t pd);
+/* A reorder step from one slot to another (layouts may differ). */
+inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to);
+/* Marks a slot as used by the newest step (extends its buffer's lifetime). */
+void cpu_slot_touch_last(cpu_builder *b, int slot);
+/* Pads of a Conv or pool node per spatial dimension (auto_pad resolved). */
+void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const int64_t *kernel,
+                   const int64_t *strides, const int64_t *dilations, int64_t *pad_l, int64_t *pad_r);
+/* A primitive_attr with user scratchpad and the node's post-ops. The caller
+ * destroys it. */
+inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr);
+/* The implementation oneDNN picked, e.g. "jit:avx2". */
+const char *cpu_pd_impl(const_dnnl_primitive_desc_t pd);
+/* Weights of `value` (a constant) reordered to `md`, cached per node. */
+inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_t *src_md,
+                              const dnnl_memory_desc_t *md, dnnl_memory_t *memory);
+/* Step that runs the node's reference kernel over plain slots. */
+inferd_error *cpu_build_ref(cpu_builder *b, const ir_node *node);
+
+/* Op builders: each returns NULL after adding its steps, or an error. When
+ * oneDNN cannot run the node as configured they fall back to cpu_build_ref. */
+inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_eltwise(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_binary(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_batchnorm(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_view(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_concat(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_softmax(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_reduce(cpu_builder *b, const ir_node *node);
+inferd_error *cpu_build_transpose(cpu_builder *b, const ir_node *node);
+
+#endif

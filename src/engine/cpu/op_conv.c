@@ -1,0 +1,199 @@
+/*
+ * Convolution on oneDNN, with the node's fused bias, activations and
+ * residual sum as post-ops. Layouts are oneDNN's choice ("any"): the source
+ * is reordered only when the producer's layout differs from the one the
+ * fastest kernel wants, and the weights are reordered once per plan.
+ */
+#include <string.h>
+
+#include "engine/cpu/cpu.h"
+
+void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const int64_t *kernel,
+                   const int64_t *strides, const int64_t *dilations, int64_t *pad_l, int64_t *pad_r) {
+  int n_pads;
+  const int64_t *pads = ir_node_attr_ints(node, "pads", &n_pads);
+  const char *auto_pad = ir_node_attr_string(node, "auto_pad", "NOTSET");
+  dnnl_dims_t in, out;
+  cpu_value_dims(b, node->inputs[0], in);
+  cpu_value_dims(b, node->outputs[0], out);
+  for (int i = 0; i < spatial; i++) {
+    pad_l[i] = pad_r[i] = 0;
+    if (strcmp(auto_pad, "SAME_UPPER") == 0 || strcmp(auto_pad, "SAME_LOWER") == 0) {
+      int64_t extent = (kernel[i] - 1) * dilations[i] + 1;
+      int64_t total = (out[2 + i] - 1) * strides[i] + extent - in[2 + i];
+      if (total < 0) total = 0;
+      int64_t small = total / 2, big = total - small;
+      pad_l[i] = strcmp(auto_pad, "SAME_UPPER") == 0 ? small : big;
+      pad_r[i] = total - pad_l[i];
+    } else if (strcmp(auto_pad, "VALID") != 0 && pads && n_pads == 2 * spatial) {
+      pad_l[i] = pads[i];
+      pad_r[i] = pads[spatial + i];
+    }
+    /* oneDNN derives nothing: the right pad must make the output size it is
+     * given exact (ceil_mode and SAME leave a remainder the kernel skips). */
+    int64_t extent = (kernel[i] - 1) * dilations[i] + 1;
+    int64_t need = (out[2 + i] - 1) * strides[i] + extent - in[2 + i] - pad_l[i];
+    pad_r[i] = need;
+  }
+}
+
+static inferd_error *conv_pd(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *src,
+                             const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *bias,
+                             const dnnl_memory_desc_t *dst, const int64_t *strides, const int64_t *dil,
+                             const int64_t *pl, const int64_t *pr, dnnl_primitive_desc_t *pd) {
+  dnnl_convolution_desc_t cd;
+  DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_auto, src, w,
+                                                      bias, dst, strides, dil, pl, pr),
+           "convolution descriptor");
+  dnnl_primitive_attr_t attr;
+  ERR_TRY(cpu_attr_for_node(n, &attr));
+  dnnl_status_t st = dnnl_primitive_desc_create(pd, &cd, attr, b->plan->engine, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  if (st != dnnl_success) return cpu_dnnl_error(st, "convolution");
+  return NULL;
+}
+
+static bool impl_is_reference(const_dnnl_primitive_desc_t pd) { return strstr(cpu_pd_impl(pd), "ref") != NULL; }
+
+inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
+  const ir_graph *g = b->g;
+  int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
+  int sum = n->sum_input >= 0 ? n->inputs[n->sum_input] : -1;
+  int y = n->outputs[0];
+  const ir_value *wv = &g->values[w];
+  int rank = g->values[x].shape.rank;
+  if (g->values[x].dtype != INFERD_TYPE_FP32 || wv->kind != IR_VALUE_CONST || rank < 3 || rank > 5 ||
+      (bias >= 0 && g->values[bias].kind != IR_VALUE_CONST))
+    return cpu_build_ref(b, n);
+  int spatial = rank - 2;
+  int64_t group = ir_node_attr_int(n, "group", 1);
+  dnnl_dims_t xd, yd, wd;
+  cpu_value_dims(b, x, xd);
+  cpu_value_dims(b, y, yd);
+  cpu_value_dims(b, w, wd);
+  dnnl_dims_t kernel, strides, dil, dil_dnnl, pl, pr;
+  int n_attr;
+  const int64_t *s_attr = ir_node_attr_ints(n, "strides", &n_attr);
+  const int64_t *d_attr = ir_node_attr_ints(n, "dilations", &n_attr);
+  for (int i = 0; i < spatial; i++) {
+    kernel[i] = wd[2 + i];
+    strides[i] = s_attr ? s_attr[i] : 1;
+    dil[i] = d_attr ? d_attr[i] : 1;
+    dil_dnnl[i] = dil[i] - 1;
+  }
+  cpu_node_pads(b, n, spatial, kernel, strides, dil, pl, pr);
+
+  /* Weights as stored: [OC, IC/G, k...], viewed as [G, OC/G, IC/G, k...]
+   * when grouped (same bytes). */
+  int64_t wdims[6];
+  int wrank = 0;
+  if (group > 1) wdims[wrank++] = group;
+  wdims[wrank++] = wd[0] / group;
+  for (int i = 1; i < rank; i++) wdims[wrank++] = wd[i];
+  dnnl_memory_desc_t w_plain, w_any, src_any, dst_any, bias_md, x_md;
+  cpu_plain_md_dims(wrank, wdims, dnnl_f32, &w_plain);
+  dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain.dims, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&src_any, rank, xd, dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&dst_any, rank, yd, dnnl_f32, dnnl_format_tag_any);
+  int64_t oc = yd[1];
+  cpu_plain_md_dims(1, &oc, dnnl_f32, &bias_md);
+
+  int x_slot;
+  ERR_TRY(cpu_value_slot(b, x, &x_slot));
+  x_md = b->p->slots[x_slot].md;
+
+  /* With a residual sum, the convolution writes into the other operand's
+   * layout so it can accumulate in place. */
+  int sum_slot = -1;
+  dnnl_memory_desc_t dst_want = dst_any;
+  if (sum >= 0) {
+    ERR_TRY(cpu_value_slot(b, sum, &sum_slot));
+    dst_want = b->p->slots[sum_slot].md;
+  }
+
+  dnnl_primitive_desc_t pd = NULL;
+  inferd_error *e = conv_pd(b, n, &src_any, &w_any, bias >= 0 ? &bias_md : NULL, &dst_want, strides, dil_dnnl, pl,
+                            pr, &pd);
+  if (e && sum >= 0) {
+    inferd_error_delete(e);
+    e = conv_pd(b, n, &src_any, &w_any, bias >= 0 ? &bias_md : NULL, &dst_any, strides, dil_dnnl, pl, pr, &pd);
+  }
+  if (e) {
+    inferd_error_delete(e);
+    return cpu_build_ref(b, n);
+  }
+  /* Prefer the producer's layout when a kernel as good exists for it: the
+   * first convolution reads the plain input directly that way. */
+  const dnnl_memory_desc_t *src_pref = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+  if (!dnnl_memory_desc_equal(src_pref, &x_md)) {
+    dnnl_primitive_desc_t pd2 = NULL;
+    const dnnl_memory_desc_t *dst_chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    inferd_error *e2 = conv_pd(b, n, &x_md, &w_any, bias >= 0 ? &bias_md : NULL, dst_chosen, strides, dil_dnnl,
+                               pl, pr, &pd2);
+    if (!e2 && !impl_is_reference(pd2) && strcmp(cpu_pd_impl(pd2), cpu_pd_impl(pd)) == 0) {
+      dnnl_primitive_desc_destroy(pd);
+      pd = pd2;
+    } else {
+      inferd_error_delete(e2);
+      if (pd2) dnnl_primitive_desc_destroy(pd2);
+    }
+  }
+  dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+  dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+
+  int src_slot;
+  e = cpu_slot_in_layout(b, x, &src_md, &src_slot);
+  dnnl_memory_t w_mem = NULL, b_mem = NULL;
+  if (!e) e = cpu_weights_get(b, w, &w_plain, &w_md, &w_mem);
+  if (!e && bias >= 0) e = cpu_weights_get(b, bias, &bias_md, &bias_md, &b_mem);
+  if (e) {
+    dnnl_primitive_desc_destroy(pd);
+    return e;
+  }
+
+  int out_slot;
+  if (sum >= 0) {
+    int r = cpu_slot_root(b->p, sum_slot);
+    const cpu_slot *root = &b->p->slots[r];
+    bool in_place = root->storage == CPU_STORAGE_ARENA && !root->pinned && root->last_node <= b->node_index &&
+                    dnnl_memory_desc_equal(&b->p->slots[sum_slot].md, &dst_md) && root->size == b->p->slots[sum_slot].size;
+    if (in_place) {
+      out_slot = cpu_slot_view(b, sum_slot, y, &dst_md);
+    } else {
+      out_slot = cpu_slot_new(b, y, &dst_md);
+      e = cpu_add_reorder(b, sum_slot, out_slot);
+      if (e) {
+        dnnl_primitive_desc_destroy(pd);
+        return e;
+      }
+    }
+  } else {
+    out_slot = cpu_slot_new(b, y, &dst_md);
+  }
+
+  static const char *names[] = {"conv", "conv+relu", "conv+sum", "conv+sum+relu", "conv+act", "conv+sum+act"};
+  bool has_sum = n->sum_input >= 0;
+  bool has_relu = false, has_other = false;
+  for (int i = 0; i < n->n_post_ops; i++)
+    if (n->post_ops[i].kind == IR_POST_ELTWISE) {
+      if (n->post_ops[i].alg == IR_ELTWISE_RELU) has_relu = true;
+      else has_other = true;
+    }
+  const char *what = names[has_other ? (has_sum ? 5 : 4) : (has_sum ? 2 : 0) + (has_relu ? 1 : 0)];
+  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, what);
+  cpu_step_arg(s, DNNL_ARG_SRC, src_slot, &src_md);
+  s->args[s->n_args++] = (cpu_arg){.arg = DNNL_ARG_WEIGHTS, .slot = -1, .md = w_md, .memory = w_mem};
+  if (b_mem) s->args[s->n_args++] = (cpu_arg){.arg = DNNL_ARG_BIAS, .slot = -1, .md = bias_md, .memory = b_mem};
+  cpu_step_arg(s, DNNL_ARG_DST, out_slot, &dst_md);
+  cpu_slot_touch_last(b, src_slot);
+  cpu_slot_touch_last(b, out_slot);
+  int64_t macs = 1;
+  for (int i = 0; i < rank; i++) macs *= yd[i];
+  macs *= wd[1];
+  for (int i = 0; i < spatial; i++) macs *= kernel[i];
+  s->gflop = 2.0 * (double)macs * 1e-9;
+  b->value_slot[y] = out_slot;
+  if (cpu_md_is_plain(&dst_md)) b->value_plain_slot[y] = out_slot;
+  return cpu_step_set_primitive(s, pd);
+}
