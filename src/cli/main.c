@@ -12,8 +12,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"run", cmd_run, "run one inference of a model and write its outputs as .npy files"},
     {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
+    {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
     {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},
 };
 
