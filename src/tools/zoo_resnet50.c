@@ -45,15 +45,15 @@ typedef struct builder {
   uint64_t rng;
   inferd_error *err; /* first failure; later steps do nothing */
   mem_pool *scratch;  /* the statistics, freed after the build */
-  chan_stats *stats;  /* by value id */
+  chan_stats **stats; /* by value id; pointers, so they survive the array's growth */
   size_t cap_stats;
 } builder;
 
-static chan_stats *stats_of(builder *b, int value) { return &b->stats[value]; }
+static chan_stats *stats_of(builder *b, int value) { return b->stats[value]; }
 
 static chan_stats *stats_new(builder *b, int value, int channels) {
   MEM_GROW(b->stats, b->cap_stats, (size_t)value + 1);
-  chan_stats *s = &b->stats[value];
+  chan_stats *s = b->stats[value] = mem_pool_alloc(b->scratch, sizeof(chan_stats));
   s->channels = channels;
   s->mean = mem_pool_alloc(b->scratch, (size_t)channels * sizeof(float));
   s->var = mem_pool_alloc(b->scratch, (size_t)channels * sizeof(float));
