@@ -94,6 +94,9 @@ def test_onnxruntime_batches(session):
     # Different inputs give different logits, by far more than rounding.
     assert np.abs(y2[0] - y2[1]).max() > 1e-2
     assert np.abs(y1[0] - y2[0]).max() > 1e-2
+    # The weights are scaled so that the input, not the weights, decides the class.
+    (y4,) = session.run(["output"], {"input": rng.standard_normal((4, 3, 224, 224), dtype=np.float32)})
+    assert len(set(np.argmax(np.concatenate([y2, y4]), axis=1))) >= 3
     # A batch is the same as its items run alone.
     (y_again,) = session.run(["output"], {"input": x2[1:2]})
     np.testing.assert_allclose(y_again[0], y2[1], rtol=1e-4, atol=1e-4)
