@@ -109,7 +109,7 @@ static void conv_accumulate_tap(const ops_window3 *c, const float *x, float *o, 
 }
 
 inferd_error *op_ref_Conv(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *out) {
-  const ir_tensor *x = &in[0], *w = &in[1], *b = &in[2];
+  const ir_tensor *x = &in[0], *w = &in[1];
   int nspatial = x->rank - 2;
   ops_window win;
   ERR_TRY(ops_window_init(g, n, nspatial, &x->dims[2], &w->dims[2], false, &win));
@@ -120,7 +120,7 @@ inferd_error *op_ref_Conv(const ir_graph *g, const ir_node *n, const ir_tensor *
   int64_t cg = channels / group, mg = out_channels / group;
   int64_t in_plane = c.in[0] * c.in[1] * c.in[2], out_plane = c.out[0] * c.out[1] * c.out[2];
   int64_t taps = c.k[0] * c.k[1] * c.k[2];
-  const float *xd = x->data, *wd = w->data, *bd = b->data;
+  const float *xd = x->data, *wd = w->data, *bd = ops_in_data(n, in, 2);
   float *od = out[0].data;
   for (int64_t nb = 0; nb < batch; nb++) {
     for (int64_t oc = 0; oc < out_channels; oc++) {

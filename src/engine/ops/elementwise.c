@@ -131,21 +131,22 @@ inferd_error *op_infer_Clip(ir_graph *g, int node) {
 inferd_error *op_ref_Clip(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *out) {
   const ir_tensor *x = &in[0];
   int64_t count = ir_tensor_numel(x);
+  const void *lo_data = ops_in_data(n, in, 1), *hi_data = ops_in_data(n, in, 2);
   if (x->dtype == INFERD_TYPE_FP32) {
     float lo = -INFINITY, hi = INFINITY;
     if (g->opset < 11) {
       lo = ir_node_attr_float(n, "min", -FLT_MAX);
       hi = ir_node_attr_float(n, "max", FLT_MAX);
     } else {
-      if (in[1].data) lo = *(const float *)in[1].data;
-      if (in[2].data) hi = *(const float *)in[2].data;
+      if (lo_data) lo = *(const float *)lo_data;
+      if (hi_data) hi = *(const float *)hi_data;
     }
     ops_eltwise_f32(IR_ELTWISE_CLIP, lo, hi, x->data, out[0].data, count);
     return NULL;
   }
   if (x->dtype == INFERD_TYPE_FP64) {
-    double lo = in[1].data ? *(const double *)in[1].data : -INFINITY;
-    double hi = in[2].data ? *(const double *)in[2].data : INFINITY;
+    double lo = lo_data ? *(const double *)lo_data : -INFINITY;
+    double hi = hi_data ? *(const double *)hi_data : INFINITY;
     const double *xd = x->data;
     double *yd = out[0].data;
     for (int64_t i = 0; i < count; i++) {
@@ -162,12 +163,13 @@ inferd_error *op_ref_Clip(const ir_graph *g, const ir_node *n, const ir_tensor *
     const void *pick = (const char *)x->data + (size_t)i * esize;
     int64_t v = ops_load_i64(x->data, x->dtype, i);
     for (int b = 1; b <= 2; b++) {
-      if (!in[b].data) continue;
-      int64_t bound = ops_load_i64(in[b].data, x->dtype, 0);
+      const void *bound_data = b == 1 ? lo_data : hi_data;
+      if (!bound_data) continue;
+      int64_t bound = ops_load_i64(bound_data, x->dtype, 0);
       bool below = is_unsigned ? (uint64_t)v < (uint64_t)bound : v < bound;
       bool above = is_unsigned ? (uint64_t)v > (uint64_t)bound : v > bound;
       if (b == 1 ? below : above) {
-        pick = in[b].data;
+        pick = bound_data;
         v = bound;
       }
     }

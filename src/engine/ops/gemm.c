@@ -82,8 +82,8 @@ inferd_error *op_ref_Gemm(const ir_graph *g, const ir_node *n, const ir_tensor *
   matmul_strided(m, nn, k, a->data, ta ? 1 : a->dims[1], ta ? a->dims[1] : 1, b->data, tb ? 1 : b->dims[1],
                  tb ? b->dims[1] : 1, y);
   int64_t cs[2] = {0, 0};
-  if (c->data) ops_broadcast_strides(c, 2, out[0].dims, cs);
-  const float *cd = c->data;
+  const float *cd = ops_in_data(n, in, 2);
+  if (cd) ops_broadcast_strides(c, 2, out[0].dims, cs);
   for (int64_t i = 0; i < m; i++)
     for (int64_t j = 0; j < nn; j++) {
       float v = alpha * y[i * nn + j];

@@ -242,7 +242,7 @@ inferd_error *op_ref_Pad(const ir_graph *g, const ir_node *n, const ir_tensor *i
   uint64_t fill = 0;
   if (g->opset < 11)
     ops_store_f64(&fill, x->dtype, 0, ir_node_attr_float(n, "value", 0.0f));
-  else if (n->n_inputs > 2 && in[2].data && ir_tensor_numel(&in[2]) == 1)
+  else if (ops_in_data(n, in, 2) && ir_tensor_numel(&in[2]) == 1)
     memcpy(&fill, in[2].data, esize);
   int64_t strides[IR_MAX_RANK], idx[IR_MAX_RANK] = {0};
   ops_strides(rank, x->dims, strides);

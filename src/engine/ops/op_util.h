@@ -96,6 +96,13 @@ void ops_valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, in
 
 /* ---- reference kernels -------------------------------------------------- */
 
+/* Kernel input k's data, or NULL when it is omitted or past the node's
+ * inputs: callers size `in` by the node's input count, so a kernel must not
+ * look at in[k] for an optional input without asking. */
+static inline const void *ops_in_data(const ir_node *n, const ir_tensor *in, int k) {
+  return ir_node_input(n, k) >= 0 ? in[k].data : NULL;
+}
+
 /* Dense row-major strides (in elements). */
 void ops_strides(int rank, const int64_t *dims, int64_t *strides);
 
