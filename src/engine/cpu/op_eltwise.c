@@ -126,8 +126,8 @@ inferd_error *cpu_build_binary(cpu_builder *b, const ir_node *n) {
     ERR_TRY(cpu_plain_slot(b, a, &a_slot));
     cpu_plain_md_dims(rank, ad, dnnl_f32, &a_md);
   }
-  if (c_full) {
-    /* Same shape: read both in one layout. */
+  if (c_full && b->g->values[c].shape.rank == rank && a_md.ndims == rank && !cpu_md_is_plain(&a_md)) {
+    /* Same shape, a in a blocked layout: read c in that layout too. */
     ERR_TRY(cpu_slot_in_layout(b, c, &b->p->slots[a_slot].md, &c_slot));
     c_md = a_md;
   } else {

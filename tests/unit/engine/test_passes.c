@@ -252,6 +252,33 @@ static void test_reshape_target_from_symbolic_shape(void **state) {
   ir_graph_delete(g);
 }
 
+static void test_fold_constants(void **state) {
+  (void)state;
+  /* y = x * (a + b) with a, b constants: the Add is computed at load. */
+  ir_graph *g = ir_graph_new();
+  int x = act(g, "x", 2), sum = ir_graph_add_value(g, "sum", INFERD_TYPE_FP32), y = act(g, "y", 2);
+  float a[2] = {1, 2}, bb[2] = {10, 20};
+  int a_id = cst(g, "a", 4, (int64_t[]){1, 2, 1, 1}, a), b_id = cst(g, "b", 4, (int64_t[]){1, 2, 1, 1}, bb);
+  ir_graph_add_input(g, x);
+  ir_graph_add_node(g, IR_OP_Add, "add", 2, (int[]){a_id, b_id}, 1, &sum);
+  ir_graph_add_node(g, IR_OP_Mul, "mul", 2, (int[]){x, sum}, 1, &y);
+  ir_graph_add_output(g, y);
+  assert_null(ir_infer_shapes(g));
+  ir_graph_update_uses(g);
+  int changes = 0;
+  assert_null(pass_fold_constants(g, &changes));
+  assert_int_equal(changes, 1);
+  assert_true(g->nodes[0].dead);
+  int folded = g->nodes[1].inputs[1];
+  assert_int_equal(g->values[folded].kind, IR_VALUE_CONST);
+  const float *f = g->values[folded].data;
+  assert_float_equal(f[0], 11.0f, 0);
+  assert_float_equal(f[1], 22.0f, 0);
+  /* A node reading the graph input is not folded. */
+  assert_false(g->nodes[1].dead);
+  ir_graph_delete(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fold_batchnorm),
@@ -263,6 +290,7 @@ int main(void) {
       cmocka_unit_test(test_matmul_add_becomes_gemm),
       cmocka_unit_test(test_dead_nodes_and_disabled_passes),
       cmocka_unit_test(test_reshape_target_from_symbolic_shape),
+      cmocka_unit_test(test_fold_constants),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
