@@ -13,6 +13,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
+    {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
+    {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},
 };
 
 static void print_usage(FILE *out) {
@@ -39,7 +41,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    if (strcmp(argv[1], commands[i].name) == 0 && commands[i].run) return commands[i].run(argc - 1, argv + 1);
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
   fprintf(stderr, "inferd: unknown command '%s' (see inferd --help)\n", argv[1]);
   return 2;
 }

@@ -34,6 +34,10 @@ typedef struct inferd_backend_ops {
   /* Prepares weights and whatever is shared by all batch sizes and contexts. */
   inferd_error *(*plan_create)(const ir_graph *g, const backend_plan_config *config, backend_plan **plan);
   void (*plan_delete)(backend_plan *plan);
+  /* Whether the plan keeps its own copy of constant `value` and will never
+   * read the graph's data again; the engine then frees the graph's copy.
+   * NULL means never. */
+  bool (*owns_constant)(const backend_plan *plan, int value);
   /* Bytes of weights the plan holds in the backend's own layouts. */
   size_t (*plan_weight_bytes)(const backend_plan *plan);
   /* Allocates everything a run at up to max_batch_size needs. */

@@ -164,6 +164,52 @@ size_t ir_graph_heap_bytes(const ir_graph *g) {
   return total;
 }
 
+/* Drops the whole pages inside [p, p+n) of a mapping: they were touched
+ * (read) while folding and count as resident until given back. Partial
+ * pages at the edges may hold neighbouring tensors and stay. */
+static void mapping_drop_range(const void *p, size_t n) {
+  size_t page = 4096;
+  uintptr_t begin = ((uintptr_t)p + page - 1) & ~(uintptr_t)(page - 1);
+  uintptr_t end = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+  if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
+void ir_graph_release_const(ir_graph *g, int value) {
+  ir_value *v = &g->values[value];
+  if (v->kind != IR_VALUE_CONST || !v->data) return;
+  /* Another constant may share the bytes (a folded output aliasing an
+   * input); keep them then. */
+  for (int o = 0; o < g->n_values; o++)
+    if (o != value && g->values[o].kind == IR_VALUE_CONST && g->values[o].data == v->data) {
+      v->data = NULL;
+      return;
+    }
+  for (ir_blob **link = &g->blobs; *link; link = &(*link)->next) {
+    ir_blob *b = *link;
+    const char *lo = b->addr, *p = v->data;
+    if (b->mapped) {
+      if (p >= lo && p < lo + b->length) {
+        mapping_drop_range(p, v->nbytes);
+        break;
+      }
+    } else if (b->addr == v->data) {
+      *link = b->next;
+      free(b->addr);
+      free(b);
+      break;
+    }
+  }
+  v->data = NULL;
+}
+
+void ir_graph_release_unused_consts(ir_graph *g) {
+  ir_graph_update_uses(g);
+  for (int v = 0; v < g->n_values; v++) {
+    const ir_value *val = &g->values[v];
+    if (val->kind == IR_VALUE_CONST && val->data && val->use_count == 0 && !val->is_output) ir_graph_release_const(g, v);
+  }
+}
+
 void ir_value_set_const(ir_graph *g, int value, inferd_datatype dtype, const ir_shape *shape, const void *data,
                         size_t nbytes) {
   ir_value *v = &g->values[value];

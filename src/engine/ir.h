@@ -197,6 +197,13 @@ void ir_graph_swap_value_names(ir_graph *g, int a, int b);
 void ir_graph_own_heap(ir_graph *g, void *block);
 /* Hands a mapping (from mmap) to the graph; unmapped with it. */
 void ir_graph_own_mapping(ir_graph *g, void *addr, size_t length);
+/* Gives back the memory of constant `value`'s data: a heap block is freed,
+ * pages of the file mapping it alone covers are dropped. data becomes NULL;
+ * dtype, shape and nbytes stay. For constants a backend has copied. */
+void ir_graph_release_const(ir_graph *g, int value);
+/* Releases every constant no live node or graph output uses any more (the
+ * originals of folded weights). */
+void ir_graph_release_unused_consts(ir_graph *g);
 /* Bytes of constant data the graph owns on the heap (mappings not counted). */
 size_t ir_graph_heap_bytes(const ir_graph *g);
 

@@ -42,6 +42,7 @@ static void plan_free(backend_plan *plan) {
   free(plan->programs);
   free(plan->weights);
   free(plan->last_node);
+  free(plan->const_use);
   free(plan);
 }
 
@@ -62,6 +63,7 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
   plan->programs = mem_zalloc((size_t)(config->max_batch_size + 1) * sizeof(cpu_program *));
   plan->weights = mem_zalloc((size_t)(g->n_nodes + 1) * sizeof(cpu_weights *));
   plan->last_node = mem_zalloc((size_t)(g->n_values + 1) * sizeof(int));
+  plan->const_use = mem_zalloc((size_t)g->n_values + 1);
   for (int v = 0; v < g->n_values; v++) plan->last_node[v] = -1;
   for (int i = 0; i < g->n_nodes; i++) {
     if (g->nodes[i].dead) continue;
@@ -86,6 +88,10 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
   }
   *out = plan;
   return NULL;
+}
+
+static bool cpu_owns_constant(const backend_plan *plan, int value) {
+  return plan->const_use[value] == CPU_CONST_COPIED;
 }
 
 static size_t cpu_plan_weight_bytes(const backend_plan *plan) {
@@ -351,6 +357,7 @@ const inferd_backend_ops backend_cpu_ops = {
     .name = "cpu",
     .plan_create = cpu_plan_create,
     .plan_delete = plan_free,
+    .owns_constant = cpu_owns_constant,
     .plan_weight_bytes = cpu_plan_weight_bytes,
     .context_create = cpu_context_create,
     .context_delete = cpu_context_delete,

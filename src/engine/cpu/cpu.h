@@ -113,7 +113,13 @@ struct backend_plan {
   cpu_program **programs; /* [max_batch_size + 1], built on first use */
   cpu_weights **weights;  /* per node id */
   int *last_node;         /* per value: last live node reading it (INT_MAX for graph outputs) */
+  /* Per value: the plan copied the constant (CPU_CONST_COPIED) and/or a
+   * program reads the graph's data at run time (CPU_CONST_READ). Constants
+   * only ever copied are handed back to the engine to free. */
+  unsigned char *const_use;
 };
+
+enum { CPU_CONST_COPIED = 1, CPU_CONST_READ = 2 };
 
 struct backend_context {
   backend_plan *plan;

@@ -188,9 +188,20 @@ inferd_error *cpu_value_slot(cpu_builder *b, int value, int *slot) {
     return err_new(INFERD_ERROR_INTERNAL, "value '%s' is read before any step produces it", v->name);
   dnnl_memory_desc_t md;
   cpu_plain_md(b, value, &md);
+  const void *data = v->data;
+  if (!data) {
+    /* The engine freed the graph's copy after an earlier program only used
+     * the constant as weights; a later program that reads it directly gets
+     * a plain copy made from the plan's. */
+    dnnl_memory_t memory;
+    ERR_TRY(cpu_weights_get(b, value, NULL, &md, &memory));
+    dnnl_memory_get_data_handle(memory, (void **)&data);
+  } else {
+    b->plan->const_use[value] |= CPU_CONST_READ;
+  }
   int s = cpu_slot_new(b, value, &md);
   b->p->slots[s].storage = CPU_STORAGE_CONST;
-  b->p->slots[s].const_data = v->data;
+  b->p->slots[s].const_data = data;
   b->p->slots[s].pinned = true;
   b->value_slot[value] = b->value_plain_slot[value] = s;
   *slot = s;
@@ -278,6 +289,24 @@ inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_
       *memory = w->memory;
       return NULL;
     }
+  /* The source: the graph's data, or (once the engine freed it) a copy the
+   * plan already made in another layout; a reorder converts either. */
+  const void *src_data = b->g->values[value].data;
+  dnnl_memory_desc_t src_copy_md;
+  if (!src_data) {
+    const cpu_weights *from = NULL;
+    for (int i = 0; i < b->g->n_nodes && !from; i++)
+      for (const cpu_weights *c = plan->weights[i]; c && !from; c = c->next)
+        if (c->value == value && c->md.ndims == md->ndims &&
+            memcmp(c->md.dims, md->dims, sizeof(md->dims[0]) * (size_t)md->ndims) == 0)
+          from = c;
+    if (!from)
+      return err_new(INFERD_ERROR_INTERNAL, "constant '%s' was released and no copy of it fits",
+                     b->g->values[value].name);
+    src_data = from->data;
+    src_copy_md = from->md;
+    src_md = &src_copy_md;
+  }
   cpu_weights *w = mem_zalloc(sizeof(*w));
   w->value = value;
   w->md = *md;
@@ -292,7 +321,8 @@ inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_
   plan->weights[b->node_index] = w;
   DNNL_TRY(dnnl_memory_create(&w->memory, md, plan->engine, w->data), "weights memory");
   dnnl_memory_t src;
-  DNNL_TRY(dnnl_memory_create(&src, src_md, plan->engine, (void *)b->g->values[value].data), "weights source");
+  DNNL_TRY(dnnl_memory_create(&src, src_md, plan->engine, (void *)src_data), "weights source");
+  plan->const_use[value] |= CPU_CONST_COPIED;
   dnnl_primitive_desc_t pd;
   dnnl_primitive_t reorder;
   dnnl_stream_t stream;

@@ -34,6 +34,7 @@ typedef struct importer {
   size_t size;
   bool borrowable;    /* `file` is a mapping the graph may keep */
   bool mapping_used;  /* some constant points into it */
+  bool has_opset;     /* opset_import names the default domain */
   const char *model_dir;
   const onnx_stripped *stripped;
 } importer;
@@ -280,8 +281,9 @@ static inferd_error *import_attr(importer *im, int node, const node_ctx *n, cons
     return NULL;
   }
   default:
-    return err_new(INFERD_ERROR_UNSUPPORTED, "node '%s' (%s): attribute '%s' has type %s, which inferd does not support",
-                   n->label, n->op_type, a->name, attr_type_name(type));
+    return err_new(INFERD_ERROR_UNSUPPORTED,
+                   "node '%s' (%s): attribute '%s' has type %s, which inferd does not support", n->label,
+                   n->op_type, a->name, attr_type_name(type));
   }
 }
 
@@ -368,6 +370,13 @@ static inferd_error *import_node(importer *im, const Onnx__NodeProto *np, size_t
     return err_new(INFERD_ERROR_UNSUPPORTED,
                    "node '%s' uses operator '%s' from domain '%s', which inferd does not support", n.label, n.op_type,
                    np->domain);
+  /* The spec requires opset_import since IR version 3; a model without it is
+   * far more likely cut short than that old, and guessing opset 1 would give
+   * ops the wrong semantics. */
+  if (!im->has_opset)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "'%s' declares no opset for the default ONNX domain (opset_import), which node '%s' (%s) uses",
+                   im->label, n.label, n.op_type);
   if (strcmp(n.op_type, "Constant") == 0) return import_constant(im, &n);
   ir_op op = ir_op_from_name(n.op_type);
   if (op == IR_OP_INVALID)
@@ -399,13 +408,9 @@ static inferd_error *import_model(importer *im, const Onnx__ModelProto *m) {
     const Onnx__OperatorSetIdProto *o = m->opset_import[i];
     if (is_default_domain(o->domain) && o->has_version) opset = o->version;
   }
-  /* The spec requires opset_import since IR version 3; a model without it is
-   * far more likely cut short than that old, and guessing opset 1 would give
-   * ops the wrong semantics. */
-  if (opset < 1)
-    return err_new(INFERD_ERROR_INVALID_ARG, "'%s' declares no opset for the default ONNX domain (opset_import)",
-                   im->label);
-  im->g->opset = opset;
+  /* Only needed when a node of the default domain is met (see import_node). */
+  im->has_opset = opset >= 1;
+  if (im->has_opset) im->g->opset = opset;
   const Onnx__GraphProto *graph = m->graph;
   im->g->name = mem_pool_strdup(im->g->pool, graph->name ? graph->name : "");
   ERR_TRY(import_initializers(im, graph));

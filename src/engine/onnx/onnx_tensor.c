@@ -127,6 +127,7 @@ static inferd_error *decode_typed(const Onnx__TensorProto *t, const char *what, 
     return size_mismatch(out, what, field, have, "values");
   }
   ERR_TRY(alloc_block(out, what));
+  if (numel == 0) return NULL; /* the fields' arrays are NULL then */
   uint8_t *dst = out->block;
   switch (out->dtype) {
   case INFERD_TYPE_FP32:

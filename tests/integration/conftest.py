@@ -1,0 +1,109 @@
+"""Fixtures shared by the integration tests: where the repository and the
+built inferd binary are, a way to run it, and the models the tests compare
+across runtimes (the zoo ResNet-50 that `inferd zoo` writes, and a real
+pretrained ImageNet classifier made by scripts/fetch_real_model.sh).
+"""
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def build_dir(repo_root):
+    return Path(os.environ.get("INFERD_BUILD_DIR", repo_root / "build")).resolve()
+
+
+@pytest.fixture(scope="session")
+def inferd_bin(build_dir):
+    path = build_dir / "inferd"
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"{path} is not built: run `cmake -S . -B build && cmake --build build` "
+                    "(or point INFERD_BUILD_DIR at the build tree)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def run_inferd(inferd_bin):
+    """Runs `inferd ARGS...` and returns the CompletedProcess (text output).
+    A run is bounded in time so a hang fails the test instead of CI."""
+    def run(*args, timeout=300, check=False):
+        proc = subprocess.run([str(inferd_bin), *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(f"inferd {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                        f"{proc.stdout}\n{proc.stderr}")
+        return proc
+    return run
+
+
+@pytest.fixture(scope="session")
+def zoo_resnet50(run_inferd, tmp_path_factory):
+    """ONNX ResNet-50 from `inferd zoo resnet50`: input "input" FP32
+    [N,3,224,224], output "output" FP32 [N,1000]."""
+    out = tmp_path_factory.mktemp("zoo")
+    proc = run_inferd("zoo", "resnet50", "--output", out, timeout=600)
+    if proc.returncode == 2 and "unknown command" in proc.stderr:
+        pytest.skip("`inferd zoo` is not in this build yet")
+    if proc.returncode != 0:
+        pytest.fail(f"inferd zoo resnet50 failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    model = out / "resnet50" / "1" / "model.onnx"
+    assert model.is_file(), f"inferd zoo resnet50 did not write {model}"
+    return model
+
+
+@dataclass
+class RealModel:
+    """The pretrained classifier and what is needed to feed it photos."""
+    dir: Path
+    model: Path
+    info: dict
+    labels: list
+    images: dict  # stem -> path
+
+    def preprocess(self, path, flip=False):
+        """The usual ImageNet evaluation transform, in numpy and PIL only:
+        shorter side resized to 256 (bilinear), 224 centre crop, then
+        (pixel - mean) / std per RGB channel, CHW float32."""
+        from PIL import Image
+        size = self.info["image_size"]
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = self.info["resize_shorter_to"] / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            if flip:
+                im = im.transpose(Image.FLIP_LEFT_RIGHT)
+            pixels = np.asarray(im, dtype=np.float32)
+        mean = np.array(self.info["mean"], np.float32)
+        std = np.array(self.info["std"], np.float32)
+        return ((pixels - mean) / std).transpose(2, 0, 1).copy()
+
+
+@pytest.fixture(scope="session")
+def real_model(repo_root):
+    """Runs scripts/fetch_real_model.sh (idempotent: seconds once it has run)
+    so that CI covers it too, and describes what it made."""
+    script = repo_root / "scripts" / "fetch_real_model.sh"
+    out = repo_root / "tests" / "fixtures" / "generated" / "efficientnet_lite0"
+    proc = subprocess.run(["bash", str(script), str(out)], capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f"{script} failed ({proc.returncode}); the real-model tests need it:\n"
+                    f"{proc.stdout}\n{proc.stderr}")
+    info = json.loads((out / "model_info.json").read_text())
+    labels = (out / info["labels"]).read_text().splitlines()
+    assert len(labels) == 1000
+    images = {p.stem: p for p in sorted((out / "images").iterdir()) if p.suffix in (".png", ".jpg")}
+    return RealModel(dir=out, model=out / "model.onnx", info=info, labels=labels, images=images)
