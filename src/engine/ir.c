@@ -237,8 +237,11 @@ inferd_error *ir_graph_add_const_alloc(ir_graph *g, const char *name, inferd_dat
   if (!block) return err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes for constant", nbytes);
   memset(block, 0, nbytes);
   ir_graph_own_heap(g, block);
+  /* Callers often pass another value's shape, which lives in g->values:
+   * copy it before adding a value can move that array. */
+  ir_shape copy = *shape;
   int id = ir_graph_add_value(g, name, dtype);
-  ir_value_set_const(g, id, dtype, shape, block, nbytes);
+  ir_value_set_const(g, id, dtype, &copy, block, nbytes);
   *data = block;
   *value_id = id;
   return NULL;

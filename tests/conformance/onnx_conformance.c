@@ -93,9 +93,7 @@ static bool file_exists(const char *path) {
   return stat(path, &st) == 0;
 }
 
-static int compare_strings(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Sorted names of the entries of `dir` that start with `prefix`. */
 static char **list_dir(const char *dir, const char *prefix, int *count) {
@@ -306,7 +304,8 @@ static bool dims_equal(const ir_tensor *want, const inferd_tensor *got) {
 
 static void dims_text(int rank, const int64_t *dims, char *buf, size_t size) {
   size_t n = (size_t)snprintf(buf, size, "[");
-  for (int d = 0; d < rank && n < size; d++) n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? "," : "", (long long)dims[d]);
+  for (int d = 0; d < rank && n < size; d++)
+    n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? "," : "", (long long)dims[d]);
   if (n < size) snprintf(buf + n, size - n, "]");
 }
 
@@ -336,7 +335,8 @@ static bool compare_output(const char *name, const ir_tensor *want_in, const inf
       if (!ok && first < 0) worst_got = v, worst_want = w;
     } else {
       size_t esize = inferd_datatype_size(want->dtype);
-      ok = memcmp((const char *)want->data + (size_t)i * esize, (const char *)got->data + (size_t)i * esize, esize) == 0;
+      ok =
+          memcmp((const char *)want->data + (size_t)i * esize, (const char *)got->data + (size_t)i * esize, esize) == 0;
       if (!ok && first < 0) {
         worst_got = (double)ops_load_i64(got->data, got->datatype, i);
         worst_want = (double)ops_load_i64(want->data, want->dtype, i);
@@ -402,8 +402,8 @@ static inferd_error *load_plan(const char *path, const char *backend, int max_ba
 }
 
 /* Loads, runs and checks one data set. */
-static bool run_data_set(const options *opt, const char *model_path, const char **fed, int n_fed,
-                         const bool *frozen, const data_set *s, char *reason) {
+static bool run_data_set(const options *opt, const char *model_path, const char **fed, int n_fed, const bool *frozen,
+                         const data_set *s, char *reason) {
   static char empty_byte; /* a non-NULL pointer for empty tensors */
   if (s->n_in != n_fed) {
     set_reason(reason, "the data set has %d inputs, the model %d", s->n_in, n_fed);
@@ -461,7 +461,8 @@ static bool run_data_set(const options *opt, const char *model_path, const char 
     for (int d = 0; d < info.rank; d++) bytes *= (size_t)(info.dims[d] < 0 ? batch : info.dims[d]);
     outputs[j] = (inferd_tensor){.name = info.name, .byte_size = bytes, .data = calloc(1, bytes ? bytes : 1)};
   }
-  if (ok && (e = inferd_context_run(ctx, batch, inputs, n_inputs, outputs, n_outputs))) ok = fail_with(reason, "run", e);
+  if (ok && (e = inferd_context_run(ctx, batch, inputs, n_inputs, outputs, n_outputs)))
+    ok = fail_with(reason, "run", e);
   for (int j = 0; j < n_outputs && ok; j++) ok = compare_output(outputs[j].name, &s->out[j], &outputs[j], reason);
   for (int j = 0; j < n_outputs && j < MAX_TENSORS; j++) free(outputs[j].data);
   inferd_context_delete(ctx);
@@ -554,8 +555,8 @@ static void run_suite(const options *opt, const exclusions *ex, const char *suit
     }
     if (excluded) {
       c->excluded++;
-      printf("EXCLUDED %s/%s %s%s\n", suite, name, r == TEST_PASS ? "passes now" : "still fails: ",
-             r == TEST_PASS ? "" : reason);
+      printf("EXCLUDED %s/%s %s%s\n", suite, name,
+             r == TEST_PASS ? "passes now" : "still fails: ", r == TEST_PASS ? "" : reason);
       continue;
     }
     c->applicable++;
@@ -573,11 +574,12 @@ static void run_suite(const options *opt, const exclusions *ex, const char *suit
 }
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: onnx_conformance --data DIR [--exclusions FILE] [--backend NAME] [--filter SUBSTR]\n"
-               "                        [--verbose] [--run-excluded]\n"
-               "Runs the ONNX node and pytorch-converted tests in DIR (e.g. /usr/share/libonnx-testdata/data)\n"
-               "on backend NAME (default cpu). --filter keeps tests whose name contains SUBSTR; --run-excluded\n"
-               "runs excluded tests too and reports whether they still fail.\n");
+  fprintf(out,
+          "usage: onnx_conformance --data DIR [--exclusions FILE] [--backend NAME] [--filter SUBSTR]\n"
+          "                        [--verbose] [--run-excluded]\n"
+          "Runs the ONNX node and pytorch-converted tests in DIR (e.g. /usr/share/libonnx-testdata/data)\n"
+          "on backend NAME (default cpu). --filter keeps tests whose name contains SUBSTR; --run-excluded\n"
+          "runs excluded tests too and reports whether they still fail.\n");
 }
 
 int main(int argc, char **argv) {
@@ -614,9 +616,10 @@ int main(int argc, char **argv) {
   counts c = {0};
   run_suite(&opt, &ex, "node", &c);
   run_suite(&opt, &ex, "pytorch-converted", &c);
-  printf("onnx conformance (backend %s): %d applicable, %d passed, %d failed, %d excluded (%d not applicable: ops not "
-         "implemented); %d ran with shape inputs frozen as constants\n",
-         opt.backend, c.applicable, c.passed, c.failed, c.excluded, c.not_applicable, c.frozen);
+  printf(
+      "onnx conformance (backend %s): %d applicable, %d passed, %d failed, %d excluded (%d not applicable: ops not "
+      "implemented); %d ran with shape inputs frozen as constants\n",
+      opt.backend, c.applicable, c.passed, c.failed, c.excluded, c.not_applicable, c.frozen);
   printf("%d passed, %d failed\n", c.passed, c.failed);
   free_names(ex.names, ex.count);
   return c.failed ? 1 : 0;

@@ -17,7 +17,7 @@
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_op;
 
 static const inferd_datatype arith_types[] = {
-    INFERD_TYPE_FP32,  INFERD_TYPE_FP64,   INFERD_TYPE_INT32,  INFERD_TYPE_INT64, INFERD_TYPE_INT8,
+    INFERD_TYPE_FP32,  INFERD_TYPE_FP64,  INFERD_TYPE_INT32,  INFERD_TYPE_INT64,  INFERD_TYPE_INT8,
     INFERD_TYPE_UINT8, INFERD_TYPE_INT16, INFERD_TYPE_UINT16, INFERD_TYPE_UINT32, INFERD_TYPE_UINT64,
 };
 
@@ -104,46 +104,46 @@ inferd_error *op_infer_Div(ir_graph *g, int node) { return infer_binary(g, node,
 
 /* The loop over the broadcast output, one instance per element type and op.
  * The innermost dim runs as a strided loop (strides 0 or 1 in practice). */
-#define BINARY_LOOP(T, EXPR)                                                                            \
-  do {                                                                                                  \
-    const T *pa = a->data, *pb = b->data;                                                               \
-    T *py = y->data;                                                                                    \
-    int64_t inner = rank ? y->dims[rank - 1] : 1;                                                       \
-    int64_t sa_in = rank ? as[rank - 1] : 0, sb_in = rank ? bs[rank - 1] : 0;                           \
-    int64_t idx[IR_MAX_RANK] = {0};                                                                     \
-    for (int64_t o = 0; o < outer; o++) {                                                               \
-      int64_t oa = 0, ob = 0;                                                                           \
-      for (int d = 0; d < rank - 1; d++) {                                                              \
-        oa += idx[d] * as[d];                                                                           \
-        ob += idx[d] * bs[d];                                                                           \
-      }                                                                                                 \
-      T *row = py + o * inner;                                                                          \
-      for (int64_t i = 0; i < inner; i++) {                                                             \
-        T x1 = pa[oa + i * sa_in], x2 = pb[ob + i * sb_in];                                             \
-        row[i] = (EXPR);                                                                                \
-      }                                                                                                 \
-      for (int d = rank - 2; d >= 0 && ++idx[d] == y->dims[d]; d--) idx[d] = 0;                         \
-    }                                                                                                   \
+#define BINARY_LOOP(T, EXPR)                                                                                           \
+  do {                                                                                                                 \
+    const T *pa = a->data, *pb = b->data;                                                                              \
+    T *py = y->data;                                                                                                   \
+    int64_t inner = rank ? y->dims[rank - 1] : 1;                                                                      \
+    int64_t sa_in = rank ? as[rank - 1] : 0, sb_in = rank ? bs[rank - 1] : 0;                                          \
+    int64_t idx[IR_MAX_RANK] = {0};                                                                                    \
+    for (int64_t o = 0; o < outer; o++) {                                                                              \
+      int64_t oa = 0, ob = 0;                                                                                          \
+      for (int d = 0; d < rank - 1; d++) {                                                                             \
+        oa += idx[d] * as[d];                                                                                          \
+        ob += idx[d] * bs[d];                                                                                          \
+      }                                                                                                                \
+      T *row = py + o * inner;                                                                                         \
+      for (int64_t i = 0; i < inner; i++) {                                                                            \
+        T x1 = pa[oa + i * sa_in], x2 = pb[ob + i * sb_in];                                                            \
+        row[i] = (EXPR);                                                                                               \
+      }                                                                                                                \
+      for (int d = rank - 2; d >= 0 && ++idx[d] == y->dims[d]; d--) idx[d] = 0;                                        \
+    }                                                                                                                  \
   } while (0)
 
 /* Float types: plain C arithmetic. */
-#define BINARY_FLOAT(T)                                                                                 \
-  switch (op) {                                                                                         \
-  case BIN_ADD: BINARY_LOOP(T, x1 + x2); break;                                                         \
-  case BIN_SUB: BINARY_LOOP(T, x1 - x2); break;                                                         \
-  case BIN_MUL: BINARY_LOOP(T, x1 * x2); break;                                                         \
-  case BIN_DIV: BINARY_LOOP(T, x1 / x2); break;                                                         \
+#define BINARY_FLOAT(T)                                                                                                \
+  switch (op) {                                                                                                        \
+  case BIN_ADD: BINARY_LOOP(T, x1 + x2); break;                                                                        \
+  case BIN_SUB: BINARY_LOOP(T, x1 - x2); break;                                                                        \
+  case BIN_MUL: BINARY_LOOP(T, x1 *x2); break;                                                                         \
+  case BIN_DIV: BINARY_LOOP(T, x1 / x2); break;                                                                        \
   }
 
 /* Integer types: wrap by computing in uint64_t (no signed overflow, no
  * promotion of small types to int); division is checked by the caller for
  * zero, and the one overflowing signed quotient (MIN / -1) wraps to MIN. */
-#define BINARY_INT(T, MIN)                                                                              \
-  switch (op) {                                                                                         \
-  case BIN_ADD: BINARY_LOOP(T, (T)((uint64_t)x1 + (uint64_t)x2)); break;                                \
-  case BIN_SUB: BINARY_LOOP(T, (T)((uint64_t)x1 - (uint64_t)x2)); break;                                \
-  case BIN_MUL: BINARY_LOOP(T, (T)((uint64_t)x1 * (uint64_t)x2)); break;                                \
-  case BIN_DIV: BINARY_LOOP(T, (MIN != 0 && x1 == (T)(MIN) && x2 == (T)-1) ? x1 : (T)(x1 / x2)); break; \
+#define BINARY_INT(T, MIN)                                                                                             \
+  switch (op) {                                                                                                        \
+  case BIN_ADD: BINARY_LOOP(T, (T)((uint64_t)x1 + (uint64_t)x2)); break;                                               \
+  case BIN_SUB: BINARY_LOOP(T, (T)((uint64_t)x1 - (uint64_t)x2)); break;                                               \
+  case BIN_MUL: BINARY_LOOP(T, (T)((uint64_t)x1 * (uint64_t)x2)); break;                                               \
+  case BIN_DIV: BINARY_LOOP(T, (MIN != 0 && x1 == (T)(MIN) && x2 == (T)-1) ? x1 : (T)(x1 / x2)); break;                \
   }
 
 static bool has_zero(const ir_tensor *t) {

@@ -38,7 +38,7 @@ inferd_error *op_infer_Conv(ir_graph *g, int node) {
                            ir_shape_str(&x->shape, sx, sizeof(sx)));
   int64_t group = ir_node_attr_int(n, "group", 1);
   int64_t channels = x->shape.dims[1], out_channels = w->shape.dims[0];
-  if (group < 1 || channels % group != 0 || out_channels % group != 0)
+  if (group < 1 || (channels > 0 && group > channels) || channels % group != 0 || out_channels % group != 0)
     return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
                          "group %" PRId64 " must be positive and divide the input channels (%" PRId64
                          ") and output channels (%" PRId64 ")",

@@ -102,7 +102,7 @@ inferd_error *op_ref_Tanh(const ir_graph *g, const ir_node *n, const ir_tensor *
 
 /* Clip runs every numeric type; its bounds must be single values. */
 static const inferd_datatype clip_types[] = {
-    INFERD_TYPE_FP32,  INFERD_TYPE_FP64,   INFERD_TYPE_INT8,   INFERD_TYPE_UINT8,  INFERD_TYPE_INT16,
+    INFERD_TYPE_FP32,   INFERD_TYPE_FP64,  INFERD_TYPE_INT8,   INFERD_TYPE_UINT8, INFERD_TYPE_INT16,
     INFERD_TYPE_UINT16, INFERD_TYPE_INT32, INFERD_TYPE_UINT32, INFERD_TYPE_INT64, INFERD_TYPE_UINT64,
 };
 

@@ -24,10 +24,9 @@ inferd_error *op_infer_Gemm(ir_graph *g, int node) {
   ir_dim m = a->shape.dims[trans_a ? 1 : 0], k = a->shape.dims[trans_a ? 0 : 1];
   ir_dim kb = b->shape.dims[trans_b ? 1 : 0], nn = b->shape.dims[trans_b ? 0 : 1];
   if (k != kb)
-    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
-                         "inner dimensions differ: A %s%s and B %s%s", ir_shape_str(&a->shape, sa, sizeof(sa)),
-                         trans_a ? " (transposed)" : "", ir_shape_str(&b->shape, sb, sizeof(sb)),
-                         trans_b ? " (transposed)" : "");
+    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "inner dimensions differ: A %s%s and B %s%s",
+                         ir_shape_str(&a->shape, sa, sizeof(sa)), trans_a ? " (transposed)" : "",
+                         ir_shape_str(&b->shape, sb, sizeof(sb)), trans_b ? " (transposed)" : "");
   ir_shape out = {.rank = 2, .dims = {m, nn}};
   if (c) {
     /* C broadcasts one way, to [M, N]. Before opset 7 that needed

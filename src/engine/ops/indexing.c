@@ -11,19 +11,11 @@
 #include "engine/ops/op_util.h"
 #include "engine/ops/sym.h"
 
-static inferd_error *check_fixed_size(const ir_graph *g, const ir_node *n) {
-  const ir_value *x = ops_input(g, n, 0);
-  if (!inferd_datatype_size(x->dtype))
-    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run",
-                         x->name, inferd_datatype_name(x->dtype));
-  return NULL;
-}
-
 /* ---- Gather ---- */
 
 inferd_error *op_infer_Gather(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0), *ind = ops_input(g, n, 1);
   static const inferd_datatype index_types[] = {INFERD_TYPE_INT32, INFERD_TYPE_INT64};
   ERR_TRY(ops_check_dtype(g, n, 1, index_types, 2));
@@ -74,8 +66,8 @@ inferd_error *op_ref_Gather(const ir_graph *g, const ir_node *n, const ir_tensor
   for (int64_t i = 0; i < count; i++) {
     int64_t k = ops_load_i64(ind->data, ind->dtype, i);
     if (k < -extent || k >= extent)
-      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "index %" PRId64 " is out of range for extent %" PRId64,
-                           k, extent);
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "index %" PRId64 " is out of range for extent %" PRId64, k,
+                           extent);
   }
   size_t chunk = (size_t)inner * esize;
   char *y = out[0].data;
@@ -145,7 +137,8 @@ static inferd_error *slice_read(const ir_graph *g, const ir_node *n, const ir_te
   for (int i = 0; i < s->count; i++) {
     if (n_axes < 0) s->axes[i] = i;
     if (n_steps < 0) s->steps[i] = 1;
-    if (s->steps[i] == 0) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "step 0 along axis %" PRId64, s->axes[i]);
+    if (s->steps[i] == 0)
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "step 0 along axis %" PRId64, s->axes[i]);
   }
   return NULL;
 }
@@ -169,8 +162,8 @@ static void slice_range(int64_t start, int64_t end, int64_t step, int64_t dim, i
 }
 
 /* Normalized per-dim view: first index, step and count for every dim. */
-static inferd_error *slice_dims(const ir_graph *g, const ir_node *n, const slice_args *s, int rank,
-                                const int64_t *dims, int64_t *first, int64_t *step, int64_t *len) {
+static inferd_error *slice_dims(const ir_graph *g, const ir_node *n, const slice_args *s, int rank, const int64_t *dims,
+                                int64_t *first, int64_t *step, int64_t *len) {
   bool seen[IR_MAX_RANK] = {false};
   for (int d = 0; d < rank; d++) {
     first[d] = 0;
@@ -190,7 +183,7 @@ static inferd_error *slice_dims(const ir_graph *g, const ir_node *n, const slice
 
 inferd_error *op_infer_Slice(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   slice_args s;
   ERR_TRY(slice_read(g, n, NULL, &s));
@@ -205,9 +198,9 @@ inferd_error *op_infer_Slice(ir_graph *g, int node) {
     ERR_TRY(ops_axis(g, n, s.axes[i], rank, false, "axis", &axis));
     ir_dim dim = x->shape.dims[axis];
     if (dim < 0) {
-      bool whole = s.starts[i].coef == 0 && s.starts[i].value == 0 && s.steps[i] == 1 &&
-                   ((s.ends[i].coef == -dim && s.ends[i].value >= 0) ||
-                    (s.ends[i].coef == 0 && s.ends[i].value >= INT32_MAX));
+      bool whole =
+          s.starts[i].coef == 0 && s.starts[i].value == 0 && s.steps[i] == 1 &&
+          ((s.ends[i].coef == -dim && s.ends[i].value >= 0) || (s.ends[i].coef == 0 && s.ends[i].value >= INT32_MAX));
       if (!whole)
         return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED,
                              "slicing part of axis %d, which depends on the batch size, is not supported", axis);

@@ -9,14 +9,6 @@
 #include "engine/ops/op_util.h"
 #include "engine/ops/sym.h"
 
-static inferd_error *check_fixed_size(const ir_graph *g, const ir_node *n, int input) {
-  const ir_value *x = ops_input(g, n, input);
-  if (x && !inferd_datatype_size(x->dtype))
-    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run",
-                         x->name, inferd_datatype_name(x->dtype));
-  return NULL;
-}
-
 /* ---- Transpose ---- */
 
 /* The permutation: the attribute, or reversed dims by default. */
@@ -41,7 +33,7 @@ static inferd_error *transpose_perm(const ir_graph *g, const ir_node *n, int ran
 
 inferd_error *op_infer_Transpose(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n, 0));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   int perm[IR_MAX_RANK];
   ERR_TRY(transpose_perm(g, n, x->shape.rank, perm));
@@ -77,7 +69,7 @@ inferd_error *op_infer_Concat(ir_graph *g, int node) {
   char s0[160], s1[160];
   for (int i = 0; i < n->n_inputs; i++) {
     if (!ops_input(g, n, i)) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "input %d is omitted", i);
-    ERR_TRY(check_fixed_size(g, n, i));
+    ERR_TRY(ops_check_fixed_size(g, n, i));
     ERR_TRY(ops_check_same_dtype(g, n, 0, i));
   }
   if (first->shape.rank == 0) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "cannot concatenate scalars");
@@ -174,8 +166,7 @@ static inferd_error *pad_args(const ir_graph *g, const ir_node *n, const ir_tens
     for (int i = 0; i < rank; i++) axes[i] = i;
   }
   if (count != 2 * n_axes)
-    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d pads for %d axes; expected %d", count, n_axes,
-                         2 * n_axes);
+    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d pads for %d axes; expected %d", count, n_axes, 2 * n_axes);
   for (int i = 0; i < 2 * rank; i++) pads[i] = 0;
   bool seen[IR_MAX_RANK] = {false};
   for (int i = 0; i < n_axes; i++) {
@@ -191,7 +182,7 @@ static inferd_error *pad_args(const ir_graph *g, const ir_node *n, const ir_tens
 
 inferd_error *op_infer_Pad(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n, 0));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0), *value = ops_input(g, n, 2);
   int64_t pads[2 * IR_MAX_RANK];
   pad_mode mode;
@@ -199,8 +190,7 @@ inferd_error *op_infer_Pad(ir_graph *g, int node) {
   if (g->opset >= 11 && value) {
     ERR_TRY(ops_check_same_dtype(g, n, 0, 2));
     if (!ir_shape_is_static(&value->shape) || ir_shape_numel(&value->shape, 1) > 1)
-      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "constant_value ('%s') must be a single value",
-                           value->name);
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "constant_value ('%s') must be a single value", value->name);
   }
   ir_shape out = x->shape;
   for (int d = 0; d < out.rank; d++) {
@@ -210,8 +200,8 @@ inferd_error *op_infer_Pad(ir_graph *g, int node) {
     if (dim < 0)
       return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "padding dim %d, which depends on the batch size", d);
     if (begin > INT32_MAX || end > INT32_MAX || begin < -dim || end < -dim || dim + begin + end < 0)
-      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "pads %" PRId64 ", %" PRId64 " are invalid for dim %d (%" PRId64 ")",
-                           begin, end, d, dim);
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
+                           "pads %" PRId64 ", %" PRId64 " are invalid for dim %d (%" PRId64 ")", begin, end, d, dim);
     if (mode != PAD_CONSTANT && dim == 0)
       return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "cannot %s-pad the empty dim %d",
                            mode == PAD_EDGE ? "edge" : "reflect", d);

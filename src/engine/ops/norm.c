@@ -129,15 +129,13 @@ static inferd_error *reduce_axes(const ir_graph *g, const ir_node *n, int rank, 
     int len;
     const int64_t *a = ir_node_attr_ints(n, "axes", &len);
     if (a) {
-      if (len > rank)
-        return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d axes for a rank-%d input", len, rank);
+      if (len > rank) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d axes for a rank-%d input", len, rank);
       memcpy(axes, a, (size_t)len * sizeof(int64_t));
       count = len;
     }
   } else if (ir_node_input(n, 1) >= 0) {
     ERR_TRY(ops_require_ints(g, n, 1, "axes", axes, IR_MAX_RANK + 1, &count));
-    if (count > rank)
-      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d axes for a rank-%d input", count, rank);
+    if (count > rank) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%d axes for a rank-%d input", count, rank);
   }
   for (int d = 0; d < rank; d++) mask[d] = count == 0;
   if (count == 0 && g->opset >= 18 && ir_node_attr_int(n, "noop_with_empty_axes", 0)) {

@@ -18,8 +18,8 @@ inferd_error *ops_axis(const ir_graph *g, const ir_node *n, int64_t axis, int ra
                        int *out) {
   int64_t hi = inclusive ? rank : rank - 1;
   if (axis < -(int64_t)rank || axis > hi)
-    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%s %" PRId64 " is out of range [%d, %" PRId64 "]", what,
-                         axis, -rank, hi);
+    return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "%s %" PRId64 " is out of range [%d, %" PRId64 "]", what, axis,
+                         -rank, hi);
   *out = (int)(axis < 0 ? axis + rank : axis);
   return NULL;
 }
@@ -39,6 +39,14 @@ inferd_error *ops_check_dtype(const ir_graph *g, const ir_node *n, int input, co
                        inferd_datatype_name(v->dtype), list);
 }
 
+inferd_error *ops_check_fixed_size(const ir_graph *g, const ir_node *n, int input) {
+  const ir_value *x = ops_input(g, n, input);
+  if (x && !inferd_datatype_size(x->dtype))
+    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run",
+                         x->name, inferd_datatype_name(x->dtype));
+  return NULL;
+}
+
 inferd_error *ops_check_same_dtype(const ir_graph *g, const ir_node *n, int i, int j) {
   const ir_value *a = ops_input(g, n, i), *b = ops_input(g, n, j);
   if (!a || !b || a->dtype == b->dtype) return NULL;
@@ -55,10 +63,8 @@ bool ops_dtype_is_int(inferd_datatype t) {
   case INFERD_TYPE_INT8:
   case INFERD_TYPE_INT16:
   case INFERD_TYPE_INT32:
-  case INFERD_TYPE_INT64:
-    return true;
-  default:
-    return false;
+  case INFERD_TYPE_INT64: return true;
+  default: return false;
   }
 }
 
@@ -84,10 +90,7 @@ bool ops_dims_product(const ir_shape *s, int from, int to, ir_dim *out) {
   return true;
 }
 
-const char *ops_shape_str(const ir_shape *s, char *buf, size_t size) { return ir_shape_str(s, buf, size); }
-
-inferd_error *ops_broadcast(const ir_graph *g, const ir_node *n, const ir_shape *a, const ir_shape *b,
-                            ir_shape *out) {
+inferd_error *ops_broadcast(const ir_graph *g, const ir_node *n, const ir_shape *a, const ir_shape *b, ir_shape *out) {
   int rank = a->rank > b->rank ? a->rank : b->rank;
   ir_shape r = {.rank = rank};
   for (int i = 0; i < rank; i++) {
@@ -140,8 +143,8 @@ inferd_error *ops_window_init(const ir_graph *g, const ir_node *n, int nspatial,
     w->in[i] = in[i];
     w->kernel[i] = kernel[i];
     if (kernel[i] < 1)
-      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "kernel extent %" PRId64 " along spatial dim %d",
-                           kernel[i], i);
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "kernel extent %" PRId64 " along spatial dim %d", kernel[i],
+                           i);
     if (w->stride[i] < 1)
       return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "stride %" PRId64 " must be positive", w->stride[i]);
     if (w->dilation[i] < 1)
@@ -167,7 +170,8 @@ inferd_error *ops_window_init(const ir_graph *g, const ir_node *n, int nspatial,
     int64_t span = in[i] + w->pad_begin[i] + w->pad_end[i] - extent;
     if (span < 0)
       return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
-                           "window extent %" PRId64 " is larger than the padded input (%" PRId64 ") along spatial dim %d",
+                           "window extent %" PRId64 " is larger than the padded input (%" PRId64
+                           ") along spatial dim %d",
                            extent, in[i] + w->pad_begin[i] + w->pad_end[i], i);
     if (ceil_mode) {
       w->out[i] = (span + w->stride[i] - 1) / w->stride[i] + 1;
@@ -295,11 +299,11 @@ void ops_store_f64(void *data, inferd_datatype t, int64_t i, double v) {
 }
 
 /* The inner loop of ops_copy_strided for one element size. */
-#define COPY_ROW(T)                                                                                     \
-  do {                                                                                                  \
-    const T *s = (const T *)src + off;                                                                  \
-    T *d = (T *)out;                                                                                    \
-    for (int64_t i = 0; i < inner; i++) d[i] = s[i * step];                                             \
+#define COPY_ROW(T)                                                                                                    \
+  do {                                                                                                                 \
+    const T *s = (const T *)src + off;                                                                                 \
+    T *d = (T *)out;                                                                                                   \
+    for (int64_t i = 0; i < inner; i++) d[i] = s[i * step];                                                            \
   } while (0)
 
 void ops_copy_strided(void *dst, const void *src, int rank, const int64_t *dims, const int64_t *src_strides,

@@ -39,6 +39,9 @@ inferd_error *ops_axis(const ir_graph *g, const ir_node *n, int64_t axis, int ra
 /* The input must have one of the `allowed` dtypes (an array of `count`). */
 inferd_error *ops_check_dtype(const ir_graph *g, const ir_node *n, int input, const inferd_datatype *allowed,
                               int count);
+/* Input `input` (when present) must have a fixed-size type, as every data
+ * movement kernel needs. */
+inferd_error *ops_check_fixed_size(const ir_graph *g, const ir_node *n, int input);
 /* Inputs i and j must have the same dtype. */
 inferd_error *ops_check_same_dtype(const ir_graph *g, const ir_node *n, int i, int j);
 
@@ -54,9 +57,6 @@ bool ops_dims_product(const ir_shape *s, int from, int to, ir_dim *out);
 /* numpy broadcasting of a and b into out. Equal dims, or a static 1 against
  * anything; N-dependent dims only meet their equal or 1. */
 inferd_error *ops_broadcast(const ir_graph *g, const ir_node *n, const ir_shape *a, const ir_shape *b, ir_shape *out);
-
-/* "[N,3,224,224]" of a value's shape into buf, for messages. */
-const char *ops_shape_str(const ir_shape *s, char *buf, size_t size);
 
 /* Reads an INTS attribute of exactly `count` values into out, or fills it
  * with `fallback` when absent. Errors name the attribute. */

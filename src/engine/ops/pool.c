@@ -35,8 +35,7 @@ static inferd_error *pool_check_input(const ir_graph *g, const ir_node *n, int *
 }
 
 /* The window of a MaxPool or AveragePool node for input spatial extents `in`. */
-static inferd_error *pool_window(const ir_graph *g, const ir_node *n, int nspatial, const int64_t *in,
-                                 ops_window *w) {
+static inferd_error *pool_window(const ir_graph *g, const ir_node *n, int nspatial, const int64_t *in, ops_window *w) {
   int64_t kernel[IR_MAX_RANK];
   if (!ir_node_attr(n, "kernel_shape"))
     return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "attribute kernel_shape is required");
@@ -108,37 +107,36 @@ inferd_error *op_infer_GlobalAveragePool(ir_graph *g, int node) { return infer_g
 inferd_error *op_infer_GlobalMaxPool(ir_graph *g, int node) { return infer_global_pool(g, node); }
 
 /* One max-pool kernel per element type; the window walk is the same. */
-#define MAXPOOL_KERNEL(NAME, T, LOWEST, IS_NAN)                                                               \
-  static void NAME(const ops_window3 *c, int64_t planes, const T *x, T *y) {                            \
-    int64_t in_plane = c->in[0] * c->in[1] * c->in[2];                                                  \
-    int64_t out_plane = c->out[0] * c->out[1] * c->out[2];                                              \
-    for (int64_t p = 0; p < planes; p++) {                                                              \
-      const T *xp = x + p * in_plane;                                                                   \
-      T *yp = y + p * out_plane;                                                                        \
-      for (int64_t od = 0; od < c->out[0]; od++)                                                        \
-        for (int64_t oh = 0; oh < c->out[1]; oh++)                                                      \
-          for (int64_t ow = 0; ow < c->out[2]; ow++) {                                                  \
-            T best = LOWEST;                                                                            \
-            for (int64_t kd = 0; kd < c->k[0]; kd++) {                                                  \
-              int64_t id = od * c->s[0] + kd * c->d[0] - c->p[0];                                       \
-              if (id < 0 || id >= c->in[0]) continue;                                                   \
-              for (int64_t kh = 0; kh < c->k[1]; kh++) {                                                \
-                int64_t ih = oh * c->s[1] + kh * c->d[1] - c->p[1];                                     \
-                if (ih < 0 || ih >= c->in[1]) continue;                                                 \
-                for (int64_t kw = 0; kw < c->k[2]; kw++) {                                              \
-                  int64_t iw = ow * c->s[2] + kw * c->d[2] - c->p[2];                                   \
-                  if (iw < 0 || iw >= c->in[2]) continue;                                               \
-                  T v = xp[(id * c->in[1] + ih) * c->in[2] + iw];                                       \
-                  /* NaN wins, as in every framework's max pooling. */                                  \
-                  if (v > best || IS_NAN(v)) best = v;                                                  \
-                  if (IS_NAN(best)) goto done_##NAME;                                                   \
-                }                                                                                       \
-              }                                                                                         \
-            }                                                                                           \
-          done_##NAME:                                                                                  \
-            yp[(od * c->out[1] + oh) * c->out[2] + ow] = best;                                          \
-          }                                                                                             \
-    }                                                                                                   \
+#define MAXPOOL_KERNEL(NAME, T, LOWEST, IS_NAN)                                                                        \
+  static void NAME(const ops_window3 *c, int64_t planes, const T *x, T *y) {                                           \
+    int64_t in_plane = c->in[0] * c->in[1] * c->in[2];                                                                 \
+    int64_t out_plane = c->out[0] * c->out[1] * c->out[2];                                                             \
+    for (int64_t p = 0; p < planes; p++) {                                                                             \
+      const T *xp = x + p * in_plane;                                                                                  \
+      T *yp = y + p * out_plane;                                                                                       \
+      for (int64_t od = 0; od < c->out[0]; od++)                                                                       \
+        for (int64_t oh = 0; oh < c->out[1]; oh++)                                                                     \
+          for (int64_t ow = 0; ow < c->out[2]; ow++) {                                                                 \
+            T best = LOWEST;                                                                                           \
+            for (int64_t kd = 0; kd < c->k[0]; kd++) {                                                                 \
+              int64_t id = od * c->s[0] + kd * c->d[0] - c->p[0];                                                      \
+              if (id < 0 || id >= c->in[0]) continue;                                                                  \
+              for (int64_t kh = 0; kh < c->k[1]; kh++) {                                                               \
+                int64_t ih = oh * c->s[1] + kh * c->d[1] - c->p[1];                                                    \
+                if (ih < 0 || ih >= c->in[1]) continue;                                                                \
+                for (int64_t kw = 0; kw < c->k[2]; kw++) {                                                             \
+                  int64_t iw = ow * c->s[2] + kw * c->d[2] - c->p[2];                                                  \
+                  if (iw < 0 || iw >= c->in[2]) continue;                                                              \
+                  T v = xp[(id * c->in[1] + ih) * c->in[2] + iw];                                                      \
+                  /* NaN wins, as in every framework's max pooling. */                                                 \
+                  if (v > best || IS_NAN(v)) best = v;                                                                 \
+                  if (IS_NAN(best)) goto done_##NAME;                                                                  \
+                }                                                                                                      \
+              }                                                                                                        \
+            }                                                                                                          \
+            done_##NAME : yp[(od * c->out[1] + oh) * c->out[2] + ow] = best;                                           \
+          }                                                                                                            \
+    }                                                                                                                  \
   }
 
 #define NEVER_NAN(v) ((void)(v), 0)
@@ -159,8 +157,7 @@ inferd_error *op_ref_MaxPool(const ir_graph *g, const ir_node *n, const ir_tenso
   case INFERD_TYPE_UINT8: maxpool_u8(&c, planes, x->data, out[0].data); break;
   case INFERD_TYPE_INT8: maxpool_i8(&c, planes, x->data, out[0].data); break;
   default:
-    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "no reference kernel for %s",
-                         inferd_datatype_name(x->dtype));
+    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "no reference kernel for %s", inferd_datatype_name(x->dtype));
   }
   return NULL;
 }

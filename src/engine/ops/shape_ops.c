@@ -14,15 +14,6 @@
 #include "engine/ops/op_util.h"
 #include "engine/ops/sym.h"
 
-/* Data movement runs on every fixed-size type. */
-static inferd_error *check_fixed_size(const ir_graph *g, const ir_node *n) {
-  const ir_value *x = ops_input(g, n, 0);
-  if (!inferd_datatype_size(x->dtype))
-    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run",
-                         x->name, inferd_datatype_name(x->dtype));
-  return NULL;
-}
-
 static inferd_error *ref_copy(const ir_tensor *in, ir_tensor *out) {
   size_t bytes = (size_t)ir_tensor_numel(&in[0]) * inferd_datatype_size(in[0].dtype);
   if (out[0].data != in[0].data && bytes) memmove(out[0].data, in[0].data, bytes);
@@ -40,7 +31,7 @@ static void set_view_output(ir_graph *g, const ir_node *n, const ir_shape *shape
 
 inferd_error *op_infer_Flatten(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   int axis;
   ERR_TRY(ops_axis(g, n, ir_node_attr_int(n, "axis", 1), x->shape.rank, true, "axis", &axis));
@@ -64,7 +55,7 @@ inferd_error *op_ref_Flatten(const ir_graph *g, const ir_node *n, const ir_tenso
 
 inferd_error *op_infer_Reshape(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   char sx[160], st[160];
   ir_symint target[IR_SYM_MAX];
@@ -104,8 +95,7 @@ inferd_error *op_infer_Reshape(ir_graph *g, int node) {
                              t.coef);
       out.dims[i] = -t.coef;
     } else if (t.value == -1) {
-      if (infer_at >= 0)
-        return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "target shape has more than one -1");
+      if (infer_at >= 0) return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "target shape has more than one -1");
       infer_at = i;
       out.dims[i] = 1;
     } else if (t.value == 0 && !allowzero) {
@@ -168,7 +158,7 @@ static inferd_error *squeeze_axes(const ir_graph *g, const ir_node *n, int64_t *
 
 inferd_error *op_infer_Squeeze(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   int64_t axes[IR_MAX_RANK];
   int count;
@@ -203,7 +193,7 @@ inferd_error *op_ref_Squeeze(const ir_graph *g, const ir_node *n, const ir_tenso
 
 inferd_error *op_infer_Unsqueeze(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   int64_t axes[IR_MAX_RANK];
   int count;
@@ -234,7 +224,7 @@ inferd_error *op_ref_Unsqueeze(const ir_graph *g, const ir_node *n, const ir_ten
 
 inferd_error *op_infer_Identity(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   set_view_output(g, n, &ops_input(g, n, 0)->shape);
   return NULL;
 }
@@ -251,7 +241,7 @@ inferd_error *op_ref_Identity(const ir_graph *g, const ir_node *n, const ir_tens
  */
 inferd_error *op_infer_Dropout(ir_graph *g, int node) {
   ir_node *n = &g->nodes[node];
-  ERR_TRY(check_fixed_size(g, n));
+  ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0);
   bool training = false;
   double ratio = ir_node_attr_float(n, "ratio", 0.5f);
@@ -262,14 +252,12 @@ inferd_error *op_infer_Dropout(ir_graph *g, int node) {
     int count;
     if (!ops_known_ints(g, n->inputs[2], &t, 1, &count) || count != 1)
       return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED,
-                           "training_mode ('%s') must be known when the model is loaded",
-                           g->values[n->inputs[2]].name);
+                           "training_mode ('%s') must be known when the model is loaded", g->values[n->inputs[2]].name);
     training = t.value != 0;
     const ir_value *r = ops_input(g, n, 1);
     ratio = 0.5;
     if (r) {
-      if (r->kind != IR_VALUE_CONST || !r->data || ir_shape_numel(&r->shape, 1) != 1 ||
-          !ops_dtype_is_float(r->dtype))
+      if (r->kind != IR_VALUE_CONST || !r->data || ir_shape_numel(&r->shape, 1) != 1 || !ops_dtype_is_float(r->dtype))
         ratio = -1; /* unknown */
       else
         ratio = ops_load_f64(r->data, r->dtype, 0);

@@ -75,7 +75,8 @@ inferd_error *ops_read_ints(const ir_graph *g, const ir_node *node, const ir_ten
   const ir_tensor *t = &in[i];
   if (!t->data) return NULL;
   int64_t n = ir_tensor_numel(t);
-  if (n > cap) return ir_node_error(g, node, INFERD_ERROR_INVALID_ARG, "%s has %" PRId64 " values, at most %d", what, n, cap);
+  if (n > cap)
+    return ir_node_error(g, node, INFERD_ERROR_INVALID_ARG, "%s has %" PRId64 " values, at most %d", what, n, cap);
   for (int64_t k = 0; k < n; k++) out[k] = ops_load_i64(t->data, t->dtype, k);
   *count = (int)n;
   return NULL;

@@ -65,8 +65,7 @@ static void ref_plan_delete(backend_plan *p) {
 static inferd_error *check_graph(const ir_graph *g, const bool *produced_before, int node) {
   const ir_node *n = &g->nodes[node];
   const ir_op_info *info = ir_op_get(n->op);
-  if (!info || !info->ref)
-    return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "has no reference kernel");
+  if (!info || !info->ref) return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "has no reference kernel");
   for (int k = 0; k < n->n_inputs; k++) {
     int v = n->inputs[k];
     if (v < 0) continue;
@@ -136,8 +135,7 @@ static inferd_error *plan_memory(backend_plan *p) {
       if (v < 0) continue;
       size_t need;
       if (!value_bytes(&g->values[v], p->max_batch, &need)) {
-        err = ir_node_error(g, n, INFERD_ERROR_TOO_LARGE, "output '%s' has no size or is too large",
-                            g->values[v].name);
+        err = ir_node_error(g, n, INFERD_ERROR_TOO_LARGE, "output '%s' has no size or is too large", g->values[v].name);
         break;
       }
       MEM_GROW(slot_free, cap_free, (size_t)p->n_slots + 1);
@@ -271,8 +269,7 @@ static inferd_error *ref_execute(backend_context *c, int batch, const void *cons
     if (!outputs[i]) continue;
     const ir_value *v = &g->values[g->outputs[i]];
     size_t bytes;
-    if (!value_bytes(v, batch, &bytes))
-      return err_new(INFERD_ERROR_INTERNAL, "output '%s' has no size", v->name);
+    if (!value_bytes(v, batch, &bytes)) return err_new(INFERD_ERROR_INTERNAL, "output '%s' has no size", v->name);
     if (bytes) memcpy(outputs[i], c->data[g->outputs[i]], bytes);
   }
   return NULL;
@@ -284,8 +281,8 @@ static int ref_profile(const backend_context *c, inferd_profile_entry *entries, 
   const backend_plan *p = c->plan;
   for (int s = 0; s < p->n_steps && s < capacity; s++) {
     const ir_node *n = &p->g->nodes[p->steps[s]];
-    entries[s] = (inferd_profile_entry){
-        .name = n->name, .kind = ir_op_name(n->op), .milliseconds = c->step_ms[s], .gflop = 0};
+    entries[s] =
+        (inferd_profile_entry){.name = n->name, .kind = ir_op_name(n->op), .milliseconds = c->step_ms[s], .gflop = 0};
   }
   return p->n_steps;
 }

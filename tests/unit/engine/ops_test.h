@@ -16,9 +16,12 @@
 #include "engine/ops/sym.h"
 
 /* DIMS(1, 3, 224, 224) expands to the rank and a dims array; -k is k*N. */
-#define DIMS(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
-#define SCALAR 0, (int64_t[]){0}
-#define INS(...) (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (int[]){__VA_ARGS__}
+#define DIMS(...)                                                                                                      \
+  (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]) { __VA_ARGS__ }
+#define SCALAR                                                                                                         \
+  0, (int64_t[]) { 0 }
+#define INS(...)                                                                                                       \
+  (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int)), (int[]) { __VA_ARGS__ }
 
 static inline ir_graph *t_graph(int64_t opset) {
   ir_graph *g = ir_graph_new();

@@ -51,7 +51,7 @@ static net build_net(bool fused) {
 }
 
 static const float batch2_input[36] = {
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    0,  1,  2,  3,  4,  5,  6,  7,  8,  2,    2,    2,    2,    2,    2,    2,    2,    2,
     -1, -1, -1, -1, -1, -1, -1, -1, -1, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f,
 };
 
@@ -147,13 +147,13 @@ static void test_passthrough_outputs_and_errors(void **state) {
   assert_null(backend_ref_ops.context_create(plan, 1, &ctx));
   float gathered[3], constant[4];
   int64_t echoed[3];
-  assert_null(backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){3, -4, 1}},
-                                      (void *[]){gathered, echoed, constant}));
+  assert_null(
+      backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){3, -4, 1}}, (void *[]){gathered, echoed, constant}));
   assert_memory_equal(gathered, ((float[]){4, 1, 2}), sizeof(gathered));
   assert_memory_equal(echoed, ((int64_t[]){3, -4, 1}), sizeof(echoed));
   assert_memory_equal(constant, ((float[]){1, 2, 3, 4}), sizeof(constant));
-  inferd_error *e = backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){0, 4, 0}},
-                                            (void *[]){gathered, echoed, constant});
+  inferd_error *e =
+      backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){0, 4, 0}}, (void *[]){gathered, echoed, constant});
   assert_non_null(e);
   assert_non_null(strstr(inferd_error_message(e), "node 'gather'"));
   inferd_error_delete(e);

@@ -9,8 +9,17 @@
 #include "unit/engine/ops_test.h"
 
 /* ONNX data type numbers for `to`. */
-enum { TO_FLOAT = 1, TO_UINT8 = 2, TO_INT32 = 6, TO_INT64 = 7, TO_STRING = 8, TO_BOOL = 9, TO_FLOAT16 = 10,
-       TO_DOUBLE = 11, TO_BFLOAT16 = 16 };
+enum {
+  TO_FLOAT = 1,
+  TO_UINT8 = 2,
+  TO_INT32 = 6,
+  TO_INT64 = 7,
+  TO_STRING = 8,
+  TO_BOOL = 9,
+  TO_FLOAT16 = 10,
+  TO_DOUBLE = 11,
+  TO_BFLOAT16 = 16
+};
 
 static int cast(ir_graph *g, const char *name, int x, int64_t to) {
   int n = t_node(g, IR_OP_Cast, name, INS(x), 1);
@@ -27,8 +36,8 @@ static void test_to_half(void **state) {
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP16, "[8]");
   /* 1+2^-11 is a tie: to even (1.0); just above rounds up; 65520 ties to
    * the odd 65504 -> infinity; 2^-25 is a tie with 0 -> 0; 3*2^-26 -> 2^-24. */
-  const float in[] = {1.0f, 1.0f + 0x1p-11f, 1.0f + 0x1p-11f + 0x1p-20f, 65519.0f, 65520.0f,
-                      0x1p-25f, 3 * 0x1p-26f, -2.0f};
+  const float in[] = {1.0f, 1.0f + 0x1p-11f, 1.0f + 0x1p-11f + 0x1p-20f, 65519.0f, 65520.0f, 0x1p-25f, 3 * 0x1p-26f,
+                      -2.0f};
   t_run_check_bytes(g, n, 1, (const void *[]){in},
                     (uint16_t[]){0x3C00, 0x3C00, 0x3C01, 0x7BFF, 0x7C00, 0x0000, 0x0001, 0xC000}, 16);
 
@@ -39,8 +48,8 @@ static void test_to_half(void **state) {
                     4);
 
   n = cast(g, "f32_to_bf16", f, TO_BFLOAT16);
-  const float bin[] = {1.0f, 1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, 1.0f + 3 * 0x1p-8f,
-                       -0.0f, INFINITY, 0x1p-130f, 3.0e38f};
+  const float bin[] = {1.0f,      1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, 1.0f + 3 * 0x1p-8f, -0.0f, INFINITY,
+                       0x1p-130f, 3.0e38f};
   t_run_check_bytes(g, n, 1, (const void *[]){bin},
                     (uint16_t[]){0x3F80, 0x3F80, 0x3F81, 0x3F82, 0x8000, 0x7F80, 0x0008, 0x7F62}, 16);
 

@@ -29,8 +29,8 @@ static void test_conv_padding_and_strides(void **state) {
   t_attr_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
   t_expect_ok(g, n);
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP32, "[1,1,5,5]");
-  const float padded[] = {12, 21, 27, 33, 24, 33, 54, 63, 72, 51, 63, 99, 108, 117, 81,
-                          93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
+  const float padded[] = {12,  21, 27, 33,  24,  33,  54,  63, 72,  51,  63,  99, 108,
+                          117, 81, 93, 144, 153, 162, 111, 72, 111, 117, 123, 84};
   t_run_check_f32(g, n, 1, (const void *[]){x5x5}, padded, 25);
 
   int m = conv_ones(g, 5, 5);
@@ -43,8 +43,8 @@ static void test_conv_padding_and_strides(void **state) {
   t_attr_ints(g, s, "strides", 2, (int64_t[]){2, 2});
   t_expect_ok(g, s);
   t_expect_shape(g, t_out(g, s, 0), INFERD_TYPE_FP32, "[1,1,4,3]");
-  t_run_check_f32(g, s, 1, (const void *[]){x7x5}, (const float[]){12, 27, 24, 63, 108, 81, 123, 198, 141, 112, 177, 124},
-                  12);
+  t_run_check_f32(g, s, 1, (const void *[]){x7x5},
+                  (const float[]){12, 27, 24, 63, 108, 81, 123, 198, 141, 112, 177, 124}, 12);
 
   int a = conv_ones(g, 7, 5);
   t_attr_ints(g, a, "pads", 4, (int64_t[]){1, 0, 1, 0});
@@ -175,9 +175,12 @@ static void test_conv_rejections(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv_padding_and_strides), cmocka_unit_test(test_conv_groups_bias),
-      cmocka_unit_test(test_conv_dilation),            cmocka_unit_test(test_conv_auto_pad_dynamic_batch),
-      cmocka_unit_test(test_conv_3d),                  cmocka_unit_test(test_conv_rejections),
+      cmocka_unit_test(test_conv_padding_and_strides),
+      cmocka_unit_test(test_conv_groups_bias),
+      cmocka_unit_test(test_conv_dilation),
+      cmocka_unit_test(test_conv_auto_pad_dynamic_batch),
+      cmocka_unit_test(test_conv_3d),
+      cmocka_unit_test(test_conv_rejections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

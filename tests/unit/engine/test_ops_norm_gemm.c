@@ -20,8 +20,8 @@ static void test_batchnorm(void **state) {
   t_expect_ok(g, n);
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP32, "[N,2,1,3]");
   const float in[] = {-1, 0, 1, 2, 3, 4};
-  t_run_check_f32(g, n, 1, (const void *[]){in},
-                  (const float[]){-0.999995f, 0, 0.999995f, -0.22474074f, 1, 2.2247407f}, 6);
+  t_run_check_f32(g, n, 1, (const void *[]){in}, (const float[]){-0.999995f, 0, 0.999995f, -0.22474074f, 1, 2.2247407f},
+                  6);
 
   n = t_node(g, IR_OP_BatchNormalization, "training", INS(x, s, b, m, v), 3);
   t_expect_error(g, n, "training");
@@ -185,8 +185,8 @@ static void test_matmul(void **state) {
   n = t_node(g, IR_OP_MatMul, "mat_vec", INS(m, v), 1);
   t_expect_ok(g, n);
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP32, "[N]");
-  t_run_check_f32(g, n, 3, (const void *[]){(float[]){1, 2, 3, 4, 5, 6}, (float[]){1, -1}},
-                  (const float[]){-1, -1, -1}, 3);
+  t_run_check_f32(g, n, 3, (const void *[]){(float[]){1, 2, 3, 4, 5, 6}, (float[]){1, -1}}, (const float[]){-1, -1, -1},
+                  3);
   n = t_node(g, IR_OP_MatMul, "vec_vec", INS(v, v), 1);
   t_expect_ok(g, n);
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP32, "[]");

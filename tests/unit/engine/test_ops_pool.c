@@ -31,8 +31,8 @@ static void test_maxpool(void **state) {
   n = pool(g, IR_OP_MaxPool, "padded", x5, 5, 1, 2);
   t_expect_ok(g, n);
   t_expect_shape(g, t_out(g, n, 0), INFERD_TYPE_FP32, "[1,1,5,5]");
-  const float want[] = {13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25, 25, 25,
-                        23, 24, 25, 25, 25, 23, 24, 25, 25, 25};
+  const float want[] = {13, 14, 15, 15, 15, 18, 19, 20, 20, 20, 23, 24, 25,
+                        25, 25, 23, 24, 25, 25, 25, 23, 24, 25, 25, 25};
   t_run_check_f32(g, n, 1, (const void *[]){in5}, want, 25);
 
   n = pool(g, IR_OP_MaxPool, "ceil", x4, 3, 2, 0);
@@ -73,15 +73,15 @@ static void test_averagepool(void **state) {
 
   int n = pool(g, IR_OP_AveragePool, "exclude_pad", x5, 5, 1, 2);
   t_expect_ok(g, n);
-  const float excl[] = {7,  7.5f,  8,  8.5f,  9,  9.5f, 10, 10.5f, 11, 11.5f, 12, 12.5f, 13,
-                        13.5f, 14, 14.5f, 15, 15.5f, 16, 16.5f, 17, 17.5f, 18, 18.5f, 19};
+  const float excl[] = {7,     7.5f, 8,     8.5f, 9,     9.5f, 10,    10.5f, 11,    11.5f, 12,    12.5f, 13,
+                        13.5f, 14,   14.5f, 15,   15.5f, 16,   16.5f, 17,    17.5f, 18,    18.5f, 19};
   t_run_check_f32(g, n, 1, (const void *[]){in5}, excl, 25);
 
   n = pool(g, IR_OP_AveragePool, "include_pad", x5, 5, 1, 2);
   t_attr_int(g, n, "count_include_pad", 1);
   t_expect_ok(g, n);
-  const float incl[] = {2.52f, 3.6f, 4.8f,  4.08f,  3.24f, 4.56f, 6.4f, 8.4f, 7.04f, 5.52f, 7.2f, 10, 13,
-                        10.8f, 8.4f, 6.96f, 9.6f, 12.4f, 10.24f, 7.92f, 6.12f, 8.4f, 10.8f, 8.88f, 6.84f};
+  const float incl[] = {2.52f, 3.6f, 4.8f,  4.08f, 3.24f, 4.56f,  6.4f,  8.4f,  7.04f, 5.52f, 7.2f,  10,   13,
+                        10.8f, 8.4f, 6.96f, 9.6f,  12.4f, 10.24f, 7.92f, 6.12f, 8.4f,  10.8f, 8.88f, 6.84f};
   t_run_check_f32(g, n, 1, (const void *[]){in5}, incl, 25);
 
   /* ceil_mode's overhanging windows average only what they cover. */

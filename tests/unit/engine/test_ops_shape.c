@@ -214,8 +214,8 @@ static void test_pytorch_flatten_chain(void **state) {
   int four = t_const(g, "four", INFERD_TYPE_INT64, SCALAR, (int64_t[]){4});
   int mul = t_node(g, IR_OP_Mul, "mul", INS(t_out(g, gather, 0), four), 1);
   int unsq2 = t_node(g, IR_OP_Unsqueeze, "unsqueeze2", INS(t_out(g, mul, 0), axes), 1);
-  int last = t_node(g, IR_OP_Slice, "last", INS(t_out(g, shape, 0), minus_one,
-                                                t_const_i64(g, "big", 1, (int64_t[]){INT64_MAX})), 1);
+  int last = t_node(g, IR_OP_Slice, "last",
+                    INS(t_out(g, shape, 0), minus_one, t_const_i64(g, "big", 1, (int64_t[]){INT64_MAX})), 1);
   int concat2 = t_node(g, IR_OP_Concat, "concat2", INS(t_out(g, unsq2, 0), t_out(g, last, 0)), 1);
   t_attr_int(g, concat2, "axis", 0);
   int reshape2 = t_node(g, IR_OP_Reshape, "reshape2", INS(x, t_out(g, concat2, 0)), 1);
@@ -237,9 +237,9 @@ static void test_pytorch_flatten_chain(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_flatten),          cmocka_unit_test(test_reshape),
+      cmocka_unit_test(test_flatten),           cmocka_unit_test(test_reshape),
       cmocka_unit_test(test_squeeze_unsqueeze), cmocka_unit_test(test_identity_dropout),
-      cmocka_unit_test(test_shape_constant),   cmocka_unit_test(test_pytorch_flatten_chain),
+      cmocka_unit_test(test_shape_constant),    cmocka_unit_test(test_pytorch_flatten_chain),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,225 @@
+/*
+ * Backend consistency, in the manner of ggml's test-backend-ops: small
+ * graphs covering each op family are written as ONNX models, loaded through
+ * the public API on the cpu (oneDNN) backend and on the reference backend,
+ * and run at a dynamic batch of 3 on the same pseudo-random data; the outputs
+ * must agree. The optimizer runs as it does in production, so fused forms
+ * (BatchNormalization folded into Conv, activations and residual sums as
+ * post-ops) are checked too.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <unistd.h>
+
+#include "engine/onnx/onnx.h"
+#include "unit/engine/ops_test.h"
+
+enum { BATCH = 3 };
+
+static uint32_t rng_state = 12345;
+static float rnd(void) {
+  rng_state = rng_state * 1664525u + 1013904223u;
+  return (float)((rng_state >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static int rnd_const(ir_graph *g, const char *name, int rank, const int64_t *dims) {
+  ir_shape s = t_shape(rank, dims);
+  int64_t count = ir_shape_numel(&s, 1);
+  float *data = malloc((size_t)count * sizeof(float));
+  for (int64_t i = 0; i < count; i++) data[i] = rnd();
+  int v = t_const(g, name, INFERD_TYPE_FP32, rank, dims, data);
+  free(data);
+  return v;
+}
+
+/* Positive values, for variances. */
+static int rnd_positive(ir_graph *g, const char *name, int64_t n) {
+  float *data = malloc((size_t)n * sizeof(float));
+  for (int64_t i = 0; i < n; i++) data[i] = 0.5f + rnd() * rnd();
+  int v = t_const(g, name, INFERD_TYPE_FP32, 1, (int64_t[]){n}, data);
+  free(data);
+  return v;
+}
+
+/* Runs the model on `backend` and returns output 0 (malloc'd). */
+static float *run_model(const char *path, const char *backend, const float *input, size_t in_count, size_t *out_count) {
+  inferd_plan *plan;
+  inferd_plan_options o = {.backend = backend, .max_batch_size = BATCH, .threads = 1};
+  inferd_error *e = inferd_plan_load(path, &o, &plan);
+  if (e) {
+    fprintf(stderr, "%s: %s\n", backend, inferd_error_message(e));
+    fail();
+  }
+  assert_true(inferd_plan_has_dynamic_batch(plan));
+  inferd_context *ctx;
+  assert_null(inferd_context_create(plan, NULL, &ctx));
+  inferd_tensor_info in_info, out_info;
+  assert_null(inferd_plan_input(plan, 0, &in_info));
+  assert_null(inferd_plan_output(plan, 0, &out_info));
+  inferd_tensor in = {.name = in_info.name,
+                      .datatype = in_info.datatype,
+                      .rank = in_info.rank,
+                      .data = (void *)input,
+                      .byte_size = in_count * sizeof(float)};
+  memcpy(in.dims, in_info.dims, sizeof(in.dims));
+  in.dims[0] = BATCH;
+  size_t n = 1;
+  for (int d = 0; d < out_info.rank; d++) n *= (size_t)(out_info.dims[d] < 0 ? BATCH : out_info.dims[d]);
+  float *out = calloc(n, sizeof(float));
+  inferd_tensor ot = {.name = out_info.name, .data = out, .byte_size = n * sizeof(float)};
+  e = inferd_context_run(ctx, BATCH, &in, 1, &ot, 1);
+  if (e) {
+    fprintf(stderr, "%s: %s\n", backend, inferd_error_message(e));
+    fail();
+  }
+  inferd_context_delete(ctx);
+  inferd_plan_delete(plan);
+  *out_count = n;
+  return out;
+}
+
+/* Exports the graph (x is its input, y its output), runs it on both
+ * backends and compares. */
+static void check(ir_graph *g, int x, int y, const char *what) {
+  ir_graph_add_output(g, y);
+  assert_null(ir_infer_shapes(g));
+  ir_graph_update_uses(g);
+  char path[] = "/tmp/inferd_consistency_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_null(onnx_export_file(g, path));
+  size_t count = (size_t)ir_shape_numel(&g->values[x].shape, BATCH);
+  float *input = malloc(count * sizeof(float));
+  for (size_t i = 0; i < count; i++) input[i] = rnd() * 2;
+  size_t n_cpu, n_ref;
+  float *cpu = run_model(path, "cpu", input, count, &n_cpu);
+  float *ref = run_model(path, "ref", input, count, &n_ref);
+  unlink(path);
+  assert_int_equal(n_cpu, n_ref);
+  for (size_t i = 0; i < n_cpu; i++) {
+    if (!(fabsf(cpu[i] - ref[i]) <= 1e-4f + 1e-4f * fabsf(ref[i]))) {
+      fprintf(stderr, "%s: element %zu: cpu %.9g, ref %.9g\n", what, i, cpu[i], ref[i]);
+      fail();
+    }
+  }
+  free(input);
+  free(cpu);
+  free(ref);
+  ir_graph_delete(g);
+}
+
+static void test_conv_variants(void **state) {
+  (void)state;
+  struct {
+    int64_t group, kernel, stride, dilation, pad;
+    const char *auto_pad;
+  } cases[] = {
+      {1, 3, 1, 1, 1, NULL}, {2, 3, 2, 1, 0, NULL},         {4, 3, 1, 2, 2, NULL},
+      {1, 1, 1, 1, 0, NULL}, {1, 3, 2, 1, 0, "SAME_UPPER"}, {1, 2, 1, 1, 0, "SAME_LOWER"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    ir_graph *g = t_graph(13);
+    int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 4, 9, 7));
+    int64_t k = cases[i].kernel;
+    int w = rnd_const(g, "w", DIMS(8, 4 / cases[i].group, k, k));
+    int b = rnd_const(g, "b", DIMS(8));
+    int n = t_node(g, IR_OP_Conv, "conv", INS(x, w, b), 1);
+    t_attr_int(g, n, "group", cases[i].group);
+    t_attr_ints(g, n, "strides", 2, (int64_t[]){cases[i].stride, cases[i].stride});
+    t_attr_ints(g, n, "dilations", 2, (int64_t[]){cases[i].dilation, cases[i].dilation});
+    if (cases[i].auto_pad)
+      t_attr_string(g, n, "auto_pad", cases[i].auto_pad);
+    else
+      t_attr_ints(g, n, "pads", 4, (int64_t[]){cases[i].pad, cases[i].pad, cases[i].pad + 1, cases[i].pad});
+    check(g, x, t_out(g, n, 0), "conv");
+  }
+}
+
+/* Conv -> BatchNormalization -> Relu -> Add(residual) -> Relu: the
+ * optimizer folds the BN and fuses the rest into the Conv. */
+static void test_conv_block_fused(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 8, 6, 6));
+  int w = rnd_const(g, "w", DIMS(8, 8, 3, 3));
+  int conv = t_node(g, IR_OP_Conv, "conv", INS(x, w), 1);
+  t_attr_ints(g, conv, "pads", 4, (int64_t[]){1, 1, 1, 1});
+  int bn = t_node(g, IR_OP_BatchNormalization, "bn",
+                  INS(t_out(g, conv, 0), rnd_const(g, "s", DIMS(8)), rnd_const(g, "bb", DIMS(8)),
+                      rnd_const(g, "m", DIMS(8)), rnd_positive(g, "v", 8)),
+                  1);
+  int relu = t_node(g, IR_OP_Relu, "relu", INS(t_out(g, bn, 0)), 1);
+  int add = t_node(g, IR_OP_Add, "add", INS(t_out(g, relu, 0), x), 1);
+  int clip = t_node(g, IR_OP_Clip, "relu6",
+                    INS(t_out(g, add, 0), t_const(g, "lo", INFERD_TYPE_FP32, SCALAR, (float[]){0}),
+                        t_const(g, "hi", INFERD_TYPE_FP32, SCALAR, (float[]){6})),
+                    1);
+  check(g, x, t_out(g, clip, 0), "conv block");
+}
+
+static void test_pools(void **state) {
+  (void)state;
+  for (int kind = 0; kind < 4; kind++) {
+    ir_graph *g = t_graph(12);
+    int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 3, 8, 9));
+    ir_op op = kind == 0   ? IR_OP_MaxPool
+               : kind == 1 ? IR_OP_AveragePool
+               : kind == 2 ? IR_OP_GlobalAveragePool
+                           : IR_OP_GlobalMaxPool;
+    int n = t_node(g, op, "pool", INS(x), 1);
+    if (kind < 2) {
+      t_attr_ints(g, n, "kernel_shape", 2, (int64_t[]){3, 3});
+      t_attr_ints(g, n, "strides", 2, (int64_t[]){2, 2});
+      t_attr_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+      t_attr_int(g, n, "ceil_mode", 1);
+    }
+    check(g, x, t_out(g, n, 0), ir_op_name(op));
+  }
+}
+
+/* Flatten -> Gemm (transB, bias) -> Sigmoid -> MatMul -> Softmax. */
+static void test_dense_head(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 4, 2, 2));
+  int flat = t_node(g, IR_OP_Flatten, "flatten", INS(x), 1);
+  int gemm = t_node(g, IR_OP_Gemm, "gemm",
+                    INS(t_out(g, flat, 0), rnd_const(g, "w", DIMS(10, 16)), rnd_const(g, "b", DIMS(10))), 1);
+  t_attr_int(g, gemm, "transB", 1);
+  t_attr_float(g, gemm, "alpha", 0.5f);
+  int sig = t_node(g, IR_OP_Sigmoid, "sigmoid", INS(t_out(g, gemm, 0)), 1);
+  int mm = t_node(g, IR_OP_MatMul, "matmul", INS(t_out(g, sig, 0), rnd_const(g, "w2", DIMS(10, 5))), 1);
+  int sm = t_node(g, IR_OP_Softmax, "softmax", INS(t_out(g, mm, 0)), 1);
+  check(g, x, t_out(g, sm, 0), "dense head");
+}
+
+/* Transpose -> batched MatMul -> ReduceMean -> Concat -> activations. */
+static void test_layout_and_reductions(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 3, 4, 5));
+  int tr = t_node(g, IR_OP_Transpose, "transpose", INS(x), 1);
+  t_attr_ints(g, tr, "perm", 4, (int64_t[]){0, 2, 1, 3});
+  int mm = t_node(g, IR_OP_MatMul, "matmul", INS(t_out(g, tr, 0), rnd_const(g, "w", DIMS(4, 5, 6))), 1);
+  int rm = t_node(g, IR_OP_ReduceMean, "mean", INS(t_out(g, mm, 0)), 1);
+  t_attr_ints(g, rm, "axes", 1, (int64_t[]){-2});
+  int leaky = t_node(g, IR_OP_LeakyRelu, "leaky", INS(t_out(g, rm, 0)), 1);
+  int hs = t_node(g, IR_OP_HardSwish, "hardswish", INS(t_out(g, rm, 0)), 1);
+  int cat = t_node(g, IR_OP_Concat, "concat", INS(t_out(g, leaky, 0), t_out(g, hs, 0)), 1);
+  t_attr_int(g, cat, "axis", 1);
+  int tanh_node = t_node(g, IR_OP_Tanh, "tanh", INS(t_out(g, cat, 0)), 1);
+  int mul = t_node(g, IR_OP_Mul, "mul", INS(t_out(g, tanh_node, 0), rnd_const(g, "scale", DIMS(1, 6))), 1);
+  check(g, x, t_out(g, mul, 0), "layout and reductions");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv_variants), cmocka_unit_test(test_conv_block_fused),      cmocka_unit_test(test_pools),
+      cmocka_unit_test(test_dense_head),    cmocka_unit_test(test_layout_and_reductions),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
