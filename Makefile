@@ -1,6 +1,13 @@
-# Thin wrapper around CMake. `make` builds build/inferd; `make asan` builds the
-# sanitizer tree in build-asan/; `make test` runs every test (see scripts/test.sh).
+# Thin wrapper around CMake. `make` builds build/inferd; `make ASAN=1` (or
+# `make asan`) builds the ASan+UBSan tree in build-asan/; `make unit` runs the
+# ctest suites of the tree just built; `make test` runs every test
+# (scripts/test.sh).
 JOBS ?= $(shell nproc)
+ifeq ($(ASAN),1)
+all: asan
+unit: asan
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j $(JOBS)
+endif
 
 .PHONY: all build asan test unit clean
 all: build

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "tools/zoo.h"
+#include "engine/zoo/zoo.h"
 
 static const cli_option zoo_options[] = {
     {"output", "DIR", "model repository folder to write MODEL/1/model.onnx and MODEL/config.pbtxt into (required)"},

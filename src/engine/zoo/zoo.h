@@ -7,8 +7,8 @@
  * sane range through the whole network and different inputs give different
  * outputs, which is what performance and consistency tests need.
  */
-#ifndef INFERD_TOOLS_ZOO_H
-#define INFERD_TOOLS_ZOO_H
+#ifndef INFERD_ENGINE_ZOO_ZOO_H
+#define INFERD_ENGINE_ZOO_ZOO_H
 
 #include <stdint.h>
 

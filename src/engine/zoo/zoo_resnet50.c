@@ -32,7 +32,7 @@
 #include <string.h>
 
 #include "base/error.h"
-#include "tools/zoo.h"
+#include "engine/zoo/zoo.h"
 
 /* Estimated per-channel mean and variance of an activation. */
 typedef struct chan_stats {

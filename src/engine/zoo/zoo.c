@@ -1,5 +1,5 @@
 /* The zoo's table and the writer of Triton model repository entries. */
-#include "tools/zoo.h"
+#include "engine/zoo/zoo.h"
 
 #include <errno.h>
 #include <inttypes.h>
