@@ -3,7 +3,6 @@
  * the model of programs, slots and steps.
  */
 #include <limits.h>
-#include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +10,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "engine/cpu/cpu.h"
+#include "engine/ops/op_util.h"
 
 /* A program bound to one context's memory: ready-made argument lists for
  * every primitive, and the memory objects that point at the caller's
@@ -247,50 +247,17 @@ static void cpu_context_delete(backend_context *ctx) {
 
 static size_t cpu_context_memory_bytes(const backend_context *ctx) { return ctx->arena_size + ctx->scratch_size; }
 
-static float apply_eltwise(const ir_post_op *po, float v) {
-  switch (po->alg) {
-    case IR_ELTWISE_RELU: return v > 0 ? v : 0;
-    case IR_ELTWISE_LEAKY_RELU: return v > 0 ? v : v * po->alpha;
-    case IR_ELTWISE_CLIP: return v < po->alpha ? po->alpha : (v > po->beta ? po->beta : v);
-    case IR_ELTWISE_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case IR_ELTWISE_TANH: return tanhf(v);
-    case IR_ELTWISE_HARD_SWISH: {
-      float t = v / 6.0f + 0.5f;
-      return v * (t < 0 ? 0 : (t > 1 ? 1 : t));
-    }
-    case IR_ELTWISE_HARD_SIGMOID: {
-      float t = po->alpha * v + po->beta;
-      return t < 0 ? 0 : (t > 1 ? 1 : t);
-    }
-  }
-  return v;
-}
-
-/* A fused node that fell back to its reference kernel still owes its
- * post-ops. */
-static void ref_post_ops(const cpu_step *s) {
-  const ir_node *n = s->node;
-  float *y = s->out_tensors[0].data;
-  int64_t count = ir_tensor_numel(&s->out_tensors[0]);
-  const float *sum = n->sum_input >= 0 ? s->in_tensors[n->sum_input].data : NULL;
-  for (int i = 0; i < n->n_post_ops; i++) {
-    const ir_post_op *po = &n->post_ops[i];
-    if (po->kind == IR_POST_SUM) {
-      for (int64_t j = 0; j < count; j++) y[j] += sum[j];
-    } else {
-      for (int64_t j = 0; j < count; j++) y[j] = apply_eltwise(po, y[j]);
-    }
-  }
-}
-
 static inferd_error *run_ref_step(backend_context *ctx, const cpu_program *p, cpu_step *s, const void *const *inputs,
                                   void *const *outputs) {
   for (int k = 0; k < s->n_in; k++)
     s->in_tensors[k].data = s->in_slots[k] >= 0 ? slot_ptr(ctx, p, s->in_slots[k], inputs, outputs) : NULL;
   for (int k = 0; k < s->n_out; k++)
     s->out_tensors[k].data = s->out_slots[k] >= 0 ? slot_ptr(ctx, p, s->out_slots[k], inputs, outputs) : NULL;
-  ERR_TRY(ir_op_get(s->node->op)->ref(ctx->plan->g, s->node, s->in_tensors, s->out_tensors));
-  if (s->node->n_post_ops) ref_post_ops(s);
+  const ir_graph *g = ctx->plan->g;
+  ERR_TRY(ir_op_get(s->node->op)->ref(g, s->node, s->in_tensors, s->out_tensors));
+  /* A fused node that fell back to its reference kernel still owes its
+   * post-ops. */
+  if (s->node->n_post_ops) ERR_TRY(ops_apply_post_ops(g, s->node, s->in_tensors, &s->out_tensors[0]));
   return NULL;
 }
 

@@ -177,3 +177,18 @@ inferd_error *op_ref_Clip(const ir_graph *g, const ir_node *n, const ir_tensor *
   }
   return NULL;
 }
+
+inferd_error *ops_apply_post_ops(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *y) {
+  for (int i = 0; i < n->n_post_ops; i++) {
+    const ir_post_op *po = &n->post_ops[i];
+    if (po->kind == IR_POST_ELTWISE) {
+      ops_eltwise_f32(po->alg, po->alpha, po->beta, y->data, y->data, ir_tensor_numel(y));
+    } else {
+      /* y += operand, element by element in place (same shape, or
+       * broadcast to it), through the Add kernel. */
+      ir_tensor args[2] = {*y, in[n->sum_input]};
+      ERR_TRY(op_ref_Add(g, n, args, y));
+    }
+  }
+  return NULL;
+}

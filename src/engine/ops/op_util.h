@@ -128,6 +128,10 @@ void ops_copy_strided(void *dst, const void *src, int rank, const int64_t *dims,
  * activation ops, by the enum the optimizer uses for fused activations.
  * CLIP takes alpha = min, beta = max; LEAKY_RELU alpha; HARD_SIGMOID both. */
 void ops_eltwise_f32(ir_eltwise_alg alg, float alpha, float beta, const float *x, float *y, int64_t count);
+/* Applies the post-ops the optimizer fused into node `n` to its result `y`
+ * in place; `in` are the node's input tensors (the sum operand among them).
+ * For backends that run a fused node with its reference kernel. */
+inferd_error *ops_apply_post_ops(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *y);
 
 /* IEEE half and bfloat16, rounded to nearest even from double (so no double
  * rounding through float), and back. */

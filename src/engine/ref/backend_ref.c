@@ -229,23 +229,6 @@ static void tensor_of(const ir_graph *g, const backend_context *c, int v, int64_
   t->data = (void *)c->data[v];
 }
 
-/* The operations the optimizer fused into the node, applied to its result. */
-static inferd_error *apply_post_ops(const ir_graph *g, const ir_node *n, backend_context *c) {
-  ir_tensor *y = &c->out[0];
-  for (int i = 0; i < n->n_post_ops; i++) {
-    const ir_post_op *po = &n->post_ops[i];
-    if (po->kind == IR_POST_ELTWISE) {
-      ops_eltwise_f32(po->alg, po->alpha, po->beta, y->data, y->data, ir_tensor_numel(y));
-    } else {
-      /* y += operand, element by element in place (same shape, or
-       * broadcast to it), through the Add kernel. */
-      ir_tensor args[2] = {*y, c->in[n->sum_input]};
-      ERR_TRY(op_ref_Add(g, n, args, y));
-    }
-  }
-  return NULL;
-}
-
 static inferd_error *ref_execute(backend_context *c, int batch, const void *const *inputs, void *const *outputs) {
   const backend_plan *p = c->plan;
   const ir_graph *g = p->g;
@@ -260,7 +243,7 @@ static inferd_error *ref_execute(backend_context *c, int batch, const void *cons
     for (int k = 0; k < n->n_outputs; k++) tensor_of(g, c, n->outputs[k], batch, &c->out[k]);
     uint64_t t0 = c->profiling ? clock_now_ns() : 0;
     ERR_TRY(ir_op_get(n->op)->ref(g, n, c->in, c->out));
-    ERR_TRY(apply_post_ops(g, n, c));
+    ERR_TRY(ops_apply_post_ops(g, n, c->in, &c->out[0]));
     if (c->profiling) c->step_ms[s] = (double)(clock_now_ns() - t0) / 1e6;
   }
   /* Outputs are copied out, which also covers an output that is an input or
