@@ -186,6 +186,9 @@ INFERD_API int inferd_context_profile(const inferd_context *context, inferd_prof
 
 /* Library version string, e.g. "0.1.0". */
 INFERD_API const char *inferd_version(void);
+/* Version, CPU kernels and instruction set, CUDA runtime and GPUs found, one
+ * per line. Static storage; the first call probes the devices. */
+INFERD_API const char *inferd_build_info(void);
 
 #ifdef __cplusplus
 }

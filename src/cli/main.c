@@ -24,7 +24,7 @@ static void print_usage(FILE *out) {
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
   fprintf(out, "\n'inferd <command> --help' describes a command's options.\n"
-               "  --version  print the version\n  --help     show this help\n");
+               "  --version  print the version and the devices found\n  --help     show this help\n");
 }
 
 int main(int argc, char **argv) {
@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(argv[1], "--version") == 0) {
-    printf("inferd %s\n", inferd_version());
+    printf("%s\n", inferd_build_info());
     return 0;
   }
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

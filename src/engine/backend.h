@@ -60,8 +60,6 @@ const inferd_backend_ops *backend_find(const char *name);
 
 extern const inferd_backend_ops backend_ref_ops; /* reference interpreter (engine/ref) */
 extern const inferd_backend_ops backend_cpu_ops; /* oneDNN (engine/cpu) */
-#ifdef INFERD_HAVE_CUDA
-extern const inferd_backend_ops backend_cuda_ops; /* cuDNN/cuBLASLt (engine/cuda) */
-#endif
+
 
 #endif

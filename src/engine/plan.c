@@ -17,9 +17,6 @@ const inferd_backend_ops *backend_find(const char *name) {
   const inferd_backend_ops *all[] = {
       &backend_cpu_ops,
       &backend_ref_ops,
-#ifdef INFERD_HAVE_CUDA
-      &backend_cuda_ops,
-#endif
   };
   for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
     if (all[i] && strcmp(all[i]->name, name) == 0) return all[i];

@@ -69,3 +69,11 @@ def test_missing_model_file(run_inferd, tmp_path):
     proc = run_inferd("bench", "--model", tmp_path / "nope.onnx", "--iterations", "1")
     assert proc.returncode == 1
     assert "nope.onnx" in proc.stderr
+
+
+def test_version_reports_devices(run_inferd):
+    proc = run_inferd("--version", check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("inferd ")
+    assert any(l.startswith("cpu: oneDNN ") for l in lines)
+    assert any(l.startswith("gpu: ") for l in lines)
