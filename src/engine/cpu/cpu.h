@@ -188,6 +188,10 @@ void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const
 /* A primitive_attr with user scratchpad and the node's post-ops. The caller
  * destroys it. */
 inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr);
+/* Makes the primitive descriptor of `desc` with a user scratchpad and the
+ * post-ops of `post_ops_of` (NULL: none). False when oneDNN has no
+ * implementation for it, so the caller falls back to the reference kernel. */
+bool cpu_pd_create(cpu_builder *b, const_dnnl_op_desc_t desc, const ir_node *post_ops_of, dnnl_primitive_desc_t *pd);
 /* The implementation oneDNN picked, e.g. "jit:avx2". */
 const char *cpu_pd_impl(const_dnnl_primitive_desc_t pd);
 /* Weights of `value` (a constant) reordered to `md`, cached per node. */

@@ -37,20 +37,14 @@ void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const
   }
 }
 
-static inferd_error *conv_pd(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *src,
-                             const dnnl_memory_desc_t *w, const dnnl_memory_desc_t *bias,
-                             const dnnl_memory_desc_t *dst, const int64_t *strides, const int64_t *dil,
-                             const int64_t *pl, const int64_t *pr, dnnl_primitive_desc_t *pd) {
+static bool conv_pd(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *w,
+                    const dnnl_memory_desc_t *bias, const dnnl_memory_desc_t *dst, const int64_t *strides,
+                    const int64_t *dil, const int64_t *pl, const int64_t *pr, dnnl_primitive_desc_t *pd) {
   dnnl_convolution_desc_t cd;
-  DNNL_TRY(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_auto, src, w,
-                                                      bias, dst, strides, dil, pl, pr),
-           "convolution descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(n, &attr));
-  dnnl_status_t st = dnnl_primitive_desc_create(pd, &cd, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_dnnl_error(st, "convolution");
-  return NULL;
+  if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_auto, src, w, bias,
+                                                 dst, strides, dil, pl, pr) != dnnl_success)
+    return false;
+  return cpu_pd_create(b, &cd, n, pd);
 }
 
 static bool impl_is_reference(const_dnnl_primitive_desc_t pd) { return strstr(cpu_pd_impl(pd), "ref") != NULL; }
@@ -112,30 +106,22 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   }
 
   dnnl_primitive_desc_t pd = NULL;
-  inferd_error *e = conv_pd(b, n, &src_any, &w_any, bias >= 0 ? &bias_md : NULL, &dst_want, strides, dil_dnnl, pl,
-                            pr, &pd);
-  if (e && sum >= 0) {
-    inferd_error_delete(e);
-    e = conv_pd(b, n, &src_any, &w_any, bias >= 0 ? &bias_md : NULL, &dst_any, strides, dil_dnnl, pl, pr, &pd);
-  }
-  if (e) {
-    inferd_error_delete(e);
-    return cpu_build_ref(b, n);
-  }
+  const dnnl_memory_desc_t *bias_arg = bias >= 0 ? &bias_md : NULL;
+  bool ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_want, strides, dil_dnnl, pl, pr, &pd);
+  if (!ok && sum >= 0) ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_any, strides, dil_dnnl, pl, pr, &pd);
+  if (!ok) return cpu_build_ref(b, n);
   /* Prefer the producer's layout when a kernel as good exists for it: the
    * first convolution reads the plain input directly that way. */
   const dnnl_memory_desc_t *src_pref = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
   if (!dnnl_memory_desc_equal(src_pref, &x_md)) {
     dnnl_primitive_desc_t pd2 = NULL;
     const dnnl_memory_desc_t *dst_chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    inferd_error *e2 = conv_pd(b, n, &x_md, &w_any, bias >= 0 ? &bias_md : NULL, dst_chosen, strides, dil_dnnl,
-                               pl, pr, &pd2);
-    if (!e2 && !impl_is_reference(pd2) && strcmp(cpu_pd_impl(pd2), cpu_pd_impl(pd)) == 0) {
+    bool ok2 = conv_pd(b, n, &x_md, &w_any, bias_arg, dst_chosen, strides, dil_dnnl, pl, pr, &pd2);
+    if (ok2 && !impl_is_reference(pd2) && strcmp(cpu_pd_impl(pd2), cpu_pd_impl(pd)) == 0) {
       dnnl_primitive_desc_destroy(pd);
       pd = pd2;
-    } else {
-      inferd_error_delete(e2);
-      if (pd2) dnnl_primitive_desc_destroy(pd2);
+    } else if (ok2) {
+      dnnl_primitive_desc_destroy(pd2);
     }
   }
   dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
@@ -143,7 +129,7 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
 
   int src_slot;
-  e = cpu_slot_in_layout(b, x, &src_md, &src_slot);
+  inferd_error *e = cpu_slot_in_layout(b, x, &src_md, &src_slot);
   dnnl_memory_t w_mem = NULL, b_mem = NULL;
   if (!e) e = cpu_weights_get(b, w, &w_plain, &w_md, &w_mem);
   if (!e && bias >= 0) e = cpu_weights_get(b, bias, &bias_md, &bias_md, &b_mem);

@@ -26,8 +26,10 @@ static bool const_float(const ir_graph *g, int v, float *out) {
   return true;
 }
 
-static inferd_error *finish_unary(cpu_builder *b, const ir_node *n, int in_slot, dnnl_primitive_desc_t pd,
-                                  const char *what) {
+/* The step of a node with one data input and one output in the input's
+ * layout, written in place when allowed; the caller adds any further
+ * arguments and the primitive. */
+static cpu_step *unary_step(cpu_builder *b, const ir_node *n, int in_slot, const char *what) {
   int y = n->outputs[0];
   const dnnl_memory_desc_t md = b->p->slots[in_slot].md;
   int out = can_overwrite(b, in_slot) ? cpu_slot_view(b, in_slot, y, &md) : cpu_slot_new(b, y, &md);
@@ -38,7 +40,7 @@ static inferd_error *finish_unary(cpu_builder *b, const ir_node *n, int in_slot,
   cpu_slot_touch_last(b, out);
   b->value_slot[y] = out;
   if (cpu_md_is_plain(&md)) b->value_plain_slot[y] = out;
-  return cpu_step_set_primitive(s, pd);
+  return s;
 }
 
 inferd_error *cpu_build_eltwise(cpu_builder *b, const ir_node *n) {
@@ -77,13 +79,9 @@ inferd_error *cpu_build_eltwise(cpu_builder *b, const ir_node *n) {
   dnnl_memory_desc_t md = b->p->slots[in].md;
   dnnl_eltwise_desc_t ed;
   DNNL_TRY(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &md, alpha, beta), "eltwise descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &ed, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
-  return finish_unary(b, n, in, pd, ir_op_name(n->op));
+  if (!cpu_pd_create(b, &ed, NULL, &pd)) return cpu_build_ref(b, n);
+  return cpu_step_set_primitive(unary_step(b, n, in, ir_op_name(n->op)), pd);
 }
 
 /* dims of `value` left-padded with 1s to `rank`. */
@@ -136,12 +134,8 @@ inferd_error *cpu_build_binary(cpu_builder *b, const ir_node *n) {
   }
   dnnl_binary_desc_t bd;
   DNNL_TRY(dnnl_binary_desc_init(&bd, alg, &a_md, &c_md, &a_md), "binary descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &bd, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &bd, NULL, &pd)) return cpu_build_ref(b, n);
   /* The output takes a's layout; a's dims are the output's (possibly after
    * rank padding of a plain tensor, which is the same bytes). */
   dnnl_memory_desc_t y_md = a_md;
@@ -176,12 +170,8 @@ inferd_error *cpu_build_batchnorm(cpu_builder *b, const ir_node *n) {
   DNNL_TRY(dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_inference, &md, eps,
                                                       dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift),
            "batch normalization descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &bd, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &bd, NULL, &pd)) return cpu_build_ref(b, n);
   int64_t c = md.dims[1];
   dnnl_memory_desc_t cmd;
   cpu_plain_md_dims(1, &c, dnnl_f32, &cmd);
@@ -194,15 +184,7 @@ inferd_error *cpu_build_batchnorm(cpu_builder *b, const ir_node *n) {
       return e;
     }
   }
-  int y = n->outputs[0];
-  int out = can_overwrite(b, in) ? cpu_slot_view(b, in, y, &md) : cpu_slot_new(b, y, &md);
-  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, "batchnorm");
-  cpu_step_arg(s, DNNL_ARG_SRC, in, &md);
-  cpu_step_arg(s, DNNL_ARG_DST, out, &md);
+  cpu_step *s = unary_step(b, n, in, "batchnorm");
   for (int k = 0; k < 4; k++) s->args[s->n_args++] = (cpu_arg){.arg = args[k], .slot = -1, .md = cmd, .memory = mems[k]};
-  cpu_slot_touch_last(b, in);
-  cpu_slot_touch_last(b, out);
-  b->value_slot[y] = out;
-  if (cpu_md_is_plain(&md)) b->value_plain_slot[y] = out;
   return cpu_step_set_primitive(s, pd);
 }

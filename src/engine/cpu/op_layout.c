@@ -70,10 +70,16 @@ inferd_error *cpu_build_concat(cpu_builder *b, const ir_node *n) {
   return cpu_step_set_primitive(s, pd);
 }
 
-/* One primitive reading plain `in` as in_md and writing a new plain slot of
- * value y seen as out_md. */
-static inferd_error *plain_step(cpu_builder *b, int in, const dnnl_memory_desc_t *in_md, int y,
+/* One primitive (taking pd) reading value x in plain layout as in_md and
+ * writing a new plain slot of value y seen as out_md. */
+static inferd_error *plain_step(cpu_builder *b, int x, const dnnl_memory_desc_t *in_md, int y,
                                 const dnnl_memory_desc_t *out_md, dnnl_primitive_desc_t pd, const char *what) {
+  int in;
+  inferd_error *e = cpu_plain_slot(b, x, &in);
+  if (e) {
+    dnnl_primitive_desc_destroy(pd);
+    return e;
+  }
   dnnl_memory_desc_t y_md;
   cpu_plain_md(b, y, &y_md);
   int out = cpu_slot_new(b, y, &y_md);
@@ -111,19 +117,9 @@ inferd_error *cpu_build_softmax(cpu_builder *b, const ir_node *n) {
   dnnl_softmax_v2_desc_t sd;
   DNNL_TRY(dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference, dnnl_softmax_accurate, &md, &md, axis),
            "softmax descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &sd, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
-  int in;
-  inferd_error *e = cpu_plain_slot(b, x, &in);
-  if (e) {
-    dnnl_primitive_desc_destroy(pd);
-    return e;
-  }
-  return plain_step(b, in, &md, y, &md, pd, "softmax");
+  if (!cpu_pd_create(b, &sd, NULL, &pd)) return cpu_build_ref(b, n);
+  return plain_step(b, x, &md, y, &md, pd, "softmax");
 }
 
 inferd_error *cpu_build_reduce(cpu_builder *b, const ir_node *n) {
@@ -162,19 +158,9 @@ inferd_error *cpu_build_reduce(cpu_builder *b, const ir_node *n) {
   dnnl_reduction_desc_t rdesc;
   DNNL_TRY(dnnl_reduction_desc_init(&rdesc, dnnl_reduction_mean, &src_md, &dst_md, 0.0f, 0.0f),
            "reduction descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &rdesc, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
-  int in;
-  inferd_error *e = cpu_plain_slot(b, x, &in);
-  if (e) {
-    dnnl_primitive_desc_destroy(pd);
-    return e;
-  }
-  return plain_step(b, in, &src_md, y, &dst_md, pd, "reducemean");
+  if (!cpu_pd_create(b, &rdesc, NULL, &pd)) return cpu_build_ref(b, n);
+  return plain_step(b, x, &src_md, y, &dst_md, pd, "reducemean");
 }
 
 inferd_error *cpu_build_transpose(cpu_builder *b, const ir_node *n) {
@@ -210,12 +196,6 @@ inferd_error *cpu_build_transpose(cpu_builder *b, const ir_node *n) {
   dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &src_md, b->plan->engine, &dst_md, b->plan->engine, attr);
   dnnl_primitive_attr_destroy(attr);
   if (st != dnnl_success) return cpu_build_ref(b, n);
-  int in;
-  inferd_error *e = cpu_plain_slot(b, x, &in);
-  if (e) {
-    dnnl_primitive_desc_destroy(pd);
-    return e;
-  }
   /* A reorder takes FROM/TO, which have the same numbers as SRC/DST. */
-  return plain_step(b, in, &src_md, y, &dst_md, pd, "transpose");
+  return plain_step(b, x, &src_md, y, &dst_md, pd, "transpose");
 }

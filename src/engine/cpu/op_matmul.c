@@ -86,12 +86,8 @@ inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
 
   dnnl_matmul_desc_t md_desc;
   DNNL_TRY(dnnl_matmul_desc_init(&md_desc, &a_md, &w_md, c >= 0 ? &bias_md : NULL, &y_md), "matmul descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(n, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md_desc, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &md_desc, n, &pd)) return cpu_build_ref(b, n);
   w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 
   int a_slot, w_slot = -1;

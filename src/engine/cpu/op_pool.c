@@ -56,12 +56,8 @@ inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *n) {
   DNNL_TRY(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, alg, &src_md, &dst_any, strides, kernel,
                                              dil_dnnl, pl, pr),
            "pooling descriptor");
-  dnnl_primitive_attr_t attr;
-  ERR_TRY(cpu_attr_for_node(NULL, &attr));
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &pdesc, attr, b->plan->engine, NULL);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &pdesc, NULL, &pd)) return cpu_build_ref(b, n);
   dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
   int out = cpu_slot_new(b, y, &dst_md);
   cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, alg == dnnl_pooling_max ? "maxpool" : "avgpool");

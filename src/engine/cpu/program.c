@@ -281,6 +281,18 @@ inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr
   return NULL;
 }
 
+bool cpu_pd_create(cpu_builder *b, const_dnnl_op_desc_t desc, const ir_node *post_ops_of, dnnl_primitive_desc_t *pd) {
+  dnnl_primitive_attr_t attr;
+  inferd_error *e = cpu_attr_for_node(post_ops_of, &attr);
+  if (e) {
+    inferd_error_delete(e);
+    return false;
+  }
+  dnnl_status_t st = dnnl_primitive_desc_create(pd, desc, attr, b->plan->engine, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  return st == dnnl_success;
+}
+
 inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_t *src_md,
                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory) {
   backend_plan *plan = b->plan;

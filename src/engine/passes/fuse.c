@@ -15,6 +15,13 @@ static bool is_fp32_const(const ir_graph *g, int v) {
          g->values[v].data;
 }
 
+/* After a rewrite, the consumer lists are stale: rebuild them. */
+static void uses_refresh(ir_graph *g, ir_uses *uses) {
+  ir_uses_free(uses);
+  ir_graph_update_uses(g);
+  ir_uses_build(g, uses);
+}
+
 /* The single consumer of `value`, or -1 when it has zero or several or is a
  * graph output (then its memory must stay visible). */
 static int sole_consumer(const ir_graph *g, const ir_uses *uses, int value) {
@@ -171,9 +178,7 @@ inferd_error *pass_fuse_activation(ir_graph *g, int *changes) {
      * next look-up. Activation chains (Relu after Clip) fuse one per sweep. */
     if (absorb_activation(g, &uses, i)) {
       (*changes)++;
-      ir_uses_free(&uses);
-      ir_graph_update_uses(g);
-      ir_uses_build(g, &uses);
+      uses_refresh(g, &uses);
     }
   }
   ir_uses_free(&uses);
@@ -223,13 +228,9 @@ inferd_error *pass_fuse_residual(ir_graph *g, int *changes) {
     g->values[out].producer = best;
     g->nodes[i].dead = true;
     (*changes)++;
-    ir_uses_free(&uses);
-    ir_graph_update_uses(g);
-    ir_uses_build(g, &uses);
+    uses_refresh(g, &uses);
     if (absorb_activation(g, &uses, best)) {
-      ir_uses_free(&uses);
-      ir_graph_update_uses(g);
-      ir_uses_build(g, &uses);
+      uses_refresh(g, &uses);
     }
   }
   ir_uses_free(&uses);
@@ -270,9 +271,7 @@ inferd_error *pass_fuse_gemm_bias(ir_graph *g, int *changes) {
     g->values[add->outputs[0]].producer = i;
     add->dead = true;
     (*changes)++;
-    ir_uses_free(&uses);
-    ir_graph_update_uses(g);
-    ir_uses_build(g, &uses);
+    uses_refresh(g, &uses);
   }
   ir_uses_free(&uses);
   return NULL;
