@@ -190,6 +190,125 @@ INFERD_API const char *inferd_version(void);
  * per line. Static storage; the first call probes the devices. */
 INFERD_API const char *inferd_build_info(void);
 
+/* ---- server: model repository, scheduling, inference requests -------------
+ * The server owns a model repository: it loads models (each version a plan
+ * and one execution context per instance), queues requests per model, forms
+ * batches, runs them, and keeps statistics. Frontends (HTTP, gRPC) and
+ * embedders reach it only through these calls. Metadata, configuration,
+ * statistics and the repository index are returned as JSON text in the
+ * shapes of the KServe v2 / Triton protocol, so every frontend answers the
+ * same way.
+ *
+ * Threads: every call may be made from any thread. Response callbacks run
+ * on the server's threads; they must not block.
+ */
+typedef struct inferd_server inferd_server;
+typedef struct inferd_request inferd_request;
+typedef struct inferd_response inferd_response;
+
+typedef enum inferd_model_control_mode {
+  INFERD_MODEL_CONTROL_NONE = 0, /* load everything at start, never change */
+  INFERD_MODEL_CONTROL_POLL,     /* also reload what changes on disk */
+  INFERD_MODEL_CONTROL_EXPLICIT, /* load and unload only when asked */
+} inferd_model_control_mode;
+
+typedef struct inferd_server_options {
+  const char *model_repository; /* folder of <model>/<version>/model.onnx + config.pbtxt */
+  inferd_model_control_mode model_control_mode;
+  const char *const *startup_models; /* explicit mode: models to load at start ("*" for all) */
+  int startup_model_count;
+  int repository_poll_secs;  /* poll mode: seconds between scans (default 15) */
+  bool strict_model_config;  /* true: config.pbtxt must be complete */
+  const char *server_id;     /* reported by server metadata (default "inferd") */
+  int threads_per_instance;  /* CPU threads of each model instance; 0 = cores / instances */
+} inferd_server_options;
+
+/* Creates the server and loads the startup models. A model that fails to
+ * load is reported (log, repository index) and the others still serve; only
+ * an unusable repository path is an error here. */
+INFERD_API inferd_error *inferd_server_create(const inferd_server_options *options, inferd_server **server);
+/* Stops accepting requests, waits for those in flight, frees everything. */
+INFERD_API void inferd_server_delete(inferd_server *server);
+
+INFERD_API bool inferd_server_is_live(const inferd_server *server);
+/* Ready: live, not shutting down, and every model asked for at start loaded. */
+INFERD_API bool inferd_server_is_ready(const inferd_server *server);
+/* Begins a graceful stop: readiness turns false and new requests are
+ * refused (UNAVAILABLE); queued and running requests complete. */
+INFERD_API void inferd_server_stop_accepting(inferd_server *server);
+/* Waits until no request is queued or running, at most timeout_ms; returns
+ * the number still pending (0 when drained). */
+INFERD_API int inferd_server_drain(inferd_server *server, int timeout_ms);
+
+/* JSON answers; *json is malloc'd and the caller frees it. version is a
+ * version number, or -1 for the model's latest ready version. */
+INFERD_API inferd_error *inferd_server_metadata(inferd_server *server, char **json);
+INFERD_API inferd_error *inferd_server_model_ready(inferd_server *server, const char *model, int64_t version,
+                                                   bool *ready);
+INFERD_API inferd_error *inferd_server_model_metadata(inferd_server *server, const char *model, int64_t version,
+                                                      char **json);
+INFERD_API inferd_error *inferd_server_model_config(inferd_server *server, const char *model, int64_t version,
+                                                    char **json);
+/* model NULL: every loaded model. */
+INFERD_API inferd_error *inferd_server_model_statistics(inferd_server *server, const char *model, int64_t version,
+                                                        char **json);
+INFERD_API inferd_error *inferd_server_repository_index(inferd_server *server, bool ready_only, char **json);
+/* Loads (or reloads) a model; config_json, when not NULL, replaces its
+ * config.pbtxt (Triton's JSON form of the model configuration). Returns when
+ * the model is ready or has failed. */
+INFERD_API inferd_error *inferd_server_load_model(inferd_server *server, const char *model, const char *config_json);
+INFERD_API inferd_error *inferd_server_unload_model(inferd_server *server, const char *model);
+
+/* ---- requests ----
+ * A request is built step by step, then handed to inferd_server_infer. From
+ * then on the server owns it; it calls the release callback once it no
+ * longer reads the input buffers (the caller may free them then), and the
+ * response callback exactly once with the response. If inferd_server_infer
+ * returns an error, the server took nothing: neither callback is called and
+ * the caller still owns the request.
+ */
+typedef void (*inferd_request_release_fn)(inferd_request *request, void *userp);
+/* Owns `response`: delete it with inferd_response_delete (possibly later,
+ * from another thread, e.g. once its bytes are sent). */
+typedef void (*inferd_response_fn)(inferd_response *response, void *userp);
+
+/* model version -1: the latest ready version. */
+INFERD_API inferd_error *inferd_request_new(inferd_server *server, const char *model, int64_t version,
+                                            inferd_request **request);
+INFERD_API void inferd_request_delete(inferd_request *request);
+INFERD_API inferd_error *inferd_request_set_id(inferd_request *request, const char *id);
+/* 0 is the model's default priority level; 1 the highest. */
+INFERD_API inferd_error *inferd_request_set_priority(inferd_request *request, uint64_t priority);
+/* 0: the model's default queue timeout. */
+INFERD_API inferd_error *inferd_request_set_timeout_us(inferd_request *request, uint64_t timeout_us);
+/* Adds an input; data is borrowed until the release callback. The shape
+ * includes the batch dimension when the model batches. BYTES tensors use the
+ * KServe layout: each element a 4-byte little-endian length then the bytes. */
+INFERD_API inferd_error *inferd_request_add_input(inferd_request *request, const char *name,
+                                                  inferd_datatype datatype, const int64_t *shape, int rank,
+                                                  const void *data, size_t byte_size);
+/* Asks for one output (none asked: all outputs). classification_count > 0
+ * returns the top-k classes of that output as BYTES "score:index[:label]"
+ * instead of the tensor (Triton's classification extension). */
+INFERD_API inferd_error *inferd_request_add_requested_output(inferd_request *request, const char *name,
+                                                             int classification_count);
+INFERD_API void inferd_request_set_callbacks(inferd_request *request, inferd_request_release_fn release,
+                                             void *release_userp, inferd_response_fn respond, void *respond_userp);
+INFERD_API inferd_error *inferd_server_infer(inferd_server *server, inferd_request *request);
+
+/* ---- responses ---- */
+/* NULL on success; else the request's error (owned by the response). */
+INFERD_API const inferd_error *inferd_response_error(const inferd_response *response);
+INFERD_API const char *inferd_response_id(const inferd_response *response);
+INFERD_API const char *inferd_response_model(const inferd_response *response);
+INFERD_API int64_t inferd_response_model_version(const inferd_response *response);
+INFERD_API int inferd_response_output_count(const inferd_response *response);
+/* Output i; every pointer stays valid until the response is deleted. */
+INFERD_API inferd_error *inferd_response_output(const inferd_response *response, int index, const char **name,
+                                                inferd_datatype *datatype, const int64_t **shape, int *rank,
+                                                const void **data, size_t *byte_size);
+INFERD_API void inferd_response_delete(inferd_response *response);
+
 #ifdef __cplusplus
 }
 #endif
