@@ -7,6 +7,7 @@
 #include "base/error.h"
 #include "base/mem.h"
 #include "server/model.h"
+#include "server/server.h"
 
 inferd_error *inferd_request_new(inferd_server *server, const char *model, int64_t version, inferd_request **out) {
   *out = NULL;
@@ -110,7 +111,11 @@ void request_complete(inferd_request *request, inferd_response *response) {
     request->respond(response, request->respond_userp);
   else
     inferd_response_delete(response);
+  /* Only requests the server accepted (they hold a version) count as in
+   * flight. */
+  inferd_server *server = request->mv ? request->server : NULL;
   inferd_request_delete(request);
+  if (server) server_request_done(server);
 }
 
 void request_fail(inferd_request *request, inferd_error *error) {

@@ -1,0 +1,46 @@
+/*
+ * What the repository needs from a model's configuration, in two steps:
+ * read (config.pbtxt or a JSON override, before the model file is opened:
+ * which versions to load, which file), then complete (from the model's
+ * inputs and outputs: batching, scheduler settings, labels, the JSON that
+ * /config returns). Built on model_config.c's parser.
+ */
+#ifndef INFERD_SERVER_MODEL_SETTINGS_H
+#define INFERD_SERVER_MODEL_SETTINGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inferd.h"
+#include "server/scheduler.h"
+
+typedef enum version_policy_kind { VERSION_POLICY_LATEST = 0, VERSION_POLICY_ALL, VERSION_POLICY_SPECIFIC } version_policy_kind;
+
+typedef struct model_settings model_settings;
+
+/* Reads <model_dir>/config.pbtxt (absent: an empty configuration) or, when
+ * config_json is not NULL, that instead. Warnings (ignored fields) are
+ * logged. */
+inferd_error *model_settings_read(const char *model_dir, const char *name, const char *config_json, bool strict,
+                                  model_settings **out);
+void model_settings_free(model_settings *settings);
+
+version_policy_kind model_settings_version_policy(const model_settings *s, int *latest_n, const int64_t **versions,
+                                                  int *n_versions);
+/* File name of the model in each version folder ("model.onnx" by default). */
+const char *model_settings_model_filename(const model_settings *s);
+
+/* Completes and checks the configuration against the model's tensors. */
+inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_info *inputs, int n_inputs,
+                                      const inferd_tensor_info *outputs, int n_outputs, bool dynamic_batch);
+/* After completion: */
+const char *model_settings_platform(const model_settings *s);
+int model_settings_max_batch_size(const model_settings *s);
+void model_settings_scheduler(const model_settings *s, int threads_per_instance, scheduler_config *config);
+/* Labels of output `name` (label_filename, read relative to the model
+ * folder), or none. The caller owns the strings and the array. */
+inferd_error *model_settings_labels(const model_settings *s, const char *output, char ***labels, int *count);
+/* The completed configuration as /config returns it; caller frees. */
+char *model_settings_json(const model_settings *s);
+
+#endif

@@ -1,0 +1,371 @@
+#include "server/repository.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "server/model_settings.h"
+
+/* snprintf for paths; a path too long for PATH_MAX comes back empty, which
+ * every later stat or open rejects. */
+__attribute__((format(printf, 3, 4))) static void path_fmt(char *buf, size_t size, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, size, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= size) buf[0] = 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return (x > y) - (x < y);
+}
+
+static bool is_dir(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+inferd_error *repository_list(const inferd_server *s, char ***names, int *count) {
+  *names = NULL;
+  *count = 0;
+  DIR *d = opendir(s->repository);
+  if (!d) return err_new(INFERD_ERROR_NOT_FOUND, "cannot read model repository '%s': %s", s->repository, strerror(errno));
+  size_t cap = 0;
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    if (ent->d_name[0] == '.') continue;
+    char path[PATH_MAX];
+    path_fmt(path, sizeof(path), "%s/%s", s->repository, ent->d_name);
+    if (!is_dir(path)) continue;
+    MEM_GROW(*names, cap, (size_t)*count + 1);
+    (*names)[(*count)++] = mem_strdup(ent->d_name);
+  }
+  closedir(d);
+  if (*count) qsort(*names, (size_t)*count, sizeof(char *), cmp_str);
+  return NULL;
+}
+
+/* Version folders (positive integers) holding the model file, ascending. */
+static void list_versions(const char *model_dir, const char *filename, int64_t **out, int *count) {
+  *out = NULL;
+  *count = 0;
+  DIR *d = opendir(model_dir);
+  if (!d) return;
+  size_t cap = 0;
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(ent->d_name, &end, 10);
+    if (errno || *end || end == ent->d_name || v < 1) continue;
+    char path[PATH_MAX];
+    struct stat st;
+    path_fmt(path, sizeof(path), "%s/%s/%s", model_dir, ent->d_name, filename);
+    if (stat(path, &st) != 0) continue;
+    MEM_GROW(*out, cap, (size_t)*count + 1);
+    (*out)[(*count)++] = v;
+  }
+  closedir(d);
+  if (*count) qsort(*out, (size_t)*count, sizeof(int64_t), cmp_i64);
+}
+
+/* The versions the policy serves among those on disk, ascending. */
+static int choose_versions(const model_settings *ms, const int64_t *have, int n_have, int64_t *chosen) {
+  int latest_n, n_specific, n = 0;
+  const int64_t *specific;
+  switch (model_settings_version_policy(ms, &latest_n, &specific, &n_specific)) {
+    case VERSION_POLICY_ALL:
+      for (int i = 0; i < n_have; i++) chosen[n++] = have[i];
+      break;
+    case VERSION_POLICY_SPECIFIC:
+      for (int i = 0; i < n_have; i++)
+        for (int j = 0; j < n_specific; j++)
+          if (have[i] == specific[j]) chosen[n++] = have[i];
+      break;
+    default:
+      for (int i = n_have - latest_n < 0 ? 0 : n_have - latest_n; i < n_have; i++) chosen[n++] = have[i];
+      break;
+  }
+  return n;
+}
+
+static void set_unavailable(inferd_server *s, const char *name, const char *reason) {
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_model_entry(s, name);
+  m->state = MODEL_STATE_UNAVAILABLE;
+  free(m->reason);
+  m->reason = mem_strdup(reason);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* Compiles and starts every chosen version; on success installs them in the
+ * entry (replacing what was served) and releases the old ones afterwards, so
+ * requests in flight finish on the version they started on. */
+static inferd_error *load_locked(inferd_server *s, const char *name, const char *config_json) {
+  char dir[PATH_MAX];
+  path_fmt(dir, sizeof(dir), "%s/%s", s->repository, name);
+  if (strchr(name, '/') || !strcmp(name, "..") || !is_dir(dir))
+    return err_new(INFERD_ERROR_NOT_FOUND, "model '%s' is not in the repository '%s'", name, s->repository);
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_model_entry(s, name);
+  if (m->state != MODEL_STATE_READY) m->state = MODEL_STATE_LOADING;
+  pthread_mutex_unlock(&s->lock);
+
+  model_settings *ms = NULL;
+  int64_t *have = NULL, *chosen = NULL;
+  int n_have = 0, n_chosen = 0;
+  model_version **versions = NULL;
+  inferd_model_info *info = NULL;
+  inferd_error *e = model_settings_read(dir, name, config_json, s->strict_config, &ms);
+  if (!e) {
+    list_versions(dir, model_settings_model_filename(ms), &have, &n_have);
+    chosen = mem_alloc((size_t)(n_have + 1) * sizeof(int64_t));
+    n_chosen = choose_versions(ms, have, n_have, chosen);
+    if (!n_chosen)
+      e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no version folder with %s that its version policy serves",
+                  name, model_settings_model_filename(ms));
+  }
+  char path[PATH_MAX];
+  if (!e) {
+    /* The newest version's tensors complete the configuration. */
+    path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[n_chosen - 1], model_settings_model_filename(ms));
+    e = inferd_model_inspect(path, &info);
+  }
+  if (!e)
+    e = model_settings_complete(ms, inferd_model_info_inputs(info), inferd_model_info_input_count(info),
+                                inferd_model_info_outputs(info), inferd_model_info_output_count(info),
+                                inferd_model_info_has_dynamic_batch(info));
+  scheduler_config sc;
+  if (!e) {
+    model_settings_scheduler(ms, s->threads_per_instance, &sc);
+    versions = mem_zalloc((size_t)(n_chosen + 1) * sizeof(*versions));
+  }
+  for (int i = 0; i < n_chosen && !e; i++) {
+    path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[i], model_settings_model_filename(ms));
+    inferd_plan_options po = {.max_batch_size = sc.max_batch_size, .threads = sc.threads_per_instance};
+    e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
+    for (int k = 0; !e && k < versions[i]->n_outputs; k++) {
+      inferd_tensor_info out;
+      inferd_plan_output(versions[i]->plan, k, &out);
+      e = model_settings_labels(ms, out.name, &versions[i]->outputs[k].labels, &versions[i]->outputs[k].n_labels);
+    }
+  }
+  inferd_model_info_delete(info);
+  free(have);
+  if (e) {
+    for (int i = 0; versions && i < n_chosen; i++) model_version_release(versions[i]);
+    free(versions);
+    free(chosen);
+    model_settings_free(ms);
+    return err_wrap(e, "loading model '%s'", name);
+  }
+  pthread_mutex_lock(&s->lock);
+  m = server_model_entry(s, name);
+  model_version **old = m->versions;
+  int n_old = m->n_versions;
+  m->versions = versions;
+  m->n_versions = n_chosen;
+  m->state = MODEL_STATE_READY;
+  free(m->reason);
+  m->reason = NULL;
+  free(m->config_json);
+  m->config_json = model_settings_json(ms);
+  free(m->platform);
+  m->platform = mem_strdup(model_settings_platform(ms));
+  m->max_batch_size = model_settings_max_batch_size(ms);
+  pthread_mutex_unlock(&s->lock);
+  for (int i = 0; i < n_old; i++) model_version_release(old[i]);
+  free(old);
+  free(chosen);
+  model_settings_free(ms);
+  log_info("model '%s' ready (%d version%s)", name, n_chosen, n_chosen > 1 ? "s" : "");
+  return NULL;
+}
+
+inferd_error *repository_load(inferd_server *s, const char *name, const char *config_json) {
+  pthread_mutex_lock(&s->load_lock);
+  inferd_error *e = load_locked(s, name, config_json);
+  if (e) {
+    /* A failed reload keeps serving what was loaded before. */
+    pthread_mutex_lock(&s->lock);
+    model_entry *m = server_find_model(s, name);
+    bool serving = m && m->n_versions > 0;
+    pthread_mutex_unlock(&s->lock);
+    if (!serving) set_unavailable(s, name, inferd_error_message(e));
+    log_error("%s", inferd_error_message(e));
+  }
+  pthread_mutex_unlock(&s->load_lock);
+  return e;
+}
+
+inferd_error *repository_unload(inferd_server *s, const char *name) {
+  pthread_mutex_lock(&s->load_lock);
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_find_model(s, name);
+  if (!m) {
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&s->load_lock);
+    char dir[PATH_MAX];
+    path_fmt(dir, sizeof(dir), "%s/%s", s->repository, name);
+    if (!is_dir(dir)) return err_new(INFERD_ERROR_NOT_FOUND, "model '%s' is not in the repository", name);
+    return NULL; /* never loaded: nothing to do */
+  }
+  model_version **old = m->versions;
+  int n_old = m->n_versions;
+  m->versions = NULL;
+  m->n_versions = 0;
+  m->state = MODEL_STATE_UNAVAILABLE;
+  free(m->reason);
+  m->reason = mem_strdup("unloaded");
+  pthread_mutex_unlock(&s->lock);
+  /* Releasing runs what is queued on them before they go. */
+  for (int i = 0; i < n_old; i++) model_version_release(old[i]);
+  free(old);
+  pthread_mutex_unlock(&s->load_lock);
+  log_info("model '%s' unloaded", name);
+  return NULL;
+}
+
+/* A cheap fingerprint of a model folder: names, sizes and modification
+ * times of everything in it, two levels deep. */
+static long long folder_digest(const char *dir, int depth) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  unsigned long long h = 1469598103934665603ull;
+  struct dirent *ent;
+  while ((ent = readdir(d))) {
+    if (ent->d_name[0] == '.') continue;
+    char path[PATH_MAX];
+    path_fmt(path, sizeof(path), "%s/%s", dir, ent->d_name);
+    struct stat st;
+    if (stat(path, &st) != 0) continue;
+    unsigned long long x = (unsigned long long)st.st_size * 31 + (unsigned long long)st.st_mtim.tv_sec * 1000003ull +
+                           (unsigned long long)st.st_mtim.tv_nsec;
+    for (const char *c = ent->d_name; *c; c++) x = x * 131 + (unsigned char)*c;
+    if (S_ISDIR(st.st_mode) && depth > 0) x ^= (unsigned long long)folder_digest(path, depth - 1);
+    h += x * 1099511628211ull; /* order-independent */
+  }
+  closedir(d);
+  return (long long)h;
+}
+
+static void poll_once(inferd_server *s) {
+  char **names;
+  int count;
+  inferd_error *e = repository_list(s, &names, &count);
+  if (e) {
+    log_error("repository poll: %s", inferd_error_message(e));
+    inferd_error_delete(e);
+    return;
+  }
+  for (int i = 0; i < count; i++) {
+    char dir[PATH_MAX];
+    path_fmt(dir, sizeof(dir), "%s/%s", s->repository, names[i]);
+    long long digest = folder_digest(dir, 2);
+    pthread_mutex_lock(&s->lock);
+    model_entry *m = server_find_model(s, names[i]);
+    bool changed = !m || m->snapshot != digest;
+    if (m) m->snapshot = digest;
+    pthread_mutex_unlock(&s->lock);
+    if (changed && m) {
+      log_info("repository poll: model '%s' changed, reloading", names[i]);
+      inferd_error_delete(repository_load(s, names[i], NULL));
+    } else if (!m) {
+      log_info("repository poll: new model '%s'", names[i]);
+      inferd_error_delete(repository_load(s, names[i], NULL));
+      pthread_mutex_lock(&s->lock);
+      server_model_entry(s, names[i])->snapshot = digest;
+      pthread_mutex_unlock(&s->lock);
+    }
+  }
+  /* Models whose folder disappeared are unloaded. */
+  pthread_mutex_lock(&s->lock);
+  int n_models = s->n_models;
+  char **gone = mem_zalloc((size_t)(n_models + 1) * sizeof(char *));
+  int n_gone = 0;
+  for (int k = 0; k < n_models; k++) {
+    bool present = false;
+    for (int i = 0; i < count && !present; i++) present = strcmp(names[i], s->models[k]->name) == 0;
+    if (!present && s->models[k]->n_versions) gone[n_gone++] = mem_strdup(s->models[k]->name);
+  }
+  pthread_mutex_unlock(&s->lock);
+  for (int i = 0; i < n_gone; i++) {
+    log_info("repository poll: model '%s' removed, unloading", gone[i]);
+    inferd_error_delete(repository_unload(s, gone[i]));
+    free(gone[i]);
+  }
+  free(gone);
+  for (int i = 0; i < count; i++) free(names[i]);
+  free(names);
+}
+
+static void *poll_main(void *arg) {
+  inferd_server *s = arg;
+  pthread_mutex_lock(&s->lock);
+  while (!s->poll_stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += s->poll_secs;
+    pthread_cond_timedwait(&s->poll_cond, &s->lock, &ts);
+    if (s->poll_stop) break;
+    pthread_mutex_unlock(&s->lock);
+    poll_once(s);
+    pthread_mutex_lock(&s->lock);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return NULL;
+}
+
+inferd_error *repository_start(inferd_server *s, const inferd_server_options *o) {
+  if (!is_dir(s->repository))
+    return err_new(INFERD_ERROR_NOT_FOUND, "model repository '%s' is not a readable folder", s->repository);
+  char **names;
+  int count;
+  ERR_TRY(repository_list(s, &names, &count));
+  for (int i = 0; i < count; i++) {
+    bool wanted = s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT;
+    for (int k = 0; k < o->startup_model_count && !wanted; k++)
+      wanted = !strcmp(o->startup_models[k], "*") || !strcmp(o->startup_models[k], names[i]);
+    char dir[PATH_MAX];
+    path_fmt(dir, sizeof(dir), "%s/%s", s->repository, names[i]);
+    pthread_mutex_lock(&s->lock);
+    server_model_entry(s, names[i])->snapshot = folder_digest(dir, 2);
+    pthread_mutex_unlock(&s->lock);
+    if (wanted) inferd_error_delete(repository_load(s, names[i], NULL));
+  }
+  /* Explicitly named startup models that are not in the repository. */
+  for (int k = 0; k < o->startup_model_count; k++) {
+    bool found = !strcmp(o->startup_models[k], "*");
+    for (int i = 0; i < count && !found; i++) found = !strcmp(o->startup_models[k], names[i]);
+    if (!found) log_error("--load-model=%s: no such model in '%s'", o->startup_models[k], s->repository);
+  }
+  for (int i = 0; i < count; i++) free(names[i]);
+  free(names);
+  if (s->control_mode == INFERD_MODEL_CONTROL_POLL) {
+    if (pthread_create(&s->poll_thread, NULL, poll_main, s) != 0)
+      return err_new(INFERD_ERROR_INTERNAL, "starting the repository poll thread");
+    s->poll_started = true;
+  }
+  return NULL;
+}
+
+void repository_stop(inferd_server *s) {
+  if (!s->poll_started) return;
+  pthread_mutex_lock(&s->lock);
+  s->poll_stop = true;
+  pthread_cond_broadcast(&s->poll_cond);
+  pthread_mutex_unlock(&s->lock);
+  pthread_join(s->poll_thread, NULL);
+  s->poll_started = false;
+}

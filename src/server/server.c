@@ -1,0 +1,445 @@
+/*
+ * The server's public face: creation, health, the infer path and the JSON
+ * answers (metadata, statistics, repository index). Loading and unloading
+ * live in repository.c.
+ */
+#include "server/server.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "server/repository.h"
+#include "server/request.h"
+
+model_entry *server_find_model(inferd_server *s, const char *name) {
+  for (int i = 0; i < s->n_models; i++)
+    if (strcmp(s->models[i]->name, name) == 0) return s->models[i];
+  return NULL;
+}
+
+model_entry *server_model_entry(inferd_server *s, const char *name) {
+  model_entry *m = server_find_model(s, name);
+  if (m) return m;
+  m = mem_zalloc(sizeof(*m));
+  m->name = mem_strdup(name);
+  MEM_GROW(s->models, s->cap_models, (size_t)s->n_models + 1);
+  s->models[s->n_models++] = m;
+  return m;
+}
+
+inferd_error *inferd_server_create(const inferd_server_options *options, inferd_server **out) {
+  *out = NULL;
+  if (!options || !options->model_repository || !*options->model_repository)
+    return err_new(INFERD_ERROR_INVALID_ARG, "no model repository given (--model-repository)");
+  inferd_server *s = mem_zalloc(sizeof(*s));
+  s->repository = mem_strdup(options->model_repository);
+  s->control_mode = options->model_control_mode;
+  s->strict_config = options->strict_model_config;
+  s->id = mem_strdup(options->server_id && *options->server_id ? options->server_id : "inferd");
+  s->threads_per_instance = options->threads_per_instance;
+  s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->flight_lock, NULL);
+  pthread_cond_init(&s->flight_cond, NULL);
+  pthread_cond_init(&s->poll_cond, NULL);
+  pthread_mutex_init(&s->load_lock, NULL);
+  atomic_init(&s->accepting, true);
+  inferd_error *e = repository_start(s, options);
+  if (e) {
+    inferd_server_delete(s);
+    return e;
+  }
+  s->startup_complete = true;
+  *out = s;
+  return NULL;
+}
+
+static void entry_free(model_entry *m) {
+  for (int v = 0; v < m->n_versions; v++) model_version_release(m->versions[v]);
+  free(m->versions);
+  free(m->name);
+  free(m->reason);
+  free(m->config_json);
+  free(m->platform);
+  free(m);
+}
+
+void inferd_server_delete(inferd_server *s) {
+  if (!s) return;
+  inferd_server_stop_accepting(s);
+  repository_stop(s);
+  inferd_server_drain(s, -1);
+  for (int i = 0; i < s->n_models; i++) entry_free(s->models[i]);
+  free(s->models);
+  pthread_mutex_destroy(&s->lock);
+  pthread_mutex_destroy(&s->flight_lock);
+  pthread_cond_destroy(&s->flight_cond);
+  pthread_cond_destroy(&s->poll_cond);
+  pthread_mutex_destroy(&s->load_lock);
+  free(s->repository);
+  free(s->id);
+  free(s);
+}
+
+bool inferd_server_is_live(const inferd_server *s) { return s != NULL; }
+
+bool inferd_server_is_ready(const inferd_server *s) {
+  return s && s->startup_complete && atomic_load(&((inferd_server *)s)->accepting);
+}
+
+void inferd_server_stop_accepting(inferd_server *s) { atomic_store(&s->accepting, false); }
+
+int inferd_server_drain(inferd_server *s, int timeout_ms) {
+  uint64_t deadline = timeout_ms >= 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+  pthread_mutex_lock(&s->flight_lock);
+  while (s->in_flight > 0) {
+    if (timeout_ms < 0) {
+      pthread_cond_wait(&s->flight_cond, &s->flight_lock);
+      continue;
+    }
+    uint64_t now = clock_now_ns();
+    if (now >= deadline) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (deadline - now);
+    ts.tv_sec = (time_t)(wall / 1000000000ull);
+    ts.tv_nsec = (long)(wall % 1000000000ull);
+    pthread_cond_timedwait(&s->flight_cond, &s->flight_lock, &ts);
+  }
+  int left = s->in_flight;
+  pthread_mutex_unlock(&s->flight_lock);
+  return left;
+}
+
+void server_request_done(inferd_server *s) {
+  pthread_mutex_lock(&s->flight_lock);
+  if (--s->in_flight == 0) pthread_cond_broadcast(&s->flight_cond);
+  pthread_mutex_unlock(&s->flight_lock);
+}
+
+/* The version to serve: `version`, or the newest when -1; retained. */
+static inferd_error *find_version(inferd_server *s, const char *name, int64_t version, model_version **out) {
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_find_model(s, name);
+  inferd_error *e = NULL;
+  model_version *found = NULL;
+  if (!m || m->state == MODEL_STATE_UNKNOWN) {
+    e = err_new(INFERD_ERROR_NOT_FOUND, "unknown model '%s'", name);
+  } else if (m->n_versions == 0) {
+    e = err_new(INFERD_ERROR_UNAVAILABLE, "model '%s' is not ready%s%s", name, m->reason ? ": " : "",
+                m->reason ? m->reason : "");
+  } else if (version < 0) {
+    found = m->versions[m->n_versions - 1];
+  } else {
+    for (int v = 0; v < m->n_versions; v++)
+      if (m->versions[v]->number == version) found = m->versions[v];
+    if (!found) e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no ready version %lld", name, (long long)version);
+  }
+  if (found) model_version_retain(found);
+  pthread_mutex_unlock(&s->lock);
+  *out = found;
+  return e;
+}
+
+static const char *shape_text(const int64_t *dims, int rank, char *buf, size_t size) {
+  size_t n = (size_t)snprintf(buf, size, "[");
+  for (int d = 0; d < rank && n < size; d++) n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? "," : "", (long long)dims[d]);
+  if (n < size) snprintf(buf + n, size - n, "]");
+  return buf;
+}
+
+/* Checks the request against the model and sets request->batch. */
+static inferd_error *check_request(const model_version *mv, int max_batch, inferd_request *r) {
+  inferd_plan *plan = mv->plan;
+  bool batching = max_batch > 0 && inferd_plan_has_dynamic_batch(plan);
+  int n_in = inferd_plan_input_count(plan);
+  int batch = -1;
+  for (int i = 0; i < r->n_inputs; i++) {
+    bool known = false;
+    for (int k = 0; k < n_in && !known; k++) {
+      inferd_tensor_info info;
+      inferd_plan_input(plan, k, &info);
+      known = strcmp(info.name, r->inputs[i].name) == 0;
+    }
+    if (!known) return err_new(INFERD_ERROR_INVALID_ARG, "model '%s' has no input named '%s'", mv->name, r->inputs[i].name);
+  }
+  for (int k = 0; k < n_in; k++) {
+    inferd_tensor_info info;
+    inferd_plan_input(plan, k, &info);
+    const request_input *in = NULL;
+    for (int i = 0; i < r->n_inputs; i++)
+      if (strcmp(r->inputs[i].name, info.name) == 0) in = &r->inputs[i];
+    if (!in) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' of model '%s' is missing", info.name, mv->name);
+    if (in->datatype != info.datatype)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has datatype %s, model '%s' expects %s", info.name,
+                     inferd_datatype_name(in->datatype), mv->name, inferd_datatype_name(info.datatype));
+    /* Expected shape: the model's, with the request's batch first. */
+    int64_t want[INFERD_MAX_RANK];
+    int rank = info.rank;
+    for (int d = 0; d < rank; d++) want[d] = info.dims[d];
+    if (batching) {
+      if (in->rank < 1 || in->shape[0] < 1 || in->shape[0] > max_batch) {
+        char got[160];
+        return err_new(INFERD_ERROR_INVALID_ARG,
+                       "input '%s' has shape %s; its first dimension is the batch, which must be 1 to %d", info.name,
+                       shape_text(in->shape, in->rank, got, sizeof(got)), max_batch);
+      }
+      want[0] = in->shape[0];
+      if (batch >= 0 && in->shape[0] != batch)
+        return err_new(INFERD_ERROR_INVALID_ARG, "inputs disagree on the batch size (%d and %lld)", batch,
+                       (long long)in->shape[0]);
+      batch = (int)in->shape[0];
+    } else if (inferd_plan_has_dynamic_batch(plan)) {
+      want[0] = 1;
+    }
+    bool same = in->rank == rank;
+    for (int d = 0; same && d < rank; d++) same = in->shape[d] == want[d];
+    if (!same) {
+      char got[160], exp[160];
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape %s, model '%s' expects %s", info.name,
+                     shape_text(in->shape, in->rank, got, sizeof(got)), mv->name, shape_text(want, rank, exp, sizeof(exp)));
+    }
+    size_t need = inferd_datatype_size(info.datatype);
+    for (int d = 0; d < rank; d++) need *= (size_t)want[d];
+    if (in->byte_size != need)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has %zu bytes of data, shape %s of %s needs %zu", info.name,
+                     in->byte_size, shape_text(want, rank, (char[160]){0}, 160), inferd_datatype_name(info.datatype),
+                     need);
+  }
+  int n_out = inferd_plan_output_count(plan);
+  for (int i = 0; i < r->n_outputs; i++) {
+    bool known = false;
+    for (int k = 0; k < n_out && !known; k++) {
+      inferd_tensor_info info;
+      inferd_plan_output(plan, k, &info);
+      known = strcmp(info.name, r->outputs[i].name) == 0;
+    }
+    if (!known)
+      return err_new(INFERD_ERROR_INVALID_ARG, "model '%s' has no output named '%s'", mv->name, r->outputs[i].name);
+  }
+  r->batch = batch > 0 ? batch : 1;
+  return NULL;
+}
+
+inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
+  if (!atomic_load(&s->accepting))
+    return err_new(INFERD_ERROR_UNAVAILABLE, "the server is shutting down and accepts no new requests");
+  model_version *mv;
+  ERR_TRY(find_version(s, r->model_name, r->version, &mv));
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_find_model(s, r->model_name);
+  int max_batch = m ? m->max_batch_size : 0;
+  pthread_mutex_unlock(&s->lock);
+  inferd_error *e = check_request(mv, max_batch, r);
+  if (e) {
+    model_version_release(mv);
+    return e;
+  }
+  r->mv = mv;
+  pthread_mutex_lock(&s->flight_lock);
+  s->in_flight++;
+  pthread_mutex_unlock(&s->flight_lock);
+  e = scheduler_enqueue(mv->sched, r);
+  if (e) {
+    r->mv = NULL;
+    model_version_release(mv);
+    server_request_done(s);
+  }
+  return e;
+}
+
+/* ---- JSON answers ---- */
+
+static inferd_error *dump(json_t *root, char **out) {
+  *out = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return *out ? NULL : err_new(INFERD_ERROR_NO_MEMORY, "formatting JSON");
+}
+
+inferd_error *inferd_server_metadata(inferd_server *s, char **json) {
+  json_t *ext = json_array();
+  static const char *const extensions[] = {"classification", "model_repository", "schedule_policy",
+                                           "model_configuration", "statistics", "binary_tensor_data"};
+  for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) json_array_append_new(ext, json_string(extensions[i]));
+  return dump(json_pack("{s:s, s:s, s:o}", "name", s->id, "version", inferd_version(), "extensions", ext), json);
+}
+
+inferd_error *inferd_server_model_ready(inferd_server *s, const char *model, int64_t version, bool *ready) {
+  model_version *mv;
+  inferd_error *e = find_version(s, model, version, &mv);
+  *ready = e == NULL;
+  if (e && inferd_error_code_of(e) == INFERD_ERROR_UNAVAILABLE) {
+    inferd_error_delete(e);
+    return NULL;
+  }
+  if (mv) model_version_release(mv);
+  return e;
+}
+
+static json_t *tensor_json(const inferd_tensor_info *info, bool batching) {
+  json_t *shape = json_array();
+  for (int d = 0; d < info->rank; d++) json_array_append_new(shape, json_integer(d == 0 && batching ? -1 : info->dims[d]));
+  return json_pack("{s:s, s:s, s:o}", "name", info->name, "datatype", inferd_datatype_name(info->datatype), "shape", shape);
+}
+
+inferd_error *inferd_server_model_metadata(inferd_server *s, const char *model, int64_t version, char **json) {
+  model_version *mv;
+  ERR_TRY(find_version(s, model, version, &mv));
+  json_t *versions = json_array();
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_find_model(s, model);
+  for (int v = 0; m && v < m->n_versions; v++) {
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", (long long)m->versions[v]->number);
+    json_array_append_new(versions, json_string(num));
+  }
+  const char *platform = m && m->platform ? m->platform : "onnxruntime_onnx";
+  bool batching = m && m->max_batch_size > 0;
+  json_t *root = json_pack("{s:s, s:o, s:s}", "name", model, "versions", versions, "platform", platform);
+  pthread_mutex_unlock(&s->lock);
+  json_t *inputs = json_array(), *outputs = json_array();
+  inferd_tensor_info info;
+  for (int k = 0; k < inferd_plan_input_count(mv->plan); k++) {
+    inferd_plan_input(mv->plan, k, &info);
+    json_array_append_new(inputs, tensor_json(&info, batching));
+  }
+  for (int k = 0; k < inferd_plan_output_count(mv->plan); k++) {
+    inferd_plan_output(mv->plan, k, &info);
+    json_array_append_new(outputs, tensor_json(&info, batching));
+  }
+  json_object_set_new(root, "inputs", inputs);
+  json_object_set_new(root, "outputs", outputs);
+  model_version_release(mv);
+  return dump(root, json);
+}
+
+inferd_error *inferd_server_model_config(inferd_server *s, const char *model, int64_t version, char **json) {
+  model_version *mv;
+  ERR_TRY(find_version(s, model, version, &mv));
+  model_version_release(mv);
+  pthread_mutex_lock(&s->lock);
+  model_entry *m = server_find_model(s, model);
+  *json = m && m->config_json ? mem_strdup(m->config_json) : NULL;
+  pthread_mutex_unlock(&s->lock);
+  return *json ? NULL : err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no configuration", model);
+}
+
+static json_t *duration_json(const stat_duration *d) {
+  return json_pack("{s:I, s:I}", "count", (json_int_t)atomic_load(&d->count), "ns", (json_int_t)atomic_load(&d->ns));
+}
+
+static json_t *version_stats_json(const model_version *mv) {
+  const model_stats *st = &mv->stats;
+  char num[32];
+  snprintf(num, sizeof(num), "%lld", (long long)mv->number);
+  json_t *zero = json_pack("{s:i, s:i}", "count", 0, "ns", 0);
+  json_t *inference = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration_json(&st->success),
+                                "fail", duration_json(&st->fail), "queue", duration_json(&st->queue), "compute_input",
+                                duration_json(&st->compute_input), "compute_infer", duration_json(&st->compute_infer),
+                                "compute_output", duration_json(&st->compute_output), "cache_hit", json_deep_copy(zero),
+                                "cache_miss", json_deep_copy(zero));
+  json_decref(zero);
+  json_t *batches = json_array();
+  for (int b = 1; b <= st->max_batch; b++) {
+    const batch_stat *bs = &st->batch_stats[b];
+    if (!atomic_load(&bs->compute_infer.count)) continue;
+    json_array_append_new(batches, json_pack("{s:i, s:o, s:o, s:o}", "batch_size", b, "compute_input",
+                                             duration_json(&bs->compute_input), "compute_infer",
+                                             duration_json(&bs->compute_infer), "compute_output",
+                                             duration_json(&bs->compute_output)));
+  }
+  return json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "name", mv->name, "version", num, "last_inference",
+                   (json_int_t)atomic_load(&st->last_inference_ms), "inference_count",
+                   (json_int_t)atomic_load(&st->inference_count), "execution_count",
+                   (json_int_t)atomic_load(&st->execution_count), "inference_stats", inference, "batch_stats", batches);
+}
+
+inferd_error *inferd_server_model_statistics(inferd_server *s, const char *model, int64_t version, char **json) {
+  json_t *list = json_array();
+  inferd_error *e = NULL;
+  pthread_mutex_lock(&s->lock);
+  if (model) {
+    model_entry *m = server_find_model(s, model);
+    if (!m || m->n_versions == 0) {
+      e = err_new(m ? INFERD_ERROR_UNAVAILABLE : INFERD_ERROR_NOT_FOUND, "model '%s' is %s", model,
+                  m ? "not ready" : "unknown");
+    } else {
+      bool found = false;
+      for (int v = 0; v < m->n_versions; v++)
+        if (version < 0 || m->versions[v]->number == version) {
+          json_array_append_new(list, version_stats_json(m->versions[v]));
+          found = true;
+        }
+      if (!found) e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no ready version %lld", model, (long long)version);
+    }
+  } else {
+    for (int i = 0; i < s->n_models; i++)
+      for (int v = 0; v < s->models[i]->n_versions; v++)
+        json_array_append_new(list, version_stats_json(s->models[i]->versions[v]));
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (e) {
+    json_decref(list);
+    return e;
+  }
+  return dump(json_pack("{s:o}", "model_stats", list), json);
+}
+
+static const char *state_name(model_state st) {
+  switch (st) {
+    case MODEL_STATE_LOADING: return "LOADING";
+    case MODEL_STATE_READY: return "READY";
+    case MODEL_STATE_UNLOADING: return "UNLOADING";
+    case MODEL_STATE_UNAVAILABLE: return "UNAVAILABLE";
+    default: return "";
+  }
+}
+
+inferd_error *inferd_server_repository_index(inferd_server *s, bool ready_only, char **json) {
+  char **names = NULL;
+  int count = 0;
+  ERR_TRY(repository_list(s, &names, &count));
+  json_t *list = json_array();
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < count; i++) {
+    model_entry *m = server_find_model(s, names[i]);
+    if (m && m->n_versions) {
+      for (int v = 0; v < m->n_versions; v++) {
+        char num[32];
+        snprintf(num, sizeof(num), "%lld", (long long)m->versions[v]->number);
+        json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name", names[i], "version", num, "state", "READY"));
+      }
+    } else if (!ready_only) {
+      json_t *entry = json_pack("{s:s}", "name", names[i]);
+      if (m && m->state != MODEL_STATE_UNKNOWN) {
+        json_object_set_new(entry, "state", json_string(state_name(m->state)));
+        json_object_set_new(entry, "reason", json_string(m->reason ? m->reason : ""));
+      }
+      json_array_append_new(list, entry);
+    }
+    free(names[i]);
+  }
+  pthread_mutex_unlock(&s->lock);
+  free(names);
+  return dump(list, json);
+}
+
+inferd_error *inferd_server_load_model(inferd_server *s, const char *model, const char *config_json) {
+  if (!model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "no model name");
+  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT)
+    return err_new(INFERD_ERROR_UNAVAILABLE, "explicit model load and unload are not allowed in this model control mode");
+  return repository_load(s, model, config_json);
+}
+
+inferd_error *inferd_server_unload_model(inferd_server *s, const char *model) {
+  if (!model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "no model name");
+  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT)
+    return err_new(INFERD_ERROR_UNAVAILABLE, "explicit model load and unload are not allowed in this model control mode");
+  return repository_unload(s, model);
+}

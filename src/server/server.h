@@ -1,0 +1,71 @@
+/*
+ * The server object: the model table and the request path's bookkeeping.
+ * Model entries are created by the repository code (repository.c) and looked
+ * up here for every request under the table lock, which is held only to
+ * find and retain a version.
+ */
+#ifndef INFERD_SERVER_SERVER_H
+#define INFERD_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "inferd.h"
+#include "server/model.h"
+
+typedef enum model_state {
+  MODEL_STATE_UNKNOWN = 0, /* in the repository, never loaded */
+  MODEL_STATE_LOADING,
+  MODEL_STATE_READY,
+  MODEL_STATE_UNLOADING,
+  MODEL_STATE_UNAVAILABLE, /* unloaded, or failed to load (reason says why) */
+} model_state;
+
+typedef struct model_entry {
+  char *name;
+  model_state state;
+  char *reason;             /* why UNAVAILABLE */
+  model_version **versions; /* served versions, ascending by number */
+  int n_versions;
+  char *config_json;  /* the completed configuration, as /config returns it */
+  char *platform;
+  int max_batch_size;
+  long long snapshot; /* repository poll: a digest of the model folder's files */
+} model_entry;
+
+struct inferd_server {
+  char *repository;
+  inferd_model_control_mode control_mode;
+  bool strict_config;
+  char *id;
+  int threads_per_instance;
+  int poll_secs;
+  pthread_mutex_t lock; /* guards models */
+  model_entry **models;
+  int n_models;
+  size_t cap_models;
+  bool startup_complete;
+  atomic_bool accepting;
+  /* Requests submitted and not yet answered, for drain. */
+  pthread_mutex_t flight_lock;
+  pthread_cond_t flight_cond;
+  int in_flight;
+  /* Repository poll thread. */
+  pthread_t poll_thread;
+  bool poll_started;
+  bool poll_stop;
+  pthread_cond_t poll_cond;
+  /* Serializes loads and unloads (one model change at a time). */
+  pthread_mutex_t load_lock;
+};
+
+/* Called once per answered request (request.c). */
+void server_request_done(inferd_server *server);
+
+/* The entry of `name`, or NULL; under server->lock. */
+model_entry *server_find_model(inferd_server *server, const char *name);
+/* The entry of `name`, created UNKNOWN when absent; under server->lock. */
+model_entry *server_model_entry(inferd_server *server, const char *name);
+
+#endif
