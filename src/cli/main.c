@@ -12,6 +12,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"serve", cmd_serve, "serve a model repository over HTTP (Triton-compatible)"},
     {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
     {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
     {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},

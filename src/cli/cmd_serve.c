@@ -1,0 +1,172 @@
+/*
+ * inferd serve: the inference server. Flags are spelled as tritonserver's
+ * so that deployments move over unchanged. SIGTERM or SIGINT starts a
+ * graceful stop: readiness turns false, new inferences are refused, the
+ * requests already accepted complete (up to --exit-timeout-secs), then the
+ * process exits 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "cli/cli.h"
+#include "frontends/http/http_frontend.h"
+#include "inferd.h"
+
+static const cli_option serve_options[] = {
+    {"model-repository", "DIR", "model repository folder (required; also --model-store)"},
+    {"model-store", "DIR", "same as --model-repository"},
+    {"model-control-mode", "MODE", "none (load all at start), poll (also reload changes), explicit (load/unload API)"},
+    {"load-model", "NAME", "explicit mode: model to load at start; repeatable; '*' loads all"},
+    {"repository-poll-secs", "N", "poll mode: seconds between repository scans (default 15)"},
+    {"strict-model-config", "BOOL", "true: config.pbtxt must be complete; false (default): completed from the model"},
+    {"http-port", "PORT", "HTTP port (default 8000)"},
+    {"http-address", "ADDR", "HTTP address to bind (default 0.0.0.0)"},
+    {"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"},
+    {"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"},
+    {"allow-http", "BOOL", "serve HTTP (default true)"},
+    {"exit-timeout-secs", "N", "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30)"},
+    {"instance-threads", "N", "CPU threads per model instance (default: cores / instances)"},
+    {"log-verbose", "N", "verbose logging at level N (0 = off)"},
+    {"log-format", "FORMAT", "default or ISO8601"},
+    {"id", "ID", "server id reported by server metadata (default inferd)"},
+    {NULL, NULL, NULL},
+};
+
+static bool parse_bool(const char *option, const char *text, bool *out) {
+  if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "on")) {
+    *out = true;
+    return true;
+  }
+  if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "off")) {
+    *out = false;
+    return true;
+  }
+  fprintf(stderr, "inferd serve: --%s: '%s' is not a boolean (true or false)\n", option, text);
+  return false;
+}
+
+int cmd_serve(int argc, char **argv) {
+  inferd_server_options so = {.repository_poll_secs = 15};
+  http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
+  const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
+  int n_startup = 0;
+  bool allow_http = true;
+  long exit_timeout = 30, verbose = 0, value_long;
+  log_format format = LOG_FORMAT_DEFAULT;
+  cli_parser p;
+  cli_parser_init(&p, "serve", serve_options, argc, argv);
+  const char *name, *value;
+  int r;
+  while ((r = cli_next(&p, &name, &value)) > 0) {
+    bool ok = true;
+    if (!strcmp(name, "help")) {
+      cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
+                     "Serves the models of a Triton-style repository over HTTP/REST (KServe v2 protocol with Triton's\n"
+                     "extensions), batching requests dynamically as each model's config.pbtxt says.",
+                     serve_options);
+      free(startup);
+      return 0;
+    } else if (!strcmp(name, "model-repository") || !strcmp(name, "model-store")) {
+      so.model_repository = value;
+    } else if (!strcmp(name, "model-control-mode")) {
+      if (!strcmp(value, "none")) so.model_control_mode = INFERD_MODEL_CONTROL_NONE;
+      else if (!strcmp(value, "poll")) so.model_control_mode = INFERD_MODEL_CONTROL_POLL;
+      else if (!strcmp(value, "explicit")) so.model_control_mode = INFERD_MODEL_CONTROL_EXPLICIT;
+      else {
+        fprintf(stderr, "inferd serve: --model-control-mode: '%s' is not none, poll or explicit\n", value);
+        ok = false;
+      }
+    } else if (!strcmp(name, "load-model")) {
+      startup[n_startup++] = value;
+    } else if (!strcmp(name, "repository-poll-secs")) {
+      ok = cli_parse_int(name, value, 1, 86400, &value_long);
+      so.repository_poll_secs = (int)value_long;
+    } else if (!strcmp(name, "strict-model-config")) {
+      ok = parse_bool(name, value, &so.strict_model_config);
+    } else if (!strcmp(name, "http-port")) {
+      ok = cli_parse_int(name, value, 0, 65535, &value_long);
+      ho.port = (int)value_long;
+    } else if (!strcmp(name, "http-address")) {
+      ho.address = value;
+    } else if (!strcmp(name, "http-thread-count")) {
+      ok = cli_parse_int(name, value, 1, 256, &value_long);
+      ho.threads = (int)value_long;
+    } else if (!strcmp(name, "http-max-input-size")) {
+      ok = cli_parse_int(name, value, 1, 1L << 40, &value_long);
+      ho.max_input_size = (size_t)value_long;
+    } else if (!strcmp(name, "allow-http")) {
+      ok = parse_bool(name, value, &allow_http);
+    } else if (!strcmp(name, "exit-timeout-secs")) {
+      ok = cli_parse_int(name, value, 0, 86400, &exit_timeout);
+    } else if (!strcmp(name, "instance-threads")) {
+      ok = cli_parse_int(name, value, 1, 1024, &value_long);
+      so.threads_per_instance = (int)value_long;
+    } else if (!strcmp(name, "log-verbose")) {
+      ok = cli_parse_int(name, value, 0, 100, &verbose);
+    } else if (!strcmp(name, "log-format")) {
+      if (!strcmp(value, "default")) format = LOG_FORMAT_DEFAULT;
+      else if (!strcmp(value, "ISO8601")) format = LOG_FORMAT_ISO8601;
+      else {
+        fprintf(stderr, "inferd serve: --log-format: '%s' is not default or ISO8601\n", value);
+        ok = false;
+      }
+    } else if (!strcmp(name, "id")) {
+      so.server_id = value;
+    }
+    if (!ok) {
+      free(startup);
+      return 2;
+    }
+  }
+  if (r < 0 || !so.model_repository) {
+    if (r >= 0) fprintf(stderr, "inferd serve: --model-repository is required (see --help)\n");
+    free(startup);
+    return 2;
+  }
+  if (n_startup && so.model_control_mode != INFERD_MODEL_CONTROL_EXPLICIT) {
+    fprintf(stderr, "inferd serve: --load-model needs --model-control-mode=explicit\n");
+    free(startup);
+    return 2;
+  }
+  so.startup_models = startup;
+  so.startup_model_count = n_startup;
+  log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
+
+  /* Block the stop signals in every thread; the main thread waits for them. */
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  inferd_server *server = NULL;
+  http_frontend *http = NULL;
+  inferd_error *e = inferd_server_create(&so, &server);
+  if (!e && allow_http) e = http_frontend_start(server, &ho, &http);
+  if (e) {
+    log_error("%s", inferd_error_message(e));
+    inferd_error_delete(e);
+    inferd_server_delete(server);
+    free(startup);
+    return 1;
+  }
+  if (http) log_info("Started HTTPService at %s:%d", ho.address, ho.port);
+  int sig = 0;
+  sigwait(&stop, &sig);
+  log_info("received %s: no new requests; waiting up to %ld s for those in flight", sig == SIGINT ? "SIGINT" : "SIGTERM",
+           exit_timeout);
+  inferd_server_stop_accepting(server);
+  if (http) http_frontend_stop_listening(http);
+  int left = inferd_server_drain(server, (int)exit_timeout * 1000);
+  if (left) log_warn("exit timeout: %d requests still in flight", left);
+  http_frontend_delete(http);
+  inferd_server_delete(server);
+  free(startup);
+  log_info("stopped");
+  return 0;
+}
