@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/mem.h"
@@ -131,6 +132,10 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "inferd serve: --load-model needs --model-control-mode=explicit\n");
     free(startup);
     return 2;
+  }
+  if (!ho.threads) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   }
   so.startup_models = startup;
   so.startup_model_count = n_startup;
