@@ -1,0 +1,93 @@
+"""Starting a real `inferd serve` on a free port over a repository built in
+a temporary folder, for the server tests. Models are small ONNX graphs made
+with the `onnx` helper API so each test says what it serves."""
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_model(repo: Path, name: str, graph, config: str | None, version: int = 1, opset: int = 13):
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    folder = repo / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, folder / "model.onnx")
+    if config is not None:
+        (repo / name / "config.pbtxt").write_text(config)
+
+
+def identity_graph(dtype=TensorProto.FLOAT, dims=(4,), name="identity"):
+    """y = x (+0 for floats so the node is real work), batch dimension N."""
+    nodes = [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])]
+    return helper.make_graph(nodes, name, [helper.make_tensor_value_info("INPUT0", dtype, ["N", *dims])],
+                             [helper.make_tensor_value_info("OUTPUT0", dtype, ["N", *dims])])
+
+
+def add_sub_graph():
+    """OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 over [N,16] FP32 (Triton's simple model)."""
+    nodes = [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+             helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])]
+    io = lambda n: helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 16])
+    return helper.make_graph(nodes, "add_sub", [io("INPUT0"), io("INPUT1")], [io("OUTPUT0"), io("OUTPUT1")])
+
+
+def classifier_graph(classes=5):
+    """OUTPUT0 = INPUT0 @ W: a tiny linear classifier over [N,3]."""
+    w = numpy_helper.from_array(np.arange(3 * classes, dtype=np.float32).reshape(3, classes) / 10.0, "W")
+    nodes = [helper.make_node("MatMul", ["INPUT0", "W"], ["OUTPUT0"])]
+    return helper.make_graph(nodes, "classifier", [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["N", 3])],
+                             [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["N", classes])], [w])
+
+
+class Server:
+    """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
+
+    def __init__(self, inferd_bin, repo, *args, timeout=60):
+        self.port = free_port()
+        self.url = f"127.0.0.1:{self.port}"
+        self.log_path = Path(repo).parent / f"inferd_{self.port}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}",
+                                      f"--http-port={self.port}", "--http-address=127.0.0.1", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        import urllib.request
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"inferd serve exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                with urllib.request.urlopen(f"http://{self.url}/v2/health/live", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError(f"inferd serve did not come up in {timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode

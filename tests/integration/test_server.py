@@ -1,0 +1,285 @@
+"""inferd serve end to end with the official `tritonclient.http`: health,
+metadata, config completion, inference (JSON and binary), classification,
+statistics, repository control, dynamic batching, instance groups, and the
+graceful stop. Each test starts its own server on a free port."""
+import concurrent.futures
+import json
+import signal
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from onnx import TensorProto
+from tritonclient.utils import InferenceServerException
+
+from server_fixtures import (Server, add_sub_graph, classifier_graph, identity_graph, write_model)
+
+SIMPLE_CONFIG = """
+name: "simple"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
+        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
+         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 2000 }
+"""
+
+
+@pytest.fixture
+def repo(tmp_path):
+    r = tmp_path / "models"
+    write_model(r, "simple", add_sub_graph(), SIMPLE_CONFIG)
+    write_model(r, "identity", identity_graph(), None)  # config completed from the model
+    (r / "classifier").mkdir(parents=True)
+    (r / "classifier" / "labels.txt").write_text("zero\none\ntwo\nthree\nfour\n")
+    write_model(r, "classifier", classifier_graph(), """
+name: "classifier"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "labels.txt" } ]
+""")
+    return r
+
+
+@pytest.fixture
+def server(inferd_bin, repo):
+    s = Server(inferd_bin, repo)
+    yield s
+    s.stop()
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, json.loads(r.read() or b"null")
+
+
+def simple_inputs(batch=1, binary=False):
+    a = np.arange(batch * 16, dtype=np.float32).reshape(batch, 16)
+    b = np.ones((batch, 16), dtype=np.float32)
+    inputs = [httpclient.InferInput("INPUT0", [batch, 16], "FP32"), httpclient.InferInput("INPUT1", [batch, 16], "FP32")]
+    inputs[0].set_data_from_numpy(a, binary_data=binary)
+    inputs[1].set_data_from_numpy(b, binary_data=binary)
+    return a, b, inputs
+
+
+def test_health_and_metadata(server):
+    client = httpclient.InferenceServerClient(server.url)
+    assert client.is_server_live() and client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "inferd" and "classification" in meta["extensions"]
+    assert client.is_model_ready("simple")
+    m = client.get_model_metadata("simple")
+    assert m["name"] == "simple" and m["versions"] == ["1"]
+    assert [i["name"] for i in m["inputs"]] == ["INPUT0", "INPUT1"]
+    assert m["inputs"][0]["shape"] == [-1, 16] and m["inputs"][0]["datatype"] == "FP32"
+
+
+def test_config_is_completed_from_the_model(server):
+    client = httpclient.InferenceServerClient(server.url)
+    cfg = client.get_model_config("identity")
+    assert cfg["name"] == "identity"
+    assert cfg["max_batch_size"] > 0
+    assert cfg["input"][0]["name"] == "INPUT0" and cfg["input"][0]["data_type"] == "TYPE_FP32"
+    assert cfg["input"][0]["dims"] == [4]
+    assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_infer(server, binary, batch):
+    client = httpclient.InferenceServerClient(server.url)
+    a, b, inputs = simple_inputs(batch, binary)
+    outputs = [httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary),
+               httpclient.InferRequestedOutput("OUTPUT1", binary_data=binary)]
+    result = client.infer("simple", inputs, outputs=outputs, request_id="req-7")
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), a - b)
+    assert result.get_response()["id"] == "req-7"
+
+
+def test_requested_outputs_only(server):
+    client = httpclient.InferenceServerClient(server.url)
+    a, b, inputs = simple_inputs()
+    result = client.infer("simple", inputs, outputs=[httpclient.InferRequestedOutput("OUTPUT1")])
+    names = [o["name"] for o in result.get_response()["outputs"]]
+    assert names == ["OUTPUT1"]
+
+
+def test_classification(server):
+    client = httpclient.InferenceServerClient(server.url)
+    x = np.array([[1, 0, 0]], dtype=np.float32)  # scores = W[0] = [0, .1, .2, .3, .4]
+    inp = httpclient.InferInput("INPUT0", [1, 3], "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer("classifier", [inp], outputs=[httpclient.InferRequestedOutput("OUTPUT0", class_count=2)])
+    top = result.as_numpy("OUTPUT0")
+    assert top.shape == (1, 2)
+    first = top[0][0].decode()
+    assert first.split(":")[1:] == ["4", "four"]
+    assert abs(float(first.split(":")[0]) - 0.4) < 1e-5
+
+
+@pytest.mark.parametrize("model,shape,words", [
+    ("nope", [1, 16], "unknown model 'nope'"),
+    ("simple", [1, 15], "INPUT0"),
+    ("simple", [9, 16], "batch"),
+])
+def test_bad_requests(server, model, shape, words):
+    client = httpclient.InferenceServerClient(server.url)
+    inputs = [httpclient.InferInput("INPUT0", shape, "FP32"), httpclient.InferInput("INPUT1", shape, "FP32")]
+    for i in inputs:
+        i.set_data_from_numpy(np.zeros(shape, dtype=np.float32))
+    with pytest.raises(InferenceServerException) as err:
+        client.infer(model, inputs)
+    assert words in str(err.value)
+    assert client.is_server_live()  # still serving
+
+
+def test_wrong_datatype_is_400(server):
+    body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": [0] * 16},
+                                  {"name": "INPUT1", "shape": [1, 16], "datatype": "FP32", "data": [0] * 16}]})
+    req = urllib.request.Request(f"http://{server.url}/v2/models/simple/infer", data=body.encode(), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    assert err.value.code == 400
+    assert "INT32" in json.loads(err.value.read())["error"]
+
+
+def test_dynamic_batching_under_concurrency(server):
+    """32 concurrent clients: every result is right and batches formed
+    (execution_count well below inference_count)."""
+    def one(i):
+        client = httpclient.InferenceServerClient(server.url)
+        a = np.full((1, 16), i, dtype=np.float32)
+        b = np.full((1, 16), 2 * i, dtype=np.float32)
+        inputs = [httpclient.InferInput("INPUT0", [1, 16], "FP32"), httpclient.InferInput("INPUT1", [1, 16], "FP32")]
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(b)
+        out = client.infer("simple", inputs).as_numpy("OUTPUT0")
+        return bool((out == 3 * i).all())
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        results = list(pool.map(one, range(256)))
+    assert all(results)
+    stats = httpclient.InferenceServerClient(server.url).get_inference_statistics("simple")["model_stats"][0]
+    assert stats["inference_count"] == 256
+    assert stats["execution_count"] < 256 * 0.75, stats["execution_count"]
+    assert any(b["batch_size"] > 1 for b in stats["batch_stats"])
+
+
+def test_statistics_shape(server):
+    client = httpclient.InferenceServerClient(server.url)
+    _, _, inputs = simple_inputs(2)
+    client.infer("simple", inputs)
+    stats = client.get_inference_statistics("simple")["model_stats"][0]
+    assert stats["name"] == "simple" and stats["version"] == "1"
+    assert stats["inference_count"] == 2 and stats["execution_count"] == 1
+    for key in ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output"):
+        assert {"count", "ns"} <= set(stats["inference_stats"][key])
+    assert stats["inference_stats"]["success"]["count"] == 1
+
+
+def test_explicit_model_control(inferd_bin, repo):
+    s = Server(inferd_bin, repo, "--model-control-mode=explicit", "--load-model=identity")
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        assert client.is_model_ready("identity")
+        assert not client.is_model_ready("simple")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert set(index) == {"simple", "identity", "classifier"}
+        client.load_model("simple")
+        assert client.is_model_ready("simple")
+        client.unload_model("simple")
+        assert not client.is_model_ready("simple")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["simple"]["state"] == "UNAVAILABLE"
+        # A configuration given with the load request replaces config.pbtxt.
+        override = json.loads(json.dumps({"name": "simple", "max_batch_size": 2,
+                                          "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [16]},
+                                                    {"name": "INPUT1", "data_type": "TYPE_FP32", "dims": [16]}],
+                                          "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [16]},
+                                                     {"name": "OUTPUT1", "data_type": "TYPE_FP32", "dims": [16]}]}))
+        client.load_model("simple", config=json.dumps(override))
+        assert client.get_model_config("simple")["max_batch_size"] == 2
+        with pytest.raises(InferenceServerException):
+            client.load_model("not_there")
+    finally:
+        s.stop()
+
+
+def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        assert client.is_model_ready("simple")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["broken"]["state"] == "UNAVAILABLE"
+        assert "onnx" in index["broken"]["reason"].lower()
+    finally:
+        s.stop()
+
+
+def test_poll_mode_picks_up_a_new_version(inferd_bin, repo):
+    s = Server(inferd_bin, repo, "--model-control-mode=poll", "--repository-poll-secs=1")
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        assert client.get_model_metadata("identity")["versions"] == ["1"]
+        write_model(repo, "identity", identity_graph(), None, version=2)
+        deadline = time.time() + 20
+        while time.time() < deadline and client.get_model_metadata("identity")["versions"] != ["2"]:
+            time.sleep(0.2)
+        assert client.get_model_metadata("identity")["versions"] == ["2"]
+    finally:
+        s.stop()
+
+
+def test_instance_group_runs_batches_concurrently(inferd_bin, tmp_path):
+    repo = tmp_path / "models"
+    write_model(repo, "simple", add_sub_graph(), SIMPLE_CONFIG.replace(
+        "dynamic_batching { max_queue_delay_microseconds: 2000 }", "instance_group [ { count: 4 kind: KIND_CPU } ]"))
+    s = Server(inferd_bin, repo)
+    try:
+        def one(i):
+            client = httpclient.InferenceServerClient(s.url)
+            _, _, inputs = simple_inputs(1)
+            return client.infer("simple", inputs).as_numpy("OUTPUT0") is not None
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            assert all(pool.map(one, range(64)))
+        cfg = httpclient.InferenceServerClient(s.url).get_model_config("simple")
+        assert cfg["instance_group"][0]["count"] == 4
+    finally:
+        s.stop()
+
+
+def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
+    """Requests accepted before SIGTERM all complete; the server then exits 0."""
+    s = Server(inferd_bin, repo)
+    results, errors = [], []
+
+    def worker():
+        client = httpclient.InferenceServerClient(s.url)
+        for _ in range(200):
+            _, _, inputs = simple_inputs(1)
+            try:
+                results.append(client.infer("simple", inputs).as_numpy("OUTPUT0") is not None)
+            except Exception as e:  # refused after the stop began: never half-done
+                errors.append(str(e))
+                return
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    code = s.stop(signal.SIGTERM)
+    for t in threads:
+        t.join(30)
+    assert code == 0, s.output()
+    assert results and all(results)
+    log = s.output()
+    assert "SIGTERM" in log
