@@ -281,5 +281,9 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
         t.join(30)
     assert code == 0, s.output()
     assert results and all(results)
-    log = s.output()
-    assert "SIGTERM" in log
+    # After the stop began a request is refused whole (503 or no connection),
+    # never cut off half-way.
+    allowed = ("unavailable", "shutting down", "connection refused", "failed to establish", "502", "503")
+    for e in errors:
+        assert any(a in e.lower() for a in allowed), e
+    assert "SIGTERM" in s.output()
