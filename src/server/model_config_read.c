@@ -102,28 +102,52 @@ static size_t enter_field(reader *r, const pbtxt_node *n) {
   return mark;
 }
 
-/* Enters element `index` of a repeated field, located at its value. */
-static size_t enter_index(reader *r, const pbtxt_node *n, int index) {
-  size_t mark = path_push(r, "[%d]", index);
-  if (n->in_list)
+/* Where an element is: a scalar or a list element at its value, a message
+ * written as `field { ... }` at its field name. */
+static void locate_element(reader *r, const pbtxt_node *n) {
+  if (n->kind != PBTXT_MESSAGE || n->in_list)
     model_config__locate(r->cfg, r->path, n->value_line, n->value_column);
   else
     model_config__locate(r->cfg, r->path, n->line, n->column);
+}
+
+/* Enters element `index` of a repeated field. */
+static size_t enter_index(reader *r, const pbtxt_node *n, int index) {
+  size_t mark = path_push(r, "[%d]", index);
+  locate_element(r, n);
   return mark;
 }
 
+static inferd_error *located_error(const reader *r, int line, int column, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  if (line > 0) return err_new(INFERD_ERROR_INVALID_ARG, "%s:%d:%d: %s", r->doc->source, line, column, msg);
+  return err_new(INFERD_ERROR_INVALID_ARG, "%s: %s", r->doc->source, msg);
+}
+
+/* An error about a node's value (wrong type, out of range), at the value. */
 static inferd_error *node_error(const reader *r, const pbtxt_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static inferd_error *node_error(const reader *r, const pbtxt_node *n, const char *fmt, ...) {
-  char msg[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  bool at_value = n->value_line > 0;
+  inferd_error *e = located_error(r, at_value ? n->value_line : n->line, at_value ? n->value_column : n->column,
+                                  fmt, ap);
   va_end(ap);
-  int line = n->value_line > 0 ? n->value_line : n->line;
-  int column = n->value_line > 0 ? n->value_column : n->column;
-  if (line > 0) return err_new(INFERD_ERROR_INVALID_ARG, "%s:%d:%d: %s", r->doc->source, line, column, msg);
-  return err_new(INFERD_ERROR_INVALID_ARG, "%s: %s", r->doc->source, msg);
+  return e;
+}
+
+/* An error about a field being there at all (twice, or with a rival), at
+ * its name. */
+static inferd_error *field_error(const reader *r, const pbtxt_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inferd_error *field_error(const reader *r, const pbtxt_node *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  inferd_error *e = located_error(r, n->line, n->column, fmt, ap);
+  va_end(ap);
+  return e;
 }
 
 /* A value that sets nothing: skipping it loses nothing, so it is not worth a
@@ -319,7 +343,7 @@ static inferd_error *expect_message(const reader *r, const pbtxt_node *n) {
  * bit in the caller's `seen` mask. */
 static inferd_error *once(const reader *r, const pbtxt_node *n, unsigned *seen, unsigned bit) {
   if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
-  if (*seen & bit) return node_error(r, n, "field '%s' is given more than once", r->path);
+  if (*seen & bit) return field_error(r, n, "field '%s' is given more than once", r->path);
   *seen |= bit;
   return NULL;
 }
@@ -371,32 +395,33 @@ static inferd_error *set_string(const reader *r, char **out, const char *s) {
  * one object whose member names are the keys. The handler gets the key as
  * text (NULL when the entry has none: the key type's default), the key node
  * when there is one, and the value (NULL: an empty message). */
-typedef inferd_error *(*map_entry_fn)(reader *r, const char *key, const pbtxt_node *key_node,
-                                      const pbtxt_node *value, void *ctx);
+typedef inferd_error *(*map_entry_fn)(reader *r, const pbtxt_node *entry, const char *key,
+                                      const pbtxt_node *key_node, const pbtxt_node *value, void *ctx);
 
 static inferd_error *read_map(reader *r, const pbtxt_node *n, map_entry_fn fn, void *ctx) {
   ERR_TRY(expect_message(r, n));
   if (r->doc->json) {
     if (n->in_list) return node_error(r, n, "field '%s' is a map and expects an object", r->path);
-    for (const pbtxt_node *c = n->first_child; c; c = c->next) ERR_TRY(fn(r, c->name, NULL, c, ctx));
+    for (const pbtxt_node *c = n->first_child; c; c = c->next) ERR_TRY(fn(r, c, c->name, NULL, c, ctx));
     return NULL;
   }
   const pbtxt_node *key = NULL, *value = NULL;
   unsigned seen = 0;
   for (const pbtxt_node *c = n->first_child; c; c = c->next) {
+    if (strcmp(c->name, "key") != 0 && strcmp(c->name, "value") != 0)
+      return field_error(r, c, "an entry of map '%s' has a field '%.64s'; only key and value are allowed", r->path,
+                         c->name);
     size_t mark = enter_field(r, c);
     if (strcmp(c->name, "key") == 0) {
       ERR_TRY(once(r, c, &seen, 1));
       key = c;
-    } else if (strcmp(c->name, "value") == 0) {
+    } else {
       ERR_TRY(once(r, c, &seen, 2));
       value = c;
-    } else {
-      return node_error(r, c, "map entry '%s' has no field '%.64s' (only key and value)", r->path, c->name);
     }
     path_pop(r, mark);
   }
-  return fn(r, key ? key->text : NULL, key, value, ctx);
+  return fn(r, n, key ? key->text : NULL, key, value, ctx);
 }
 
 static inferd_error *map_string_key(reader *r, const pbtxt_node *key_node, const char **key) {
@@ -487,8 +512,8 @@ static inferd_error *read_version_policy(reader *r, const pbtxt_node *msg, model
       continue;
     }
     if (chosen) {
-      if (strcmp(chosen, n->name) == 0) return node_error(r, n, "field '%s' is given more than once", r->path);
-      return node_error(r, n, "version_policy takes one of latest, all or specific; '%s' is already given", chosen);
+      if (strcmp(chosen, n->name) == 0) return field_error(r, n, "field '%s' is given more than once", r->path);
+      return field_error(r, n, "version_policy takes one of latest, all or specific; '%s' is already given", chosen);
     }
     chosen = n->name;
     if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
@@ -599,8 +624,8 @@ static inferd_error *read_queue_policy(reader *r, const pbtxt_node *msg, model_q
   return NULL;
 }
 
-static inferd_error *priority_policy_entry(reader *r, const char *key, const pbtxt_node *key_node,
-                                           const pbtxt_node *value, void *ctx) {
+static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                           const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   model_dynamic_batching *d = ctx;
   uint64_t level = 0;
   if (key_node) {
@@ -612,8 +637,7 @@ static inferd_error *priority_policy_entry(reader *r, const char *key, const pbt
     level = (uint64_t)v;
   }
   size_t mark = path_push(r, "[%llu]", (unsigned long long)level);
-  const pbtxt_node *at = value ? value : key_node;
-  if (at) model_config__locate(r->cfg, r->path, at->line, at->column);
+  locate_element(r, entry);
   model_priority_queue_policy *p = NULL;
   for (int i = 0; i < d->priority_queue_policy_count; i++)
     if (d->priority_queue_policies[i].priority_level == level) p = &d->priority_queue_policies[i];
@@ -666,14 +690,13 @@ static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, mod
   return NULL;
 }
 
-static inferd_error *parameter_entry(reader *r, const char *key, const pbtxt_node *key_node,
-                                     const pbtxt_node *value, void *ctx) {
+static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                     const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   (void)ctx;
   model_config *c = r->cfg;
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
-  const pbtxt_node *at = value ? value : key_node;
-  if (at) model_config__locate(c, r->path, at->line, at->column);
+  locate_element(r, entry);
   model_parameter *p = NULL;
   for (int i = 0; i < c->parameter_count; i++)
     if (strcmp(c->parameters[i].key, key) == 0) p = &c->parameters[i]; /* the last one wins, as in protobuf */
@@ -701,13 +724,12 @@ static inferd_error *parameter_entry(reader *r, const char *key, const pbtxt_nod
   return NULL;
 }
 
-static inferd_error *warmup_input_entry(reader *r, const char *key, const pbtxt_node *key_node,
-                                        const pbtxt_node *value, void *ctx) {
+static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                        const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   model_warmup *w = ctx;
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
-  const pbtxt_node *at = value ? value : key_node;
-  if (at) model_config__locate(r->cfg, r->path, at->line, at->column);
+  locate_element(r, entry);
   model_warmup_input *in = NULL;
   for (int i = 0; i < w->input_count; i++)
     if (strcmp(w->inputs[i].name, key) == 0) in = &w->inputs[i];
@@ -732,7 +754,7 @@ static inferd_error *warmup_input_entry(reader *r, const char *key, const pbtxt_
       bool is_source = !strcmp(f, "zero_data") || !strcmp(f, "random_data") || !strcmp(f, "input_data_file");
       if (is_source) {
         if (source)
-          return node_error(r, n, "warmup input '%.64s' takes one of zero_data, random_data or input_data_file; "
+          return field_error(r, n, "warmup input '%.64s' takes one of zero_data, random_data or input_data_file; "
                             "'%s' is already given", key, source);
         source = f;
         if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
@@ -813,7 +835,7 @@ static inferd_error *read_config(reader *r, const pbtxt_node *root) {
     bool is_scheduler =
         !strcmp(f, "dynamic_batching") || !strcmp(f, "sequence_batching") || !strcmp(f, "ensemble_scheduling");
     if (is_scheduler && scheduler && strcmp(scheduler, f) != 0)
-      return node_error(r, n, "only one of dynamic_batching, sequence_batching and ensemble_scheduling may be "
+      return field_error(r, n, "only one of dynamic_batching, sequence_batching and ensemble_scheduling may be "
                         "given; '%s' is already given", scheduler);
     if (is_scheduler) scheduler = f;
     if (strcmp(f, "name") == 0) {
