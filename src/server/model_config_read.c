@@ -1,0 +1,902 @@
+/*
+ * Reads a pbtxt tree (parsed from config.pbtxt, or converted from JSON) into
+ * a model_config, message by message as model_config.proto lays them out.
+ *
+ * Each message reader walks its fields once. Known fields are type-checked
+ * (a string where an integer belongs, an unknown enum value, a list for a
+ * single field, a field given twice are errors at the value's line:column);
+ * a field this reader does not know is skipped with its whole subtree and
+ * reported as a warning, worded differently for fields Triton has but inferd
+ * ignores and for names Triton does not have at all. Range and consistency
+ * checks are left to model_config_validate.c, which finds the line:column of
+ * each field through the paths recorded here.
+ *
+ * On an error the reader stops and the half-read config is freed, so nothing
+ * below needs to unwind its path or partial state.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+#include "server/model_config_internal.h"
+
+typedef struct reader {
+  const pbtxt_doc *doc;
+  model_config *cfg;
+  char path[512];
+  size_t path_len;
+} reader;
+
+typedef struct enum_value {
+  const char *name;
+  int value; /* the number model_config.proto gives it */
+  int ours;  /* what the struct stores */
+} enum_value;
+
+static const enum_value datatype_values[] = {
+    {"TYPE_INVALID", 0, INFERD_TYPE_INVALID}, {"TYPE_BOOL", 1, INFERD_TYPE_BOOL},
+    {"TYPE_UINT8", 2, INFERD_TYPE_UINT8},     {"TYPE_UINT16", 3, INFERD_TYPE_UINT16},
+    {"TYPE_UINT32", 4, INFERD_TYPE_UINT32},   {"TYPE_UINT64", 5, INFERD_TYPE_UINT64},
+    {"TYPE_INT8", 6, INFERD_TYPE_INT8},       {"TYPE_INT16", 7, INFERD_TYPE_INT16},
+    {"TYPE_INT32", 8, INFERD_TYPE_INT32},     {"TYPE_INT64", 9, INFERD_TYPE_INT64},
+    {"TYPE_FP16", 10, INFERD_TYPE_FP16},      {"TYPE_FP32", 11, INFERD_TYPE_FP32},
+    {"TYPE_FP64", 12, INFERD_TYPE_FP64},      {"TYPE_STRING", 13, INFERD_TYPE_BYTES},
+    {"TYPE_BF16", 14, INFERD_TYPE_BF16},      {NULL, 0, 0},
+};
+static const enum_value format_values[] = {
+    {"FORMAT_NONE", 0, MODEL_FORMAT_NONE}, {"FORMAT_NHWC", 1, MODEL_FORMAT_NHWC},
+    {"FORMAT_NCHW", 2, MODEL_FORMAT_NCHW}, {NULL, 0, 0}};
+static const enum_value kind_values[] = {{"KIND_AUTO", 0, MODEL_KIND_AUTO}, {"KIND_GPU", 1, MODEL_KIND_GPU},
+                                         {"KIND_CPU", 2, MODEL_KIND_CPU},   {"KIND_MODEL", 3, MODEL_KIND_MODEL},
+                                         {NULL, 0, 0}};
+static const enum_value timeout_action_values[] = {
+    {"REJECT", 0, MODEL_TIMEOUT_REJECT}, {"DELAY", 1, MODEL_TIMEOUT_DELAY}, {NULL, 0, 0}};
+
+/* Fields model_config.proto has and inferd ignores, per message. */
+static const char *const config_ignored[] = {"runtime",
+                                             "batch_input",
+                                             "batch_output",
+                                             "optimization",
+                                             "sequence_batching",
+                                             "ensemble_scheduling",
+                                             "cc_model_filenames",
+                                             "metric_tags",
+                                             "model_operations",
+                                             "model_transaction_policy",
+                                             "model_repository_agents",
+                                             "response_cache",
+                                             "model_metrics",
+                                             NULL};
+static const char *const tensor_ignored[] = {"is_non_linear_format_io", NULL};
+static const char *const group_ignored[] = {"rate_limiter", "secondary_devices", "profile", "passive", "host_policy",
+                                            NULL};
+static const char *const none_ignored[] = {NULL};
+
+/* ---- paths, locations, messages ---- */
+
+static size_t path_push(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t path_push(reader *r, const char *fmt, ...) {
+  size_t mark = r->path_len;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(r->path + r->path_len, sizeof(r->path) - r->path_len, fmt, ap);
+  va_end(ap);
+  if (n > 0) r->path_len += (size_t)n;
+  if (r->path_len >= sizeof(r->path)) r->path_len = sizeof(r->path) - 1;
+  return mark;
+}
+
+static void path_pop(reader *r, size_t mark) {
+  r->path_len = mark;
+  r->path[mark] = 0;
+}
+
+/* Enters field `n`: extends the path and records where the field is. */
+static size_t enter_field(reader *r, const pbtxt_node *n) {
+  size_t mark = path_push(r, r->path_len ? ".%.100s" : "%.100s", n->name);
+  model_config__locate(r->cfg, r->path, n->line, n->column);
+  return mark;
+}
+
+/* Where an element is: a scalar or a list element at its value, a message
+ * written as `field { ... }` at its field name. */
+static void locate_element(reader *r, const pbtxt_node *n) {
+  if (n->kind != PBTXT_MESSAGE || n->in_list)
+    model_config__locate(r->cfg, r->path, n->value_line, n->value_column);
+  else
+    model_config__locate(r->cfg, r->path, n->line, n->column);
+}
+
+/* Enters element `index` of a repeated field. */
+static size_t enter_index(reader *r, const pbtxt_node *n, int index) {
+  size_t mark = path_push(r, "[%d]", index);
+  locate_element(r, n);
+  return mark;
+}
+
+static inferd_error *located_error(const reader *r, int line, int column, const char *fmt, va_list ap) {
+  char msg[1024];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  if (line > 0) return err_new(INFERD_ERROR_INVALID_ARG, "%s:%d:%d: %s", r->doc->source, line, column, msg);
+  return err_new(INFERD_ERROR_INVALID_ARG, "%s: %s", r->doc->source, msg);
+}
+
+/* An error about a node's value (wrong type, out of range), at the value. */
+static inferd_error *node_error(const reader *r, const pbtxt_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inferd_error *node_error(const reader *r, const pbtxt_node *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  bool at_value = n->value_line > 0;
+  inferd_error *e = located_error(r, at_value ? n->value_line : n->line, at_value ? n->value_column : n->column,
+                                  fmt, ap);
+  va_end(ap);
+  return e;
+}
+
+/* An error about a field being there at all (twice, or with a rival), at
+ * its name. */
+static inferd_error *field_error(const reader *r, const pbtxt_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inferd_error *field_error(const reader *r, const pbtxt_node *n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  inferd_error *e = located_error(r, n->line, n->column, fmt, ap);
+  va_end(ap);
+  return e;
+}
+
+/* A value that sets nothing: skipping it loses nothing, so it is not worth a
+ * warning. Triton's own JSON prints such defaults ("runtime": "") for every
+ * field, and clients send that JSON back. */
+static bool node_is_default(const pbtxt_node *n) {
+  switch (n->kind) {
+    case PBTXT_MESSAGE: return n->child_count == 0;
+    case PBTXT_STRING: return n->text_len == 0;
+    case PBTXT_NUMBER: return strtod(n->text, NULL) == 0.0;
+    case PBTXT_IDENT: return strcmp(n->text, "false") == 0;
+  }
+  return false;
+}
+
+static bool name_in(const char *name, const char *const *list) {
+  for (; *list; list++)
+    if (strcmp(name, *list) == 0) return true;
+  return false;
+}
+
+/* Skips field `n` (whose path is entered) with a warning. `last` avoids one
+ * warning per element when a list of an ignored field is given. */
+static void skip_field(reader *r, const pbtxt_node *n, const char *const *ignored, const char **last) {
+  if (node_is_default(n) || (*last && strcmp(*last, n->name) == 0)) return;
+  *last = n->name;
+  if (name_in(n->name, ignored))
+    model_config__warn(r->cfg, n->line, n->column, "field '%s' is not supported by inferd and is ignored", r->path);
+  else
+    model_config__warn(r->cfg, n->line, n->column,
+                       "field '%s' is not a Triton model configuration field and is ignored", r->path);
+}
+
+/* ---- scalars ---- */
+
+/* Protobuf text integers: decimal, 0x hex, 0 octal, optional '-'. Values
+ * beyond int64 are refused even for uint64 fields: JSON output goes through
+ * int64, and no sensible setting needs more. */
+static bool parse_integer(const char *s, int64_t *out) {
+  bool negative = *s == '-';
+  if (negative) s++;
+  unsigned base = 10;
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+    base = 16;
+    s += 2;
+  } else if (s[0] == '0' && s[1]) {
+    base = 8;
+    s++;
+  }
+  if (!*s) return false;
+  uint64_t v = 0;
+  for (; *s; s++) {
+    unsigned d;
+    if (*s >= '0' && *s <= '9')
+      d = (unsigned)(*s - '0');
+    else if (base == 16 && (*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+      d = (unsigned)((*s | 0x20) - 'a' + 10);
+    else
+      return false;
+    if (d >= base || v > (UINT64_MAX - d) / base) return false;
+    v = v * base + d;
+  }
+  if (negative) {
+    if (v > (uint64_t)INT64_MAX + 1) return false;
+    *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+  } else {
+    if (v > (uint64_t)INT64_MAX) return false;
+    *out = (int64_t)v;
+  }
+  return true;
+}
+
+static inferd_error *read_int(const reader *r, const pbtxt_node *n, int64_t min, int64_t max, int64_t *out) {
+  bool textual = n->kind == PBTXT_NUMBER || (r->doc->json && n->kind == PBTXT_STRING);
+  if (!textual)
+    return node_error(r, n, "field '%s' expects an integer, got %s", r->path, pbtxt_kind_name(n->kind));
+  int64_t v;
+  bool ok = parse_integer(n->text, &v);
+  if (!ok && r->doc->json) {
+    /* Protobuf's JSON mapping takes integral reals such as 3.0 or 1e3. */
+    char *end;
+    double d = strtod(n->text, &end);
+    ok = *end == 0 && end != n->text && d > -9e15 && d < 9e15 && d == (double)(int64_t)d;
+    v = ok ? (int64_t)d : 0;
+  }
+  if (!ok) return node_error(r, n, "field '%s' expects an integer, got '%.64s'", r->path, n->text);
+  if (v < min || v > max)
+    return node_error(r, n, "field '%s' must be between %lld and %lld, got %lld", r->path, (long long)min,
+                      (long long)max, (long long)v);
+  *out = v;
+  return NULL;
+}
+
+static inferd_error *read_int32(const reader *r, const pbtxt_node *n, int *out) {
+  int64_t v;
+  ERR_TRY(read_int(r, n, INT32_MIN, INT32_MAX, &v));
+  *out = (int)v;
+  return NULL;
+}
+
+static inferd_error *read_uint32(const reader *r, const pbtxt_node *n, uint32_t *out) {
+  int64_t v;
+  ERR_TRY(read_int(r, n, 0, UINT32_MAX, &v));
+  *out = (uint32_t)v;
+  return NULL;
+}
+
+static inferd_error *read_uint64(const reader *r, const pbtxt_node *n, uint64_t *out) {
+  int64_t v;
+  ERR_TRY(read_int(r, n, 0, INT64_MAX, &v));
+  *out = (uint64_t)v;
+  return NULL;
+}
+
+static inferd_error *read_bool(const reader *r, const pbtxt_node *n, bool *out) {
+  static const char *const yes[] = {"true", "True", "t", "1", NULL};
+  static const char *const no[] = {"false", "False", "f", "0", NULL};
+  if (n->kind == PBTXT_IDENT || n->kind == PBTXT_NUMBER) {
+    if (name_in(n->text, yes)) return *out = true, NULL;
+    if (name_in(n->text, no)) return *out = false, NULL;
+  }
+  if (n->kind == PBTXT_MESSAGE) return node_error(r, n, "field '%s' expects true or false, got a message", r->path);
+  return node_error(r, n, "field '%s' expects true or false, got '%.64s'", r->path, n->text);
+}
+
+/* Proto3 strings are UTF-8, and JSON output cannot carry anything else. */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || i + len > n) return false;
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + k] & 0x3Fu);
+    }
+    static const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_len[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+/* Replaces *out (a malloc'd string) with the node's string. */
+static inferd_error *read_string(const reader *r, const pbtxt_node *n, char **out) {
+  if (n->kind != PBTXT_STRING)
+    return node_error(r, n, "field '%s' expects a string, got %s", r->path, pbtxt_kind_name(n->kind));
+  if (!utf8_valid((const unsigned char *)n->text, n->text_len))
+    return node_error(r, n, "field '%s' is not valid UTF-8", r->path);
+  char *s = model_config__strndup(n->text, n->text_len);
+  if (!s) return model_config__no_memory(r->cfg);
+  free(*out);
+  *out = s;
+  return NULL;
+}
+
+static inferd_error *read_enum(const reader *r, const pbtxt_node *n, const enum_value *values, int *out) {
+  bool by_name = n->kind == PBTXT_IDENT || (r->doc->json && n->kind == PBTXT_STRING);
+  if (by_name) {
+    for (const enum_value *v = values; v->name; v++) {
+      /* Triton parses JSON enums case-insensitively; text format is exact. */
+      if (r->doc->json ? strcasecmp(v->name, n->text) == 0 : strcmp(v->name, n->text) == 0) {
+        *out = v->ours;
+        return NULL;
+      }
+    }
+  } else if (n->kind == PBTXT_NUMBER) {
+    int64_t number;
+    if (parse_integer(n->text, &number))
+      for (const enum_value *v = values; v->name; v++)
+        if (v->value == number) {
+          *out = v->ours;
+          return NULL;
+        }
+  } else {
+    return node_error(r, n, "field '%s' expects a name such as %s, got %s", r->path, values[1].name,
+                      pbtxt_kind_name(n->kind));
+  }
+  char expected[512];
+  size_t len = 0;
+  for (const enum_value *v = values; v->name && len < sizeof(expected); v++)
+    len += (size_t)snprintf(expected + len, sizeof(expected) - len, "%s%s", len ? ", " : "", v->name);
+  return node_error(r, n, "unknown value '%.64s' for field '%s' (expected %s)", n->text, r->path, expected);
+}
+
+static inferd_error *expect_message(const reader *r, const pbtxt_node *n) {
+  if (n->kind != PBTXT_MESSAGE)
+    return node_error(r, n, "field '%s' expects a message { ... }, got %s", r->path, pbtxt_kind_name(n->kind));
+  return NULL;
+}
+
+/* A singular field: not a list, and not given twice. `bit` is the field's
+ * bit in the caller's `seen` mask. */
+static inferd_error *once(const reader *r, const pbtxt_node *n, unsigned *seen, unsigned bit) {
+  if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
+  if (*seen & bit) return field_error(r, n, "field '%s' is given more than once", r->path);
+  *seen |= bit;
+  return NULL;
+}
+
+/* One dims/shape/versions element: bounded by INFERD_MAX_RANK dims. */
+static inferd_error *read_dim(reader *r, const pbtxt_node *n, int64_t *dims, int *rank) {
+  if (*rank >= INFERD_MAX_RANK)
+    return node_error(r, n, "field '%s' has more than %d dimensions, the most inferd supports", r->path,
+                      INFERD_MAX_RANK);
+  size_t mark = enter_index(r, n, *rank);
+  ERR_TRY(read_int(r, n, INT64_MIN, INT64_MAX, &dims[*rank]));
+  (*rank)++;
+  path_pop(r, mark);
+  return NULL;
+}
+
+/* ---- arrays sized up front ---- */
+
+/* How many entries the fields named `name` of `msg` hold: one per node, or
+ * for a map in JSON form, one per member of its object. */
+static size_t count_entries(const reader *r, const pbtxt_node *msg, const char *name, bool map) {
+  size_t n = 0;
+  for (const pbtxt_node *c = msg->first_child; c; c = c->next)
+    if (strcmp(c->name, name) == 0) n += (map && r->doc->json) ? (size_t)c->child_count : 1;
+  return n;
+}
+
+static inferd_error *alloc_entries(const reader *r, const pbtxt_node *msg, const char *name, bool map,
+                                   size_t elem_size, void **out) {
+  size_t n = count_entries(r, msg, name, map);
+  if (n == 0) return NULL;
+  if (n > INT32_MAX) return model_config__no_memory(r->cfg);
+  void *p = mem_try_zalloc(n, elem_size);
+  if (!p) return model_config__no_memory(r->cfg);
+  *out = p;
+  return NULL;
+}
+
+static inferd_error *set_string(const reader *r, char **out, const char *s) {
+  char *d = model_config__strdup(s);
+  if (!d) return model_config__no_memory(r->cfg);
+  free(*out);
+  *out = d;
+  return NULL;
+}
+
+/* ---- maps ----
+ * Text form: each `field { key: K value { ... } }` is one entry. JSON form:
+ * one object whose member names are the keys. The handler gets the key as
+ * text (NULL when the entry has none: the key type's default), the key node
+ * when there is one, and the value (NULL: an empty message). */
+typedef inferd_error *(*map_entry_fn)(reader *r, const pbtxt_node *entry, const char *key,
+                                      const pbtxt_node *key_node, const pbtxt_node *value, void *ctx);
+
+static inferd_error *read_map(reader *r, const pbtxt_node *n, map_entry_fn fn, void *ctx) {
+  ERR_TRY(expect_message(r, n));
+  if (r->doc->json) {
+    if (n->in_list) return node_error(r, n, "field '%s' is a map and expects an object", r->path);
+    for (const pbtxt_node *c = n->first_child; c; c = c->next) ERR_TRY(fn(r, c, c->name, NULL, c, ctx));
+    return NULL;
+  }
+  const pbtxt_node *key = NULL, *value = NULL;
+  unsigned seen = 0;
+  for (const pbtxt_node *c = n->first_child; c; c = c->next) {
+    if (strcmp(c->name, "key") != 0 && strcmp(c->name, "value") != 0)
+      return field_error(r, c, "an entry of map '%s' has a field '%.64s'; only key and value are allowed", r->path,
+                         c->name);
+    size_t mark = enter_field(r, c);
+    if (strcmp(c->name, "key") == 0) {
+      ERR_TRY(once(r, c, &seen, 1));
+      key = c;
+    } else {
+      ERR_TRY(once(r, c, &seen, 2));
+      value = c;
+    }
+    path_pop(r, mark);
+  }
+  return fn(r, n, key ? key->text : NULL, key, value, ctx);
+}
+
+static inferd_error *map_string_key(reader *r, const pbtxt_node *key_node, const char **key) {
+  if (key_node && key_node->kind != PBTXT_STRING)
+    return node_error(r, key_node, "the key of map '%s' must be a string, got %s", r->path,
+                      pbtxt_kind_name(key_node->kind));
+  if (!*key) *key = "";
+  if (!utf8_valid((const unsigned char *)*key, strlen(*key)))
+    return key_node ? node_error(r, key_node, "a key of map '%s' is not valid UTF-8", r->path)
+                    : model_config__error(r->cfg, NULL, "a key of map '%s' is not valid UTF-8", r->path);
+  return NULL;
+}
+
+/* ---- messages ---- */
+
+static inferd_error *read_dims_message(reader *r, const pbtxt_node *msg, const char *field, int64_t *dims,
+                                       int *rank) {
+  ERR_TRY(expect_message(r, msg));
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    if (strcmp(n->name, field) == 0)
+      ERR_TRY(read_dim(r, n, dims, rank));
+    else
+      skip_field(r, n, none_ignored, &last);
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *read_tensor(reader *r, const pbtxt_node *msg, model_tensor_config *t, bool input) {
+  ERR_TRY(expect_message(r, msg));
+  ERR_TRY(set_string(r, &t->name, ""));
+  ERR_TRY(set_string(r, &t->label_filename, ""));
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    const char *f = n->name;
+    int v;
+    if (strcmp(f, "name") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_string(r, n, &t->name));
+    } else if (strcmp(f, "data_type") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_enum(r, n, datatype_values, &v));
+      t->datatype = (inferd_datatype)v;
+    } else if (input && strcmp(f, "format") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_enum(r, n, format_values, &v));
+      t->format = (model_format)v;
+    } else if (strcmp(f, "dims") == 0) {
+      ERR_TRY(read_dim(r, n, t->dims, &t->rank));
+    } else if (strcmp(f, "reshape") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 3));
+      t->has_reshape = true;
+      ERR_TRY(read_dims_message(r, n, "shape", t->reshape, &t->reshape_rank));
+    } else if (!input && strcmp(f, "label_filename") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 4));
+      ERR_TRY(read_string(r, n, &t->label_filename));
+    } else if (strcmp(f, "is_shape_tensor") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 5));
+      ERR_TRY(read_bool(r, n, &t->is_shape_tensor));
+    } else if (input && strcmp(f, "allow_ragged_batch") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 6));
+      ERR_TRY(read_bool(r, n, &t->allow_ragged_batch));
+    } else if (input && strcmp(f, "optional") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 7));
+      ERR_TRY(read_bool(r, n, &t->optional));
+    } else {
+      skip_field(r, n, tensor_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *read_version_policy(reader *r, const pbtxt_node *msg, model_version_policy *p) {
+  ERR_TRY(expect_message(r, msg));
+  const char *chosen = NULL;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    bool known = !strcmp(n->name, "latest") || !strcmp(n->name, "all") || !strcmp(n->name, "specific");
+    if (!known) {
+      skip_field(r, n, none_ignored, &last);
+      path_pop(r, mark);
+      continue;
+    }
+    if (chosen) {
+      if (strcmp(chosen, n->name) == 0) return field_error(r, n, "field '%s' is given more than once", r->path);
+      return field_error(r, n, "version_policy takes one of latest, all or specific; '%s' is already given", chosen);
+    }
+    chosen = n->name;
+    if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
+    ERR_TRY(expect_message(r, n));
+    if (strcmp(n->name, "latest") == 0) {
+      p->kind = MODEL_VERSIONS_LATEST;
+      p->num_versions = 1;
+      unsigned seen = 0;
+      for (const pbtxt_node *c = n->first_child; c; c = c->next) {
+        size_t m2 = enter_field(r, c);
+        if (strcmp(c->name, "num_versions") == 0) {
+          ERR_TRY(once(r, c, &seen, 1));
+          ERR_TRY(read_uint32(r, c, &p->num_versions));
+        } else {
+          skip_field(r, c, none_ignored, &last);
+        }
+        path_pop(r, m2);
+      }
+    } else if (strcmp(n->name, "all") == 0) {
+      p->kind = MODEL_VERSIONS_ALL;
+      for (const pbtxt_node *c = n->first_child; c; c = c->next) {
+        size_t m2 = enter_field(r, c);
+        skip_field(r, c, none_ignored, &last);
+        path_pop(r, m2);
+      }
+    } else {
+      p->kind = MODEL_VERSIONS_SPECIFIC;
+      ERR_TRY(alloc_entries(r, n, "versions", false, sizeof(int64_t), (void **)&p->versions));
+      for (const pbtxt_node *c = n->first_child; c; c = c->next) {
+        size_t m2 = enter_field(r, c);
+        if (strcmp(c->name, "versions") == 0) {
+          size_t m3 = enter_index(r, c, p->version_count);
+          ERR_TRY(read_int(r, c, INT64_MIN, INT64_MAX, &p->versions[p->version_count]));
+          p->version_count++;
+          path_pop(r, m3);
+        } else {
+          skip_field(r, c, none_ignored, &last);
+        }
+        path_pop(r, m2);
+      }
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *read_instance_group(reader *r, const pbtxt_node *msg, model_instance_group *g) {
+  ERR_TRY(expect_message(r, msg));
+  ERR_TRY(set_string(r, &g->name, ""));
+  g->kind = MODEL_KIND_AUTO;
+  g->count = 1;
+  ERR_TRY(alloc_entries(r, msg, "gpus", false, sizeof(int), (void **)&g->gpus));
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    int v;
+    if (strcmp(n->name, "name") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_string(r, n, &g->name));
+    } else if (strcmp(n->name, "kind") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_enum(r, n, kind_values, &v));
+      g->kind = (model_instance_kind)v;
+    } else if (strcmp(n->name, "count") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_int32(r, n, &g->count));
+    } else if (strcmp(n->name, "gpus") == 0) {
+      size_t m2 = enter_index(r, n, g->gpu_count);
+      ERR_TRY(read_int32(r, n, &g->gpus[g->gpu_count]));
+      g->gpu_count++;
+      path_pop(r, m2);
+    } else {
+      skip_field(r, n, group_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *read_queue_policy(reader *r, const pbtxt_node *msg, model_queue_policy *q) {
+  *q = (model_queue_policy){0};
+  if (!msg) return NULL;
+  ERR_TRY(expect_message(r, msg));
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    int v;
+    if (strcmp(n->name, "timeout_action") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_enum(r, n, timeout_action_values, &v));
+      q->timeout_action = (model_timeout_action)v;
+    } else if (strcmp(n->name, "default_timeout_microseconds") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_uint64(r, n, &q->default_timeout_microseconds));
+    } else if (strcmp(n->name, "allow_timeout_override") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_bool(r, n, &q->allow_timeout_override));
+    } else if (strcmp(n->name, "max_queue_size") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 3));
+      ERR_TRY(read_uint32(r, n, &q->max_queue_size));
+    } else {
+      skip_field(r, n, none_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                           const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
+  model_dynamic_batching *d = ctx;
+  uint64_t level = 0;
+  if (key_node) {
+    ERR_TRY(read_uint64(r, key_node, &level));
+  } else if (key) {
+    int64_t v;
+    if (!parse_integer(key, &v) || v < 0)
+      return model_config__error(r->cfg, NULL, "the keys of '%s' must be priority levels, got '%.64s'", r->path, key);
+    level = (uint64_t)v;
+  }
+  size_t mark = path_push(r, "[%llu]", (unsigned long long)level);
+  locate_element(r, entry);
+  model_priority_queue_policy *p = NULL;
+  for (int i = 0; i < d->priority_queue_policy_count; i++)
+    if (d->priority_queue_policies[i].priority_level == level) p = &d->priority_queue_policies[i];
+  if (!p) p = &d->priority_queue_policies[d->priority_queue_policy_count++];
+  p->priority_level = level;
+  ERR_TRY(read_queue_policy(r, value, &p->policy));
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, model_dynamic_batching *d) {
+  ERR_TRY(expect_message(r, msg));
+  d->enabled = true;
+  ERR_TRY(alloc_entries(r, msg, "preferred_batch_size", false, sizeof(int), (void **)&d->preferred_batch_sizes));
+  ERR_TRY(alloc_entries(r, msg, "priority_queue_policy", true, sizeof(model_priority_queue_policy),
+                        (void **)&d->priority_queue_policies));
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    const char *f = n->name;
+    if (strcmp(f, "preferred_batch_size") == 0) {
+      size_t m2 = enter_index(r, n, d->preferred_batch_size_count);
+      ERR_TRY(read_int32(r, n, &d->preferred_batch_sizes[d->preferred_batch_size_count]));
+      d->preferred_batch_size_count++;
+      path_pop(r, m2);
+    } else if (strcmp(f, "max_queue_delay_microseconds") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_uint64(r, n, &d->max_queue_delay_microseconds));
+    } else if (strcmp(f, "preserve_ordering") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_bool(r, n, &d->preserve_ordering));
+    } else if (strcmp(f, "priority_levels") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_uint64(r, n, &d->priority_levels));
+    } else if (strcmp(f, "default_priority_level") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 3));
+      ERR_TRY(read_uint64(r, n, &d->default_priority_level));
+    } else if (strcmp(f, "default_queue_policy") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 4));
+      d->has_default_queue_policy = true;
+      ERR_TRY(read_queue_policy(r, n, &d->default_queue_policy));
+    } else if (strcmp(f, "priority_queue_policy") == 0) {
+      ERR_TRY(read_map(r, n, priority_policy_entry, d));
+    } else {
+      skip_field(r, n, none_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                     const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
+  (void)ctx;
+  model_config *c = r->cfg;
+  ERR_TRY(map_string_key(r, key_node, &key));
+  size_t mark = path_push(r, "[%.100s]", key);
+  locate_element(r, entry);
+  model_parameter *p = NULL;
+  for (int i = 0; i < c->parameter_count; i++)
+    if (strcmp(c->parameters[i].key, key) == 0) p = &c->parameters[i]; /* the last one wins, as in protobuf */
+  if (!p) {
+    p = &c->parameters[c->parameter_count++];
+    ERR_TRY(set_string(r, &p->key, key));
+  }
+  ERR_TRY(set_string(r, &p->string_value, ""));
+  if (value) {
+    ERR_TRY(expect_message(r, value));
+    unsigned seen = 0;
+    const char *last = NULL;
+    for (const pbtxt_node *n = value->first_child; n; n = n->next) {
+      size_t m2 = enter_field(r, n);
+      if (strcmp(n->name, "string_value") == 0) {
+        ERR_TRY(once(r, n, &seen, 1));
+        ERR_TRY(read_string(r, n, &p->string_value));
+      } else {
+        skip_field(r, n, none_ignored, &last);
+      }
+      path_pop(r, m2);
+    }
+  }
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                        const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
+  model_warmup *w = ctx;
+  ERR_TRY(map_string_key(r, key_node, &key));
+  size_t mark = path_push(r, "[%.100s]", key);
+  locate_element(r, entry);
+  model_warmup_input *in = NULL;
+  for (int i = 0; i < w->input_count; i++)
+    if (strcmp(w->inputs[i].name, key) == 0) in = &w->inputs[i];
+  if (in) {
+    free(in->input_data_file);
+    char *name = in->name;
+    *in = (model_warmup_input){.name = name};
+  } else {
+    in = &w->inputs[w->input_count++];
+    ERR_TRY(set_string(r, &in->name, key));
+  }
+  ERR_TRY(set_string(r, &in->input_data_file, ""));
+  const char *source = NULL;
+  if (value) {
+    ERR_TRY(expect_message(r, value));
+    unsigned seen = 0;
+    const char *last = NULL;
+    for (const pbtxt_node *n = value->first_child; n; n = n->next) {
+      size_t m2 = enter_field(r, n);
+      const char *f = n->name;
+      int v;
+      bool is_source = !strcmp(f, "zero_data") || !strcmp(f, "random_data") || !strcmp(f, "input_data_file");
+      if (is_source) {
+        if (source)
+          return field_error(r, n, "warmup input '%.64s' takes one of zero_data, random_data or input_data_file; "
+                            "'%s' is already given", key, source);
+        source = f;
+        if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
+      }
+      if (strcmp(f, "data_type") == 0) {
+        ERR_TRY(once(r, n, &seen, 1));
+        ERR_TRY(read_enum(r, n, datatype_values, &v));
+        in->datatype = (inferd_datatype)v;
+      } else if (strcmp(f, "dims") == 0) {
+        ERR_TRY(read_dim(r, n, in->dims, &in->rank));
+      } else if (strcmp(f, "zero_data") == 0 || strcmp(f, "random_data") == 0) {
+        bool ignored; /* presence is what counts, as in Triton */
+        ERR_TRY(read_bool(r, n, &ignored));
+        in->source = f[0] == 'z' ? MODEL_WARMUP_ZERO_DATA : MODEL_WARMUP_RANDOM_DATA;
+      } else if (strcmp(f, "input_data_file") == 0) {
+        ERR_TRY(read_string(r, n, &in->input_data_file));
+        in->source = MODEL_WARMUP_INPUT_DATA_FILE;
+      } else {
+        skip_field(r, n, none_ignored, &last);
+      }
+      path_pop(r, m2);
+    }
+  }
+  if (!source)
+    return model_config__error(r->cfg, r->path, "warmup input '%.64s' must give one of zero_data, random_data or "
+                               "input_data_file", key);
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *read_warmup(reader *r, const pbtxt_node *msg, model_warmup *w) {
+  ERR_TRY(expect_message(r, msg));
+  ERR_TRY(set_string(r, &w->name, ""));
+  ERR_TRY(alloc_entries(r, msg, "inputs", true, sizeof(model_warmup_input), (void **)&w->inputs));
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    if (strcmp(n->name, "name") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_string(r, n, &w->name));
+    } else if (strcmp(n->name, "batch_size") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_uint32(r, n, &w->batch_size));
+    } else if (strcmp(n->name, "count") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_uint32(r, n, &w->count));
+    } else if (strcmp(n->name, "inputs") == 0) {
+      ERR_TRY(read_map(r, n, warmup_input_entry, w));
+    } else {
+      skip_field(r, n, none_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+/* Enters entry `*count` of a repeated message field and advances *count. */
+static size_t enter_entry(reader *r, const pbtxt_node *n, int *count, int *index) {
+  *index = (*count)++;
+  return enter_index(r, n, *index);
+}
+
+static inferd_error *read_config(reader *r, const pbtxt_node *root) {
+  model_config *c = r->cfg;
+  ERR_TRY(alloc_entries(r, root, "input", false, sizeof(*c->inputs), (void **)&c->inputs));
+  ERR_TRY(alloc_entries(r, root, "output", false, sizeof(*c->outputs), (void **)&c->outputs));
+  ERR_TRY(alloc_entries(r, root, "instance_group", false, sizeof(*c->instance_groups), (void **)&c->instance_groups));
+  ERR_TRY(alloc_entries(r, root, "parameters", true, sizeof(*c->parameters), (void **)&c->parameters));
+  ERR_TRY(alloc_entries(r, root, "model_warmup", false, sizeof(*c->warmups), (void **)&c->warmups));
+  unsigned seen = 0;
+  const char *last = NULL;
+  const char *scheduler = NULL; /* model_config.proto's oneof scheduling_choice */
+  for (const pbtxt_node *n = root->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    const char *f = n->name;
+    int i;
+    bool is_scheduler =
+        !strcmp(f, "dynamic_batching") || !strcmp(f, "sequence_batching") || !strcmp(f, "ensemble_scheduling");
+    if (is_scheduler && scheduler && strcmp(scheduler, f) != 0)
+      return field_error(r, n, "only one of dynamic_batching, sequence_batching and ensemble_scheduling may be "
+                        "given; '%s' is already given", scheduler);
+    if (is_scheduler) scheduler = f;
+    if (strcmp(f, "name") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 0));
+      ERR_TRY(read_string(r, n, &c->name));
+    } else if (strcmp(f, "platform") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 1));
+      ERR_TRY(read_string(r, n, &c->platform));
+    } else if (strcmp(f, "backend") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 2));
+      ERR_TRY(read_string(r, n, &c->backend));
+    } else if (strcmp(f, "max_batch_size") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 3));
+      ERR_TRY(read_int32(r, n, &c->max_batch_size));
+      c->has_max_batch_size = true;
+    } else if (strcmp(f, "version_policy") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 4));
+      ERR_TRY(read_version_policy(r, n, &c->version_policy));
+    } else if (strcmp(f, "input") == 0) {
+      size_t m2 = enter_entry(r, n, &c->input_count, &i);
+      ERR_TRY(read_tensor(r, n, &c->inputs[i], true));
+      path_pop(r, m2);
+    } else if (strcmp(f, "output") == 0) {
+      size_t m2 = enter_entry(r, n, &c->output_count, &i);
+      ERR_TRY(read_tensor(r, n, &c->outputs[i], false));
+      path_pop(r, m2);
+    } else if (strcmp(f, "instance_group") == 0) {
+      size_t m2 = enter_entry(r, n, &c->instance_group_count, &i);
+      ERR_TRY(read_instance_group(r, n, &c->instance_groups[i]));
+      path_pop(r, m2);
+    } else if (strcmp(f, "dynamic_batching") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 5));
+      ERR_TRY(read_dynamic_batching(r, n, &c->dynamic_batching));
+    } else if (strcmp(f, "parameters") == 0) {
+      ERR_TRY(read_map(r, n, parameter_entry, NULL));
+    } else if (strcmp(f, "model_warmup") == 0) {
+      size_t m2 = enter_entry(r, n, &c->warmup_count, &i);
+      ERR_TRY(read_warmup(r, n, &c->warmups[i]));
+      path_pop(r, m2);
+    } else if (strcmp(f, "default_model_filename") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 6));
+      ERR_TRY(read_string(r, n, &c->default_model_filename));
+    } else {
+      if (is_scheduler) c->has_other_scheduler = true;
+      skip_field(r, n, config_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
+  *config = NULL;
+  model_config *c = model_config_new(doc->source);
+  reader r = {.doc = doc, .cfg = c};
+  inferd_error *err = read_config(&r, doc->root);
+  if (!err) err = model_config__validate(c, false);
+  if (err) {
+    model_config_free(c);
+    return err;
+  }
+  *config = c;
+  return NULL;
+}
