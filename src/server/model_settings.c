@@ -1,0 +1,150 @@
+/* The repository's view of a model configuration, on model_config.c. */
+#include "server/model_settings.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "server/model_config.h"
+
+struct model_settings {
+  model_config *config;
+  char *dir;
+  char *name;
+  bool strict;
+};
+
+void model_settings_free(model_settings *s) {
+  if (!s) return;
+  model_config_free(s->config);
+  free(s->dir);
+  free(s->name);
+  free(s);
+}
+
+inferd_error *model_settings_read(const char *model_dir, const char *name, const char *config_json, bool strict,
+                                  model_settings **out) {
+  *out = NULL;
+  model_settings *s = mem_zalloc(sizeof(*s));
+  s->dir = mem_strdup(model_dir);
+  s->name = mem_strdup(name);
+  s->strict = strict;
+  char path[PATH_MAX];
+  int n = snprintf(path, sizeof(path), "%s/config.pbtxt", model_dir);
+  inferd_error *e = NULL;
+  if (n < 0 || (size_t)n >= sizeof(path)) {
+    e = err_new(INFERD_ERROR_INVALID_ARG, "model folder path too long");
+  } else if (config_json) {
+    e = model_config_parse_json(config_json, strlen(config_json), &s->config);
+  } else {
+    e = model_config_load(path, &s->config);
+    if (e && inferd_error_code_of(e) == INFERD_ERROR_NOT_FOUND) {
+      /* No config.pbtxt: everything comes from the model (or strict mode
+       * refuses at completion). */
+      inferd_error_delete(e);
+      e = NULL;
+      s->config = model_config_new(path);
+    }
+  }
+  if (e) {
+    model_settings_free(s);
+    return e;
+  }
+  for (int i = 0; i < s->config->warning_count; i++) log_warn("model '%s': %s", name, s->config->warnings[i]);
+  *out = s;
+  return NULL;
+}
+
+version_policy_kind model_settings_version_policy(const model_settings *s, int *latest_n, const int64_t **versions,
+                                                  int *n_versions) {
+  const model_version_policy *p = &s->config->version_policy;
+  *latest_n = p->num_versions ? (int)p->num_versions : 1;
+  *versions = p->versions;
+  *n_versions = p->version_count;
+  switch (p->kind) {
+    case MODEL_VERSIONS_ALL: return VERSION_POLICY_ALL;
+    case MODEL_VERSIONS_SPECIFIC: return VERSION_POLICY_SPECIFIC;
+    default: return VERSION_POLICY_LATEST;
+  }
+}
+
+const char *model_settings_model_filename(const model_settings *s) {
+  const char *f = s->config->default_model_filename;
+  return f && *f ? f : "model.onnx";
+}
+
+inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_info *inputs, int n_inputs,
+                                      const inferd_tensor_info *outputs, int n_outputs, bool dynamic_batch) {
+  model_io_info io = {.inputs = inputs,
+                      .input_count = n_inputs,
+                      .outputs = outputs,
+                      .output_count = n_outputs,
+                      .dynamic_batch = dynamic_batch};
+  ERR_TRY(model_config_complete(s->config, s->name, &io, s->strict));
+  for (int g = 0; g < s->config->instance_group_count; g++)
+    if (s->config->instance_groups[g].kind == MODEL_KIND_GPU)
+      return err_new(INFERD_ERROR_UNSUPPORTED,
+                     "instance group '%s' asks for KIND_GPU, and this inferd has no GPU backend yet (use KIND_CPU "
+                     "or KIND_AUTO)",
+                     s->config->instance_groups[g].name);
+  return NULL;
+}
+
+const char *model_settings_platform(const model_settings *s) { return s->config->platform; }
+int model_settings_max_batch_size(const model_settings *s) { return s->config->max_batch_size; }
+
+void model_settings_scheduler(const model_settings *s, int threads_per_instance, scheduler_config *c) {
+  const model_config *m = s->config;
+  const model_dynamic_batching *db = &m->dynamic_batching;
+  *c = (scheduler_config){.max_batch_size = m->max_batch_size, .dynamic_batching = db->enabled};
+  for (int i = 0; i < db->preferred_batch_size_count && i < SCHEDULER_MAX_PREFERRED; i++)
+    c->preferred[c->n_preferred++] = db->preferred_batch_sizes[i];
+  c->max_queue_delay_us = db->max_queue_delay_microseconds;
+  c->preserve_ordering = db->preserve_ordering;
+  c->priority_levels = db->priority_levels ? (int)db->priority_levels : 1;
+  c->default_priority_level = db->default_priority_level ? (int)db->default_priority_level : c->priority_levels;
+  const model_queue_policy *q = &db->default_queue_policy;
+  c->default_timeout_us = q->default_timeout_microseconds;
+  c->allow_timeout_override = q->allow_timeout_override;
+  c->delay_on_timeout = q->timeout_action == MODEL_TIMEOUT_DELAY;
+  c->max_queue_size = q->max_queue_size;
+  c->instance_count = 0;
+  for (int g = 0; g < m->instance_group_count; g++) c->instance_count += m->instance_groups[g].count;
+  if (c->instance_count < 1) c->instance_count = 1;
+  if (threads_per_instance > 0) {
+    c->threads_per_instance = threads_per_instance;
+  } else {
+    /* Share the cores among the instances: oversubscribing a CPU with
+     * OpenMP teams that spin makes every batch slower. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int per = (int)(cores > 0 ? cores : 1) / c->instance_count;
+    c->threads_per_instance = per > 0 ? per : 1;
+  }
+}
+
+inferd_error *model_settings_labels(const model_settings *s, const char *output, char ***labels, int *count) {
+  *labels = NULL;
+  *count = 0;
+  const model_tensor_config *o = model_config_find_output(s->config, output);
+  if (!o || !o->label_filename || !*o->label_filename) return NULL;
+  char path[PATH_MAX];
+  int n = snprintf(path, sizeof(path), "%s/%s", s->dir, o->label_filename);
+  if (n < 0 || (size_t)n >= sizeof(path)) return err_new(INFERD_ERROR_INVALID_ARG, "label file path too long");
+  return err_wrap(model_config_load_labels(path, labels, count), "output '%s'", output);
+}
+
+char *model_settings_json(const model_settings *s) {
+  char *json = NULL;
+  inferd_error *e = model_config_to_json(s->config, &json);
+  if (e) {
+    log_error("model '%s': %s", s->name, inferd_error_message(e));
+    inferd_error_delete(e);
+    return NULL;
+  }
+  return json;
+}
