@@ -143,6 +143,18 @@ INFERD_API int inferd_plan_max_batch_size(const inferd_plan *plan);
 /* Bytes of weights the plan holds after optimization. */
 INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
 
+/* A model's inputs and outputs without compiling it (import and shape
+ * inference only: milliseconds where a plan takes a second). */
+typedef struct inferd_model_info inferd_model_info;
+INFERD_API inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **info);
+INFERD_API void inferd_model_info_delete(inferd_model_info *info);
+INFERD_API int inferd_model_info_input_count(const inferd_model_info *info);
+INFERD_API int inferd_model_info_output_count(const inferd_model_info *info);
+/* The returned array stays valid as long as info. */
+INFERD_API const inferd_tensor_info *inferd_model_info_inputs(const inferd_model_info *info);
+INFERD_API const inferd_tensor_info *inferd_model_info_outputs(const inferd_model_info *info);
+INFERD_API bool inferd_model_info_has_dynamic_batch(const inferd_model_info *info);
+
 typedef struct inferd_context_options {
   int threads; /* 0: the plan's default */
 } inferd_context_options;

@@ -137,6 +137,50 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   return NULL;
 }
 
+struct inferd_model_info {
+  ir_graph *graph;
+  inferd_tensor_info *inputs, *outputs;
+  int n_inputs, n_outputs;
+  bool dynamic_batch;
+};
+
+inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **out) {
+  *out = NULL;
+  if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");
+  inferd_model_info *info = mem_zalloc(sizeof(*info));
+  inferd_error *e = onnx_import_file(model_path, &info->graph);
+  if (!e) e = ir_infer_shapes(info->graph);
+  if (!e) e = check_graph_inputs(info->graph);
+  if (e) {
+    inferd_model_info_delete(info);
+    return err_wrap(e, "reading '%s'", model_path);
+  }
+  const ir_graph *g = info->graph;
+  info->n_inputs = g->n_inputs;
+  info->n_outputs = g->n_outputs;
+  info->inputs = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(inferd_tensor_info));
+  info->outputs = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(inferd_tensor_info));
+  for (int i = 0; i < g->n_inputs; i++) tensor_info_from_value(&g->values[g->inputs[i]], &info->inputs[i]);
+  for (int i = 0; i < g->n_outputs; i++) tensor_info_from_value(&g->values[g->outputs[i]], &info->outputs[i]);
+  info->dynamic_batch = graph_has_dynamic_batch(g);
+  *out = info;
+  return NULL;
+}
+
+void inferd_model_info_delete(inferd_model_info *info) {
+  if (!info) return;
+  ir_graph_delete(info->graph);
+  free(info->inputs);
+  free(info->outputs);
+  free(info);
+}
+
+int inferd_model_info_input_count(const inferd_model_info *info) { return info->n_inputs; }
+int inferd_model_info_output_count(const inferd_model_info *info) { return info->n_outputs; }
+const inferd_tensor_info *inferd_model_info_inputs(const inferd_model_info *info) { return info->inputs; }
+const inferd_tensor_info *inferd_model_info_outputs(const inferd_model_info *info) { return info->outputs; }
+bool inferd_model_info_has_dynamic_batch(const inferd_model_info *info) { return info->dynamic_batch; }
+
 inferd_error *inferd_plan_load(const char *model_path, const inferd_plan_options *options, inferd_plan **out) {
   *out = NULL;
   if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");

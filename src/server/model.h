@@ -1,0 +1,40 @@
+/*
+ * A loaded model version: its compiled plan, its scheduler and instances,
+ * and its statistics. Versions are reference counted: the repository holds
+ * one reference while the version is served, and every request in flight
+ * holds one, so unloading or reloading a model never frees what a running
+ * request uses.
+ */
+#ifndef INFERD_SERVER_MODEL_H
+#define INFERD_SERVER_MODEL_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "inferd.h"
+#include "server/scheduler.h"
+#include "server/stats.h"
+
+typedef struct model_version {
+  _Atomic int refs;
+  char *name;
+  int64_t number;
+  inferd_plan *plan;
+  scheduler *sched;
+  model_stats stats;
+  scheduler_output_info *outputs;
+  int n_outputs;
+} model_version;
+
+/* Compiles the model file and starts `config`'s instances. Takes one
+ * reference for the caller. */
+inferd_error *model_version_load(const char *name, int64_t number, const char *model_path,
+                                 const inferd_plan_options *plan_options, const scheduler_config *config,
+                                 model_version **out);
+void model_version_retain(model_version *mv);
+/* Drops a reference; the last one stops the scheduler (running what is
+ * queued) and frees the version. */
+void model_version_release(model_version *mv);
+int64_t model_version_number(const model_version *mv);
+
+#endif

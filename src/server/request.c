@@ -1,0 +1,155 @@
+/* Building, answering and freeing inference requests and responses. */
+#include "server/request.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+#include "server/model.h"
+
+inferd_error *inferd_request_new(inferd_server *server, const char *model, int64_t version, inferd_request **out) {
+  *out = NULL;
+  if (!server || !model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "a request needs a model name");
+  if (version < -1 || version == 0)
+    return err_new(INFERD_ERROR_INVALID_ARG, "model version %lld is not valid (versions start at 1)",
+                   (long long)version);
+  inferd_request *r = mem_zalloc(sizeof(*r));
+  r->server = server;
+  r->model_name = mem_strdup(model);
+  r->version = version;
+  *out = r;
+  return NULL;
+}
+
+void inferd_request_delete(inferd_request *r) {
+  if (!r) return;
+  for (int i = 0; i < r->n_inputs; i++) free(r->inputs[i].name);
+  for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i].name);
+  free(r->inputs);
+  free(r->outputs);
+  free(r->model_name);
+  free(r->id);
+  if (r->mv) model_version_release(r->mv);
+  free(r);
+}
+
+inferd_error *inferd_request_set_id(inferd_request *r, const char *id) {
+  free(r->id);
+  r->id = id ? mem_strdup(id) : NULL;
+  return NULL;
+}
+
+inferd_error *inferd_request_set_priority(inferd_request *r, uint64_t priority) {
+  r->priority = priority;
+  return NULL;
+}
+
+inferd_error *inferd_request_set_timeout_us(inferd_request *r, uint64_t timeout_us) {
+  r->timeout_us = timeout_us;
+  return NULL;
+}
+
+inferd_error *inferd_request_add_input(inferd_request *r, const char *name, inferd_datatype datatype,
+                                       const int64_t *shape, int rank, const void *data, size_t byte_size) {
+  if (!name || !*name) return err_new(INFERD_ERROR_INVALID_ARG, "an input needs a name");
+  if (rank < 0 || rank > INFERD_MAX_RANK)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has rank %d; at most %d dimensions are supported", name,
+                   rank, INFERD_MAX_RANK);
+  if (datatype <= INFERD_TYPE_INVALID || datatype >= INFERD_TYPE_COUNT_)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has an invalid datatype", name);
+  for (int i = 0; i < r->n_inputs; i++)
+    if (strcmp(r->inputs[i].name, name) == 0)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is given twice", name);
+  for (int d = 0; d < rank; d++)
+    if (shape[d] < 0)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has a negative dimension %lld", name,
+                     (long long)shape[d]);
+  MEM_GROW(r->inputs, r->cap_inputs, (size_t)r->n_inputs + 1);
+  request_input *in = &r->inputs[r->n_inputs++];
+  *in = (request_input){.name = mem_strdup(name), .datatype = datatype, .rank = rank, .data = data,
+                        .byte_size = byte_size};
+  if (rank) memcpy(in->shape, shape, (size_t)rank * sizeof(int64_t));
+  return NULL;
+}
+
+inferd_error *inferd_request_add_requested_output(inferd_request *r, const char *name, int classification_count) {
+  if (!name || !*name) return err_new(INFERD_ERROR_INVALID_ARG, "a requested output needs a name");
+  if (classification_count < 0)
+    return err_new(INFERD_ERROR_INVALID_ARG, "output '%s': classification count %d is negative", name,
+                   classification_count);
+  for (int i = 0; i < r->n_outputs; i++)
+    if (strcmp(r->outputs[i].name, name) == 0)
+      return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' is requested twice", name);
+  MEM_GROW(r->outputs, r->cap_outputs, (size_t)r->n_outputs + 1);
+  r->outputs[r->n_outputs++] = (requested_output){.name = mem_strdup(name), .classification_count = classification_count};
+  return NULL;
+}
+
+void inferd_request_set_callbacks(inferd_request *r, inferd_request_release_fn release, void *release_userp,
+                                  inferd_response_fn respond, void *respond_userp) {
+  r->release = release;
+  r->release_userp = release_userp;
+  r->respond = respond;
+  r->respond_userp = respond_userp;
+}
+
+inferd_response *response_new(const inferd_request *request, int64_t version, int n_outputs) {
+  inferd_response *resp = mem_zalloc(sizeof(*resp));
+  resp->id = request->id ? mem_strdup(request->id) : NULL;
+  resp->model = mem_strdup(request->model_name);
+  resp->version = version;
+  resp->n_outputs = n_outputs;
+  resp->outputs = mem_zalloc((size_t)(n_outputs + 1) * sizeof(response_output));
+  return resp;
+}
+
+void request_complete(inferd_request *request, inferd_response *response) {
+  if (request->release) request->release(request, request->release_userp);
+  if (request->respond)
+    request->respond(response, request->respond_userp);
+  else
+    inferd_response_delete(response);
+  inferd_request_delete(request);
+}
+
+void request_fail(inferd_request *request, inferd_error *error) {
+  int64_t version = request->version;
+  if (request->mv) version = model_version_number(request->mv);
+  inferd_response *resp = response_new(request, version, 0);
+  resp->error = error;
+  request_complete(request, resp);
+}
+
+const inferd_error *inferd_response_error(const inferd_response *r) { return r->error; }
+const char *inferd_response_id(const inferd_response *r) { return r->id ? r->id : ""; }
+const char *inferd_response_model(const inferd_response *r) { return r->model; }
+int64_t inferd_response_model_version(const inferd_response *r) { return r->version; }
+int inferd_response_output_count(const inferd_response *r) { return r->n_outputs; }
+
+inferd_error *inferd_response_output(const inferd_response *r, int index, const char **name, inferd_datatype *datatype,
+                                     const int64_t **shape, int *rank, const void **data, size_t *byte_size) {
+  if (index < 0 || index >= r->n_outputs)
+    return err_new(INFERD_ERROR_INVALID_ARG, "output index %d out of range (%d outputs)", index, r->n_outputs);
+  const response_output *o = &r->outputs[index];
+  if (name) *name = o->name;
+  if (datatype) *datatype = o->datatype;
+  if (shape) *shape = o->shape;
+  if (rank) *rank = o->rank;
+  if (data) *data = o->data;
+  if (byte_size) *byte_size = o->byte_size;
+  return NULL;
+}
+
+void inferd_response_delete(inferd_response *r) {
+  if (!r) return;
+  for (int i = 0; i < r->n_outputs; i++) {
+    free(r->outputs[i].name);
+    free(r->outputs[i].data);
+  }
+  free(r->outputs);
+  free(r->id);
+  free(r->model);
+  inferd_error_delete(r->error);
+  free(r);
+}

@@ -1,0 +1,82 @@
+/*
+ * Inference requests and responses inside the server. A request is built by
+ * a frontend through the public API, checked against the model when it is
+ * submitted, queued by the model's scheduler, and answered with exactly one
+ * response. Requests link into scheduler queues through `next`, so queueing
+ * never allocates.
+ */
+#ifndef INFERD_SERVER_REQUEST_H
+#define INFERD_SERVER_REQUEST_H
+
+#include <stdint.h>
+
+#include "inferd.h"
+
+typedef struct request_input {
+  char *name;
+  inferd_datatype datatype;
+  int rank;
+  int64_t shape[INFERD_MAX_RANK];
+  const void *data; /* borrowed until the release callback */
+  size_t byte_size;
+} request_input;
+
+typedef struct requested_output {
+  char *name;
+  int classification_count; /* 0: the tensor itself */
+} requested_output;
+
+struct model_version;
+
+struct inferd_request {
+  inferd_server *server;
+  char *model_name;
+  int64_t version; /* as asked; -1 latest */
+  char *id;
+  uint64_t priority;
+  uint64_t timeout_us;
+  request_input *inputs;
+  int n_inputs;
+  size_t cap_inputs;
+  requested_output *outputs;
+  int n_outputs;
+  size_t cap_outputs;
+  inferd_request_release_fn release;
+  void *release_userp;
+  inferd_response_fn respond;
+  void *respond_userp;
+  /* Set when submitted: */
+  struct model_version *mv; /* holds a reference while the request lives */
+  int batch;                /* items along the batch dimension; 1 when the model does not batch */
+  int priority_level;       /* queue index */
+  uint64_t enqueue_ns, deadline_ns;
+  inferd_request *next;
+};
+
+typedef struct response_output {
+  char *name;
+  inferd_datatype datatype;
+  int rank;
+  int64_t shape[INFERD_MAX_RANK];
+  void *data; /* owned */
+  size_t byte_size;
+} response_output;
+
+struct inferd_response {
+  inferd_error *error;
+  char *id;
+  char *model;
+  int64_t version;
+  response_output *outputs;
+  int n_outputs;
+};
+
+/* A response for `request` with room for n outputs (filled by the caller). */
+inferd_response *response_new(const inferd_request *request, int64_t version, int n_outputs);
+/* Answers the request: calls release (inputs no longer read), then respond
+ * with the response (ownership passes), then frees the request. */
+void request_complete(inferd_request *request, inferd_response *response);
+/* Answers the request with an error only. */
+void request_fail(inferd_request *request, inferd_error *error);
+
+#endif

@@ -1,0 +1,516 @@
+#include "server/scheduler.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+typedef struct request_queue {
+  inferd_request *head, *tail;
+} request_queue;
+
+typedef struct instance {
+  struct scheduler *s;
+  int index;
+  pthread_t thread;
+  bool started;
+  inferd_context *ctx;
+  inferd_tensor *in, *out; /* staging tensors, max_batch items each */
+  inferd_request **batch;  /* requests of the batch being run */
+} instance;
+
+struct scheduler {
+  inferd_plan *plan;
+  scheduler_config cfg;
+  const scheduler_output_info *output_info;
+  model_stats *stats;
+  int64_t version;
+  bool dynamic; /* the plan has a batch dimension */
+  int n_in, n_out;
+  inferd_tensor_info *in_info, *out_info;
+  size_t *in_item_bytes, *out_item_bytes; /* bytes of one batch item */
+  pthread_mutex_t lock;
+  pthread_cond_t work;
+  request_queue *queues; /* [priority_levels], index 0 = level 1 */
+  int queued, running;
+  bool stopping;
+  instance *instances;
+};
+
+static size_t item_bytes(const inferd_tensor_info *info, bool dynamic) {
+  size_t n = inferd_datatype_size(info->datatype);
+  for (int d = dynamic ? 1 : 0; d < info->rank; d++) n *= (size_t)info->dims[d];
+  return n;
+}
+
+static void queue_push(request_queue *q, inferd_request *r) {
+  r->next = NULL;
+  if (q->tail)
+    q->tail->next = r;
+  else
+    q->head = r;
+  q->tail = r;
+}
+
+static inferd_request *queue_pop(request_queue *q) {
+  inferd_request *r = q->head;
+  if (r) {
+    q->head = r->next;
+    if (!q->head) q->tail = NULL;
+    r->next = NULL;
+  }
+  return r;
+}
+
+/* The oldest request of the highest non-empty priority level. */
+static inferd_request *first_request(const scheduler *s) {
+  for (int l = 0; l < s->cfg.priority_levels; l++)
+    if (s->queues[l].head) return s->queues[l].head;
+  return NULL;
+}
+
+/* Removes requests whose queue deadline passed (with timeout_action REJECT)
+ * into *expired, to be answered outside the lock. */
+static void collect_expired(scheduler *s, uint64_t now, inferd_request **expired) {
+  if (s->cfg.delay_on_timeout) return;
+  for (int l = 0; l < s->cfg.priority_levels; l++) {
+    request_queue *q = &s->queues[l];
+    inferd_request *prev = NULL, *r = q->head;
+    while (r) {
+      inferd_request *next = r->next;
+      if (r->deadline_ns && now >= r->deadline_ns) {
+        if (prev)
+          prev->next = next;
+        else
+          q->head = next;
+        if (q->tail == r) q->tail = prev;
+        r->next = *expired;
+        *expired = r;
+        s->queued--;
+      } else {
+        prev = r;
+      }
+      r = next;
+    }
+  }
+}
+
+/* Items queued, counting whole requests in priority order up to `limit`. */
+static int items_available(const scheduler *s, int limit) {
+  int total = 0;
+  for (int l = 0; l < s->cfg.priority_levels; l++)
+    for (const inferd_request *r = s->queues[l].head; r; r = r->next) {
+      if (total + r->batch > limit) return total;
+      total += r->batch;
+    }
+  return total;
+}
+
+/* How many items to take now, or 0 to keep waiting for more. */
+static int batch_target(const scheduler *s, int available, bool waited_enough) {
+  int max = s->cfg.max_batch_size;
+  if (available >= max) return max;
+  int best_preferred = 0;
+  for (int i = 0; i < s->cfg.n_preferred; i++)
+    if (s->cfg.preferred[i] <= available && s->cfg.preferred[i] > best_preferred) best_preferred = s->cfg.preferred[i];
+  if (best_preferred == available && available > 0) return available;
+  if (waited_enough || s->stopping) return best_preferred ? best_preferred : available;
+  return 0;
+}
+
+/* Blocks until a batch is ready; returns its request count (0: stop). */
+static int take_batch(instance *inst, inferd_request **expired) {
+  scheduler *s = inst->s;
+  pthread_mutex_lock(&s->lock);
+  for (;;) {
+    uint64_t now = clock_now_ns();
+    collect_expired(s, now, expired);
+    if (*expired) break; /* answer them first, outside the lock */
+    inferd_request *first = first_request(s);
+    if (!first) {
+      if (s->stopping) break;
+      pthread_cond_wait(&s->work, &s->lock);
+      continue;
+    }
+    int n = 0;
+    if (s->cfg.max_batch_size == 0 || !s->cfg.dynamic_batching) {
+      for (int l = 0; l < s->cfg.priority_levels && !n; l++)
+        if (s->queues[l].head) inst->batch[n++] = queue_pop(&s->queues[l]);
+    } else {
+      uint64_t delay_ns = s->cfg.max_queue_delay_us * 1000;
+      bool waited_enough = now - first->enqueue_ns >= delay_ns;
+      int target = batch_target(s, items_available(s, s->cfg.max_batch_size), waited_enough);
+      if (!target) {
+        /* Wait for more requests, or for the oldest one's delay to end. */
+        uint64_t wake = first->enqueue_ns + delay_ns;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (wake - now);
+        ts.tv_sec = (time_t)(wall / 1000000000ull);
+        ts.tv_nsec = (long)(wall % 1000000000ull);
+        pthread_cond_timedwait(&s->work, &s->lock, &ts);
+        continue;
+      }
+      int total = 0;
+      for (int l = 0; l < s->cfg.priority_levels; l++)
+        while (s->queues[l].head && total + s->queues[l].head->batch <= target) {
+          total += s->queues[l].head->batch;
+          inst->batch[n++] = queue_pop(&s->queues[l]);
+        }
+    }
+    s->queued -= n;
+    s->running += n;
+    /* More work left: wake another idle instance for it. */
+    if (first_request(s)) pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+static int find_input(const inferd_request *r, const char *name) {
+  for (int i = 0; i < r->n_inputs; i++)
+    if (strcmp(r->inputs[i].name, name) == 0) return i;
+  return -1;
+}
+
+/* "score:index[:label]" strings, KServe BYTES layout, for one item. */
+static size_t classify(const float *scores, int64_t count, int k, const scheduler_output_info *info, char *out) {
+  size_t n = 0;
+  bool *taken = mem_zalloc((size_t)count + 1);
+  for (int j = 0; j < k && j < count; j++) {
+    int64_t best = -1;
+    for (int64_t c = 0; c < count; c++)
+      if (!taken[c] && (best < 0 || scores[c] > scores[best])) best = c;
+    taken[best] = true;
+    char text[512];
+    int len = info && best < info->n_labels
+                  ? snprintf(text, sizeof(text), "%f:%lld:%s", scores[best], (long long)best, info->labels[best])
+                  : snprintf(text, sizeof(text), "%f:%lld", scores[best], (long long)best);
+    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
+    if (out) {
+      uint32_t l32 = (uint32_t)len;
+      memcpy(out + n, &l32, 4);
+      memcpy(out + n + 4, text, (size_t)len);
+    }
+    n += 4 + (size_t)len;
+  }
+  free(taken);
+  return n;
+}
+
+/* Fills the response's outputs for request r, items [offset, offset+r->batch)
+ * of the batch's staging outputs. */
+static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset, inferd_response **out) {
+  scheduler *s = inst->s;
+  int wanted = r->n_outputs ? r->n_outputs : s->n_out;
+  inferd_response *resp = response_new(r, s->version, wanted);
+  for (int w = 0; w < wanted; w++) {
+    int k = w;
+    int classes = 0;
+    if (r->n_outputs) {
+      for (k = 0; k < s->n_out && strcmp(s->out_info[k].name, r->outputs[w].name) != 0; k++) {
+      }
+      classes = r->outputs[w].classification_count;
+    }
+    const inferd_tensor *t = &inst->out[k];
+    response_output *o = &resp->outputs[w];
+    o->name = mem_strdup(s->out_info[k].name);
+    o->rank = t->rank;
+    memcpy(o->shape, t->dims, sizeof(o->shape));
+    if (s->dynamic) o->shape[0] = r->batch;
+    size_t item = s->out_item_bytes[k];
+    const char *src = (const char *)t->data + (size_t)offset * item;
+    if (!classes) {
+      o->datatype = t->datatype;
+      o->byte_size = item * (size_t)r->batch;
+      o->data = mem_try_alloc(o->byte_size ? o->byte_size : 1, 1);
+      if (!o->data) {
+        inferd_response_delete(resp);
+        return err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+      }
+      memcpy(o->data, src, o->byte_size);
+      continue;
+    }
+    if (t->datatype != INFERD_TYPE_FP32) {
+      inferd_response_delete(resp);
+      return err_new(INFERD_ERROR_UNSUPPORTED, "classification of output '%s' needs FP32 scores, it is %s", o->name,
+                     inferd_datatype_name(t->datatype));
+    }
+    int64_t per_item = (int64_t)(item / sizeof(float));
+    int items = s->dynamic ? r->batch : 1;
+    int k_eff = classes < per_item ? classes : (int)per_item;
+    size_t total = 0;
+    for (int b = 0; b < items; b++)
+      total += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], NULL);
+    o->data = mem_alloc(total ? total : 1);
+    o->byte_size = 0;
+    for (int b = 0; b < items; b++)
+      o->byte_size += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k],
+                               (char *)o->data + o->byte_size);
+    o->datatype = INFERD_TYPE_BYTES;
+    if (s->dynamic) {
+      o->rank = 2;
+      o->shape[1] = k_eff;
+    } else {
+      o->rank = 1;
+      o->shape[0] = k_eff;
+    }
+  }
+  *out = resp;
+  return NULL;
+}
+
+static void run_batch(instance *inst, int n) {
+  scheduler *s = inst->s;
+  uint64_t t0 = clock_now_ns();
+  int total = 0;
+  for (int i = 0; i < n; i++) {
+    stat_add(&s->stats->queue, t0 - inst->batch[i]->enqueue_ns);
+    total += inst->batch[i]->batch;
+  }
+  /* Gather: each model input is the requests' tensors one after another
+   * along the batch dimension. */
+  for (int k = 0; k < s->n_in; k++) {
+    inferd_tensor *t = &inst->in[k];
+    size_t item = s->in_item_bytes[k];
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+      const inferd_request *r = inst->batch[i];
+      const request_input *in = &r->inputs[find_input(r, s->in_info[k].name)];
+      memcpy((char *)t->data + off, in->data, in->byte_size);
+      off += in->byte_size;
+    }
+    t->byte_size = s->dynamic ? item * (size_t)total : item;
+    if (s->dynamic) t->dims[0] = total;
+  }
+  for (int k = 0; k < s->n_out; k++)
+    inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
+  uint64_t t1 = clock_now_ns();
+  inferd_error *e = inferd_context_run(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in, inst->out, s->n_out);
+  uint64_t t2 = clock_now_ns();
+  int offset = 0;
+  inferd_response **responses = mem_zalloc((size_t)(n + 1) * sizeof(*responses));
+  inferd_error **errors = mem_zalloc((size_t)(n + 1) * sizeof(*errors));
+  for (int i = 0; i < n; i++) {
+    if (e)
+      errors[i] = err_new(inferd_error_code_of(e), "%s", inferd_error_message(e));
+    else
+      errors[i] = split_outputs(inst, inst->batch[i], offset, &responses[i]);
+    offset += inst->batch[i]->batch;
+  }
+  uint64_t t3 = clock_now_ns();
+  if (!e) {
+    atomic_fetch_add_explicit(&s->stats->inference_count, (uint64_t)total, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->stats->execution_count, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->stats->last_inference_ms, clock_wall_ns() / 1000000, memory_order_relaxed);
+    stat_add(&s->stats->compute_input, t1 - t0);
+    stat_add(&s->stats->compute_infer, t2 - t1);
+    stat_add(&s->stats->compute_output, t3 - t2);
+    if (total <= s->stats->max_batch) {
+      batch_stat *bs = &s->stats->batch_stats[total];
+      stat_add(&bs->compute_input, t1 - t0);
+      stat_add(&bs->compute_infer, t2 - t1);
+      stat_add(&bs->compute_output, t3 - t2);
+    }
+  }
+  inferd_error_delete(e);
+  for (int i = 0; i < n; i++) {
+    inferd_request *r = inst->batch[i];
+    uint64_t took = clock_now_ns() - r->enqueue_ns;
+    if (errors[i]) {
+      stat_add(&s->stats->fail, took);
+      request_fail(r, errors[i]);
+    } else {
+      stat_add(&s->stats->success, took);
+      request_complete(r, responses[i]);
+    }
+  }
+  free(responses);
+  free(errors);
+  pthread_mutex_lock(&s->lock);
+  s->running -= n;
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void *instance_main(void *arg) {
+  instance *inst = arg;
+  scheduler *s = inst->s;
+  for (;;) {
+    inferd_request *expired = NULL;
+    int n = take_batch(inst, &expired);
+    while (expired) {
+      inferd_request *next = expired->next;
+      stat_add(&s->stats->fail, clock_now_ns() - expired->enqueue_ns);
+      request_fail(expired, err_new(INFERD_ERROR_UNAVAILABLE,
+                                    "request timed out in the queue of model '%s' after %llu us",
+                                    expired->model_name, (unsigned long long)((clock_now_ns() - expired->enqueue_ns) / 1000)));
+      expired = next;
+    }
+    if (n > 0) {
+      run_batch(inst, n);
+    } else if (n == 0) {
+      pthread_mutex_lock(&s->lock);
+      bool done = s->stopping && !first_request(s);
+      pthread_mutex_unlock(&s->lock);
+      if (done) break;
+    }
+  }
+  return NULL;
+}
+
+static inferd_error *staging_alloc(inferd_tensor *t, const inferd_tensor_info *info, size_t item, int items,
+                                   bool dynamic) {
+  *t = (inferd_tensor){.name = info->name, .datatype = info->datatype, .rank = info->rank};
+  for (int d = 0; d < info->rank; d++) t->dims[d] = info->dims[d] < 0 ? items : info->dims[d];
+  size_t bytes = item * (size_t)(dynamic ? items : 1);
+  t->data = mem_try_aligned(bytes ? bytes : 64);
+  t->byte_size = bytes;
+  if (!t->data) return err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes of staging for '%s'", bytes, info->name);
+  return NULL;
+}
+
+static void instances_free(scheduler *s) {
+  for (int i = 0; i < s->cfg.instance_count && s->instances; i++) {
+    instance *inst = &s->instances[i];
+    inferd_context_delete(inst->ctx);
+    for (int k = 0; inst->in && k < s->n_in; k++) free(inst->in[k].data);
+    for (int k = 0; inst->out && k < s->n_out; k++) free(inst->out[k].data);
+    free(inst->in);
+    free(inst->out);
+    free(inst->batch);
+  }
+  free(s->instances);
+}
+
+static void scheduler_free(scheduler *s) {
+  instances_free(s);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->work);
+  free(s->queues);
+  free(s->in_info);
+  free(s->out_info);
+  free(s->in_item_bytes);
+  free(s->out_item_bytes);
+  free(s);
+}
+
+inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config, const scheduler_output_info *outputs,
+                               model_stats *stats, int64_t version, scheduler **out) {
+  *out = NULL;
+  scheduler *s = mem_zalloc(sizeof(*s));
+  s->plan = plan;
+  s->cfg = *config;
+  if (s->cfg.priority_levels < 1) s->cfg.priority_levels = 1;
+  if (s->cfg.default_priority_level < 1 || s->cfg.default_priority_level > s->cfg.priority_levels)
+    s->cfg.default_priority_level = s->cfg.priority_levels;
+  if (s->cfg.instance_count < 1) s->cfg.instance_count = 1;
+  s->output_info = outputs;
+  s->stats = stats;
+  s->version = version;
+  s->dynamic = inferd_plan_has_dynamic_batch(plan);
+  s->n_in = inferd_plan_input_count(plan);
+  s->n_out = inferd_plan_output_count(plan);
+  s->in_info = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor_info));
+  s->out_info = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor_info));
+  s->in_item_bytes = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));
+  s->out_item_bytes = mem_zalloc((size_t)(s->n_out + 1) * sizeof(size_t));
+  for (int k = 0; k < s->n_in; k++) {
+    inferd_plan_input(plan, k, &s->in_info[k]);
+    s->in_item_bytes[k] = item_bytes(&s->in_info[k], s->dynamic);
+  }
+  for (int k = 0; k < s->n_out; k++) {
+    inferd_plan_output(plan, k, &s->out_info[k]);
+    s->out_item_bytes[k] = item_bytes(&s->out_info[k], s->dynamic);
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->work, NULL);
+  s->queues = mem_zalloc((size_t)s->cfg.priority_levels * sizeof(request_queue));
+  int items = s->dynamic ? (s->cfg.max_batch_size > 0 ? s->cfg.max_batch_size : 1) : 1;
+  s->instances = mem_zalloc((size_t)s->cfg.instance_count * sizeof(instance));
+  inferd_error *e = NULL;
+  for (int i = 0; i < s->cfg.instance_count && !e; i++) {
+    instance *inst = &s->instances[i];
+    inst->s = s;
+    inst->index = i;
+    inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
+    inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
+    inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
+    for (int k = 0; k < s->n_in && !e; k++) e = staging_alloc(&inst->in[k], &s->in_info[k], s->in_item_bytes[k], items, s->dynamic);
+    for (int k = 0; k < s->n_out && !e; k++)
+      e = staging_alloc(&inst->out[k], &s->out_info[k], s->out_item_bytes[k], items, s->dynamic);
+    if (!e)
+      e = inferd_context_create(plan, &(inferd_context_options){.threads = s->cfg.threads_per_instance}, &inst->ctx);
+  }
+  for (int i = 0; i < s->cfg.instance_count && !e; i++) {
+    if (pthread_create(&s->instances[i].thread, NULL, instance_main, &s->instances[i]) != 0)
+      e = err_new(INFERD_ERROR_INTERNAL, "starting instance thread %d", i);
+    else
+      s->instances[i].started = true;
+  }
+  if (e) {
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < s->cfg.instance_count; i++)
+      if (s->instances[i].started) pthread_join(s->instances[i].thread, NULL);
+    scheduler_free(s);
+    return e;
+  }
+  *out = s;
+  return NULL;
+}
+
+inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
+  uint64_t now = clock_now_ns();
+  r->enqueue_ns = now;
+  uint64_t timeout = s->cfg.default_timeout_us;
+  if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
+  r->deadline_ns = timeout ? now + timeout * 1000 : 0;
+  int level = r->priority ? (int)(r->priority > (uint64_t)s->cfg.priority_levels ? (uint64_t)s->cfg.priority_levels
+                                                                                 : r->priority)
+                          : s->cfg.default_priority_level;
+  r->priority_level = level;
+  pthread_mutex_lock(&s->lock);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->lock);
+    return err_new(INFERD_ERROR_UNAVAILABLE, "model '%s' is being unloaded", r->model_name);
+  }
+  if (s->cfg.max_queue_size && (uint32_t)s->queued >= s->cfg.max_queue_size) {
+    pthread_mutex_unlock(&s->lock);
+    return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
+                   s->cfg.max_queue_size);
+  }
+  queue_push(&s->queues[level - 1], r);
+  s->queued++;
+  pthread_cond_signal(&s->work);
+  pthread_mutex_unlock(&s->lock);
+  return NULL;
+}
+
+int scheduler_pending(scheduler *s) {
+  pthread_mutex_lock(&s->lock);
+  int n = s->queued + s->running;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+void scheduler_delete(scheduler *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->lock);
+  s->stopping = true;
+  pthread_cond_broadcast(&s->work);
+  pthread_mutex_unlock(&s->lock);
+  for (int i = 0; i < s->cfg.instance_count; i++)
+    if (s->instances[i].started) pthread_join(s->instances[i].thread, NULL);
+  scheduler_free(s);
+}

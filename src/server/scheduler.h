@@ -1,0 +1,64 @@
+/*
+ * The scheduler of one model version: its request queues (one per priority
+ * level), the dynamic batcher, and its instances. Each instance is a worker
+ * thread with its own execution context (activation memory, threads), so
+ * `count: 4` runs four batches at once.
+ *
+ * A worker takes a batch when one is worth running: the queue holds a
+ * preferred batch size (or the maximum), or the oldest request has waited
+ * max_queue_delay; requests whose queue timeout passed are answered with an
+ * error instead of run. Inputs of the batch's requests are gathered into the
+ * instance's staging buffers along the batch dimension, the context runs
+ * once, and outputs are split back into one response per request.
+ */
+#ifndef INFERD_SERVER_SCHEDULER_H
+#define INFERD_SERVER_SCHEDULER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "inferd.h"
+#include "server/request.h"
+#include "server/stats.h"
+
+enum { SCHEDULER_MAX_PREFERRED = 16 };
+
+typedef struct scheduler_config {
+  int max_batch_size; /* 0: requests run one at a time with their own shapes */
+  bool dynamic_batching;
+  int preferred[SCHEDULER_MAX_PREFERRED];
+  int n_preferred;
+  uint64_t max_queue_delay_us;
+  int priority_levels;        /* >= 1; level 1 is the highest */
+  int default_priority_level; /* 1..priority_levels */
+  uint64_t default_timeout_us; /* 0: none */
+  bool allow_timeout_override;
+  bool delay_on_timeout; /* timeout_action DELAY: an expired request is run last instead of rejected */
+  uint32_t max_queue_size; /* 0: unbounded */
+  bool preserve_ordering;
+  int instance_count;
+  int threads_per_instance;
+} scheduler_config;
+
+/* What the scheduler needs to know of each output to answer requests. */
+typedef struct scheduler_output_info {
+  char **labels; /* for classification, may be NULL */
+  int n_labels;
+} scheduler_output_info;
+
+typedef struct scheduler scheduler;
+
+/* Starts the instances. The plan, stats and output infos must outlive the
+ * scheduler. version is reported in responses. */
+inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config, const scheduler_output_info *outputs,
+                               model_stats *stats, int64_t version, scheduler **out);
+/* Queues a checked request (request->batch set). UNAVAILABLE when the queue
+ * is full or the scheduler is stopping; the caller still owns the request
+ * then. */
+inferd_error *scheduler_enqueue(scheduler *s, inferd_request *request);
+/* Requests queued or running. */
+int scheduler_pending(scheduler *s);
+/* Refuses new requests, runs everything queued, joins the instances. */
+void scheduler_delete(scheduler *s);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * The scheduler on a tiny model (y = Relu(x), x: [N,4]): requests submitted
+ * together are batched (fewer executions than requests) and each gets its
+ * own rows back; a full queue refuses with UNAVAILABLE; an expired request
+ * is answered with an error, not run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/ir.h"
+#include "engine/onnx/onnx.h"
+#include "server/model.h"
+#include "server/request.h"
+
+static char model_path[256];
+
+static int setup(void **state) {
+  (void)state;
+  ir_graph *g = ir_graph_new();
+  int x = ir_graph_add_value(g, "x", INFERD_TYPE_FP32), y = ir_graph_add_value(g, "y", INFERD_TYPE_FP32);
+  g->values[x].has_shape = true;
+  g->values[x].shape = (ir_shape){.rank = 2, .dims = {IR_DIM_BATCH, 4}};
+  ir_graph_add_input(g, x);
+  ir_graph_add_node(g, IR_OP_Relu, "relu", 1, &x, 1, &y);
+  ir_graph_add_output(g, y);
+  snprintf(model_path, sizeof(model_path), "/tmp/inferd_test_scheduler_%d.onnx", (int)getpid());
+  inferd_error *e = onnx_export_file(g, model_path);
+  ir_graph_delete(g);
+  assert_null(e);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  unlink(model_path);
+  return 0;
+}
+
+typedef struct result {
+  pthread_mutex_t lock;
+  int done;
+  int errors;
+  int wrong;
+  char last_error[256];
+} result;
+
+typedef struct call {
+  result *res;
+  float in[8 * 4];
+  int rows;
+} call;
+
+static void on_response(inferd_response *resp, void *userp) {
+  call *c = userp;
+  result *res = c->res;
+  pthread_mutex_lock(&res->lock);
+  const inferd_error *e = inferd_response_error(resp);
+  if (e) {
+    res->errors++;
+    snprintf(res->last_error, sizeof(res->last_error), "%s", inferd_error_message(e));
+  } else {
+    const float *data;
+    size_t bytes;
+    const int64_t *shape;
+    int rank;
+    inferd_response_output(resp, 0, NULL, NULL, &shape, &rank, (const void **)&data, &bytes);
+    if (bytes != (size_t)c->rows * 4 * sizeof(float) || shape[0] != c->rows) res->wrong++;
+    for (int i = 0; i < c->rows * 4 && bytes == (size_t)c->rows * 16; i++)
+      if (data[i] != (c->in[i] > 0 ? c->in[i] : 0)) res->wrong++;
+  }
+  res->done++;
+  pthread_mutex_unlock(&res->lock);
+  inferd_response_delete(resp);
+}
+
+static inferd_request *make_request(call *c, int rows, float seed) {
+  inferd_request *r = NULL;
+  assert_null(inferd_request_new((inferd_server *)1, "relu", -1, &r));
+  c->rows = rows;
+  for (int i = 0; i < rows * 4; i++) c->in[i] = (float)(i % 3) - 1.0f + seed;
+  int64_t shape[2] = {rows, 4};
+  assert_null(inferd_request_add_input(r, "x", INFERD_TYPE_FP32, shape, 2, c->in, (size_t)rows * 16));
+  inferd_request_set_callbacks(r, NULL, NULL, on_response, c);
+  r->batch = rows;
+  return r;
+}
+
+static void wait_done(result *res, int n) {
+  for (int spins = 0; spins < 2000; spins++) {
+    pthread_mutex_lock(&res->lock);
+    int done = res->done;
+    pthread_mutex_unlock(&res->lock);
+    if (done >= n) return;
+    usleep(1000);
+  }
+  fail_msg("only %d of %d responses arrived", res->done, n);
+}
+
+static void test_batches_and_splits(void **state) {
+  (void)state;
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .max_queue_delay_us = 200000,
+                          .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[6];
+  int rows[6] = {1, 2, 1, 3, 1, 0};
+  int n = 0;
+  for (int i = 0; rows[i]; i++, n++) {
+    calls[i].res = &res;
+    inferd_request *r = make_request(&calls[i], rows[i], (float)i);
+    assert_null(scheduler_enqueue(mv->sched, r));
+  }
+  wait_done(&res, n);
+  assert_int_equal(res.errors, 0);
+  assert_int_equal(res.wrong, 0);
+  /* 8 items in 5 requests; one or two runs, never five. */
+  uint64_t execs = atomic_load(&mv->stats.execution_count);
+  assert_true(execs >= 1 && execs <= 2);
+  assert_int_equal(atomic_load(&mv->stats.inference_count), 8);
+  model_version_release(mv);
+}
+
+static void test_queue_full_and_timeout(void **state) {
+  (void)state;
+  /* A long batching delay keeps requests queued while we test the limits. */
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .max_queue_delay_us = 300000,
+                          .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1,
+                          .max_queue_size = 2, .default_timeout_us = 50000};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[3];
+  for (int i = 0; i < 2; i++) {
+    calls[i].res = &res;
+    assert_null(scheduler_enqueue(mv->sched, make_request(&calls[i], 1, 0)));
+  }
+  calls[2].res = &res;
+  inferd_request *third = make_request(&calls[2], 1, 0);
+  inferd_error *e = scheduler_enqueue(mv->sched, third);
+  assert_non_null(e);
+  assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_UNAVAILABLE);
+  assert_non_null(strstr(inferd_error_message(e), "full"));
+  inferd_error_delete(e);
+  inferd_request_delete(third); /* refused: still ours */
+  /* Both queued requests time out (50 ms) before the 300 ms delay ends. */
+  wait_done(&res, 2);
+  assert_int_equal(res.errors, 2);
+  assert_non_null(strstr(res.last_error, "timed out"));
+  model_version_release(mv);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_batches_and_splits),
+      cmocka_unit_test(test_queue_full_and_timeout),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
