@@ -1,0 +1,41 @@
+/*
+ * The HTTP/REST frontend: KServe v2 and Triton's HTTP extensions (binary
+ * tensor data, classification, statistics, repository) over HTTP/1.1 with
+ * keep-alive, served by libevent's evhttp on `threads` network threads that
+ * share one listening socket. It reaches the server only through the public
+ * API in inferd.h.
+ *
+ * Shutdown, gracefully: http_frontend_stop_listening (no new connections),
+ * then the server's stop_accepting and drain, then http_frontend_delete,
+ * which waits for every response still owed to be written before it joins
+ * the threads.
+ */
+#ifndef INFERD_FRONTENDS_HTTP_FRONTEND_H
+#define INFERD_FRONTENDS_HTTP_FRONTEND_H
+
+#include <stddef.h>
+
+#include "inferd.h"
+
+typedef struct http_frontend http_frontend;
+
+typedef struct http_frontend_options {
+  const char *address;   /* NULL: "0.0.0.0" */
+  int port;              /* 0: any free port (see http_frontend_port) */
+  int threads;           /* network threads; <= 0: 1 */
+  size_t max_input_size; /* bytes a request body may have, after inflating too; 0: 64 MiB */
+} http_frontend_options;
+
+/* Binds address:port (an error naming both when it cannot) and starts the
+ * network threads. The server must outlive the frontend. */
+inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out);
+/* The port bound, useful when options->port was 0. */
+int http_frontend_port(const http_frontend *f);
+/* Graceful drain, step 1: stop accepting new connections. Open connections
+ * keep being served. */
+void http_frontend_stop_listening(http_frontend *f);
+/* Waits for the responses in flight to be sent (those still with the server
+ * included), closes every connection, joins the threads and frees f. */
+void http_frontend_delete(http_frontend *f);
+
+#endif

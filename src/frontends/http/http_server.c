@@ -1,0 +1,430 @@
+/*
+ * The HTTP frontend's network part: one listening socket, `threads` network
+ * threads each with its own event base and evhttp serving that socket, and
+ * the exchange lifecycle.
+ *
+ * Threads. Every network thread accepts on the shared socket through its own
+ * evconnlistener (the kernel hands each connection to one of them) and keeps
+ * the connection for its life. Responses come back on server threads; the
+ * server's callback only queues the exchange on its thread's locked list and
+ * activates that thread's wakeup event (thread-safe once
+ * evthread_use_pthreads has run), and the loop then encodes, sends and frees.
+ * No evhttp object is ever touched off its loop.
+ *
+ * Disconnects. evhttp stops reading a connection while a request on it is
+ * being answered, so a client that leaves is noticed when its connection is
+ * freed: the connection's close callback, set for the exchange's lifetime,
+ * clears the exchange's request pointer (evhttp frees the request), and the
+ * response, when it comes, is dropped and freed. A write that fails ends the
+ * same way.
+ *
+ * Shutdown. stop_listening removes each thread's listener on its loop.
+ * delete then asks each loop to stop: it waits until its exchanges are all
+ * written or dropped (those with the server must come back first, the
+ * server answers every request), with a grace period for slow readers after
+ * which their connections are closed, then frees its evhttp and exits.
+ *
+ * Request bodies larger than max_input_size are refused by evhttp from the
+ * Content-Length header (or as chunked data crosses the limit) with 413
+ * before they are buffered; evhttp reads and discards the rest of the body
+ * (lingering close) so the client sees the 413 rather than a reset.
+ */
+#include "frontends/http/http_frontend.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base/error.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "frontends/http/http_infer_response.h"
+#include "frontends/http/http_internal.h"
+
+enum { DEFAULT_MAX_INPUT = 64 << 20, LISTEN_BACKLOG = 1024, SHUTDOWN_GRACE_SECS = 10 };
+
+struct http_thread {
+  http_frontend *frontend;
+  pthread_t tid;
+  bool started;
+  struct event_base *base;
+  struct evhttp *http;
+  struct evhttp_bound_socket *bound;
+  struct event *wake;
+  struct event *grace;
+  struct event *finish;
+  pthread_mutex_t lock;
+  /* Under lock: */
+  http_exchange *queue_head, *queue_tail;
+  bool want_stop_listening, want_stop;
+  /* Loop only: */
+  size_t live; /* exchanges not yet freed */
+  bool stopping;
+};
+
+struct http_frontend {
+  inferd_server *server;
+  size_t max_input_size;
+  evutil_socket_t fd;
+  int port;
+  int thread_count;
+  http_thread *threads;
+};
+
+/* ---- exchanges ---------------------------------------------------------- */
+
+static void thread_check_exit(http_thread *t);
+
+static void exchange_free(http_exchange *ex) {
+  http_thread *t = ex->thread;
+  http_exchange_release_payload(ex);
+  http_route_free(&ex->route);
+  free(ex);
+  t->live--;
+  thread_check_exit(t);
+}
+
+static void on_connection_close(struct evhttp_connection *conn, void *arg) {
+  (void)conn;
+  http_exchange *ex = arg;
+  /* evhttp frees the request with the connection. */
+  ex->req = NULL;
+  if (ex->state == HTTP_EXCHANGE_WRITING) exchange_free(ex);
+}
+
+static void on_request_complete(struct evhttp_request *req, void *arg) {
+  http_exchange *ex = arg;
+  struct evhttp_connection *conn = evhttp_request_get_connection(req);
+  if (conn) evhttp_connection_set_closecb(conn, NULL, NULL);
+  ex->req = NULL;
+  exchange_free(ex);
+}
+
+void http_exchange_drop(http_exchange *ex) { exchange_free(ex); }
+
+void http_exchange_send(http_exchange *ex, int status, struct evbuffer *body, const char *content_type,
+                        size_t header_length, bool compress) {
+  struct evhttp_request *req = ex->req;
+  if (!req) {
+    if (body) evbuffer_free(body);
+    exchange_free(ex);
+    return;
+  }
+  struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+  if (body && compress && ex->response_encoding != HTTP_ENCODING_IDENTITY && evbuffer_get_length(body) > 0) {
+    struct evbuffer *z = evbuffer_new();
+    inferd_error *err = z ? http_deflate(body, ex->response_encoding, z) : err_new(INFERD_ERROR_NO_MEMORY, "oom");
+    if (err) {
+      /* Uncompressed is still a correct answer. */
+      log_warn("http: cannot compress a response: %s", inferd_error_message(err));
+      inferd_error_delete(err);
+      if (z) evbuffer_free(z);
+    } else {
+      evbuffer_free(body);
+      body = z;
+      evhttp_add_header(headers, "Content-Encoding", http_encoding_name(ex->response_encoding));
+    }
+  }
+  if (content_type) evhttp_add_header(headers, "Content-Type", content_type);
+  if (header_length) {
+    char num[32];
+    snprintf(num, sizeof(num), "%zu", header_length);
+    evhttp_add_header(headers, "Inference-Header-Content-Length", num);
+  }
+  struct evhttp_connection *conn = evhttp_request_get_connection(req);
+  ex->state = HTTP_EXCHANGE_WRITING;
+  if (!conn) {
+    /* Detached from a connection that is gone: evhttp frees it on send. */
+    ex->req = NULL;
+    evhttp_send_reply(req, status, NULL, body);
+    if (body) evbuffer_free(body);
+    exchange_free(ex);
+    return;
+  }
+  evhttp_request_set_on_complete_cb(req, on_request_complete, ex);
+  evhttp_send_reply(req, status, NULL, body);
+  if (body) evbuffer_free(body);
+}
+
+static void free_json(const void *data, size_t len, void *arg) {
+  (void)len;
+  (void)arg;
+  free((void *)data);
+}
+
+void http_exchange_send_json(http_exchange *ex, int status, char *json, size_t len) {
+  struct evbuffer *body = evbuffer_new();
+  if (body && json && evbuffer_add_reference(body, json, len, free_json, NULL) == 0) {
+    http_exchange_send(ex, status, body, "application/json", 0, false);
+    return;
+  }
+  free(json);
+  if (body) evbuffer_free(body);
+  http_exchange_send(ex, 500, NULL, NULL, 0, false);
+}
+
+void http_exchange_send_empty(http_exchange *ex, int status) { http_exchange_send(ex, status, NULL, NULL, 0, false); }
+
+void http_exchange_send_error(http_exchange *ex, inferd_error *error) {
+  const int status = inferd_error_code_http_status(inferd_error_code_of(error));
+  size_t len = 0;
+  char *json = http_error_json(inferd_error_message(error), &len);
+  log_verbose("http: %d %s", status, inferd_error_message(error));
+  inferd_error_delete(error);
+  http_exchange_send_json(ex, status, json, len);
+}
+
+void http_exchange_post(http_exchange *ex) {
+  http_thread *t = ex->thread;
+  ex->next = NULL;
+  pthread_mutex_lock(&t->lock);
+  if (t->queue_tail)
+    t->queue_tail->next = ex;
+  else
+    t->queue_head = ex;
+  t->queue_tail = ex;
+  pthread_mutex_unlock(&t->lock);
+  event_active(t->wake, EV_READ, 0);
+}
+
+/* ---- network threads ---------------------------------------------------- */
+
+static void on_request(struct evhttp_request *req, void *arg) {
+  http_thread *t = arg;
+  http_exchange *ex = calloc(1, sizeof(*ex));
+  if (!ex) {
+    evhttp_send_error(req, 500, "out of memory");
+    return;
+  }
+  *ex = (http_exchange){.thread = t, .server = t->frontend->server, .req = req,
+                        .max_input_size = t->frontend->max_input_size, .state = HTTP_EXCHANGE_HANDLING};
+  t->live++;
+  struct evhttp_connection *conn = evhttp_request_get_connection(req);
+  if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
+  http_handle_request(ex, evhttp_request_get_command(req));
+}
+
+static void stop_listening_now(http_thread *t) {
+  if (t->bound) {
+    evhttp_del_accept_socket(t->http, t->bound);
+    t->bound = NULL;
+  }
+}
+
+static void close_connections(http_thread *t) {
+  if (t->http) {
+    stop_listening_now(t);
+    /* Frees every connection; close callbacks end their exchanges. */
+    struct evhttp *http = t->http;
+    t->http = NULL;
+    evhttp_free(http);
+  }
+}
+
+/* Exchanges end inside evhttp's own callbacks, where freeing the evhttp
+ * would pull the connection from under it: the exit runs as its own event. */
+static void thread_check_exit(http_thread *t) {
+  if (t->stopping && t->live == 0) event_active(t->finish, EV_READ, 0);
+}
+
+static void on_finish(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_thread *t = arg;
+  if (t->live > 0) return;
+  close_connections(t);
+  /* Closing may have ended exchanges; they were all gone already. */
+  event_base_loopbreak(t->base);
+}
+
+static void on_grace_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_thread *t = arg;
+  if (t->live > 0) log_warn("http: closing connections with %zu responses still unwritten", t->live);
+  close_connections(t);
+  thread_check_exit(t);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_thread *t = arg;
+  pthread_mutex_lock(&t->lock);
+  http_exchange *list = t->queue_head;
+  t->queue_head = t->queue_tail = NULL;
+  const bool stop_listening = t->want_stop_listening, stop = t->want_stop;
+  pthread_mutex_unlock(&t->lock);
+  while (list) {
+    http_exchange *ex = list;
+    list = list->next;
+    ex->complete(ex);
+  }
+  if (stop_listening) stop_listening_now(t);
+  if (stop && !t->stopping) {
+    t->stopping = true;
+    const struct timeval grace = {SHUTDOWN_GRACE_SECS, 0};
+    evtimer_add(t->grace, &grace);
+    thread_check_exit(t);
+  }
+}
+
+static void *thread_main(void *arg) {
+  http_thread *t = arg;
+  event_base_loop(t->base, EVLOOP_NO_EXIT_ON_EMPTY);
+  return NULL;
+}
+
+static void thread_signal(http_thread *t, bool stop) {
+  pthread_mutex_lock(&t->lock);
+  t->want_stop_listening = true;
+  if (stop) t->want_stop = true;
+  pthread_mutex_unlock(&t->lock);
+  event_active(t->wake, EV_READ, 0);
+}
+
+static inferd_error *thread_init(http_frontend *f, http_thread *t) {
+  t->frontend = f;
+  pthread_mutex_init(&t->lock, NULL);
+  t->base = event_base_new();
+  if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
+  t->http = evhttp_new(t->base);
+  t->wake = event_new(t->base, -1, 0, on_wake, t);
+  t->grace = evtimer_new(t->base, on_grace_timeout, t);
+  t->finish = event_new(t->base, -1, 0, on_finish, t);
+  if (!t->http || !t->wake || !t->grace || !t->finish) return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
+  evhttp_set_gencb(t->http, on_request, t);
+  evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
+  evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
+  evhttp_set_default_content_type(t->http, NULL);
+  evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+  /* The listener shares the socket: it must not close it when freed. */
+  struct evconnlistener *listener = evconnlistener_new(t->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
+  if (!listener) return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
+  t->bound = evhttp_bind_listener(t->http, listener);
+  if (!t->bound) {
+    evconnlistener_free(listener);
+    return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
+  }
+  return NULL;
+}
+
+static void thread_destroy(http_thread *t) {
+  if (t->http) evhttp_free(t->http);
+  if (t->wake) event_free(t->wake);
+  if (t->grace) event_free(t->grace);
+  if (t->finish) event_free(t->finish);
+  if (t->base) event_base_free(t->base);
+  pthread_mutex_destroy(&t->lock);
+}
+
+static inferd_error *bind_socket(const char *address, int port, evutil_socket_t *out_fd, int *out_port) {
+  char port_text[16];
+  snprintf(port_text, sizeof(port_text), "%d", port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+  const int gai = getaddrinfo(address, port_text, &hints, &res);
+  if (gai != 0)
+    return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, gai_strerror(gai));
+  int last_errno = 0;
+  evutil_socket_t fd = -1;
+  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0) break;
+    last_errno = errno;
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(res);
+  if (fd < 0) return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, strerror(last_errno));
+  evutil_make_socket_nonblocking(fd);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  *out_port = port;
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET) *out_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) *out_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  }
+  *out_fd = fd;
+  return NULL;
+}
+
+static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+static void use_pthreads(void) { evthread_use_pthreads(); }
+
+static void frontend_free(http_frontend *f) {
+  for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
+  free(f->threads);
+  if (f->fd >= 0) close(f->fd);
+  free(f);
+}
+
+inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out) {
+  *out = NULL;
+  pthread_once(&evthread_once, use_pthreads);
+  const char *address = options && options->address ? options->address : "0.0.0.0";
+  const int port = options ? options->port : 8000;
+  const int threads = options && options->threads > 0 ? options->threads : 1;
+  if (port < 0 || port > 65535) return err_new(INFERD_ERROR_INVALID_ARG, "invalid HTTP port %d", port);
+  http_frontend *f = mem_zalloc(sizeof(*f));
+  f->server = server;
+  f->fd = -1;
+  f->max_input_size = options && options->max_input_size ? options->max_input_size : DEFAULT_MAX_INPUT;
+  if (f->max_input_size > (size_t)INT64_MAX / 2) f->max_input_size = (size_t)INT64_MAX / 2;
+  inferd_error *err = bind_socket(address, port, &f->fd, &f->port);
+  if (err) {
+    frontend_free(f);
+    return err;
+  }
+  f->threads = mem_zalloc((size_t)threads * sizeof(*f->threads));
+  f->thread_count = threads;
+  for (int i = 0; i < threads && !err; i++) err = thread_init(f, &f->threads[i]);
+  for (int i = 0; i < threads && !err; i++) {
+    if (pthread_create(&f->threads[i].tid, NULL, thread_main, &f->threads[i]) != 0) {
+      err = err_new(INFERD_ERROR_INTERNAL, "cannot start HTTP thread %d", i);
+      break;
+    }
+    f->threads[i].started = true;
+  }
+  if (err) {
+    for (int i = 0; i < threads; i++) {
+      if (!f->threads[i].started) continue;
+      thread_signal(&f->threads[i], true);
+      pthread_join(f->threads[i].tid, NULL);
+    }
+    frontend_free(f);
+    return err;
+  }
+  log_info("Started HTTPService at %s:%d", address, f->port);
+  *out = f;
+  return NULL;
+}
+
+int http_frontend_port(const http_frontend *f) { return f->port; }
+
+void http_frontend_stop_listening(http_frontend *f) {
+  for (int i = 0; i < f->thread_count; i++) thread_signal(&f->threads[i], false);
+}
+
+void http_frontend_delete(http_frontend *f) {
+  if (!f) return;
+  for (int i = 0; i < f->thread_count; i++) thread_signal(&f->threads[i], true);
+  for (int i = 0; i < f->thread_count; i++)
+    if (f->threads[i].started) pthread_join(f->threads[i].tid, NULL);
+  frontend_free(f);
+}
