@@ -160,7 +160,6 @@ int cmd_serve(int argc, char **argv) {
     free(startup);
     return 1;
   }
-  if (http) log_info("Started HTTPService at %s:%d", ho.address, ho.port);
   int sig = 0;
   sigwait(&stop, &sig);
   log_info("received %s: no new requests; waiting up to %ld s for those in flight", sig == SIGINT ? "SIGINT" : "SIGTERM",

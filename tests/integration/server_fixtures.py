@@ -78,7 +78,8 @@ class Server:
         raise RuntimeError(f"inferd serve did not come up in {timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:

@@ -281,9 +281,14 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
         t.join(30)
     assert code == 0, s.output()
     assert results and all(results)
-    # After the stop began a request is refused whole (503 or no connection),
-    # never cut off half-way.
-    allowed = ("unavailable", "shutting down", "connection refused", "failed to establish", "502", "503")
+    # After the stop began a request is refused whole: a 503, no connection,
+    # or (sent on a keep-alive connection as the server closed it) a closed
+    # connection before any response. The server itself must have answered
+    # every request it accepted: nothing is left in flight at exit.
+    allowed = ("unavailable", "shutting down", "connection refused", "failed to establish", "connection closed",
+               "connection reset", "503")
     for e in errors:
         assert any(a in e.lower() for a in allowed), e
-    assert "SIGTERM" in s.output()
+    log = s.output()
+    assert "SIGTERM" in log
+    assert "still in flight" not in log, log
