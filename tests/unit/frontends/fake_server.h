@@ -169,7 +169,7 @@ static void *fake_run(void *arg) {
   for (int i = 0; i < r->n_inputs; i++) {
     const fake_tensor *in = &r->inputs[i];
     char out_name[64];
-    snprintf(out_name, sizeof(out_name), "OUT_%s", in->name);
+    snprintf(out_name, sizeof(out_name), "OUT_%.59s", in->name);
     bool wanted = r->n_outputs == 0;
     for (int k = 0; k < r->n_outputs; k++) wanted |= !strcmp(r->outputs[k], out_name);
     if (!wanted) continue;
