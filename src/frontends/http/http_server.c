@@ -38,6 +38,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,8 +365,20 @@ static inferd_error *bind_socket(const char *address, int port, evutil_socket_t 
   return NULL;
 }
 
-static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
-static void use_pthreads(void) { evthread_use_pthreads(); }
+/* Once per process: libevent's locking (so that another thread may activate
+ * a loop's wakeup event), and SIGPIPE ignored, because a write to a client
+ * that has gone would otherwise kill the process instead of failing with
+ * EPIPE. A handler the embedding program installed is left alone. */
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+static void process_setup(void) {
+  evthread_use_pthreads();
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+    struct sigaction ignore = {.sa_handler = SIG_IGN};
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, NULL);
+  }
+}
 
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
@@ -376,7 +389,7 @@ static void frontend_free(http_frontend *f) {
 
 inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out) {
   *out = NULL;
-  pthread_once(&evthread_once, use_pthreads);
+  pthread_once(&process_once, process_setup);
   const char *address = options && options->address ? options->address : "0.0.0.0";
   const int port = options ? options->port : 8000;
   const int threads = options && options->threads > 0 ? options->threads : 1;
