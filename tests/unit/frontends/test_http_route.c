@@ -52,10 +52,22 @@ static void test_routes(void **state) {
 
 static void test_not_found(void **state) {
   (void)state;
-  const char *paths[] = {NULL, "", "/", "/v1", "/v2x", "/v2/health", "/v2/health/dead", "/v2/models",
-                         "/v2/models/m/infer/x", "/v2/models/m/versions", "/v2/models/m/other",
-                         "/v2/repository", "/v2/repository/models/m", "/v2/repository/models/m/reload",
-                         "/v2/models/%00/infer", "/a/b/c/d/e/f/g/h/i/j"};
+  const char *paths[] = {NULL,
+                         "",
+                         "/",
+                         "/v1",
+                         "/v2x",
+                         "/v2/health",
+                         "/v2/health/dead",
+                         "/v2/models",
+                         "/v2/models/m/infer/x",
+                         "/v2/models/m/versions",
+                         "/v2/models/m/other",
+                         "/v2/repository",
+                         "/v2/repository/models/m",
+                         "/v2/repository/models/m/reload",
+                         "/v2/models/%00/infer",
+                         "/a/b/c/d/e/f/g/h/i/j"};
   for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
     expect(paths[i], HTTP_ROUTE_NOT_FOUND, HTTP_METHOD_GET, NULL, -1);
 }
