@@ -16,9 +16,12 @@ enum { DEFLATE_LEVEL = 1, OUT_CHUNK = 64 * 1024 };
 
 const char *http_encoding_name(http_encoding e) {
   switch (e) {
-  case HTTP_ENCODING_GZIP: return "gzip";
-  case HTTP_ENCODING_DEFLATE: return "deflate";
-  default: return "identity";
+    case HTTP_ENCODING_GZIP:
+      return "gzip";
+    case HTTP_ENCODING_DEFLATE:
+      return "deflate";
+    default:
+      return "identity";
   }
 }
 

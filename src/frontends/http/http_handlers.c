@@ -228,9 +228,9 @@ static void infer_complete(http_exchange *ex) {
   *hold = (response_hold){.response = response, .refs = 1};
   size_t json_len;
   int refs;
-  err = http_infer_response_encode(inferd_response_model(response), inferd_response_model_version(response),
-                                   inferd_response_id(response), views, n, body, on_output_sent, hold, &json_len,
-                                   &refs);
+  err =
+      http_infer_response_encode(inferd_response_model(response), inferd_response_model_version(response),
+                                 inferd_response_id(response), views, n, body, on_output_sent, hold, &json_len, &refs);
   free(views);
   hold->refs += refs;
   if (err) {
@@ -285,9 +285,8 @@ static void handle_infer(http_exchange *ex) {
   http_encoding encoding;
   const char *content_encoding = evhttp_find_header(headers, "Content-Encoding");
   if (!http_encoding_from_header(content_encoding, &encoding)) {
-    http_exchange_send_error(
-        ex, err_new(INFERD_ERROR_UNSUPPORTED, "unsupported Content-Encoding '%s' (gzip and deflate are)",
-                    content_encoding));
+    http_exchange_send_error(ex, err_new(INFERD_ERROR_UNSUPPORTED,
+                                         "unsupported Content-Encoding '%s' (gzip and deflate are)", content_encoding));
     return;
   }
   ex->response_encoding = http_encoding_accepted(evhttp_find_header(headers, "Accept-Encoding"));
@@ -333,14 +332,22 @@ static void handle_infer(http_exchange *ex) {
 
 static const char *method_name(enum evhttp_cmd_type m) {
   switch (m) {
-  case EVHTTP_REQ_GET: return "GET";
-  case EVHTTP_REQ_POST: return "POST";
-  case EVHTTP_REQ_HEAD: return "HEAD";
-  case EVHTTP_REQ_PUT: return "PUT";
-  case EVHTTP_REQ_DELETE: return "DELETE";
-  case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-  case EVHTTP_REQ_PATCH: return "PATCH";
-  default: return "this method";
+    case EVHTTP_REQ_GET:
+      return "GET";
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_HEAD:
+      return "HEAD";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+      return "OPTIONS";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+    default:
+      return "this method";
   }
 }
 
@@ -350,8 +357,8 @@ void http_handle_request(http_exchange *ex, enum evhttp_cmd_type method) {
   http_route_parse(path, &ex->route);
   http_route *route = &ex->route;
   if (route->kind == HTTP_ROUTE_NOT_FOUND) {
-    http_exchange_send_error(ex, err_new(INFERD_ERROR_NOT_FOUND, "no endpoint at %s %s", method_name(method),
-                                         path ? path : "(no path)"));
+    http_exchange_send_error(
+        ex, err_new(INFERD_ERROR_NOT_FOUND, "no endpoint at %s %s", method_name(method), path ? path : "(no path)"));
     return;
   }
   if (route->kind == HTTP_ROUTE_BAD_VERSION) {
@@ -373,35 +380,47 @@ void http_handle_request(http_exchange *ex, enum evhttp_cmd_type method) {
   inferd_error *err;
   bool flag = false;
   switch (route->kind) {
-  case HTTP_ROUTE_SERVER_METADATA:
-    err = inferd_server_metadata(ex->server, &json);
-    send_json_result(ex, err, json);
-    return;
-  case HTTP_ROUTE_HEALTH_LIVE: http_exchange_send_empty(ex, inferd_server_is_live(ex->server) ? 200 : 400); return;
-  case HTTP_ROUTE_HEALTH_READY: http_exchange_send_empty(ex, inferd_server_is_ready(ex->server) ? 200 : 400); return;
-  case HTTP_ROUTE_MODEL_METADATA:
-    err = inferd_server_model_metadata(ex->server, route->model, route->version, &json);
-    send_json_result(ex, err, json);
-    return;
-  case HTTP_ROUTE_MODEL_READY:
-    err = inferd_server_model_ready(ex->server, route->model, route->version, &flag);
-    if (err)
-      http_exchange_send_error(ex, err);
-    else
-      http_exchange_send_empty(ex, flag ? 200 : 400);
-    return;
-  case HTTP_ROUTE_MODEL_CONFIG:
-    err = inferd_server_model_config(ex->server, route->model, route->version, &json);
-    send_json_result(ex, err, json);
-    return;
-  case HTTP_ROUTE_MODEL_STATS:
-    err = inferd_server_model_statistics(ex->server, route->model, route->version, &json);
-    send_json_result(ex, err, json);
-    return;
-  case HTTP_ROUTE_INFER: handle_infer(ex); return;
-  case HTTP_ROUTE_REPOSITORY_INDEX: handle_repository_index(ex); return;
-  case HTTP_ROUTE_MODEL_LOAD:
-  case HTTP_ROUTE_MODEL_UNLOAD: handle_load_unload(ex); return;
-  default: http_exchange_send_error(ex, err_new(INFERD_ERROR_NOT_FOUND, "no endpoint at %s", path)); return;
+    case HTTP_ROUTE_SERVER_METADATA:
+      err = inferd_server_metadata(ex->server, &json);
+      send_json_result(ex, err, json);
+      return;
+    case HTTP_ROUTE_HEALTH_LIVE:
+      http_exchange_send_empty(ex, inferd_server_is_live(ex->server) ? 200 : 400);
+      return;
+    case HTTP_ROUTE_HEALTH_READY:
+      http_exchange_send_empty(ex, inferd_server_is_ready(ex->server) ? 200 : 400);
+      return;
+    case HTTP_ROUTE_MODEL_METADATA:
+      err = inferd_server_model_metadata(ex->server, route->model, route->version, &json);
+      send_json_result(ex, err, json);
+      return;
+    case HTTP_ROUTE_MODEL_READY:
+      err = inferd_server_model_ready(ex->server, route->model, route->version, &flag);
+      if (err)
+        http_exchange_send_error(ex, err);
+      else
+        http_exchange_send_empty(ex, flag ? 200 : 400);
+      return;
+    case HTTP_ROUTE_MODEL_CONFIG:
+      err = inferd_server_model_config(ex->server, route->model, route->version, &json);
+      send_json_result(ex, err, json);
+      return;
+    case HTTP_ROUTE_MODEL_STATS:
+      err = inferd_server_model_statistics(ex->server, route->model, route->version, &json);
+      send_json_result(ex, err, json);
+      return;
+    case HTTP_ROUTE_INFER:
+      handle_infer(ex);
+      return;
+    case HTTP_ROUTE_REPOSITORY_INDEX:
+      handle_repository_index(ex);
+      return;
+    case HTTP_ROUTE_MODEL_LOAD:
+    case HTTP_ROUTE_MODEL_UNLOAD:
+      handle_load_unload(ex);
+      return;
+    default:
+      http_exchange_send_error(ex, err_new(INFERD_ERROR_NOT_FOUND, "no endpoint at %s", path));
+      return;
   }
 }

@@ -94,8 +94,7 @@ static inferd_error *decode_parameters(const json_t *params, http_infer_request 
 
 /* Checks a binary BYTES tensor: `count` elements, each a 4-byte length and
  * that many bytes, filling the size exactly. */
-static inferd_error *check_bytes_layout(const http_infer_input *in, const unsigned char *p, size_t size,
-                                        size_t count) {
+static inferd_error *check_bytes_layout(const http_infer_input *in, const unsigned char *p, size_t size, size_t count) {
   size_t off = 0;
   for (size_t i = 0; i < count; i++) {
     if (size - off < 4)
@@ -105,8 +104,7 @@ static inferd_error *check_bytes_layout(const http_infer_input *in, const unsign
     memcpy(&len, p + off, 4);
     off += 4;
     if (size - off < len)
-      return invalid("input '%s': BYTES element %zu claims %u bytes but only %zu remain", in->name, i, len,
-                     size - off);
+      return invalid("input '%s': BYTES element %zu claims %u bytes but only %zu remain", in->name, i, len, size - off);
     off += len;
   }
   if (off != size)
@@ -135,8 +133,8 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
   const json_t *shape = json_object_get(obj, "shape");
   if (!json_is_array(shape)) return invalid("input '%s' has no 'shape' array", in->name);
   if (json_array_size(shape) > INFERD_MAX_RANK)
-    return invalid("input '%s': shape has %zu dimensions, at most %d are supported", in->name,
-                   json_array_size(shape), INFERD_MAX_RANK);
+    return invalid("input '%s': shape has %zu dimensions, at most %d are supported", in->name, json_array_size(shape),
+                   INFERD_MAX_RANK);
   in->rank = (int)json_array_size(shape);
   size_t count = 1;
   for (int d = 0; d < in->rank; d++) {

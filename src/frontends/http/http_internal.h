@@ -43,8 +43,8 @@ struct http_exchange {
   http_exchange *next; /* in the thread's completion queue */
   atomic_int callbacks_left;
   /* Inference: */
-  struct evbuffer *body;  /* the request body, owned */
-  void *inflated;         /* the inflated body when it was compressed */
+  struct evbuffer *body; /* the request body, owned */
+  void *inflated;        /* the inflated body when it was compressed */
   http_infer_request decoded;
   inferd_request *request;
   inferd_response *response;

@@ -11,18 +11,18 @@
 
 typedef enum http_route_kind {
   HTTP_ROUTE_NOT_FOUND = 0,
-  HTTP_ROUTE_SERVER_METADATA, /* GET /v2 */
-  HTTP_ROUTE_HEALTH_LIVE,     /* GET /v2/health/live */
-  HTTP_ROUTE_HEALTH_READY,    /* GET /v2/health/ready */
-  HTTP_ROUTE_MODEL_METADATA,  /* GET /v2/models/{m}[/versions/{v}] */
-  HTTP_ROUTE_MODEL_READY,     /* GET .../ready */
-  HTTP_ROUTE_MODEL_CONFIG,    /* GET .../config */
-  HTTP_ROUTE_MODEL_STATS,     /* GET /v2/models[/{m}[/versions/{v}]]/stats */
-  HTTP_ROUTE_INFER,           /* POST .../infer */
+  HTTP_ROUTE_SERVER_METADATA,  /* GET /v2 */
+  HTTP_ROUTE_HEALTH_LIVE,      /* GET /v2/health/live */
+  HTTP_ROUTE_HEALTH_READY,     /* GET /v2/health/ready */
+  HTTP_ROUTE_MODEL_METADATA,   /* GET /v2/models/{m}[/versions/{v}] */
+  HTTP_ROUTE_MODEL_READY,      /* GET .../ready */
+  HTTP_ROUTE_MODEL_CONFIG,     /* GET .../config */
+  HTTP_ROUTE_MODEL_STATS,      /* GET /v2/models[/{m}[/versions/{v}]]/stats */
+  HTTP_ROUTE_INFER,            /* POST .../infer */
   HTTP_ROUTE_REPOSITORY_INDEX, /* POST /v2/repository/index */
-  HTTP_ROUTE_MODEL_LOAD,      /* POST /v2/repository/models/{m}/load */
-  HTTP_ROUTE_MODEL_UNLOAD,    /* POST /v2/repository/models/{m}/unload */
-  HTTP_ROUTE_BAD_VERSION,     /* a version segment that is not a number */
+  HTTP_ROUTE_MODEL_LOAD,       /* POST /v2/repository/models/{m}/load */
+  HTTP_ROUTE_MODEL_UNLOAD,     /* POST /v2/repository/models/{m}/unload */
+  HTTP_ROUTE_BAD_VERSION,      /* a version segment that is not a number */
 } http_route_kind;
 
 typedef enum http_method { HTTP_METHOD_GET = 1, HTTP_METHOD_POST = 2 } http_method;

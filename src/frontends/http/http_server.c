@@ -29,8 +29,6 @@
  * before they are buffered; evhttp reads and discards the rest of the body
  * (lingering close) so the client sees the 413 rather than a reset.
  */
-#include "frontends/http/http_frontend.h"
-
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -38,6 +36,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +46,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "frontends/http/http_frontend.h"
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
 
@@ -205,8 +205,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
     evhttp_send_error(req, 500, "out of memory");
     return;
   }
-  *ex = (http_exchange){.thread = t, .server = t->frontend->server, .req = req,
-                        .max_input_size = t->frontend->max_input_size, .state = HTTP_EXCHANGE_HANDLING};
+  *ex = (http_exchange){.thread = t,
+                        .server = t->frontend->server,
+                        .req = req,
+                        .max_input_size = t->frontend->max_input_size,
+                        .state = HTTP_EXCHANGE_HANDLING};
   t->live++;
   struct evhttp_connection *conn = evhttp_request_get_connection(req);
   if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
@@ -301,7 +304,8 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->wake = event_new(t->base, -1, 0, on_wake, t);
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   t->finish = event_new(t->base, -1, 0, on_finish, t);
-  if (!t->http || !t->wake || !t->grace || !t->finish) return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
+  if (!t->http || !t->wake || !t->grace || !t->finish)
+    return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -333,8 +337,7 @@ static inferd_error *bind_socket(const char *address, int port, evutil_socket_t 
   snprintf(port_text, sizeof(port_text), "%d", port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
   const int gai = getaddrinfo(address, port_text, &hints, &res);
-  if (gai != 0)
-    return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, gai_strerror(gai));
+  if (gai != 0) return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, gai_strerror(gai));
   int last_errno = 0;
   evutil_socket_t fd = -1;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -364,8 +367,20 @@ static inferd_error *bind_socket(const char *address, int port, evutil_socket_t 
   return NULL;
 }
 
-static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
-static void use_pthreads(void) { evthread_use_pthreads(); }
+/* Once per process: libevent's locking (so that another thread may activate
+ * a loop's wakeup event), and SIGPIPE ignored, because a write to a client
+ * that has gone would otherwise kill the process instead of failing with
+ * EPIPE. A handler the embedding program installed is left alone. */
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
+static void process_setup(void) {
+  evthread_use_pthreads();
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+    struct sigaction ignore = {.sa_handler = SIG_IGN};
+    sigemptyset(&ignore.sa_mask);
+    sigaction(SIGPIPE, &ignore, NULL);
+  }
+}
 
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
@@ -376,7 +391,7 @@ static void frontend_free(http_frontend *f) {
 
 inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out) {
   *out = NULL;
-  pthread_once(&evthread_once, use_pthreads);
+  pthread_once(&process_once, process_setup);
   const char *address = options && options->address ? options->address : "0.0.0.0";
   const int port = options ? options->port : 8000;
   const int threads = options && options->threads > 0 ? options->threads : 1;

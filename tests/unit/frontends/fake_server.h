@@ -204,9 +204,8 @@ FAKE_WEAK int64_t inferd_response_model_version(const inferd_response *r) {
   return 1;
 }
 FAKE_WEAK int inferd_response_output_count(const inferd_response *r) { return r->n_outputs; }
-FAKE_WEAK inferd_error *inferd_response_output(const inferd_response *r, int i, const char **name,
-                                               inferd_datatype *dt, const int64_t **shape, int *rank,
-                                               const void **data, size_t *size) {
+FAKE_WEAK inferd_error *inferd_response_output(const inferd_response *r, int i, const char **name, inferd_datatype *dt,
+                                               const int64_t **shape, int *rank, const void **data, size_t *size) {
   const fake_tensor *o = &r->outputs[i];
   *name = o->name, *dt = o->datatype, *shape = o->shape, *rank = o->rank, *data = o->data, *size = o->byte_size;
   return NULL;

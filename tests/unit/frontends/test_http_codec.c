@@ -45,8 +45,9 @@ static void decode_text_fails(const char *json, const char *needle) {
 
 static void test_scanner_finds_data_arrays(void **state) {
   (void)state;
-  const char *text = "{\"id\":\"a]\\\"[\",\"inputs\":[{\"name\":\"x\",\"data\":[[1,2],[3]],\"shape\":[3]},"
-                     "{\"data\":\"s\"},{\"d\\u0061ta\":[1]}],\"outputs\":[{\"data\":[9]}]}";
+  const char *text =
+      "{\"id\":\"a]\\\"[\",\"inputs\":[{\"name\":\"x\",\"data\":[[1,2],[3]],\"shape\":[3]},"
+      "{\"data\":\"s\"},{\"d\\u0061ta\":[1]}],\"outputs\":[{\"data\":[9]}]}";
   http_json_scan scan;
   assert_true(http_json_scan_data(text, strlen(text), &scan));
   assert_int_equal(scan.span_count, 3);
@@ -106,9 +107,10 @@ static unsigned char *binary_body(const char *json, const void *bin, size_t bin_
 
 static void test_decode_binary_request(void **state) {
   (void)state;
-  const char *json = "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"FP32\",\"parameters\":"
-                     "{\"binary_data_size\":12}},{\"name\":\"B\",\"shape\":[1],\"datatype\":\"BYTES\","
-                     "\"parameters\":{\"binary_data_size\":7}}],\"parameters\":{\"binary_data_output\":true}}";
+  const char *json =
+      "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"FP32\",\"parameters\":"
+      "{\"binary_data_size\":12}},{\"name\":\"B\",\"shape\":[1],\"datatype\":\"BYTES\","
+      "\"parameters\":{\"binary_data_size\":7}}],\"parameters\":{\"binary_data_output\":true}}";
   const unsigned char bin[19] = {0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 3, 0, 0, 0, 'x', 'y', 'z'};
   size_t size;
   char header[32];
@@ -136,26 +138,30 @@ static void test_decode_binary_request(void **state) {
   body = binary_body(json, extra, 20, &size, header);
   decode_fails(body, size, header, INFERD_ERROR_INVALID_ARG, "1 bytes of binary data after the JSON header belong");
   free(body);
-  const char *json2 = "{\"inputs\":[{\"name\":\"A\",\"shape\":[2],\"datatype\":\"FP32\",\"parameters\":"
-                      "{\"binary_data_size\":12}}]}";
+  const char *json2 =
+      "{\"inputs\":[{\"name\":\"A\",\"shape\":[2],\"datatype\":\"FP32\",\"parameters\":"
+      "{\"binary_data_size\":12}}]}";
   body = binary_body(json2, bin, 12, &size, header);
   decode_fails(body, size, header, INFERD_ERROR_INVALID_ARG,
                "input 'A': binary_data_size is 12 bytes but shape [2] of FP32 needs 8");
   decode_fails(body, size, NULL, INFERD_ERROR_INVALID_ARG, "malformed request JSON");
   free(body);
-  const char *json3 = "{\"inputs\":[{\"name\":\"S\",\"shape\":[2],\"datatype\":\"BYTES\",\"parameters\":"
-                      "{\"binary_data_size\":7}}]}";
+  const char *json3 =
+      "{\"inputs\":[{\"name\":\"S\",\"shape\":[2],\"datatype\":\"BYTES\",\"parameters\":"
+      "{\"binary_data_size\":7}}]}";
   body = binary_body(json3, bin + 12, 7, &size, header);
   decode_fails(body, size, header, INFERD_ERROR_INVALID_ARG, "input 'S': BYTES binary data ends in element 1");
   free(body);
   const unsigned char bad_len[8] = {9, 0, 0, 0, 'a', 'b', 'c', 'd'};
-  const char *json4 = "{\"inputs\":[{\"name\":\"S\",\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":"
-                      "{\"binary_data_size\":8}}]}";
+  const char *json4 =
+      "{\"inputs\":[{\"name\":\"S\",\"shape\":[1],\"datatype\":\"BYTES\",\"parameters\":"
+      "{\"binary_data_size\":8}}]}";
   body = binary_body(json4, bad_len, 8, &size, header);
   decode_fails(body, size, header, INFERD_ERROR_INVALID_ARG, "element 0 claims 9 bytes but only 4 remain");
   free(body);
-  const char *json5 = "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"FP32\",\"parameters\":"
-                      "{\"binary_data_size\":12}}]}";
+  const char *json5 =
+      "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"FP32\",\"parameters\":"
+      "{\"binary_data_size\":12}}]}";
   decode_fails(json5, strlen(json5), NULL, INFERD_ERROR_INVALID_ARG,
                "input 'A' has 'binary_data_size' but the request has no Inference-Header-Content-Length");
 }
@@ -179,8 +185,9 @@ static void test_decode_validation_errors(void **state) {
                     "shape dimension 0 is not a non-negative integer");
   decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,1,1,1,1,1,1,1,1],\"datatype\":\"FP32\",\"data\":[1]}]}",
                     "shape has 9 dimensions");
-  decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[4294967296,4294967296],\"datatype\":\"FP32\",\"data\":[1]}]}",
-                    "shape is too large");
+  decode_text_fails(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[4294967296,4294967296],\"datatype\":\"FP32\",\"data\":[1]}]}",
+      "shape is too large");
   decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2]}]}",
                     "input 'x': shape has 3 elements but 'data' has 2");
   decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"INT8\",\"data\":[300]}]}",
@@ -189,15 +196,17 @@ static void test_decode_validation_errors(void **state) {
                     "input 'x' has neither 'data' nor a 'binary_data_size'");
   decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":5}]}",
                     "input 'x': 'data' must be an array");
-  decode_text_fails("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],"
-                    "\"parameters\":{\"binary_data_size\":4}}]}",
-                    "input 'x' has both 'data' and 'binary_data_size'");
+  decode_text_fails(
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],"
+      "\"parameters\":{\"binary_data_size\":4}}]}",
+      "input 'x' has both 'data' and 'binary_data_size'");
   decode_text_fails("{\"inputs\":[],\"outputs\":{}}", "'outputs' must be an array");
   decode_text_fails("{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"classification\":\"3\"}}]}",
                     "output 'y': 'classification' must be a non-negative integer");
   decode_text_fails("{\"inputs\":[],\"outputs\":[{\"parameters\":{}}]}", "outputs[0] has no 'name'");
-  const char *shm = "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
-                    "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4}}]}";
+  const char *shm =
+      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
+      "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4}}]}";
   decode_fails(shm, strlen(shm), NULL, INFERD_ERROR_UNSUPPORTED, "shared memory");
 }
 
@@ -217,7 +226,12 @@ static void test_encode_response(void **state) {
   http_output_view views[3] = {
       {.name = "A", .datatype = INFERD_TYPE_FP32, .shape = shape_a, .rank = 2, .data = a, .byte_size = 16},
       {.name = "B", .datatype = INFERD_TYPE_BYTES, .shape = shape_b, .rank = 1, .data = b, .byte_size = 11},
-      {.name = "C", .datatype = INFERD_TYPE_INT32, .shape = shape_c, .rank = 1, .data = c, .byte_size = 12,
+      {.name = "C",
+       .datatype = INFERD_TYPE_INT32,
+       .shape = shape_c,
+       .rank = 1,
+       .data = c,
+       .byte_size = 12,
        .binary = true},
   };
   struct evbuffer *out = evbuffer_new();
@@ -256,8 +270,8 @@ static void test_encode_response(void **state) {
   assert_int_equal(cleanups, 1);
 
   /* A BYTES output whose layout does not match its shape is an error. */
-  http_output_view bad = {.name = "B", .datatype = INFERD_TYPE_BYTES, .shape = shape_c, .rank = 1, .data = b,
-                          .byte_size = 11};
+  http_output_view bad = {
+      .name = "B", .datatype = INFERD_TYPE_BYTES, .shape = shape_c, .rank = 1, .data = b, .byte_size = 11};
   out = evbuffer_new();
   err = http_infer_response_encode("m", 1, NULL, &bad, 1, out, count_cleanup, &cleanups, &json_len, &refs);
   assert_non_null(err);

@@ -200,10 +200,22 @@ static void test_float_printing_round_trips(void **state) {
   const struct {
     float v;
     const char *text;
-  } cases[] = {{0.0f, "0"}, {-0.0f, "-0"}, {1.0f, "1"}, {0.5f, "0.5"}, {100.0f, "100"}, {1e9f, "1e+09"},
-               {123456792.0f, "123456792"}, {0.0001f, "9.99999975e-05"}, {0.001f, "0.00100000005"},
-               {0.1f, "0.100000001"}, {-2.5f, "-2.5"}, {3.4028234663852886e38f, "3.40282347e+38"},
-               {1.4e-45f, "1.40129846e-45"}, {NAN, "NaN"}, {INFINITY, "Infinity"}, {-INFINITY, "-Infinity"}};
+  } cases[] = {{0.0f, "0"},
+               {-0.0f, "-0"},
+               {1.0f, "1"},
+               {0.5f, "0.5"},
+               {100.0f, "100"},
+               {1e9f, "1e+09"},
+               {123456792.0f, "123456792"},
+               {0.0001f, "9.99999975e-05"},
+               {0.001f, "0.00100000005"},
+               {0.1f, "0.100000001"},
+               {-2.5f, "-2.5"},
+               {3.4028234663852886e38f, "3.40282347e+38"},
+               {1.4e-45f, "1.40129846e-45"},
+               {NAN, "NaN"},
+               {INFINITY, "Infinity"},
+               {-INFINITY, "-Infinity"}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     size_t n = http_format_f32(cases[i].v, out);
     out[n] = '\0';
@@ -279,8 +291,8 @@ static void test_bytes_strings(void **state) {
   (void)state;
   size_t size;
   unsigned char *b = parse_ok("[\"abc\", \"\", \"\\u00e9\\n\\\"\\ud83d\\ude00\"]", INFERD_TYPE_BYTES, 3, &size);
-  const unsigned char want[] = {3, 0, 0, 0, 'a', 'b', 'c', 0, 0, 0, 0, 8, 0, 0, 0, 0xc3, 0xa9, '\n', '"', 0xf0,
-                                0x9f, 0x98, 0x80};
+  const unsigned char want[] = {3, 0, 0, 0,    'a',  'b',  'c', 0,    0,    0,    0,   8,
+                                0, 0, 0, 0xc3, 0xa9, '\n', '"', 0xf0, 0x9f, 0x98, 0x80};
   assert_int_equal(size, sizeof(want));
   assert_memory_equal(b, want, sizeof(want));
   free(b);
@@ -314,10 +326,14 @@ static void test_counts_and_malformed_arrays(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fp32_flat_and_nested),      cmocka_unit_test(test_integers_every_type),
-      cmocka_unit_test(test_integer_bounds),            cmocka_unit_test(test_float_special_values),
-      cmocka_unit_test(test_half_and_bfloat16),         cmocka_unit_test(test_float_printing_round_trips),
-      cmocka_unit_test(test_float_parsing_matches_strtod), cmocka_unit_test(test_bytes_strings),
+      cmocka_unit_test(test_fp32_flat_and_nested),
+      cmocka_unit_test(test_integers_every_type),
+      cmocka_unit_test(test_integer_bounds),
+      cmocka_unit_test(test_float_special_values),
+      cmocka_unit_test(test_half_and_bfloat16),
+      cmocka_unit_test(test_float_printing_round_trips),
+      cmocka_unit_test(test_float_parsing_matches_strtod),
+      cmocka_unit_test(test_bytes_strings),
       cmocka_unit_test(test_counts_and_malformed_arrays),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

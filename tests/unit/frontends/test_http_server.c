@@ -283,9 +283,10 @@ static void test_infer_json_and_keep_alive(void **state) {
 
 static void test_infer_binary(void **state) {
   (void)state;
-  const char *json = "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"INT32\",\"parameters\":"
-                     "{\"binary_data_size\":12}},{\"name\":\"B\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2]}],"
-                     "\"outputs\":[{\"name\":\"OUT_A\",\"parameters\":{\"binary_data\":true}},{\"name\":\"OUT_B\"}]}";
+  const char *json =
+      "{\"inputs\":[{\"name\":\"A\",\"shape\":[3],\"datatype\":\"INT32\",\"parameters\":"
+      "{\"binary_data_size\":12}},{\"name\":\"B\",\"shape\":[2],\"datatype\":\"FP32\",\"data\":[1,2]}],"
+      "\"outputs\":[{\"name\":\"OUT_A\",\"parameters\":{\"binary_data\":true}},{\"name\":\"OUT_B\"}]}";
   const int32_t a[3] = {5, -6, 7};
   const size_t jl = strlen(json);
   unsigned char body[512];
