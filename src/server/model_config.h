@@ -152,7 +152,7 @@ typedef struct model_warmup {
   uint32_t count; /* executions of this sample; 0 means once */
 } model_warmup;
 
-typedef struct model_config_locations model_config_locations;
+typedef struct model_config_private model_config_private;
 
 typedef struct model_config {
   char *name;
@@ -179,14 +179,14 @@ typedef struct model_config {
   bool has_other_scheduler;
 
   /* Messages about ignored fields, "file:line:col: field 'x' is ...", for the
-   * caller to log. */
+   * caller to log; a file with very many gets the first few and a count. */
   char **warnings;
   int warning_count;
 
   /* Where things came from, for messages: the source name given to the
-   * parser and the line:column of each field read. Private. */
+   * parser, and (private) the line:column of each field read. */
   char *source;
-  model_config_locations *locations;
+  model_config_private *private_data;
 } model_config;
 
 /* An empty configuration (as if config.pbtxt were absent); `source` names it

@@ -435,6 +435,100 @@ static inferd_error *map_string_key(reader *r, const pbtxt_node *key_node, const
   return NULL;
 }
 
+/* ---- repeated map keys ----
+ * Protobuf keeps the last value given for a key. Entries are appended as
+ * read and the overridden ones dropped afterwards, by sorting the keys once,
+ * so a file of many entries costs n log n rather than n squared. */
+typedef struct map_key {
+  const char *text; /* string keys; NULL for numeric ones */
+  uint64_t number;
+  int index;
+} map_key;
+
+static int compare_map_keys(const void *a, const void *b) {
+  const map_key *x = a, *y = b;
+  int c = x->text ? strcmp(x->text, y->text) : (x->number > y->number) - (x->number < y->number);
+  return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* Sets drop[i] for every entry whose key comes again later. */
+static inferd_error *find_overridden(const reader *r, map_key *keys, int n, bool **drop) {
+  *drop = NULL;
+  if (n < 2) return NULL;
+  *drop = mem_try_zalloc((size_t)n, sizeof(bool));
+  if (!*drop) return model_config__no_memory(r->cfg);
+  qsort(keys, (size_t)n, sizeof(*keys), compare_map_keys);
+  for (int i = 0; i + 1 < n; i++) {
+    bool same = keys[i].text ? strcmp(keys[i].text, keys[i + 1].text) == 0 : keys[i].number == keys[i + 1].number;
+    if (same) (*drop)[keys[i].index] = true;
+  }
+  return NULL;
+}
+
+static inferd_error *dedupe_parameters(const reader *r, model_config *c) {
+  if (c->parameter_count < 2) return NULL;
+  map_key *keys = mem_try_alloc((size_t)c->parameter_count, sizeof(*keys));
+  if (!keys) return model_config__no_memory(r->cfg);
+  for (int i = 0; i < c->parameter_count; i++) keys[i] = (map_key){.text = c->parameters[i].key, .index = i};
+  bool *drop;
+  inferd_error *err = find_overridden(r, keys, c->parameter_count, &drop);
+  free(keys);
+  if (err) return err;
+  int n = 0;
+  for (int i = 0; i < c->parameter_count; i++) {
+    if (drop[i]) {
+      free(c->parameters[i].key);
+      free(c->parameters[i].string_value);
+    } else {
+      c->parameters[n++] = c->parameters[i];
+    }
+  }
+  c->parameter_count = n;
+  free(drop);
+  return NULL;
+}
+
+static inferd_error *dedupe_priority_policies(const reader *r, model_dynamic_batching *d) {
+  if (d->priority_queue_policy_count < 2) return NULL;
+  map_key *keys = mem_try_alloc((size_t)d->priority_queue_policy_count, sizeof(*keys));
+  if (!keys) return model_config__no_memory(r->cfg);
+  for (int i = 0; i < d->priority_queue_policy_count; i++)
+    keys[i] = (map_key){.number = d->priority_queue_policies[i].priority_level, .index = i};
+  bool *drop;
+  inferd_error *err = find_overridden(r, keys, d->priority_queue_policy_count, &drop);
+  free(keys);
+  if (err) return err;
+  int n = 0;
+  for (int i = 0; i < d->priority_queue_policy_count; i++)
+    if (!drop[i]) d->priority_queue_policies[n++] = d->priority_queue_policies[i];
+  d->priority_queue_policy_count = n;
+  free(drop);
+  return NULL;
+}
+
+static inferd_error *dedupe_warmup_inputs(const reader *r, model_warmup *w) {
+  if (w->input_count < 2) return NULL;
+  map_key *keys = mem_try_alloc((size_t)w->input_count, sizeof(*keys));
+  if (!keys) return model_config__no_memory(r->cfg);
+  for (int i = 0; i < w->input_count; i++) keys[i] = (map_key){.text = w->inputs[i].name, .index = i};
+  bool *drop;
+  inferd_error *err = find_overridden(r, keys, w->input_count, &drop);
+  free(keys);
+  if (err) return err;
+  int n = 0;
+  for (int i = 0; i < w->input_count; i++) {
+    if (drop[i]) {
+      free(w->inputs[i].name);
+      free(w->inputs[i].input_data_file);
+    } else {
+      w->inputs[n++] = w->inputs[i];
+    }
+  }
+  w->input_count = n;
+  free(drop);
+  return NULL;
+}
+
 /* ---- messages ---- */
 
 static inferd_error *read_dims_message(reader *r, const pbtxt_node *msg, const char *field, int64_t *dims,
@@ -638,10 +732,7 @@ static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, c
   }
   size_t mark = path_push(r, "[%llu]", (unsigned long long)level);
   locate_element(r, entry);
-  model_priority_queue_policy *p = NULL;
-  for (int i = 0; i < d->priority_queue_policy_count; i++)
-    if (d->priority_queue_policies[i].priority_level == level) p = &d->priority_queue_policies[i];
-  if (!p) p = &d->priority_queue_policies[d->priority_queue_policy_count++];
+  model_priority_queue_policy *p = &d->priority_queue_policies[d->priority_queue_policy_count++];
   p->priority_level = level;
   ERR_TRY(read_queue_policy(r, value, &p->policy));
   path_pop(r, mark);
@@ -687,7 +778,7 @@ static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, mod
     }
     path_pop(r, mark);
   }
-  return NULL;
+  return dedupe_priority_policies(r, d);
 }
 
 static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
@@ -697,13 +788,8 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
   locate_element(r, entry);
-  model_parameter *p = NULL;
-  for (int i = 0; i < c->parameter_count; i++)
-    if (strcmp(c->parameters[i].key, key) == 0) p = &c->parameters[i]; /* the last one wins, as in protobuf */
-  if (!p) {
-    p = &c->parameters[c->parameter_count++];
-    ERR_TRY(set_string(r, &p->key, key));
-  }
+  model_parameter *p = &c->parameters[c->parameter_count++];
+  ERR_TRY(set_string(r, &p->key, key));
   ERR_TRY(set_string(r, &p->string_value, ""));
   if (value) {
     ERR_TRY(expect_message(r, value));
@@ -730,17 +816,8 @@ static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, cons
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
   locate_element(r, entry);
-  model_warmup_input *in = NULL;
-  for (int i = 0; i < w->input_count; i++)
-    if (strcmp(w->inputs[i].name, key) == 0) in = &w->inputs[i];
-  if (in) {
-    free(in->input_data_file);
-    char *name = in->name;
-    *in = (model_warmup_input){.name = name};
-  } else {
-    in = &w->inputs[w->input_count++];
-    ERR_TRY(set_string(r, &in->name, key));
-  }
+  model_warmup_input *in = &w->inputs[w->input_count++];
+  ERR_TRY(set_string(r, &in->name, key));
   ERR_TRY(set_string(r, &in->input_data_file, ""));
   const char *source = NULL;
   if (value) {
@@ -809,7 +886,7 @@ static inferd_error *read_warmup(reader *r, const pbtxt_node *msg, model_warmup 
     }
     path_pop(r, mark);
   }
-  return NULL;
+  return dedupe_warmup_inputs(r, w);
 }
 
 /* Enters entry `*count` of a repeated message field and advances *count. */
@@ -892,6 +969,8 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
   model_config *c = model_config_new(doc->source);
   reader r = {.doc = doc, .cfg = c};
   inferd_error *err = read_config(&r, doc->root);
+  model_config__finish_warnings(c);
+  if (!err) err = dedupe_parameters(&r, c);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

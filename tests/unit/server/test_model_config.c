@@ -371,6 +371,18 @@ static void test_unknown_fields_are_skipped_with_warnings(void **state) {
   model_config_free(c);
 }
 
+static void test_many_warnings_are_summed_up(void **state) {
+  (void)state;
+  char text[4096] = "";
+  for (int i = 0; i < 100; i++) snprintf(text + strlen(text), sizeof(text) - strlen(text), "unknown_%d: 1\n", i);
+  model_config *c = parse_ok(text);
+  assert_int_equal(c->warning_count, 33);
+  assert_string_equal(c->warnings[0],
+                      "config.pbtxt:1:1: field 'unknown_0' is not a Triton model configuration field and is ignored");
+  assert_string_equal(c->warnings[32], "config.pbtxt: 68 more ignored fields are not listed");
+  model_config_free(c);
+}
+
 static void test_load_from_file(void **state) {
   (void)state;
   char path[] = "/tmp/inferd_config_XXXXXX";
@@ -451,6 +463,7 @@ int main(void) {
       cmocka_unit_test(test_parse_json_forms),
       cmocka_unit_test(test_parse_json_errors),
       cmocka_unit_test(test_unknown_fields_are_skipped_with_warnings),
+      cmocka_unit_test(test_many_warnings_are_summed_up),
       cmocka_unit_test(test_load_from_file),
       cmocka_unit_test(test_labels),
       cmocka_unit_test(test_names),
