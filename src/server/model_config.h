@@ -202,8 +202,10 @@ inferd_error *model_config_parse(const char *text, size_t len, const char *sourc
 
 /* Parses Triton's JSON form (the load-with-config-override API). Keys,
  * defaults and validation are those of the text form; int64 values may be
- * numbers or strings, enums names or numbers, as in protobuf's JSON mapping. */
-inferd_error *model_config_parse_json(const char *json, size_t len, model_config **config);
+ * numbers or strings, enums names (any case) or numbers, as in protobuf's
+ * JSON mapping. `source` names the text in messages (NULL: "config JSON");
+ * JSON values carry no line numbers, so only syntax errors have them. */
+inferd_error *model_config_parse_json(const char *json, size_t len, const char *source, model_config **config);
 
 /* Checks everything that can be checked without the model. Parsing already
  * calls it; completion calls it again once max_batch_size is settled. */

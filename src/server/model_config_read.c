@@ -183,17 +183,18 @@ static void skip_field(reader *r, const pbtxt_node *n, const char *const *ignore
 
 /* ---- scalars ---- */
 
-/* Protobuf text integers: decimal, 0x hex, 0 octal, optional '-'. Values
- * beyond int64 are refused even for uint64 fields: JSON output goes through
- * int64, and no sensible setting needs more. */
-static bool parse_integer(const char *s, int64_t *out) {
+/* Integers: decimal with an optional '-', and in text format also 0x hex
+ * and 0 octal (JSON is decimal only). Values beyond int64 are refused even
+ * for uint64 fields: JSON output goes through int64, and no sensible setting
+ * needs more. */
+static bool parse_integer(const char *s, bool text_format, int64_t *out) {
   bool negative = *s == '-';
   if (negative) s++;
   unsigned base = 10;
-  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+  if (text_format && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
     base = 16;
     s += 2;
-  } else if (s[0] == '0' && s[1]) {
+  } else if (text_format && s[0] == '0' && s[1]) {
     base = 8;
     s++;
   }
@@ -225,7 +226,7 @@ static inferd_error *read_int(const reader *r, const pbtxt_node *n, int64_t min,
   if (!textual)
     return node_error(r, n, "field '%s' expects an integer, got %s", r->path, pbtxt_kind_name(n->kind));
   int64_t v;
-  bool ok = parse_integer(n->text, &v);
+  bool ok = parse_integer(n->text, !r->doc->json, &v);
   if (!ok && r->doc->json) {
     /* Protobuf's JSON mapping takes integral reals such as 3.0 or 1e3. */
     char *end;
@@ -316,7 +317,7 @@ static inferd_error *read_enum(const reader *r, const pbtxt_node *n, const enum_
     }
   } else if (n->kind == PBTXT_NUMBER) {
     int64_t number;
-    if (parse_integer(n->text, &number))
+    if (parse_integer(n->text, !r->doc->json, &number))
       for (const enum_value *v = values; v->name; v++)
         if (v->value == number) {
           *out = v->ours;
@@ -726,7 +727,7 @@ static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, c
     ERR_TRY(read_uint64(r, key_node, &level));
   } else if (key) {
     int64_t v;
-    if (!parse_integer(key, &v) || v < 0)
+    if (!parse_integer(key, false, &v) || v < 0)
       return model_config__error(r->cfg, NULL, "the keys of '%s' must be priority levels, got '%.64s'", r->path, key);
     level = (uint64_t)v;
   }

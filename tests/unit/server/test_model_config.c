@@ -255,7 +255,7 @@ static void test_round_trip_through_json(void **state) {
   char *text = NULL;
   assert_no_error(model_config_to_json(a, &text));
   model_config *b = NULL;
-  assert_no_error(model_config_parse_json(text, strlen(text), &b));
+  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &b));
   /* Everything Triton prints that inferd ignores is printed empty, so reading
    * our own JSON back warns about nothing. */
   for (int i = 0; i < b->warning_count; i++) print_message("warning: %s\n", b->warnings[i]);
@@ -276,7 +276,7 @@ static void test_parse_json_forms(void **state) {
    * in any case (Triton parses them case-insensitively), nulls as absent. */
   const char *json =
       "{\"name\": \"m\", \"max_batch_size\": 4, \"platform\": null,"
-      " \"input\": [{\"name\": \"x\", \"data_type\": 11, \"dims\": [\"3\", -1, 2.0]}],"
+      " \"input\": [{\"name\": \"x\", \"data_type\": 11, \"dims\": [\"3\", -1, 2.0, \"010\"]}],"
       " \"output\": [{\"name\": \"y\", \"data_type\": \"type_int64\", \"dims\": [1]}],"
       " \"dynamic_batching\": {\"max_queue_delay_microseconds\": \"250\", \"priority_levels\": 2,"
       "   \"default_priority_level\": 1, \"priority_queue_policy\": {\"2\": {\"max_queue_size\": 5}}},"
@@ -285,13 +285,14 @@ static void test_parse_json_forms(void **state) {
       " \"optimization\": {\"priority\": \"PRIORITY_DEFAULT\"}, \"runtime\": \"\", \"batch_input\": [],"
       " \"not_triton\": 1}";
   model_config *c = NULL;
-  assert_no_error(model_config_parse_json(json, strlen(json), &c));
+  assert_no_error(model_config_parse_json(json, strlen(json), NULL, &c));
   assert_string_equal(c->platform, "");
   assert_int_equal(c->inputs[0].datatype, INFERD_TYPE_FP32);
-  assert_int_equal(c->inputs[0].rank, 3);
+  assert_int_equal(c->inputs[0].rank, 4);
   assert_int_equal(c->inputs[0].dims[0], 3);
   assert_int_equal(c->inputs[0].dims[1], -1);
   assert_int_equal(c->inputs[0].dims[2], 2);
+  assert_int_equal(c->inputs[0].dims[3], 10); /* JSON numbers are decimal, even with a leading 0 */
   assert_int_equal(c->outputs[0].datatype, INFERD_TYPE_INT64);
   assert_int_equal(c->dynamic_batching.max_queue_delay_microseconds, 250);
   assert_int_equal(c->dynamic_batching.priority_queue_policies[0].priority_level, 2);
@@ -307,7 +308,7 @@ static void test_parse_json_forms(void **state) {
 
 static void json_fails(const char *json, const char *expected) {
   model_config *c = NULL;
-  assert_error_contains(model_config_parse_json(json, strlen(json), &c), expected);
+  assert_error_contains(model_config_parse_json(json, strlen(json), NULL, &c), expected);
   assert_null(c);
 }
 

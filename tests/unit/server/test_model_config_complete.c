@@ -77,7 +77,7 @@ static void test_complete_empty_config(void **state) {
   char *json = NULL;
   assert_no_error(model_config_to_json(c, &json));
   model_config *again = NULL;
-  assert_no_error(model_config_parse_json(json, strlen(json), &again));
+  assert_no_error(model_config_parse_json(json, strlen(json), NULL, &again));
   assert_configs_equal(c, again);
   assert_no_error(model_config_complete(again, "resnet", &resnet, true));
   assert_configs_equal(c, again);
@@ -254,7 +254,7 @@ static void test_mismatches_with_the_model(void **state) {
 
   /* A JSON override is checked the same way, without line numbers. */
   const char *json = "{\"input\": [{\"name\": \"data\", \"data_type\": \"TYPE_INT8\"}]}";
-  assert_no_error(model_config_parse_json(json, strlen(json), &c));
+  assert_no_error(model_config_parse_json(json, strlen(json), NULL, &c));
   assert_error_contains(model_config_complete(c, "resnet", &resnet, false),
                         "config JSON: input 'data': data_type TYPE_INT8 does not match the model's TYPE_FP32");
   model_config_free(c);

@@ -35,7 +35,7 @@ static void check_json_round_trip(const model_config *c) {
   char *json = NULL;
   assert_no_error(model_config_to_json(c, &json));
   model_config *back = NULL;
-  inferd_error *e = model_config_parse_json(json, strlen(json), &back);
+  inferd_error *e = model_config_parse_json(json, strlen(json), NULL, &back);
   if (e) fail_msg("the JSON of a completed config does not parse: %s\n%s", inferd_error_message(e), json);
   assert_configs_equal(c, back);
   free(json);
@@ -48,7 +48,7 @@ static void check_text(const char *text, size_t len, bool json) {
   char *copy = malloc(len ? len : 1);
   memcpy(copy, text, len);
   model_config *c = NULL;
-  inferd_error *e = json ? model_config_parse_json(copy, len, &c) : model_config_parse(copy, len, "fuzz.pbtxt", &c);
+  inferd_error *e = json ? model_config_parse_json(copy, len, NULL, &c) : model_config_parse(copy, len, "fuzz.pbtxt", &c);
   free(copy);
   if (e) {
     assert_null(c);
@@ -89,9 +89,12 @@ static void mutate(char *buf, size_t *len, size_t cap) {
   int edits = 1 + (int)(next_random() % 4);
   for (int i = 0; i < edits && *len > 0; i++) {
     size_t at = next_random() % *len;
-    switch (next_random() % 4) {
+    switch (next_random() % 5) {
       case 0: /* replace a byte */
         buf[at] = alphabet[next_random() % (sizeof(alphabet) - 1)];
+        break;
+      case 4: /* a NUL byte */
+        buf[at] = 0;
         break;
       case 1: { /* delete a span */
         size_t n = 1 + next_random() % 16;
@@ -161,7 +164,7 @@ static void test_large_inputs(void **state) {
   inferd_error *e = model_config_parse(big, huge, "huge.pbtxt", &c);
   assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_TOO_LARGE);
   inferd_error_delete(e);
-  e = model_config_parse_json(big, huge, &c);
+  e = model_config_parse_json(big, huge, NULL, &c);
   assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_TOO_LARGE);
   inferd_error_delete(e);
   free(big);
