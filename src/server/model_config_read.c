@@ -452,82 +452,62 @@ static int compare_map_keys(const void *a, const void *b) {
   return c ? c : (x->index > y->index) - (x->index < y->index);
 }
 
-/* Sets drop[i] for every entry whose key comes again later. */
-static inferd_error *find_overridden(const reader *r, map_key *keys, int n, bool **drop) {
-  *drop = NULL;
+typedef map_key (*map_key_fn)(const void *item);
+typedef void (*map_release_fn)(void *item);
+
+/* Removes from items[0..*count) (each `size` bytes) every entry whose key
+ * comes again later, releasing it; the others keep their order. */
+static inferd_error *drop_overridden(const reader *r, void *items, int *count, size_t size, map_key_fn key_of,
+                                     map_release_fn release) {
+  int n = *count;
   if (n < 2) return NULL;
-  *drop = mem_try_zalloc((size_t)n, sizeof(bool));
-  if (!*drop) return model_config__no_memory(r->cfg);
+  map_key *keys = mem_try_alloc((size_t)n, sizeof(*keys));
+  bool *drop = mem_try_zalloc((size_t)n, sizeof(bool));
+  if (!keys || !drop) {
+    free(keys);
+    free(drop);
+    return model_config__no_memory(r->cfg);
+  }
+  char *base = items;
+  for (int i = 0; i < n; i++) {
+    keys[i] = key_of(base + (size_t)i * size);
+    keys[i].index = i;
+  }
   qsort(keys, (size_t)n, sizeof(*keys), compare_map_keys);
   for (int i = 0; i + 1 < n; i++) {
     bool same = keys[i].text ? strcmp(keys[i].text, keys[i + 1].text) == 0 : keys[i].number == keys[i + 1].number;
-    if (same) (*drop)[keys[i].index] = true;
+    if (same) drop[keys[i].index] = true;
   }
-  return NULL;
-}
-
-static inferd_error *dedupe_parameters(const reader *r, model_config *c) {
-  if (c->parameter_count < 2) return NULL;
-  map_key *keys = mem_try_alloc((size_t)c->parameter_count, sizeof(*keys));
-  if (!keys) return model_config__no_memory(r->cfg);
-  for (int i = 0; i < c->parameter_count; i++) keys[i] = (map_key){.text = c->parameters[i].key, .index = i};
-  bool *drop;
-  inferd_error *err = find_overridden(r, keys, c->parameter_count, &drop);
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    if (drop[i])
+      release(base + (size_t)i * size);
+    else if (kept++ != i)
+      memcpy(base + (size_t)(kept - 1) * size, base + (size_t)i * size, size);
+  }
+  *count = kept;
   free(keys);
-  if (err) return err;
-  int n = 0;
-  for (int i = 0; i < c->parameter_count; i++) {
-    if (drop[i]) {
-      free(c->parameters[i].key);
-      free(c->parameters[i].string_value);
-    } else {
-      c->parameters[n++] = c->parameters[i];
-    }
-  }
-  c->parameter_count = n;
   free(drop);
   return NULL;
 }
 
-static inferd_error *dedupe_priority_policies(const reader *r, model_dynamic_batching *d) {
-  if (d->priority_queue_policy_count < 2) return NULL;
-  map_key *keys = mem_try_alloc((size_t)d->priority_queue_policy_count, sizeof(*keys));
-  if (!keys) return model_config__no_memory(r->cfg);
-  for (int i = 0; i < d->priority_queue_policy_count; i++)
-    keys[i] = (map_key){.number = d->priority_queue_policies[i].priority_level, .index = i};
-  bool *drop;
-  inferd_error *err = find_overridden(r, keys, d->priority_queue_policy_count, &drop);
-  free(keys);
-  if (err) return err;
-  int n = 0;
-  for (int i = 0; i < d->priority_queue_policy_count; i++)
-    if (!drop[i]) d->priority_queue_policies[n++] = d->priority_queue_policies[i];
-  d->priority_queue_policy_count = n;
-  free(drop);
-  return NULL;
+static map_key parameter_key(const void *item) { return (map_key){.text = ((const model_parameter *)item)->key}; }
+static void parameter_release(void *item) {
+  model_parameter *p = item;
+  free(p->key);
+  free(p->string_value);
 }
 
-static inferd_error *dedupe_warmup_inputs(const reader *r, model_warmup *w) {
-  if (w->input_count < 2) return NULL;
-  map_key *keys = mem_try_alloc((size_t)w->input_count, sizeof(*keys));
-  if (!keys) return model_config__no_memory(r->cfg);
-  for (int i = 0; i < w->input_count; i++) keys[i] = (map_key){.text = w->inputs[i].name, .index = i};
-  bool *drop;
-  inferd_error *err = find_overridden(r, keys, w->input_count, &drop);
-  free(keys);
-  if (err) return err;
-  int n = 0;
-  for (int i = 0; i < w->input_count; i++) {
-    if (drop[i]) {
-      free(w->inputs[i].name);
-      free(w->inputs[i].input_data_file);
-    } else {
-      w->inputs[n++] = w->inputs[i];
-    }
-  }
-  w->input_count = n;
-  free(drop);
-  return NULL;
+static map_key priority_policy_key(const void *item) {
+  return (map_key){.number = ((const model_priority_queue_policy *)item)->priority_level};
+}
+static void priority_policy_release(void *item) { (void)item; }
+
+static map_key warmup_input_key(const void *item) { return (map_key){.text = ((const model_warmup_input *)item)->name}; }
+static void warmup_input_release(void *item) {
+  model_warmup_input *in = item;
+  free(in->name);
+  free(in->input_data_file);
 }
 
 /* ---- messages ---- */
@@ -779,7 +759,8 @@ static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, mod
     }
     path_pop(r, mark);
   }
-  return dedupe_priority_policies(r, d);
+  return drop_overridden(r, d->priority_queue_policies, &d->priority_queue_policy_count,
+                         sizeof(*d->priority_queue_policies), priority_policy_key, priority_policy_release);
 }
 
 static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
@@ -887,7 +868,8 @@ static inferd_error *read_warmup(reader *r, const pbtxt_node *msg, model_warmup 
     }
     path_pop(r, mark);
   }
-  return dedupe_warmup_inputs(r, w);
+  return drop_overridden(r, w->inputs, &w->input_count, sizeof(*w->inputs), warmup_input_key,
+                         warmup_input_release);
 }
 
 /* Enters entry `*count` of a repeated message field and advances *count. */
@@ -971,7 +953,9 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
   reader r = {.doc = doc, .cfg = c};
   inferd_error *err = read_config(&r, doc->root);
   model_config__finish_warnings(c);
-  if (!err) err = dedupe_parameters(&r, c);
+  if (!err)
+    err = drop_overridden(&r, c->parameters, &c->parameter_count, sizeof(*c->parameters), parameter_key,
+                          parameter_release);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

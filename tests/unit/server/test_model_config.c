@@ -158,6 +158,25 @@ static void test_syntax_variants(void **state) {
   assert_string_equal(c->parameters[1].key, "empty_value");
   assert_string_equal(c->parameters[1].string_value, "");
   model_config_free(c);
+
+  c = parse_ok("dynamic_batching { priority_levels: 3 default_priority_level: 1\n"
+               "  priority_queue_policy { key: 2 value { max_queue_size: 1 } }\n"
+               "  priority_queue_policy { key: 1 value { } }\n"
+               "  priority_queue_policy { key: 2 value { max_queue_size: 9 } } }\n"
+               "model_warmup { name: \"w\" batch_size: 1\n"
+               "  inputs { key: \"a\" value { data_type: TYPE_FP32 zero_data: true } }\n"
+               "  inputs { key: \"b\" value { data_type: TYPE_FP32 zero_data: true } }\n"
+               "  inputs { key: \"a\" value { data_type: TYPE_INT8 input_data_file: \"a.bin\" } } }\n");
+  assert_int_equal(c->dynamic_batching.priority_queue_policy_count, 2);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[0].priority_level, 1);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[1].priority_level, 2);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[1].policy.max_queue_size, 9);
+  assert_int_equal(c->warmups[0].input_count, 2);
+  assert_string_equal(c->warmups[0].inputs[0].name, "b");
+  assert_string_equal(c->warmups[0].inputs[1].name, "a");
+  assert_int_equal(c->warmups[0].inputs[1].datatype, INFERD_TYPE_INT8);
+  assert_string_equal(c->warmups[0].inputs[1].input_data_file, "a.bin");
+  model_config_free(c);
 }
 
 /* ---- JSON ---- */
