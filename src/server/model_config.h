@@ -194,7 +194,8 @@ typedef struct model_config {
 model_config *model_config_new(const char *source);
 
 /* Reads and parses a config.pbtxt file. NOT_FOUND when the file is absent,
- * IO when it cannot be read. */
+ * IO when it cannot be read, TOO_LARGE past 1 MiB (PBTXT_MAX_INPUT_BYTES);
+ * syntax, type and validation errors are INVALID_ARG "path:line:col: ...". */
 inferd_error *model_config_load(const char *path, model_config **config);
 
 /* Parses text format; `source` names the text in messages (e.g. its path). */

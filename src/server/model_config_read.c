@@ -2,9 +2,10 @@
  * Reads a pbtxt tree (parsed from config.pbtxt, or converted from JSON) into
  * a model_config, message by message as model_config.proto lays them out.
  *
- * Each message reader walks its fields once. Known fields are type-checked
- * (a string where an integer belongs, an unknown enum value, a list for a
- * single field, a field given twice are errors at the value's line:column);
+ * Each message reader walks its fields once. Known fields are type-checked:
+ * a string where an integer belongs or an unknown enum value is an error at
+ * the value's line:column, a field given twice or with a rival of its oneof
+ * an error at the field's name;
  * a field this reader does not know is skipped with its whole subtree and
  * reported as a warning, worded differently for fields Triton has but inferd
  * ignores and for names Triton does not have at all. Range and consistency
