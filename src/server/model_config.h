@@ -208,8 +208,10 @@ inferd_error *model_config_parse(const char *text, size_t len, const char *sourc
  * JSON values carry no line numbers, so only syntax errors have them. */
 inferd_error *model_config_parse_json(const char *json, size_t len, const char *source, model_config **config);
 
-/* Checks everything that can be checked without the model. Parsing already
- * calls it; completion calls it again once max_batch_size is settled. */
+/* Checks a completed configuration: every rule that needs no model, and
+ * every tensor has data_type and dims. Parsing runs the same rules except
+ * those that wait for completion (missing data_type/dims, and the checks
+ * against max_batch_size when it is absent); completion ends with this. */
 inferd_error *model_config_validate(const model_config *config);
 
 /* What the model says about itself, from its plan. */
