@@ -19,16 +19,31 @@
  * The cap only guards against reading something that is not a label file. */
 #define MODEL_LABELS_MAX_BYTES (64u << 20)
 
+/* Bounds on what a pathological file can make a config hold besides its
+ * values. Real configurations have a few dozen fields; past these counts a
+ * message points at an enclosing field instead, and warnings are summed up. */
+#define MODEL_CONFIG_MAX_LOCATIONS 4096
+#define MODEL_CONFIG_MAX_WARNINGS 32
+
 typedef struct location {
   const char *path; /* in the pool */
   int line, column;
 } location;
 
-struct model_config_locations {
+struct model_config_private {
   mem_pool *pool;
-  location *items;
-  size_t count, capacity;
+  location *locations;
+  size_t location_count, location_capacity;
+  int warnings_not_listed;
 };
+
+static model_config_private *private_of(model_config *c) {
+  if (!c->private_data) {
+    c->private_data = mem_zalloc(sizeof(*c->private_data));
+    c->private_data->pool = mem_pool_new();
+  }
+  return c->private_data;
+}
 
 char *model_config__strndup(const char *s, size_t len) {
   if (len == SIZE_MAX) return NULL;
@@ -100,10 +115,10 @@ void model_config_free(model_config *c) {
   for (int i = 0; i < c->warning_count; i++) free(c->warnings[i]);
   free(c->warnings);
   free(c->source);
-  if (c->locations) {
-    mem_pool_delete(c->locations->pool);
-    free(c->locations->items);
-    free(c->locations);
+  if (c->private_data) {
+    mem_pool_delete(c->private_data->pool);
+    free(c->private_data->locations);
+    free(c->private_data);
   }
   free(c);
 }
@@ -112,22 +127,20 @@ void model_config_free(model_config *c) {
 
 void model_config__locate(model_config *c, const char *path, int line, int column) {
   if (line <= 0) return;
-  if (!c->locations) {
-    c->locations = mem_zalloc(sizeof(*c->locations));
-    c->locations->pool = mem_pool_new();
-  }
-  model_config_locations *l = c->locations;
-  MEM_GROW(l->items, l->capacity, l->count + 1);
-  l->items[l->count++] = (location){mem_pool_strdup(l->pool, path), line, column};
+  model_config_private *p = private_of(c);
+  if (p->location_count >= MODEL_CONFIG_MAX_LOCATIONS) return;
+  MEM_GROW(p->locations, p->location_capacity, p->location_count + 1);
+  p->locations[p->location_count++] = (location){mem_pool_strdup(p->pool, path), line, column};
 }
 
 bool model_config__location(const model_config *c, const char *path, int *line, int *column) {
-  if (!c->locations) return false;
+  const model_config_private *p = c->private_data;
+  if (!p) return false;
   /* The first entry wins: it is where the field was first written. */
-  for (size_t i = 0; i < c->locations->count; i++) {
-    if (strcmp(c->locations->items[i].path, path) == 0) {
-      *line = c->locations->items[i].line;
-      *column = c->locations->items[i].column;
+  for (size_t i = 0; i < p->location_count; i++) {
+    if (strcmp(p->locations[i].path, path) == 0) {
+      *line = p->locations[i].line;
+      *column = p->locations[i].column;
       return true;
     }
   }
@@ -158,6 +171,10 @@ inferd_error *model_config__error(const model_config *c, const char *path, const
 }
 
 void model_config__warn(model_config *c, int line, int column, const char *fmt, ...) {
+  if (c->warning_count >= MODEL_CONFIG_MAX_WARNINGS) {
+    private_of(c)->warnings_not_listed++;
+    return;
+  }
   char msg[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -168,8 +185,17 @@ void model_config__warn(model_config *c, int line, int column, const char *fmt, 
     snprintf(text, sizeof(text), "%s:%d:%d: %s", c->source, line, column, msg);
   else
     snprintf(text, sizeof(text), "%s: %s", c->source, msg);
-  /* Warnings come one per ignored field, so a file cannot make many more of
-   * them than it has bytes; growing one at a time is fine. */
+  /* There are at most MODEL_CONFIG_MAX_WARNINGS + 1: growing one at a time is fine. */
+  c->warnings = mem_realloc(c->warnings, (size_t)(c->warning_count + 1) * sizeof(char *));
+  c->warnings[c->warning_count++] = mem_strdup(text);
+}
+
+void model_config__finish_warnings(model_config *c) {
+  int more = c->private_data ? c->private_data->warnings_not_listed : 0;
+  if (more == 0) return;
+  c->private_data->warnings_not_listed = 0;
+  char text[256];
+  snprintf(text, sizeof(text), "%s: %d more ignored field%s not listed", c->source, more, more == 1 ? " is" : "s are");
   c->warnings = mem_realloc(c->warnings, (size_t)(c->warning_count + 1) * sizeof(char *));
   c->warnings[c->warning_count++] = mem_strdup(text);
 }

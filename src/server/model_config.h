@@ -152,7 +152,7 @@ typedef struct model_warmup {
   uint32_t count; /* executions of this sample; 0 means once */
 } model_warmup;
 
-typedef struct model_config_locations model_config_locations;
+typedef struct model_config_private model_config_private;
 
 typedef struct model_config {
   char *name;
@@ -179,14 +179,14 @@ typedef struct model_config {
   bool has_other_scheduler;
 
   /* Messages about ignored fields, "file:line:col: field 'x' is ...", for the
-   * caller to log. */
+   * caller to log; a file with very many gets the first few and a count. */
   char **warnings;
   int warning_count;
 
   /* Where things came from, for messages: the source name given to the
-   * parser and the line:column of each field read. Private. */
+   * parser, and (private) the line:column of each field read. */
   char *source;
-  model_config_locations *locations;
+  model_config_private *private_data;
 } model_config;
 
 /* An empty configuration (as if config.pbtxt were absent); `source` names it
@@ -194,7 +194,8 @@ typedef struct model_config {
 model_config *model_config_new(const char *source);
 
 /* Reads and parses a config.pbtxt file. NOT_FOUND when the file is absent,
- * IO when it cannot be read. */
+ * IO when it cannot be read, TOO_LARGE past 1 MiB (PBTXT_MAX_INPUT_BYTES);
+ * syntax, type and validation errors are INVALID_ARG "path:line:col: ...". */
 inferd_error *model_config_load(const char *path, model_config **config);
 
 /* Parses text format; `source` names the text in messages (e.g. its path). */
@@ -202,11 +203,15 @@ inferd_error *model_config_parse(const char *text, size_t len, const char *sourc
 
 /* Parses Triton's JSON form (the load-with-config-override API). Keys,
  * defaults and validation are those of the text form; int64 values may be
- * numbers or strings, enums names or numbers, as in protobuf's JSON mapping. */
-inferd_error *model_config_parse_json(const char *json, size_t len, model_config **config);
+ * numbers or strings, enums names (any case) or numbers, as in protobuf's
+ * JSON mapping. `source` names the text in messages (NULL: "config JSON");
+ * JSON values carry no line numbers, so only syntax errors have them. */
+inferd_error *model_config_parse_json(const char *json, size_t len, const char *source, model_config **config);
 
-/* Checks everything that can be checked without the model. Parsing already
- * calls it; completion calls it again once max_batch_size is settled. */
+/* Checks a completed configuration: every rule that needs no model, and
+ * every tensor has data_type and dims. Parsing runs the same rules except
+ * those that wait for completion (missing data_type/dims, and the checks
+ * against max_batch_size when it is absent); completion ends with this. */
 inferd_error *model_config_validate(const model_config *config);
 
 /* What the model says about itself, from its plan. */

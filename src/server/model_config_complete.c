@@ -75,6 +75,8 @@ static inferd_error *fill_dims(const model_config *c, model_tensor_config *t, co
 static inferd_error *check_against_model(const model_config *c, const model_tensor_config *t,
                                          const inferd_tensor_info *m, const char *path, const char *what) {
   char p[96], a[160], b[160], d[160];
+  if (m->rank < 0 || m->rank > INFERD_MAX_RANK)
+    return model_config__error(c, path, "%s '%s': the model's rank %d is not supported", what, t->name, m->rank);
   if (t->datatype != m->datatype) {
     snprintf(p, sizeof(p), "%s.data_type", path);
     return model_config__error(c, p, "%s '%s': data_type %s does not match the model's %s", what, t->name,

@@ -33,6 +33,8 @@ inferd_error *model_config__error(const model_config *config, const char *path, 
 /* Appends a warning "source:line:col: message" (line 0: no location). */
 void model_config__warn(model_config *config, int line, int column, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Adds the count of warnings past the listed maximum, if any. */
+void model_config__finish_warnings(model_config *config);
 
 /* malloc'd copy of s[0..len) or NULL when memory is short. */
 char *model_config__strndup(const char *s, size_t len);

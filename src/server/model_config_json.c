@@ -236,12 +236,10 @@ inferd_error *model_config_to_json(const model_config *c, char **json) {
 
 /* ---- in ---- */
 
-static const char json_source[] = "config JSON";
-
 static inferd_error *convert(pbtxt_doc *doc, pbtxt_node *parent, const char *name, json_t *v, bool in_list,
                              int depth) {
   if (depth > PBTXT_MAX_DEPTH)
-    return err_new(INFERD_ERROR_INVALID_ARG, "%s: objects nested deeper than %d levels", json_source, PBTXT_MAX_DEPTH);
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s: objects nested deeper than %d levels", doc->source, PBTXT_MAX_DEPTH);
   char text[64];
   pbtxt_node *n = NULL;
   switch (json_typeof(v)) {
@@ -255,7 +253,7 @@ static inferd_error *convert(pbtxt_doc *doc, pbtxt_node *parent, const char *nam
     }
     case JSON_ARRAY: {
       if (in_list)
-        return err_new(INFERD_ERROR_INVALID_ARG, "%s: field '%s' holds a list of lists", json_source, name);
+        return err_new(INFERD_ERROR_INVALID_ARG, "%s: field '%s' holds a list of lists", doc->source, name);
       size_t i;
       json_t *element;
       json_array_foreach(v, i, element) ERR_TRY(convert(doc, parent, name, element, true, depth + 1));
@@ -281,19 +279,20 @@ static inferd_error *convert(pbtxt_doc *doc, pbtxt_node *parent, const char *nam
   return NULL;
 }
 
-inferd_error *model_config_parse_json(const char *text, size_t len, model_config **config) {
+inferd_error *model_config_parse_json(const char *text, size_t len, const char *source, model_config **config) {
   *config = NULL;
+  if (!source) source = "config JSON";
   if (len > PBTXT_MAX_INPUT_BYTES)
     return err_new(INFERD_ERROR_TOO_LARGE, "%s: %zu bytes is larger than the %u bytes a configuration may have",
-                   json_source, len, PBTXT_MAX_INPUT_BYTES);
+                   source, len, PBTXT_MAX_INPUT_BYTES);
   json_error_t jerr;
   json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root) return err_new(INFERD_ERROR_INVALID_ARG, "%s:%d:%d: %s", json_source, jerr.line, jerr.column, jerr.text);
+  if (!root) return err_new(INFERD_ERROR_INVALID_ARG, "%s:%d:%d: %s", source, jerr.line, jerr.column, jerr.text);
   if (!json_is_object(root)) {
     json_decref(root);
-    return err_new(INFERD_ERROR_INVALID_ARG, "%s: the configuration must be a JSON object", json_source);
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s: the configuration must be a JSON object", source);
   }
-  pbtxt_doc *doc = pbtxt_doc_new(json_source, true);
+  pbtxt_doc *doc = pbtxt_doc_new(source, true);
   inferd_error *err = NULL;
   const char *key;
   json_t *member;

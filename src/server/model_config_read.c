@@ -2,9 +2,10 @@
  * Reads a pbtxt tree (parsed from config.pbtxt, or converted from JSON) into
  * a model_config, message by message as model_config.proto lays them out.
  *
- * Each message reader walks its fields once. Known fields are type-checked
- * (a string where an integer belongs, an unknown enum value, a list for a
- * single field, a field given twice are errors at the value's line:column);
+ * Each message reader walks its fields once. Known fields are type-checked:
+ * a string where an integer belongs or an unknown enum value is an error at
+ * the value's line:column, a field given twice or with a rival of its oneof
+ * an error at the field's name;
  * a field this reader does not know is skipped with its whole subtree and
  * reported as a warning, worded differently for fields Triton has but inferd
  * ignores and for names Triton does not have at all. Range and consistency
@@ -183,17 +184,18 @@ static void skip_field(reader *r, const pbtxt_node *n, const char *const *ignore
 
 /* ---- scalars ---- */
 
-/* Protobuf text integers: decimal, 0x hex, 0 octal, optional '-'. Values
- * beyond int64 are refused even for uint64 fields: JSON output goes through
- * int64, and no sensible setting needs more. */
-static bool parse_integer(const char *s, int64_t *out) {
+/* Integers: decimal with an optional '-', and in text format also 0x hex
+ * and 0 octal (JSON is decimal only). Values beyond int64 are refused even
+ * for uint64 fields: JSON output goes through int64, and no sensible setting
+ * needs more. */
+static bool parse_integer(const char *s, bool text_format, int64_t *out) {
   bool negative = *s == '-';
   if (negative) s++;
   unsigned base = 10;
-  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+  if (text_format && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
     base = 16;
     s += 2;
-  } else if (s[0] == '0' && s[1]) {
+  } else if (text_format && s[0] == '0' && s[1]) {
     base = 8;
     s++;
   }
@@ -225,7 +227,7 @@ static inferd_error *read_int(const reader *r, const pbtxt_node *n, int64_t min,
   if (!textual)
     return node_error(r, n, "field '%s' expects an integer, got %s", r->path, pbtxt_kind_name(n->kind));
   int64_t v;
-  bool ok = parse_integer(n->text, &v);
+  bool ok = parse_integer(n->text, !r->doc->json, &v);
   if (!ok && r->doc->json) {
     /* Protobuf's JSON mapping takes integral reals such as 3.0 or 1e3. */
     char *end;
@@ -316,7 +318,7 @@ static inferd_error *read_enum(const reader *r, const pbtxt_node *n, const enum_
     }
   } else if (n->kind == PBTXT_NUMBER) {
     int64_t number;
-    if (parse_integer(n->text, &number))
+    if (parse_integer(n->text, !r->doc->json, &number))
       for (const enum_value *v = values; v->name; v++)
         if (v->value == number) {
           *out = v->ours;
@@ -433,6 +435,80 @@ static inferd_error *map_string_key(reader *r, const pbtxt_node *key_node, const
     return key_node ? node_error(r, key_node, "a key of map '%s' is not valid UTF-8", r->path)
                     : model_config__error(r->cfg, NULL, "a key of map '%s' is not valid UTF-8", r->path);
   return NULL;
+}
+
+/* ---- repeated map keys ----
+ * Protobuf keeps the last value given for a key. Entries are appended as
+ * read and the overridden ones dropped afterwards, by sorting the keys once,
+ * so a file of many entries costs n log n rather than n squared. */
+typedef struct map_key {
+  const char *text; /* string keys; NULL for numeric ones */
+  uint64_t number;
+  int index;
+} map_key;
+
+static int compare_map_keys(const void *a, const void *b) {
+  const map_key *x = a, *y = b;
+  int c = x->text ? strcmp(x->text, y->text) : (x->number > y->number) - (x->number < y->number);
+  return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+typedef map_key (*map_key_fn)(const void *item);
+typedef void (*map_release_fn)(void *item);
+
+/* Removes from items[0..*count) (each `size` bytes) every entry whose key
+ * comes again later, releasing it; the others keep their order. */
+static inferd_error *drop_overridden(const reader *r, void *items, int *count, size_t size, map_key_fn key_of,
+                                     map_release_fn release) {
+  int n = *count;
+  if (n < 2) return NULL;
+  map_key *keys = mem_try_alloc((size_t)n, sizeof(*keys));
+  bool *drop = mem_try_zalloc((size_t)n, sizeof(bool));
+  if (!keys || !drop) {
+    free(keys);
+    free(drop);
+    return model_config__no_memory(r->cfg);
+  }
+  char *base = items;
+  for (int i = 0; i < n; i++) {
+    keys[i] = key_of(base + (size_t)i * size);
+    keys[i].index = i;
+  }
+  qsort(keys, (size_t)n, sizeof(*keys), compare_map_keys);
+  for (int i = 0; i + 1 < n; i++) {
+    bool same = keys[i].text ? strcmp(keys[i].text, keys[i + 1].text) == 0 : keys[i].number == keys[i + 1].number;
+    if (same) drop[keys[i].index] = true;
+  }
+  int kept = 0;
+  for (int i = 0; i < n; i++) {
+    if (drop[i])
+      release(base + (size_t)i * size);
+    else if (kept++ != i)
+      memcpy(base + (size_t)(kept - 1) * size, base + (size_t)i * size, size);
+  }
+  *count = kept;
+  free(keys);
+  free(drop);
+  return NULL;
+}
+
+static map_key parameter_key(const void *item) { return (map_key){.text = ((const model_parameter *)item)->key}; }
+static void parameter_release(void *item) {
+  model_parameter *p = item;
+  free(p->key);
+  free(p->string_value);
+}
+
+static map_key priority_policy_key(const void *item) {
+  return (map_key){.number = ((const model_priority_queue_policy *)item)->priority_level};
+}
+static void priority_policy_release(void *item) { (void)item; }
+
+static map_key warmup_input_key(const void *item) { return (map_key){.text = ((const model_warmup_input *)item)->name}; }
+static void warmup_input_release(void *item) {
+  model_warmup_input *in = item;
+  free(in->name);
+  free(in->input_data_file);
 }
 
 /* ---- messages ---- */
@@ -632,16 +708,13 @@ static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, c
     ERR_TRY(read_uint64(r, key_node, &level));
   } else if (key) {
     int64_t v;
-    if (!parse_integer(key, &v) || v < 0)
+    if (!parse_integer(key, false, &v) || v < 0)
       return model_config__error(r->cfg, NULL, "the keys of '%s' must be priority levels, got '%.64s'", r->path, key);
     level = (uint64_t)v;
   }
   size_t mark = path_push(r, "[%llu]", (unsigned long long)level);
   locate_element(r, entry);
-  model_priority_queue_policy *p = NULL;
-  for (int i = 0; i < d->priority_queue_policy_count; i++)
-    if (d->priority_queue_policies[i].priority_level == level) p = &d->priority_queue_policies[i];
-  if (!p) p = &d->priority_queue_policies[d->priority_queue_policy_count++];
+  model_priority_queue_policy *p = &d->priority_queue_policies[d->priority_queue_policy_count++];
   p->priority_level = level;
   ERR_TRY(read_queue_policy(r, value, &p->policy));
   path_pop(r, mark);
@@ -687,7 +760,8 @@ static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, mod
     }
     path_pop(r, mark);
   }
-  return NULL;
+  return drop_overridden(r, d->priority_queue_policies, &d->priority_queue_policy_count,
+                         sizeof(*d->priority_queue_policies), priority_policy_key, priority_policy_release);
 }
 
 static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
@@ -697,13 +771,8 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
   locate_element(r, entry);
-  model_parameter *p = NULL;
-  for (int i = 0; i < c->parameter_count; i++)
-    if (strcmp(c->parameters[i].key, key) == 0) p = &c->parameters[i]; /* the last one wins, as in protobuf */
-  if (!p) {
-    p = &c->parameters[c->parameter_count++];
-    ERR_TRY(set_string(r, &p->key, key));
-  }
+  model_parameter *p = &c->parameters[c->parameter_count++];
+  ERR_TRY(set_string(r, &p->key, key));
   ERR_TRY(set_string(r, &p->string_value, ""));
   if (value) {
     ERR_TRY(expect_message(r, value));
@@ -730,17 +799,8 @@ static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, cons
   ERR_TRY(map_string_key(r, key_node, &key));
   size_t mark = path_push(r, "[%.100s]", key);
   locate_element(r, entry);
-  model_warmup_input *in = NULL;
-  for (int i = 0; i < w->input_count; i++)
-    if (strcmp(w->inputs[i].name, key) == 0) in = &w->inputs[i];
-  if (in) {
-    free(in->input_data_file);
-    char *name = in->name;
-    *in = (model_warmup_input){.name = name};
-  } else {
-    in = &w->inputs[w->input_count++];
-    ERR_TRY(set_string(r, &in->name, key));
-  }
+  model_warmup_input *in = &w->inputs[w->input_count++];
+  ERR_TRY(set_string(r, &in->name, key));
   ERR_TRY(set_string(r, &in->input_data_file, ""));
   const char *source = NULL;
   if (value) {
@@ -809,7 +869,8 @@ static inferd_error *read_warmup(reader *r, const pbtxt_node *msg, model_warmup 
     }
     path_pop(r, mark);
   }
-  return NULL;
+  return drop_overridden(r, w->inputs, &w->input_count, sizeof(*w->inputs), warmup_input_key,
+                         warmup_input_release);
 }
 
 /* Enters entry `*count` of a repeated message field and advances *count. */
@@ -892,6 +953,10 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
   model_config *c = model_config_new(doc->source);
   reader r = {.doc = doc, .cfg = c};
   inferd_error *err = read_config(&r, doc->root);
+  model_config__finish_warnings(c);
+  if (!err)
+    err = drop_overridden(&r, c->parameters, &c->parameter_count, sizeof(*c->parameters), parameter_key,
+                          parameter_release);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

@@ -218,7 +218,7 @@ static inferd_error *lex(parser *ps, token *t) {
                          ps->p);
     ps->p = q;
     t->kind = TOK_NUMBER;
-  } else if (strchr("{}[]<>:,;-", c)) {
+  } else if (c != '\0' && strchr("{}[]<>:,;-", c)) {
     ps->p++;
     t->kind = TOK_PUNCT;
     t->punct = c;

@@ -27,9 +27,10 @@
 #include "inferd.h"
 
 /* Inputs larger than this are refused (TOO_LARGE): real configurations are a
- * few kilobytes, and the bound keeps the tree's pool, which cannot fail,
- * proportional to something small. */
-#define PBTXT_MAX_INPUT_BYTES (4u << 20)
+ * few kilobytes, and the tree takes up to ~100 bytes per value written, so
+ * the bound also bounds its pool (which cannot fail) to about 100 MiB for
+ * the worst file, e.g. a list of a million one-digit numbers. */
+#define PBTXT_MAX_INPUT_BYTES (1u << 20)
 /* Deeper nesting is refused rather than recursed into. */
 #define PBTXT_MAX_DEPTH 64
 

@@ -158,6 +158,25 @@ static void test_syntax_variants(void **state) {
   assert_string_equal(c->parameters[1].key, "empty_value");
   assert_string_equal(c->parameters[1].string_value, "");
   model_config_free(c);
+
+  c = parse_ok("dynamic_batching { priority_levels: 3 default_priority_level: 1\n"
+               "  priority_queue_policy { key: 2 value { max_queue_size: 1 } }\n"
+               "  priority_queue_policy { key: 1 value { } }\n"
+               "  priority_queue_policy { key: 2 value { max_queue_size: 9 } } }\n"
+               "model_warmup { name: \"w\" batch_size: 1\n"
+               "  inputs { key: \"a\" value { data_type: TYPE_FP32 zero_data: true } }\n"
+               "  inputs { key: \"b\" value { data_type: TYPE_FP32 zero_data: true } }\n"
+               "  inputs { key: \"a\" value { data_type: TYPE_INT8 input_data_file: \"a.bin\" } } }\n");
+  assert_int_equal(c->dynamic_batching.priority_queue_policy_count, 2);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[0].priority_level, 1);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[1].priority_level, 2);
+  assert_int_equal(c->dynamic_batching.priority_queue_policies[1].policy.max_queue_size, 9);
+  assert_int_equal(c->warmups[0].input_count, 2);
+  assert_string_equal(c->warmups[0].inputs[0].name, "b");
+  assert_string_equal(c->warmups[0].inputs[1].name, "a");
+  assert_int_equal(c->warmups[0].inputs[1].datatype, INFERD_TYPE_INT8);
+  assert_string_equal(c->warmups[0].inputs[1].input_data_file, "a.bin");
+  model_config_free(c);
 }
 
 /* ---- JSON ---- */
@@ -255,7 +274,7 @@ static void test_round_trip_through_json(void **state) {
   char *text = NULL;
   assert_no_error(model_config_to_json(a, &text));
   model_config *b = NULL;
-  assert_no_error(model_config_parse_json(text, strlen(text), &b));
+  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &b));
   /* Everything Triton prints that inferd ignores is printed empty, so reading
    * our own JSON back warns about nothing. */
   for (int i = 0; i < b->warning_count; i++) print_message("warning: %s\n", b->warnings[i]);
@@ -276,7 +295,7 @@ static void test_parse_json_forms(void **state) {
    * in any case (Triton parses them case-insensitively), nulls as absent. */
   const char *json =
       "{\"name\": \"m\", \"max_batch_size\": 4, \"platform\": null,"
-      " \"input\": [{\"name\": \"x\", \"data_type\": 11, \"dims\": [\"3\", -1, 2.0]}],"
+      " \"input\": [{\"name\": \"x\", \"data_type\": 11, \"dims\": [\"3\", -1, 2.0, \"010\"]}],"
       " \"output\": [{\"name\": \"y\", \"data_type\": \"type_int64\", \"dims\": [1]}],"
       " \"dynamic_batching\": {\"max_queue_delay_microseconds\": \"250\", \"priority_levels\": 2,"
       "   \"default_priority_level\": 1, \"priority_queue_policy\": {\"2\": {\"max_queue_size\": 5}}},"
@@ -285,13 +304,14 @@ static void test_parse_json_forms(void **state) {
       " \"optimization\": {\"priority\": \"PRIORITY_DEFAULT\"}, \"runtime\": \"\", \"batch_input\": [],"
       " \"not_triton\": 1}";
   model_config *c = NULL;
-  assert_no_error(model_config_parse_json(json, strlen(json), &c));
+  assert_no_error(model_config_parse_json(json, strlen(json), NULL, &c));
   assert_string_equal(c->platform, "");
   assert_int_equal(c->inputs[0].datatype, INFERD_TYPE_FP32);
-  assert_int_equal(c->inputs[0].rank, 3);
+  assert_int_equal(c->inputs[0].rank, 4);
   assert_int_equal(c->inputs[0].dims[0], 3);
   assert_int_equal(c->inputs[0].dims[1], -1);
   assert_int_equal(c->inputs[0].dims[2], 2);
+  assert_int_equal(c->inputs[0].dims[3], 10); /* JSON numbers are decimal, even with a leading 0 */
   assert_int_equal(c->outputs[0].datatype, INFERD_TYPE_INT64);
   assert_int_equal(c->dynamic_batching.max_queue_delay_microseconds, 250);
   assert_int_equal(c->dynamic_batching.priority_queue_policies[0].priority_level, 2);
@@ -307,7 +327,7 @@ static void test_parse_json_forms(void **state) {
 
 static void json_fails(const char *json, const char *expected) {
   model_config *c = NULL;
-  assert_error_contains(model_config_parse_json(json, strlen(json), &c), expected);
+  assert_error_contains(model_config_parse_json(json, strlen(json), NULL, &c), expected);
   assert_null(c);
 }
 
@@ -368,6 +388,18 @@ static void test_unknown_fields_are_skipped_with_warnings(void **state) {
   assert_true(c->has_other_scheduler);
   assert_int_equal(c->inputs[0].rank, 1);
   assert_int_equal(c->instance_groups[0].count, 1);
+  model_config_free(c);
+}
+
+static void test_many_warnings_are_summed_up(void **state) {
+  (void)state;
+  char text[4096] = "";
+  for (int i = 0; i < 100; i++) snprintf(text + strlen(text), sizeof(text) - strlen(text), "unknown_%d: 1\n", i);
+  model_config *c = parse_ok(text);
+  assert_int_equal(c->warning_count, 33);
+  assert_string_equal(c->warnings[0],
+                      "config.pbtxt:1:1: field 'unknown_0' is not a Triton model configuration field and is ignored");
+  assert_string_equal(c->warnings[32], "config.pbtxt: 68 more ignored fields are not listed");
   model_config_free(c);
 }
 
@@ -451,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_parse_json_forms),
       cmocka_unit_test(test_parse_json_errors),
       cmocka_unit_test(test_unknown_fields_are_skipped_with_warnings),
+      cmocka_unit_test(test_many_warnings_are_summed_up),
       cmocka_unit_test(test_load_from_file),
       cmocka_unit_test(test_labels),
       cmocka_unit_test(test_names),

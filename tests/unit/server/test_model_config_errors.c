@@ -61,6 +61,13 @@ static void test_syntax_errors(void **state) {
   expect_error("3: 4", "config.pbtxt:1:1: expected a field name, got number 3");
   expect_error("[ext.field]: 4", "config.pbtxt:1:1: expected a field name, got '['");
 
+  /* A NUL byte in the text is a bad byte like any other. */
+  model_config *c = NULL;
+  assert_error_contains(model_config_parse("name: \"m\"\n\0x", 12, "config.pbtxt", &c),
+                        "config.pbtxt:2:1: unexpected byte 0x00");
+  assert_error_contains(model_config_parse("name: \"m\0\"", 10, "config.pbtxt", &c),
+                        "config.pbtxt:1:9: strings may not contain NUL bytes");
+
   /* Nesting is bounded, not recursed into without end. */
   char deep[1024] = "";
   for (int i = 0; i < 70; i++) strcat(deep, "a{");
