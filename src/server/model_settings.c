@@ -40,7 +40,7 @@ inferd_error *model_settings_read(const char *model_dir, const char *name, const
   if (n < 0 || (size_t)n >= sizeof(path)) {
     e = err_new(INFERD_ERROR_INVALID_ARG, "model folder path too long");
   } else if (config_json) {
-    e = model_config_parse_json(config_json, strlen(config_json), &s->config);
+    e = model_config_parse_json(config_json, strlen(config_json), "the load request's configuration", &s->config);
   } else {
     e = model_config_load(path, &s->config);
     if (e && inferd_error_code_of(e) == INFERD_ERROR_NOT_FOUND) {
