@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 ifeq ($(ASAN),1)
 all: asan
 unit: asan
-	@cd build-asan && ASAN_OPTIONS=detect_leaks=0 ctest --output-on-failure -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS)
 endif
 
 .PHONY: all build asan test unit clean

@@ -10,10 +10,8 @@ scripts/build.sh --asan || exit 1
 status=0
 echo "== unit and conformance tests (release build)"
 (cd build && ctest --output-on-failure -j "$(nproc)") || status=1
-echo "== unit and conformance tests (ASan+UBSan build)"
-# oneDNN's JIT and OpenMP runtime keep allocations until exit; leaks are
-# checked on our own code by the unit tests' explicit frees, not at exit.
-(cd build-asan && ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1 \
+echo "== unit and conformance tests (ASan+UBSan build, LeakSanitizer on)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$(nproc)") || status=1
 echo "== integration tests (pytest)"
 if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then

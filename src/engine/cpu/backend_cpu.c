@@ -216,7 +216,8 @@ static inferd_error *cpu_context_create(backend_plan *plan, int threads, backend
   if (st != dnnl_success) e = cpu_dnnl_error(st, "creating a stream");
   /* Size the arena for the largest batch now so runs never allocate. */
   int batches[2] = {plan->config.max_batch_size, 1};
-  for (int i = 0; i < 2 && !e; i++) {
+  int n_batches = plan->config.max_batch_size > 1 ? 2 : 1;
+  for (int i = 0; i < n_batches && !e; i++) {
     cpu_program *p;
     e = program_get(plan, batches[i], &p);
     if (!e) e = binding_create(ctx, p, &ctx->bindings[batches[i]]);
