@@ -292,3 +292,41 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     log = s.output()
     assert "SIGTERM" in log
     assert "still in flight" not in log, log
+
+
+DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),
+          ("UINT16", TensorProto.UINT16, np.uint16), ("UINT32", TensorProto.UINT32, np.uint32),
+          ("UINT64", TensorProto.UINT64, np.uint64), ("INT8", TensorProto.INT8, np.int8),
+          ("INT16", TensorProto.INT16, np.int16), ("INT32", TensorProto.INT32, np.int32),
+          ("INT64", TensorProto.INT64, np.int64), ("FP16", TensorProto.FLOAT16, np.float16),
+          ("FP32", TensorProto.FLOAT, np.float32), ("FP64", TensorProto.DOUBLE, np.float64)]
+
+
+@pytest.fixture(scope="module")
+def dtype_server(inferd_bin, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("dtypes") / "models"
+    for name, onnx_type, _ in DTYPES:
+        write_model(repo, f"identity_{name.lower()}", identity_graph(onnx_type, (3,), f"identity_{name}"), None)
+    s = Server(inferd_bin, repo)
+    yield s
+    s.stop()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("name,onnx_type,np_type", DTYPES, ids=[d[0] for d in DTYPES])
+def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, binary):
+    client = httpclient.InferenceServerClient(dtype_server.url)
+    if np_type is np.bool_:
+        x = np.array([[True, False, True], [False, False, True]])
+    elif np.issubdtype(np_type, np.integer):
+        info = np.iinfo(np_type)
+        x = np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
+    else:
+        x = np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+    inp = httpclient.InferInput("INPUT0", list(x.shape), name)
+    inp.set_data_from_numpy(x, binary_data=binary)
+    result = client.infer(f"identity_{name.lower()}", [inp],
+                          outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=binary)])
+    out = result.as_numpy("OUTPUT0")
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(out, x)
