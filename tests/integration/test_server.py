@@ -330,3 +330,68 @@ def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, bina
     out = result.as_numpy("OUTPUT0")
     assert out.dtype == x.dtype
     np.testing.assert_array_equal(out, x)
+
+
+def _resnet_repo(tmp_path, zoo_resnet50, config):
+    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
+    repo = tmp_path / "slow_models"
+    (repo / "resnet50" / "1").mkdir(parents=True)
+    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    (repo / "resnet50" / "config.pbtxt").write_text(config)
+    return repo
+
+
+def _fire(url, n):
+    """n concurrent one-image requests; returns (successes, error messages)."""
+    x = np.zeros((1, 3, 224, 224), dtype=np.float32)
+
+    def one(_):
+        client = httpclient.InferenceServerClient(url)
+        inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(x)
+        try:
+            client.infer("resnet50", [inp])
+            return None
+        except InferenceServerException as e:
+            return f"{e.status()} {e}"
+
+    with concurrent.futures.ThreadPoolExecutor(n) as pool:
+        outcomes = list(pool.map(one, range(n)))
+    return sum(o is None for o in outcomes), [o for o in outcomes if o]
+
+
+RESNET_IO = """
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
+"""
+
+
+def test_queue_full_is_refused_with_503(inferd_bin, tmp_path, zoo_resnet50):
+    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+                        "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n")
+    s = Server(inferd_bin, repo)
+    try:
+        ok, errors = _fire(s.url, 8)
+        assert ok >= 1 and errors, (ok, errors)
+        assert all(e.startswith("503") and "queue" in e and "full" in e for e in errors), errors
+        assert ok + len(errors) == 8
+        assert httpclient.InferenceServerClient(s.url).is_server_ready()
+    finally:
+        s.stop()
+
+
+def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet50):
+    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+                        "dynamic_batching { default_queue_policy { default_timeout_microseconds: 20000 } }\n")
+    s = Server(inferd_bin, repo)
+    try:
+        ok, errors = _fire(s.url, 8)
+        # Each run takes longer than the 20 ms a request may wait, so the
+        # requests behind the first ones expire in the queue.
+        assert ok >= 1 and errors, (ok, errors)
+        assert all(e.startswith("503") and "timed out" in e for e in errors), errors
+        stats = httpclient.InferenceServerClient(s.url).get_inference_statistics("resnet50")["model_stats"][0]
+        assert stats["inference_stats"]["fail"]["count"] == len(errors)
+        assert stats["inference_stats"]["success"]["count"] == ok
+    finally:
+        s.stop()
