@@ -24,6 +24,7 @@ typedef struct instance {
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   inferd_request **batch;  /* requests of the batch being run */
+  bool busy;               /* running a batch, on its thread or a caller's (under lock) */
 } instance;
 
 struct scheduler {
@@ -130,6 +131,11 @@ static int take_batch(instance *inst, inferd_request **expired) {
   scheduler *s = inst->s;
   pthread_mutex_lock(&s->lock);
   for (;;) {
+    if (inst->busy) {
+      /* A caller is running a request on this instance's context. */
+      pthread_cond_wait(&s->work, &s->lock);
+      continue;
+    }
     uint64_t now = clock_now_ns();
     collect_expired(s, now, expired);
     if (*expired) break; /* answer them first, outside the lock */
@@ -167,6 +173,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
     }
     s->queued -= n;
     s->running += n;
+    inst->busy = true;
     /* More work left: wake another idle instance for it. */
     if (first_request(s)) pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);
@@ -338,6 +345,9 @@ static void run_batch(instance *inst, int n) {
   free(errors);
   pthread_mutex_lock(&s->lock);
   s->running -= n;
+  inst->busy = false;
+  /* Work queued while this instance was lent to a caller waits for it. */
+  if (first_request(s)) pthread_cond_broadcast(&s->work);
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -470,16 +480,46 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
   return NULL;
 }
 
-inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
+/* Queue bookkeeping of a request about to be queued or run. */
+static void request_admit(scheduler *s, inferd_request *r) {
   uint64_t now = clock_now_ns();
   r->enqueue_ns = now;
   uint64_t timeout = s->cfg.default_timeout_us;
   if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
   r->deadline_ns = timeout ? now + timeout * 1000 : 0;
-  int level = r->priority ? (int)(r->priority > (uint64_t)s->cfg.priority_levels ? (uint64_t)s->cfg.priority_levels
-                                                                                 : r->priority)
-                          : s->cfg.default_priority_level;
-  r->priority_level = level;
+  uint64_t levels = (uint64_t)s->cfg.priority_levels;
+  r->priority_level = r->priority ? (int)(r->priority > levels ? levels : r->priority) : s->cfg.default_priority_level;
+}
+
+/* Runs shorter than this may run on the caller's thread (see below). */
+enum { INLINE_MAX_RUN_NS = 200000, INLINE_MIN_RUNS = 16 };
+
+bool scheduler_try_inline(scheduler *s, inferd_request *r) {
+  /* Only models whose runs are known to be short: the caller is usually a
+   * network thread, which must not be held up for long. */
+  if (s->cfg.dynamic_batching && s->cfg.max_queue_delay_us > 0) return false; /* it asked to wait for company */
+  uint64_t runs = atomic_load_explicit(&s->stats->compute_infer.count, memory_order_relaxed);
+  uint64_t ns = atomic_load_explicit(&s->stats->compute_infer.ns, memory_order_relaxed);
+  if (runs < INLINE_MIN_RUNS || ns / runs > INLINE_MAX_RUN_NS) return false;
+  pthread_mutex_lock(&s->lock);
+  instance *idle = NULL;
+  if (!s->stopping && s->queued == 0)
+    for (int i = 0; i < s->cfg.instance_count && !idle; i++)
+      if (!s->instances[i].busy) idle = &s->instances[i];
+  if (idle) {
+    idle->busy = true;
+    s->running++;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (!idle) return false;
+  request_admit(s, r);
+  idle->batch[0] = r;
+  run_batch(idle, 1);
+  return true;
+}
+
+inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
+  request_admit(s, r);
   pthread_mutex_lock(&s->lock);
   if (s->stopping) {
     pthread_mutex_unlock(&s->lock);
@@ -490,9 +530,11 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
     return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
                    s->cfg.max_queue_size);
   }
-  queue_push(&s->queues[level - 1], r);
+  queue_push(&s->queues[r->priority_level - 1], r);
   s->queued++;
-  pthread_cond_signal(&s->work);
+  /* Broadcast: an instance lent to a caller ignores the wakeup, and another
+   * idle one must not miss it. */
+  pthread_cond_broadcast(&s->work);
   pthread_mutex_unlock(&s->lock);
   return NULL;
 }

@@ -245,6 +245,7 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   pthread_mutex_lock(&s->flight_lock);
   s->in_flight++;
   pthread_mutex_unlock(&s->flight_lock);
+  if (scheduler_try_inline(mv->sched, r)) return NULL;
   e = scheduler_enqueue(mv->sched, r);
   if (e) {
     r->mv = NULL;

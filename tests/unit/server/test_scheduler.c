@@ -160,10 +160,55 @@ static void test_queue_full_and_timeout(void **state) {
   model_version_release(mv);
 }
 
+static void test_inline_fast_path(void **state) {
+  (void)state;
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .priority_levels = 1, .instance_count = 1,
+                          .threads_per_instance = 1};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[40];
+  /* Until the model's run time is known, requests are queued. */
+  calls[0].res = &res;
+  inferd_request *first = make_request(&calls[0], 1, 0);
+  assert_false(scheduler_try_inline(mv->sched, first));
+  assert_null(scheduler_enqueue(mv->sched, first));
+  wait_done(&res, 1);
+  for (int i = 1; i < 20; i++) {
+    calls[i].res = &res;
+    assert_null(scheduler_enqueue(mv->sched, make_request(&calls[i], 1, (float)i)));
+    wait_done(&res, i + 1);
+  }
+  /* Now the runs are known to be short: answered before the call returns. */
+  calls[20].res = &res;
+  inferd_request *r = make_request(&calls[20], 2, 5);
+  assert_true(scheduler_try_inline(mv->sched, r));
+  assert_int_equal(res.done, 21);
+  assert_int_equal(res.wrong, 0);
+  assert_int_equal(res.errors, 0);
+  model_version_release(mv);
+
+  /* A model that asks the batcher to wait never runs inline. */
+  cfg.max_queue_delay_us = 1000;
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  for (int i = 21; i < 39; i++) {
+    calls[i].res = &res;
+    assert_null(scheduler_enqueue(mv->sched, make_request(&calls[i], 1, 0)));
+    wait_done(&res, i + 1);
+  }
+  calls[39].res = &res;
+  r = make_request(&calls[39], 1, 0);
+  assert_false(scheduler_try_inline(mv->sched, r));
+  inferd_request_delete(r);
+  model_version_release(mv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches_and_splits),
       cmocka_unit_test(test_queue_full_and_timeout),
+      cmocka_unit_test(test_inline_fast_path),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
