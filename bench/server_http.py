@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,35 @@ def post_script(path, body_file, headers):
     Path(path).write_text("\n".join(lines) + "\n")
 
 
+def start_nginx(work, port, body_bytes, workers):
+    """nginx answering every POST with the bytes inferd answered."""
+    (work / "nginx").mkdir(exist_ok=True)
+    body = body_bytes.decode().replace("\\", "\\\\").replace("'", "\\'")
+    conf = work / "nginx.conf"
+    conf.write_text(f"""worker_processes {workers};
+daemon off;
+pid {work}/nginx/nginx.pid;
+error_log {work}/nginx/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/nginx/body;
+  proxy_temp_path {work}/nginx/proxy;
+  fastcgi_temp_path {work}/nginx/fastcgi;
+  uwsgi_temp_path {work}/nginx/uwsgi;
+  scgi_temp_path {work}/nginx/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{body}'; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work / "nginx")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
 def stats(port, model):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{model}/stats") as r:
         s = json.load(r)["model_stats"][0]
@@ -92,6 +122,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--concurrency", default="1,4,16,32")
     ap.add_argument("--http-threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tiny-duration", type=int, default=3)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inferd_bench_http_"))
     repo = work / "models"
@@ -113,7 +145,10 @@ def main():
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={port}",
                  "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}"]
     server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
+    nginx = None
     results = {"resnet50": [], "tiny": {}}
+    model = repo / "resnet50" / "1" / "model.onnx"
+    engine_cmd = ""
     try:
         wait_http(f"http://127.0.0.1:{port}/v2/health/ready")
         # One image as a binary tensor: JSON header, then 3*224*224 floats.
@@ -127,22 +162,39 @@ def main():
                     {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"})
         url = f"http://127.0.0.1:{port}/v2/models/resnet50/infer"
         for c in [int(x) for x in args.concurrency.split(",")]:
-            before = stats(port, "resnet50")
-            cmd, r = wrk(url, work / "resnet.lua", c, args.duration)
-            after = stats(port, "resnet50")
-            execs = after["execution_count"] - before["execution_count"]
-            items = after["inference_count"] - before["inference_count"]
-            sizes = {}
-            for b in after["batch_stats"]:
-                prev = next((p for p in before["batch_stats"] if p["batch_size"] == b["batch_size"]), None)
-                n = b["compute_infer"]["count"] - (prev["compute_infer"]["count"] if prev else 0)
-                if n:
-                    sizes[b["batch_size"]] = n
-            r.update({"concurrency": c, "images_per_sec": r["requests_per_sec"], "command": cmd,
-                      "mean_batch_size": round(items / execs, 2) if execs else 0, "batch_sizes": sizes})
-            results["resnet50"].append(r)
-            print(f"resnet50 c={c}: {r['images_per_sec']:.2f} img/s p50 {r.get('latency_ms_p50')} ms "
-                  f"batches {sizes}", file=sys.stderr)
+            rounds = []
+            for rnd in range(args.rounds):
+                before = stats(port, "resnet50")
+                cmd, r = wrk(url, work / "resnet.lua", c, args.duration)
+                after = stats(port, "resnet50")
+                sizes = {}
+                for b in after["batch_stats"]:
+                    prev = next((p for p in before["batch_stats"] if p["batch_size"] == b["batch_size"]), None)
+                    n = b["compute_infer"]["count"] - (prev["compute_infer"]["count"] if prev else 0)
+                    if n:
+                        sizes[b["batch_size"]] = n
+                mode = max(sizes, key=sizes.get) if sizes else 1
+                # The engine alone, right after, at the batch size the server formed most.
+                ecmd = [str(INFERD), "bench", "--model", str(model), "--batch", str(mode), "--duration",
+                        str(args.duration), "--json"]
+                erow = json.loads(subprocess.run(ecmd, capture_output=True, text=True, check=True).stdout)[0]
+                engine_cmd = " ".join(ecmd)
+                r.update({"images_per_sec": r["requests_per_sec"], "batch_sizes": sizes, "engine_batch": mode,
+                          "engine_images_per_sec": erow["images_per_sec"],
+                          "served_over_engine": round(r["requests_per_sec"] / erow["images_per_sec"], 3)})
+                rounds.append(r)
+            med = lambda k: round(statistics.median(x[k] for x in rounds), 3)
+            row = {"concurrency": c, "command": cmd, "images_per_sec": med("images_per_sec"),
+                   "latency_ms_p50": med("latency_ms_p50"), "latency_ms_p90": med("latency_ms_p90"),
+                   "latency_ms_p99": med("latency_ms_p99"), "engine_images_per_sec": med("engine_images_per_sec"),
+                   "served_over_engine": med("served_over_engine"),
+                   "served_over_engine_per_round": [x["served_over_engine"] for x in rounds],
+                   "batch_sizes": rounds[-1]["batch_sizes"], "engine_batch": rounds[-1]["engine_batch"],
+                   "rounds": rounds}
+            results["resnet50"].append(row)
+            print(f"resnet50 c={c}: {row['images_per_sec']:.2f} img/s, served/engine {row['served_over_engine']} "
+                  f"{row['served_over_engine_per_round']}", file=sys.stderr)
+
         tiny = json.dumps({"inputs": [{"name": "INPUT0", "shape": [1, 4], "datatype": "FP32",
                                        "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
         (work / "tiny.body").write_bytes(tiny)
@@ -150,65 +202,29 @@ def main():
         tiny_url = f"http://127.0.0.1:{port}/v2/models/identity/infer"
         with urllib.request.urlopen(urllib.request.Request(tiny_url, data=tiny, method="POST")) as resp:
             tiny_answer = resp.read()
-        cmd, r = wrk(tiny_url, work / "tiny.lua", 32, args.duration, threads=1)
-        r["command"] = cmd
-        results["tiny"]["inferd"] = r
-        print(f"tiny inferd: {r['requests_per_sec']:.0f} req/s", file=sys.stderr)
+        nport = free_port()
+        nginx = start_nginx(work, nport, tiny_answer, args.http_threads)
+        nginx_url = f"http://127.0.0.1:{nport}/v2/models/identity/infer"
+        ours, theirs = [], []
+        for rnd in range(2 * args.rounds):
+            cmd_i, ri = wrk(tiny_url, work / "tiny.lua", 32, args.tiny_duration)
+            cmd_n, rn = wrk(nginx_url, work / "tiny.lua", 32, args.tiny_duration)
+            ours.append(ri)
+            theirs.append(rn)
+        ratios = [a["requests_per_sec"] / b["requests_per_sec"] for a, b in zip(ours, theirs)]
+        pick = lambda rows: {k: round(statistics.median(r[k] for r in rows), 3)
+                             for k in ("requests_per_sec", "latency_ms_p50", "latency_ms_p99")}
+        results["tiny"]["inferd"] = dict(pick(ours), command=cmd_i, rounds=ours)
+        results["tiny"]["nginx"] = dict(pick(theirs), command=cmd_n, rounds=theirs)
+        results["tiny"]["ratio_per_round"] = [round(r, 3) for r in ratios]
+        tiny_ratio = statistics.median(ratios)
+        print(f"tiny: inferd/nginx {tiny_ratio:.3f} {results['tiny']['ratio_per_round']}", file=sys.stderr)
     finally:
         server.terminate()
         server.wait(60)
-
-    # nginx answering the same POST with the same bytes inferd answered.
-    nport = free_port()
-    (work / "nginx").mkdir()
-    body = tiny_answer.decode().replace("\\", "\\\\").replace("'", "\\'")
-    conf = work / "nginx.conf"
-    conf.write_text(f"""worker_processes {args.http_threads};
-daemon off;
-pid {work}/nginx/nginx.pid;
-error_log {work}/nginx/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {work}/nginx/body;
-  proxy_temp_path {work}/nginx/proxy;
-  fastcgi_temp_path {work}/nginx/fastcgi;
-  uwsgi_temp_path {work}/nginx/uwsgi;
-  scgi_temp_path {work}/nginx/scgi;
-  server {{
-    listen 127.0.0.1:{nport};
-    location / {{ default_type application/json; return 200 '{body}'; }}
-  }}
-}}
-""")
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work / "nginx")], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(0.5)
-        cmd, r = wrk(f"http://127.0.0.1:{nport}/v2/models/identity/infer", work / "tiny.lua", 32, args.duration)
-        r["command"] = cmd
-        results["tiny"]["nginx"] = r
-        print(f"tiny nginx: {r['requests_per_sec']:.0f} req/s", file=sys.stderr)
-    finally:
-        nginx.terminate()
-        nginx.wait(30)
-
-    # The engine alone at each batch size the server formed most often.
-    engine = {}
-    modes = sorted({max(r["batch_sizes"], key=r["batch_sizes"].get) for r in results["resnet50"] if r["batch_sizes"]})
-    if modes:
-        model = repo / "resnet50" / "1" / "model.onnx"
-        cmd = [str(INFERD), "bench", "--model", str(model), "--batch", ",".join(map(str, modes)), "--duration",
-               str(args.duration), "--json"]
-        for row in json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout):
-            engine[row["batch"]] = row["images_per_sec"]
-        engine_cmd = " ".join(cmd)
-    for r in results["resnet50"]:
-        mode = max(r["batch_sizes"], key=r["batch_sizes"].get) if r["batch_sizes"] else None
-        r["engine_batch"] = mode
-        r["engine_images_per_sec"] = engine.get(mode)
-        r["served_over_engine"] = round(r["images_per_sec"] / engine[mode], 3) if mode in engine else None
-    tiny_ratio = results["tiny"]["inferd"]["requests_per_sec"] / results["tiny"]["nginx"]["requests_per_sec"]
+        if nginx:
+            nginx.terminate()
+            nginx.wait(30)
 
     out = {"benchmark": "server_http",
            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -216,29 +232,37 @@ http {{
                                     cwd=ROOT).stdout.strip(),
            "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
                                     l.startswith("model name")), ""), "cores": os.cpu_count()},
-           "serve_command": " ".join(serve_cmd), "engine_command": engine_cmd if modes else "",
+           "serve_command": " ".join(serve_cmd), "engine_command": engine_cmd,
+           "method": "per concurrency, rounds alternate wrk against the server and `inferd bench` at the batch size "
+                     "the server formed most; tiny: rounds alternate wrk against inferd and nginx; medians over "
+                     "rounds, ratios are medians of per-round ratios",
            "resnet50": results["resnet50"], "tiny": results["tiny"], "tiny_ratio_vs_nginx": round(tiny_ratio, 3)}
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "server_http.json").write_text(json.dumps(out, indent=2) + "\n")
     lines = ["# server_http: inferd serve over HTTP", "",
              f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores; commit {out['commit']}; "
-             f"{out['date']}. Load from wrk on the same machine (it shares the cores).", "",
+             f"{out['date']}. Load from wrk on the same machine (it shares the cores). Medians over "
+             f"{args.rounds} alternating rounds per row (tiny: {2 * args.rounds}); ratios are medians of per-round "
+             "ratios.", "",
              f"- server: `{out['serve_command']}` (repository: zoo ResNet-50 with max_batch_size 8 and dynamic "
              "batching; identity FP32 [N,4])",
              f"- engine alone: `{out['engine_command']}`", "",
              "## ResNet-50, one image per request (binary tensor extension)", "",
-             "| concurrency | images/s | p50 ms | p90 ms | p99 ms | batch sizes formed (runs) | engine img/s at the usual batch "
-             "| served / engine |", "|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "| concurrency | images/s | p50 ms | p90 ms | p99 ms | batch sizes formed (runs, last round) | engine img/s at "
+             "the usual batch | served / engine (per round) |", "|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in results["resnet50"]:
         lines.append(f"| {r['concurrency']} | {r['images_per_sec']:.2f} | {r.get('latency_ms_p50', '')} | "
                      f"{r.get('latency_ms_p90', '')} | {r.get('latency_ms_p99', '')} | {r['batch_sizes']} | "
-                     f"{r['engine_images_per_sec'] or ''} (b={r['engine_batch']}) | {r['served_over_engine']} |")
+                     f"{r['engine_images_per_sec']} (b={r['engine_batch']}) | {r['served_over_engine']} "
+                     f"({', '.join(map(str, r['served_over_engine_per_round']))}) |")
     ti, tn = results["tiny"]["inferd"], results["tiny"]["nginx"]
     lines += ["", "## Tiny identity model vs nginx (same request, same response bytes, 32 connections)", "",
               "| server | requests/s | p50 ms | p99 ms |", "|---|---:|---:|---:|",
               f"| inferd | {ti['requests_per_sec']:.0f} | {ti.get('latency_ms_p50')} | {ti.get('latency_ms_p99')} |",
               f"| nginx (return 200 with a fixed body) | {tn['requests_per_sec']:.0f} | {tn.get('latency_ms_p50')} | "
-              f"{tn.get('latency_ms_p99')} |", "", f"inferd / nginx = {tiny_ratio:.3f}.", "",
+              f"{tn.get('latency_ms_p99')} |", "",
+              f"inferd / nginx = {tiny_ratio:.3f} (per round: {', '.join(map(str, results['tiny']['ratio_per_round']))}).",
+              "",
               f"wrk commands: `{ti['command']}` and `{tn['command']}` (the Lua script POSTs the same JSON body)."]
     (ROOT / "bench" / "results" / "server_http.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
