@@ -395,3 +395,68 @@ def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet
         assert stats["inference_stats"]["success"]["count"] == ok
     finally:
         s.stop()
+
+
+def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, zoo_resnet50):
+    """With allow_timeout_override, a request's own `timeout` (us) applies:
+    short ones expire in the queue behind a running batch."""
+    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+                        "dynamic_batching { default_queue_policy { allow_timeout_override: true } }\n")
+    s = Server(inferd_bin, repo)
+    try:
+        x = np.zeros((1, 3, 224, 224), dtype=np.float32)
+
+        def one(timeout_us):
+            client = httpclient.InferenceServerClient(s.url)
+            inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+            inp.set_data_from_numpy(x)
+            try:
+                client.infer("resnet50", [inp], timeout=timeout_us)
+                return "ok"
+            except InferenceServerException as e:
+                return str(e)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            long_ones = list(pool.map(one, [0] * 4))
+            short_ones = list(pool.map(one, [1000] * 8))
+        assert long_ones == ["ok"] * 4
+        assert any("timed out" in r for r in short_ones), short_ones
+    finally:
+        s.stop()
+
+
+def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
+    """Requests at priority 1 overtake queued priority-2 requests."""
+    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+                        "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
+    s = Server(inferd_bin, repo)
+    try:
+        x = np.zeros((1, 3, 224, 224), dtype=np.float32)
+        finished = []
+        lock = threading.Lock()
+
+        def one(tag, priority):
+            client = httpclient.InferenceServerClient(s.url)
+            inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+            inp.set_data_from_numpy(x)
+            client.infer("resnet50", [inp], priority=priority)
+            with lock:
+                finished.append(tag)
+
+        threads = [threading.Thread(target=one, args=(f"low{i}", 2)) for i in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.15)  # the low ones are queued behind the first run
+        high = [threading.Thread(target=one, args=(f"high{i}", 1)) for i in range(2)]
+        for t in high:
+            t.start()
+        for t in threads + high:
+            t.join(60)
+        assert len(finished) == 8
+        # Both high-priority requests finish before the last low ones.
+        last_high = max(finished.index("high0"), finished.index("high1"))
+        assert last_high < 7, finished
+        lows_after = [t for t in finished[last_high + 1:] if t.startswith("low")]
+        assert len(lows_after) >= 2, finished
+    finally:
+        s.stop()
