@@ -41,6 +41,8 @@ void model_version_release(model_version *mv) {
     free(mv->outputs[i].labels);
   }
   free(mv->outputs);
+  free(mv->client_inputs);
+  free(mv->client_outputs);
   stats_free(&mv->stats);
   free(mv->name);
   free(mv);

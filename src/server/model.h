@@ -24,6 +24,10 @@ typedef struct model_version {
   model_stats stats;
   scheduler_output_info *outputs;
   int n_outputs;
+  /* The shape clients see of each input and output (the plan's unless the
+   * configuration reshapes it), batch dimension included as -1 when the
+   * model batches. Set by the repository after loading. */
+  inferd_tensor_info *client_inputs, *client_outputs;
 } model_version;
 
 /* Compiles the model file and starts `config`'s instances. Takes one

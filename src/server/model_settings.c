@@ -138,6 +138,14 @@ inferd_error *model_settings_labels(const model_settings *s, const char *output,
   return err_wrap(model_config_load_labels(path, labels, count), "output '%s'", output);
 }
 
+bool model_settings_client_dims(const model_settings *s, const char *name, bool input, int *rank, int64_t *dims) {
+  const model_tensor_config *t = input ? model_config_find_input(s->config, name) : model_config_find_output(s->config, name);
+  if (!t || !t->has_reshape) return false;
+  *rank = t->rank;
+  for (int d = 0; d < t->rank; d++) dims[d] = t->dims[d];
+  return true;
+}
+
 char *model_settings_json(const model_settings *s) {
   char *json = NULL;
   inferd_error *e = model_config_to_json(s->config, &json);

@@ -40,6 +40,9 @@ void model_settings_scheduler(const model_settings *s, int threads_per_instance,
 /* Labels of output `name` (label_filename, read relative to the model
  * folder), or none. The caller owns the strings and the array. */
 inferd_error *model_settings_labels(const model_settings *s, const char *output, char ***labels, int *count);
+/* The dims clients use for tensor `name` (without the batch dimension),
+ * when the configuration reshapes it for the model; false otherwise. */
+bool model_settings_client_dims(const model_settings *s, const char *name, bool input, int *rank, int64_t *dims);
 /* The completed configuration as /config returns it; caller frees. */
 char *model_settings_json(const model_settings *s);
 

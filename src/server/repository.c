@@ -100,6 +100,41 @@ static int choose_versions(const model_settings *ms, const int64_t *have, int n_
   return n;
 }
 
+/* What clients see of each tensor: the plan's shape, or the configuration's
+ * dims where it reshapes (the bytes are the same); and the output labels. */
+static inferd_error *client_shapes(const model_settings *ms, model_version *mv) {
+  inferd_plan *plan = mv->plan;
+  bool batching = model_settings_max_batch_size(ms) > 0 && inferd_plan_has_dynamic_batch(plan);
+  int n_in = inferd_plan_input_count(plan), n_out = inferd_plan_output_count(plan);
+  mv->client_inputs = mem_zalloc((size_t)(n_in + 1) * sizeof(inferd_tensor_info));
+  mv->client_outputs = mem_zalloc((size_t)(n_out + 1) * sizeof(inferd_tensor_info));
+  for (int pass = 0; pass < 2; pass++) {
+    int n = pass ? n_out : n_in;
+    for (int k = 0; k < n; k++) {
+      inferd_tensor_info *info = pass ? &mv->client_outputs[k] : &mv->client_inputs[k];
+      if (pass)
+        inferd_plan_output(plan, k, info);
+      else
+        inferd_plan_input(plan, k, info);
+      int rank;
+      int64_t dims[INFERD_MAX_RANK];
+      if (!model_settings_client_dims(ms, info->name, !pass, &rank, dims)) continue;
+      int lead = batching ? 1 : 0;
+      info->rank = lead + rank;
+      for (int d = 0; d < rank; d++) info->dims[lead + d] = dims[d];
+      if (pass) {
+        scheduler_output_info *oi = &mv->outputs[k];
+        oi->reshaped = true;
+        oi->rank = rank;
+        memcpy(oi->dims, dims, sizeof(int64_t) * (size_t)rank);
+      }
+    }
+  }
+  for (int k = 0; k < n_out; k++)
+    ERR_TRY(model_settings_labels(ms, mv->client_outputs[k].name, &mv->outputs[k].labels, &mv->outputs[k].n_labels));
+  return NULL;
+}
+
 static void set_unavailable(inferd_server *s, const char *name, const char *reason) {
   pthread_mutex_lock(&s->lock);
   model_entry *m = server_model_entry(s, name);
@@ -155,11 +190,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[i], model_settings_model_filename(ms));
     inferd_plan_options po = {.max_batch_size = sc.max_batch_size, .threads = sc.threads_per_instance};
     e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
-    for (int k = 0; !e && k < versions[i]->n_outputs; k++) {
-      inferd_tensor_info out;
-      inferd_plan_output(versions[i]->plan, k, &out);
-      e = model_settings_labels(ms, out.name, &versions[i]->outputs[k].labels, &versions[i]->outputs[k].n_labels);
-    }
+    if (!e) e = client_shapes(ms, versions[i]);
   }
   inferd_model_info_delete(info);
   free(have);

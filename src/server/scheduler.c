@@ -236,6 +236,13 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     if (s->dynamic) o->shape[0] = r->batch;
     size_t item = s->out_item_bytes[k];
     const char *src = (const char *)t->data + (size_t)offset * item;
+    const scheduler_output_info *oi = &s->output_info[k];
+    if (oi->reshaped) {
+      int lead = s->dynamic ? 1 : 0;
+      o->rank = lead + oi->rank;
+      for (int d = 0; d < oi->rank; d++) o->shape[lead + d] = oi->dims[d];
+      if (lead) o->shape[0] = r->batch;
+    }
     if (!classes) {
       o->datatype = t->datatype;
       o->byte_size = item * (size_t)r->batch;

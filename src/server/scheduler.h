@@ -44,6 +44,11 @@ typedef struct scheduler_config {
 typedef struct scheduler_output_info {
   char **labels; /* for classification, may be NULL */
   int n_labels;
+  /* The configuration reshapes the output: clients see these dims (without
+   * the batch dimension) instead of the model's. */
+  bool reshaped;
+  int rank;
+  int64_t dims[INFERD_MAX_RANK];
 } scheduler_output_info;
 
 typedef struct scheduler scheduler;

@@ -170,8 +170,8 @@ static inferd_error *check_request(const model_version *mv, int max_batch, infer
     if (!known) return err_new(INFERD_ERROR_INVALID_ARG, "model '%s' has no input named '%s'", mv->name, r->inputs[i].name);
   }
   for (int k = 0; k < n_in; k++) {
-    inferd_tensor_info info;
-    inferd_plan_input(plan, k, &info);
+    inferd_tensor_info info = mv->client_inputs ? mv->client_inputs[k] : (inferd_tensor_info){0};
+    if (!mv->client_inputs) inferd_plan_input(plan, k, &info);
     const request_input *in = NULL;
     for (int i = 0; i < r->n_inputs; i++)
       if (strcmp(r->inputs[i].name, info.name) == 0) in = &r->inputs[i];
@@ -195,8 +195,8 @@ static inferd_error *check_request(const model_version *mv, int max_batch, infer
         return err_new(INFERD_ERROR_INVALID_ARG, "inputs disagree on the batch size (%d and %lld)", batch,
                        (long long)in->shape[0]);
       batch = (int)in->shape[0];
-    } else if (inferd_plan_has_dynamic_batch(plan)) {
-      want[0] = 1;
+    } else if (rank > 0 && want[0] < 0) {
+      want[0] = 1; /* a dynamic dimension the configuration does not batch */
     }
     bool same = in->rank == rank;
     for (int d = 0; same && d < rank; d++) same = in->shape[d] == want[d];
@@ -305,15 +305,10 @@ inferd_error *inferd_server_model_metadata(inferd_server *s, const char *model, 
   json_t *root = json_pack("{s:s, s:o, s:s}", "name", model, "versions", versions, "platform", platform);
   pthread_mutex_unlock(&s->lock);
   json_t *inputs = json_array(), *outputs = json_array();
-  inferd_tensor_info info;
-  for (int k = 0; k < inferd_plan_input_count(mv->plan); k++) {
-    inferd_plan_input(mv->plan, k, &info);
-    json_array_append_new(inputs, tensor_json(&info, batching));
-  }
-  for (int k = 0; k < inferd_plan_output_count(mv->plan); k++) {
-    inferd_plan_output(mv->plan, k, &info);
-    json_array_append_new(outputs, tensor_json(&info, batching));
-  }
+  for (int k = 0; k < inferd_plan_input_count(mv->plan); k++)
+    json_array_append_new(inputs, tensor_json(&mv->client_inputs[k], batching));
+  for (int k = 0; k < inferd_plan_output_count(mv->plan); k++)
+    json_array_append_new(outputs, tensor_json(&mv->client_outputs[k], batching));
   json_object_set_new(root, "inputs", inputs);
   json_object_set_new(root, "outputs", outputs);
   model_version_release(mv);

@@ -460,3 +460,36 @@ def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
         assert len(lows_after) >= 2, finished
     finally:
         s.stop()
+
+
+def test_reshape_between_client_and_model(inferd_bin, tmp_path):
+    """Clients use the configuration's dims; the model sees its reshape."""
+    from onnx import helper as h
+    repo = tmp_path / "models"
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "flat",
+                     [h.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 12])],
+                     [h.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 12])])
+    write_model(repo, "flat", g, """
+name: "flat"
+max_batch_size: 4
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 3, 4 ] reshape: { shape: [ 12 ] } } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 2, 6 ] reshape: { shape: [ 12 ] } } ]
+""")
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        meta = client.get_model_metadata("flat")
+        assert meta["inputs"][0]["shape"] == [-1, 3, 4] and meta["outputs"][0]["shape"] == [-1, 2, 6]
+        x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(2, 3, 4)
+        inp = httpclient.InferInput("x", [2, 3, 4], "FP32")
+        inp.set_data_from_numpy(x)
+        y = client.infer("flat", [inp]).as_numpy("y")
+        assert y.shape == (2, 2, 6)
+        np.testing.assert_array_equal(y.reshape(-1), np.maximum(x, 0).reshape(-1))
+        bad = httpclient.InferInput("x", [2, 12], "FP32")
+        bad.set_data_from_numpy(x.reshape(2, 12))
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("flat", [bad])
+        assert "[2,3,4]" in str(err.value)
+    finally:
+        s.stop()
