@@ -146,6 +146,8 @@ bool model_settings_client_dims(const model_settings *s, const char *name, bool 
   return true;
 }
 
+const struct model_config *model_settings_config(const model_settings *s) { return s->config; }
+
 char *model_settings_json(const model_settings *s) {
   char *json = NULL;
   inferd_error *e = model_config_to_json(s->config, &json);

@@ -43,6 +43,9 @@ inferd_error *model_settings_labels(const model_settings *s, const char *output,
 /* The dims clients use for tensor `name` (without the batch dimension),
  * when the configuration reshapes it for the model; false otherwise. */
 bool model_settings_client_dims(const model_settings *s, const char *name, bool input, int *rank, int64_t *dims);
+/* The parsed configuration itself, for what the repository reads directly
+ * (warmup samples). */
+const struct model_config *model_settings_config(const model_settings *s);
 /* The completed configuration as /config returns it; caller frees. */
 char *model_settings_json(const model_settings *s);
 

@@ -13,7 +13,9 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "server/model_config.h"
 #include "server/model_settings.h"
+#include "server/request.h"
 
 /* snprintf for paths; a path too long for PATH_MAX comes back empty, which
  * every later stat or open rejects. */
@@ -135,6 +137,112 @@ static inferd_error *client_shapes(const model_settings *ms, model_version *mv) 
   return NULL;
 }
 
+/* Warmup: each sample of the configuration's model_warmup runs `count` times
+ * through the version's scheduler before the version is served, as a
+ * client's request would; a failing sample fails the load. */
+typedef struct warmup_wait {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool done;
+  inferd_error *error;
+} warmup_wait;
+
+static void warmup_respond(inferd_response *resp, void *userp) {
+  warmup_wait *w = userp;
+  pthread_mutex_lock(&w->lock);
+  const inferd_error *e = inferd_response_error(resp);
+  if (e) w->error = err_new(inferd_error_code_of(e), "%s", inferd_error_message(e));
+  w->done = true;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+  inferd_response_delete(resp);
+}
+
+static inferd_error *warmup_input(const char *dir, const model_warmup *wu, const model_warmup_input *wi, size_t bytes,
+                                  void **data) {
+  *data = mem_try_zalloc(bytes ? bytes : 1, 1);
+  if (!*data) return err_new(INFERD_ERROR_NO_MEMORY, "warmup '%s': %zu bytes for input '%s'", wu->name, bytes, wi->name);
+  if (wi->source == MODEL_WARMUP_RANDOM_DATA) {
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    unsigned char *p = *data;
+    for (size_t i = 0; i < bytes; i++) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      p[i] = (unsigned char)(x >> 56);
+    }
+    if (wi->datatype == INFERD_TYPE_FP32) /* finite values in [0,1) rather than arbitrary bit patterns */
+      for (size_t i = 0; i + 4 <= bytes; i += 4) ((float *)*data)[i / 4] = (float)p[i] / 256.0f;
+  } else if (wi->source == MODEL_WARMUP_INPUT_DATA_FILE) {
+    char path[PATH_MAX];
+    path_fmt(path, sizeof(path), "%s/warmup/%s", dir, wi->input_data_file);
+    FILE *f = strchr(wi->input_data_file, '/') ? NULL : fopen(path, "rb");
+    if (!f) return err_new(INFERD_ERROR_NOT_FOUND, "warmup '%s': cannot read input file '%s' (from the model's warmup/ folder)",
+                           wu->name, wi->input_data_file);
+    size_t got = fread(*data, 1, bytes, f);
+    bool extra = fgetc(f) != EOF;
+    fclose(f);
+    if (got != bytes || extra)
+      return err_new(INFERD_ERROR_INVALID_ARG, "warmup '%s': file '%s' must hold exactly %zu bytes for input '%s'",
+                     wu->name, wi->input_data_file, bytes, wi->name);
+  }
+  return NULL;
+}
+
+static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, const char *dir, model_version *mv) {
+  const model_config *cfg = model_settings_config(ms);
+  bool batching = cfg->max_batch_size > 0;
+  for (int w = 0; w < cfg->warmup_count; w++) {
+    const model_warmup *wu = &cfg->warmups[w];
+    uint32_t runs = wu->count ? wu->count : 1;
+    for (uint32_t run = 0; run < runs; run++) {
+      inferd_request *r;
+      ERR_TRY(inferd_request_new(s, mv->name, mv->number, &r));
+      void **buffers = mem_zalloc((size_t)(wu->input_count + 1) * sizeof(void *));
+      inferd_error *e = NULL;
+      int batch = batching ? (int)(wu->batch_size ? wu->batch_size : 1) : 1;
+      for (int i = 0; i < wu->input_count && !e; i++) {
+        const model_warmup_input *wi = &wu->inputs[i];
+        int64_t shape[INFERD_MAX_RANK + 1];
+        int rank = 0;
+        size_t bytes = inferd_datatype_size(wi->datatype);
+        if (batching) shape[rank++] = batch;
+        for (int d = 0; d < wi->rank && rank < INFERD_MAX_RANK; d++) shape[rank++] = wi->dims[d];
+        for (int d = 0; d < rank; d++) bytes *= (size_t)shape[d];
+        e = warmup_input(dir, wu, wi, bytes, &buffers[i]);
+        if (!e) e = inferd_request_add_input(r, wi->name, wi->datatype, shape, rank, buffers[i], bytes);
+      }
+      warmup_wait wait = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+      inferd_request_set_callbacks(r, NULL, NULL, warmup_respond, &wait);
+      /* The version is not served yet: submit straight to its scheduler. */
+      if (!e) {
+        model_version_retain(mv);
+        r->mv = mv;
+        pthread_mutex_lock(&s->flight_lock);
+        s->in_flight++;
+        pthread_mutex_unlock(&s->flight_lock);
+        int max_batch = cfg->max_batch_size;
+        e = server_check_request(mv, max_batch, r);
+        if (!e) e = scheduler_enqueue(mv->sched, r);
+        if (e) {
+          server_request_done(s);
+        } else {
+          r = NULL; /* the scheduler answers and frees it */
+          pthread_mutex_lock(&wait.lock);
+          while (!wait.done) pthread_cond_wait(&wait.cond, &wait.lock);
+          pthread_mutex_unlock(&wait.lock);
+          e = wait.error;
+        }
+      }
+      inferd_request_delete(r);
+      for (int i = 0; i < wu->input_count; i++) free(buffers[i]);
+      free(buffers);
+      if (e) return err_wrap(e, "warmup sample '%s'", wu->name);
+    }
+  }
+  return NULL;
+}
+
 static void set_unavailable(inferd_server *s, const char *name, const char *reason) {
   pthread_mutex_lock(&s->lock);
   model_entry *m = server_model_entry(s, name);
@@ -191,6 +299,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     inferd_plan_options po = {.max_batch_size = sc.max_batch_size, .threads = sc.threads_per_instance};
     e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
     if (!e) e = client_shapes(ms, versions[i]);
+    if (!e) e = warmup_version(s, ms, dir, versions[i]);
   }
   inferd_model_info_delete(info);
   free(have);

@@ -155,7 +155,7 @@ static const char *shape_text(const int64_t *dims, int rank, char *buf, size_t s
 }
 
 /* Checks the request against the model and sets request->batch. */
-static inferd_error *check_request(const model_version *mv, int max_batch, inferd_request *r) {
+inferd_error *server_check_request(const model_version *mv, int max_batch, inferd_request *r) {
   inferd_plan *plan = mv->plan;
   bool batching = max_batch > 0 && inferd_plan_has_dynamic_batch(plan);
   int n_in = inferd_plan_input_count(plan);
@@ -236,7 +236,7 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   model_entry *m = server_find_model(s, r->model_name);
   int max_batch = m ? m->max_batch_size : 0;
   pthread_mutex_unlock(&s->lock);
-  inferd_error *e = check_request(mv, max_batch, r);
+  inferd_error *e = server_check_request(mv, max_batch, r);
   if (e) {
     model_version_release(mv);
     return e;

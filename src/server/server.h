@@ -63,6 +63,11 @@ struct inferd_server {
 /* Called once per answered request (request.c). */
 void server_request_done(inferd_server *server);
 
+/* Checks a request against a version's tensors (names, datatypes, shapes
+ * with the batch as the first dimension when max_batch > 0, byte sizes) and
+ * sets request->batch. */
+inferd_error *server_check_request(const model_version *mv, int max_batch, inferd_request *request);
+
 /* The entry of `name`, or NULL; under server->lock. */
 model_entry *server_find_model(inferd_server *server, const char *name);
 /* The entry of `name`, created UNKNOWN when absent; under server->lock. */

@@ -493,3 +493,31 @@ output [ { name: "y" data_type: TYPE_FP32 dims: [ 2, 6 ] reshape: { shape: [ 12 
         assert "[2,3,4]" in str(err.value)
     finally:
         s.stop()
+
+
+def test_model_warmup(inferd_bin, tmp_path):
+    """Warmup samples (zero, random, file) run before the model is ready;
+    a sample that cannot be built keeps the model from loading."""
+    repo = tmp_path / "models"
+    warm = """
+model_warmup [
+  { name: "zeros" batch_size: 2 count: 2 inputs { key: "INPUT0" value { data_type: TYPE_FP32 dims: [ 4 ] zero_data: true } } },
+  { name: "random" batch_size: 1 inputs { key: "INPUT0" value { data_type: TYPE_FP32 dims: [ 4 ] random_data: true } } },
+  { name: "file" batch_size: 1 inputs { key: "INPUT0" value { data_type: TYPE_FP32 dims: [ 4 ] input_data_file: "x.bin" } } }
+]
+"""
+    write_model(repo, "warm", identity_graph(), 'name: "warm"\nmax_batch_size: 4\n' + warm)
+    (repo / "warm" / "warmup").mkdir()
+    (repo / "warm" / "warmup" / "x.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    write_model(repo, "cold", identity_graph(), 'name: "cold"\nmax_batch_size: 4\n' + warm)  # no x.bin
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        assert client.is_model_ready("warm")
+        stats = client.get_inference_statistics("warm")["model_stats"][0]
+        assert stats["inference_count"] == 2 * 2 + 1 + 1  # the warmup runs
+        assert not client.is_model_ready("cold")
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert "x.bin" in index["cold"]["reason"] and "warmup" in index["cold"]["reason"]
+    finally:
+        s.stop()
