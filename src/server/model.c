@@ -1,6 +1,7 @@
 #include "server/model.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "base/error.h"
 #include "base/mem.h"
@@ -46,6 +47,15 @@ void model_version_release(model_version *mv) {
   stats_free(&mv->stats);
   free(mv->name);
   free(mv);
+}
+
+void model_version_retire(model_version *mv) {
+  if (!mv) return;
+  /* Queued requests still run (the scheduler is alive until the end), so
+   * this wait ends; a millisecond poll keeps the request path free of any
+   * extra signalling. */
+  while (atomic_load_explicit(&mv->refs, memory_order_acquire) > 1) usleep(1000);
+  model_version_release(mv);
 }
 
 int64_t model_version_number(const model_version *mv) { return mv->number; }

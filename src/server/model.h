@@ -39,6 +39,11 @@ void model_version_retain(model_version *mv);
 /* Drops a reference; the last one stops the scheduler (running what is
  * queued) and frees the version. */
 void model_version_release(model_version *mv);
+/* Drops the owner's reference once every request has let go of the
+ * version. Requests answer on the version's own instance threads; if one of
+ * them dropped the last reference it would stop the scheduler from inside it
+ * (joining itself), so owners retire versions instead of releasing them. */
+void model_version_retire(model_version *mv);
 int64_t model_version_number(const model_version *mv);
 
 #endif

@@ -304,7 +304,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   inferd_model_info_delete(info);
   free(have);
   if (e) {
-    for (int i = 0; versions && i < n_chosen; i++) model_version_release(versions[i]);
+    for (int i = 0; versions && i < n_chosen; i++) model_version_retire(versions[i]);
     free(versions);
     free(chosen);
     model_settings_free(ms);
@@ -325,7 +325,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   m->platform = mem_strdup(model_settings_platform(ms));
   m->max_batch_size = model_settings_max_batch_size(ms);
   pthread_mutex_unlock(&s->lock);
-  for (int i = 0; i < n_old; i++) model_version_release(old[i]);
+  for (int i = 0; i < n_old; i++) model_version_retire(old[i]);
   free(old);
   free(chosen);
   model_settings_free(ms);
@@ -370,7 +370,7 @@ inferd_error *repository_unload(inferd_server *s, const char *name) {
   m->reason = mem_strdup("unloaded");
   pthread_mutex_unlock(&s->lock);
   /* Releasing runs what is queued on them before they go. */
-  for (int i = 0; i < n_old; i++) model_version_release(old[i]);
+  for (int i = 0; i < n_old; i++) model_version_retire(old[i]);
   free(old);
   pthread_mutex_unlock(&s->load_lock);
   log_info("model '%s' unloaded", name);

@@ -61,7 +61,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
 }
 
 static void entry_free(model_entry *m) {
-  for (int v = 0; v < m->n_versions; v++) model_version_release(m->versions[v]);
+  for (int v = 0; v < m->n_versions; v++) model_version_retire(m->versions[v]);
   free(m->versions);
   free(m->name);
   free(m->reason);

@@ -521,3 +521,44 @@ model_warmup [
         assert "x.bin" in index["cold"]["reason"] and "warmup" in index["cold"]["reason"]
     finally:
         s.stop()
+
+
+def test_unload_and_reload_under_load(inferd_bin, repo):
+    """Unloading or reloading a model while requests are in flight: each
+    request is answered (a result, or a clear 'not ready'/'unknown'), and the
+    server keeps running."""
+    s = Server(inferd_bin, repo, "--model-control-mode=explicit", "--load-model=simple")
+    stop = threading.Event()
+    outcomes = []
+
+    def worker():
+        client = httpclient.InferenceServerClient(s.url)
+        while not stop.is_set():
+            a, b, inputs = simple_inputs(1)
+            try:
+                out = client.infer("simple", inputs).as_numpy("OUTPUT0")
+                outcomes.append("ok" if (out == a + b).all() else "wrong")
+            except InferenceServerException as e:
+                outcomes.append(str(e))
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        for _ in range(5):
+            time.sleep(0.1)
+            client.unload_model("simple")
+            time.sleep(0.05)
+            client.load_model("simple")
+            client.load_model("simple")  # a reload while serving
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert s.proc.poll() is None, s.output()  # still running
+    assert "wrong" not in outcomes
+    assert outcomes.count("ok") > 10
+    for o in outcomes:
+        assert o == "ok" or "not ready" in o or "unknown" in o or "unavailable" in o.lower(), o
+    assert s.stop() == 0
