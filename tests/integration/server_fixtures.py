@@ -83,6 +83,8 @@ class Server:
         return self.log_path.read_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
+        """Stops the server; under a sanitizer build, any report it printed
+        (memory error, undefined behaviour, leak at exit) fails the test."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -90,5 +92,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+        text = self.log_path.read_text(errors="replace")
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                raise AssertionError(f"inferd serve reported a sanitizer error:\n{text[-4000:]}")
         return self.proc.returncode

@@ -94,6 +94,9 @@ def server(inferd_bin, tmp_path_factory):
         proc.kill()
         pytest.fail("inferd serve did not exit within 60 s of SIGTERM")
     log.close()
+    text = (repo / "server.log").read_text(errors="replace")
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        assert marker not in text, f"inferd serve reported a sanitizer error:\n{text[-4000:]}"
 
 
 @pytest.fixture
