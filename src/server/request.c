@@ -118,12 +118,16 @@ void request_complete(inferd_request *request, inferd_response *response) {
   if (server) server_request_done(server);
 }
 
-void request_fail(inferd_request *request, inferd_error *error) {
+inferd_response *response_for_error(const inferd_request *request, inferd_error *error) {
   int64_t version = request->version;
   if (request->mv) version = model_version_number(request->mv);
   inferd_response *resp = response_new(request, version, 0);
   resp->error = error;
-  request_complete(request, resp);
+  return resp;
+}
+
+void request_fail(inferd_request *request, inferd_error *error) {
+  request_complete(request, response_for_error(request, error));
 }
 
 const inferd_error *inferd_response_error(const inferd_response *r) { return r->error; }

@@ -50,6 +50,8 @@ struct inferd_request {
   int batch;                /* items along the batch dimension; 1 when the model does not batch */
   int priority_level;       /* queue index */
   uint64_t enqueue_ns, deadline_ns;
+  uint64_t seq;            /* admission order, for preserve_ordering */
+  inferd_response *answer; /* held back until earlier requests are answered */
   inferd_request *next;
 };
 
@@ -78,5 +80,7 @@ inferd_response *response_new(const inferd_request *request, int64_t version, in
 void request_complete(inferd_request *request, inferd_response *response);
 /* Answers the request with an error only. */
 void request_fail(inferd_request *request, inferd_error *error);
+/* A response carrying only `error` (taken) for the request. */
+inferd_response *response_for_error(const inferd_request *request, inferd_error *error);
 
 #endif

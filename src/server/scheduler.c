@@ -43,6 +43,12 @@ struct scheduler {
   int queued, running;
   bool stopping;
   instance *instances;
+  /* preserve_ordering with several instances: answers wait in `held`
+   * (sorted by seq) until every earlier request is answered. */
+  bool ordered;
+  uint64_t next_seq, next_answer;
+  pthread_mutex_t order_lock;
+  inferd_request *held;
 };
 
 static size_t item_bytes(const inferd_tensor_info *info, bool dynamic) {
@@ -283,6 +289,29 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
   return NULL;
 }
 
+/* Delivers the answer of r, in admission order when the model asks for it.
+ * Callbacks run under order_lock then; they only hand responses over, as the
+ * API requires of them. */
+static void answer(scheduler *s, inferd_request *r, inferd_response *resp) {
+  if (!s->ordered) {
+    request_complete(r, resp);
+    return;
+  }
+  pthread_mutex_lock(&s->order_lock);
+  r->answer = resp;
+  inferd_request **link = &s->held;
+  while (*link && (*link)->seq < r->seq) link = &(*link)->next;
+  r->next = *link;
+  *link = r;
+  while (s->held && s->held->seq == s->next_answer) {
+    inferd_request *first = s->held;
+    s->held = first->next;
+    s->next_answer++;
+    request_complete(first, first->answer);
+  }
+  pthread_mutex_unlock(&s->order_lock);
+}
+
 static void run_batch(instance *inst, int n) {
   scheduler *s = inst->s;
   uint64_t t0 = clock_now_ns();
@@ -342,10 +371,10 @@ static void run_batch(instance *inst, int n) {
     uint64_t took = clock_now_ns() - r->enqueue_ns;
     if (errors[i]) {
       stat_add(&s->stats->fail, took);
-      request_fail(r, errors[i]);
+      answer(s, r, response_for_error(r, errors[i]));
     } else {
       stat_add(&s->stats->success, took);
-      request_complete(r, responses[i]);
+      answer(s, r, responses[i]);
     }
   }
   free(responses);
@@ -367,9 +396,9 @@ static void *instance_main(void *arg) {
     while (expired) {
       inferd_request *next = expired->next;
       stat_add(&s->stats->fail, clock_now_ns() - expired->enqueue_ns);
-      request_fail(expired, err_new(INFERD_ERROR_UNAVAILABLE,
+      answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_UNAVAILABLE,
                                     "request timed out in the queue of model '%s' after %llu us",
-                                    expired->model_name, (unsigned long long)((clock_now_ns() - expired->enqueue_ns) / 1000)));
+                                    expired->model_name, (unsigned long long)((clock_now_ns() - expired->enqueue_ns) / 1000))));
       expired = next;
     }
     if (n > 0) {
@@ -412,6 +441,7 @@ static void scheduler_free(scheduler *s) {
   instances_free(s);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->work);
+  pthread_mutex_destroy(&s->order_lock);
   free(s->queues);
   free(s->in_info);
   free(s->out_info);
@@ -450,6 +480,8 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
   }
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->work, NULL);
+  pthread_mutex_init(&s->order_lock, NULL);
+  s->ordered = s->cfg.preserve_ordering && s->cfg.instance_count > 1;
   s->queues = mem_zalloc((size_t)s->cfg.priority_levels * sizeof(request_queue));
   int items = s->dynamic ? (s->cfg.max_batch_size > 0 ? s->cfg.max_batch_size : 1) : 1;
   s->instances = mem_zalloc((size_t)s->cfg.instance_count * sizeof(instance));
@@ -516,6 +548,7 @@ bool scheduler_try_inline(scheduler *s, inferd_request *r) {
   if (idle) {
     idle->busy = true;
     s->running++;
+    r->seq = s->next_seq++;
   }
   pthread_mutex_unlock(&s->lock);
   if (!idle) return false;
@@ -537,6 +570,7 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
     return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
                    s->cfg.max_queue_size);
   }
+  r->seq = s->next_seq++;
   queue_push(&s->queues[r->priority_level - 1], r);
   s->queued++;
   /* Broadcast: an instance lent to a caller ignores the wakeup, and another
