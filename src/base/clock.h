@@ -18,4 +18,15 @@ static inline uint64_t clock_wall_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The CLOCK_REALTIME time `delta_ns` from now, as pthread_cond_timedwait
+ * wants its deadline. */
+static inline struct timespec clock_deadline_after(uint64_t delta_ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + delta_ns;
+  ts.tv_sec = (time_t)(wall / 1000000000ull);
+  ts.tv_nsec = (long)(wall % 1000000000ull);
+  return ts;
+}
+
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -454,9 +455,7 @@ static void *poll_main(void *arg) {
   inferd_server *s = arg;
   pthread_mutex_lock(&s->lock);
   while (!s->poll_stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += s->poll_secs;
+    struct timespec ts = clock_deadline_after((uint64_t)s->poll_secs * 1000000000ull);
     pthread_cond_timedwait(&s->poll_cond, &s->lock, &ts);
     if (s->poll_stop) break;
     pthread_mutex_unlock(&s->lock);

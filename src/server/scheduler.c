@@ -161,12 +161,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
       int target = batch_target(s, items_available(s, s->cfg.max_batch_size), waited_enough);
       if (!target) {
         /* Wait for more requests, or for the oldest one's delay to end. */
-        uint64_t wake = first->enqueue_ns + delay_ns;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (wake - now);
-        ts.tv_sec = (time_t)(wall / 1000000000ull);
-        ts.tv_nsec = (long)(wall % 1000000000ull);
+        struct timespec ts = clock_deadline_after(first->enqueue_ns + delay_ns - now);
         pthread_cond_timedwait(&s->work, &s->lock, &ts);
         continue;
       }
@@ -506,13 +501,7 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
       s->instances[i].started = true;
   }
   if (e) {
-    pthread_mutex_lock(&s->lock);
-    s->stopping = true;
-    pthread_cond_broadcast(&s->work);
-    pthread_mutex_unlock(&s->lock);
-    for (int i = 0; i < s->cfg.instance_count; i++)
-      if (s->instances[i].started) pthread_join(s->instances[i].thread, NULL);
-    scheduler_free(s);
+    scheduler_delete(s); /* stops and joins the instances already started */
     return e;
   }
   *out = s;

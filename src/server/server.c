@@ -105,11 +105,7 @@ int inferd_server_drain(inferd_server *s, int timeout_ms) {
     }
     uint64_t now = clock_now_ns();
     if (now >= deadline) break;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + (deadline - now);
-    ts.tv_sec = (time_t)(wall / 1000000000ull);
-    ts.tv_nsec = (long)(wall % 1000000000ull);
+    struct timespec ts = clock_deadline_after(deadline - now);
     pthread_cond_timedwait(&s->flight_cond, &s->flight_lock, &ts);
   }
   int left = s->in_flight;
