@@ -119,8 +119,10 @@ void server_request_done(inferd_server *s) {
   pthread_mutex_unlock(&s->flight_lock);
 }
 
-/* The version to serve: `version`, or the newest when -1; retained. */
-static inferd_error *find_version(inferd_server *s, const char *name, int64_t version, model_version **out) {
+/* The version to serve: `version`, or the newest when -1; retained. With
+ * max_batch, also the model's max_batch_size (one look-up under the lock). */
+static inferd_error *find_version_batch(inferd_server *s, const char *name, int64_t version, model_version **out,
+                                        int *max_batch) {
   pthread_mutex_lock(&s->lock);
   model_entry *m = server_find_model(s, name);
   inferd_error *e = NULL;
@@ -138,9 +140,14 @@ static inferd_error *find_version(inferd_server *s, const char *name, int64_t ve
     if (!found) e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no ready version %lld", name, (long long)version);
   }
   if (found) model_version_retain(found);
+  if (max_batch) *max_batch = m ? m->max_batch_size : 0;
   pthread_mutex_unlock(&s->lock);
   *out = found;
   return e;
+}
+
+static inferd_error *find_version(inferd_server *s, const char *name, int64_t version, model_version **out) {
+  return find_version_batch(s, name, version, out, NULL);
 }
 
 static const char *shape_text(const int64_t *dims, int rank, char *buf, size_t size) {
@@ -227,11 +234,8 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   if (!atomic_load(&s->accepting))
     return err_new(INFERD_ERROR_UNAVAILABLE, "the server is shutting down and accepts no new requests");
   model_version *mv;
-  ERR_TRY(find_version(s, r->model_name, r->version, &mv));
-  pthread_mutex_lock(&s->lock);
-  model_entry *m = server_find_model(s, r->model_name);
-  int max_batch = m ? m->max_batch_size : 0;
-  pthread_mutex_unlock(&s->lock);
+  int max_batch;
+  ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
   inferd_error *e = server_check_request(mv, max_batch, r);
   if (e) {
     model_version_release(mv);

@@ -450,30 +450,11 @@ static inferd_error *import_bytes(importer *im, ir_graph **graph) {
 
 inferd_error *onnx_import_file(const char *path, ir_graph **graph) {
   *graph = NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return err_new(errno == ENOENT ? INFERD_ERROR_NOT_FOUND : INFERD_ERROR_IO, "cannot open '%s': %s", path,
-                   strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return err_new(INFERD_ERROR_IO, "'%s' is not a regular file", path);
-  }
-  if (st.st_size == 0) {
-    close(fd);
-    return err_new(INFERD_ERROR_INVALID_ARG, "'%s' is empty, not an ONNX model", path);
-  }
-  size_t size = (size_t)st.st_size;
-  void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED) return err_new(INFERD_ERROR_IO, "mapping '%s': %s", path, strerror(errno));
-
-  char *dir = mem_strdup(path);
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    strcpy(dir, ".");
-  else
-    slash[slash == dir] = '\0';
+  void *map;
+  size_t size;
+  ERR_TRY(onnx_map_file(path, &map, &size));
+  if (!size) return err_new(INFERD_ERROR_INVALID_ARG, "'%s' is empty, not an ONNX model", path);
+  char *dir = onnx_dir_of(path);
   importer im = {.label = path, .file = map, .size = size, .borrowable = true, .model_dir = dir};
   inferd_error *e = import_bytes(&im, graph);
   free(dir);

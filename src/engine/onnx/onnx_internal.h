@@ -47,6 +47,13 @@ size_t onnx_varint_put(uint8_t *out, uint64_t v);
 
 /* ---- tensors (onnx_tensor.c) --------------------------------------------- */
 
+/* Maps the regular file `path` read-only; *map is NULL when it is empty.
+ * Errors name the file. */
+inferd_error *onnx_map_file(const char *path, void **map, size_t *size);
+/* The folder holding `path` ("." when it names none), malloc'd: external
+ * data paths are relative to it. */
+char *onnx_dir_of(const char *path);
+
 /* TensorProto.DataType to inferd; INFERD_TYPE_INVALID for UNDEFINED, COMPLEX*
  * and numbers ONNX does not define. STRING maps to BYTES. */
 inferd_datatype onnx_to_datatype(int32_t onnx_type);

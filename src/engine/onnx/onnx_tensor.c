@@ -324,9 +324,9 @@ void onnx_tensor_data_release(onnx_tensor_data *d) {
   d->data = NULL;
 }
 
-inferd_error *onnx_read_tensor_file(const char *path, ir_tensor *tensor, char **name) {
-  *tensor = (ir_tensor){0};
-  if (name) *name = NULL;
+inferd_error *onnx_map_file(const char *path, void **map, size_t *size) {
+  *map = NULL;
+  *size = 0;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return err_new(errno == ENOENT ? INFERD_ERROR_NOT_FOUND : INFERD_ERROR_IO, "cannot open '%s': %s", path,
@@ -336,20 +336,32 @@ inferd_error *onnx_read_tensor_file(const char *path, ir_tensor *tensor, char **
     close(fd);
     return err_new(INFERD_ERROR_IO, "'%s' is not a regular file", path);
   }
-  size_t size = (size_t)st.st_size;
-  void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+  size_t n = (size_t)st.st_size;
+  void *m = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
   close(fd);
-  if (map == MAP_FAILED) return err_new(INFERD_ERROR_IO, "mapping '%s': %s", path, strerror(errno));
+  if (m == MAP_FAILED) return err_new(INFERD_ERROR_IO, "mapping '%s': %s", path, strerror(errno));
+  *map = m;
+  *size = n;
+  return NULL;
+}
+
+char *onnx_dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return mem_strdup(".");
+  return mem_strndup(path, slash == path ? 1 : (size_t)(slash - path));
+}
+
+inferd_error *onnx_read_tensor_file(const char *path, ir_tensor *tensor, char **name) {
+  *tensor = (ir_tensor){0};
+  if (name) *name = NULL;
+  void *map;
+  size_t size;
+  ERR_TRY(onnx_map_file(path, &map, &size));
   Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, size, map);
   if (map) munmap(map, size);
   if (!t) return err_new(INFERD_ERROR_INVALID_ARG, "'%s' is not a serialized ONNX TensorProto", path);
 
-  char *dir = mem_strdup(path);
-  char *slash = strrchr(dir, '/');
-  if (!slash)
-    strcpy(dir, ".");
-  else
-    slash[slash == dir] = '\0';
+  char *dir = onnx_dir_of(path);
   char what[512];
   snprintf(what, sizeof(what), "tensor '%s' in '%s'", t->name ? t->name : "", path);
   onnx_tensor_data d;
