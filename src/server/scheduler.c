@@ -249,16 +249,18 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
       o->byte_size = item * (size_t)r->batch;
       o->data = mem_try_alloc(o->byte_size ? o->byte_size : 1, 1);
       if (!o->data) {
-        inferd_response_delete(resp);
-        return err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+        inferd_error *e = err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+        inferd_response_delete(resp); /* o->name belongs to it */
+        return e;
       }
       memcpy(o->data, src, o->byte_size);
       continue;
     }
     if (t->datatype != INFERD_TYPE_FP32) {
-      inferd_response_delete(resp);
-      return err_new(INFERD_ERROR_UNSUPPORTED, "classification of output '%s' needs FP32 scores, it is %s", o->name,
-                     inferd_datatype_name(t->datatype));
+      inferd_error *e = err_new(INFERD_ERROR_UNSUPPORTED, "classification of output '%s' needs FP32 scores, it is %s",
+                                o->name, inferd_datatype_name(t->datatype));
+      inferd_response_delete(resp); /* o->name belongs to it */
+      return e;
     }
     int64_t per_item = (int64_t)(item / sizeof(float));
     int items = s->dynamic ? r->batch : 1;
