@@ -233,6 +233,10 @@ typedef struct inferd_server_options {
   bool strict_model_config;  /* true: config.pbtxt must be complete */
   const char *server_id;     /* reported by server metadata (default "inferd") */
   int threads_per_instance;  /* CPU threads of each model instance; 0 = cores / instances */
+  /* Keep sliding-window latency histograms per version, for the metrics'
+   * quantile summaries (inferd_metrics). Costs five atomic increments per
+   * request; off by default, as Triton's summary_latencies. */
+  bool latency_summaries;
 } inferd_server_options;
 
 /* Creates the server and loads the startup models. A model that fails to

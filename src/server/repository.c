@@ -293,6 +293,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   scheduler_config sc;
   if (!e) {
     model_settings_scheduler(ms, s->threads_per_instance, &sc);
+    sc.latency_summaries = s->latency_summaries;
     versions = mem_zalloc((size_t)(n_chosen + 1) * sizeof(*versions));
   }
   for (int i = 0; i < n_chosen && !e; i++) {

@@ -367,7 +367,7 @@ static void run_batch(instance *inst, int n) {
     inferd_request *r = inst->batch[i];
     uint64_t took = clock_now_ns() - r->enqueue_ns;
     if (errors[i]) {
-      stat_add(&s->stats->fail, took);
+      stat_fail(s->stats, stat_failure_of_run(inferd_error_code_of(errors[i])), took);
       answer(s, r, response_for_error(r, errors[i]));
     } else {
       stat_add(&s->stats->success, took);
@@ -392,7 +392,7 @@ static void *instance_main(void *arg) {
     int n = take_batch(inst, &expired);
     while (expired) {
       inferd_request *next = expired->next;
-      stat_add(&s->stats->fail, clock_now_ns() - expired->enqueue_ns);
+      stat_fail(s->stats, STAT_FAILURE_REJECTED, clock_now_ns() - expired->enqueue_ns);
       answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_UNAVAILABLE,
                                     "request timed out in the queue of model '%s' after %llu us",
                                     expired->model_name, (unsigned long long)((clock_now_ns() - expired->enqueue_ns) / 1000))));
@@ -554,10 +554,12 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
   pthread_mutex_lock(&s->lock);
   if (s->stopping) {
     pthread_mutex_unlock(&s->lock);
+    stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
     return err_new(INFERD_ERROR_UNAVAILABLE, "model '%s' is being unloaded", r->model_name);
   }
   if (s->cfg.max_queue_size && (uint32_t)s->queued >= s->cfg.max_queue_size) {
     pthread_mutex_unlock(&s->lock);
+    stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
     return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
                    s->cfg.max_queue_size);
   }
@@ -574,6 +576,13 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
 int scheduler_pending(scheduler *s) {
   pthread_mutex_lock(&s->lock);
   int n = s->queued + s->running;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+int scheduler_queued(scheduler *s) {
+  pthread_mutex_lock(&s->lock);
+  int n = s->queued;
   pthread_mutex_unlock(&s->lock);
   return n;
 }

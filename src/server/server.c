@@ -44,6 +44,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   s->id = mem_strdup(options->server_id && *options->server_id ? options->server_id : "inferd");
   s->threads_per_instance = options->threads_per_instance;
   s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
+  s->latency_summaries = options->latency_summaries;
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flight_lock, NULL);
   pthread_cond_init(&s->flight_cond, NULL);
@@ -238,6 +239,7 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
   inferd_error *e = server_check_request(mv, max_batch, r);
   if (e) {
+    stat_fail(&mv->stats, STAT_FAILURE_OTHER, 0);
     model_version_release(mv);
     return e;
   }
