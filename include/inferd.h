@@ -325,6 +325,41 @@ INFERD_API inferd_error *inferd_response_output(const inferd_response *response,
                                                 const void **data, size_t *byte_size);
 INFERD_API void inferd_response_delete(inferd_response *response);
 
+/* ---- metrics: Prometheus exposition ----
+ * A metrics object renders the server's per-model counters (Triton's
+ * nv_inference_* families, labelled model and version; failures also by
+ * reason), latency summaries when the server keeps them, and, when asked,
+ * GPU figures from NVML and CPU figures from /proc, in the Prometheus text
+ * exposition format 0.0.4. GPU and CPU figures are polled by a thread of
+ * the metrics object every interval_ms; the per-model counters are read
+ * when rendering. A frontend serves the text (inferd serve: GET /metrics on
+ * --metrics-port).
+ */
+typedef struct inferd_metrics inferd_metrics;
+
+typedef struct inferd_metrics_options {
+  /* GPU families (nv_gpu_*, nv_energy_consumption). Without NVML
+   * (libnvidia-ml.so.1) or a GPU they are absent and creation logs why. */
+  bool gpu;
+  bool cpu;               /* CPU families (nv_cpu_*) from /proc */
+  bool counter_latencies; /* the nv_inference_*_duration_us counters */
+  /* Quantiles of the latency summaries as "q:error,...", e.g.
+   * "0.5:0.05,0.9:0.01,0.99:0.001" (NULL: that list). The summaries appear
+   * only when the server keeps latency windows (latency_summaries). */
+  const char *summary_quantiles;
+  int interval_ms; /* GPU/CPU polling period; <= 0: 2000 */
+} inferd_metrics_options;
+
+/* Makes the metrics of a server, which must outlive it, and starts its
+ * polling thread. INVALID_ARG for a malformed quantile list. */
+INFERD_API inferd_error *inferd_metrics_create(inferd_server *server, const inferd_metrics_options *options,
+                                               inferd_metrics **metrics);
+/* Renders every family now. *text is malloc'd, NUL-terminated, *length
+ * bytes long; the caller frees it. Safe from any thread. */
+INFERD_API inferd_error *inferd_metrics_render(inferd_metrics *metrics, char **text, size_t *length);
+/* Stops the polling thread and frees the metrics. */
+INFERD_API void inferd_metrics_delete(inferd_metrics *metrics);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,6 +15,7 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "frontends/http/http_frontend.h"
+#include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
 
 static const cli_option serve_options[] = {
@@ -29,6 +30,15 @@ static const cli_option serve_options[] = {
     {"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"},
     {"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"},
     {"allow-http", "BOOL", "serve HTTP (default true)"},
+    {"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"},
+    {"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"},
+    {"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"},
+    {"metrics-port", "PORT", "metrics port (default 8002)"},
+    {"metrics-address", "ADDR", "metrics address to bind (default: the --http-address, or 0.0.0.0 without HTTP)"},
+    {"metrics-interval-ms", "MS", "how often GPU and CPU metrics are polled (default 2000)"},
+    {"metrics-config", "KEY=VALUE",
+     "summary_latencies=true (latency quantile summaries), summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001, "
+     "counter_latencies=false (no *_duration_us counters); repeatable"},
     {"exit-timeout-secs", "N", "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30)"},
     {"instance-threads", "N", "CPU threads per model instance (default: cores / instances)"},
     {"log-verbose", "N", "verbose logging at level N (0 = off)"},
@@ -50,12 +60,37 @@ static bool parse_bool(const char *option, const char *text, bool *out) {
   return false;
 }
 
+/* One --metrics-config KEY=VALUE, with Triton's keys. */
+static bool parse_metrics_config(const char *text, inferd_server_options *so, inferd_metrics_options *mo) {
+  const char *eq = strchr(text, '=');
+  if (!eq || eq == text) {
+    fprintf(stderr, "inferd serve: --metrics-config: '%s' is not KEY=VALUE\n", text);
+    return false;
+  }
+  size_t klen = (size_t)(eq - text);
+  const char *value = eq + 1;
+  if (klen == strlen("summary_latencies") && !strncmp(text, "summary_latencies", klen))
+    return parse_bool("metrics-config summary_latencies", value, &so->latency_summaries);
+  if (klen == strlen("counter_latencies") && !strncmp(text, "counter_latencies", klen))
+    return parse_bool("metrics-config counter_latencies", value, &mo->counter_latencies);
+  if (klen == strlen("summary_quantiles") && !strncmp(text, "summary_quantiles", klen)) {
+    mo->summary_quantiles = value; /* checked when the metrics are made */
+    return true;
+  }
+  fprintf(stderr,
+          "inferd serve: --metrics-config: unknown key '%.*s' (summary_latencies, summary_quantiles, counter_latencies)\n",
+          (int)klen, text);
+  return false;
+}
+
 int cmd_serve(int argc, char **argv) {
   inferd_server_options so = {.repository_poll_secs = 15};
   http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
   const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
   int n_startup = 0;
-  bool allow_http = true;
+  bool allow_http = true, allow_metrics = true;
+  inferd_metrics_options mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000};
+  metrics_frontend_options fo = {.address = NULL, .port = 8002};
   long exit_timeout = 30, verbose = 0, value_long;
   log_format format = LOG_FORMAT_DEFAULT;
   cli_parser p;
@@ -67,7 +102,8 @@ int cmd_serve(int argc, char **argv) {
     if (!strcmp(name, "help")) {
       cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
                      "Serves the models of a Triton-style repository over HTTP/REST (KServe v2 protocol with Triton's\n"
-                     "extensions), batching requests dynamically as each model's config.pbtxt says.",
+                     "extensions), batching requests dynamically as each model's config.pbtxt says. Prometheus metrics (Triton's\n"
+                     "names and labels) are served at GET /metrics on --metrics-port.",
                      serve_options);
       free(startup);
       return 0;
@@ -101,6 +137,22 @@ int cmd_serve(int argc, char **argv) {
       ho.max_input_size = (size_t)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
+    } else if (!strcmp(name, "allow-metrics")) {
+      ok = parse_bool(name, value, &allow_metrics);
+    } else if (!strcmp(name, "allow-gpu-metrics")) {
+      ok = parse_bool(name, value, &mo.gpu);
+    } else if (!strcmp(name, "allow-cpu-metrics")) {
+      ok = parse_bool(name, value, &mo.cpu);
+    } else if (!strcmp(name, "metrics-port")) {
+      ok = cli_parse_int(name, value, 0, 65535, &value_long);
+      fo.port = (int)value_long;
+    } else if (!strcmp(name, "metrics-address")) {
+      fo.address = value;
+    } else if (!strcmp(name, "metrics-interval-ms")) {
+      ok = cli_parse_int(name, value, 1, 3600000, &value_long);
+      mo.interval_ms = (int)value_long;
+    } else if (!strcmp(name, "metrics-config")) {
+      ok = parse_metrics_config(value, &so, &mo);
     } else if (!strcmp(name, "exit-timeout-secs")) {
       ok = cli_parse_int(name, value, 0, 86400, &exit_timeout);
     } else if (!strcmp(name, "instance-threads")) {
@@ -137,6 +189,7 @@ int cmd_serve(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   }
+  if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
   so.startup_models = startup;
   so.startup_model_count = n_startup;
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
@@ -151,11 +204,18 @@ int cmd_serve(int argc, char **argv) {
 
   inferd_server *server = NULL;
   http_frontend *http = NULL;
+  inferd_metrics *metrics = NULL;
+  metrics_frontend *metrics_http = NULL;
   inferd_error *e = inferd_server_create(&so, &server);
   if (!e && allow_http) e = http_frontend_start(server, &ho, &http);
+  if (!e && allow_metrics) e = inferd_metrics_create(server, &mo, &metrics);
+  if (!e && allow_metrics) e = metrics_frontend_start(metrics, &fo, &metrics_http);
   if (e) {
     log_error("%s", inferd_error_message(e));
     inferd_error_delete(e);
+    metrics_frontend_delete(metrics_http);
+    inferd_metrics_delete(metrics);
+    http_frontend_delete(http);
     inferd_server_delete(server);
     free(startup);
     return 1;
@@ -169,6 +229,9 @@ int cmd_serve(int argc, char **argv) {
   int left = inferd_server_drain(server, (int)exit_timeout * 1000);
   if (left) log_warn("exit timeout: %d requests still in flight", left);
   http_frontend_delete(http);
+  /* Metrics stay served through the drain, so a scraper sees it. */
+  metrics_frontend_delete(metrics_http);
+  inferd_metrics_delete(metrics);
   inferd_server_delete(server);
   free(startup);
   log_info("stopped");
