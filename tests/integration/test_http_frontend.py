@@ -69,7 +69,7 @@ def server(inferd_bin, tmp_path_factory):
     port = free_port()
     log = open(repo / "server.log", "w")
     proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={port}",
-                             "--http-address=127.0.0.1"],
+                             "--http-address=127.0.0.1", f"--metrics-port={free_port()}"],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{port}"
     client = httpclient.InferenceServerClient(url)
