@@ -22,13 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/ir.h"
-#include "engine/onnx/onnx.h"
 #include "frontends/metrics/metrics_frontend.h"
 #include "metrics/cpu_proc.h"
 #include "metrics/exposition.h"
 #include "metrics/gpu_nvml.h"
 #include "metrics/metrics_internal.h"
+#include "unit/server/tiny_model.h"
 
 /* ---- exposition and parsers ---- */
 
@@ -209,16 +208,11 @@ static int server_setup(void **state) {
   snprintf(path, sizeof(path), "%s/relu/1", repo);
   mkdir(path, 0755);
   snprintf(path, sizeof(path), "%s/relu/1/model.onnx", repo);
-  ir_graph *g = ir_graph_new();
-  int x = ir_graph_add_value(g, "x", INFERD_TYPE_FP32), y = ir_graph_add_value(g, "y", INFERD_TYPE_FP32);
-  g->values[x].has_shape = true;
-  g->values[x].shape = (ir_shape){.rank = 2, .dims = {IR_DIM_BATCH, 4}};
-  ir_graph_add_input(g, x);
-  ir_graph_add_node(g, IR_OP_Relu, "relu", 1, &x, 1, &y);
-  ir_graph_add_output(g, y);
-  inferd_error *e = onnx_export_file(g, path);
-  ir_graph_delete(g);
-  if (e) return -1;
+  inferd_error *e = tiny_relu_model_write(path);
+  if (e) {
+    inferd_error_delete(e);
+    return -1;
+  }
   inferd_server_options o = {.model_repository = repo, .latency_summaries = true};
   e = inferd_server_create(&o, &server);
   if (e) {
