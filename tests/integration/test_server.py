@@ -149,6 +149,25 @@ def test_wrong_datatype_is_400(server):
     assert "INT32" in json.loads(err.value.read())["error"]
 
 
+def test_body_over_the_input_limit_is_413_with_json(inferd_bin, repo):
+    """--http-max-input-size: tritonclient gets the 413 and its JSON error,
+    and the server goes on serving."""
+    s = Server(inferd_bin, repo, "--http-max-input-size=1024")
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        big = [httpclient.InferInput("INPUT0", [8, 16], "FP32"), httpclient.InferInput("INPUT1", [8, 16], "FP32")]
+        big[0].set_data_from_numpy(np.full((8, 16), 1.2345678, dtype=np.float32))
+        big[1].set_data_from_numpy(np.full((8, 16), 1.2345678, dtype=np.float32))
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("simple", big)
+        assert "over the limit of 1024 bytes" in str(err.value)
+        assert err.value.status() == "413"
+        result = client.infer("simple", simple_inputs(batch=1, binary=True)[2])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), np.arange(16, dtype=np.float32).reshape(1, 16) - 1)
+    finally:
+        s.stop()
+
+
 def test_dynamic_batching_under_concurrency(server):
     """32 concurrent clients: every result is right and batches formed
     (execution_count well below inference_count)."""
