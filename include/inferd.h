@@ -169,7 +169,16 @@ INFERD_API size_t inferd_context_memory_bytes(const inferd_context *context);
 
 /* A tensor handed to or from a run. `data` is borrowed for the call's
  * duration; for outputs the caller provides `data` with room for `byte_size`
- * bytes, and the run fills dims and rank. */
+ * bytes, and the run fills dims and rank.
+ *
+ * BYTES tensors are serialized: per element a 4-byte little-endian length,
+ * then its bytes (KServe's binary form). A BYTES output is the one
+ * exception to caller-provided memory: the run points `data` at the
+ * serialized result in memory the context owns, valid until its next run
+ * or deletion, and sets `byte_size`; whatever `data` held is ignored (and
+ * not freed). The engine runs BYTES through data-movement ops only
+ * (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
+ * Gather, Slice, Pad). */
 typedef struct inferd_tensor {
   const char *name;
   inferd_datatype datatype;

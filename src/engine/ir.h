@@ -273,6 +273,19 @@ typedef struct ir_tensor {
 
 int64_t ir_tensor_numel(const ir_tensor *t);
 
+/* A BYTES element inside the engine: a view of bytes that live in the run's
+ * input (the plan layer turns the serialized form into views on the way in
+ * and back on the way out). Data-movement ops copy views like any other
+ * fixed-size element. */
+typedef struct ir_bytes {
+  const uint8_t *data;
+  uint64_t len;
+} ir_bytes;
+
+/* Bytes of one element as the engine stores it: the type's size, and
+ * sizeof(ir_bytes) for BYTES; 0 for INVALID. */
+size_t ir_dtype_size(inferd_datatype t);
+
 /* Shape inference over the whole graph (see ops.h for the per-op rules).
  * Fills dtype, shape and sym of every activation. */
 inferd_error *ir_infer_shapes(ir_graph *g);

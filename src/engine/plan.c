@@ -34,12 +34,26 @@ struct inferd_plan {
   inferd_tensor_info *inputs, *outputs;
 };
 
+/* BYTES tensors cross the API serialized (per element a 4-byte
+ * little-endian length, then the bytes) and run inside as ir_bytes views:
+ * the context keeps, per BYTES input and output, a view array sized for the
+ * largest batch, and per BYTES output the serialized result it hands out. */
+typedef struct bytes_output {
+  ir_bytes *views;
+  uint8_t *data;
+  size_t cap;
+} bytes_output;
+
 struct inferd_context {
   inferd_plan *plan;
   backend_context *impl;
   const void **input_ptrs;
   void **output_ptrs;
+  ir_bytes **input_views; /* per input; NULL unless BYTES */
+  bytes_output *outputs;  /* per output; views NULL unless BYTES */
 };
+
+static size_t info_count(const inferd_tensor_info *info, int batch, bool dynamic);
 
 static void tensor_info_from_value(const ir_value *v, inferd_tensor_info *info) {
   info->name = v->name;
@@ -71,7 +85,7 @@ static inferd_error *check_graph_inputs(const ir_graph *g) {
     const ir_value *v = &g->values[g->inputs[i]];
     if (!v->has_shape)
       return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has no declared shape", v->name);
-    if (!inferd_datatype_size(v->dtype))
+    if (!ir_dtype_size(v->dtype))
       return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run", v->name,
                      inferd_datatype_name(v->dtype));
   }
@@ -234,7 +248,22 @@ inferd_error *inferd_context_create(inferd_plan *plan, const inferd_context_opti
   ctx->plan = plan;
   ctx->input_ptrs = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(void *));
   ctx->output_ptrs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(void *));
-  inferd_error *e = plan->backend->context_create(plan->impl, threads, &ctx->impl);
+  ctx->input_views = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(ir_bytes *));
+  ctx->outputs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(bytes_output));
+  inferd_error *e = NULL;
+  for (int k = 0; k < plan->n_inputs + plan->n_outputs && !e; k++) {
+    const bool in = k < plan->n_inputs;
+    const inferd_tensor_info *info = in ? &plan->inputs[k] : &plan->outputs[k - plan->n_inputs];
+    if (info->datatype != INFERD_TYPE_BYTES) continue;
+    size_t count = info_count(info, plan->max_batch_size, plan->dynamic_batch), bytes;
+    ir_bytes *views = count != SIZE_MAX && mem_mul_ok(count ? count : 1, sizeof(ir_bytes), &bytes)
+                          ? mem_try_alloc(bytes, 1)
+                          : NULL;
+    if (!views) e = err_new(INFERD_ERROR_NO_MEMORY, "allocating the element views of '%s'", info->name);
+    else if (in) ctx->input_views[k] = views;
+    else ctx->outputs[k - plan->n_inputs].views = views;
+  }
+  if (!e) e = plan->backend->context_create(plan->impl, threads, &ctx->impl);
   if (e) {
     inferd_context_delete(ctx);
     return e;
@@ -248,6 +277,13 @@ void inferd_context_delete(inferd_context *ctx) {
   if (ctx->impl) ctx->plan->backend->context_delete(ctx->impl);
   free(ctx->input_ptrs);
   free(ctx->output_ptrs);
+  for (int k = 0; ctx->input_views && k < ctx->plan->n_inputs; k++) free(ctx->input_views[k]);
+  for (int k = 0; ctx->outputs && k < ctx->plan->n_outputs; k++) {
+    free(ctx->outputs[k].views);
+    free(ctx->outputs[k].data);
+  }
+  free(ctx->input_views);
+  free(ctx->outputs);
   free(ctx);
 }
 
@@ -262,14 +298,74 @@ static int find_info(const inferd_tensor_info *infos, int n, const char *name) {
   return -1;
 }
 
-/* Bytes of a tensor of `info` at `batch`; 0 on overflow. */
-static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic) {
-  size_t n = inferd_datatype_size(info->datatype);
+/* Elements of a tensor of `info` at `batch`; SIZE_MAX on overflow. */
+static size_t info_count(const inferd_tensor_info *info, int batch, bool dynamic) {
+  size_t n = 1;
   for (int d = 0; d < info->rank; d++) {
     size_t extent = (d == 0 && dynamic) ? (size_t)batch : (size_t)info->dims[d];
-    if (!mem_mul_ok(n, extent, &n)) return 0;
+    if (!mem_mul_ok(n, extent, &n)) return SIZE_MAX;
   }
   return n;
+}
+
+/* Bytes of a tensor of fixed-size `info` at `batch`; 0 on overflow. */
+static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic) {
+  size_t count = info_count(info, batch, dynamic), n;
+  return count != SIZE_MAX && mem_mul_ok(count, inferd_datatype_size(info->datatype), &n) ? n : 0;
+}
+
+/* Reads a serialized BYTES input into views of its elements. */
+static inferd_error *bytes_input(const inferd_tensor_info *info, const inferd_tensor *t, size_t count, ir_bytes *views) {
+  const uint8_t *p = t->data;
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (t->byte_size - off < 4)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends in element %zu's length (needs %zu elements)",
+                     info->name, i, count);
+    const uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
+                         (uint32_t)p[off + 3] << 24;
+    off += 4;
+    if (len > t->byte_size - off)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES element %zu claims %u bytes but only %zu remain",
+                     info->name, i, len, t->byte_size - off);
+    views[i] = (ir_bytes){.data = p + off, .len = len};
+    off += len;
+  }
+  if (off != t->byte_size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after its %zu elements", info->name,
+                   t->byte_size - off, count);
+  return NULL;
+}
+
+/* Serializes a BYTES output's views into the context's buffer for it. */
+static inferd_error *bytes_output_write(bytes_output *o, const inferd_tensor_info *info, size_t count,
+                                        inferd_tensor *t) {
+  size_t total = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (o->views[i].len > UINT32_MAX)
+      return err_new(INFERD_ERROR_TOO_LARGE, "output '%s': BYTES element %zu is over 4 GiB", info->name, i);
+    if (!mem_add_ok(total, 4 + (size_t)o->views[i].len, &total))
+      return err_new(INFERD_ERROR_TOO_LARGE, "output '%s' is too large", info->name);
+  }
+  if (total > o->cap) {
+    uint8_t *grown = realloc(o->data, total);
+    if (!grown) return err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes for output '%s'", total, info->name);
+    o->data = grown;
+    o->cap = total;
+  }
+  uint8_t *w = o->data;
+  for (size_t i = 0; i < count; i++) {
+    const uint32_t len = (uint32_t)o->views[i].len;
+    w[0] = (uint8_t)len;
+    w[1] = (uint8_t)(len >> 8);
+    w[2] = (uint8_t)(len >> 16);
+    w[3] = (uint8_t)(len >> 24);
+    if (len) memcpy(w + 4, o->views[i].data, len);
+    w += 4 + len;
+  }
+  t->data = o->data;
+  t->byte_size = total;
+  return NULL;
 }
 
 static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_info *info, const inferd_tensor *t,
@@ -299,6 +395,7 @@ static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_in
     return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape [%s], the model expects [%s]", info->name, got,
                    want);
   }
+  if (info->datatype == INFERD_TYPE_BYTES) return NULL; /* read by bytes_input */
   size_t need = info_bytes(info, batch, plan->dynamic_batch);
   if (!t->data || t->byte_size != need)
     return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has %zu bytes of data, its shape needs %zu", info->name,
@@ -322,7 +419,15 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
                      inputs[i].name ? inputs[i].name : "");
     if (ctx->input_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' given twice", inputs[i].name);
     ERR_TRY(check_input(plan, &plan->inputs[k], &inputs[i], batch));
-    ctx->input_ptrs[k] = inputs[i].data;
+    if (ctx->input_views[k]) {
+      if (!inputs[i].data && inputs[i].byte_size)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has no data", inputs[i].name);
+      ERR_TRY(bytes_input(&plan->inputs[k], &inputs[i], info_count(&plan->inputs[k], batch, plan->dynamic_batch),
+                          ctx->input_views[k]));
+      ctx->input_ptrs[k] = ctx->input_views[k];
+    } else {
+      ctx->input_ptrs[k] = inputs[i].data;
+    }
   }
   for (int k = 0; k < plan->n_inputs; k++)
     if (!ctx->input_ptrs[k])
@@ -333,8 +438,12 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
       return err_new(INFERD_ERROR_INVALID_ARG, "the model has no output named '%s'",
                      outputs[i].name ? outputs[i].name : "");
     const inferd_tensor_info *info = &plan->outputs[k];
+    if (ctx->output_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' asked for twice", info->name);
     size_t need = info_bytes(info, batch, plan->dynamic_batch);
-    if (!outputs[i].data || outputs[i].byte_size < need)
+    if (ctx->outputs[k].views) {
+      need = 0;
+      outputs[i].data = ctx->outputs[k].views; /* replaced by the serialized tensor after the run */
+    } else if (!outputs[i].data || outputs[i].byte_size < need)
       return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' needs %zu bytes, %zu given", info->name, need,
                      outputs[i].data ? outputs[i].byte_size : 0);
     outputs[i].datatype = info->datatype;
@@ -344,7 +453,14 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
     outputs[i].byte_size = need;
     ctx->output_ptrs[k] = outputs[i].data;
   }
-  return plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs);
+  ERR_TRY(plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs));
+  for (int i = 0; i < output_count; i++) {
+    int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
+    if (ctx->outputs[k].views)
+      ERR_TRY(bytes_output_write(&ctx->outputs[k], &plan->outputs[k],
+                                 info_count(&plan->outputs[k], batch, plan->dynamic_batch), &outputs[i]));
+  }
+  return NULL;
 }
 
 void inferd_context_set_profiling(inferd_context *ctx, bool enabled) {
