@@ -78,9 +78,12 @@ typedef struct ir_value {
   inferd_datatype dtype;
   bool has_shape; /* set by import (declared) or shape inference */
   ir_shape shape;
-  /* IR_VALUE_CONST: the data, dense row-major, owned by a graph blob. */
+  /* IR_VALUE_CONST: the data, dense row-major, owned by a graph blob. An
+   * input with a default value has it here, shaped default_shape, between
+   * import and the plan taking it (see onnx_import_file_with_defaults). */
   const void *data;
   size_t nbytes;
+  ir_shape default_shape;
   /* Symbolic contents of a small integer tensor, or NULL. sym_len elements. */
   ir_symint *sym;
   int sym_len;

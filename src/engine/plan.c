@@ -32,6 +32,10 @@ struct inferd_plan {
   bool dynamic_batch;
   int n_inputs, n_outputs;
   inferd_tensor_info *inputs, *outputs;
+  void **defaults; /* per input: one item of its default value, or NULL */
+  size_t *default_bytes;
+  const char **default_names; /* until matched to the inputs after the passes */
+  int n_defaults;
 };
 
 /* BYTES tensors cross the API serialized (per element a 4-byte
@@ -96,6 +100,45 @@ static inferd_error *check_graph_inputs(const ir_graph *g) {
   return NULL;
 }
 
+/* Takes the default values of the inputs that have one off the graph (into
+ * malloc'd copies, per input in graph order, NULL for the others), checking
+ * that each is one batch item (the whole tensor without a batch) and that
+ * every optional input asked for has one. */
+static inferd_error *take_defaults(ir_graph *g, const char *const *names, int n_names, void ***out_data,
+                                   size_t **out_bytes) {
+  void **data = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
+  size_t *bytes = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
+  *out_data = data;
+  *out_bytes = bytes;
+  for (int i = 0; i < g->n_inputs; i++) {
+    ir_value *v = &g->values[g->inputs[i]];
+    if (!v->data) continue;
+    const bool batched = v->has_shape && v->shape.rank > 0 && v->shape.dims[0] == IR_DIM_BATCH;
+    int64_t want = 1;
+    for (int d = batched ? 1 : 0; v->has_shape && d < v->shape.rank; d++) want *= v->shape.dims[d];
+    if (!v->has_shape || !ir_shape_is_static(&v->default_shape) || ir_shape_numel(&v->default_shape, 1) != want)
+      return err_new(INFERD_ERROR_UNSUPPORTED,
+                     "input '%s': its default value (initializer) must hold %s (%lld elements), it holds %lld",
+                     v->name, batched ? "one batch item" : "the whole input", (long long)want,
+                     (long long)(ir_shape_is_static(&v->default_shape) ? ir_shape_numel(&v->default_shape, 1) : -1));
+    data[i] = mem_alloc(v->nbytes ? v->nbytes : 1);
+    memcpy(data[i], v->data, v->nbytes);
+    bytes[i] = v->nbytes;
+    v->data = NULL;
+    v->nbytes = 0;
+  }
+  for (int k = 0; k < n_names; k++) {
+    bool found = false;
+    for (int i = 0; i < g->n_inputs && !found; i++) found = data[i] && strcmp(g->values[g->inputs[i]].name, names[k]) == 0;
+    if (!found)
+      return err_new(INFERD_ERROR_INVALID_ARG,
+                     "input '%s' is optional, but the model gives it no default value (an initializer of the same "
+                     "name that is also a graph input)",
+                     names[k]);
+  }
+  return NULL;
+}
+
 static inferd_error *plan_build(const char *model_path, const inferd_plan_options *options, inferd_plan *plan) {
   const char *backend_name = options && options->backend ? options->backend : "cpu";
   plan->backend = backend_find(backend_name);
@@ -104,8 +147,15 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   const char *disabled = options ? options->disabled_passes : NULL;
   ERR_TRY(passes_validate(disabled));
 
-  ERR_TRY(onnx_import_file(model_path, &plan->graph));
+  const char *const *optional = options ? options->optional_inputs : NULL;
+  const int n_optional = options && optional ? options->optional_input_count : 0;
+  ERR_TRY(onnx_import_file_with_defaults(model_path, optional, n_optional, &plan->graph));
   ir_graph *g = plan->graph;
+  plan->n_defaults = g->n_inputs;
+  ERR_TRY(take_defaults(g, optional, n_optional, &plan->defaults, &plan->default_bytes));
+  /* The passes may drop inputs: defaults are matched to inputs by name. */
+  plan->default_names = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(char *));
+  for (int i = 0; i < g->n_inputs; i++) plan->default_names[i] = g->values[g->inputs[i]].name;
   ERR_TRY(ir_infer_shapes(g));
   ERR_TRY(passes_run(g, disabled));
   ERR_TRY(check_graph_inputs(g));
@@ -137,6 +187,23 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   plan->outputs = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(inferd_tensor_info));
   for (int i = 0; i < g->n_inputs; i++) tensor_info_from_value(&g->values[g->inputs[i]], &plan->inputs[i]);
   for (int i = 0; i < g->n_outputs; i++) tensor_info_from_value(&g->values[g->outputs[i]], &plan->outputs[i]);
+  void **by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
+  size_t *bytes_by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
+  for (int i = 0; i < g->n_inputs; i++)
+    for (int j = 0; j < plan->n_defaults; j++)
+      if (plan->defaults[j] && strcmp(plan->default_names[j], plan->inputs[i].name) == 0) {
+        by_input[i] = plan->defaults[j];
+        bytes_by_input[i] = plan->default_bytes[j];
+        plan->defaults[j] = NULL;
+      }
+  for (int j = 0; j < plan->n_defaults; j++) free(plan->defaults[j]);
+  free(plan->defaults);
+  free(plan->default_bytes);
+  free(plan->default_names);
+  plan->default_names = NULL;
+  plan->defaults = by_input;
+  plan->default_bytes = bytes_by_input;
+  plan->n_defaults = g->n_inputs;
 
   /* Originals of folded weights are dead now: give their pages back before
    * the backend makes its own copies, which keeps the load's peak memory at
@@ -159,10 +226,22 @@ struct inferd_model_info {
 };
 
 inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **out) {
+  return inferd_model_inspect_with_defaults(model_path, NULL, 0, out);
+}
+
+inferd_error *inferd_model_inspect_with_defaults(const char *model_path, const char *const *optional_inputs,
+                                                 int optional_input_count, inferd_model_info **out) {
   *out = NULL;
   if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");
   inferd_model_info *info = mem_zalloc(sizeof(*info));
-  inferd_error *e = onnx_import_file(model_path, &info->graph);
+  void **defaults = NULL;
+  size_t *default_bytes = NULL;
+  const int n_optional = optional_inputs ? optional_input_count : 0;
+  inferd_error *e = onnx_import_file_with_defaults(model_path, optional_inputs, n_optional, &info->graph);
+  if (!e) e = take_defaults(info->graph, optional_inputs, n_optional, &defaults, &default_bytes);
+  for (int i = 0; defaults && info->graph && i < info->graph->n_inputs; i++) free(defaults[i]);
+  free(defaults);
+  free(default_bytes);
   if (!e) e = ir_infer_shapes(info->graph);
   if (!e) e = check_graph_inputs(info->graph);
   if (e) {
@@ -212,6 +291,10 @@ void inferd_plan_delete(inferd_plan *plan) {
   if (!plan) return;
   if (plan->impl) plan->backend->plan_delete(plan->impl);
   ir_graph_delete(plan->graph);
+  for (int i = 0; plan->defaults && i < plan->n_defaults; i++) free(plan->defaults[i]);
+  free(plan->defaults);
+  free(plan->default_bytes);
+  free(plan->default_names);
   free(plan->inputs);
   free(plan->outputs);
   free(plan);
@@ -224,6 +307,13 @@ int inferd_plan_max_batch_size(const inferd_plan *plan) { return plan->max_batch
 
 size_t inferd_plan_weight_bytes(const inferd_plan *plan) {
   return plan->backend->plan_weight_bytes ? plan->backend->plan_weight_bytes(plan->impl) : 0;
+}
+
+bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size) {
+  if (index < 0 || index >= plan->n_inputs || !plan->defaults || !plan->defaults[index]) return false;
+  *data = plan->defaults[index];
+  *byte_size = plan->default_bytes[index];
+  return true;
 }
 
 inferd_error *inferd_plan_input(const inferd_plan *plan, int index, inferd_tensor_info *info) {
@@ -431,7 +521,8 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
   }
   for (int k = 0; k < plan->n_inputs; k++)
     if (!ctx->input_ptrs[k])
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing", plan->inputs[k].name);
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing%s", plan->inputs[k].name,
+                     plan->defaults[k] ? " (it is optional: pass its default, inferd_plan_input_default)" : "");
   for (int i = 0; i < output_count; i++) {
     int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
     if (k < 0)

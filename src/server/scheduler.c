@@ -347,8 +347,10 @@ static void run_batch(instance *inst, int n) {
     if (t->datatype == INFERD_TYPE_BYTES) {
       /* Serialized elements concatenate as they are; only the room varies. */
       size_t need = 0;
-      for (int i = 0; i < n; i++)
-        need += inst->batch[i]->inputs[find_input(inst->batch[i], s->in_info[k].name)].byte_size;
+      for (int i = 0; i < n; i++) {
+        const int at = find_input(inst->batch[i], s->in_info[k].name);
+        need += at >= 0 ? inst->batch[i]->inputs[at].byte_size : 0; /* BYTES defaults do not exist */
+      }
       if (need > inst->in_cap[k]) {
         free(t->data);
         t->data = mem_try_alloc(need, 1);
@@ -362,7 +364,16 @@ static void run_batch(instance *inst, int n) {
     }
     for (int i = 0; i < n; i++) {
       const inferd_request *r = inst->batch[i];
-      const request_input *in = &r->inputs[find_input(r, s->in_info[k].name)];
+      const int at = find_input(r, s->in_info[k].name);
+      if (at < 0) { /* an optional input left out: its default, per item */
+        const void *item_data;
+        size_t item_size;
+        if (!inferd_plan_input_default(s->plan, k, &item_data, &item_size)) continue; /* checked on admission */
+        for (int b = 0; b < (s->dynamic ? r->batch : 1); b++, off += item_size)
+          memcpy((char *)t->data + off, item_data, item_size);
+        continue;
+      }
+      const request_input *in = &r->inputs[at];
       if (in->byte_size) memcpy((char *)t->data + off, in->data, in->byte_size);
       off += in->byte_size;
     }

@@ -179,6 +179,9 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     const request_input *in = NULL;
     for (int i = 0; i < r->n_inputs; i++)
       if (strcmp(r->inputs[i].name, info.name) == 0) in = &r->inputs[i];
+    const void *default_data;
+    size_t default_bytes;
+    if (!in && inferd_plan_input_default(plan, k, &default_data, &default_bytes)) continue; /* optional */
     if (!in) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' of model '%s' is missing", info.name, mv->name);
     if (in->datatype != info.datatype)
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has datatype %s, model '%s' expects %s", info.name,
