@@ -162,10 +162,19 @@ static void pass_body(http_guard_conn *c, uint64_t length) {
 /* Classifies the header block at c->scanned, which ends at `block_end`. */
 static void take_header_block(struct evbuffer *buf, http_guard_conn *c, size_t block_len, uint64_t limit) {
   char stack[STACK_BLOCK];
-  char *block = block_len <= sizeof(stack) ? stack : malloc(block_len);
+  char *block = stack;
+  bool owned = false;
   struct evbuffer_ptr at;
-  if (!block || evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) != 0 ||
-      evbuffer_copyout_from(buf, &at, block, block_len) != (ev_ssize_t)block_len) {
+  struct evbuffer_iovec first;
+  bool ok = evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) == 0;
+  if (ok && evbuffer_peek(buf, (ev_ssize_t)block_len, &at, &first, 1) >= 1 && first.iov_len >= block_len) {
+    block = first.iov_base; /* the usual case: the block lies in one chunk, read in place */
+  } else if (ok) {
+    if (block_len > sizeof(stack)) block = malloc(block_len);
+    owned = block != stack;
+    ok = block && evbuffer_copyout_from(buf, &at, block, block_len) == (ev_ssize_t)block_len;
+  }
+  if (!ok) {
     c->state = GUARD_OFF;
   } else {
     uint64_t length;
@@ -199,7 +208,7 @@ static void take_header_block(struct evbuffer *buf, http_guard_conn *c, size_t b
       break;
     }
   }
-  if (block != stack) free(block);
+  if (owned) free(block);
 }
 
 static void frame(struct evbuffer *buf, http_guard_conn *c, uint64_t limit) {

@@ -399,6 +399,21 @@ static void test_body_over_limit(void **state) {
   expect_error(&r, 413, "1099511627776 bytes");
   free(r.body);
   close(fd);
+  /* Headers that arrive in pieces, after a request that fit. */
+  fd = connect_client();
+  request(fd, "POST", "/v2/models/echo/infer", NULL, infer_json, strlen(infer_json), &r);
+  check_echo_json(&r);
+  free(r.body);
+  const size_t third = strlen(huge) / 3;
+  for (int part = 0; part < 3; part++) {
+    const size_t from = (size_t)part * third, n = part == 2 ? strlen(huge) - from : third;
+    send_all(fd, huge + from, n);
+    usleep(20000);
+  }
+  read_reply(fd, &r);
+  expect_error(&r, 413, "over the limit");
+  free(r.body);
+  close(fd);
   fd = connect_client();
   request(fd, "POST", "/v2/models/echo/infer", HTTP_GUARD_HEADER ": 5\r\n", infer_json, strlen(infer_json), &r);
   check_echo_json(&r);
