@@ -620,3 +620,27 @@ def test_preserve_ordering(inferd_bin, tmp_path, zoo_resnet50, ordered):
             assert gap > 0.2, gap
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_default_resnet50_matches_the_engine_run_directly(inferd_bin, run_inferd, zoo_resnet50, tmp_path, binary):
+    """The repository `inferd zoo` writes (the README's default), served: JSON
+    and binary requests of two images give what `inferd run` gives."""
+    repo = zoo_resnet50.parent.parent.parent
+    x = np.random.default_rng(5).random((2, 3, 224, 224), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run_inferd("run", "--model", zoo_resnet50, "--input", f"input={tmp_path / 'x.npy'}", "--output-dir", tmp_path,
+               check=True)
+    want = np.load(tmp_path / "output.npy")
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        inp = httpclient.InferInput("input", [2, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        got = client.infer("resnet50", [inp], outputs=[httpclient.InferRequestedOutput("output", binary_data=binary)])
+        out = got.as_numpy("output")
+        assert out.shape == (2, 1000)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        assert (out.argmax(1) == want.argmax(1)).all()
+    finally:
+        s.stop()
