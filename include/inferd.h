@@ -118,6 +118,14 @@ typedef struct inferd_plan_options {
   const char *disabled_passes;
   /* Threads each context uses by default; 0 means all cores. */
   int threads;
+  /* Inputs with a default value that stay inputs: ONNX graph inputs that
+   * are also initializers (the default). Every name must be one; other such
+   * initializers are weights, folded like constants. A run still takes
+   * every input: a caller that has no value passes the default
+   * (inferd_plan_input_default), as the server does for requests that
+   * leave an `optional` input out. */
+  const char *const *optional_inputs;
+  int optional_input_count;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {
@@ -140,6 +148,9 @@ INFERD_API inferd_error *inferd_plan_output(const inferd_plan *plan, int index, 
 /* True when the first dimension of every input and output is the batch. */
 INFERD_API bool inferd_plan_has_dynamic_batch(const inferd_plan *plan);
 INFERD_API int inferd_plan_max_batch_size(const inferd_plan *plan);
+/* The default value of optional input `index`, for one batch item (the
+ * whole tensor when the model does not batch); false when it has none. */
+INFERD_API bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size);
 /* Bytes of weights the plan holds after optimization. */
 INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
 
@@ -147,6 +158,10 @@ INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
  * inference only: milliseconds where a plan takes a second). */
 typedef struct inferd_model_info inferd_model_info;
 INFERD_API inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **info);
+/* Same, listing the named inputs with default values among the inputs (see
+ * inferd_plan_options.optional_inputs). */
+INFERD_API inferd_error *inferd_model_inspect_with_defaults(const char *model_path, const char *const *optional_inputs,
+                                                          int optional_input_count, inferd_model_info **info);
 INFERD_API void inferd_model_info_delete(inferd_model_info *info);
 INFERD_API int inferd_model_info_input_count(const inferd_model_info *info);
 INFERD_API int inferd_model_info_output_count(const inferd_model_info *info);
@@ -169,7 +184,16 @@ INFERD_API size_t inferd_context_memory_bytes(const inferd_context *context);
 
 /* A tensor handed to or from a run. `data` is borrowed for the call's
  * duration; for outputs the caller provides `data` with room for `byte_size`
- * bytes, and the run fills dims and rank. */
+ * bytes, and the run fills dims and rank.
+ *
+ * BYTES tensors are serialized: per element a 4-byte little-endian length,
+ * then its bytes (KServe's binary form). A BYTES output is the one
+ * exception to caller-provided memory: the run points `data` at the
+ * serialized result in memory the context owns, valid until its next run
+ * or deletion, and sets `byte_size`; whatever `data` held is ignored (and
+ * not freed). The engine runs BYTES through data-movement ops only
+ * (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
+ * Gather, Slice, Pad). */
 typedef struct inferd_tensor {
   const char *name;
   inferd_datatype datatype;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/bytes_tensor.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -179,6 +180,9 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     const request_input *in = NULL;
     for (int i = 0; i < r->n_inputs; i++)
       if (strcmp(r->inputs[i].name, info.name) == 0) in = &r->inputs[i];
+    const void *default_data;
+    size_t default_bytes;
+    if (!in && inferd_plan_input_default(plan, k, &default_data, &default_bytes)) continue; /* optional */
     if (!in) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' of model '%s' is missing", info.name, mv->name);
     if (in->datatype != info.datatype)
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has datatype %s, model '%s' expects %s", info.name,
@@ -208,6 +212,18 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
       char got[160], exp[160];
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape %s, model '%s' expects %s", info.name,
                      shape_text(in->shape, in->rank, got, sizeof(got)), mv->name, shape_text(want, rank, exp, sizeof(exp)));
+    }
+    if (info.datatype == INFERD_TYPE_BYTES) {
+      size_t count = 1;
+      for (int d = 0; d < rank; d++) count *= (size_t)want[d];
+      const size_t span = bytes_tensor_span(in->data, in->byte_size, count);
+      if (span == SIZE_MAX)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends before the %zu elements of shape %s",
+                       info.name, count, shape_text(want, rank, (char[160]){0}, 160));
+      if (span != in->byte_size)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after the %zu elements of shape %s",
+                       info.name, in->byte_size - span, count, shape_text(want, rank, (char[160]){0}, 160));
+      continue;
     }
     size_t need = inferd_datatype_size(info.datatype);
     for (int d = 0; d < rank; d++) need *= (size_t)want[d];
