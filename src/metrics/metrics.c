@@ -228,8 +228,9 @@ static void read_version(const inferd_metrics *m, model_version *mv, version_sna
   v->execution_count = atomic_load_explicit(&st->execution_count, memory_order_relaxed);
   for (int r = 0; r < STAT_FAILURE_REASON_COUNT; r++)
     v->failures[r] = atomic_load_explicit(&st->failures[r], memory_order_relaxed);
-  const stat_duration *d[DURATION_KINDS] = {&st->success, &st->queue, &st->compute_input, &st->compute_infer,
-                                            &st->compute_output};
+  /* Compute times per request of each batch, as Triton's metrics count them. */
+  const stat_duration *d[DURATION_KINDS] = {&st->success, &st->queue, &st->request_compute_input,
+                                            &st->request_compute_infer, &st->request_compute_output};
   for (int k = 0; k < DURATION_KINDS; k++) {
     v->count[k] = atomic_load_explicit(&d[k]->count, memory_order_relaxed);
     v->ns[k] = atomic_load_explicit(&d[k]->ns, memory_order_relaxed);

@@ -28,7 +28,7 @@ void latency_bucket_range(int bucket, uint64_t *low_us, uint64_t *high_us) {
   *high_us = *low_us + width - 1;
 }
 
-void latency_window_record(latency_window *w, uint64_t now_ns, uint64_t duration_ns) {
+void latency_window_record(latency_window *w, uint64_t now_ns, uint64_t duration_ns, uint32_t count) {
   uint64_t period = latency_period_of(now_ns);
   latency_slot *slot = &w->slots[period % LATENCY_WINDOW_SLOTS];
   uint64_t seen = atomic_load_explicit(&slot->period, memory_order_acquire);
@@ -43,7 +43,7 @@ void latency_window_record(latency_window *w, uint64_t now_ns, uint64_t duration
       return;
     }
   }
-  atomic_fetch_add_explicit(&slot->counts[latency_bucket_of(duration_ns / 1000)], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&slot->counts[latency_bucket_of(duration_ns / 1000)], count, memory_order_relaxed);
 }
 
 uint64_t latency_window_collect(const latency_window *w, uint64_t now_ns, uint64_t *histogram) {

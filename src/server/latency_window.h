@@ -44,8 +44,8 @@ static inline uint64_t latency_period_of(uint64_t now_ns) {
   return now_ns / ((uint64_t)LATENCY_SLOT_SECS * 1000000000ull) + 1;
 }
 
-/* Records one duration (ns) at monotonic time now_ns. */
-void latency_window_record(latency_window *w, uint64_t now_ns, uint64_t duration_ns);
+/* Records `count` samples of one duration (ns) at monotonic time now_ns. */
+void latency_window_record(latency_window *w, uint64_t now_ns, uint64_t duration_ns, uint32_t count);
 
 /* Adds the counts of every slot still in the window at now_ns into
  * histogram[LATENCY_BUCKETS]; returns the number of samples added. */

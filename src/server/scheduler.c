@@ -408,6 +408,7 @@ static void run_batch(instance *inst, int n) {
     stat_add(&s->stats->compute_input, t1 - t0);
     stat_add(&s->stats->compute_infer, t2 - t1);
     stat_add(&s->stats->compute_output, t3 - t2);
+    stats_add_request_compute(s->stats, (uint32_t)n, t1 - t0, t2 - t1, t3 - t2);
     if (total <= s->stats->max_batch) {
       batch_stat *bs = &s->stats->batch_stats[total];
       stat_add(&bs->compute_input, t1 - t0);

@@ -17,9 +17,9 @@ enum { WINDOWED_COUNT = 5 };
 static void windowed_durations(model_stats *s, stat_duration *out[WINDOWED_COUNT]) {
   out[0] = &s->success;
   out[1] = &s->queue;
-  out[2] = &s->compute_input;
-  out[3] = &s->compute_infer;
-  out[4] = &s->compute_output;
+  out[2] = &s->request_compute_input;
+  out[3] = &s->request_compute_infer;
+  out[4] = &s->request_compute_output;
 }
 
 void stats_free(model_stats *s) {

@@ -9,9 +9,15 @@
  * Failures are also counted by reason, as Triton's metrics label them:
  * REJECTED (refused by the scheduler: queue full, queue timeout, model
  * stopping), CANCELED, BACKEND (the execution failed) and OTHER (the request
- * did not fit the model). When latency summaries are enabled, the request
- * (success), queue and compute durations also feed sliding-window histograms
- * (latency_window.h) for the metrics' quantiles.
+ * did not fit the model).
+ *
+ * compute_* count executions (a batch once), as the statistics API reports
+ * them; request_compute_* count each request of a batch with the batch's
+ * time, which is what Triton's metrics report (so that a rate divided by the
+ * request rate is the compute time a request saw). When latency summaries
+ * are enabled, the request (success), queue and request_compute durations
+ * also feed sliding-window histograms (latency_window.h) for the metrics'
+ * quantiles.
  */
 #ifndef INFERD_SERVER_STATS_H
 #define INFERD_SERVER_STATS_H
@@ -48,20 +54,33 @@ typedef struct model_stats {
   _Atomic uint64_t last_inference_ms; /* wall clock, ms since the epoch */
   stat_duration success, fail, queue, compute_input, compute_infer, compute_output;
   _Atomic uint64_t failures[STAT_FAILURE_REASON_COUNT]; /* fail.count by reason */
+  stat_duration request_compute_input, request_compute_infer, request_compute_output;
   int max_batch; /* batch_stats has max_batch + 1 entries, index = batch size */
   batch_stat *batch_stats;
 } model_stats;
 
 void stats_init(model_stats *s, int max_batch);
 void stats_free(model_stats *s);
-/* Gives success, queue and the compute durations their windows. Called
+/* Gives success, queue and the request_compute durations their windows. Called
  * once, before the stats are shared with other threads. */
 void stats_enable_summaries(model_stats *s);
 
-static inline void stat_add(stat_duration *d, uint64_t ns) {
-  atomic_fetch_add_explicit(&d->count, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&d->ns, ns, memory_order_relaxed);
-  if (d->window) latency_window_record(d->window, latency_clock_ns(), ns);
+/* Adds `requests` samples of `ns` each. */
+static inline void stat_add_n(stat_duration *d, uint64_t ns, uint32_t requests) {
+  atomic_fetch_add_explicit(&d->count, requests, memory_order_relaxed);
+  atomic_fetch_add_explicit(&d->ns, ns * requests, memory_order_relaxed);
+  if (d->window) latency_window_record(d->window, latency_clock_ns(), ns, requests);
+}
+
+static inline void stat_add(stat_duration *d, uint64_t ns) { stat_add_n(d, ns, 1); }
+
+/* The compute phases of one execution of `requests` requests, counted once
+ * per request (request_compute_*). */
+static inline void stats_add_request_compute(model_stats *s, uint32_t requests, uint64_t input_ns, uint64_t infer_ns,
+                                             uint64_t output_ns) {
+  stat_add_n(&s->request_compute_input, input_ns, requests);
+  stat_add_n(&s->request_compute_infer, infer_ns, requests);
+  stat_add_n(&s->request_compute_output, output_ns, requests);
 }
 
 /* Counts a failed request: the fail duration and its reason. */

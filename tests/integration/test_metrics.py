@@ -232,6 +232,12 @@ def test_summaries_quantiles_and_counts(server):
         assert quantiles["0.5"] <= quantiles["0.9"] <= quantiles["0.99"], (name, quantiles)
         assert value(families, name, name + "_count", **ident) > 0
         assert value(families, name, name + "_sum", **ident) >= 0
+    # Compute times count each request of a batch: every success here ran once.
+    assert value(families, "nv_inference_compute_infer_summary_us", "nv_inference_compute_infer_summary_us_count",
+                 **ident) == success
+    assert value(families, "nv_inference_compute_infer_summary_us", "nv_inference_compute_infer_summary_us_sum",
+                 **ident) == value(families, "nv_inference_compute_infer_duration_us",
+                                   "nv_inference_compute_infer_duration_us_total", **ident)
     # The request summary's count and sum are the success counter and the duration counter.
     assert value(families, "nv_inference_request_summary_us", "nv_inference_request_summary_us_count",
                  **ident) == success

@@ -43,7 +43,7 @@ static void test_quantiles_of_known_distributions(void **state) {
   (void)state;
   latency_window *w = calloc(1, sizeof(*w));
   uint64_t now = 5 * SLOT_NS + 123;
-  for (uint64_t us = 1; us <= 10000; us++) latency_window_record(w, now, us * 1000);
+  for (uint64_t us = 1; us <= 10000; us++) latency_window_record(w, now, us * 1000, 1);
   uint64_t *h = new_histogram();
   assert_int_equal(latency_window_collect(w, now, h), 10000);
   const double qs[] = {0.5, 0.9, 0.99, 0.999};
@@ -66,8 +66,8 @@ static void test_window_slides(void **state) {
   (void)state;
   latency_window *w = calloc(1, sizeof(*w));
   uint64_t t0 = 100 * SLOT_NS;
-  latency_window_record(w, t0, 1000);
-  latency_window_record(w, t0 + 2 * SLOT_NS, 2000);
+  latency_window_record(w, t0, 1000, 1);
+  latency_window_record(w, t0 + 2 * SLOT_NS, 2000, 1);
   uint64_t *h = new_histogram();
   assert_int_equal(latency_window_collect(w, t0 + 2 * SLOT_NS, h), 2);
   memset(h, 0, LATENCY_BUCKETS * sizeof(uint64_t));
@@ -77,13 +77,13 @@ static void test_window_slides(void **state) {
   /* ...then gone. */
   assert_int_equal(latency_window_collect(w, t0 + LATENCY_WINDOW_SLOTS * SLOT_NS, h), 1);
   /* Recording into t0's slot for a new period clears it first. */
-  latency_window_record(w, t0 + LATENCY_WINDOW_SLOTS * SLOT_NS, 5000);
+  latency_window_record(w, t0 + LATENCY_WINDOW_SLOTS * SLOT_NS, 5000, 1);
   memset(h, 0, LATENCY_BUCKETS * sizeof(uint64_t));
   assert_int_equal(latency_window_collect(w, t0 + LATENCY_WINDOW_SLOTS * SLOT_NS, h), 2);
   assert_int_equal(h[latency_bucket_of(1)], 0);
   assert_int_equal(h[latency_bucket_of(5)], 1);
   /* A late recorder holding an older time does not write into the newer period. */
-  latency_window_record(w, t0, 1000);
+  latency_window_record(w, t0, 1000, 1);
   memset(h, 0, LATENCY_BUCKETS * sizeof(uint64_t));
   assert_int_equal(latency_window_collect(w, t0 + LATENCY_WINDOW_SLOTS * SLOT_NS, h), 2);
   free(h);
@@ -94,7 +94,7 @@ enum { THREADS = 4, PER_THREAD = 100000 };
 
 static void *record_many(void *arg) {
   latency_window *w = arg;
-  for (int i = 0; i < PER_THREAD; i++) latency_window_record(w, 7 * SLOT_NS, (uint64_t)(i % 5000) * 1000);
+  for (int i = 0; i < PER_THREAD; i++) latency_window_record(w, 7 * SLOT_NS, (uint64_t)(i % 5000) * 1000, 1);
   return NULL;
 }
 
@@ -117,7 +117,8 @@ static void test_stats_failure_reasons(void **state) {
   assert_null(s.success.window);
   stats_enable_summaries(&s);
   assert_non_null(s.success.window);
-  assert_non_null(s.compute_output.window);
+  assert_non_null(s.request_compute_output.window);
+  assert_null(s.compute_output.window);
   assert_null(s.fail.window);
   stat_fail(&s, STAT_FAILURE_REJECTED, 10);
   stat_fail(&s, STAT_FAILURE_REJECTED, 10);
@@ -138,6 +139,13 @@ static void test_stats_failure_reasons(void **state) {
   stat_add(&s.success, 42000);
   uint64_t *h = new_histogram();
   assert_int_equal(latency_window_collect(s.success.window, latency_clock_ns(), h), 1);
+  /* A batch of 3 requests counts its compute time once per request. */
+  stats_add_request_compute(&s, 3, 1000, 20000, 3000);
+  assert_int_equal(atomic_load(&s.request_compute_infer.count), 3);
+  assert_int_equal(atomic_load(&s.request_compute_infer.ns), 60000);
+  memset(h, 0, LATENCY_BUCKETS * sizeof(uint64_t));
+  assert_int_equal(latency_window_collect(s.request_compute_infer.window, latency_clock_ns(), h), 3);
+  assert_int_equal(h[latency_bucket_of(20)], 3);
   free(h);
   stats_free(&s);
   assert_null(s.success.window);
