@@ -245,6 +245,47 @@ def test_summaries_quantiles_and_counts(server):
         value(families, "nv_inference_request_duration_us", "nv_inference_request_duration_us_total", **ident)
 
 
+def test_pending_request_count_shows_queued_requests(server):
+    """A request to `impatient` waits 300 ms in its queue for company (then
+    times out): meanwhile the gauge counts it."""
+    ident = {"model": "impatient", "version": "1"}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        waiting = [pool.submit(infer, server.url, "impatient") for _ in range(2)]
+        deadline, seen = time.time() + 0.25, 0
+        while time.time() < deadline and seen < 2:
+            seen = value(server.scrape(), "nv_inference_pending_request_count", **ident)
+        assert seen == 2
+        for f in waiting:
+            with pytest.raises(InferenceServerException, match="timed out"):
+                f.result()
+    assert value(server.scrape(), "nv_inference_pending_request_count", **ident) == 0
+
+
+def test_dashboard_is_importable_json():
+    """The shape Grafana's import needs: unique panel ids and grid places, a
+    data source variable every query uses, PromQL in every target."""
+    dash = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    assert dash["title"] and dash["uid"] and dash["schemaVersion"] >= 30
+    assert "id" not in dash or dash["id"] is None
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dash["panels"]:
+        g = p["gridPos"]
+        assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, p["title"]
+        if p["type"] == "row":
+            continue
+        assert p["datasource"]["uid"] == "${datasource}", p["title"]
+        assert p["targets"], p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs)), p["title"]
+        assert all(t["expr"].strip() and t["datasource"]["uid"] == "${datasource}" for t in p["targets"])
+    titles = {p["title"] for p in dash["panels"]}
+    assert {"Throughput per model", "Latency percentiles", "Queue vs compute time", "Average batch size",
+            "Failures by reason", "GPU utilization", "GPU memory", "GPU power", "CPU utilization"} <= titles
+
+
 def test_defaults_no_summaries_and_switches(inferd_bin, repo, tmp_path):
     """Without summary_latencies there are no summaries; without NVML there
     are no GPU families and one log line says why; the switches remove their
