@@ -73,8 +73,8 @@ class Scraper(threading.Thread):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--http-threads", type=int, default=2)
     args = ap.parse_args()
