@@ -58,10 +58,15 @@ class Server:
     def __init__(self, inferd_bin, repo, *args, timeout=60):
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
+        # Every server gets its own gRPC port too, so that servers of tests
+        # running side by side never compete for the default 8001.
+        self.grpc_port = free_port()
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         self.log_path = Path(repo).parent / f"inferd_{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}",
-                                      f"--http-port={self.port}", "--http-address=127.0.0.1", *args],
+                                      f"--http-port={self.port}", "--http-address=127.0.0.1",
+                                      f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
         import urllib.request
@@ -70,12 +75,23 @@ class Server:
                 raise RuntimeError(f"inferd serve exited {self.proc.returncode}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"http://{self.url}/v2/health/live", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._grpc_listening(args):
                         return
             except Exception:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.proc.kill()
         raise RuntimeError(f"inferd serve did not come up in {timeout} s:\n{self.output()}")
+
+    def _grpc_listening(self, args) -> bool:
+        """The gRPC frontend starts after HTTP: wait for its port as well."""
+        if "--allow-grpc=false" in args:
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def output(self) -> str:
         if not self.log.closed:
