@@ -39,6 +39,7 @@ bool cli_parse_int_list(const char *option, const char *text, int *out, int cap,
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);
+int cmd_perf(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 #endif

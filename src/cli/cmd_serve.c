@@ -34,6 +34,7 @@ static const cli_option serve_options[] = {
     {"grpc-port", "PORT", "gRPC port (default 8001)"},
     {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
     {"allow-grpc", "BOOL", "serve gRPC (default true)"},
+    {"grpc-thread-count", "N", "gRPC completion-queue threads (default: half the cores, 1 to 8)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
     {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
     {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
@@ -121,6 +122,9 @@ int cmd_serve(int argc, char **argv) {
       go.port = (int)value_long;
     } else if (!strcmp(name, "grpc-address")) {
       go.address = value;
+    } else if (!strcmp(name, "grpc-thread-count")) {
+      ok = cli_parse_int(name, value, 1, 256, &value_long);
+      go.threads = (int)value_long;
     } else if (!strcmp(name, "allow-grpc")) {
       ok = parse_bool(name, value, &allow_grpc);
     } else if (!strcmp(name, "grpc-infer-allocation-pool-size")) {
@@ -181,7 +185,7 @@ int cmd_serve(int argc, char **argv) {
   if (go.use_ssl_mutual) go.use_ssl = true;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
-  go.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+  if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
   so.startup_models = startup;
   so.startup_model_count = n_startup;
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);

@@ -593,3 +593,18 @@ def test_sigterm_completes_unary_and_stream_calls_in_flight(inferd_bin, repo):
         assert any(w in e.lower() for w in ("unavailable", "shutting down", "cancelled", "connection", "goaway",
                                             "socket")), e
     assert "still in flight" not in s.output()
+
+
+def test_perf_load_generator(server, inferd_bin):
+    """`inferd perf` (the benchmark's gRPC load generator) builds its request
+    from the model's metadata and reports what completed; never timings."""
+    proc = subprocess.run([str(inferd_bin), "perf", f"--url={server.grpc_url}", "--model=simple", "--concurrency=4",
+                           "--batch=2", "--warmup=0", "--duration=1", "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["requests"] > 0 and out["errors"] == 0
+    assert out["latency_us_p50"] <= out["latency_us_p99"]
+    bad = subprocess.run([str(inferd_bin), "perf", f"--url={server.grpc_url}", "--model=no_such_model", "--duration=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "no_such_model" in bad.stderr

@@ -165,7 +165,11 @@ static inferd_error *set_map(const ProtobufCFieldDescriptor *f, ProtobufCMessage
   const ProtobufCMessageDescriptor *entry = f->descriptor;
   const ProtobufCFieldDescriptor *key_field = protobuf_c_message_descriptor_get_field(entry, 1);
   const ProtobufCFieldDescriptor *value_field = protobuf_c_message_descriptor_get_field(entry, 2);
-  if (!key_field || !value_field) return mismatch(f, "an array");
+  /* protoc makes a map's entry a message of exactly `key` = 1, `value` = 2;
+   * any other repeated message wants an array. */
+  if (entry->n_fields != 2 || !key_field || !value_field || strcmp(key_field->name, "key") != 0 ||
+      strcmp(value_field->name, "value") != 0)
+    return mismatch(f, "an array");
   const size_t n = json_object_size(object);
   ProtobufCMessage **entries = mem_zalloc((n ? n : 1) * sizeof(*entries));
   *(ProtobufCMessage ***)member_at(message, f->offset) = entries;
@@ -251,7 +255,9 @@ inferd_error *grpc_json_parse_message(const char *json, const ProtobufCMessageDe
   if (!root) return err_new(INFERD_ERROR_INTERNAL, "%s: malformed JSON: %s", descriptor->name, jerr.text);
   if (wrap_field) {
     json_t *wrapped = json_object();
+    /* json_object_set_new takes root, even when it fails. */
     if (!wrapped || json_object_set_new(wrapped, wrap_field, root) != 0) {
+      if (!wrapped) json_decref(root);
       json_decref(wrapped);
       return err_new(INFERD_ERROR_NO_MEMORY, "out of memory");
     }

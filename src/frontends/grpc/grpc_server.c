@@ -737,6 +737,10 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
        .value.integer = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000},
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
        .value.integer = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000},
+      /* Channelz keeps per-call counters and traces nobody here reads; off,
+       * a tiny-model call took about 10% less server CPU (measured with
+       * inferd perf at concurrency 1). */
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0},
   };
   const grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
   f->core = grpc_server_create(&channel_args, NULL);

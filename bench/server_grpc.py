@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""gRPC serving benchmark (see bench/server_grpc.sh).
+
+One `inferd serve` answers both protocols. For ResNet-50 (the zoo model,
+dynamic batching, max_batch_size 8; one image per request) and a tiny
+identity model (FP32 [1,4]), at each concurrency, rounds alternate:
+  - gRPC: `inferd perf` (one client thread on gRPC core, one HTTP/2
+    connection per call in flight, raw_input_contents), and
+  - HTTP: wrk with the binary tensor extension (one connection per request
+    in flight), the same load generator as bench/server_http.sh.
+Reported: requests/s and latency percentiles (medians over rounds) and the
+gRPC / HTTP throughput ratio per round. For the tiny model at concurrency 1
+it also reads the server's CPU time (/proc/PID/stat) over each run: CPU
+microseconds per request is the per-request cost of each protocol, next to
+the engine's own time for one run of the model (`inferd bench`).
+
+Writes bench/results/server_grpc.{json,md}.
+"""
+import argparse
+import datetime
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server_http import free_port, post_script, wait_http, wrk  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+INFERD = ROOT / "build" / "inferd"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime, all threads
+
+
+def wait_idle(pid, timeout=60):
+    """Returns once the server has used (almost) no CPU for 0.3 s: requests a
+    client left queued when it stopped (ResNet-50 at concurrency 32 leaves
+    seconds of work) must not be billed to the next run."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        c0 = cpu_seconds(pid)
+        time.sleep(0.3)
+        if cpu_seconds(pid) - c0 < 0.015:
+            return
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def grpc_run(port, model, concurrency, duration, warmup=1):
+    cmd = [str(INFERD), "perf", f"--url=127.0.0.1:{port}", f"--model={model}", f"--concurrency={concurrency}",
+           f"--duration={duration}", f"--warmup={warmup}", "--json"]
+    out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    return " ".join(cmd), {"requests_per_sec": out["requests_per_sec"],
+                           "latency_ms_p50": round(out["latency_us_p50"] / 1000, 3),
+                           "latency_ms_p90": round(out["latency_us_p90"] / 1000, 3),
+                           "latency_ms_p99": round(out["latency_us_p99"] / 1000, 3),
+                           "requests": out["requests"], "errors": out["errors"]}
+
+
+def median_row(rounds):
+    return {k: round(statistics.median(r[k] for r in rounds), 3)
+            for k in ("requests_per_sec", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")}
+
+
+def compare(name, port, http_port, lua, concurrencies, duration, rounds_n, serve_pid):
+    url = f"http://127.0.0.1:{http_port}/v2/models/{name}/infer"
+    rows = []
+    for c in concurrencies:
+        g_rounds, h_rounds, g_cpu, h_cpu = [], [], [], []
+        g_client, h_client = [], []
+        for _ in range(rounds_n):
+            # Each run: the server's CPU (all threads) and the client's
+            # (children's rusage) over the run, per request answered. The
+            # gRPC run includes its one-second warmup, whose requests are
+            # counted at the measured rate.
+            wait_idle(serve_pid)
+            s0, c0 = cpu_seconds(serve_pid), children_cpu()
+            gcmd, g = grpc_run(port, name, c, duration)
+            n = max(1, g["requests"] * (duration + 1) / duration)
+            g_cpu.append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
+            g_client.append((children_cpu() - c0) * 1e6 / n)
+            wait_idle(serve_pid)
+            s0, c0 = cpu_seconds(serve_pid), children_cpu()
+            hcmd, h = wrk(url, lua, c, duration)
+            n = max(1, round(h["requests_per_sec"] * duration))
+            h_cpu.append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
+            h_client.append((children_cpu() - c0) * 1e6 / n)
+            g_rounds.append(g)
+            h_rounds.append(h)
+        ratios = [round(g["requests_per_sec"] / h["requests_per_sec"], 3) for g, h in zip(g_rounds, h_rounds)]
+        row = {"concurrency": c, "grpc": dict(median_row(g_rounds), command=gcmd, rounds=g_rounds),
+               "http": dict(median_row(h_rounds), command=hcmd, rounds=h_rounds),
+               "grpc_over_http": round(statistics.median(ratios), 3), "grpc_over_http_per_round": ratios,
+               "server_cpu_us_per_request": {"grpc": round(statistics.median(g_cpu), 1),
+                                             "http": round(statistics.median(h_cpu), 1)},
+               "client_cpu_us_per_request": {"grpc": round(statistics.median(g_client), 1),
+                                             "http": round(statistics.median(h_client), 1)}}
+        rows.append(row)
+        print(f"{name} c={c}: gRPC {row['grpc']['requests_per_sec']:.1f}/s, HTTP {row['http']['requests_per_sec']:.1f}/s,"
+              f" ratio {row['grpc_over_http']} {ratios}; server CPU/request us {row['server_cpu_us_per_request']}",
+              file=sys.stderr)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--tiny-duration", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--concurrency", default="1,4,16,32")
+    ap.add_argument("--http-threads", type=int, default=2)
+    args = ap.parse_args()
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="inferd_bench_grpc_"))
+    repo = work / "models"
+    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
+                   capture_output=True)
+    (repo / "resnet50" / "config.pbtxt").write_text(
+        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
+        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
+        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from server_fixtures import identity_graph, write_model
+    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
+                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+
+    import numpy as np
+    # HTTP bodies: JSON header then the raw tensor (binary tensor extension),
+    # outputs asked for in binary too: the same bytes gRPC carries raw.
+    bodies = {"resnet50": ("input", [1, 3, 224, 224], "output"), "identity": ("INPUT0", [1, 4], "OUTPUT0")}
+    for name, (inp, shape, out) in bodies.items():
+        count = int(np.prod(shape))
+        header = json.dumps({"inputs": [{"name": inp, "shape": shape, "datatype": "FP32",
+                                         "parameters": {"binary_data_size": count * 4}}],
+                             "outputs": [{"name": out, "parameters": {"binary_data": True}}]}).encode()
+        data = (np.arange(count, dtype=np.float32) % 97 / 97).astype(np.float32).tobytes()
+        (work / f"{name}.body").write_bytes(header + data)
+        post_script(work / f"{name}.lua", work / f"{name}.body",
+                    {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"})
+
+    http_port, grpc_port = free_port(), free_port()
+    serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={http_port}",
+                 "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}", f"--grpc-port={grpc_port}",
+                 "--grpc-address=127.0.0.1"]
+    server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/v2/health/ready")
+        time.sleep(0.5)
+        resnet = compare("resnet50", grpc_port, http_port, work / "resnet50.lua", concurrencies, args.duration,
+                         args.rounds, server.pid)
+        tiny = compare("identity", grpc_port, http_port, work / "identity.lua", concurrencies, args.tiny_duration,
+                       2 * args.rounds, server.pid)
+    finally:
+        server.terminate()
+        server.wait(60)
+    ecmd = [str(INFERD), "bench", "--model", str(repo / "identity" / "1" / "model.onnx"), "--batch", "1",
+            "--duration", "2", "--json"]
+    erow = json.loads(subprocess.run(ecmd, capture_output=True, text=True, check=True).stdout)[0]
+    engine_us = round(1e6 / erow["images_per_sec"], 2)
+
+    out = {"benchmark": "server_grpc",
+           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                    cwd=ROOT).stdout.strip(),
+           "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
+                                    l.startswith("model name")), ""), "cores": os.cpu_count()},
+           "serve_command": " ".join(serve_cmd), "engine_command": " ".join(ecmd),
+           "engine_us_per_run_tiny": engine_us,
+           "method": "one server for both protocols; per concurrency, rounds alternate inferd perf (gRPC) and wrk "
+                     "(HTTP, binary tensors); medians over rounds, ratios are medians of per-round ratios; server "
+                     "CPU per request from /proc/PID/stat over each run",
+           "resnet50": resnet, "tiny": tiny}
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "server_grpc.json").write_text(json.dumps(out, indent=2) + "\n")
+
+    def table(rows, unit):
+        lines = [f"| concurrency | gRPC {unit}/s | gRPC p50 ms | gRPC p99 ms | HTTP {unit}/s | HTTP p50 ms | HTTP p99 ms "
+                 "| gRPC / HTTP (per round) | server CPU µs/request gRPC / HTTP | client CPU µs/request gRPC / HTTP |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            g, h, cpu, cl = r["grpc"], r["http"], r["server_cpu_us_per_request"], r["client_cpu_us_per_request"]
+            lines.append(f"| {r['concurrency']} | {g['requests_per_sec']:.1f} | {g['latency_ms_p50']} | "
+                         f"{g['latency_ms_p99']} | {h['requests_per_sec']:.1f} | {h['latency_ms_p50']} | "
+                         f"{h['latency_ms_p99']} | {r['grpc_over_http']} "
+                         f"({', '.join(map(str, r['grpc_over_http_per_round']))}) | {cpu['grpc']} / {cpu['http']} | "
+                         f"{cl['grpc']} / {cl['http']} |")
+        return lines
+
+    t1 = next((r for r in tiny if r["concurrency"] == 1), None)
+    lines = ["# server_grpc: inferd serve over gRPC next to HTTP", "",
+             f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores; commit {out['commit']}; "
+             f"{out['date']}. The load generators run on the same machine and share its cores with the server. "
+             f"Medians over {args.rounds} alternating rounds per row (tiny: {2 * args.rounds}); ratios are medians of "
+             "per-round ratios.", "",
+             f"- server: `{out['serve_command']}` (both protocols from one process)",
+             f"- gRPC load: `{resnet[0]['grpc']['command'] if resnet else ''}` (inferd perf: one client thread, one "
+             "HTTP/2 connection per call in flight, raw_input_contents)",
+             f"- HTTP load: `{resnet[0]['http']['command'] if resnet else ''}` (wrk, the Lua script POSTs a binary-"
+             "tensor request; outputs asked for in binary)",
+             "- run: `bench/server_grpc.sh`", "",
+             "## ResNet-50, one image per request", ""] + table(resnet, "images") + [
+             "", "## Tiny identity model (FP32 [1,4])", ""] + table(tiny, "requests") + [""]
+    if t1:
+        g, h = t1["server_cpu_us_per_request"]["grpc"], t1["server_cpu_us_per_request"]["http"]
+        lines += [f"Per-request cost at concurrency 1: the server spends {g} µs of CPU per gRPC request and {h} µs per "
+                  f"HTTP request (all its threads, from /proc/PID/stat), of which the model itself is {engine_us} µs "
+                  f"(`{out['engine_command']}`): gRPC overhead ≈ {round(g - engine_us, 1)} µs per request. Round trip "
+                  f"p50 at concurrency 1: gRPC {t1['grpc']['latency_ms_p50']} ms, HTTP {t1['http']['latency_ms_p50']} "
+                  "ms (client included)."]
+    (ROOT / "bench" / "results" / "server_grpc.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
