@@ -59,9 +59,9 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def grpc_run(port, model, concurrency, duration, warmup=1):
+def grpc_run(port, model, concurrency, duration, connections=1, warmup=1):
     cmd = [str(INFERD), "perf", f"--url=127.0.0.1:{port}", f"--model={model}", f"--concurrency={concurrency}",
-           f"--duration={duration}", f"--warmup={warmup}", "--json"]
+           f"--connections={connections}", f"--duration={duration}", f"--warmup={warmup}", "--json"]
     out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     return " ".join(cmd), {"requests_per_sec": out["requests_per_sec"],
                            "latency_ms_p50": round(out["latency_us_p50"] / 1000, 3),
@@ -75,43 +75,46 @@ def median_row(rounds):
             for k in ("requests_per_sec", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99")}
 
 
-def compare(name, port, http_port, lua, concurrencies, duration, rounds_n, serve_pid):
+def compare(name, port, http_port, lua, concurrencies, duration, rounds_n, serve_pid, per_call_connections):
+    """Rounds alternate: gRPC on one connection (as one tritonclient or
+    perf_analyzer channel: calls multiplexed on HTTP/2), optionally gRPC with
+    one connection per call in flight (wrk's shape), and HTTP."""
     url = f"http://127.0.0.1:{http_port}/v2/models/{name}/infer"
     rows = []
     for c in concurrencies:
-        g_rounds, h_rounds, g_cpu, h_cpu = [], [], [], []
-        g_client, h_client = [], []
+        runs = {"grpc": [], "http": []}
+        if per_call_connections and c > 1:
+            runs["grpc_connection_per_call"] = []
+        cpu = {k: [] for k in runs}
+        client = {k: [] for k in runs}
+        commands = {}
         for _ in range(rounds_n):
-            # Each run: the server's CPU (all threads) and the client's
-            # (children's rusage) over the run, per request answered. The
-            # gRPC run includes its one-second warmup, whose requests are
-            # counted at the measured rate.
-            wait_idle(serve_pid)
-            s0, c0 = cpu_seconds(serve_pid), children_cpu()
-            gcmd, g = grpc_run(port, name, c, duration)
-            n = max(1, g["requests"] * (duration + 1) / duration)
-            g_cpu.append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
-            g_client.append((children_cpu() - c0) * 1e6 / n)
-            wait_idle(serve_pid)
-            s0, c0 = cpu_seconds(serve_pid), children_cpu()
-            hcmd, h = wrk(url, lua, c, duration)
-            n = max(1, round(h["requests_per_sec"] * duration))
-            h_cpu.append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
-            h_client.append((children_cpu() - c0) * 1e6 / n)
-            g_rounds.append(g)
-            h_rounds.append(h)
-        ratios = [round(g["requests_per_sec"] / h["requests_per_sec"], 3) for g, h in zip(g_rounds, h_rounds)]
-        row = {"concurrency": c, "grpc": dict(median_row(g_rounds), command=gcmd, rounds=g_rounds),
-               "http": dict(median_row(h_rounds), command=hcmd, rounds=h_rounds),
-               "grpc_over_http": round(statistics.median(ratios), 3), "grpc_over_http_per_round": ratios,
-               "server_cpu_us_per_request": {"grpc": round(statistics.median(g_cpu), 1),
-                                             "http": round(statistics.median(h_cpu), 1)},
-               "client_cpu_us_per_request": {"grpc": round(statistics.median(g_client), 1),
-                                             "http": round(statistics.median(h_client), 1)}}
+            for kind in runs:
+                # Each run: the server's CPU (all threads) and the client's
+                # (children's rusage) over the run, per request answered. A
+                # gRPC run includes its one-second warmup, whose requests are
+                # counted at the measured rate.
+                wait_idle(serve_pid)
+                s0, c0 = cpu_seconds(serve_pid), children_cpu()
+                if kind == "http":
+                    commands[kind], r = wrk(url, lua, c, duration)
+                    n = max(1, round(r["requests_per_sec"] * duration))
+                else:
+                    commands[kind], r = grpc_run(port, name, c, duration, 1 if kind == "grpc" else c)
+                    n = max(1, r["requests"] * (duration + 1) / duration)
+                cpu[kind].append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
+                client[kind].append((children_cpu() - c0) * 1e6 / n)
+                runs[kind].append(r)
+        ratios = [round(g["requests_per_sec"] / h["requests_per_sec"], 3) for g, h in zip(runs["grpc"], runs["http"])]
+        row = {"concurrency": c, "grpc_over_http": round(statistics.median(ratios), 3),
+               "grpc_over_http_per_round": ratios}
+        for kind in runs:
+            row[kind] = dict(median_row(runs[kind]), command=commands[kind], rounds=runs[kind],
+                             server_cpu_us_per_request=round(statistics.median(cpu[kind]), 1),
+                             client_cpu_us_per_request=round(statistics.median(client[kind]), 1))
         rows.append(row)
-        print(f"{name} c={c}: gRPC {row['grpc']['requests_per_sec']:.1f}/s, HTTP {row['http']['requests_per_sec']:.1f}/s,"
-              f" ratio {row['grpc_over_http']} {ratios}; server CPU/request us {row['server_cpu_us_per_request']}",
-              file=sys.stderr)
+        print(f"{name} c={c}: " + ", ".join(f"{k} {row[k]['requests_per_sec']:.1f}/s" for k in runs) +
+              f"; gRPC/HTTP {row['grpc_over_http']} {ratios}", file=sys.stderr)
     return rows
 
 
@@ -162,9 +165,9 @@ def main():
         wait_http(f"http://127.0.0.1:{http_port}/v2/health/ready")
         time.sleep(0.5)
         resnet = compare("resnet50", grpc_port, http_port, work / "resnet50.lua", concurrencies, args.duration,
-                         args.rounds, server.pid)
+                         args.rounds, server.pid, False)
         tiny = compare("identity", grpc_port, http_port, work / "identity.lua", concurrencies, args.tiny_duration,
-                       2 * args.rounds, server.pid)
+                       2 * args.rounds, server.pid, True)
     finally:
         server.terminate()
         server.wait(60)
@@ -189,16 +192,20 @@ def main():
     (ROOT / "bench" / "results" / "server_grpc.json").write_text(json.dumps(out, indent=2) + "\n")
 
     def table(rows, unit):
-        lines = [f"| concurrency | gRPC {unit}/s | gRPC p50 ms | gRPC p99 ms | HTTP {unit}/s | HTTP p50 ms | HTTP p99 ms "
-                 "| gRPC / HTTP (per round) | server CPU µs/request gRPC / HTTP | client CPU µs/request gRPC / HTTP |",
-                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines = [f"| concurrency | client | {unit}/s | p50 ms | p90 ms | p99 ms | server CPU µs/request | "
+                 "client CPU µs/request | gRPC / HTTP (per round) |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        names = {"grpc": "gRPC, 1 connection", "grpc_connection_per_call": "gRPC, 1 connection per call",
+                 "http": "HTTP (wrk), 1 connection per call"}
         for r in rows:
-            g, h, cpu, cl = r["grpc"], r["http"], r["server_cpu_us_per_request"], r["client_cpu_us_per_request"]
-            lines.append(f"| {r['concurrency']} | {g['requests_per_sec']:.1f} | {g['latency_ms_p50']} | "
-                         f"{g['latency_ms_p99']} | {h['requests_per_sec']:.1f} | {h['latency_ms_p50']} | "
-                         f"{h['latency_ms_p99']} | {r['grpc_over_http']} "
-                         f"({', '.join(map(str, r['grpc_over_http_per_round']))}) | {cpu['grpc']} / {cpu['http']} | "
-                         f"{cl['grpc']} / {cl['http']} |")
+            for kind in ("grpc", "grpc_connection_per_call", "http"):
+                if kind not in r:
+                    continue
+                x = r[kind]
+                ratio = (f"{r['grpc_over_http']} ({', '.join(map(str, r['grpc_over_http_per_round']))})"
+                         if kind == "grpc" else "")
+                lines.append(f"| {r['concurrency']} | {names[kind]} | {x['requests_per_sec']:.1f} | {x['latency_ms_p50']} | "
+                             f"{x['latency_ms_p90']} | {x['latency_ms_p99']} | {x['server_cpu_us_per_request']} | "
+                             f"{x['client_cpu_us_per_request']} | {ratio} |")
         return lines
 
     t1 = next((r for r in tiny if r["concurrency"] == 1), None)
@@ -206,22 +213,23 @@ def main():
              f"Machine: {out['machine']['cpu']}, {out['machine']['cores']} cores; commit {out['commit']}; "
              f"{out['date']}. The load generators run on the same machine and share its cores with the server. "
              f"Medians over {args.rounds} alternating rounds per row (tiny: {2 * args.rounds}); ratios are medians of "
-             "per-round ratios.", "",
+             "per-round ratios. Server CPU per request: all the server's threads (/proc/PID/stat) over a run divided "
+             "by the requests answered; client CPU likewise for the load generator.", "",
              f"- server: `{out['serve_command']}` (both protocols from one process)",
-             f"- gRPC load: `{resnet[0]['grpc']['command'] if resnet else ''}` (inferd perf: one client thread, one "
-             "HTTP/2 connection per call in flight, raw_input_contents)",
+             f"- gRPC load: `{resnet[0]['grpc']['command'] if resnet else ''}` (inferd perf: one client thread on "
+             "gRPC core, raw_input_contents; `--connections` 1 multiplexes every call on one HTTP/2 connection, as "
+             "one tritonclient does; the tiny model also with one connection per call, wrk's shape)",
              f"- HTTP load: `{resnet[0]['http']['command'] if resnet else ''}` (wrk, the Lua script POSTs a binary-"
              "tensor request; outputs asked for in binary)",
              "- run: `bench/server_grpc.sh`", "",
              "## ResNet-50, one image per request", ""] + table(resnet, "images") + [
              "", "## Tiny identity model (FP32 [1,4])", ""] + table(tiny, "requests") + [""]
     if t1:
-        g, h = t1["server_cpu_us_per_request"]["grpc"], t1["server_cpu_us_per_request"]["http"]
+        g, h = t1["grpc"]["server_cpu_us_per_request"], t1["http"]["server_cpu_us_per_request"]
         lines += [f"Per-request cost at concurrency 1: the server spends {g} µs of CPU per gRPC request and {h} µs per "
-                  f"HTTP request (all its threads, from /proc/PID/stat), of which the model itself is {engine_us} µs "
-                  f"(`{out['engine_command']}`): gRPC overhead ≈ {round(g - engine_us, 1)} µs per request. Round trip "
-                  f"p50 at concurrency 1: gRPC {t1['grpc']['latency_ms_p50']} ms, HTTP {t1['http']['latency_ms_p50']} "
-                  "ms (client included)."]
+                  f"HTTP request, of which the model itself is {engine_us} µs (`{out['engine_command']}`): gRPC "
+                  f"overhead ≈ {round(g - engine_us, 1)} µs per request. Round trip p50 at concurrency 1 (client "
+                  f"included): gRPC {t1['grpc']['latency_ms_p50']} ms, HTTP {t1['http']['latency_ms_p50']} ms."]
     (ROOT / "bench" / "results" / "server_grpc.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)

@@ -16,7 +16,7 @@ static const cli_option perf_options[] = {
     {"model", "NAME", "model to load (required)"},
     {"model-version", "N", "model version (default: the latest)"},
     {"concurrency", "N", "calls in flight (default 1)"},
-    {"connections", "N", "HTTP/2 connections the calls share (default: one per call in flight)"},
+    {"connections", "N", "HTTP/2 connections the calls spread over, at most one per call (default 1, as one client)"},
     {"batch", "N", "batch size put in variable dimensions of the inputs (default 1)"},
     {"warmup", "SECONDS", "unmeasured calls first (default 1)"},
     {"duration", "SECONDS", "measured window (default 5)"},

@@ -281,7 +281,7 @@ inferd_error *perf_grpc_run(const perf_grpc_options *o, perf_grpc_result *r) {
   if (o->concurrency < 1 || o->duration_s <= 0 || o->batch < 1)
     return err_new(INFERD_ERROR_INVALID_ARG, "concurrency, duration and batch must be positive");
   grpc_init();
-  const int n_channels = o->connections > 0 && o->connections < o->concurrency ? o->connections : o->concurrency;
+  const int n_channels = o->connections <= 0 ? 1 : o->connections < o->concurrency ? o->connections : o->concurrency;
   grpc_channel **channels = mem_alloc((size_t)n_channels * sizeof(*channels));
   for (int i = 0; i < n_channels; i++) channels[i] = open_channel(o->target);
   uint8_t *bytes = NULL;

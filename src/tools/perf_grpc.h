@@ -20,7 +20,7 @@ typedef struct perf_grpc_options {
   const char *model;
   const char *version; /* NULL or "": latest */
   int concurrency;     /* calls in flight */
-  int connections;     /* HTTP/2 connections the calls spread over; 0: one per call in flight */
+  int connections;     /* HTTP/2 connections the calls spread over (at most concurrency); 0: 1 */
   int batch;           /* substituted for variable (-1) dimensions */
   double warmup_s;     /* calls before this are not measured */
   double duration_s;   /* measured window */

@@ -741,6 +741,10 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
        * a tiny-model call took about 10% less server CPU (measured with
        * inferd perf at concurrency 1). */
       {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0},
+      /* A 4 MiB stream window: with HTTP/2's default 64 KiB, a 600 KB image
+       * waits for about ten window updates on its way in, which cost ResNet-50
+       * about 5% of its throughput at concurrency 1 (inferd perf, 2 cores). */
+      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, .value.integer = 4 << 20},
   };
   const grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
   f->core = grpc_server_create(&channel_args, NULL);
