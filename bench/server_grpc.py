@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_http import free_port, post_script, wait_http, wrk  # noqa: E402
+from server_http import free_port, post_script, wait_http, wrk, write_repository  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INFERD = ROOT / "build" / "inferd"
@@ -129,18 +129,7 @@ def main():
     concurrencies = [int(x) for x in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="inferd_bench_grpc_"))
     repo = work / "models"
-    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
-                   capture_output=True)
-    (repo / "resnet50" / "config.pbtxt").write_text(
-        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
-        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
-        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
-        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from server_fixtures import identity_graph, write_model
-    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
-                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+    write_repository(repo)
 
     import numpy as np
     # HTTP bodies: JSON header then the raw tensor (binary tensor extension),

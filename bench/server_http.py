@@ -117,6 +117,23 @@ def stats(port, model):
     return s
 
 
+def write_repository(repo):
+    """The zoo ResNet-50 (max_batch_size 8, dynamic batching) and a tiny
+    identity model, y = x over FP32 [N,4], for the serving benchmarks."""
+    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
+                   capture_output=True)
+    (repo / "resnet50" / "config.pbtxt").write_text(
+        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
+        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
+        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from server_fixtures import identity_graph, write_model
+    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
+                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
@@ -127,19 +144,7 @@ def main():
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inferd_bench_http_"))
     repo = work / "models"
-    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
-                   capture_output=True)
-    (repo / "resnet50" / "config.pbtxt").write_text(
-        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
-        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
-        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
-        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
-    # The tiny model: y = x over [N,4].
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from server_fixtures import identity_graph, write_model
-    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
-                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+    write_repository(repo)
 
     port = free_port()
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={port}",

@@ -52,6 +52,41 @@ def classifier_graph(classes=5):
                              [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["N", classes])], [w])
 
 
+CLASSIFIER_CONFIG = """
+name: "classifier"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "labels.txt" } ]
+"""
+
+
+def write_classifier(repo: Path):
+    """The classifier model with its five labels ("zero" to "four")."""
+    (repo / "classifier").mkdir(parents=True, exist_ok=True)
+    (repo / "classifier" / "labels.txt").write_text("zero\none\ntwo\nthree\nfour\n")
+    write_model(repo, "classifier", classifier_graph(), CLASSIFIER_CONFIG)
+
+
+# Every KServe datatype an ONNX identity model can carry: (KServe name, ONNX
+# type, numpy type).
+DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),
+          ("UINT16", TensorProto.UINT16, np.uint16), ("UINT32", TensorProto.UINT32, np.uint32),
+          ("UINT64", TensorProto.UINT64, np.uint64), ("INT8", TensorProto.INT8, np.int8),
+          ("INT16", TensorProto.INT16, np.int16), ("INT32", TensorProto.INT32, np.int32),
+          ("INT64", TensorProto.INT64, np.int64), ("FP16", TensorProto.FLOAT16, np.float16),
+          ("FP32", TensorProto.FLOAT, np.float32), ("FP64", TensorProto.DOUBLE, np.float64)]
+
+
+def datatype_sample(np_type):
+    """A [2,3] array of np_type holding its extremes (or awkward floats)."""
+    if np_type is np.bool_:
+        return np.array([[True, False, True], [False, False, True]])
+    if np.issubdtype(np_type, np.integer):
+        info = np.iinfo(np_type)
+        return np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
+    return np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+
+
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
 

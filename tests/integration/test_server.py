@@ -16,7 +16,8 @@ import tritonclient.http as httpclient
 from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (Server, add_sub_graph, classifier_graph, identity_graph, write_model)
+from server_fixtures import (DTYPES, Server, add_sub_graph, datatype_sample, identity_graph, write_classifier,
+                             write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -35,14 +36,7 @@ def repo(tmp_path):
     r = tmp_path / "models"
     write_model(r, "simple", add_sub_graph(), SIMPLE_CONFIG)
     write_model(r, "identity", identity_graph(), None)  # config completed from the model
-    (r / "classifier").mkdir(parents=True)
-    (r / "classifier" / "labels.txt").write_text("zero\none\ntwo\nthree\nfour\n")
-    write_model(r, "classifier", classifier_graph(), """
-name: "classifier"
-max_batch_size: 4
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "labels.txt" } ]
-""")
+    write_classifier(r)
     return r
 
 
@@ -294,14 +288,6 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     assert "still in flight" not in log, log
 
 
-DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),
-          ("UINT16", TensorProto.UINT16, np.uint16), ("UINT32", TensorProto.UINT32, np.uint32),
-          ("UINT64", TensorProto.UINT64, np.uint64), ("INT8", TensorProto.INT8, np.int8),
-          ("INT16", TensorProto.INT16, np.int16), ("INT32", TensorProto.INT32, np.int32),
-          ("INT64", TensorProto.INT64, np.int64), ("FP16", TensorProto.FLOAT16, np.float16),
-          ("FP32", TensorProto.FLOAT, np.float32), ("FP64", TensorProto.DOUBLE, np.float64)]
-
-
 @pytest.fixture(scope="module")
 def dtype_server(inferd_bin, tmp_path_factory):
     repo = tmp_path_factory.mktemp("dtypes") / "models"
@@ -316,13 +302,7 @@ def dtype_server(inferd_bin, tmp_path_factory):
 @pytest.mark.parametrize("name,onnx_type,np_type", DTYPES, ids=[d[0] for d in DTYPES])
 def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, binary):
     client = httpclient.InferenceServerClient(dtype_server.url)
-    if np_type is np.bool_:
-        x = np.array([[True, False, True], [False, False, True]])
-    elif np.issubdtype(np_type, np.integer):
-        info = np.iinfo(np_type)
-        x = np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
-    else:
-        x = np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+    x = datatype_sample(np_type)
     inp = httpclient.InferInput("INPUT0", list(x.shape), name)
     inp.set_data_from_numpy(x, binary_data=binary)
     result = client.infer(f"identity_{name.lower()}", [inp],

@@ -7,7 +7,6 @@
  */
 #include "frontends/grpc/grpc_infer.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,15 +14,8 @@
 #include "base/error.h"
 #include "base/mem.h"
 
-static inferd_error *invalid(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static inferd_error *invalid(const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  return inferd_error_new(INFERD_ERROR_INVALID_ARG, msg);
-}
+/* Every decoding problem is the client's. */
+#define invalid(...) err_new(INFERD_ERROR_INVALID_ARG, __VA_ARGS__)
 
 inferd_error *grpc_parse_version(const char *text, int64_t *version) {
   *version = -1;
@@ -267,14 +259,6 @@ static inferd_error *param_bool(const Inference__InferParameter *p, const char *
   return NULL;
 }
 
-static bool keep_owned(grpc_infer_decoded *d, void *p) {
-  void **owned = mem_try_realloc(d->owned, (size_t)d->owned_count + 1, sizeof(void *));
-  if (!owned) return false;
-  d->owned = owned;
-  d->owned[d->owned_count++] = p;
-  return true;
-}
-
 static inferd_error *decode_parameters(grpc_infer_decoded *d) {
   const Inference__ModelInferRequest *m = d->message;
   const Inference__InferParameter *p;
@@ -286,7 +270,7 @@ static inferd_error *decode_parameters(grpc_infer_decoded *d) {
   if (p) {
     bool binary = true;
     ERR_TRY(param_bool(p, "request parameter 'binary_data_output'", &binary));
-    d->typed_outputs = !binary;
+    d->binary_outputs = binary;
   }
   FIND_PARAM(p, m->parameters, m->n_parameters, "sequence_id");
   if (p) {
@@ -298,23 +282,6 @@ static inferd_error *decode_parameters(grpc_infer_decoded *d) {
                        !*p->string_param);
     if (!zero) return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "sequence batching (sequence_id) is not supported");
   }
-  return NULL;
-}
-
-static inferd_error *check_bytes_layout(const char *name, const unsigned char *p, size_t size, size_t count) {
-  size_t off = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (size - off < 4)
-      return invalid("input '%s': BYTES raw contents end in element %zu's length (needs %zu elements)", name, i, count);
-    uint32_t len;
-    memcpy(&len, p + off, 4);
-    off += 4;
-    if (size - off < len)
-      return invalid("input '%s': BYTES element %zu claims %u bytes but only %zu remain", name, i, len, size - off);
-    off += len;
-  }
-  if (off != size)
-    return invalid("input '%s': BYTES raw contents have %zu bytes after their %zu elements", name, size - off, count);
   return NULL;
 }
 
@@ -346,15 +313,12 @@ static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
       return invalid("input '%s' has typed contents but the request uses raw_input_contents", t->name);
     const ProtobufCBinaryData *raw = &m->raw_input_contents[index];
     if (in->datatype == INFERD_TYPE_BYTES) {
-      ERR_TRY(check_bytes_layout(t->name, raw->data, raw->len, count));
+      ERR_TRY(frontend_check_bytes_layout(t->name, "raw contents", raw->data, raw->len, count));
     } else {
       size_t want;
       if (!mem_mul_ok(count, inferd_datatype_size(in->datatype), &want) || want != raw->len) {
         char shape[160];
-        size_t n = (size_t)snprintf(shape, sizeof(shape), "[");
-        for (int k = 0; k < in->rank && n < sizeof(shape); k++)
-          n += (size_t)snprintf(shape + n, sizeof(shape) - n, "%s%lld", k ? "," : "", (long long)in->shape[k]);
-        if (n < sizeof(shape)) snprintf(shape + n, sizeof(shape) - n, "]");
+        frontend_format_shape(in->shape, in->rank, shape, sizeof(shape));
         return invalid("input '%s': raw_input_contents has %zu bytes but shape %s of %s needs %zu", t->name, raw->len,
                        shape, inferd_datatype_name(in->datatype), count * inferd_datatype_size(in->datatype));
       }
@@ -368,7 +332,7 @@ static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
   void *buf;
   size_t size;
   ERR_TRY(grpc_contents_to_buffer(t->contents, in->datatype, count, t->name, &buf, &size));
-  if (!keep_owned(d, buf)) {
+  if (!frontend_keep_owned(&d->owned, &d->owned_count, buf)) {
     free(buf);
     return err_new(INFERD_ERROR_NO_MEMORY, "input '%s': out of memory", t->name);
   }
@@ -381,7 +345,7 @@ static inferd_error *decode_output(grpc_infer_decoded *d, size_t index) {
   const Inference__ModelInferRequest__InferRequestedOutputTensor *t = d->message->outputs[index];
   grpc_infer_output *out = &d->outputs[index];
   out->name = t->name;
-  out->typed = d->typed_outputs;
+  out->binary = d->binary_outputs;
   if (!*t->name) return invalid("outputs[%zu] has no name", index);
   const Inference__InferParameter *p;
   char what[300];
@@ -398,7 +362,7 @@ static inferd_error *decode_output(grpc_infer_decoded *d, size_t index) {
     bool binary = true;
     snprintf(what, sizeof(what), "output '%s': parameter 'binary_data'", t->name);
     ERR_TRY(param_bool(p, what, &binary));
-    out->typed = !binary;
+    out->binary = binary;
   }
   FIND_PARAM(p, t->parameters, t->n_parameters, "shared_memory_region");
   if (p)
@@ -426,7 +390,7 @@ static inferd_error *decode(grpc_infer_decoded *d) {
 }
 
 inferd_error *grpc_infer_decode(const uint8_t *data, size_t size, grpc_infer_decoded *out) {
-  *out = (grpc_infer_decoded){.version = -1};
+  *out = (grpc_infer_decoded){.version = -1, .binary_outputs = true};
   out->message = inference__model_infer_request__unpack(NULL, size, data);
   if (!out->message) return invalid("the ModelInferRequest message is malformed (%zu bytes)", size);
   inferd_error *err = decode(out);
@@ -440,37 +404,21 @@ void grpc_infer_decoded_free(grpc_infer_decoded *d) {
   free(d->inputs);
   free(d->outputs);
   if (d->message) inference__model_infer_request__free_unpacked(d->message, NULL);
-  *d = (grpc_infer_decoded){.version = -1};
+  *d = (grpc_infer_decoded){.version = -1, .binary_outputs = true};
 }
 
 inferd_error *grpc_infer_build_request(inferd_server *server, const grpc_infer_decoded *d, inferd_request **out) {
   const Inference__ModelInferRequest *m = d->message;
-  inferd_request *r;
-  ERR_TRY(inferd_request_new(server, m->model_name, d->version, &r));
-  inferd_error *err = NULL;
-  if (*m->id) err = inferd_request_set_id(r, m->id);
-  if (!err && d->priority) err = inferd_request_set_priority(r, d->priority);
-  if (!err && d->timeout_us) err = inferd_request_set_timeout_us(r, d->timeout_us);
-  for (int i = 0; i < d->input_count && !err; i++) {
-    const grpc_infer_input *in = &d->inputs[i];
-    err = inferd_request_add_input(r, in->name, in->datatype, in->shape, in->rank, in->data, in->byte_size);
-  }
-  for (int i = 0; i < d->output_count && !err; i++)
-    err = inferd_request_add_requested_output(r, d->outputs[i].name, d->outputs[i].classification);
-  if (err) {
-    inferd_request_delete(r);
-    return err;
-  }
-  *out = r;
-  return NULL;
+  return frontend_request_new(server, m->model_name, d->version, m->id, d->priority, d->timeout_us, d->inputs,
+                              d->input_count, d->outputs, d->output_count, out);
 }
 
 /* ---- responses -------------------------------------------------------------- */
 
 static bool output_typed(const grpc_infer_decoded *d, const char *name) {
   for (int i = 0; i < d->output_count; i++)
-    if (strcmp(d->outputs[i].name, name) == 0) return d->outputs[i].typed;
-  return d->typed_outputs;
+    if (strcmp(d->outputs[i].name, name) == 0) return !d->outputs[i].binary;
+  return !d->binary_outputs;
 }
 
 static uint8_t *pack(const ProtobufCMessage *m, size_t *size) {

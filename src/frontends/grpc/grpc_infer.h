@@ -20,30 +20,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frontends/frontend_tensors.h"
 #include "frontends/grpc/grpc_service.pb-c.h"
 #include "inferd.h"
 
-typedef struct grpc_infer_input {
-  const char *name; /* into the message */
-  inferd_datatype datatype;
-  int rank;
-  int64_t shape[INFERD_MAX_RANK];
-  const void *data; /* into the message (raw) or owned by the decoded request (typed) */
-  size_t byte_size;
-} grpc_infer_input;
+/* A decoded input: data into the message (raw) or owned by the decoded
+ * request (typed). */
+typedef frontend_input grpc_infer_input;
 
-typedef struct grpc_infer_output {
-  const char *name;
-  int classification; /* top-k classes asked for; 0 for the tensor */
-  bool typed;         /* asked for typed contents (binary_data false) */
-} grpc_infer_output;
+/* A requested output; binary false asks for typed contents. */
+typedef frontend_output grpc_infer_output;
 
 typedef struct grpc_infer_decoded {
   Inference__ModelInferRequest *message; /* owned */
   int64_t version;                       /* -1: latest */
   uint64_t priority;
   uint64_t timeout_us;
-  bool typed_outputs; /* the request's binary_data_output was false */
+  bool binary_outputs; /* the request's binary_data_output (default true) */
   grpc_infer_input *inputs;
   int input_count;
   grpc_infer_output *outputs; /* empty: every output */

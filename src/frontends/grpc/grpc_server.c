@@ -320,6 +320,19 @@ static void stream_free(stream_call *s) {
 static void on_stream_status(grpc_tag *tag, bool ok);
 static void on_stream_write(grpc_tag *tag, bool ok);
 
+/* Under the lock: starts a batch of `op`, preceded by the initial metadata
+ * when nothing has been sent yet. */
+static bool stream_start_locked(stream_call *s, const grpc_op *op, grpc_tag *tag) {
+  grpc_op ops[2];
+  memset(ops, 0, sizeof(ops));
+  size_t n = 0;
+  if (!s->sent_metadata) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[n++] = *op;
+  if (grpc_call_start_batch(s->call, ops, n, tag, NULL) != GRPC_CALL_OK) return false;
+  s->sent_metadata = true;
+  return true;
+}
+
 /* Under the lock: starts the next write, or ends the stream when it is all
  * done. Returns with the lock still held. */
 static void stream_advance_locked(stream_call *s) {
@@ -339,17 +352,12 @@ static void stream_advance_locked(stream_call *s) {
     if (!s->queue_head) s->queue_tail = NULL;
     s->writing_message = q->message;
     free(q);
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
-    size_t n = 0;
-    if (!s->sent_metadata) {
-      ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-      s->sent_metadata = true;
-    }
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = s->writing_message;
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = s->writing_message;
     s->write_tag.done = on_stream_write;
-    if (grpc_call_start_batch(s->call, ops, n, &s->write_tag, NULL) == GRPC_CALL_OK) {
+    if (stream_start_locked(s, &op, &s->write_tag)) {
       s->writing = true;
       s->refs++;
     } else {
@@ -361,17 +369,12 @@ static void stream_advance_locked(stream_call *s) {
   if (s->reads_done && s->in_flight == 0 && !s->writing && !s->queue_head && !s->status_started) {
     s->status_started = true;
     if (s->broken) return; /* the client is gone; nothing to tell it */
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
-    size_t n = 0;
-    if (!s->sent_metadata) {
-      ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-      s->sent_metadata = true;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n++].data.send_status_from_server.status = GRPC_STATUS_OK;
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    op.data.send_status_from_server.status = GRPC_STATUS_OK;
     s->status_tag.done = on_stream_status;
-    if (grpc_call_start_batch(s->call, ops, n, &s->status_tag, NULL) == GRPC_CALL_OK) s->refs++;
+    if (stream_start_locked(s, &op, &s->status_tag)) s->refs++;
   }
 }
 
