@@ -67,6 +67,21 @@ def write_classifier(repo: Path):
     write_model(repo, "classifier", classifier_graph(), CLASSIFIER_CONFIG)
 
 
+RESNET_IO = """
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
+"""
+
+
+def resnet_repo(tmp_path: Path, zoo_resnet50: Path, config: str) -> Path:
+    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
+    repo = tmp_path / "slow_models"
+    (repo / "resnet50" / "1").mkdir(parents=True)
+    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    (repo / "resnet50" / "config.pbtxt").write_text(config)
+    return repo
+
+
 # Every KServe datatype an ONNX identity model can carry: (KServe name, ONNX
 # type, numpy type).
 DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),

@@ -20,8 +20,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (DTYPES, Server, add_sub_graph, datatype_sample, identity_graph, write_classifier,
-                             write_model)
+from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
+                             resnet_repo, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -341,7 +341,10 @@ def test_bad_requests_are_invalid_argument(server, pb, case):
 
 
 def test_message_over_the_limit_is_resource_exhausted(inferd_bin, repo):
-    s = Server(inferd_bin, repo, "--grpc-max-message-size=1024")
+    # The other gRPC flags ride along: several queue threads, a small call
+    # pool, keepalive settings.
+    s = Server(inferd_bin, repo, "--grpc-max-message-size=1024", "--grpc-thread-count=3",
+               "--grpc-infer-allocation-pool-size=2", "--grpc-keepalive-time=10000", "--grpc-keepalive-timeout=5000")
     try:
         client = grpcclient.InferenceServerClient(s.grpc_url)
         _, _, small = simple_inputs(1)
@@ -351,6 +354,54 @@ def test_message_over_the_limit_is_resource_exhausted(inferd_bin, repo):
             client.infer("simple", big)
         assert e.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
         assert "1024" in str(e.value), str(e.value)
+        results = queue.Queue()
+        for i in range(20):  # the pool of 2 is reused and outgrown
+            _, _, small = simple_inputs(1, offset=i)
+            client.async_infer("simple", small, lambda result, error: results.put(error))
+        assert all(results.get(timeout=60) is None for _ in range(20))
+    finally:
+        s.stop()
+
+
+def _resnet_server(inferd_bin, tmp_path, zoo_resnet50, queue_policy):
+    """A server of the zoo ResNet-50, one image a run, with a queue policy."""
+    config = ('name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+              f"dynamic_batching {{ default_queue_policy {{ {queue_policy} }} }}\n")
+    return Server(inferd_bin, resnet_repo(tmp_path, zoo_resnet50, config))
+
+
+def _fire_resnet(url, n, timeout_us=None):
+    """n concurrent one-image ModelInfer calls: (successes, error texts)."""
+    x = np.zeros((1, 3, 224, 224), dtype=np.float32)
+    client = grpcclient.InferenceServerClient(url)
+    done = queue.Queue()
+    for _ in range(n):
+        inp = grpcclient.InferInput("input", [1, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(x)
+        client.async_infer("resnet50", [inp], lambda result, error: done.put(error),
+                           **({"timeout": timeout_us} if timeout_us else {}))
+    errors = [done.get(timeout=300) for _ in range(n)]
+    return sum(e is None for e in errors), [f"{e.status()} {e}" for e in errors if e is not None]
+
+
+def test_queue_full_is_unavailable(inferd_bin, tmp_path, zoo_resnet50):
+    s = _resnet_server(inferd_bin, tmp_path, zoo_resnet50, "max_queue_size: 1")
+    try:
+        ok, errors = _fire_resnet(s.grpc_url, 8)
+        assert ok >= 1 and errors, (ok, errors)
+        assert all(e.startswith("StatusCode.UNAVAILABLE") and "queue" in e and "full" in e for e in errors), errors
+    finally:
+        s.stop()
+
+
+def test_request_timeout_parameter_expires_in_the_queue(inferd_bin, tmp_path, zoo_resnet50):
+    """With allow_timeout_override, a request's own `timeout` (µs) applies:
+    short ones expire in the queue behind a running batch."""
+    s = _resnet_server(inferd_bin, tmp_path, zoo_resnet50, "allow_timeout_override: true")
+    try:
+        ok, errors = _fire_resnet(s.grpc_url, 8, timeout_us=1000)
+        assert ok >= 1 and errors, (ok, errors)
+        assert all(e.startswith("StatusCode.UNAVAILABLE") and "timed out" in e for e in errors), errors
     finally:
         s.stop()
 
@@ -394,6 +445,12 @@ def test_every_rpc_with_a_raw_stub(inferd_bin, repo, pb):
             assert stub.ServerMetadata(msgs.ServerMetadataRequest()).name == "inferd"
             meta = stub.ModelMetadata(msgs.ModelMetadataRequest(name="simple", version="1"))
             assert [t.name for t in meta.outputs] == ["OUTPUT0", "OUTPUT1"] and list(meta.outputs[0].shape) == [-1, 16]
+            unsupported = msgs.ModelInferRequest(model_name="identity")
+            t = unsupported.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+            t.parameters["shared_memory_region"].string_param = "region0"
+            with pytest.raises(grpc.RpcError) as e:
+                stub.ModelInfer(unsupported)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "shared memory" in e.value.details()
             cfg = stub.ModelConfig(msgs.ModelConfigRequest(name="simple")).config
             assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
             assert cfg.input[0].data_type == msgs.TYPE_FP32

@@ -16,8 +16,8 @@ import tritonclient.http as httpclient
 from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (DTYPES, Server, add_sub_graph, datatype_sample, identity_graph, write_classifier,
-                             write_model)
+from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
+                             resnet_repo, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -312,15 +312,6 @@ def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, bina
     np.testing.assert_array_equal(out, x)
 
 
-def _resnet_repo(tmp_path, zoo_resnet50, config):
-    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
-    repo = tmp_path / "slow_models"
-    (repo / "resnet50" / "1").mkdir(parents=True)
-    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
-    (repo / "resnet50" / "config.pbtxt").write_text(config)
-    return repo
-
-
 def _fire(url, n):
     """n concurrent one-image requests; returns (successes, error messages)."""
     x = np.zeros((1, 3, 224, 224), dtype=np.float32)
@@ -340,14 +331,9 @@ def _fire(url, n):
     return sum(o is None for o in outcomes), [o for o in outcomes if o]
 
 
-RESNET_IO = """
-input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
-output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
-"""
-
 
 def test_queue_full_is_refused_with_503(inferd_bin, tmp_path, zoo_resnet50):
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -361,7 +347,7 @@ def test_queue_full_is_refused_with_503(inferd_bin, tmp_path, zoo_resnet50):
 
 
 def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet50):
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { default_timeout_microseconds: 20000 } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -380,7 +366,7 @@ def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet
 def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, zoo_resnet50):
     """With allow_timeout_override, a request's own `timeout` (us) applies:
     short ones expire in the queue behind a running batch."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { allow_timeout_override: true } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -407,7 +393,7 @@ def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, z
 
 def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
     """Requests at priority 1 overtake queued priority-2 requests."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -548,7 +534,7 @@ def test_unload_and_reload_under_load(inferd_bin, repo):
 def test_preserve_ordering(inferd_bin, tmp_path, zoo_resnet50, ordered):
     """Two instances: a batch of 8 (slow) then a batch of 1 (fast). The fast
     one overtakes unless preserve_ordering holds its answer back."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 8\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 8\n' + RESNET_IO +
                         "instance_group [ { count: 2 kind: KIND_CPU } ]\n"
                         f"dynamic_batching {{ preserve_ordering: {'true' if ordered else 'false'} }}\n")
     s = Server(inferd_bin, repo)
