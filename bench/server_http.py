@@ -148,7 +148,7 @@ def main():
 
     port = free_port()
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={port}",
-                 "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}"]
+                 "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}", "--allow-grpc=false"]
     server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
     nginx = None
     results = {"resnet50": [], "tiny": {}}
