@@ -512,11 +512,14 @@ def test_every_rpc_with_a_raw_stub(inferd_bin, repo, pb):
                     r.raw_input_contents.append(np.full(4, i, np.float32).tobytes())
                     yield r
                 yield msgs.ModelInferRequest(model_name="identity", id="broken")  # no inputs
+                bad_type = msgs.ModelInferRequest(model_name="identity", id="bad-type")
+                bad_type.inputs.add(name="INPUT0", datatype="FLOAT", shape=[1, 4])
+                yield bad_type
             answers = list(stub.ModelStreamInfer(requests()))
-            assert len(answers) == 21
+            assert len(answers) == 22
             good = {a.infer_response.id: a for a in answers if not a.error_message}
-            bad = [a for a in answers if a.error_message]
-            assert len(bad) == 1 and bad[0].infer_response.id == "broken"
+            bad = {a.infer_response.id: a.error_message for a in answers if a.error_message}
+            assert set(bad) == {"broken", "bad-type"} and "FLOAT" in bad["bad-type"], bad
             for i in range(20):
                 raw = good[f"r{i}"].infer_response.raw_output_contents[0]
                 np.testing.assert_array_equal(np.frombuffer(raw, np.float32), np.full(4, i, np.float32))
@@ -611,18 +614,20 @@ def test_mixed_http_and_grpc_load_is_correct(server):
 
 def test_sigterm_completes_unary_and_stream_calls_in_flight(inferd_bin, repo):
     s = Server(inferd_bin, repo)
-    unary_ok, unary_refused = [], []
+    unary_ok, unary_refused, unary_wrong = [], [], []
 
     def unary_worker():
         client = grpcclient.InferenceServerClient(s.grpc_url)
         for i in range(300):
             a, b, inputs = simple_inputs(1, offset=i)
             try:
-                np.testing.assert_array_equal(client.infer("simple", inputs).as_numpy("OUTPUT0"), a + b)
-                unary_ok.append(i)
+                out = client.infer("simple", inputs).as_numpy("OUTPUT0")
             except InferenceServerException as e:
                 unary_refused.append(str(e))
                 return
+            if not np.array_equal(out, a + b):  # checked here: a thread's exception would not fail the test
+                unary_wrong.append(i)
+            unary_ok.append(i)
 
     stream_client = grpcclient.InferenceServerClient(s.grpc_url)
     answers = queue.Queue()
@@ -652,7 +657,7 @@ def test_sigterm_completes_unary_and_stream_calls_in_flight(inferd_bin, repo):
         t.join(60)
     assert s.stop() == 0, s.output()
     assert got_ok + got_err == sent and got_ok > 0
-    assert unary_ok
+    assert unary_ok and not unary_wrong
     # A call refused once the stop began is refused whole: UNAVAILABLE from
     # the draining server, or, for a call that reached the transport as the
     # drain had ended and the listener was closing, CANCELLED or a closed

@@ -393,9 +393,7 @@ inferd_error *grpc_infer_decode(const uint8_t *data, size_t size, grpc_infer_dec
   *out = (grpc_infer_decoded){.version = -1, .binary_outputs = true};
   out->message = inference__model_infer_request__unpack(NULL, size, data);
   if (!out->message) return invalid("the ModelInferRequest message is malformed (%zu bytes)", size);
-  inferd_error *err = decode(out);
-  if (err) grpc_infer_decoded_free(out);
-  return err;
+  return decode(out);
 }
 
 void grpc_infer_decoded_free(grpc_infer_decoded *d) {

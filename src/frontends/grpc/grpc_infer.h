@@ -48,8 +48,10 @@ typedef struct grpc_infer_decoded {
 /* Parses a model version string: "" is the latest (-1). */
 inferd_error *grpc_parse_version(const char *text, int64_t *version);
 
-/* Unpacks and checks a serialized ModelInferRequest. On error nothing is
- * left allocated. */
+/* Unpacks and checks a serialized ModelInferRequest. Free *out with
+ * grpc_infer_decoded_free whatever the outcome: on error it still holds the
+ * message when it could be unpacked, so that a stream's error can carry the
+ * request's id. */
 inferd_error *grpc_infer_decode(const uint8_t *data, size_t size, grpc_infer_decoded *out);
 void grpc_infer_decoded_free(grpc_infer_decoded *d);
 

@@ -208,6 +208,12 @@ static inferd_error *decode_request(Inference__ModelInferRequest *req, grpc_infe
   protobuf_c_message_pack(&req->base, bytes);
   inferd_error *err = grpc_infer_decode(bytes, size, d);
   free(bytes);
+  if (err) {
+    /* The message stays for the error's context (the request id). */
+    assert_non_null(d->message);
+    assert_string_equal(d->message->id, "r1");
+    grpc_infer_decoded_free(d);
+  }
   return err;
 }
 
@@ -277,6 +283,8 @@ static void test_decode_request(void **state) {
   inferd_error_delete(err);
   err = grpc_infer_decode((const uint8_t *)"\377\377\377", 3, &d);
   assert_int_equal(inferd_error_code_of(err), INFERD_ERROR_INVALID_ARG);
+  assert_null(d.message);
+  grpc_infer_decoded_free(&d);
   inferd_error_delete(err);
 }
 
