@@ -59,9 +59,11 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def grpc_run(port, model, concurrency, duration, connections=1, warmup=1):
+def grpc_run(port, model, concurrency, duration, connections=1, streaming=False, warmup=1):
     cmd = [str(INFERD), "perf", f"--url=127.0.0.1:{port}", f"--model={model}", f"--concurrency={concurrency}",
            f"--connections={connections}", f"--duration={duration}", f"--warmup={warmup}", "--json"]
+    if streaming:
+        cmd.append("--streaming")
     out = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     return " ".join(cmd), {"requests_per_sec": out["requests_per_sec"],
                            "latency_ms_p50": round(out["latency_us_p50"] / 1000, 3),
@@ -76,13 +78,14 @@ def median_row(rounds):
 
 
 def compare(name, port, http_port, lua, concurrencies, duration, rounds_n, serve_pid, per_call_connections):
-    """Rounds alternate: gRPC on one connection (as one tritonclient or
-    perf_analyzer channel: calls multiplexed on HTTP/2), optionally gRPC with
+    """Rounds alternate: gRPC ModelInfer on one connection (as one
+    tritonclient or perf_analyzer channel: calls multiplexed on HTTP/2), the
+    same requests on one ModelStreamInfer stream, optionally ModelInfer with
     one connection per call in flight (wrk's shape), and HTTP."""
     url = f"http://127.0.0.1:{http_port}/v2/models/{name}/infer"
     rows = []
     for c in concurrencies:
-        runs = {"grpc": [], "http": []}
+        runs = {"grpc": [], "grpc_stream": [], "http": []}
         if per_call_connections and c > 1:
             runs["grpc_connection_per_call"] = []
         cpu = {k: [] for k in runs}
@@ -100,21 +103,26 @@ def compare(name, port, http_port, lua, concurrencies, duration, rounds_n, serve
                     commands[kind], r = wrk(url, lua, c, duration)
                     n = max(1, round(r["requests_per_sec"] * duration))
                 else:
-                    commands[kind], r = grpc_run(port, name, c, duration, 1 if kind == "grpc" else c)
+                    commands[kind], r = grpc_run(port, name, c, duration, c if kind == "grpc_connection_per_call" else 1,
+                                                 kind == "grpc_stream")
                     n = max(1, r["requests"] * (duration + 1) / duration)
                 cpu[kind].append((cpu_seconds(serve_pid) - s0) * 1e6 / n)
                 client[kind].append((children_cpu() - c0) * 1e6 / n)
                 runs[kind].append(r)
         ratios = [round(g["requests_per_sec"] / h["requests_per_sec"], 3) for g, h in zip(runs["grpc"], runs["http"])]
+        stream_ratios = [round(g["requests_per_sec"] / h["requests_per_sec"], 3)
+                         for g, h in zip(runs["grpc_stream"], runs["http"])]
         row = {"concurrency": c, "grpc_over_http": round(statistics.median(ratios), 3),
-               "grpc_over_http_per_round": ratios}
+               "grpc_over_http_per_round": ratios, "grpc_stream_over_http": round(statistics.median(stream_ratios), 3),
+               "grpc_stream_over_http_per_round": stream_ratios}
         for kind in runs:
             row[kind] = dict(median_row(runs[kind]), command=commands[kind], rounds=runs[kind],
                              server_cpu_us_per_request=round(statistics.median(cpu[kind]), 1),
                              client_cpu_us_per_request=round(statistics.median(client[kind]), 1))
         rows.append(row)
         print(f"{name} c={c}: " + ", ".join(f"{k} {row[k]['requests_per_sec']:.1f}/s" for k in runs) +
-              f"; gRPC/HTTP {row['grpc_over_http']} {ratios}", file=sys.stderr)
+              f"; gRPC/HTTP {row['grpc_over_http']} {ratios}, stream/HTTP {row['grpc_stream_over_http']}",
+              file=sys.stderr)
     return rows
 
 
@@ -182,16 +190,19 @@ def main():
 
     def table(rows, unit):
         lines = [f"| concurrency | client | {unit}/s | p50 ms | p90 ms | p99 ms | server CPU µs/request | "
-                 "client CPU µs/request | gRPC / HTTP (per round) |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
-        names = {"grpc": "gRPC, 1 connection", "grpc_connection_per_call": "gRPC, 1 connection per call",
+                 "client CPU µs/request | / HTTP (per round) |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+        names = {"grpc": "gRPC ModelInfer, 1 connection", "grpc_stream": "gRPC ModelStreamInfer, 1 stream",
+                 "grpc_connection_per_call": "gRPC ModelInfer, 1 connection per call",
                  "http": "HTTP (wrk), 1 connection per call"}
         for r in rows:
-            for kind in ("grpc", "grpc_connection_per_call", "http"):
+            for kind in ("grpc", "grpc_stream", "grpc_connection_per_call", "http"):
                 if kind not in r:
                     continue
                 x = r[kind]
-                ratio = (f"{r['grpc_over_http']} ({', '.join(map(str, r['grpc_over_http_per_round']))})"
-                         if kind == "grpc" else "")
+                ratio = ""
+                if kind in ("grpc", "grpc_stream"):
+                    key = "grpc_over_http" if kind == "grpc" else "grpc_stream_over_http"
+                    ratio = f"{r[key]} ({', '.join(map(str, r[key + '_per_round']))})"
                 lines.append(f"| {r['concurrency']} | {names[kind]} | {x['requests_per_sec']:.1f} | {x['latency_ms_p50']} | "
                              f"{x['latency_ms_p90']} | {x['latency_ms_p99']} | {x['server_cpu_us_per_request']} | "
                              f"{x['client_cpu_us_per_request']} | {ratio} |")
@@ -207,7 +218,8 @@ def main():
              f"- server: `{out['serve_command']}` (both protocols from one process)",
              f"- gRPC load: `{resnet[0]['grpc']['command'] if resnet else ''}` (inferd perf: one client thread on "
              "gRPC core, raw_input_contents; `--connections` 1 multiplexes every call on one HTTP/2 connection, as "
-             "one tritonclient does; the tiny model also with one connection per call, wrk's shape)",
+             "one tritonclient does; `--streaming` sends the same requests on one ModelStreamInfer stream, as "
+             "perf_analyzer --streaming does; the tiny model also with one connection per call, wrk's shape)",
              f"- HTTP load: `{resnet[0]['http']['command'] if resnet else ''}` (wrk, the Lua script POSTs a binary-"
              "tensor request; outputs asked for in binary)",
              "- run: `bench/server_grpc.sh`", "",
@@ -215,10 +227,13 @@ def main():
              "", "## Tiny identity model (FP32 [1,4])", ""] + table(tiny, "requests") + [""]
     if t1:
         g, h = t1["grpc"]["server_cpu_us_per_request"], t1["http"]["server_cpu_us_per_request"]
-        lines += [f"Per-request cost at concurrency 1: the server spends {g} µs of CPU per gRPC request and {h} µs per "
-                  f"HTTP request, of which the model itself is {engine_us} µs (`{out['engine_command']}`): gRPC "
-                  f"overhead ≈ {round(g - engine_us, 1)} µs per request. Round trip p50 at concurrency 1 (client "
-                  f"included): gRPC {t1['grpc']['latency_ms_p50']} ms, HTTP {t1['http']['latency_ms_p50']} ms."]
+        gs = t1["grpc_stream"]["server_cpu_us_per_request"]
+        lines += [f"Per-request cost at concurrency 1: the server spends {g} µs of CPU per gRPC ModelInfer call, {gs} µs "
+                  f"per request on a ModelStreamInfer stream and {h} µs per HTTP request, of which the model itself is "
+                  f"{engine_us} µs (`{out['engine_command']}`): gRPC overhead ≈ {round(g - engine_us, 1)} µs per "
+                  f"unary call, {round(gs - engine_us, 1)} µs per streamed request. Round trip p50 at concurrency 1 "
+                  f"(client included): gRPC {t1['grpc']['latency_ms_p50']} ms unary, "
+                  f"{t1['grpc_stream']['latency_ms_p50']} ms streamed, HTTP {t1['http']['latency_ms_p50']} ms."]
     (ROOT / "bench" / "results" / "server_grpc.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     shutil.rmtree(work, ignore_errors=True)

@@ -20,6 +20,7 @@ static const cli_option perf_options[] = {
     {"batch", "N", "batch size put in variable dimensions of the inputs (default 1)"},
     {"warmup", "SECONDS", "unmeasured calls first (default 1)"},
     {"duration", "SECONDS", "measured window (default 5)"},
+    {"streaming", NULL, "send the requests on ModelStreamInfer streams (one per connection)"},
     {"json", NULL, "print the result as JSON"},
     {NULL, NULL, NULL},
 };
@@ -61,6 +62,8 @@ int cmd_perf(int argc, char **argv) {
     } else if (!strcmp(name, "duration")) {
       ok = cli_parse_int(name, value, 1, 3600, &v);
       o.duration_s = (double)v;
+    } else if (!strcmp(name, "streaming")) {
+      o.streaming = true;
     } else if (!strcmp(name, "json")) {
       json = true;
     }

@@ -24,6 +24,7 @@
 
 #define INFER_PATH "/inference.GRPCInferenceService/ModelInfer"
 #define METADATA_PATH "/inference.GRPCInferenceService/ModelMetadata"
+#define STREAM_PATH "/inference.GRPCInferenceService/ModelStreamInfer"
 
 static double now_s(void) {
   struct timespec ts;
@@ -217,6 +218,32 @@ static double percentile(const double *sorted, size_t n, double p) {
   return sorted[i < n ? i : n - 1];
 }
 
+/* Throughput and percentiles of the latencies (µs) measured in the window. */
+static void summarize(double *lat, size_t n, double seconds, perf_grpc_result *r) {
+  qsort(lat, n, sizeof(*lat), compare_double);
+  double sum = 0;
+  for (size_t i = 0; i < n; i++) sum += lat[i];
+  r->requests = n;
+  r->seconds = seconds;
+  r->requests_per_sec = (double)n / seconds;
+  r->mean_us = n ? sum / (double)n : 0;
+  r->p50_us = percentile(lat, n, 50);
+  r->p90_us = percentile(lat, n, 90);
+  r->p99_us = percentile(lat, n, 99);
+}
+
+/* Records one completed call: its latency when OK, else the error. */
+static void record(perf_grpc_result *r, double **lat, size_t *n, size_t *cap, bool ok, double latency_us,
+                   const char *error) {
+  if (ok) {
+    if (*n == *cap) *lat = mem_realloc(*lat, (*cap *= 2) * sizeof(**lat));
+    (*lat)[(*n)++] = latency_us;
+    return;
+  }
+  if (!r->errors) snprintf(r->first_error, sizeof(r->first_error), "%s", error);
+  r->errors++;
+}
+
 static inferd_error *run_load(const perf_grpc_options *o, grpc_channel **channels, int n_channels,
                               grpc_byte_buffer *request, perf_grpc_result *r) {
   grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
@@ -240,17 +267,14 @@ static inferd_error *run_load(const perf_grpc_options *o, grpc_channel **channel
      * counts): with long calls, counting only those that also started in it
      * would under-report throughput by about latency / window. */
     if (t >= measure_from && t <= end) {
-      if (ev.success && s->status == GRPC_STATUS_OK) {
-        if (n_lat == cap) lat = mem_realloc(lat, (cap *= 2) * sizeof(*lat));
-        lat[n_lat++] = (t - s->started) * 1e6;
-      } else {
-        if (!r->errors) {
-          char *details = grpc_slice_to_c_string(s->details);
-          snprintf(r->first_error, sizeof(r->first_error), "status %d: %s", (int)s->status, details);
-          gpr_free(details);
-        }
-        r->errors++;
+      const bool ok = ev.success && s->status == GRPC_STATUS_OK;
+      char error[256] = "";
+      if (!ok) {
+        char *details = grpc_slice_to_c_string(s->details);
+        snprintf(error, sizeof(error), "status %d: %s", (int)s->status, details);
+        gpr_free(details);
       }
+      record(r, &lat, &n_lat, &cap, ok, (t - s->started) * 1e6, error);
     }
     slot_finish(s);
     running--;
@@ -260,19 +284,215 @@ static inferd_error *run_load(const perf_grpc_options *o, grpc_channel **channel
   while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
   }
   grpc_completion_queue_destroy(cq);
-  qsort(lat, n_lat, sizeof(*lat), compare_double);
-  double sum = 0;
-  for (size_t i = 0; i < n_lat; i++) sum += lat[i];
-  r->requests = n_lat;
-  r->seconds = o->duration_s;
-  r->requests_per_sec = (double)n_lat / o->duration_s;
-  r->mean_us = n_lat ? sum / (double)n_lat : 0;
-  r->p50_us = percentile(lat, n_lat, 50);
-  r->p90_us = percentile(lat, n_lat, 90);
-  r->p99_us = percentile(lat, n_lat, 99);
+  summarize(lat, n_lat, o->duration_s, r);
   free(lat);
   free(slots);
   free(methods);
+  return NULL;
+}
+
+/* ---- streaming: ModelStreamInfer ---------------------------------------------
+ * One bidirectional call per connection carries every request: slot i's
+ * request has id "i", and its answer, matched by id, starts its next send.
+ * gRPC takes one write at a time per call, so ready slots wait their turn. */
+
+typedef enum stream_op { STREAM_META, STREAM_READ, STREAM_WRITE, STREAM_CLOSE } stream_op;
+
+typedef struct stream_tag {
+  stream_op op;
+  struct stream_conn *conn;
+} stream_tag;
+
+typedef struct stream_conn {
+  grpc_call *call;
+  stream_tag meta_tag, read_tag, write_tag, close_tag;
+  grpc_metadata_array initial, trailing;
+  grpc_status_code status;
+  grpc_slice details;
+  grpc_byte_buffer *recv;
+  grpc_byte_buffer *sending;
+  int *ready; /* slots waiting to be sent */
+  int n_ready;
+  bool writing, closing;
+  int in_flight;
+  int pending_ops;
+} stream_conn;
+
+/* A copy of the serialized request with id "slot". */
+static grpc_byte_buffer *request_with_id(const uint8_t *bytes, size_t size, int slot) {
+  Inference__ModelInferRequest *m = inference__model_infer_request__unpack(NULL, size, bytes);
+  char id[24];
+  snprintf(id, sizeof(id), "%d", slot);
+  char *old = m->id;
+  m->id = id;
+  size_t n = protobuf_c_message_get_packed_size(&m->base);
+  uint8_t *out = mem_alloc(n ? n : 1);
+  protobuf_c_message_pack(&m->base, out);
+  m->id = old;
+  inference__model_infer_request__free_unpacked(m, NULL);
+  grpc_slice sl = grpc_slice_new(out, n, free);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
+}
+
+static bool stream_batch(stream_conn *c, grpc_op *ops, size_t n, stream_tag *tag) {
+  if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) return false;
+  c->pending_ops++;
+  return true;
+}
+
+static void stream_write_next(stream_conn *c, grpc_byte_buffer **requests) {
+  if (c->writing || !c->n_ready) return;
+  const int slot = c->ready[--c->n_ready];
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_SEND_MESSAGE;
+  c->sending = grpc_byte_buffer_copy(requests[slot]);
+  op.data.send_message.send_message = c->sending;
+  c->writing = stream_batch(c, &op, 1, &c->write_tag);
+  if (c->writing) c->in_flight++;
+}
+
+static void stream_read_next(stream_conn *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof(op));
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->recv;
+  stream_batch(c, &op, 1, &c->read_tag);
+}
+
+static void stream_close(stream_conn *c) {
+  if (c->closing) return;
+  c->closing = true;
+  grpc_op ops[2];
+  memset(ops, 0, sizeof(ops));
+  ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[1].data.recv_status_on_client.trailing_metadata = &c->trailing;
+  ops[1].data.recv_status_on_client.status = &c->status;
+  ops[1].data.recv_status_on_client.status_details = &c->details;
+  stream_batch(c, ops, 2, &c->close_tag);
+}
+
+static inferd_error *run_stream(const perf_grpc_options *o, grpc_channel **channels, int n_channels,
+                                const uint8_t *bytes, size_t size, perf_grpc_result *r) {
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+  stream_conn *conns = mem_zalloc((size_t)n_channels * sizeof(*conns));
+  grpc_byte_buffer **requests = mem_alloc((size_t)o->concurrency * sizeof(*requests));
+  double *sent_at = mem_zalloc((size_t)o->concurrency * sizeof(*sent_at));
+  for (int i = 0; i < o->concurrency; i++) requests[i] = request_with_id(bytes, size, i);
+  size_t cap = 1 << 16, n_lat = 0;
+  double *lat = mem_alloc(cap * sizeof(*lat));
+  const double t0 = now_s(), measure_from = t0 + o->warmup_s, end = measure_from + o->duration_s;
+  grpc_slice path = grpc_slice_from_static_string(STREAM_PATH);
+  int open = 0;
+  for (int k = 0; k < n_channels; k++) {
+    stream_conn *c = &conns[k];
+    c->meta_tag = (stream_tag){STREAM_META, c};
+    c->read_tag = (stream_tag){STREAM_READ, c};
+    c->write_tag = (stream_tag){STREAM_WRITE, c};
+    c->close_tag = (stream_tag){STREAM_CLOSE, c};
+    grpc_metadata_array_init(&c->initial);
+    grpc_metadata_array_init(&c->trailing);
+    c->details = grpc_empty_slice();
+    c->ready = mem_alloc((size_t)o->concurrency * sizeof(int));
+    for (int i = k; i < o->concurrency; i += n_channels) c->ready[c->n_ready++] = i;
+    c->call = grpc_channel_create_call(channels[k], NULL, GRPC_PROPAGATE_DEFAULTS, cq, path, NULL,
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->initial;
+    stream_batch(c, ops, 2, &c->meta_tag);
+    stream_read_next(c);
+    for (int i = 0; i < c->n_ready; i++) sent_at[c->ready[i]] = now_s();
+    stream_write_next(c, requests);
+    open++;
+  }
+  while (open > 0) {
+    const grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type != GRPC_OP_COMPLETE) break;
+    stream_tag *tag = ev.tag;
+    stream_conn *c = tag->conn;
+    c->pending_ops--;
+    const double t = now_s();
+    switch (tag->op) {
+      case STREAM_META:
+        break;
+      case STREAM_WRITE:
+        grpc_byte_buffer_destroy(c->sending);
+        c->sending = NULL;
+        c->writing = false;
+        if (!ev.success) stream_close(c);
+        else stream_write_next(c, requests);
+        break;
+      case STREAM_READ: {
+        if (!ev.success || !c->recv) {
+          stream_close(c);
+          break;
+        }
+        grpc_byte_buffer_reader reader;
+        grpc_byte_buffer_reader_init(&reader, c->recv);
+        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+        grpc_byte_buffer_destroy(c->recv);
+        c->recv = NULL;
+        Inference__ModelStreamInferResponse *m =
+            inference__model_stream_infer_response__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+        grpc_slice_unref(all);
+        const char *id = m && m->infer_response ? m->infer_response->id : "";
+        const int slot = atoi(id);
+        c->in_flight--;
+        if (t >= measure_from && t <= end)
+          record(r, &lat, &n_lat, &cap, m && !*m->error_message, (t - sent_at[slot]) * 1e6,
+                 m ? m->error_message : "malformed ModelStreamInferResponse");
+        if (m) inference__model_stream_infer_response__free_unpacked(m, NULL);
+        if (t < end && slot >= 0 && slot < o->concurrency) {
+          sent_at[slot] = now_s();
+          c->ready[c->n_ready++] = slot;
+          stream_write_next(c, requests);
+        }
+        if (t >= end && c->in_flight == 0) stream_close(c);
+        stream_read_next(c);
+        break;
+      }
+      case STREAM_CLOSE:
+        if (c->status != GRPC_STATUS_OK && !r->errors) {
+          char *details = grpc_slice_to_c_string(c->details);
+          snprintf(r->first_error, sizeof(r->first_error), "stream status %d: %s", (int)c->status, details);
+          gpr_free(details);
+          r->errors++;
+        }
+        break;
+    }
+    if (c->closing && c->pending_ops == 0 && c->call) {
+      grpc_call_unref(c->call);
+      c->call = NULL;
+      open--;
+    }
+  }
+  summarize(lat, n_lat, o->duration_s, r);
+  for (int k = 0; k < n_channels; k++) {
+    stream_conn *c = &conns[k];
+    if (c->call) grpc_call_unref(c->call);
+    if (c->recv) grpc_byte_buffer_destroy(c->recv);
+    if (c->sending) grpc_byte_buffer_destroy(c->sending);
+    grpc_metadata_array_destroy(&c->initial);
+    grpc_metadata_array_destroy(&c->trailing);
+    grpc_slice_unref(c->details);
+    free(c->ready);
+  }
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+  for (int i = 0; i < o->concurrency; i++) grpc_byte_buffer_destroy(requests[i]);
+  free(requests);
+  free(sent_at);
+  free(lat);
+  free(conns);
   return NULL;
 }
 
@@ -287,7 +507,10 @@ inferd_error *perf_grpc_run(const perf_grpc_options *o, perf_grpc_result *r) {
   uint8_t *bytes = NULL;
   size_t size = 0;
   inferd_error *err = build_request(channels[0], o, &bytes, &size);
-  if (!err) {
+  if (!err && o->streaming) {
+    err = run_stream(o, channels, n_channels, bytes, size, r);
+    free(bytes);
+  } else if (!err) {
     grpc_slice s = grpc_slice_new(bytes, size, free);
     grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);

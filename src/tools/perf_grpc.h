@@ -6,11 +6,13 @@
  * keeps its connections busy, so the generator itself costs little CPU on a
  * machine it shares with the server. Reports throughput and latency
  * percentiles of the calls that completed within the measured window (after
- * the warmup).
+ * the warmup). With `streaming`, the requests travel on one ModelStreamInfer
+ * stream per connection instead, as perf_analyzer --streaming does.
  */
 #ifndef INFERD_TOOLS_PERF_GRPC_H
 #define INFERD_TOOLS_PERF_GRPC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "inferd.h"
@@ -24,6 +26,7 @@ typedef struct perf_grpc_options {
   int batch;           /* substituted for variable (-1) dimensions */
   double warmup_s;     /* calls before this are not measured */
   double duration_s;   /* measured window */
+  bool streaming;      /* ModelStreamInfer: one stream per connection carries the calls */
 } perf_grpc_options;
 
 typedef struct perf_grpc_result {

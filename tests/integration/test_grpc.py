@@ -678,6 +678,12 @@ def test_perf_load_generator(server, inferd_bin):
     out = json.loads(proc.stdout)
     assert out["requests"] > 0 and out["errors"] == 0
     assert out["latency_us_p50"] <= out["latency_us_p99"]
+    stream = subprocess.run([str(inferd_bin), "perf", f"--url={server.grpc_url}", "--model=simple", "--concurrency=8",
+                             "--connections=2", "--streaming", "--warmup=0", "--duration=1", "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert stream.returncode == 0, stream.stderr
+    out = json.loads(stream.stdout)
+    assert out["requests"] > 0 and out["errors"] == 0
     bad = subprocess.run([str(inferd_bin), "perf", f"--url={server.grpc_url}", "--model=no_such_model", "--duration=1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "no_such_model" in bad.stderr
