@@ -17,7 +17,6 @@ the engine's own time for one run of the model (`inferd bench`).
 Writes bench/results/server_grpc.{json,md}.
 """
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -30,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from server_http import free_port, post_script, wait_http, wrk, write_repository  # noqa: E402
+from server_http import free_port, post_script, run_context, wait_http, wrk, write_repository  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INFERD = ROOT / "build" / "inferd"
@@ -174,11 +173,7 @@ def main():
     engine_us = round(1e6 / erow["images_per_sec"], 2)
 
     out = {"benchmark": "server_grpc",
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip(),
-           "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
-                                    l.startswith("model name")), ""), "cores": os.cpu_count()},
+           **run_context(),
            "serve_command": " ".join(serve_cmd), "engine_command": " ".join(ecmd),
            "engine_us_per_run_tiny": engine_us,
            "method": "one server for both protocols; per concurrency, rounds alternate inferd perf (gRPC) and wrk "

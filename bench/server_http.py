@@ -117,6 +117,15 @@ def stats(port, model):
     return s
 
 
+def run_context():
+    """When, at which commit and on what machine a benchmark ran."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=ROOT).stdout.strip(),
+            "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
+                                     l.startswith("model name")), ""), "cores": os.cpu_count()}}
+
+
 def write_repository(repo):
     """The zoo ResNet-50 (max_batch_size 8, dynamic batching) and a tiny
     identity model, y = x over FP32 [N,4], for the serving benchmarks."""
@@ -232,11 +241,7 @@ def main():
             nginx.wait(30)
 
     out = {"benchmark": "server_http",
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip(),
-           "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
-                                    l.startswith("model name")), ""), "cores": os.cpu_count()},
+           **run_context(),
            "serve_command": " ".join(serve_cmd), "engine_command": engine_cmd,
            "method": "per concurrency, rounds alternate wrk against the server and `inferd bench` at the batch size "
                      "the server formed most; tiny: rounds alternate wrk against inferd and nginx; medians over "
