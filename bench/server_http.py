@@ -74,6 +74,28 @@ def wrk(url, script, connections, duration, threads=1):
     return " ".join(cmd), parse_wrk(text)
 
 
+def wrk_steady(url, script, connections, duration, port, model, skip):
+    """wrk for `duration` s, and the server's own steady-state rate: its
+    inference_count sampled `skip` s after the start and `skip` s before the
+    end, while wrk keeps the load on. wrk's count over the whole run also
+    holds the ramp-up (the first batch forming) and the tail (requests still
+    in flight when wrk stops uncounted), which at high concurrency is a
+    whole batch of latency."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    time.sleep(skip)
+    c0, t0 = stats(port, model)["inference_count"], time.monotonic()
+    time.sleep(duration - 2 * skip)
+    c1, t1 = stats(port, model)["inference_count"], time.monotonic()
+    text, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed")
+    r = parse_wrk(text)
+    r["steady_images_per_sec"] = round((c1 - c0) / (t1 - t0), 3)
+    r["steady_window_s"] = round(t1 - t0, 2)
+    return " ".join(cmd), r
+
+
 def post_script(path, body_file, headers):
     lines = ["local f = io.open(%r, 'rb')" % str(body_file), "wrk.body = f:read('*a')", "f:close()",
              "wrk.method = 'POST'"]
@@ -145,7 +167,8 @@ def write_repository(repo):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=16)
+    ap.add_argument("--skip", type=int, default=3, help="seconds left out at each end of a ResNet-50 round")
     ap.add_argument("--concurrency", default="1,4,16,32")
     ap.add_argument("--http-threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
@@ -157,7 +180,8 @@ def main():
 
     port = free_port()
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={port}",
-                 "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}", "--allow-grpc=false"]
+                 "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}",
+                 f"--metrics-port={free_port()}", "--allow-grpc=false"]
     server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
     nginx = None
     results = {"resnet50": [], "tiny": {}}
@@ -179,7 +203,7 @@ def main():
             rounds = []
             for rnd in range(args.rounds):
                 before = stats(port, "resnet50")
-                cmd, r = wrk(url, work / "resnet.lua", c, args.duration)
+                cmd, r = wrk_steady(url, work / "resnet.lua", c, args.duration, port, "resnet50", args.skip)
                 after = stats(port, "resnet50")
                 sizes = {}
                 for b in after["batch_stats"]:
@@ -193,12 +217,14 @@ def main():
                         str(args.duration), "--json"]
                 erow = json.loads(subprocess.run(ecmd, capture_output=True, text=True, check=True).stdout)[0]
                 engine_cmd = " ".join(ecmd)
-                r.update({"images_per_sec": r["requests_per_sec"], "batch_sizes": sizes, "engine_batch": mode,
+                r.update({"images_per_sec": r["steady_images_per_sec"], "batch_sizes": sizes, "engine_batch": mode,
                           "engine_images_per_sec": erow["images_per_sec"],
-                          "served_over_engine": round(r["requests_per_sec"] / erow["images_per_sec"], 3)})
+                          "served_over_engine": round(r["steady_images_per_sec"] / erow["images_per_sec"], 3),
+                          "wrk_over_engine": round(r["requests_per_sec"] / erow["images_per_sec"], 3)})
                 rounds.append(r)
             med = lambda k: round(statistics.median(x[k] for x in rounds), 3)
             row = {"concurrency": c, "command": cmd, "images_per_sec": med("images_per_sec"),
+                   "wrk_requests_per_sec": med("requests_per_sec"), "wrk_over_engine": med("wrk_over_engine"),
                    "latency_ms_p50": med("latency_ms_p50"), "latency_ms_p90": med("latency_ms_p90"),
                    "latency_ms_p99": med("latency_ms_p99"), "engine_images_per_sec": med("engine_images_per_sec"),
                    "served_over_engine": med("served_over_engine"),
@@ -244,8 +270,10 @@ def main():
            **run_context(),
            "serve_command": " ".join(serve_cmd), "engine_command": engine_cmd,
            "method": "per concurrency, rounds alternate wrk against the server and `inferd bench` at the batch size "
-                     "the server formed most; tiny: rounds alternate wrk against inferd and nginx; medians over "
-                     "rounds, ratios are medians of per-round ratios",
+                     "the server formed most; served images/s is the server's inference_count rate in the steady "
+                     "state (sampled --skip s after wrk starts and --skip s before it ends, load still on); wrk's "
+                     "own whole-run rate is kept as wrk_requests_per_sec; tiny: rounds alternate wrk against inferd "
+                     "and nginx; medians over rounds, ratios are medians of per-round ratios",
            "resnet50": results["resnet50"], "tiny": results["tiny"], "tiny_ratio_vs_nginx": round(tiny_ratio, 3)}
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "server_http.json").write_text(json.dumps(out, indent=2) + "\n")
@@ -254,17 +282,23 @@ def main():
              f"{out['date']}. Load from wrk on the same machine (it shares the cores). Medians over "
              f"{args.rounds} alternating rounds per row (tiny: {2 * args.rounds}); ratios are medians of per-round "
              "ratios.", "",
+             f"Served images/s is the steady state: the server's inference_count rate between {args.skip} s after "
+             f"wrk starts and {args.skip} s before its {args.duration} s end, with the load on. wrk's own rate over "
+             "the whole run (also in the table) includes the ramp-up and the requests still in flight when it "
+             "stops, which at concurrency 32 is a whole batch of latency.", "",
              f"- server: `{out['serve_command']}` (repository: zoo ResNet-50 with max_batch_size 8 and dynamic "
              "batching; identity FP32 [N,4])",
              f"- engine alone: `{out['engine_command']}`", "",
              "## ResNet-50, one image per request (binary tensor extension)", "",
-             "| concurrency | images/s | p50 ms | p90 ms | p99 ms | batch sizes formed (runs, last round) | engine img/s at "
-             "the usual batch | served / engine (per round) |", "|---:|---:|---:|---:|---:|---|---:|---:|"]
+             "| concurrency | images/s (steady) | wrk req/s | p50 ms | p90 ms | p99 ms | batch sizes formed (runs, last "
+             "round) | engine img/s at the usual batch | served / engine (per round) | wrk / engine |",
+             "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
     for r in results["resnet50"]:
-        lines.append(f"| {r['concurrency']} | {r['images_per_sec']:.2f} | {r.get('latency_ms_p50', '')} | "
+        lines.append(f"| {r['concurrency']} | {r['images_per_sec']:.2f} | {r['wrk_requests_per_sec']:.2f} | "
+                     f"{r.get('latency_ms_p50', '')} | "
                      f"{r.get('latency_ms_p90', '')} | {r.get('latency_ms_p99', '')} | {r['batch_sizes']} | "
                      f"{r['engine_images_per_sec']} (b={r['engine_batch']}) | {r['served_over_engine']} "
-                     f"({', '.join(map(str, r['served_over_engine_per_round']))}) |")
+                     f"({', '.join(map(str, r['served_over_engine_per_round']))}) | {r['wrk_over_engine']} |")
     ti, tn = results["tiny"]["inferd"], results["tiny"]["nginx"]
     lines += ["", "## Tiny identity model vs nginx (same request, same response bytes, 32 connections)", "",
               "| server | requests/s | p50 ms | p99 ms |", "|---|---:|---:|---:|",

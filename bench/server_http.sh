@@ -5,7 +5,7 @@
 # placeholder), so the load comes from wrk, with a Lua script that POSTs the
 # same request body. Writes bench/results/server_http.{json,md}.
 #
-# usage: bench/server_http.sh [--duration S] [--concurrency 1,4,16,32] [--http-threads N]
+# usage: bench/server_http.sh [--duration S] [--skip S] [--concurrency 1,4,16,32] [--http-threads N] [--rounds N]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh

@@ -118,6 +118,14 @@ typedef struct inferd_plan_options {
   const char *disabled_passes;
   /* Threads each context uses by default; 0 means all cores. */
   int threads;
+  /* Inputs with a default value that stay inputs: ONNX graph inputs that
+   * are also initializers (the default). Every name must be one; other such
+   * initializers are weights, folded like constants. A run still takes
+   * every input: a caller that has no value passes the default
+   * (inferd_plan_input_default), as the server does for requests that
+   * leave an `optional` input out. */
+  const char *const *optional_inputs;
+  int optional_input_count;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {
@@ -140,6 +148,9 @@ INFERD_API inferd_error *inferd_plan_output(const inferd_plan *plan, int index, 
 /* True when the first dimension of every input and output is the batch. */
 INFERD_API bool inferd_plan_has_dynamic_batch(const inferd_plan *plan);
 INFERD_API int inferd_plan_max_batch_size(const inferd_plan *plan);
+/* The default value of optional input `index`, for one batch item (the
+ * whole tensor when the model does not batch); false when it has none. */
+INFERD_API bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size);
 /* Bytes of weights the plan holds after optimization. */
 INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
 
@@ -147,6 +158,10 @@ INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
  * inference only: milliseconds where a plan takes a second). */
 typedef struct inferd_model_info inferd_model_info;
 INFERD_API inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **info);
+/* Same, listing the named inputs with default values among the inputs (see
+ * inferd_plan_options.optional_inputs). */
+INFERD_API inferd_error *inferd_model_inspect_with_defaults(const char *model_path, const char *const *optional_inputs,
+                                                          int optional_input_count, inferd_model_info **info);
 INFERD_API void inferd_model_info_delete(inferd_model_info *info);
 INFERD_API int inferd_model_info_input_count(const inferd_model_info *info);
 INFERD_API int inferd_model_info_output_count(const inferd_model_info *info);
@@ -169,7 +184,16 @@ INFERD_API size_t inferd_context_memory_bytes(const inferd_context *context);
 
 /* A tensor handed to or from a run. `data` is borrowed for the call's
  * duration; for outputs the caller provides `data` with room for `byte_size`
- * bytes, and the run fills dims and rank. */
+ * bytes, and the run fills dims and rank.
+ *
+ * BYTES tensors are serialized: per element a 4-byte little-endian length,
+ * then its bytes (KServe's binary form). A BYTES output is the one
+ * exception to caller-provided memory: the run points `data` at the
+ * serialized result in memory the context owns, valid until its next run
+ * or deletion, and sets `byte_size`; whatever `data` held is ignored (and
+ * not freed). The engine runs BYTES through data-movement ops only
+ * (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Concat,
+ * Gather, Slice, Pad). */
 typedef struct inferd_tensor {
   const char *name;
   inferd_datatype datatype;
@@ -233,6 +257,10 @@ typedef struct inferd_server_options {
   bool strict_model_config;  /* true: config.pbtxt must be complete */
   const char *server_id;     /* reported by server metadata (default "inferd") */
   int threads_per_instance;  /* CPU threads of each model instance; 0 = cores / instances */
+  /* Keep sliding-window latency histograms per version, for the metrics'
+   * quantile summaries (inferd_metrics). Costs five atomic increments per
+   * request; off by default, as Triton's summary_latencies. */
+  bool latency_summaries;
 } inferd_server_options;
 
 /* Creates the server and loads the startup models. A model that fails to
@@ -320,6 +348,41 @@ INFERD_API inferd_error *inferd_response_output(const inferd_response *response,
                                                 inferd_datatype *datatype, const int64_t **shape, int *rank,
                                                 const void **data, size_t *byte_size);
 INFERD_API void inferd_response_delete(inferd_response *response);
+
+/* ---- metrics: Prometheus exposition ----
+ * A metrics object renders the server's per-model counters (Triton's
+ * nv_inference_* families, labelled model and version; failures also by
+ * reason), latency summaries when the server keeps them, and, when asked,
+ * GPU figures from NVML and CPU figures from /proc, in the Prometheus text
+ * exposition format 0.0.4. GPU and CPU figures are polled by a thread of
+ * the metrics object every interval_ms; the per-model counters are read
+ * when rendering. A frontend serves the text (inferd serve: GET /metrics on
+ * --metrics-port).
+ */
+typedef struct inferd_metrics inferd_metrics;
+
+typedef struct inferd_metrics_options {
+  /* GPU families (nv_gpu_*, nv_energy_consumption). Without NVML
+   * (libnvidia-ml.so.1) or a GPU they are absent and creation logs why. */
+  bool gpu;
+  bool cpu;               /* CPU families (nv_cpu_*) from /proc */
+  bool counter_latencies; /* the nv_inference_*_duration_us counters */
+  /* Quantiles of the latency summaries as "q:error,...", e.g.
+   * "0.5:0.05,0.9:0.01,0.99:0.001" (NULL: that list). The summaries appear
+   * only when the server keeps latency windows (latency_summaries). */
+  const char *summary_quantiles;
+  int interval_ms; /* GPU/CPU polling period; <= 0: 2000 */
+} inferd_metrics_options;
+
+/* Makes the metrics of a server, which must outlive it, and starts its
+ * polling thread. INVALID_ARG for a malformed quantile list. */
+INFERD_API inferd_error *inferd_metrics_create(inferd_server *server, const inferd_metrics_options *options,
+                                               inferd_metrics **metrics);
+/* Renders every family now. *text is malloc'd, NUL-terminated, *length
+ * bytes long; the caller frees it. Safe from any thread. */
+INFERD_API inferd_error *inferd_metrics_render(inferd_metrics *metrics, char **text, size_t *length);
+/* Stops the polling thread and frees the metrics. */
+INFERD_API void inferd_metrics_delete(inferd_metrics *metrics);
 
 #ifdef __cplusplus
 }

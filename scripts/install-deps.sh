@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   libonnx-testdata                       # ONNX conformance tests
   libevent-dev libjansson-dev            # HTTP frontend
   libturbojpeg0-dev libpng-dev zlib1g-dev
+  prometheus                             # metrics tests: a real scraper, and promtool for the alert rules
   python3 python3-pip
 )
 

@@ -36,6 +36,12 @@ bool cli_parse_int(const char *option, const char *text, long lo, long hi, long 
 /* Parses "1,8,32" into up to `cap` positive integers. */
 bool cli_parse_int_list(const char *option, const char *text, int *out, int cap, int *count);
 
+/* An error naming the model's first BYTES input or output, which `run` and
+ * `bench` (numeric .npy and generated data) do not handle; NULL if none. */
+typedef struct inferd_plan inferd_plan;
+typedef struct inferd_error inferd_error;
+inferd_error *cli_check_numeric(const inferd_plan *plan);
+
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);

@@ -257,6 +257,7 @@ int cmd_bench(int argc, char **argv) {
     inferd_error_delete(e);
     return 1;
   }
+  if (!e) e = cli_check_numeric(plan);
   if (!e) e = inferd_context_create(plan, &(inferd_context_options){.threads = (int)threads}, &ctx);
   double load_ms = (double)(clock_now_ns() - t0) * 1e-6;
   /* Load to first inference: one run at the first batch size. */

@@ -428,6 +428,10 @@ static inferd_error *load_plan(const run_args *a, long batch, bool guessed, infe
       inferd_error_delete(retry);
     }
   }
+  if (!e && *plan && (e = cli_check_numeric(*plan))) {
+    inferd_plan_delete(*plan);
+    *plan = NULL;
+  }
   return e;
 }
 

@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/http/http_frontend.h"
+#include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
 
 static const cli_option serve_options[] = {
@@ -44,6 +45,15 @@ static const cli_option serve_options[] = {
     {"grpc-server-key", "FILE", "PEM private key of the gRPC server"},
     {"grpc-root-cert", "FILE", "PEM CA certificate that client certificates must chain to"},
     {"grpc-max-message-size", "BYTES", "largest gRPC message, each way (default 2147483647)"},
+    {"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"},
+    {"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"},
+    {"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"},
+    {"metrics-port", "PORT", "metrics port (default 8002)"},
+    {"metrics-address", "ADDR", "metrics address to bind (default: the --http-address, or 0.0.0.0 without HTTP)"},
+    {"metrics-interval-ms", "MS", "how often GPU and CPU metrics are polled (default 2000)"},
+    {"metrics-config", "KEY=VALUE",
+     "summary_latencies=true (latency quantile summaries), summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001, "
+     "counter_latencies=false (no *_duration_us counters); repeatable"},
     {"exit-timeout-secs", "N", "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30)"},
     {"instance-threads", "N", "CPU threads per model instance (default: cores / instances)"},
     {"log-verbose", "N", "verbose logging at level N (0 = off)"},
@@ -65,13 +75,38 @@ static bool parse_bool(const char *option, const char *text, bool *out) {
   return false;
 }
 
+/* One --metrics-config KEY=VALUE, with Triton's keys. */
+static bool parse_metrics_config(const char *text, inferd_server_options *so, inferd_metrics_options *mo) {
+  const char *eq = strchr(text, '=');
+  if (!eq || eq == text) {
+    fprintf(stderr, "inferd serve: --metrics-config: '%s' is not KEY=VALUE\n", text);
+    return false;
+  }
+  size_t klen = (size_t)(eq - text);
+  const char *value = eq + 1;
+  if (klen == strlen("summary_latencies") && !strncmp(text, "summary_latencies", klen))
+    return parse_bool("metrics-config summary_latencies", value, &so->latency_summaries);
+  if (klen == strlen("counter_latencies") && !strncmp(text, "counter_latencies", klen))
+    return parse_bool("metrics-config counter_latencies", value, &mo->counter_latencies);
+  if (klen == strlen("summary_quantiles") && !strncmp(text, "summary_quantiles", klen)) {
+    mo->summary_quantiles = value; /* checked when the metrics are made */
+    return true;
+  }
+  fprintf(stderr,
+          "inferd serve: --metrics-config: unknown key '%.*s' (summary_latencies, summary_quantiles, counter_latencies)\n",
+          (int)klen, text);
+  return false;
+}
+
 int cmd_serve(int argc, char **argv) {
   inferd_server_options so = {.repository_poll_secs = 15};
   http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
   const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
   int n_startup = 0;
   grpc_frontend_options go = {.address = "0.0.0.0", .port = 8001, .infer_allocation_pool_size = 8};
-  bool allow_http = true, allow_grpc = true;
+  bool allow_http = true, allow_grpc = true, allow_metrics = true;
+  inferd_metrics_options mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000};
+  metrics_frontend_options fo = {.address = NULL, .port = 8002};
   long exit_timeout = 30, verbose = 0, value_long;
   log_format format = LOG_FORMAT_DEFAULT;
   cli_parser p;
@@ -83,7 +118,8 @@ int cmd_serve(int argc, char **argv) {
     if (!strcmp(name, "help")) {
       cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
                      "Serves the models of a Triton-style repository over HTTP/REST and gRPC (KServe v2 protocol with\n"
-                     "Triton's extensions), batching requests dynamically as each model's config.pbtxt says.",
+                     "Triton's extensions), batching requests dynamically as each model's config.pbtxt says. Prometheus\n"
+                     "metrics (Triton's names and labels) are served at GET /metrics on --metrics-port.",
                      serve_options);
       free(startup);
       return 0;
@@ -149,6 +185,22 @@ int cmd_serve(int argc, char **argv) {
     } else if (!strcmp(name, "grpc-max-message-size")) {
       ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
       go.max_message_size = (int)value_long;
+    } else if (!strcmp(name, "allow-metrics")) {
+      ok = parse_bool(name, value, &allow_metrics);
+    } else if (!strcmp(name, "allow-gpu-metrics")) {
+      ok = parse_bool(name, value, &mo.gpu);
+    } else if (!strcmp(name, "allow-cpu-metrics")) {
+      ok = parse_bool(name, value, &mo.cpu);
+    } else if (!strcmp(name, "metrics-port")) {
+      ok = cli_parse_int(name, value, 0, 65535, &value_long);
+      fo.port = (int)value_long;
+    } else if (!strcmp(name, "metrics-address")) {
+      fo.address = value;
+    } else if (!strcmp(name, "metrics-interval-ms")) {
+      ok = cli_parse_int(name, value, 1, 3600000, &value_long);
+      mo.interval_ms = (int)value_long;
+    } else if (!strcmp(name, "metrics-config")) {
+      ok = parse_metrics_config(value, &so, &mo);
     } else if (!strcmp(name, "exit-timeout-secs")) {
       ok = cli_parse_int(name, value, 0, 86400, &exit_timeout);
     } else if (!strcmp(name, "instance-threads")) {
@@ -186,6 +238,7 @@ int cmd_serve(int argc, char **argv) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
+  if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
   so.startup_models = startup;
   so.startup_model_count = n_startup;
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
@@ -201,12 +254,18 @@ int cmd_serve(int argc, char **argv) {
   inferd_server *server = NULL;
   http_frontend *http = NULL;
   grpc_frontend *grpc = NULL;
+  inferd_metrics *metrics = NULL;
+  metrics_frontend *metrics_http = NULL;
   inferd_error *e = inferd_server_create(&so, &server);
   if (!e && allow_http) e = http_frontend_start(server, &ho, &http);
   if (!e && allow_grpc) e = grpc_frontend_start(server, &go, &grpc);
+  if (!e && allow_metrics) e = inferd_metrics_create(server, &mo, &metrics);
+  if (!e && allow_metrics) e = metrics_frontend_start(metrics, &fo, &metrics_http);
   if (e) {
     log_error("%s", inferd_error_message(e));
     inferd_error_delete(e);
+    metrics_frontend_delete(metrics_http);
+    inferd_metrics_delete(metrics);
     grpc_frontend_delete(grpc);
     http_frontend_delete(http);
     inferd_server_delete(server);
@@ -224,6 +283,9 @@ int cmd_serve(int argc, char **argv) {
   if (left) log_warn("exit timeout: %d requests still in flight", left);
   grpc_frontend_delete(grpc);
   http_frontend_delete(http);
+  /* Metrics stay served through the drain, so a scraper sees it. */
+  metrics_frontend_delete(metrics_http);
+  inferd_metrics_delete(metrics);
   inferd_server_delete(server);
   free(startup);
   log_info("stopped");

@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/error.h"
 #include "cli/cli.h"
+#include "inferd.h"
 
 void cli_parser_init(cli_parser *p, const char *command, const cli_option *options, int argc, char **argv) {
   *p = (cli_parser){.command = command, .options = options, .argc = argc, .argv = argv, .index = 1};
@@ -93,4 +95,21 @@ bool cli_parse_int_list(const char *option, const char *text, int *out, int cap,
     return false;
   }
   return true;
+}
+
+inferd_error *cli_check_numeric(const inferd_plan *plan) {
+  for (int pass = 0; pass < 2; pass++) {
+    const int n = pass ? inferd_plan_output_count(plan) : inferd_plan_input_count(plan);
+    for (int i = 0; i < n; i++) {
+      inferd_tensor_info info;
+      inferd_error *e = pass ? inferd_plan_output(plan, i, &info) : inferd_plan_input(plan, i, &info);
+      if (e) return e;
+      if (info.datatype == INFERD_TYPE_BYTES)
+        return err_new(INFERD_ERROR_UNSUPPORTED,
+                       "%s '%s' is BYTES (strings): this command handles numeric tensors only; serve the model "
+                       "with `inferd serve` to send it strings",
+                       pass ? "output" : "input", info.name);
+    }
+  }
+  return NULL;
 }

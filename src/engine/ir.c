@@ -222,6 +222,10 @@ void ir_value_set_const(ir_graph *g, int value, inferd_datatype dtype, const ir_
   v->producer = -1;
 }
 
+size_t ir_dtype_size(inferd_datatype t) {
+  return t == INFERD_TYPE_BYTES ? sizeof(ir_bytes) : inferd_datatype_size(t);
+}
+
 inferd_error *ir_graph_add_const_alloc(ir_graph *g, const char *name, inferd_datatype dtype, const ir_shape *shape,
                                        void **data, int *value_id) {
   size_t esize = inferd_datatype_size(dtype);

@@ -78,9 +78,12 @@ typedef struct ir_value {
   inferd_datatype dtype;
   bool has_shape; /* set by import (declared) or shape inference */
   ir_shape shape;
-  /* IR_VALUE_CONST: the data, dense row-major, owned by a graph blob. */
+  /* IR_VALUE_CONST: the data, dense row-major, owned by a graph blob. An
+   * input with a default value has it here, shaped default_shape, between
+   * import and the plan taking it (see onnx_import_file_with_defaults). */
   const void *data;
   size_t nbytes;
+  ir_shape default_shape;
   /* Symbolic contents of a small integer tensor, or NULL. sym_len elements. */
   ir_symint *sym;
   int sym_len;
@@ -272,6 +275,19 @@ typedef struct ir_tensor {
 } ir_tensor;
 
 int64_t ir_tensor_numel(const ir_tensor *t);
+
+/* A BYTES element inside the engine: a view of bytes that live in the run's
+ * input (the plan layer turns the serialized form into views on the way in
+ * and back on the way out). Data-movement ops copy views like any other
+ * fixed-size element. */
+typedef struct ir_bytes {
+  const uint8_t *data;
+  uint64_t len;
+} ir_bytes;
+
+/* Bytes of one element as the engine stores it: the type's size, and
+ * sizeof(ir_bytes) for BYTES; 0 for INVALID. */
+size_t ir_dtype_size(inferd_datatype t);
 
 /* Shape inference over the whole graph (see ops.h for the per-op rules).
  * Fills dtype, shape and sym of every activation. */

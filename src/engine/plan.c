@@ -32,14 +32,32 @@ struct inferd_plan {
   bool dynamic_batch;
   int n_inputs, n_outputs;
   inferd_tensor_info *inputs, *outputs;
+  void **defaults; /* per input: one item of its default value, or NULL */
+  size_t *default_bytes;
+  const char **default_names; /* until matched to the inputs after the passes */
+  int n_defaults;
 };
+
+/* BYTES tensors cross the API serialized (per element a 4-byte
+ * little-endian length, then the bytes) and run inside as ir_bytes views:
+ * the context keeps, per BYTES input and output, a view array sized for the
+ * largest batch, and per BYTES output the serialized result it hands out. */
+typedef struct bytes_output {
+  ir_bytes *views;
+  uint8_t *data;
+  size_t cap;
+} bytes_output;
 
 struct inferd_context {
   inferd_plan *plan;
   backend_context *impl;
   const void **input_ptrs;
   void **output_ptrs;
+  ir_bytes **input_views; /* per input; NULL unless BYTES */
+  bytes_output *outputs;  /* per output; views NULL unless BYTES */
 };
+
+static size_t info_count(const inferd_tensor_info *info, int batch, bool dynamic);
 
 static void tensor_info_from_value(const ir_value *v, inferd_tensor_info *info) {
   info->name = v->name;
@@ -71,13 +89,52 @@ static inferd_error *check_graph_inputs(const ir_graph *g) {
     const ir_value *v = &g->values[g->inputs[i]];
     if (!v->has_shape)
       return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has no declared shape", v->name);
-    if (!inferd_datatype_size(v->dtype))
+    if (!ir_dtype_size(v->dtype))
       return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run", v->name,
                      inferd_datatype_name(v->dtype));
   }
   for (int i = 0; i < g->n_outputs; i++) {
     const ir_value *v = &g->values[g->outputs[i]];
     if (!v->has_shape) return err_new(INFERD_ERROR_UNSUPPORTED, "output '%s' has no inferred shape", v->name);
+  }
+  return NULL;
+}
+
+/* Takes the default values of the inputs that have one off the graph (into
+ * malloc'd copies, per input in graph order, NULL for the others), checking
+ * that each is one batch item (the whole tensor without a batch) and that
+ * every optional input asked for has one. */
+static inferd_error *take_defaults(ir_graph *g, const char *const *names, int n_names, void ***out_data,
+                                   size_t **out_bytes) {
+  void **data = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
+  size_t *bytes = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
+  *out_data = data;
+  *out_bytes = bytes;
+  for (int i = 0; i < g->n_inputs; i++) {
+    ir_value *v = &g->values[g->inputs[i]];
+    if (!v->data) continue;
+    const bool batched = v->has_shape && v->shape.rank > 0 && v->shape.dims[0] == IR_DIM_BATCH;
+    int64_t want = 1;
+    for (int d = batched ? 1 : 0; v->has_shape && d < v->shape.rank; d++) want *= v->shape.dims[d];
+    if (!v->has_shape || !ir_shape_is_static(&v->default_shape) || ir_shape_numel(&v->default_shape, 1) != want)
+      return err_new(INFERD_ERROR_UNSUPPORTED,
+                     "input '%s': its default value (initializer) must hold %s (%lld elements), it holds %lld",
+                     v->name, batched ? "one batch item" : "the whole input", (long long)want,
+                     (long long)(ir_shape_is_static(&v->default_shape) ? ir_shape_numel(&v->default_shape, 1) : -1));
+    data[i] = mem_alloc(v->nbytes ? v->nbytes : 1);
+    memcpy(data[i], v->data, v->nbytes);
+    bytes[i] = v->nbytes;
+    v->data = NULL;
+    v->nbytes = 0;
+  }
+  for (int k = 0; k < n_names; k++) {
+    bool found = false;
+    for (int i = 0; i < g->n_inputs && !found; i++) found = data[i] && strcmp(g->values[g->inputs[i]].name, names[k]) == 0;
+    if (!found)
+      return err_new(INFERD_ERROR_INVALID_ARG,
+                     "input '%s' is optional, but the model gives it no default value (an initializer of the same "
+                     "name that is also a graph input)",
+                     names[k]);
   }
   return NULL;
 }
@@ -90,8 +147,15 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   const char *disabled = options ? options->disabled_passes : NULL;
   ERR_TRY(passes_validate(disabled));
 
-  ERR_TRY(onnx_import_file(model_path, &plan->graph));
+  const char *const *optional = options ? options->optional_inputs : NULL;
+  const int n_optional = options && optional ? options->optional_input_count : 0;
+  ERR_TRY(onnx_import_file_with_defaults(model_path, optional, n_optional, &plan->graph));
   ir_graph *g = plan->graph;
+  plan->n_defaults = g->n_inputs;
+  ERR_TRY(take_defaults(g, optional, n_optional, &plan->defaults, &plan->default_bytes));
+  /* The passes may drop inputs: defaults are matched to inputs by name. */
+  plan->default_names = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(char *));
+  for (int i = 0; i < g->n_inputs; i++) plan->default_names[i] = g->values[g->inputs[i]].name;
   ERR_TRY(ir_infer_shapes(g));
   ERR_TRY(passes_run(g, disabled));
   ERR_TRY(check_graph_inputs(g));
@@ -123,6 +187,23 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   plan->outputs = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(inferd_tensor_info));
   for (int i = 0; i < g->n_inputs; i++) tensor_info_from_value(&g->values[g->inputs[i]], &plan->inputs[i]);
   for (int i = 0; i < g->n_outputs; i++) tensor_info_from_value(&g->values[g->outputs[i]], &plan->outputs[i]);
+  void **by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
+  size_t *bytes_by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
+  for (int i = 0; i < g->n_inputs; i++)
+    for (int j = 0; j < plan->n_defaults; j++)
+      if (plan->defaults[j] && strcmp(plan->default_names[j], plan->inputs[i].name) == 0) {
+        by_input[i] = plan->defaults[j];
+        bytes_by_input[i] = plan->default_bytes[j];
+        plan->defaults[j] = NULL;
+      }
+  for (int j = 0; j < plan->n_defaults; j++) free(plan->defaults[j]);
+  free(plan->defaults);
+  free(plan->default_bytes);
+  free(plan->default_names);
+  plan->default_names = NULL;
+  plan->defaults = by_input;
+  plan->default_bytes = bytes_by_input;
+  plan->n_defaults = g->n_inputs;
 
   /* Originals of folded weights are dead now: give their pages back before
    * the backend makes its own copies, which keeps the load's peak memory at
@@ -145,10 +226,22 @@ struct inferd_model_info {
 };
 
 inferd_error *inferd_model_inspect(const char *model_path, inferd_model_info **out) {
+  return inferd_model_inspect_with_defaults(model_path, NULL, 0, out);
+}
+
+inferd_error *inferd_model_inspect_with_defaults(const char *model_path, const char *const *optional_inputs,
+                                                 int optional_input_count, inferd_model_info **out) {
   *out = NULL;
   if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");
   inferd_model_info *info = mem_zalloc(sizeof(*info));
-  inferd_error *e = onnx_import_file(model_path, &info->graph);
+  void **defaults = NULL;
+  size_t *default_bytes = NULL;
+  const int n_optional = optional_inputs ? optional_input_count : 0;
+  inferd_error *e = onnx_import_file_with_defaults(model_path, optional_inputs, n_optional, &info->graph);
+  if (!e) e = take_defaults(info->graph, optional_inputs, n_optional, &defaults, &default_bytes);
+  for (int i = 0; defaults && info->graph && i < info->graph->n_inputs; i++) free(defaults[i]);
+  free(defaults);
+  free(default_bytes);
   if (!e) e = ir_infer_shapes(info->graph);
   if (!e) e = check_graph_inputs(info->graph);
   if (e) {
@@ -198,6 +291,10 @@ void inferd_plan_delete(inferd_plan *plan) {
   if (!plan) return;
   if (plan->impl) plan->backend->plan_delete(plan->impl);
   ir_graph_delete(plan->graph);
+  for (int i = 0; plan->defaults && i < plan->n_defaults; i++) free(plan->defaults[i]);
+  free(plan->defaults);
+  free(plan->default_bytes);
+  free(plan->default_names);
   free(plan->inputs);
   free(plan->outputs);
   free(plan);
@@ -210,6 +307,13 @@ int inferd_plan_max_batch_size(const inferd_plan *plan) { return plan->max_batch
 
 size_t inferd_plan_weight_bytes(const inferd_plan *plan) {
   return plan->backend->plan_weight_bytes ? plan->backend->plan_weight_bytes(plan->impl) : 0;
+}
+
+bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size) {
+  if (index < 0 || index >= plan->n_inputs || !plan->defaults || !plan->defaults[index]) return false;
+  *data = plan->defaults[index];
+  *byte_size = plan->default_bytes[index];
+  return true;
 }
 
 inferd_error *inferd_plan_input(const inferd_plan *plan, int index, inferd_tensor_info *info) {
@@ -234,7 +338,22 @@ inferd_error *inferd_context_create(inferd_plan *plan, const inferd_context_opti
   ctx->plan = plan;
   ctx->input_ptrs = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(void *));
   ctx->output_ptrs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(void *));
-  inferd_error *e = plan->backend->context_create(plan->impl, threads, &ctx->impl);
+  ctx->input_views = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(ir_bytes *));
+  ctx->outputs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(bytes_output));
+  inferd_error *e = NULL;
+  for (int k = 0; k < plan->n_inputs + plan->n_outputs && !e; k++) {
+    const bool in = k < plan->n_inputs;
+    const inferd_tensor_info *info = in ? &plan->inputs[k] : &plan->outputs[k - plan->n_inputs];
+    if (info->datatype != INFERD_TYPE_BYTES) continue;
+    size_t count = info_count(info, plan->max_batch_size, plan->dynamic_batch), bytes;
+    ir_bytes *views = count != SIZE_MAX && mem_mul_ok(count ? count : 1, sizeof(ir_bytes), &bytes)
+                          ? mem_try_alloc(bytes, 1)
+                          : NULL;
+    if (!views) e = err_new(INFERD_ERROR_NO_MEMORY, "allocating the element views of '%s'", info->name);
+    else if (in) ctx->input_views[k] = views;
+    else ctx->outputs[k - plan->n_inputs].views = views;
+  }
+  if (!e) e = plan->backend->context_create(plan->impl, threads, &ctx->impl);
   if (e) {
     inferd_context_delete(ctx);
     return e;
@@ -248,6 +367,13 @@ void inferd_context_delete(inferd_context *ctx) {
   if (ctx->impl) ctx->plan->backend->context_delete(ctx->impl);
   free(ctx->input_ptrs);
   free(ctx->output_ptrs);
+  for (int k = 0; ctx->input_views && k < ctx->plan->n_inputs; k++) free(ctx->input_views[k]);
+  for (int k = 0; ctx->outputs && k < ctx->plan->n_outputs; k++) {
+    free(ctx->outputs[k].views);
+    free(ctx->outputs[k].data);
+  }
+  free(ctx->input_views);
+  free(ctx->outputs);
   free(ctx);
 }
 
@@ -262,14 +388,74 @@ static int find_info(const inferd_tensor_info *infos, int n, const char *name) {
   return -1;
 }
 
-/* Bytes of a tensor of `info` at `batch`; 0 on overflow. */
-static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic) {
-  size_t n = inferd_datatype_size(info->datatype);
+/* Elements of a tensor of `info` at `batch`; SIZE_MAX on overflow. */
+static size_t info_count(const inferd_tensor_info *info, int batch, bool dynamic) {
+  size_t n = 1;
   for (int d = 0; d < info->rank; d++) {
     size_t extent = (d == 0 && dynamic) ? (size_t)batch : (size_t)info->dims[d];
-    if (!mem_mul_ok(n, extent, &n)) return 0;
+    if (!mem_mul_ok(n, extent, &n)) return SIZE_MAX;
   }
   return n;
+}
+
+/* Bytes of a tensor of fixed-size `info` at `batch`; 0 on overflow. */
+static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic) {
+  size_t count = info_count(info, batch, dynamic), n;
+  return count != SIZE_MAX && mem_mul_ok(count, inferd_datatype_size(info->datatype), &n) ? n : 0;
+}
+
+/* Reads a serialized BYTES input into views of its elements. */
+static inferd_error *bytes_input(const inferd_tensor_info *info, const inferd_tensor *t, size_t count, ir_bytes *views) {
+  const uint8_t *p = t->data;
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (t->byte_size - off < 4)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends in element %zu's length (needs %zu elements)",
+                     info->name, i, count);
+    const uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
+                         (uint32_t)p[off + 3] << 24;
+    off += 4;
+    if (len > t->byte_size - off)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES element %zu claims %u bytes but only %zu remain",
+                     info->name, i, len, t->byte_size - off);
+    views[i] = (ir_bytes){.data = p + off, .len = len};
+    off += len;
+  }
+  if (off != t->byte_size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after its %zu elements", info->name,
+                   t->byte_size - off, count);
+  return NULL;
+}
+
+/* Serializes a BYTES output's views into the context's buffer for it. */
+static inferd_error *bytes_output_write(bytes_output *o, const inferd_tensor_info *info, size_t count,
+                                        inferd_tensor *t) {
+  size_t total = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (o->views[i].len > UINT32_MAX)
+      return err_new(INFERD_ERROR_TOO_LARGE, "output '%s': BYTES element %zu is over 4 GiB", info->name, i);
+    if (!mem_add_ok(total, 4 + (size_t)o->views[i].len, &total))
+      return err_new(INFERD_ERROR_TOO_LARGE, "output '%s' is too large", info->name);
+  }
+  if (total > o->cap) {
+    uint8_t *grown = realloc(o->data, total);
+    if (!grown) return err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes for output '%s'", total, info->name);
+    o->data = grown;
+    o->cap = total;
+  }
+  uint8_t *w = o->data;
+  for (size_t i = 0; i < count; i++) {
+    const uint32_t len = (uint32_t)o->views[i].len;
+    w[0] = (uint8_t)len;
+    w[1] = (uint8_t)(len >> 8);
+    w[2] = (uint8_t)(len >> 16);
+    w[3] = (uint8_t)(len >> 24);
+    if (len) memcpy(w + 4, o->views[i].data, len);
+    w += 4 + len;
+  }
+  t->data = o->data;
+  t->byte_size = total;
+  return NULL;
 }
 
 static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_info *info, const inferd_tensor *t,
@@ -299,6 +485,7 @@ static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_in
     return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape [%s], the model expects [%s]", info->name, got,
                    want);
   }
+  if (info->datatype == INFERD_TYPE_BYTES) return NULL; /* read by bytes_input */
   size_t need = info_bytes(info, batch, plan->dynamic_batch);
   if (!t->data || t->byte_size != need)
     return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has %zu bytes of data, its shape needs %zu", info->name,
@@ -322,19 +509,32 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
                      inputs[i].name ? inputs[i].name : "");
     if (ctx->input_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' given twice", inputs[i].name);
     ERR_TRY(check_input(plan, &plan->inputs[k], &inputs[i], batch));
-    ctx->input_ptrs[k] = inputs[i].data;
+    if (ctx->input_views[k]) {
+      if (!inputs[i].data && inputs[i].byte_size)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has no data", inputs[i].name);
+      ERR_TRY(bytes_input(&plan->inputs[k], &inputs[i], info_count(&plan->inputs[k], batch, plan->dynamic_batch),
+                          ctx->input_views[k]));
+      ctx->input_ptrs[k] = ctx->input_views[k];
+    } else {
+      ctx->input_ptrs[k] = inputs[i].data;
+    }
   }
   for (int k = 0; k < plan->n_inputs; k++)
     if (!ctx->input_ptrs[k])
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing", plan->inputs[k].name);
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing%s", plan->inputs[k].name,
+                     plan->defaults[k] ? " (it is optional: pass its default, inferd_plan_input_default)" : "");
   for (int i = 0; i < output_count; i++) {
     int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
     if (k < 0)
       return err_new(INFERD_ERROR_INVALID_ARG, "the model has no output named '%s'",
                      outputs[i].name ? outputs[i].name : "");
     const inferd_tensor_info *info = &plan->outputs[k];
+    if (ctx->output_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' asked for twice", info->name);
     size_t need = info_bytes(info, batch, plan->dynamic_batch);
-    if (!outputs[i].data || outputs[i].byte_size < need)
+    if (ctx->outputs[k].views) {
+      need = 0;
+      outputs[i].data = ctx->outputs[k].views; /* replaced by the serialized tensor after the run */
+    } else if (!outputs[i].data || outputs[i].byte_size < need)
       return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' needs %zu bytes, %zu given", info->name, need,
                      outputs[i].data ? outputs[i].byte_size : 0);
     outputs[i].datatype = info->datatype;
@@ -344,7 +544,14 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
     outputs[i].byte_size = need;
     ctx->output_ptrs[k] = outputs[i].data;
   }
-  return plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs);
+  ERR_TRY(plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs));
+  for (int i = 0; i < output_count; i++) {
+    int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
+    if (ctx->outputs[k].views)
+      ERR_TRY(bytes_output_write(&ctx->outputs[k], &plan->outputs[k],
+                                 info_count(&plan->outputs[k], batch, plan->dynamic_batch), &outputs[i]));
+  }
+  return NULL;
 }
 
 void inferd_context_set_profiling(inferd_context *ctx, bool enabled) {

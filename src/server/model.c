@@ -21,6 +21,7 @@ inferd_error *model_version_load(const char *name, int64_t number, const char *m
     mv->n_outputs = inferd_plan_output_count(mv->plan);
     mv->outputs = mem_zalloc((size_t)(mv->n_outputs + 1) * sizeof(scheduler_output_info));
     stats_init(&mv->stats, config->max_batch_size);
+    if (config->latency_summaries) stats_enable_summaries(&mv->stats);
     e = scheduler_create(mv->plan, config, mv->outputs, &mv->stats, number, &mv->sched);
   }
   if (e) {

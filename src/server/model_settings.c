@@ -78,6 +78,14 @@ const char *model_settings_model_filename(const model_settings *s) {
   return f && *f ? f : "model.onnx";
 }
 
+int model_settings_optional_inputs(const model_settings *s, const char ***names) {
+  int n = 0;
+  *names = mem_zalloc((size_t)(s->config->input_count + 1) * sizeof(char *));
+  for (int i = 0; i < s->config->input_count; i++)
+    if (s->config->inputs[i].optional) (*names)[n++] = s->config->inputs[i].name;
+  return n;
+}
+
 inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_info *inputs, int n_inputs,
                                       const inferd_tensor_info *outputs, int n_outputs, bool dynamic_batch) {
   model_io_info io = {.inputs = inputs,

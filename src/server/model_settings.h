@@ -29,6 +29,9 @@ version_policy_kind model_settings_version_policy(const model_settings *s, int *
                                                   int *n_versions);
 /* File name of the model in each version folder ("model.onnx" by default). */
 const char *model_settings_model_filename(const model_settings *s);
+/* Names of the inputs the configuration marks `optional` (a malloc'd array
+ * of names the settings own; free the array only). Returns the count. */
+int model_settings_optional_inputs(const model_settings *s, const char ***names);
 
 /* Completes and checks the configuration against the model's tensors. */
 inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_info *inputs, int n_inputs,

@@ -271,7 +271,10 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   int n_have = 0, n_chosen = 0;
   model_version **versions = NULL;
   inferd_model_info *info = NULL;
+  const char **optional = NULL;
+  int n_optional = 0;
   inferd_error *e = model_settings_read(dir, name, config_json, s->strict_config, &ms);
+  if (!e) n_optional = model_settings_optional_inputs(ms, &optional);
   if (!e) {
     list_versions(dir, model_settings_model_filename(ms), &have, &n_have);
     chosen = mem_alloc((size_t)(n_have + 1) * sizeof(int64_t));
@@ -284,7 +287,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   if (!e) {
     /* The newest version's tensors complete the configuration. */
     path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[n_chosen - 1], model_settings_model_filename(ms));
-    e = inferd_model_inspect(path, &info);
+    e = inferd_model_inspect_with_defaults(path, optional, n_optional, &info);
   }
   if (!e)
     e = model_settings_complete(ms, inferd_model_info_inputs(info), inferd_model_info_input_count(info),
@@ -293,16 +296,21 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   scheduler_config sc;
   if (!e) {
     model_settings_scheduler(ms, s->threads_per_instance, &sc);
+    sc.latency_summaries = s->latency_summaries;
     versions = mem_zalloc((size_t)(n_chosen + 1) * sizeof(*versions));
   }
   for (int i = 0; i < n_chosen && !e; i++) {
     path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[i], model_settings_model_filename(ms));
-    inferd_plan_options po = {.max_batch_size = sc.max_batch_size, .threads = sc.threads_per_instance};
+    inferd_plan_options po = {.max_batch_size = sc.max_batch_size,
+                              .threads = sc.threads_per_instance,
+                              .optional_inputs = optional,
+                              .optional_input_count = n_optional};
     e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
     if (!e) e = client_shapes(ms, versions[i]);
     if (!e) e = warmup_version(s, ms, dir, versions[i]);
   }
   inferd_model_info_delete(info);
+  free(optional);
   free(have);
   if (e) {
     for (int i = 0; versions && i < n_chosen; i++) model_version_retire(versions[i]);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/bytes_tensor.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -23,6 +24,7 @@ typedef struct instance {
   bool started;
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
+  size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
   inferd_request **batch;  /* requests of the batch being run */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
 } instance;
@@ -51,10 +53,16 @@ struct scheduler {
   inferd_request *held;
 };
 
-static size_t item_bytes(const inferd_tensor_info *info, bool dynamic) {
-  size_t n = inferd_datatype_size(info->datatype);
+/* Elements of one batch item (of the whole tensor when not batching). */
+static size_t item_count(const inferd_tensor_info *info, bool dynamic) {
+  size_t n = 1;
   for (int d = dynamic ? 1 : 0; d < info->rank; d++) n *= (size_t)info->dims[d];
   return n;
+}
+
+/* Bytes of one item; 0 for BYTES, whose items vary. */
+static size_t item_bytes(const inferd_tensor_info *info, bool dynamic) {
+  return inferd_datatype_size(info->datatype) * item_count(info, dynamic);
 }
 
 static void queue_push(request_queue *q, inferd_request *r) {
@@ -237,6 +245,21 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     if (s->dynamic) o->shape[0] = r->batch;
     size_t item = s->out_item_bytes[k];
     const char *src = (const char *)t->data + (size_t)offset * item;
+    size_t bytes = item * (size_t)r->batch;
+    if (t->datatype == INFERD_TYPE_BYTES) {
+      /* Items vary in size: find this request's elements. */
+      const size_t per_item = item_count(&s->out_info[k], s->dynamic);
+      const size_t skip = bytes_tensor_span(t->data, t->byte_size, per_item * (size_t)offset);
+      bytes = skip == SIZE_MAX ? SIZE_MAX
+                               : bytes_tensor_span((const char *)t->data + skip, t->byte_size - skip,
+                                                   per_item * (size_t)r->batch);
+      if (bytes == SIZE_MAX) {
+        inferd_error *e = err_new(INFERD_ERROR_INTERNAL, "output '%s': BYTES data does not match its shape", o->name);
+        inferd_response_delete(resp); /* o->name belongs to it */
+        return e;
+      }
+      src = (const char *)t->data + skip;
+    }
     const scheduler_output_info *oi = &s->output_info[k];
     if (oi->reshaped) {
       int lead = s->dynamic ? 1 : 0;
@@ -246,19 +269,21 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     }
     if (!classes) {
       o->datatype = t->datatype;
-      o->byte_size = item * (size_t)r->batch;
+      o->byte_size = bytes;
       o->data = mem_try_alloc(o->byte_size ? o->byte_size : 1, 1);
       if (!o->data) {
-        inferd_response_delete(resp);
-        return err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+        inferd_error *e = err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+        inferd_response_delete(resp); /* o->name belongs to it */
+        return e;
       }
       memcpy(o->data, src, o->byte_size);
       continue;
     }
     if (t->datatype != INFERD_TYPE_FP32) {
-      inferd_response_delete(resp);
-      return err_new(INFERD_ERROR_UNSUPPORTED, "classification of output '%s' needs FP32 scores, it is %s", o->name,
-                     inferd_datatype_name(t->datatype));
+      inferd_error *e = err_new(INFERD_ERROR_UNSUPPORTED, "classification of output '%s' needs FP32 scores, it is %s",
+                                o->name, inferd_datatype_name(t->datatype));
+      inferd_response_delete(resp); /* o->name belongs to it */
+      return e;
     }
     int64_t per_item = (int64_t)(item / sizeof(float));
     int items = s->dynamic ? r->batch : 1;
@@ -317,23 +342,53 @@ static void run_batch(instance *inst, int n) {
   }
   /* Gather: each model input is the requests' tensors one after another
    * along the batch dimension. */
-  for (int k = 0; k < s->n_in; k++) {
+  inferd_error *staging_error = NULL;
+  for (int k = 0; k < s->n_in && !staging_error; k++) {
     inferd_tensor *t = &inst->in[k];
     size_t item = s->in_item_bytes[k];
     size_t off = 0;
+    if (t->datatype == INFERD_TYPE_BYTES) {
+      /* Serialized elements concatenate as they are; only the room varies. */
+      size_t need = 0;
+      for (int i = 0; i < n; i++) {
+        const int at = find_input(inst->batch[i], s->in_info[k].name);
+        need += at >= 0 ? inst->batch[i]->inputs[at].byte_size : 0; /* BYTES defaults do not exist */
+      }
+      if (need > inst->in_cap[k]) {
+        free(t->data);
+        t->data = mem_try_alloc(need, 1);
+        inst->in_cap[k] = t->data ? need : 0;
+        if (!t->data) {
+          staging_error = err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes for input '%s'", need, t->name);
+          break;
+        }
+      }
+      item = 0;
+    }
     for (int i = 0; i < n; i++) {
       const inferd_request *r = inst->batch[i];
-      const request_input *in = &r->inputs[find_input(r, s->in_info[k].name)];
-      memcpy((char *)t->data + off, in->data, in->byte_size);
+      const int at = find_input(r, s->in_info[k].name);
+      if (at < 0) { /* an optional input left out: its default, per item */
+        const void *item_data;
+        size_t item_size;
+        if (!inferd_plan_input_default(s->plan, k, &item_data, &item_size)) continue; /* checked on admission */
+        for (int b = 0; b < (s->dynamic ? r->batch : 1); b++, off += item_size)
+          memcpy((char *)t->data + off, item_data, item_size);
+        continue;
+      }
+      const request_input *in = &r->inputs[at];
+      if (in->byte_size) memcpy((char *)t->data + off, in->data, in->byte_size);
       off += in->byte_size;
     }
-    t->byte_size = s->dynamic ? item * (size_t)total : item;
+    t->byte_size = t->datatype == INFERD_TYPE_BYTES ? off : s->dynamic ? item * (size_t)total : item;
     if (s->dynamic) t->dims[0] = total;
   }
   for (int k = 0; k < s->n_out; k++)
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
   uint64_t t1 = clock_now_ns();
-  inferd_error *e = inferd_context_run(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in, inst->out, s->n_out);
+  inferd_error *e = staging_error ? staging_error
+                                  : inferd_context_run(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in, inst->out,
+                                                       s->n_out);
   uint64_t t2 = clock_now_ns();
   int offset = 0;
   inferd_response **responses = mem_zalloc((size_t)(n + 1) * sizeof(*responses));
@@ -353,6 +408,7 @@ static void run_batch(instance *inst, int n) {
     stat_add(&s->stats->compute_input, t1 - t0);
     stat_add(&s->stats->compute_infer, t2 - t1);
     stat_add(&s->stats->compute_output, t3 - t2);
+    stats_add_request_compute(s->stats, (uint32_t)n, t1 - t0, t2 - t1, t3 - t2);
     if (total <= s->stats->max_batch) {
       batch_stat *bs = &s->stats->batch_stats[total];
       stat_add(&bs->compute_input, t1 - t0);
@@ -365,7 +421,7 @@ static void run_batch(instance *inst, int n) {
     inferd_request *r = inst->batch[i];
     uint64_t took = clock_now_ns() - r->enqueue_ns;
     if (errors[i]) {
-      stat_add(&s->stats->fail, took);
+      stat_fail(s->stats, stat_failure_of_run(inferd_error_code_of(errors[i])), took);
       answer(s, r, response_for_error(r, errors[i]));
     } else {
       stat_add(&s->stats->success, took);
@@ -390,7 +446,7 @@ static void *instance_main(void *arg) {
     int n = take_batch(inst, &expired);
     while (expired) {
       inferd_request *next = expired->next;
-      stat_add(&s->stats->fail, clock_now_ns() - expired->enqueue_ns);
+      stat_fail(s->stats, STAT_FAILURE_REJECTED, clock_now_ns() - expired->enqueue_ns);
       answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_UNAVAILABLE,
                                     "request timed out in the queue of model '%s' after %llu us",
                                     expired->model_name, (unsigned long long)((clock_now_ns() - expired->enqueue_ns) / 1000))));
@@ -424,7 +480,10 @@ static void instances_free(scheduler *s) {
     instance *inst = &s->instances[i];
     inferd_context_delete(inst->ctx);
     for (int k = 0; inst->in && k < s->n_in; k++) free(inst->in[k].data);
-    for (int k = 0; inst->out && k < s->n_out; k++) free(inst->out[k].data);
+    /* A BYTES output's data belongs to the context. */
+    for (int k = 0; inst->out && k < s->n_out; k++)
+      if (s->out_info[k].datatype != INFERD_TYPE_BYTES) free(inst->out[k].data);
+    free(inst->in_cap);
     free(inst->in);
     free(inst->out);
     free(inst->batch);
@@ -488,9 +547,14 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
+    inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));
+    /* A BYTES input's staging (item size 0) grows to each batch's need. */
     for (int k = 0; k < s->n_in && !e; k++) e = staging_alloc(&inst->in[k], &s->in_info[k], s->in_item_bytes[k], items, s->dynamic);
     for (int k = 0; k < s->n_out && !e; k++)
-      e = staging_alloc(&inst->out[k], &s->out_info[k], s->out_item_bytes[k], items, s->dynamic);
+      if (s->out_info[k].datatype != INFERD_TYPE_BYTES) /* the context provides those */
+        e = staging_alloc(&inst->out[k], &s->out_info[k], s->out_item_bytes[k], items, s->dynamic);
+      else
+        inst->out[k] = (inferd_tensor){.name = s->out_info[k].name, .datatype = INFERD_TYPE_BYTES};
     if (!e)
       e = inferd_context_create(plan, &(inferd_context_options){.threads = s->cfg.threads_per_instance}, &inst->ctx);
   }
@@ -552,10 +616,12 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
   pthread_mutex_lock(&s->lock);
   if (s->stopping) {
     pthread_mutex_unlock(&s->lock);
+    stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
     return err_new(INFERD_ERROR_UNAVAILABLE, "model '%s' is being unloaded", r->model_name);
   }
   if (s->cfg.max_queue_size && (uint32_t)s->queued >= s->cfg.max_queue_size) {
     pthread_mutex_unlock(&s->lock);
+    stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
     return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
                    s->cfg.max_queue_size);
   }
@@ -572,6 +638,13 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
 int scheduler_pending(scheduler *s) {
   pthread_mutex_lock(&s->lock);
   int n = s->queued + s->running;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+int scheduler_queued(scheduler *s) {
+  pthread_mutex_lock(&s->lock);
+  int n = s->queued;
   pthread_mutex_unlock(&s->lock);
   return n;
 }

@@ -38,6 +38,7 @@ typedef struct scheduler_config {
   bool preserve_ordering;
   int instance_count;
   int threads_per_instance;
+  bool latency_summaries; /* the version's stats keep latency windows (stats_enable_summaries) */
 } scheduler_config;
 
 /* What the scheduler needs to know of each output to answer requests. */
@@ -72,6 +73,8 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *request);
 bool scheduler_try_inline(scheduler *s, inferd_request *request);
 /* Requests queued or running. */
 int scheduler_pending(scheduler *s);
+/* Requests queued, not yet taken by an instance (the metrics' pending count). */
+int scheduler_queued(scheduler *s);
 /* Refuses new requests, runs everything queued, joins the instances. */
 void scheduler_delete(scheduler *s);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/bytes_tensor.h"
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -44,6 +45,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   s->id = mem_strdup(options->server_id && *options->server_id ? options->server_id : "inferd");
   s->threads_per_instance = options->threads_per_instance;
   s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
+  s->latency_summaries = options->latency_summaries;
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flight_lock, NULL);
   pthread_cond_init(&s->flight_cond, NULL);
@@ -178,6 +180,9 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     const request_input *in = NULL;
     for (int i = 0; i < r->n_inputs; i++)
       if (strcmp(r->inputs[i].name, info.name) == 0) in = &r->inputs[i];
+    const void *default_data;
+    size_t default_bytes;
+    if (!in && inferd_plan_input_default(plan, k, &default_data, &default_bytes)) continue; /* optional */
     if (!in) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' of model '%s' is missing", info.name, mv->name);
     if (in->datatype != info.datatype)
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has datatype %s, model '%s' expects %s", info.name,
@@ -207,6 +212,18 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
       char got[160], exp[160];
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape %s, model '%s' expects %s", info.name,
                      shape_text(in->shape, in->rank, got, sizeof(got)), mv->name, shape_text(want, rank, exp, sizeof(exp)));
+    }
+    if (info.datatype == INFERD_TYPE_BYTES) {
+      size_t count = 1;
+      for (int d = 0; d < rank; d++) count *= (size_t)want[d];
+      const size_t span = bytes_tensor_span(in->data, in->byte_size, count);
+      if (span == SIZE_MAX)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends before the %zu elements of shape %s",
+                       info.name, count, shape_text(want, rank, (char[160]){0}, 160));
+      if (span != in->byte_size)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after the %zu elements of shape %s",
+                       info.name, in->byte_size - span, count, shape_text(want, rank, (char[160]){0}, 160));
+      continue;
     }
     size_t need = inferd_datatype_size(info.datatype);
     for (int d = 0; d < rank; d++) need *= (size_t)want[d];
@@ -238,6 +255,7 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
   inferd_error *e = server_check_request(mv, max_batch, r);
   if (e) {
+    stat_fail(&mv->stats, STAT_FAILURE_OTHER, 0);
     model_version_release(mv);
     return e;
   }

@@ -58,6 +58,7 @@ struct inferd_server {
   pthread_cond_t poll_cond;
   /* Serializes loads and unloads (one model change at a time). */
   pthread_mutex_t load_lock;
+  bool latency_summaries; /* versions keep latency windows for the metrics */
 };
 
 /* Called once per answered request (request.c). */

@@ -105,19 +105,25 @@ def datatype_sample(np_type):
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
 
-    def __init__(self, inferd_bin, repo, *args, timeout=60):
+    def __init__(self, inferd_bin, repo, *args, timeout=60, env=None):
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         # Every server gets its own gRPC port too, so that servers of tests
         # running side by side never compete for the default 8001.
         self.grpc_port = free_port()
         self.grpc_url = f"127.0.0.1:{self.grpc_port}"
+        # The metrics endpoint gets a free port too, unless the test picks one
+        # (its default, 8002, may be taken by another server on the machine).
+        self.metrics_port = None
+        if not any(a.startswith(("--metrics-port", "--allow-metrics")) for a in args):
+            self.metrics_port = free_port()
+            args = (f"--metrics-port={self.metrics_port}", *args)
         self.log_path = Path(repo).parent / f"inferd_{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}",
                                       f"--http-port={self.port}", "--http-address=127.0.0.1",
                                       f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         import urllib.request
         while time.time() < deadline:

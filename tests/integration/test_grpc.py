@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
 from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
@@ -42,6 +43,8 @@ def repo(tmp_path_factory):
     write_classifier(r)
     for name, onnx_type, _ in DTYPES:
         write_model(r, f"identity_{name.lower()}", identity_graph(onnx_type, (3,), f"identity_{name}"), None)
+    write_model(r, "strings", identity_graph(TensorProto.STRING, (3,), "strings"), None)
+    write_model(r, "bf16", identity_graph(TensorProto.BFLOAT16, (3,), "bf16"), None)
     return r
 
 
@@ -201,6 +204,38 @@ def test_every_datatype_round_trips(server, name, onnx_type, np_type):
     out = client.infer(f"identity_{name.lower()}", [inp]).as_numpy("OUTPUT0")
     assert out.dtype == x.dtype
     np.testing.assert_array_equal(out, x)
+
+
+def test_bytes_and_bf16_round_trip(server, pb):
+    """BYTES travel in the serialized form (raw) or as bytes_contents (typed),
+    any bytes at all; BF16 raw, as tritonclient sends it."""
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    x = np.array([[b"a", b"", "h\u00e9llo".encode()], [b"\x00\xff", b"x" * 300, b"z"]], dtype=np.object_)
+    inp = grpcclient.InferInput("INPUT0", [2, 3], "BYTES")
+    inp.set_data_from_numpy(x)
+    result = client.infer("strings", [inp])
+    assert result.get_output("OUTPUT0").datatype == "BYTES"
+    np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), x)
+    msgs, Stub = pb
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        req = msgs.ModelInferRequest(model_name="strings")
+        req.inputs.add(name="INPUT0", datatype="BYTES", shape=[1, 3]).contents.bytes_contents.extend(
+            [b"typed", b"", b"\x01"])
+        req.parameters["binary_data_output"].bool_param = False
+        resp = Stub(channel).ModelInfer(req)
+        assert list(resp.outputs[0].contents.bytes_contents) == [b"typed", b"", b"\x01"]
+        bad = msgs.ModelInferRequest(model_name="strings")
+        bad.inputs.add(name="INPUT0", datatype="BYTES", shape=[1, 3])
+        bad.raw_input_contents.append(b"\x05\x00\x00\x00ab")  # claims 5 bytes, has 2
+        with pytest.raises(grpc.RpcError) as e:
+            Stub(channel).ModelInfer(bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "claims 5 bytes" in e.value.details()
+    import ml_dtypes
+    b = np.array([[1.0, -2.5, 65536.0], [0.0, 3.140625, -1e-3]], dtype=ml_dtypes.bfloat16)
+    inp = grpcclient.InferInput("INPUT0", [2, 3], "BF16")
+    inp.set_data_from_numpy(b)
+    got = client.infer("bf16", [inp]).as_numpy("OUTPUT0")
+    np.testing.assert_array_equal(got.view(np.uint16), b.view(np.uint16))
 
 
 def test_async_infer_many_in_flight(server):

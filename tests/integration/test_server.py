@@ -143,6 +143,25 @@ def test_wrong_datatype_is_400(server):
     assert "INT32" in json.loads(err.value.read())["error"]
 
 
+def test_body_over_the_input_limit_is_413_with_json(inferd_bin, repo):
+    """--http-max-input-size: tritonclient gets the 413 and its JSON error,
+    and the server goes on serving."""
+    s = Server(inferd_bin, repo, "--http-max-input-size=1024")
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        big = [httpclient.InferInput("INPUT0", [8, 16], "FP32"), httpclient.InferInput("INPUT1", [8, 16], "FP32")]
+        big[0].set_data_from_numpy(np.full((8, 16), 1.2345678, dtype=np.float32))
+        big[1].set_data_from_numpy(np.full((8, 16), 1.2345678, dtype=np.float32))
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("simple", big)
+        assert "over the limit of 1024 bytes" in str(err.value)
+        assert err.value.status() == "413"
+        result = client.infer("simple", simple_inputs(batch=1, binary=True)[2])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT1"), np.arange(16, dtype=np.float32).reshape(1, 16) - 1)
+    finally:
+        s.stop()
+
+
 def test_dynamic_batching_under_concurrency(server):
     """32 concurrent clients: every result is right and batches formed
     (execution_count well below inference_count)."""
@@ -565,5 +584,29 @@ def test_preserve_ordering(inferd_bin, tmp_path, zoo_resnet50, ordered):
             assert gap < 0.05, gap
         else:
             assert gap > 0.2, gap
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_default_resnet50_matches_the_engine_run_directly(inferd_bin, run_inferd, zoo_resnet50, tmp_path, binary):
+    """The repository `inferd zoo` writes (the README's default), served: JSON
+    and binary requests of two images give what `inferd run` gives."""
+    repo = zoo_resnet50.parent.parent.parent
+    x = np.random.default_rng(5).random((2, 3, 224, 224), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    run_inferd("run", "--model", zoo_resnet50, "--input", f"input={tmp_path / 'x.npy'}", "--output-dir", tmp_path,
+               check=True)
+    want = np.load(tmp_path / "output.npy")
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        inp = httpclient.InferInput("input", [2, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        got = client.infer("resnet50", [inp], outputs=[httpclient.InferRequestedOutput("output", binary_data=binary)])
+        out = got.as_numpy("output")
+        assert out.shape == (2, 1000)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        assert (out.argmax(1) == want.argmax(1)).all()
     finally:
         s.stop()

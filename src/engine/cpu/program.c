@@ -64,7 +64,7 @@ void cpu_plain_md(const cpu_builder *b, int value, dnnl_memory_desc_t *md) {
   dnnl_data_type_t dt = cpu_dnnl_type(t);
   if (dt == dnnl_data_type_undef) {
     /* Widen the innermost dimension by the element size, in u8. */
-    size_t esize = inferd_datatype_size(t);
+    size_t esize = ir_dtype_size(t);
     if (rank == 0) {
       dims[0] = 1;
       rank = 1;

@@ -27,6 +27,12 @@
 
 /* Reads an ONNX model. External data paths are relative to the model's folder. */
 inferd_error *onnx_import_file(const char *path, ir_graph **graph);
+/* Same, and the initializers named in `inputs` that are graph inputs too
+ * stay inputs: ONNX's inputs with a default value. Such an input's value
+ * keeps the default in data/nbytes (and its shape in default_shape) until
+ * the caller takes it. */
+inferd_error *onnx_import_file_with_defaults(const char *path, const char *const *inputs, int n_inputs,
+                                             ir_graph **graph);
 /* Same from memory (no external data); the bytes are copied when needed. */
 inferd_error *onnx_import_buffer(const void *data, size_t size, ir_graph **graph);
 

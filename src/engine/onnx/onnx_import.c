@@ -37,6 +37,8 @@ typedef struct importer {
   bool has_opset;     /* opset_import names the default domain */
   const char *model_dir;
   const onnx_stripped *stripped;
+  const char *const *defaults; /* initializers that stay inputs (their values the defaults) */
+  int n_defaults;
 } importer;
 
 static const char *const attr_type_names[] = {
@@ -155,7 +157,27 @@ static inferd_error *import_inputs(importer *im, const Onnx__GraphProto *graph) 
     const Onnx__ValueInfoProto *vi = graph->input[i];
     if (!vi->name || !*vi->name) return err_new(INFERD_ERROR_INVALID_ARG, "graph input #%zu has no name", i);
     int existing = ir_graph_find_value(im->g, vi->name);
-    /* Before IR version 4 every initializer was listed as an input too. */
+    bool keep = false;
+    for (int k = 0; k < im->n_defaults && !keep; k++) keep = strcmp(im->defaults[k], vi->name) == 0;
+    /* Before IR version 4 every initializer was listed as an input too;
+     * since, an input that is also an initializer has a default value.
+     * Only those asked for stay inputs: the others are weights to fold. */
+    if (existing >= 0 && im->g->values[existing].kind == IR_VALUE_CONST && keep) {
+      ir_value *v = &im->g->values[existing];
+      inferd_datatype dtype;
+      ir_shape shape = {0};
+      bool has_shape;
+      ERR_TRY(read_value_type(vi, "input", true, &dtype, &shape, &has_shape));
+      if (dtype != v->dtype)
+        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is %s but its default value (initializer) is %s",
+                       vi->name, inferd_datatype_name(dtype), inferd_datatype_name(v->dtype));
+      v->kind = IR_VALUE_INPUT;
+      v->default_shape = v->shape;
+      v->shape = shape;
+      v->has_shape = has_shape;
+      ir_graph_add_input(im->g, existing);
+      continue;
+    }
     if (existing >= 0 && im->g->values[existing].kind == IR_VALUE_CONST) continue;
     if (existing >= 0) return err_new(INFERD_ERROR_INVALID_ARG, "graph input '%s' is listed twice", vi->name);
     inferd_datatype dtype;
@@ -449,13 +471,24 @@ static inferd_error *import_bytes(importer *im, ir_graph **graph) {
 }
 
 inferd_error *onnx_import_file(const char *path, ir_graph **graph) {
+  return onnx_import_file_with_defaults(path, NULL, 0, graph);
+}
+
+inferd_error *onnx_import_file_with_defaults(const char *path, const char *const *inputs, int n_inputs,
+                                             ir_graph **graph) {
   *graph = NULL;
   void *map;
   size_t size;
   ERR_TRY(onnx_map_file(path, &map, &size));
   if (!size) return err_new(INFERD_ERROR_INVALID_ARG, "'%s' is empty, not an ONNX model", path);
   char *dir = onnx_dir_of(path);
-  importer im = {.label = path, .file = map, .size = size, .borrowable = true, .model_dir = dir};
+  importer im = {.label = path,
+                 .file = map,
+                 .size = size,
+                 .borrowable = true,
+                 .model_dir = dir,
+                 .defaults = inputs,
+                 .n_defaults = n_inputs};
   inferd_error *e = import_bytes(&im, graph);
   free(dir);
   if (!e && im.mapping_used)

@@ -156,7 +156,7 @@ inferd_error *op_ref_Clip(const ir_graph *g, const ir_node *n, const ir_tensor *
     return NULL;
   }
   /* Integers: compare as int64, or as uint64 for the unsigned types. */
-  size_t esize = inferd_datatype_size(x->dtype);
+  size_t esize = ir_dtype_size(x->dtype);
   bool is_unsigned = x->dtype == INFERD_TYPE_UINT8 || x->dtype == INFERD_TYPE_UINT16 ||
                      x->dtype == INFERD_TYPE_UINT32 || x->dtype == INFERD_TYPE_UINT64;
   for (int64_t i = 0; i < count; i++) {

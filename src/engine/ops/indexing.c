@@ -59,7 +59,7 @@ inferd_error *op_ref_Gather(const ir_graph *g, const ir_node *n, const ir_tensor
   const ir_tensor *x = &in[0], *ind = &in[1];
   int64_t a = ir_node_attr_int(n, "axis", 0);
   int axis = (int)(a < 0 ? a + x->rank : a);
-  size_t esize = inferd_datatype_size(x->dtype);
+  size_t esize = ir_dtype_size(x->dtype);
   int64_t outer = 1, inner = 1, extent = x->dims[axis], count = ir_tensor_numel(ind);
   for (int d = 0; d < axis; d++) outer *= x->dims[d];
   for (int d = axis + 1; d < x->rank; d++) inner *= x->dims[d];
@@ -240,7 +240,7 @@ inferd_error *op_ref_Slice(const ir_graph *g, const ir_node *n, const ir_tensor 
     offset += first[d] * strides[d];
     src[d] = step[d] * strides[d];
   }
-  size_t esize = inferd_datatype_size(x->dtype);
+  size_t esize = ir_dtype_size(x->dtype);
   ops_copy_strided(out[0].data, (const char *)x->data + offset * (int64_t)esize, x->rank, out[0].dims, src, esize);
   return NULL;
 }

@@ -51,7 +51,7 @@ inferd_error *op_ref_Transpose(const ir_graph *g, const ir_node *n, const ir_ten
   int64_t strides[IR_MAX_RANK], src[IR_MAX_RANK];
   ops_strides(x->rank, x->dims, strides);
   for (int i = 0; i < x->rank; i++) src[i] = strides[perm[i]];
-  ops_copy_strided(out[0].data, x->data, x->rank, out[0].dims, src, inferd_datatype_size(x->dtype));
+  ops_copy_strided(out[0].data, x->data, x->rank, out[0].dims, src, ir_dtype_size(x->dtype));
   return NULL;
 }
 
@@ -114,7 +114,7 @@ inferd_error *op_infer_Concat(ir_graph *g, int node) {
 inferd_error *op_ref_Concat(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *out) {
   int axis;
   ERR_TRY(concat_axis(g, n, out[0].rank, &axis));
-  size_t esize = inferd_datatype_size(out[0].dtype);
+  size_t esize = ir_dtype_size(out[0].dtype);
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < axis; d++) outer *= out[0].dims[d];
   for (int d = axis + 1; d < out[0].rank; d++) inner *= out[0].dims[d];
@@ -227,7 +227,7 @@ inferd_error *op_ref_Pad(const ir_graph *g, const ir_node *n, const ir_tensor *i
   int64_t pads[2 * IR_MAX_RANK];
   pad_mode mode;
   ERR_TRY(pad_args(g, n, in, rank, pads, &mode));
-  size_t esize = inferd_datatype_size(x->dtype);
+  size_t esize = ir_dtype_size(x->dtype);
   /* The fill value, converted once to the element type. */
   uint64_t fill = 0;
   if (g->opset < 11)

@@ -41,7 +41,7 @@ inferd_error *ops_check_dtype(const ir_graph *g, const ir_node *n, int input, co
 
 inferd_error *ops_check_fixed_size(const ir_graph *g, const ir_node *n, int input) {
   const ir_value *x = ops_input(g, n, input);
-  if (x && !inferd_datatype_size(x->dtype))
+  if (x && !ir_dtype_size(x->dtype))
     return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the engine does not run",
                          x->name, inferd_datatype_name(x->dtype));
   return NULL;

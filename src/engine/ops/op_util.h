@@ -39,8 +39,8 @@ inferd_error *ops_axis(const ir_graph *g, const ir_node *n, int64_t axis, int ra
 /* The input must have one of the `allowed` dtypes (an array of `count`). */
 inferd_error *ops_check_dtype(const ir_graph *g, const ir_node *n, int input, const inferd_datatype *allowed,
                               int count);
-/* Input `input` (when present) must have a fixed-size type, as every data
- * movement kernel needs. */
+/* Input `input` (when present) must have a type the data movement kernels
+ * copy: any fixed-size type, or BYTES (as ir_bytes views). */
 inferd_error *ops_check_fixed_size(const ir_graph *g, const ir_node *n, int input);
 /* Inputs i and j must have the same dtype. */
 inferd_error *ops_check_same_dtype(const ir_graph *g, const ir_node *n, int i, int j);

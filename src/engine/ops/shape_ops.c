@@ -15,7 +15,7 @@
 #include "engine/ops/sym.h"
 
 static inferd_error *ref_copy(const ir_tensor *in, ir_tensor *out) {
-  size_t bytes = (size_t)ir_tensor_numel(&in[0]) * inferd_datatype_size(in[0].dtype);
+  size_t bytes = (size_t)ir_tensor_numel(&in[0]) * ir_dtype_size(in[0].dtype);
   if (out[0].data != in[0].data && bytes) memmove(out[0].data, in[0].data, bytes);
   return NULL;
 }

@@ -42,7 +42,7 @@ struct backend_context {
 
 /* Bytes of value v at `batch`; false on overflow or a type with no size. */
 static bool value_bytes(const ir_value *v, int64_t batch, size_t *bytes) {
-  size_t n = inferd_datatype_size(v->dtype);
+  size_t n = ir_dtype_size(v->dtype);
   if (!n) return false;
   for (int d = 0; d < v->shape.rank; d++) {
     int64_t extent = ir_dim_eval(v->shape.dims[d], batch);

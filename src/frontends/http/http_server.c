@@ -24,10 +24,14 @@
  * server answers every request), with a grace period for slow readers after
  * which their connections are closed, then frees its evhttp and exits.
  *
- * Request bodies larger than max_input_size are refused by evhttp from the
- * Content-Length header (or as chunked data crosses the limit) with 413
- * before they are buffered; evhttp reads and discards the rest of the body
- * (lingering close) so the client sees the 413 rather than a reset.
+ * Request bodies larger than max_input_size are refused from their
+ * Content-Length before they are buffered: the guard (http_guard.h) turns
+ * such a request into a body-less one the handler answers with a JSON 413,
+ * and drops the body as it arrives, so the client, which sends the whole
+ * body before it reads, sees the 413 and can go on using the connection.
+ * A chunked body is stopped by evhttp as it crosses the limit (413 with
+ * evhttp's own page), which then reads and discards the rest (lingering
+ * close) so that the client sees the 413 rather than a reset.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -47,6 +51,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "frontends/http/http_frontend.h"
+#include "frontends/http/http_guard.h"
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
 
@@ -62,6 +67,7 @@ struct http_thread {
   struct event *wake;
   struct event *grace;
   struct event *finish;
+  http_guard guard;
   pthread_mutex_t lock;
   /* Under lock: */
   http_exchange *queue_head, *queue_tail;
@@ -213,6 +219,14 @@ static void on_request(struct evhttp_request *req, void *arg) {
   t->live++;
   struct evhttp_connection *conn = evhttp_request_get_connection(req);
   if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
+  const char *refused = evhttp_find_header(evhttp_request_get_input_headers(req), HTTP_GUARD_HEADER);
+  if (refused) {
+    http_exchange_send_error(ex, err_new(INFERD_ERROR_TOO_LARGE,
+                                         "request body of %s bytes is over the limit of %zu bytes "
+                                         "(--http-max-input-size)",
+                                         refused, ex->max_input_size));
+    return;
+  }
   http_handle_request(ex, evhttp_request_get_command(req));
 }
 
@@ -307,6 +321,8 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   if (!t->http || !t->wake || !t->grace || !t->finish)
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
+  t->guard.limit = f->max_input_size;
+  evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_default_content_type(t->http, NULL);
@@ -329,6 +345,7 @@ static void thread_destroy(http_thread *t) {
   if (t->grace) event_free(t->grace);
   if (t->finish) event_free(t->finish);
   if (t->base) event_base_free(t->base);
+  http_guard_free(&t->guard);
   pthread_mutex_destroy(&t->lock);
 }
 

@@ -216,10 +216,97 @@ static void test_layout_and_reductions(void **state) {
   check(g, x, t_out(g, mul, 0), "layout and reductions");
 }
 
+/* Serializes `count` strings as a BYTES tensor (4-byte length, bytes). */
+static size_t serialize(const char *const *words, size_t count, uint8_t *out) {
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    const uint32_t len = (uint32_t)strlen(words[i]);
+    memcpy(out + off, &len, 4); /* little-endian host */
+    memcpy(out + off + 4, words[i], len);
+    off += 4 + len;
+  }
+  return off;
+}
+
+/* BYTES through data-movement ops on both backends: [N,2,3] -> Transpose
+ * -> [N,3,2] -> Concat with the input reshaped -> [N,12]. */
+static void test_bytes_data_movement(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_BYTES, DIMS(-1, 2, 3));
+  int tr = t_node(g, IR_OP_Transpose, "transpose", INS(x), 1);
+  t_attr_ints(g, tr, "perm", 3, (int64_t[]){0, 2, 1});
+  int shape = t_const_i64(g, "shape", 2, (int64_t[]){0, 6});
+  int r1 = t_node(g, IR_OP_Reshape, "r1", INS(t_out(g, tr, 0), shape), 1);
+  int r2 = t_node(g, IR_OP_Reshape, "r2", INS(x, shape), 1);
+  int cat = t_node(g, IR_OP_Concat, "concat", INS(t_out(g, r1, 0), t_out(g, r2, 0)), 1);
+  t_attr_int(g, cat, "axis", 1);
+  ir_graph_add_output(g, t_out(g, cat, 0));
+  assert_null(ir_infer_shapes(g));
+  ir_graph_update_uses(g);
+  char path[] = "/tmp/inferd_bytes_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_null(onnx_export_file(g, path));
+  ir_graph_delete(g);
+  const char *words[BATCH * 6] = {"a", "", "ccc", "dd", "e", "ffffff", "g", "hh", "", "", "k", "l",
+                                  "m", "nnnn", "o", "p", "q", "rr"};
+  static uint8_t in[1024];
+  const size_t in_size = serialize(words, BATCH * 6, in);
+  const char *backends[] = {"cpu", "ref"};
+  for (int b = 0; b < 2; b++) {
+    inferd_plan *plan;
+    assert_null(inferd_plan_load(path, &(inferd_plan_options){.backend = backends[b], .max_batch_size = BATCH}, &plan));
+    inferd_context *ctx;
+    assert_null(inferd_context_create(plan, NULL, &ctx));
+    inferd_tensor it = {.name = "x", .datatype = INFERD_TYPE_BYTES, .rank = 3, .dims = {BATCH, 2, 3}, .data = in,
+                        .byte_size = in_size};
+    inferd_tensor ot = {0};
+    inferd_tensor_info oi;
+    assert_null(inferd_plan_output(plan, 0, &oi));
+    ot.name = oi.name;
+    assert_null(inferd_context_run(ctx, BATCH, &it, 1, &ot, 1));
+    assert_int_equal(ot.datatype, INFERD_TYPE_BYTES);
+    assert_int_equal(ot.rank, 2);
+    assert_int_equal(ot.dims[1], 12);
+    const char *want[BATCH * 12];
+    for (int n = 0; n < BATCH; n++)
+      for (int j = 0; j < 12; j++) {
+        const int k = j < 6 ? (j % 2) * 3 + j / 2 : j - 6; /* transposed, then as given */
+        want[n * 12 + j] = words[n * 6 + k];
+      }
+    static uint8_t expect[2048];
+    const size_t want_size = serialize(want, BATCH * 12, expect);
+    assert_int_equal(ot.byte_size, want_size);
+    assert_memory_equal(ot.data, expect, want_size);
+    /* Malformed serialized data is refused with the input's name. */
+    it.byte_size = in_size - 1;
+    inferd_error *e = inferd_context_run(ctx, BATCH, &it, 1, &ot, 1);
+    assert_non_null(e);
+    assert_non_null(strstr(inferd_error_message(e), "input 'x'"));
+    inferd_error_delete(e);
+    it.byte_size = in_size;
+    uint8_t longer[1100];
+    memcpy(longer, in, in_size);
+    memset(longer + in_size, 0, 4);
+    it.data = longer;
+    it.byte_size = in_size + 4;
+    e = inferd_context_run(ctx, BATCH, &it, 1, &ot, 1);
+    assert_non_null(e);
+    assert_non_null(strstr(inferd_error_message(e), "after its 18 elements"));
+    inferd_error_delete(e);
+    inferd_context_delete(ctx);
+    inferd_plan_delete(plan);
+  }
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_variants), cmocka_unit_test(test_conv_block_fused),      cmocka_unit_test(test_pools),
       cmocka_unit_test(test_dense_head),    cmocka_unit_test(test_layout_and_reductions),
+      cmocka_unit_test(test_bytes_data_movement),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

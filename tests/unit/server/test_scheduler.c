@@ -15,26 +15,16 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/ir.h"
-#include "engine/onnx/onnx.h"
 #include "server/model.h"
 #include "server/request.h"
+#include "unit/server/tiny_model.h"
 
 static char model_path[256];
 
 static int setup(void **state) {
   (void)state;
-  ir_graph *g = ir_graph_new();
-  int x = ir_graph_add_value(g, "x", INFERD_TYPE_FP32), y = ir_graph_add_value(g, "y", INFERD_TYPE_FP32);
-  g->values[x].has_shape = true;
-  g->values[x].shape = (ir_shape){.rank = 2, .dims = {IR_DIM_BATCH, 4}};
-  ir_graph_add_input(g, x);
-  ir_graph_add_node(g, IR_OP_Relu, "relu", 1, &x, 1, &y);
-  ir_graph_add_output(g, y);
   snprintf(model_path, sizeof(model_path), "/tmp/inferd_test_scheduler_%d.onnx", (int)getpid());
-  inferd_error *e = onnx_export_file(g, model_path);
-  ir_graph_delete(g);
-  assert_null(e);
+  assert_null(tiny_relu_model_write(model_path));
   return 0;
 }
 

@@ -1,0 +1,22 @@
+/* The tiny model the server's unit tests serve: y = Relu(x), x FP32 [N,4]. */
+#ifndef INFERD_TESTS_TINY_MODEL_H
+#define INFERD_TESTS_TINY_MODEL_H
+
+#include "engine/ir.h"
+#include "engine/onnx/onnx.h"
+
+/* Writes the model as an ONNX file at `path`. */
+static inline inferd_error *tiny_relu_model_write(const char *path) {
+  ir_graph *g = ir_graph_new();
+  int x = ir_graph_add_value(g, "x", INFERD_TYPE_FP32), y = ir_graph_add_value(g, "y", INFERD_TYPE_FP32);
+  g->values[x].has_shape = true;
+  g->values[x].shape = (ir_shape){.rank = 2, .dims = {IR_DIM_BATCH, 4}};
+  ir_graph_add_input(g, x);
+  ir_graph_add_node(g, IR_OP_Relu, "relu", 1, &x, 1, &y);
+  ir_graph_add_output(g, y);
+  inferd_error *e = onnx_export_file(g, path);
+  ir_graph_delete(g);
+  return e;
+}
+
+#endif
