@@ -155,7 +155,7 @@ def main():
     http_port, grpc_port = free_port(), free_port()
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={http_port}",
                  "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}", f"--grpc-port={grpc_port}",
-                 "--grpc-address=127.0.0.1"]
+                 "--grpc-address=127.0.0.1", f"--metrics-port={free_port()}"]
     server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{http_port}/v2/health/ready")
