@@ -139,6 +139,32 @@ def stats(port, model):
     return s
 
 
+def run_context():
+    """When, at which commit and on what machine a benchmark ran."""
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                     cwd=ROOT).stdout.strip(),
+            "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
+                                     l.startswith("model name")), ""), "cores": os.cpu_count()}}
+
+
+def write_repository(repo):
+    """The zoo ResNet-50 (max_batch_size 8, dynamic batching) and a tiny
+    identity model, y = x over FP32 [N,4], for the serving benchmarks."""
+    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
+                   capture_output=True)
+    (repo / "resnet50" / "config.pbtxt").write_text(
+        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
+        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
+        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from server_fixtures import identity_graph, write_model
+    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
+                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
+                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=16)
@@ -150,24 +176,12 @@ def main():
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="inferd_bench_http_"))
     repo = work / "models"
-    subprocess.run([str(INFERD), "zoo", "resnet50", "--output", str(repo), "--max-batch-size", "8"], check=True,
-                   capture_output=True)
-    (repo / "resnet50" / "config.pbtxt").write_text(
-        'name: "resnet50"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
-        'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
-        'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
-        'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
-    # The tiny model: y = x over [N,4].
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
-    from server_fixtures import identity_graph, write_model
-    write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
-                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
-                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\ndynamic_batching { }\n')
+    write_repository(repo)
 
     port = free_port()
     serve_cmd = [str(INFERD), "serve", f"--model-repository={repo}", f"--http-port={port}",
                  "--http-address=127.0.0.1", f"--http-thread-count={args.http_threads}",
-                 f"--metrics-port={free_port()}"]
+                 f"--metrics-port={free_port()}", "--allow-grpc=false"]
     server = subprocess.Popen(serve_cmd, stdout=open(work / "serve.log", "w"), stderr=subprocess.STDOUT)
     nginx = None
     results = {"resnet50": [], "tiny": {}}
@@ -253,11 +267,7 @@ def main():
             nginx.wait(30)
 
     out = {"benchmark": "server_http",
-           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=ROOT).stdout.strip(),
-           "machine": {"cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if
-                                    l.startswith("model name")), ""), "cores": os.cpu_count()},
+           **run_context(),
            "serve_command": " ".join(serve_cmd), "engine_command": engine_cmd,
            "method": "per concurrency, rounds alternate wrk against the server and `inferd bench` at the batch size "
                      "the server formed most; served images/s is the server's inference_count rate in the steady "

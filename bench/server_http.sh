@@ -9,10 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh
-for p in wrk nginx-light; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
-done
+bench/install-tools.sh wrk nginx-light
 # The packaged nginx service is not wanted; this benchmark runs its own.
 service nginx stop >/dev/null 2>&1 || true
 scripts/build.sh

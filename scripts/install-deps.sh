@@ -6,7 +6,9 @@ set -euo pipefail
 DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
   libdnnl-dev                            # oneDNN: CPU kernels
-  libprotobuf-c-dev protobuf-c-compiler  # ONNX (and later gRPC) messages
+  libprotobuf-c-dev protobuf-c-compiler  # ONNX and gRPC messages
+  libgrpc-dev                            # gRPC frontend transport (gRPC core)
+  openssl                                # self-signed certificates in the TLS tests
   libcmocka-dev                          # unit tests
   libonnx-testdata                       # ONNX conformance tests
   libevent-dev libjansson-dev            # HTTP frontend

@@ -20,6 +20,6 @@ if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; t
   ASAN_OPTIONS=detect_leaks=1 INFERD_BUILD_DIR="$PWD/build-asan" \
     python3 -m pytest -q tests/integration/test_server.py tests/integration/test_http_frontend.py \
     tests/integration/test_bytes.py tests/integration/test_optional_inputs.py tests/integration/test_metrics.py \
-    || status=1
+    tests/integration/test_grpc.py || status=1
 fi
 exit $status

@@ -45,6 +45,7 @@ inferd_error *cli_check_numeric(const inferd_plan *plan);
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);
+int cmd_perf(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
  * requests already accepted complete (up to --exit-timeout-secs), then the
  * process exits 0.
  */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "frontends/grpc/grpc_frontend.h"
 #include "frontends/http/http_frontend.h"
 #include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
@@ -30,6 +32,19 @@ static const cli_option serve_options[] = {
     {"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"},
     {"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"},
     {"allow-http", "BOOL", "serve HTTP (default true)"},
+    {"grpc-port", "PORT", "gRPC port (default 8001)"},
+    {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
+    {"allow-grpc", "BOOL", "serve gRPC (default true)"},
+    {"grpc-thread-count", "N", "gRPC completion-queue threads (default: half the cores, 1 to 8)"},
+    {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
+    {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
+    {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
+    {"grpc-use-ssl", "BOOL", "serve gRPC over TLS (default false; needs --grpc-server-cert and --grpc-server-key)"},
+    {"grpc-use-ssl-mutual", "BOOL", "TLS with client certificates verified against --grpc-root-cert (default false)"},
+    {"grpc-server-cert", "FILE", "PEM certificate (chain) of the gRPC server"},
+    {"grpc-server-key", "FILE", "PEM private key of the gRPC server"},
+    {"grpc-root-cert", "FILE", "PEM CA certificate that client certificates must chain to"},
+    {"grpc-max-message-size", "BYTES", "largest gRPC message, each way (default 2147483647)"},
     {"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"},
     {"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"},
     {"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"},
@@ -88,7 +103,8 @@ int cmd_serve(int argc, char **argv) {
   http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
   const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
   int n_startup = 0;
-  bool allow_http = true, allow_metrics = true;
+  grpc_frontend_options go = {.address = "0.0.0.0", .port = 8001, .infer_allocation_pool_size = 8};
+  bool allow_http = true, allow_grpc = true, allow_metrics = true;
   inferd_metrics_options mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000};
   metrics_frontend_options fo = {.address = NULL, .port = 8002};
   long exit_timeout = 30, verbose = 0, value_long;
@@ -101,9 +117,9 @@ int cmd_serve(int argc, char **argv) {
     bool ok = true;
     if (!strcmp(name, "help")) {
       cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
-                     "Serves the models of a Triton-style repository over HTTP/REST (KServe v2 protocol with Triton's\n"
-                     "extensions), batching requests dynamically as each model's config.pbtxt says. Prometheus metrics (Triton's\n"
-                     "names and labels) are served at GET /metrics on --metrics-port.",
+                     "Serves the models of a Triton-style repository over HTTP/REST and gRPC (KServe v2 protocol with\n"
+                     "Triton's extensions), batching requests dynamically as each model's config.pbtxt says. Prometheus\n"
+                     "metrics (Triton's names and labels) are served at GET /metrics on --metrics-port.",
                      serve_options);
       free(startup);
       return 0;
@@ -137,6 +153,38 @@ int cmd_serve(int argc, char **argv) {
       ho.max_input_size = (size_t)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
+    } else if (!strcmp(name, "grpc-port")) {
+      ok = cli_parse_int(name, value, 0, 65535, &value_long);
+      go.port = (int)value_long;
+    } else if (!strcmp(name, "grpc-address")) {
+      go.address = value;
+    } else if (!strcmp(name, "grpc-thread-count")) {
+      ok = cli_parse_int(name, value, 1, 256, &value_long);
+      go.threads = (int)value_long;
+    } else if (!strcmp(name, "allow-grpc")) {
+      ok = parse_bool(name, value, &allow_grpc);
+    } else if (!strcmp(name, "grpc-infer-allocation-pool-size")) {
+      ok = cli_parse_int(name, value, 0, 1 << 20, &value_long);
+      go.infer_allocation_pool_size = (int)value_long;
+    } else if (!strcmp(name, "grpc-keepalive-time")) {
+      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
+      go.keepalive_time_ms = (int)value_long;
+    } else if (!strcmp(name, "grpc-keepalive-timeout")) {
+      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
+      go.keepalive_timeout_ms = (int)value_long;
+    } else if (!strcmp(name, "grpc-use-ssl")) {
+      ok = parse_bool(name, value, &go.use_ssl);
+    } else if (!strcmp(name, "grpc-use-ssl-mutual")) {
+      ok = parse_bool(name, value, &go.use_ssl_mutual);
+    } else if (!strcmp(name, "grpc-server-cert")) {
+      go.server_cert = value;
+    } else if (!strcmp(name, "grpc-server-key")) {
+      go.server_key = value;
+    } else if (!strcmp(name, "grpc-root-cert")) {
+      go.root_cert = value;
+    } else if (!strcmp(name, "grpc-max-message-size")) {
+      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
+      go.max_message_size = (int)value_long;
     } else if (!strcmp(name, "allow-metrics")) {
       ok = parse_bool(name, value, &allow_metrics);
     } else if (!strcmp(name, "allow-gpu-metrics")) {
@@ -185,10 +233,11 @@ int cmd_serve(int argc, char **argv) {
     free(startup);
     return 2;
   }
-  if (!ho.threads) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
-  }
+  /* Triton's --grpc-use-ssl-mutual implies TLS. */
+  if (go.use_ssl_mutual) go.use_ssl = true;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+  if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
   if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
   so.startup_models = startup;
   so.startup_model_count = n_startup;
@@ -204,10 +253,12 @@ int cmd_serve(int argc, char **argv) {
 
   inferd_server *server = NULL;
   http_frontend *http = NULL;
+  grpc_frontend *grpc = NULL;
   inferd_metrics *metrics = NULL;
   metrics_frontend *metrics_http = NULL;
   inferd_error *e = inferd_server_create(&so, &server);
   if (!e && allow_http) e = http_frontend_start(server, &ho, &http);
+  if (!e && allow_grpc) e = grpc_frontend_start(server, &go, &grpc);
   if (!e && allow_metrics) e = inferd_metrics_create(server, &mo, &metrics);
   if (!e && allow_metrics) e = metrics_frontend_start(metrics, &fo, &metrics_http);
   if (e) {
@@ -215,6 +266,7 @@ int cmd_serve(int argc, char **argv) {
     inferd_error_delete(e);
     metrics_frontend_delete(metrics_http);
     inferd_metrics_delete(metrics);
+    grpc_frontend_delete(grpc);
     http_frontend_delete(http);
     inferd_server_delete(server);
     free(startup);
@@ -226,8 +278,10 @@ int cmd_serve(int argc, char **argv) {
            exit_timeout);
   inferd_server_stop_accepting(server);
   if (http) http_frontend_stop_listening(http);
+  if (grpc) grpc_frontend_stop_listening(grpc);
   int left = inferd_server_drain(server, (int)exit_timeout * 1000);
   if (left) log_warn("exit timeout: %d requests still in flight", left);
+  grpc_frontend_delete(grpc);
   http_frontend_delete(http);
   /* Metrics stay served through the drain, so a scraper sees it. */
   metrics_frontend_delete(metrics_http);

@@ -12,9 +12,10 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"serve", cmd_serve, "serve a model repository over HTTP (Triton-compatible)"},
+    {"serve", cmd_serve, "serve a model repository over HTTP and gRPC (Triton-compatible)"},
     {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
     {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
+    {"perf", cmd_perf, "load a gRPC inference server and report requests/s and latency percentiles"},
     {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},
 };
 

@@ -52,12 +52,66 @@ def classifier_graph(classes=5):
                              [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["N", classes])], [w])
 
 
+CLASSIFIER_CONFIG = """
+name: "classifier"
+max_batch_size: 4
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "labels.txt" } ]
+"""
+
+
+def write_classifier(repo: Path):
+    """The classifier model with its five labels ("zero" to "four")."""
+    (repo / "classifier").mkdir(parents=True, exist_ok=True)
+    (repo / "classifier" / "labels.txt").write_text("zero\none\ntwo\nthree\nfour\n")
+    write_model(repo, "classifier", classifier_graph(), CLASSIFIER_CONFIG)
+
+
+RESNET_IO = """
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
+"""
+
+
+def resnet_repo(tmp_path: Path, zoo_resnet50: Path, config: str) -> Path:
+    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
+    repo = tmp_path / "slow_models"
+    (repo / "resnet50" / "1").mkdir(parents=True)
+    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    (repo / "resnet50" / "config.pbtxt").write_text(config)
+    return repo
+
+
+# Every KServe datatype an ONNX identity model can carry: (KServe name, ONNX
+# type, numpy type).
+DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),
+          ("UINT16", TensorProto.UINT16, np.uint16), ("UINT32", TensorProto.UINT32, np.uint32),
+          ("UINT64", TensorProto.UINT64, np.uint64), ("INT8", TensorProto.INT8, np.int8),
+          ("INT16", TensorProto.INT16, np.int16), ("INT32", TensorProto.INT32, np.int32),
+          ("INT64", TensorProto.INT64, np.int64), ("FP16", TensorProto.FLOAT16, np.float16),
+          ("FP32", TensorProto.FLOAT, np.float32), ("FP64", TensorProto.DOUBLE, np.float64)]
+
+
+def datatype_sample(np_type):
+    """A [2,3] array of np_type holding its extremes (or awkward floats)."""
+    if np_type is np.bool_:
+        return np.array([[True, False, True], [False, False, True]])
+    if np.issubdtype(np_type, np.integer):
+        info = np.iinfo(np_type)
+        return np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
+    return np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+
+
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
 
     def __init__(self, inferd_bin, repo, *args, timeout=60, env=None):
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
+        # Every server gets its own gRPC port too, so that servers of tests
+        # running side by side never compete for the default 8001.
+        self.grpc_port = free_port()
+        self.grpc_url = f"127.0.0.1:{self.grpc_port}"
         # The metrics endpoint gets a free port too, unless the test picks one
         # (its default, 8002, may be taken by another server on the machine).
         self.metrics_port = None
@@ -67,7 +121,8 @@ class Server:
         self.log_path = Path(repo).parent / f"inferd_{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}",
-                                      f"--http-port={self.port}", "--http-address=127.0.0.1", *args],
+                                      f"--http-port={self.port}", "--http-address=127.0.0.1",
+                                      f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + timeout
         import urllib.request
@@ -76,12 +131,23 @@ class Server:
                 raise RuntimeError(f"inferd serve exited {self.proc.returncode}:\n{self.output()}")
             try:
                 with urllib.request.urlopen(f"http://{self.url}/v2/health/live", timeout=1) as r:
-                    if r.status == 200:
+                    if r.status == 200 and self._grpc_listening(args):
                         return
             except Exception:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.proc.kill()
         raise RuntimeError(f"inferd serve did not come up in {timeout} s:\n{self.output()}")
+
+    def _grpc_listening(self, args) -> bool:
+        """The gRPC frontend starts after HTTP: wait for its port as well."""
+        if "--allow-grpc=false" in args:
+            return True
+        try:
+            with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def output(self) -> str:
         if not self.log.closed:

@@ -68,8 +68,10 @@ def server(inferd_bin, tmp_path_factory):
     (repo / "add_sub" / "config.pbtxt").write_text(CONFIG)
     port = free_port()
     log = open(repo / "server.log", "w")
+    # HTTP only: the gRPC frontend's default port 8001 may be taken by a
+    # server of a test running beside this one.
     proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={port}",
-                             "--http-address=127.0.0.1", f"--metrics-port={free_port()}"],
+                             "--http-address=127.0.0.1", f"--metrics-port={free_port()}", "--allow-grpc=false"],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"127.0.0.1:{port}"
     client = httpclient.InferenceServerClient(url)

@@ -16,7 +16,8 @@ import tritonclient.http as httpclient
 from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (Server, add_sub_graph, classifier_graph, identity_graph, write_model)
+from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
+                             resnet_repo, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -35,14 +36,7 @@ def repo(tmp_path):
     r = tmp_path / "models"
     write_model(r, "simple", add_sub_graph(), SIMPLE_CONFIG)
     write_model(r, "identity", identity_graph(), None)  # config completed from the model
-    (r / "classifier").mkdir(parents=True)
-    (r / "classifier" / "labels.txt").write_text("zero\none\ntwo\nthree\nfour\n")
-    write_model(r, "classifier", classifier_graph(), """
-name: "classifier"
-max_batch_size: 4
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 5 ] label_filename: "labels.txt" } ]
-""")
+    write_classifier(r)
     return r
 
 
@@ -313,14 +307,6 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     assert "still in flight" not in log, log
 
 
-DTYPES = [("BOOL", TensorProto.BOOL, np.bool_), ("UINT8", TensorProto.UINT8, np.uint8),
-          ("UINT16", TensorProto.UINT16, np.uint16), ("UINT32", TensorProto.UINT32, np.uint32),
-          ("UINT64", TensorProto.UINT64, np.uint64), ("INT8", TensorProto.INT8, np.int8),
-          ("INT16", TensorProto.INT16, np.int16), ("INT32", TensorProto.INT32, np.int32),
-          ("INT64", TensorProto.INT64, np.int64), ("FP16", TensorProto.FLOAT16, np.float16),
-          ("FP32", TensorProto.FLOAT, np.float32), ("FP64", TensorProto.DOUBLE, np.float64)]
-
-
 @pytest.fixture(scope="module")
 def dtype_server(inferd_bin, tmp_path_factory):
     repo = tmp_path_factory.mktemp("dtypes") / "models"
@@ -335,13 +321,7 @@ def dtype_server(inferd_bin, tmp_path_factory):
 @pytest.mark.parametrize("name,onnx_type,np_type", DTYPES, ids=[d[0] for d in DTYPES])
 def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, binary):
     client = httpclient.InferenceServerClient(dtype_server.url)
-    if np_type is np.bool_:
-        x = np.array([[True, False, True], [False, False, True]])
-    elif np.issubdtype(np_type, np.integer):
-        info = np.iinfo(np_type)
-        x = np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
-    else:
-        x = np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+    x = datatype_sample(np_type)
     inp = httpclient.InferInput("INPUT0", list(x.shape), name)
     inp.set_data_from_numpy(x, binary_data=binary)
     result = client.infer(f"identity_{name.lower()}", [inp],
@@ -349,15 +329,6 @@ def test_every_datatype_round_trips(dtype_server, name, onnx_type, np_type, bina
     out = result.as_numpy("OUTPUT0")
     assert out.dtype == x.dtype
     np.testing.assert_array_equal(out, x)
-
-
-def _resnet_repo(tmp_path, zoo_resnet50, config):
-    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
-    repo = tmp_path / "slow_models"
-    (repo / "resnet50" / "1").mkdir(parents=True)
-    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
-    (repo / "resnet50" / "config.pbtxt").write_text(config)
-    return repo
 
 
 def _fire(url, n):
@@ -379,14 +350,9 @@ def _fire(url, n):
     return sum(o is None for o in outcomes), [o for o in outcomes if o]
 
 
-RESNET_IO = """
-input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
-output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
-"""
-
 
 def test_queue_full_is_refused_with_503(inferd_bin, tmp_path, zoo_resnet50):
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { max_queue_size: 1 } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -400,7 +366,7 @@ def test_queue_full_is_refused_with_503(inferd_bin, tmp_path, zoo_resnet50):
 
 
 def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet50):
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { default_timeout_microseconds: 20000 } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -419,7 +385,7 @@ def test_queue_timeout_rejects_expired_requests(inferd_bin, tmp_path, zoo_resnet
 def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, zoo_resnet50):
     """With allow_timeout_override, a request's own `timeout` (us) applies:
     short ones expire in the queue behind a running batch."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { default_queue_policy { allow_timeout_override: true } }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -446,7 +412,7 @@ def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, z
 
 def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
     """Requests at priority 1 overtake queued priority-2 requests."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
                         "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
     s = Server(inferd_bin, repo)
     try:
@@ -587,7 +553,7 @@ def test_unload_and_reload_under_load(inferd_bin, repo):
 def test_preserve_ordering(inferd_bin, tmp_path, zoo_resnet50, ordered):
     """Two instances: a batch of 8 (slow) then a batch of 1 (fast). The fast
     one overtakes unless preserve_ordering holds its answer back."""
-    repo = _resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 8\n' + RESNET_IO +
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 8\n' + RESNET_IO +
                         "instance_group [ { count: 2 kind: KIND_CPU } ]\n"
                         f"dynamic_batching {{ preserve_ordering: {'true' if ordered else 'false'} }}\n")
     s = Server(inferd_bin, repo)

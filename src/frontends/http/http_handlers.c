@@ -260,24 +260,8 @@ static void on_response(inferd_response *response, void *userp) {
 
 static inferd_error *build_request(http_exchange *ex, inferd_request **out) {
   const http_infer_request *d = &ex->decoded;
-  inferd_request *r;
-  ERR_TRY(inferd_request_new(ex->server, ex->route.model, ex->route.version, &r));
-  inferd_error *err = NULL;
-  if (d->id) err = inferd_request_set_id(r, d->id);
-  if (!err && d->priority) err = inferd_request_set_priority(r, d->priority);
-  if (!err && d->timeout_us) err = inferd_request_set_timeout_us(r, d->timeout_us);
-  for (int i = 0; i < d->input_count && !err; i++) {
-    const http_infer_input *in = &d->inputs[i];
-    err = inferd_request_add_input(r, in->name, in->datatype, in->shape, in->rank, in->data, in->byte_size);
-  }
-  for (int i = 0; i < d->output_count && !err; i++)
-    err = inferd_request_add_requested_output(r, d->outputs[i].name, d->outputs[i].classification);
-  if (err) {
-    inferd_request_delete(r);
-    return err;
-  }
-  *out = r;
-  return NULL;
+  return frontend_request_new(ex->server, ex->route.model, ex->route.version, d->id, d->priority, d->timeout_us,
+                              d->inputs, d->input_count, d->outputs, d->output_count, out);
 }
 
 static void handle_infer(http_exchange *ex) {

@@ -36,13 +36,7 @@ bool http_parse_size(const char *text, size_t *value) {
   return true;
 }
 
-static bool keep_owned(http_infer_request *r, void *p) {
-  void **owned = mem_try_realloc(r->owned, (size_t)r->owned_count + 1, sizeof(void *));
-  if (!owned) return false;
-  r->owned = owned;
-  r->owned[r->owned_count++] = p;
-  return true;
-}
+static bool keep_owned(http_infer_request *r, void *p) { return frontend_keep_owned(&r->owned, &r->owned_count, p); }
 
 void http_infer_request_free(http_infer_request *r) {
   for (int i = 0; i < r->owned_count; i++) free(r->owned[i]);
@@ -70,13 +64,6 @@ static bool get_uint(const json_t *v, uint64_t *out) {
   return true;
 }
 
-static void format_shape(const http_infer_input *in, char *buf, size_t cap) {
-  size_t n = (size_t)snprintf(buf, cap, "[");
-  for (int d = 0; d < in->rank && n < cap; d++)
-    n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? "," : "", (long long)in->shape[d]);
-  if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 static inferd_error *decode_parameters(const json_t *params, http_infer_request *r) {
   if (!params) return NULL;
   if (!json_is_object(params)) return invalid("request 'parameters' must be an object");
@@ -89,26 +76,6 @@ static inferd_error *decode_parameters(const json_t *params, http_infer_request 
     if (!json_is_boolean(v)) return invalid("request parameter 'binary_data_output' must be a boolean");
     r->binary_data_output = json_is_true(v);
   }
-  return NULL;
-}
-
-/* Checks a binary BYTES tensor: `count` elements, each a 4-byte length and
- * that many bytes, filling the size exactly. */
-static inferd_error *check_bytes_layout(const http_infer_input *in, const unsigned char *p, size_t size, size_t count) {
-  size_t off = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (size - off < 4)
-      return invalid("input '%s': BYTES binary data ends in element %zu's length (needs %zu elements)", in->name, i,
-                     count);
-    uint32_t len;
-    memcpy(&len, p + off, 4);
-    off += 4;
-    if (size - off < len)
-      return invalid("input '%s': BYTES element %zu claims %u bytes but only %zu remain", in->name, i, len, size - off);
-    off += len;
-  }
-  if (off != size)
-    return invalid("input '%s': BYTES binary data has %zu bytes after its %zu elements", in->name, size - off, count);
   return NULL;
 }
 
@@ -145,7 +112,7 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
     if (!mem_mul_ok(count, (size_t)v, &count)) return invalid("input '%s': shape is too large", in->name);
   }
   char shape_text[160];
-  format_shape(in, shape_text, sizeof(shape_text));
+  frontend_format_shape(in->shape, in->rank, shape_text, sizeof(shape_text));
 
   const json_t *params = json_object_get(obj, "parameters");
   if (params && !json_is_object(params)) return invalid("input '%s': 'parameters' must be an object", in->name);
@@ -169,7 +136,7 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
     const size_t size = (size_t)size64;
     const size_t elem = inferd_datatype_size(in->datatype);
     if (in->datatype == INFERD_TYPE_BYTES) {
-      ERR_TRY(check_bytes_layout(in, bin->p, size, count));
+      ERR_TRY(frontend_check_bytes_layout(in->name, "binary data", bin->p, size, count));
     } else {
       size_t want;
       if (!mem_mul_ok(count, elem, &want) || want != size)

@@ -14,22 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "frontends/frontend_tensors.h"
 #include "inferd.h"
 
-typedef struct http_infer_input {
-  const char *name; /* valid while the decoded request lives */
-  inferd_datatype datatype;
-  int rank;
-  int64_t shape[INFERD_MAX_RANK];
-  const void *data; /* into the body (binary inputs) or owned by the request */
-  size_t byte_size;
-} http_infer_input;
+/* A decoded input (see frontends/frontend_tensors.h). */
+typedef frontend_input http_infer_input;
 
-typedef struct http_infer_output {
-  const char *name;
-  bool binary;        /* its binary_data parameter, else the request's binary_data_output */
-  int classification; /* top-k classes asked for; 0 for the tensor itself */
-} http_infer_output;
+/* A requested output: binary is its binary_data parameter, else the
+ * request's binary_data_output. */
+typedef frontend_output http_infer_output;
 
 typedef struct http_infer_request {
   const char *id; /* NULL when absent */

@@ -1,0 +1,69 @@
+/* See frontend_tensors.h. */
+#include "frontends/frontend_tensors.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/mem.h"
+
+bool frontend_keep_owned(void ***owned, int *count, void *p) {
+  void **grown = mem_try_realloc(*owned, (size_t)*count + 1, sizeof(void *));
+  if (!grown) return false;
+  *owned = grown;
+  grown[(*count)++] = p;
+  return true;
+}
+
+inferd_error *frontend_check_bytes_layout(const char *name, const char *what, const void *data, size_t size,
+                                          size_t count) {
+  const unsigned char *p = data;
+  size_t off = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (size - off < 4)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES %s ends in element %zu's length (needs %zu elements)",
+                     name, what, i, count);
+    uint32_t len;
+    memcpy(&len, p + off, 4);
+    off += 4;
+    if (size - off < len)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES element %zu claims %u bytes but only %zu remain",
+                     name, i, len, size - off);
+    off += len;
+  }
+  if (off != size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES %s has %zu bytes after its %zu elements", name, what,
+                   size - off, count);
+  return NULL;
+}
+
+void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap) {
+  size_t n = (size_t)snprintf(buf, cap, "[");
+  for (int d = 0; d < rank && n < cap; d++)
+    n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? "," : "", (long long)shape[d]);
+  if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+inferd_error *frontend_request_new(inferd_server *server, const char *model, int64_t version, const char *id,
+                                   uint64_t priority, uint64_t timeout_us, const frontend_input *inputs,
+                                   int input_count, const frontend_output *outputs, int output_count,
+                                   inferd_request **out) {
+  inferd_request *r;
+  ERR_TRY(inferd_request_new(server, model, version, &r));
+  inferd_error *err = NULL;
+  if (id && *id) err = inferd_request_set_id(r, id);
+  if (!err && priority) err = inferd_request_set_priority(r, priority);
+  if (!err && timeout_us) err = inferd_request_set_timeout_us(r, timeout_us);
+  for (int i = 0; i < input_count && !err; i++) {
+    const frontend_input *in = &inputs[i];
+    err = inferd_request_add_input(r, in->name, in->datatype, in->shape, in->rank, in->data, in->byte_size);
+  }
+  for (int i = 0; i < output_count && !err; i++)
+    err = inferd_request_add_requested_output(r, outputs[i].name, outputs[i].classification);
+  if (err) {
+    inferd_request_delete(r);
+    return err;
+  }
+  *out = r;
+  return NULL;
+}

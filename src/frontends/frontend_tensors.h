@@ -1,0 +1,54 @@
+/*
+ * What the HTTP and gRPC frontends share between decoding a request and
+ * handing it to the server: a decoded input tensor, the check of a BYTES
+ * tensor's serialized layout, a shape printed for error messages, and the
+ * building of the server request from the decoded parts. Only the public
+ * API is used here, as in the frontends themselves.
+ */
+#ifndef INFERD_FRONTENDS_FRONTEND_TENSORS_H
+#define INFERD_FRONTENDS_FRONTEND_TENSORS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inferd.h"
+
+typedef struct frontend_input {
+  const char *name; /* valid while the decoded request lives */
+  inferd_datatype datatype;
+  int rank;
+  int64_t shape[INFERD_MAX_RANK];
+  const void *data; /* into the request body, or owned by the decoded request */
+  size_t byte_size;
+} frontend_input;
+
+typedef struct frontend_output {
+  const char *name;   /* valid while the decoded request lives */
+  bool binary;        /* HTTP: binary data after the JSON; gRPC: raw rather than typed contents */
+  int classification; /* top-k classes asked for; 0 for the tensor itself */
+} frontend_output;
+
+/* Adds p (malloc'd) to a list of buffers to free with the decoded request;
+ * false when out of memory (p is then the caller's). */
+bool frontend_keep_owned(void ***owned, int *count, void *p);
+
+/* Checks a BYTES tensor: `count` elements, each a 4-byte little-endian
+ * length and that many bytes, filling `size` exactly. `what` names the
+ * bytes in messages ("binary data", "raw contents"). */
+inferd_error *frontend_check_bytes_layout(const char *name, const char *what, const void *data, size_t size,
+                                          size_t count);
+
+/* "[1,3,224,224]" into buf. */
+void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap);
+
+/* A new server request for model/version with the id (NULL or "" for none),
+ * priority and timeout (0 for the model's defaults), the inputs (borrowed
+ * until the request's release callback) and the requested outputs (none:
+ * every output). */
+inferd_error *frontend_request_new(inferd_server *server, const char *model, int64_t version, const char *id,
+                                   uint64_t priority, uint64_t timeout_us, const frontend_input *inputs,
+                                   int input_count, const frontend_output *outputs, int output_count,
+                                   inferd_request **out);
+
+#endif
