@@ -7,7 +7,11 @@
  * From then on every change to the buffer runs the framing below before
  * evhttp reads the bytes: evhttp only ever removes bytes from the front, so
  * `scanned`, the number of leading bytes already classified, moves back by
- * what it removed and forward by what the guard classifies.
+ * what it removed and forward by what the guard classifies. evhttp reads a
+ * header block line by line as each line completes, possibly before the
+ * block is whole; the guard judges every complete line before evhttp reads
+ * it (its callback runs as the bytes are added), so the lines it edits are
+ * always still in the buffer.
  */
 #include "frontends/http/http_guard.h"
 
@@ -19,7 +23,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { MAX_HEADER_BLOCK = 64 << 10, STACK_BLOCK = 4096 };
+enum { MAX_LINE = 8192 };
 
 typedef enum conn_state {
   GUARD_HEADERS, /* next bytes are a header block */
@@ -29,6 +33,7 @@ typedef enum conn_state {
 } conn_state;
 
 struct http_guard_conn {
+  http_guard_head head; /* GUARD_HEADERS: the block so far */
   uint64_t remaining;
   size_t scanned;
   conn_state state;
@@ -45,87 +50,58 @@ static bool name_is(const char *line, size_t name_len, const char *name) {
   return name_len == strlen(name) && !strncasecmp(line, name, name_len);
 }
 
-static const char *line_end(const char *p, const char *end) {
-  const char *q = memchr(p, '\n', (size_t)(end - p));
-  return q ? q + 1 : end;
-}
-
-/* Header value between the colon and the line end, spaces trimmed. */
-static void header_value(const char *line, const char *next, size_t name_len, const char **v, size_t *vn) {
-  const char *a = line + name_len + 1, *b = next;
-  while (a < b && (*a == ' ' || *a == '\t')) a++;
-  while (b > a && (b[-1] == '\r' || b[-1] == '\n' || b[-1] == ' ' || b[-1] == '\t')) b--;
-  *v = a;
-  *vn = (size_t)(b - a);
-}
-
 /* Methods evhttp reads a body for. */
-static bool method_has_body(const char *block, size_t len) {
+static bool method_has_body(const char *line, size_t len) {
   static const char *const methods[] = {"POST ", "PUT ", "PATCH "};
   for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
     const size_t n = strlen(methods[i]);
-    if (len >= n && !memcmp(block, methods[i], n)) return true;
+    if (len >= n && !memcmp(line, methods[i], n)) return true;
   }
   return false;
 }
 
-http_guard_verdict http_guard_examine(const char *block, size_t len, uint64_t limit, uint64_t *length) {
-  *length = 0;
-  const bool has_body = method_has_body(block, len);
-  const char *end = block + len, *p = line_end(block, end);
-  bool have_length = false, forged = false;
-  uint64_t value = 0;
-  while (p < end && *p != '\r' && *p != '\n') {
-    const char *next = line_end(p, end), *colon = memchr(p, ':', (size_t)(next - p));
-    if (colon) {
-      const size_t name_len = (size_t)(colon - p);
-      const char *v;
-      size_t vn;
-      header_value(p, next, name_len, &v, &vn);
-      if (name_is(p, name_len, "transfer-encoding")) return HTTP_GUARD_UNKNOWN;
-      if (name_is(p, name_len, HTTP_GUARD_HEADER)) forged = true;
-      if (has_body && name_is(p, name_len, "content-length")) {
-        uint64_t n = 0;
-        if (vn == 0 || vn > 19) return HTTP_GUARD_UNKNOWN;
-        for (size_t i = 0; i < vn; i++) {
-          if (v[i] < '0' || v[i] > '9') return HTTP_GUARD_UNKNOWN;
-          n = n * 10 + (uint64_t)(v[i] - '0');
-        }
-        if (have_length && n != value) return HTTP_GUARD_UNKNOWN;
-        have_length = true;
-        value = n;
-      }
-    }
-    p = next;
+http_guard_action http_guard_line(http_guard_head *h, const char *line, size_t len, uint64_t limit, char *out,
+                                  size_t *out_len) {
+  if (len > 0 && line[len - 1] == '\r') len--; /* a bare LF ends a line for evhttp too */
+  if (h->lines == 0) {
+    if (len == 0) return HTTP_GUARD_KEEP; /* evhttp refuses the connection */
+    h->lines = 1;
+    h->has_body = method_has_body(line, len);
+    return HTTP_GUARD_KEEP;
   }
-  *length = value;
-  return value > limit ? HTTP_GUARD_REFUSE : forged ? HTTP_GUARD_STRIP : HTTP_GUARD_PASS;
-}
-
-char *http_guard_rewrite(const char *block, size_t len, bool refuse, uint64_t length, size_t *out_len) {
-  char extra[96];
-  const int en = refuse ? snprintf(extra, sizeof(extra), "Content-Length: 0\r\n" HTTP_GUARD_HEADER ": %llu\r\n\r\n",
-                                   (unsigned long long)length)
-                        : snprintf(extra, sizeof(extra), "\r\n");
-  char *out = malloc(len + (size_t)en + 1);
-  if (!out) return NULL;
-  const char *end = block + len, *p = line_end(block, end);
-  size_t n = (size_t)(p - block);
-  memcpy(out, block, n);
-  while (p < end && *p != '\r' && *p != '\n') {
-    const char *next = line_end(p, end), *colon = memchr(p, ':', (size_t)(next - p));
-    const size_t name_len = colon ? (size_t)(colon - p) : 0;
-    const bool drop = colon && (name_is(p, name_len, HTTP_GUARD_HEADER) ||
-                                (refuse && (name_is(p, name_len, "content-length") || name_is(p, name_len, "expect"))));
-    if (!drop) {
-      memcpy(out + n, p, (size_t)(next - p));
-      n += (size_t)(next - p);
-    }
-    p = next;
+  if (len == 0) return HTTP_GUARD_END;
+  h->lines++;
+  const char *colon = memchr(line, ':', len);
+  if (!colon) return HTTP_GUARD_KEEP;
+  const size_t name_len = (size_t)(colon - line);
+  if (name_is(line, name_len, HTTP_GUARD_HEADER)) return HTTP_GUARD_DROP;
+  if (name_is(line, name_len, "transfer-encoding")) {
+    h->chunked = true;
+    return HTTP_GUARD_KEEP;
   }
-  memcpy(out + n, extra, (size_t)en);
-  *out_len = n + (size_t)en;
-  return out;
+  if (!h->has_body || !name_is(line, name_len, "content-length")) return HTTP_GUARD_KEEP;
+  const char *v = colon + 1, *end = line + len;
+  while (v < end && (*v == ' ' || *v == '\t')) v++;
+  while (end > v && (end[-1] == ' ' || end[-1] == '\t')) end--;
+  const size_t vn = (size_t)(end - v);
+  uint64_t n = 0;
+  bool ok = vn > 0 && vn <= 19;
+  for (size_t i = 0; ok && i < vn; i++) {
+    ok = v[i] >= '0' && v[i] <= '9';
+    n = n * 10 + (uint64_t)(v[i] - '0');
+  }
+  if (!ok || (h->have_length && n != h->length)) {
+    h->unknown = true; /* evhttp refuses it */
+    return HTTP_GUARD_KEEP;
+  }
+  if (h->have_length) return h->refused ? HTTP_GUARD_DROP : HTTP_GUARD_KEEP; /* the same length again */
+  h->have_length = true;
+  h->length = n;
+  if (n <= limit) return HTTP_GUARD_KEEP;
+  h->refused = true;
+  *out_len = (size_t)snprintf(out, HTTP_GUARD_REPLACE_MAX, "Content-Length: 0\r\n" HTTP_GUARD_HEADER ": %llu\r\n",
+                              (unsigned long long)n);
+  return HTTP_GUARD_REPLACE;
 }
 
 /* ---- the input buffer --------------------------------------------------- */
@@ -152,63 +128,45 @@ static bool splice(struct evbuffer *buf, size_t off, size_t drop, const char *ad
   return ok;
 }
 
-static void pass_body(http_guard_conn *c, uint64_t length) {
-  if (length > 0) {
-    c->state = GUARD_BODY;
-    c->remaining = length;
-  }
-}
-
-/* Classifies the header block at c->scanned, which ends at `block_end`. */
-static void take_header_block(struct evbuffer *buf, http_guard_conn *c, size_t block_len, uint64_t limit) {
-  char stack[STACK_BLOCK];
-  char *block = stack;
-  bool owned = false;
+/* Judges the complete line at c->scanned (`len` bytes with its end of line). */
+static void take_line(struct evbuffer *buf, http_guard_conn *c, size_t len, size_t eol_len, uint64_t limit) {
+  char line[MAX_LINE];
   struct evbuffer_ptr at;
-  struct evbuffer_iovec first;
-  bool ok = evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) == 0;
-  if (ok && evbuffer_peek(buf, (ev_ssize_t)block_len, &at, &first, 1) >= 1 && first.iov_len >= block_len) {
-    block = first.iov_base; /* the usual case: the block lies in one chunk, read in place */
-  } else if (ok) {
-    if (block_len > sizeof(stack)) block = malloc(block_len);
-    owned = block != stack;
-    ok = block && evbuffer_copyout_from(buf, &at, block, block_len) == (ev_ssize_t)block_len;
+  if (len > sizeof(line) || evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) != 0 ||
+      evbuffer_copyout_from(buf, &at, line, len) != (ev_ssize_t)len) {
+    c->state = GUARD_OFF; /* evhttp judges lines this long */
+    return;
   }
-  if (!ok) {
-    c->state = GUARD_OFF;
-  } else {
-    uint64_t length;
-    const http_guard_verdict verdict = http_guard_examine(block, block_len, limit, &length);
-    switch (verdict) {
-    case HTTP_GUARD_PASS:
-      c->scanned += block_len;
-      pass_body(c, length);
-      break;
-    case HTTP_GUARD_STRIP:
-    case HTTP_GUARD_REFUSE: {
-      const bool refuse = verdict == HTTP_GUARD_REFUSE;
-      size_t n;
-      char *rewritten = http_guard_rewrite(block, block_len, refuse, length, &n);
-      if (rewritten && splice(buf, c->scanned, block_len, rewritten, n)) {
-        c->scanned += n;
-        if (refuse) {
-          c->state = GUARD_DISCARD;
-          c->remaining = length;
-        } else {
-          pass_body(c, length);
-        }
-      } else {
-        c->state = GUARD_OFF; /* evhttp's own limit still refuses a large body */
-      }
-      free(rewritten);
-      break;
+  char out[HTTP_GUARD_REPLACE_MAX];
+  size_t out_len = 0;
+  switch (http_guard_line(&c->head, line, len - eol_len, limit, out, &out_len)) {
+  case HTTP_GUARD_KEEP:
+    c->scanned += len;
+    break;
+  case HTTP_GUARD_DROP:
+  case HTTP_GUARD_REPLACE:
+    if (!splice(buf, c->scanned, len, out, out_len)) {
+      c->state = GUARD_OFF; /* evhttp's own limit still refuses a large body */
+      return;
     }
-    case HTTP_GUARD_UNKNOWN:
+    c->scanned += out_len;
+    break;
+  case HTTP_GUARD_END: {
+    c->scanned += len;
+    const http_guard_head h = c->head;
+    c->head = (http_guard_head){0};
+    if (h.unknown || h.chunked) {
       c->state = GUARD_OFF;
-      break;
+    } else if (h.refused) {
+      c->state = GUARD_DISCARD;
+      c->remaining = h.length;
+    } else if (h.has_body && h.length > 0) {
+      c->state = GUARD_BODY;
+      c->remaining = h.length;
     }
+    break;
   }
-  if (owned) free(block);
+  }
 }
 
 static void frame(struct evbuffer *buf, http_guard_conn *c, uint64_t limit) {
@@ -228,13 +186,14 @@ static void frame(struct evbuffer *buf, http_guard_conn *c, uint64_t limit) {
       continue;
     }
     struct evbuffer_ptr start;
+    size_t eol_len = 0;
     if (evbuffer_ptr_set(buf, &start, c->scanned, EVBUFFER_PTR_SET) != 0) return;
-    const struct evbuffer_ptr end = evbuffer_search(buf, "\r\n\r\n", 4, &start);
-    if (end.pos < 0) {
-      if (avail > MAX_HEADER_BLOCK) c->state = GUARD_OFF; /* evhttp judges such headers */
+    const struct evbuffer_ptr eol = evbuffer_search_eol(buf, &start, &eol_len, EVBUFFER_EOL_CRLF);
+    if (eol.pos < 0) {
+      if (avail > MAX_LINE) c->state = GUARD_OFF; /* evhttp judges such lines */
       return;
     }
-    take_header_block(buf, c, (size_t)end.pos + 4 - c->scanned, limit);
+    take_line(buf, c, (size_t)eol.pos + eol_len - c->scanned, eol_len, limit);
   }
 }
 

@@ -6,9 +6,10 @@
  * evhttp (libevent 2.1) offers no hook between a request's headers and its
  * body, so the guard watches each connection's input buffer instead: it
  * follows the request framing (header block, then Content-Length bytes of
- * body), and when a header block announces too large a body it rewrites that
- * block in place to a body-less request that carries the announced length in
- * HTTP_GUARD_HEADER, then drops the body's bytes as they arrive. evhttp sees
+ * body), and when a header block announces too large a body it rewrites the
+ * Content-Length line in place so the request has no body and carries the
+ * announced length in HTTP_GUARD_HEADER, then drops the body's bytes as they
+ * arrive. evhttp sees
  * an ordinary request, the handler answers it 413, and the next request on
  * the connection is served as usual. A chunked body has no length up front;
  * evhttp's own limit stops it as it crosses the limit.
@@ -46,18 +47,33 @@ void http_guard_free(http_guard *g);
 
 /* ---- framing, exposed for the unit tests -------------------------------- */
 
-typedef enum http_guard_verdict {
-  HTTP_GUARD_PASS,    /* body of *length bytes (maybe 0) passes */
-  HTTP_GUARD_STRIP,   /* passes too, once the client's HTTP_GUARD_HEADER is dropped */
-  HTTP_GUARD_REFUSE,  /* body of *length bytes is over the limit */
-  HTTP_GUARD_UNKNOWN, /* chunked or unparsable: leave the connection to evhttp */
-} http_guard_verdict;
+/* What the guard knows of the header block being read. evhttp consumes a
+ * block line by line as lines complete, so the guard judges each complete
+ * line before evhttp sees it, and edits only that line. */
+typedef struct http_guard_head {
+  int lines;        /* lines of the block seen */
+  bool has_body;    /* the method is one evhttp reads a body for */
+  bool have_length; /* a Content-Length was seen */
+  bool refused;     /* it was over the limit, and rewritten */
+  bool chunked;     /* a Transfer-Encoding was seen */
+  bool unknown;     /* framing the guard cannot follow: leave it to evhttp */
+  uint64_t length;
+} http_guard_head;
 
-/* Examines one complete header block (request line, headers, blank line). */
-http_guard_verdict http_guard_examine(const char *block, size_t len, uint64_t limit, uint64_t *length);
-/* The block without any HTTP_GUARD_HEADER the client sent; when `refuse`,
- * also without Content-Length and Expect, announcing no body and carrying
- * `length` in HTTP_GUARD_HEADER. Malloc'd; NULL when out of memory. */
-char *http_guard_rewrite(const char *block, size_t len, bool refuse, uint64_t length, size_t *out_len);
+typedef enum http_guard_action {
+  HTTP_GUARD_KEEP,    /* the line stays */
+  HTTP_GUARD_DROP,    /* the line (and its end of line) goes */
+  HTTP_GUARD_REPLACE, /* the line (and its end of line) becomes out[0..*out_len) */
+  HTTP_GUARD_END,     /* the blank line ending the block: judge *h */
+} http_guard_action;
+
+enum { HTTP_GUARD_REPLACE_MAX = 96 };
+
+/* Judges one line of a header block (without its end of line). A
+ * Content-Length over `limit` becomes "Content-Length: 0" plus
+ * HTTP_GUARD_HEADER with the refused length; a client's own
+ * HTTP_GUARD_HEADER is dropped. `out` has room for HTTP_GUARD_REPLACE_MAX. */
+http_guard_action http_guard_line(http_guard_head *h, const char *line, size_t len, uint64_t limit, char *out,
+                                  size_t *out_len);
 
 #endif
