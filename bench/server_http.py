@@ -32,10 +32,20 @@ ROOT = Path(__file__).resolve().parents[1]
 INFERD = ROOT / "build" / "inferd"
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never one this process was given
+    before: a server takes three (HTTP, gRPC, metrics) and the kernel may
+    hand the same free port out twice in a row."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def wait_http(url, timeout=120):

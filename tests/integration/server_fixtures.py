@@ -13,10 +13,20 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, never one this process was given
+    before: a server takes three (HTTP, gRPC, metrics) and the kernel may
+    hand the same free port out twice in a row."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def write_model(repo: Path, name: str, graph, config: str | None, version: int = 1, opset: int = 13):

@@ -6,7 +6,6 @@ requests in parallel, and errors that name the problem.
 
 Skipped until the binary has `inferd serve`.
 """
-import socket
 import subprocess
 import time
 
@@ -15,6 +14,8 @@ import pytest
 
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import InferenceServerException  # noqa: E402
+
+from server_fixtures import free_port  # noqa: E402
 
 WIDTH = 16
 
@@ -49,12 +50,6 @@ output [
   { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ %d ] }
 ]
 """ % (WIDTH, WIDTH, WIDTH, WIDTH)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
