@@ -344,6 +344,8 @@ def _fire(url, n):
             return None
         except InferenceServerException as e:
             return f"{e.status()} {e}"
+        finally:
+            client.close()  # in its own thread: tritonclient's finalizer cannot run elsewhere
 
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         outcomes = list(pool.map(one, range(n)))
