@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,22 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 INFERD = ROOT / "build" / "inferd"
-
-
-_PORTS_GIVEN = set()
-
-
-def free_port():
-    """A port nothing listens on now, never one this process was given
-    before: a server takes three (HTTP, gRPC, metrics) and the kernel may
-    hand the same free port out twice in a row."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _PORTS_GIVEN:
-            _PORTS_GIVEN.add(port)
-            return port
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from server_fixtures import free_port  # noqa: E402,F401  (also used by the other serving benchmarks)
 
 
 def wait_http(url, timeout=120):
@@ -168,7 +153,6 @@ def write_repository(repo):
         'input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]\n'
         'output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]\n'
         'instance_group [ { count: 1 kind: KIND_CPU } ]\ndynamic_batching { }\n')
-    sys.path.insert(0, str(ROOT / "tests" / "integration"))
     from server_fixtures import identity_graph, write_model
     write_model(repo, "identity", identity_graph(dims=(4,)), 'name: "identity"\nmax_batch_size: 8\n'
                 'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]\n'
