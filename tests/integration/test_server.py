@@ -553,39 +553,33 @@ def test_unload_and_reload_under_load(inferd_bin, repo):
 
 @pytest.mark.parametrize("ordered", [False, True])
 def test_preserve_ordering(inferd_bin, tmp_path, zoo_resnet50, ordered):
-    """Two instances: a batch of 8 (slow) then a batch of 1 (fast). The fast
-    one overtakes unless preserve_ordering holds its answer back."""
+    """Two instances: a batch of 8 (slow) then a batch of 1 (fast), sent on
+    one gRPC stream, which admits them in that order and returns answers in
+    the order the server gives them. The fast one overtakes (it has an
+    eighth of the work, on the other instance) unless preserve_ordering holds
+    its answer back. Orders only: no timing is asserted."""
+    import queue
+    import tritonclient.grpc as grpcclient
     repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 8\n' + RESNET_IO +
                         "instance_group [ { count: 2 kind: KIND_CPU } ]\n"
                         f"dynamic_batching {{ preserve_ordering: {'true' if ordered else 'false'} }}\n")
     s = Server(inferd_bin, repo)
     try:
-        done = {}
-
-        def one(tag, batch):
-            client = httpclient.InferenceServerClient(s.url)
-            inp = httpclient.InferInput("input", [batch, 3, 224, 224], "FP32")
+        answers = queue.Queue()
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        client.start_stream(callback=lambda result, error: answers.put((result, error)))
+        for tag, batch in (("slow", 8), ("fast", 1)):
+            inp = grpcclient.InferInput("input", [batch, 3, 224, 224], "FP32")
             inp.set_data_from_numpy(np.zeros((batch, 3, 224, 224), dtype=np.float32))
-            client.infer("resnet50", [inp])
-            done[tag] = time.monotonic()
-
-        slow = threading.Thread(target=one, args=("slow", 8))
-        fast = threading.Thread(target=one, args=("fast", 1))
-        slow.start()
-        # Ordering is by admission: let the slow request's 4.8 MB arrive
-        # (milliseconds on loopback) and start its run (about a second on
-        # one thread) before the fast one is sent.
-        time.sleep(0.15)
-        fast.start()
-        slow.join(60)
-        fast.join(60)
-        # Held back, the fast answer arrives with the slow one (the client
-        # threads may record them in either order); otherwise much earlier.
-        gap = done["slow"] - done["fast"]
-        if ordered:
-            assert gap < 0.05, gap
-        else:
-            assert gap > 0.2, gap
+            client.async_stream_infer("resnet50", [inp], request_id=tag)
+        order = []
+        for _ in range(2):
+            result, error = answers.get(timeout=120)
+            assert error is None, error
+            order.append(result.get_response().id)
+        client.stop_stream()
+        client.close()
+        assert order == (["slow", "fast"] if ordered else ["fast", "slow"])
     finally:
         s.stop()
 
