@@ -9,6 +9,7 @@ DEBIAN_PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler  # ONNX and gRPC messages
   libgrpc-dev                            # gRPC frontend transport (gRPC core)
   openssl                                # self-signed certificates in the TLS tests
+  nghttp2-client                         # h2load: gRPC bytes on the wire in the compression test
   libcmocka-dev                          # unit tests
   libonnx-testdata                       # ONNX conformance tests
   libevent-dev libjansson-dev            # HTTP frontend

@@ -45,6 +45,8 @@ static const cli_option serve_options[] = {
     {"grpc-server-key", "FILE", "PEM private key of the gRPC server"},
     {"grpc-root-cert", "FILE", "PEM CA certificate that client certificates must chain to"},
     {"grpc-max-message-size", "BYTES", "largest gRPC message, each way (default 2147483647)"},
+    {"grpc-infer-response-compression-level", "LEVEL",
+     "none (default), low, medium or high: inference responses compressed with an algorithm the client accepts"},
     {"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"},
     {"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"},
     {"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"},
@@ -182,6 +184,15 @@ int cmd_serve(int argc, char **argv) {
       go.server_key = value;
     } else if (!strcmp(name, "grpc-root-cert")) {
       go.root_cert = value;
+    } else if (!strcmp(name, "grpc-infer-response-compression-level")) {
+      static const char *const levels[] = {"none", "low", "medium", "high"};
+      go.response_compression_level = -1;
+      for (int i = 0; i < 4; i++)
+        if (!strcmp(value, levels[i])) go.response_compression_level = i;
+      if (go.response_compression_level < 0) {
+        fprintf(stderr, "inferd serve: --%s: '%s' is not none, low, medium or high\n", name, value);
+        ok = false;
+      }
     } else if (!strcmp(name, "grpc-max-message-size")) {
       ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
       go.max_message_size = (int)value_long;

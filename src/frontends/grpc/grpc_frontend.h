@@ -39,6 +39,11 @@ typedef struct grpc_frontend_options {
   const char *server_key;
   const char *root_cert;   /* CA for client certificates, needed with use_ssl_mutual */
   bool use_ssl_mutual;     /* require and verify a client certificate */
+  /* Inference responses (ModelInfer, the stream) compressed at this level
+   * with an algorithm the client accepts (Triton's
+   * --grpc-infer-response-compression-level): 0 none, 1 low, 2 medium,
+   * 3 high. */
+  int response_compression_level;
 } grpc_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

@@ -71,6 +71,7 @@ struct grpc_frontend {
   int worker_count;
   int port;
   int pool_cap;
+  grpc_compression_level response_compression; /* GRPC_COMPRESS_LEVEL_NONE: off */
   grpc_tag shutdown_tag;
   pthread_mutex_t lock;
   pthread_cond_t changed;
@@ -175,13 +176,23 @@ static void on_unary_done(grpc_tag *tag, bool ok) {
   grpc_unary_unref((grpc_unary *)tag);
 }
 
+/* The initial metadata op of an inference answer: compressed as configured
+ * (gRPC core picks an algorithm the client accepts at that level). */
+static void initial_metadata(grpc_frontend *f, bool inference, grpc_op *op) {
+  op->op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (inference && f->response_compression != GRPC_COMPRESS_LEVEL_NONE) {
+    op->data.send_initial_metadata.maybe_compression_level.is_set = 1;
+    op->data.send_initial_metadata.maybe_compression_level.level = f->response_compression;
+  }
+}
+
 /* Starts the final batch: the reply (when status is OK), the status, and the
  * receipt of the client's close. */
 static void unary_finish(grpc_unary *c, grpc_status_code status) {
   grpc_op ops[4];
   memset(ops, 0, sizeof(ops));
   size_t n = 0;
-  ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  initial_metadata(c->frontend, c->method == GRPC_METHOD_INFER, &ops[n++]);
   if (status == GRPC_STATUS_OK && c->reply) {
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n++].data.send_message.send_message = c->reply;
@@ -326,7 +337,7 @@ static bool stream_start_locked(stream_call *s, const grpc_op *op, grpc_tag *tag
   grpc_op ops[2];
   memset(ops, 0, sizeof(ops));
   size_t n = 0;
-  if (!s->sent_metadata) ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+  if (!s->sent_metadata) initial_metadata(s->frontend, true, &ops[n++]);
   ops[n++] = *op;
   if (grpc_call_start_batch(s->call, ops, n, tag, NULL) != GRPC_CALL_OK) return false;
   s->sent_metadata = true;
@@ -728,6 +739,11 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
   pthread_mutex_init(&f->lock, NULL);
   pthread_cond_init(&f->changed, NULL);
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
+  static const grpc_compression_level levels[] = {GRPC_COMPRESS_LEVEL_NONE, GRPC_COMPRESS_LEVEL_LOW,
+                                                  GRPC_COMPRESS_LEVEL_MED, GRPC_COMPRESS_LEVEL_HIGH};
+  f->response_compression = o->response_compression_level > 0 && o->response_compression_level <= 3
+                                ? levels[o->response_compression_level]
+                                : GRPC_COMPRESS_LEVEL_NONE;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
   f->worker_count = o->threads > 0 ? o->threads : 1;
   f->workers = mem_zalloc((size_t)f->worker_count * sizeof(*f->workers));
