@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/bytes_tensor.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "engine/ops.h"
@@ -280,10 +281,7 @@ int64_t ir_tensor_numel(const ir_tensor *t);
  * input (the plan layer turns the serialized form into views on the way in
  * and back on the way out). Data-movement ops copy views like any other
  * fixed-size element. */
-typedef struct ir_bytes {
-  const uint8_t *data;
-  uint64_t len;
-} ir_bytes;
+typedef bytes_view ir_bytes;
 
 /* Bytes of one element as the engine stores it: the type's size, and
  * sizeof(ir_bytes) for BYTES; 0 for INVALID. */

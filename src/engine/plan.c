@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/bytes_tensor.h"
 #include "base/log.h"
 #include "engine/backend.h"
 #include "engine/onnx/onnx.h"
@@ -23,6 +24,13 @@ const inferd_backend_ops *backend_find(const char *name) {
   return NULL;
 }
 
+/* One batch item of an optional input's default value. */
+typedef struct input_default {
+  const char *name; /* the graph's string */
+  void *data;
+  size_t bytes;
+} input_default;
+
 struct inferd_plan {
   ir_graph *graph;
   const inferd_backend_ops *backend;
@@ -32,9 +40,7 @@ struct inferd_plan {
   bool dynamic_batch;
   int n_inputs, n_outputs;
   inferd_tensor_info *inputs, *outputs;
-  void **defaults; /* per input: one item of its default value, or NULL */
-  size_t *default_bytes;
-  const char **default_names; /* until matched to the inputs after the passes */
+  input_default *defaults; /* inputs with a default value, found by name (the passes may drop inputs) */
   int n_defaults;
 };
 
@@ -100,36 +106,40 @@ static inferd_error *check_graph_inputs(const ir_graph *g) {
   return NULL;
 }
 
+static void defaults_free(input_default *d, int n) {
+  for (int i = 0; i < n; i++) free(d[i].data);
+  free(d);
+}
+
 /* Takes the default values of the inputs that have one off the graph (into
- * malloc'd copies, per input in graph order, NULL for the others), checking
- * that each is one batch item (the whole tensor without a batch) and that
- * every optional input asked for has one. */
-static inferd_error *take_defaults(ir_graph *g, const char *const *names, int n_names, void ***out_data,
-                                   size_t **out_bytes) {
-  void **data = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
-  size_t *bytes = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
-  *out_data = data;
-  *out_bytes = bytes;
+ * malloc'd copies), checking that each is one batch item (the whole tensor
+ * without a batch) and that every optional input asked for has one. */
+static inferd_error *take_defaults(ir_graph *g, const char *const *names, int n_names, input_default **out,
+                                   int *n_out) {
+  input_default *d = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(*d));
+  int n = 0;
+  *out = d;
+  *n_out = 0;
   for (int i = 0; i < g->n_inputs; i++) {
     ir_value *v = &g->values[g->inputs[i]];
     if (!v->data) continue;
     const bool batched = v->has_shape && v->shape.rank > 0 && v->shape.dims[0] == IR_DIM_BATCH;
     int64_t want = 1;
-    for (int d = batched ? 1 : 0; v->has_shape && d < v->shape.rank; d++) want *= v->shape.dims[d];
+    for (int k = batched ? 1 : 0; v->has_shape && k < v->shape.rank; k++) want *= v->shape.dims[k];
     if (!v->has_shape || !ir_shape_is_static(&v->default_shape) || ir_shape_numel(&v->default_shape, 1) != want)
       return err_new(INFERD_ERROR_UNSUPPORTED,
                      "input '%s': its default value (initializer) must hold %s (%lld elements), it holds %lld",
                      v->name, batched ? "one batch item" : "the whole input", (long long)want,
                      (long long)(ir_shape_is_static(&v->default_shape) ? ir_shape_numel(&v->default_shape, 1) : -1));
-    data[i] = mem_alloc(v->nbytes ? v->nbytes : 1);
-    memcpy(data[i], v->data, v->nbytes);
-    bytes[i] = v->nbytes;
+    d[n] = (input_default){.name = v->name, .data = mem_alloc(v->nbytes ? v->nbytes : 1), .bytes = v->nbytes};
+    memcpy(d[n].data, v->data, v->nbytes);
+    *n_out = ++n;
     v->data = NULL;
     v->nbytes = 0;
   }
   for (int k = 0; k < n_names; k++) {
     bool found = false;
-    for (int i = 0; i < g->n_inputs && !found; i++) found = data[i] && strcmp(g->values[g->inputs[i]].name, names[k]) == 0;
+    for (int i = 0; i < n && !found; i++) found = strcmp(d[i].name, names[k]) == 0;
     if (!found)
       return err_new(INFERD_ERROR_INVALID_ARG,
                      "input '%s' is optional, but the model gives it no default value (an initializer of the same "
@@ -151,11 +161,7 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   const int n_optional = options && optional ? options->optional_input_count : 0;
   ERR_TRY(onnx_import_file_with_defaults(model_path, optional, n_optional, &plan->graph));
   ir_graph *g = plan->graph;
-  plan->n_defaults = g->n_inputs;
-  ERR_TRY(take_defaults(g, optional, n_optional, &plan->defaults, &plan->default_bytes));
-  /* The passes may drop inputs: defaults are matched to inputs by name. */
-  plan->default_names = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(char *));
-  for (int i = 0; i < g->n_inputs; i++) plan->default_names[i] = g->values[g->inputs[i]].name;
+  ERR_TRY(take_defaults(g, optional, n_optional, &plan->defaults, &plan->n_defaults));
   ERR_TRY(ir_infer_shapes(g));
   ERR_TRY(passes_run(g, disabled));
   ERR_TRY(check_graph_inputs(g));
@@ -187,23 +193,6 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   plan->outputs = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(inferd_tensor_info));
   for (int i = 0; i < g->n_inputs; i++) tensor_info_from_value(&g->values[g->inputs[i]], &plan->inputs[i]);
   for (int i = 0; i < g->n_outputs; i++) tensor_info_from_value(&g->values[g->outputs[i]], &plan->outputs[i]);
-  void **by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(void *));
-  size_t *bytes_by_input = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(size_t));
-  for (int i = 0; i < g->n_inputs; i++)
-    for (int j = 0; j < plan->n_defaults; j++)
-      if (plan->defaults[j] && strcmp(plan->default_names[j], plan->inputs[i].name) == 0) {
-        by_input[i] = plan->defaults[j];
-        bytes_by_input[i] = plan->default_bytes[j];
-        plan->defaults[j] = NULL;
-      }
-  for (int j = 0; j < plan->n_defaults; j++) free(plan->defaults[j]);
-  free(plan->defaults);
-  free(plan->default_bytes);
-  free(plan->default_names);
-  plan->default_names = NULL;
-  plan->defaults = by_input;
-  plan->default_bytes = bytes_by_input;
-  plan->n_defaults = g->n_inputs;
 
   /* Originals of folded weights are dead now: give their pages back before
    * the backend makes its own copies, which keeps the load's peak memory at
@@ -234,14 +223,12 @@ inferd_error *inferd_model_inspect_with_defaults(const char *model_path, const c
   *out = NULL;
   if (!model_path) return err_new(INFERD_ERROR_INVALID_ARG, "no model path");
   inferd_model_info *info = mem_zalloc(sizeof(*info));
-  void **defaults = NULL;
-  size_t *default_bytes = NULL;
+  input_default *defaults = NULL;
+  int n_defaults = 0;
   const int n_optional = optional_inputs ? optional_input_count : 0;
   inferd_error *e = onnx_import_file_with_defaults(model_path, optional_inputs, n_optional, &info->graph);
-  if (!e) e = take_defaults(info->graph, optional_inputs, n_optional, &defaults, &default_bytes);
-  for (int i = 0; defaults && info->graph && i < info->graph->n_inputs; i++) free(defaults[i]);
-  free(defaults);
-  free(default_bytes);
+  if (!e) e = take_defaults(info->graph, optional_inputs, n_optional, &defaults, &n_defaults);
+  defaults_free(defaults, n_defaults);
   if (!e) e = ir_infer_shapes(info->graph);
   if (!e) e = check_graph_inputs(info->graph);
   if (e) {
@@ -291,10 +278,7 @@ void inferd_plan_delete(inferd_plan *plan) {
   if (!plan) return;
   if (plan->impl) plan->backend->plan_delete(plan->impl);
   ir_graph_delete(plan->graph);
-  for (int i = 0; plan->defaults && i < plan->n_defaults; i++) free(plan->defaults[i]);
-  free(plan->defaults);
-  free(plan->default_bytes);
-  free(plan->default_names);
+  defaults_free(plan->defaults, plan->n_defaults);
   free(plan->inputs);
   free(plan->outputs);
   free(plan);
@@ -309,10 +293,17 @@ size_t inferd_plan_weight_bytes(const inferd_plan *plan) {
   return plan->backend->plan_weight_bytes ? plan->backend->plan_weight_bytes(plan->impl) : 0;
 }
 
+static const input_default *find_default(const inferd_plan *plan, int index) {
+  for (int i = 0; index >= 0 && index < plan->n_inputs && i < plan->n_defaults; i++)
+    if (strcmp(plan->defaults[i].name, plan->inputs[index].name) == 0) return &plan->defaults[i];
+  return NULL;
+}
+
 bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size) {
-  if (index < 0 || index >= plan->n_inputs || !plan->defaults || !plan->defaults[index]) return false;
-  *data = plan->defaults[index];
-  *byte_size = plan->default_bytes[index];
+  const input_default *d = find_default(plan, index);
+  if (!d) return false;
+  *data = d->data;
+  *byte_size = d->bytes;
   return true;
 }
 
@@ -404,29 +395,6 @@ static size_t info_bytes(const inferd_tensor_info *info, int batch, bool dynamic
   return count != SIZE_MAX && mem_mul_ok(count, inferd_datatype_size(info->datatype), &n) ? n : 0;
 }
 
-/* Reads a serialized BYTES input into views of its elements. */
-static inferd_error *bytes_input(const inferd_tensor_info *info, const inferd_tensor *t, size_t count, ir_bytes *views) {
-  const uint8_t *p = t->data;
-  size_t off = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (t->byte_size - off < 4)
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends in element %zu's length (needs %zu elements)",
-                     info->name, i, count);
-    const uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
-                         (uint32_t)p[off + 3] << 24;
-    off += 4;
-    if (len > t->byte_size - off)
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES element %zu claims %u bytes but only %zu remain",
-                     info->name, i, len, t->byte_size - off);
-    views[i] = (ir_bytes){.data = p + off, .len = len};
-    off += len;
-  }
-  if (off != t->byte_size)
-    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after its %zu elements", info->name,
-                   t->byte_size - off, count);
-  return NULL;
-}
-
 /* Serializes a BYTES output's views into the context's buffer for it. */
 static inferd_error *bytes_output_write(bytes_output *o, const inferd_tensor_info *info, size_t count,
                                         inferd_tensor *t) {
@@ -512,8 +480,8 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
     if (ctx->input_views[k]) {
       if (!inputs[i].data && inputs[i].byte_size)
         return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has no data", inputs[i].name);
-      ERR_TRY(bytes_input(&plan->inputs[k], &inputs[i], info_count(&plan->inputs[k], batch, plan->dynamic_batch),
-                          ctx->input_views[k]));
+      ERR_TRY(bytes_tensor_read(plan->inputs[k].name, "data", inputs[i].data, inputs[i].byte_size,
+                                info_count(&plan->inputs[k], batch, plan->dynamic_batch), ctx->input_views[k]));
       ctx->input_ptrs[k] = ctx->input_views[k];
     } else {
       ctx->input_ptrs[k] = inputs[i].data;
@@ -522,7 +490,7 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
   for (int k = 0; k < plan->n_inputs; k++)
     if (!ctx->input_ptrs[k])
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is missing%s", plan->inputs[k].name,
-                     plan->defaults[k] ? " (it is optional: pass its default, inferd_plan_input_default)" : "");
+                     find_default(plan, k) ? " (it is optional: pass its default, inferd_plan_input_default)" : "");
   for (int i = 0; i < output_count; i++) {
     int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
     if (k < 0)

@@ -15,28 +15,6 @@ bool frontend_keep_owned(void ***owned, int *count, void *p) {
   return true;
 }
 
-inferd_error *frontend_check_bytes_layout(const char *name, const char *what, const void *data, size_t size,
-                                          size_t count) {
-  const unsigned char *p = data;
-  size_t off = 0;
-  for (size_t i = 0; i < count; i++) {
-    if (size - off < 4)
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES %s ends in element %zu's length (needs %zu elements)",
-                     name, what, i, count);
-    uint32_t len;
-    memcpy(&len, p + off, 4);
-    off += 4;
-    if (size - off < len)
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES element %zu claims %u bytes but only %zu remain",
-                     name, i, len, size - off);
-    off += len;
-  }
-  if (off != size)
-    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES %s has %zu bytes after its %zu elements", name, what,
-                   size - off, count);
-  return NULL;
-}
-
 void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap) {
   size_t n = (size_t)snprintf(buf, cap, "[");
   for (int d = 0; d < rank && n < cap; d++)

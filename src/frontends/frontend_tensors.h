@@ -1,7 +1,7 @@
 /*
  * What the HTTP and gRPC frontends share between decoding a request and
- * handing it to the server: a decoded input tensor, the check of a BYTES
- * tensor's serialized layout, a shape printed for error messages, and the
+ * handing it to the server: a decoded input tensor (a BYTES tensor's layout
+ * is checked with bytes_tensor_read), a shape printed for error messages, and the
  * building of the server request from the decoded parts. Only the public
  * API is used here, as in the frontends themselves.
  */
@@ -32,12 +32,6 @@ typedef struct frontend_output {
 /* Adds p (malloc'd) to a list of buffers to free with the decoded request;
  * false when out of memory (p is then the caller's). */
 bool frontend_keep_owned(void ***owned, int *count, void *p);
-
-/* Checks a BYTES tensor: `count` elements, each a 4-byte little-endian
- * length and that many bytes, filling `size` exactly. `what` names the
- * bytes in messages ("binary data", "raw contents"). */
-inferd_error *frontend_check_bytes_layout(const char *name, const char *what, const void *data, size_t size,
-                                          size_t count);
 
 /* "[1,3,224,224]" into buf. */
 void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap);

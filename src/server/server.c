@@ -216,13 +216,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     if (info.datatype == INFERD_TYPE_BYTES) {
       size_t count = 1;
       for (int d = 0; d < rank; d++) count *= (size_t)want[d];
-      const size_t span = bytes_tensor_span(in->data, in->byte_size, count);
-      if (span == SIZE_MAX)
-        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data ends before the %zu elements of shape %s",
-                       info.name, count, shape_text(want, rank, (char[160]){0}, 160));
-      if (span != in->byte_size)
-        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': BYTES data has %zu bytes after the %zu elements of shape %s",
-                       info.name, in->byte_size - span, count, shape_text(want, rank, (char[160]){0}, 160));
+      ERR_TRY(bytes_tensor_read(info.name, "data", in->data, in->byte_size, count, NULL));
       continue;
     }
     size_t need = inferd_datatype_size(info.datatype);

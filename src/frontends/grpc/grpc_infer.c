@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes_tensor.h"
 #include "base/error.h"
 #include "base/mem.h"
 
@@ -313,7 +314,7 @@ static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
       return invalid("input '%s' has typed contents but the request uses raw_input_contents", t->name);
     const ProtobufCBinaryData *raw = &m->raw_input_contents[index];
     if (in->datatype == INFERD_TYPE_BYTES) {
-      ERR_TRY(frontend_check_bytes_layout(t->name, "raw contents", raw->data, raw->len, count));
+      ERR_TRY(bytes_tensor_read(t->name, "raw contents", raw->data, raw->len, count, NULL));
     } else {
       size_t want;
       if (!mem_mul_ok(count, inferd_datatype_size(in->datatype), &want) || want != raw->len) {

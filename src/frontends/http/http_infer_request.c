@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/bytes_tensor.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "frontends/http/http_json_scan.h"
@@ -136,7 +137,7 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
     const size_t size = (size_t)size64;
     const size_t elem = inferd_datatype_size(in->datatype);
     if (in->datatype == INFERD_TYPE_BYTES) {
-      ERR_TRY(frontend_check_bytes_layout(in->name, "binary data", bin->p, size, count));
+      ERR_TRY(bytes_tensor_read(in->name, "binary data", bin->p, size, count, NULL));
     } else {
       size_t want;
       if (!mem_mul_ok(count, elem, &want) || want != size)
