@@ -128,14 +128,20 @@ static bool splice(struct evbuffer *buf, size_t off, size_t drop, const char *ad
   return ok;
 }
 
-/* Judges the complete line at c->scanned (`len` bytes with its end of line). */
-static void take_line(struct evbuffer *buf, http_guard_conn *c, size_t len, size_t eol_len, uint64_t limit) {
-  char line[MAX_LINE];
+/* Judges the complete line at c->scanned (`len` bytes with its end of
+ * line): read in place when `in_place` points at it, else copied out. */
+static void take_line(struct evbuffer *buf, http_guard_conn *c, const char *in_place, size_t len, size_t eol_len,
+                      uint64_t limit) {
+  char copy[MAX_LINE];
+  const char *line = in_place;
   struct evbuffer_ptr at;
-  if (len > sizeof(line) || evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) != 0 ||
-      evbuffer_copyout_from(buf, &at, line, len) != (ev_ssize_t)len) {
-    c->state = GUARD_OFF; /* evhttp judges lines this long */
-    return;
+  if (!line) {
+    if (len > sizeof(copy) || evbuffer_ptr_set(buf, &at, c->scanned, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(buf, &at, copy, len) != (ev_ssize_t)len) {
+      c->state = GUARD_OFF; /* evhttp judges lines this long */
+      return;
+    }
+    line = copy;
   }
   char out[HTTP_GUARD_REPLACE_MAX];
   size_t out_len = 0;
@@ -188,12 +194,22 @@ static void frame(struct evbuffer *buf, http_guard_conn *c, uint64_t limit) {
     struct evbuffer_ptr start;
     size_t eol_len = 0;
     if (evbuffer_ptr_set(buf, &start, c->scanned, EVBUFFER_PTR_SET) != 0) return;
+    /* The usual case: the line lies in the chunk at `start`, read in place. */
+    struct evbuffer_iovec chunk;
+    if (evbuffer_peek(buf, -1, &start, &chunk, 1) >= 1) {
+      const char *p = chunk.iov_base, *nl = memchr(p, '\n', chunk.iov_len);
+      if (nl) {
+        const size_t len = (size_t)(nl - p) + 1;
+        take_line(buf, c, p, len, len >= 2 && nl[-1] == '\r' ? 2 : 1, limit);
+        continue;
+      }
+    }
     const struct evbuffer_ptr eol = evbuffer_search_eol(buf, &start, &eol_len, EVBUFFER_EOL_CRLF);
     if (eol.pos < 0) {
       if (avail > MAX_LINE) c->state = GUARD_OFF; /* evhttp judges such lines */
       return;
     }
-    take_line(buf, c, (size_t)eol.pos + eol_len - c->scanned, eol_len, limit);
+    take_line(buf, c, NULL, (size_t)eol.pos + eol_len - c->scanned, eol_len, limit);
   }
 }
 
