@@ -265,15 +265,14 @@ static inferd_error *build_request(http_exchange *ex, inferd_request **out) {
 }
 
 static void handle_infer(http_exchange *ex) {
-  struct evkeyvalq *headers = evhttp_request_get_input_headers(ex->req);
   http_encoding encoding;
-  const char *content_encoding = evhttp_find_header(headers, "Content-Encoding");
+  const char *content_encoding = ex->headers.content_encoding;
   if (!http_encoding_from_header(content_encoding, &encoding)) {
     http_exchange_send_error(ex, err_new(INFERD_ERROR_UNSUPPORTED,
                                          "unsupported Content-Encoding '%s' (gzip and deflate are)", content_encoding));
     return;
   }
-  ex->response_encoding = http_encoding_accepted(evhttp_find_header(headers, "Accept-Encoding"));
+  ex->response_encoding = http_encoding_accepted(ex->headers.accept_encoding);
   size_t size;
   const char *body = take_body(ex, &size);
   if (!body) {
@@ -289,7 +288,7 @@ static void handle_infer(http_exchange *ex) {
       return;
     }
   }
-  err = http_infer_request_decode(body, size, evhttp_find_header(headers, "Inference-Header-Content-Length"),
+  err = http_infer_request_decode(body, size, ex->headers.header_length,
                                   &ex->decoded);
   if (!err) err = build_request(ex, &ex->request);
   if (err) {

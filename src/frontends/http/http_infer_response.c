@@ -68,7 +68,9 @@ static inferd_error *write_numeric_data(http_text *t, const http_output_view *o,
 static inferd_error *write_output(http_text *t, const http_output_view *o) {
   http_text_puts(t, "{\"name\":");
   http_text_json_string(t, o->name, strlen(o->name));
-  http_text_printf(t, ",\"datatype\":\"%s\",\"shape\":[", inferd_datatype_name(o->datatype));
+  http_text_puts(t, ",\"datatype\":\"");
+  http_text_puts(t, inferd_datatype_name(o->datatype));
+  http_text_puts(t, "\",\"shape\":[");
   size_t count = 1;
   for (int d = 0; d < o->rank; d++) {
     char num[HTTP_NUMBER_MAX_CHARS];
@@ -79,7 +81,10 @@ static inferd_error *write_output(http_text *t, const http_output_view *o) {
   }
   http_text_putc(t, ']');
   if (o->binary) {
-    http_text_printf(t, ",\"parameters\":{\"binary_data_size\":%zu}}", o->byte_size);
+    char num[HTTP_NUMBER_MAX_CHARS];
+    http_text_puts(t, ",\"parameters\":{\"binary_data_size\":");
+    http_text_append(t, num, http_format_i64((int64_t)o->byte_size, num));
+    http_text_puts(t, "}}");
     return NULL;
   }
   http_text_puts(t, ",\"data\":");
@@ -101,7 +106,10 @@ inferd_error *http_infer_response_encode(const char *model, int64_t version, con
   http_text t = {0};
   http_text_puts(&t, "{\"model_name\":");
   http_text_json_string(&t, model ? model : "", model ? strlen(model) : 0);
-  http_text_printf(&t, ",\"model_version\":\"%lld\"", (long long)version);
+  char num[HTTP_NUMBER_MAX_CHARS];
+  http_text_puts(&t, ",\"model_version\":\"");
+  http_text_append(&t, num, http_format_i64(version, num));
+  http_text_putc(&t, '"');
   if (id && *id) {
     http_text_puts(&t, ",\"id\":");
     http_text_json_string(&t, id, strlen(id));

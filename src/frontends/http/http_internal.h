@@ -38,6 +38,11 @@ struct http_exchange {
   http_exchange_state state;
   http_route route;
   http_encoding response_encoding;
+  /* Request headers the handlers read, found in one pass (NULL: absent). */
+  struct {
+    const char *refused; /* the guard's HTTP_GUARD_HEADER */
+    const char *content_encoding, *accept_encoding, *header_length;
+  } headers;
   /* Handed away: */
   http_exchange_complete_fn complete;
   http_exchange *next; /* in the thread's completion queue */

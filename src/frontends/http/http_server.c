@@ -35,15 +35,18 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -204,6 +207,26 @@ void http_exchange_post(http_exchange *ex) {
 
 /* ---- network threads ---------------------------------------------------- */
 
+/* One walk over the request headers instead of a search per name; the
+ * first of repeated headers is taken, as evhttp_find_header does. */
+static void find_headers(const struct evkeyvalq *headers, http_exchange *ex) {
+  static const struct {
+    const char *name;
+    size_t offset;
+  } wanted[] = {
+      {HTTP_GUARD_HEADER, offsetof(http_exchange, headers.refused)},
+      {"Content-Encoding", offsetof(http_exchange, headers.content_encoding)},
+      {"Accept-Encoding", offsetof(http_exchange, headers.accept_encoding)},
+      {"Inference-Header-Content-Length", offsetof(http_exchange, headers.header_length)},
+  };
+  for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+      const char **slot = (const char **)((char *)ex + wanted[i].offset);
+      if (!*slot && strcasecmp(h->key, wanted[i].name) == 0) *slot = h->value;
+    }
+  }
+}
+
 static void on_request(struct evhttp_request *req, void *arg) {
   http_thread *t = arg;
   http_exchange *ex = calloc(1, sizeof(*ex));
@@ -219,7 +242,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
   t->live++;
   struct evhttp_connection *conn = evhttp_request_get_connection(req);
   if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
-  const char *refused = evhttp_find_header(evhttp_request_get_input_headers(req), HTTP_GUARD_HEADER);
+  find_headers(evhttp_request_get_input_headers(req), ex);
+  const char *refused = ex->headers.refused;
   if (refused) {
     http_exchange_send_error(ex, err_new(INFERD_ERROR_TOO_LARGE,
                                          "request body of %s bytes is over the limit of %zu bytes "
@@ -312,7 +336,14 @@ static void thread_signal(http_thread *t, bool stop) {
 static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->frontend = f;
   pthread_mutex_init(&t->lock, NULL);
-  t->base = event_base_new();
+  /* With the changelist, a connection's read event turned off while its
+   * request is handled and on again once the answer is queued costs no
+   * epoll_ctl: the changes of one loop pass are merged before the wait. */
+  struct event_config *cfg = event_config_new();
+  if (!cfg) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  t->base = event_base_new_with_config(cfg);
+  event_config_free(cfg);
   if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
   t->http = evhttp_new(t->base);
   t->wake = event_new(t->base, -1, 0, on_wake, t);
