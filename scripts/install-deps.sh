@@ -7,8 +7,10 @@ DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
   libdnnl-dev                            # oneDNN: CPU kernels
   libprotobuf-c-dev protobuf-c-compiler  # ONNX and gRPC messages
-  libgrpc-dev                            # gRPC frontend transport (gRPC core)
+  libgrpc-dev                            # gRPC core, for the perf client
+  libnghttp2-dev                         # HTTP/2 for the gRPC server's transport
   openssl                                # self-signed certificates in the TLS tests
+  libssl-dev                             # TLS for the gRPC server (OpenSSL under libevent)
   nghttp2-client                         # h2load: gRPC bytes on the wire in the compression test
   libcmocka-dev                          # unit tests
   libonnx-testdata                       # ONNX conformance tests

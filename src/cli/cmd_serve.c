@@ -35,7 +35,7 @@ static const cli_option serve_options[] = {
     {"grpc-port", "PORT", "gRPC port (default 8001)"},
     {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
     {"allow-grpc", "BOOL", "serve gRPC (default true)"},
-    {"grpc-thread-count", "N", "gRPC completion-queue threads (default: half the cores, 1 to 8)"},
+    {"grpc-thread-count", "N", "gRPC network threads (default: half the cores, 1 to 8)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
     {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
     {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},

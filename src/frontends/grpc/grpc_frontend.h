@@ -1,7 +1,7 @@
 /*
  * The gRPC frontend: the KServe v2 GRPCInferenceService (package
- * `inference`, see grpc_service.proto) over HTTP/2 on gRPC's core C library,
- * with `threads` completion-queue threads. It reaches the server only through
+ * `inference`, see grpc_service.proto) over HTTP/2 (nghttp2 on libevent loops),
+ * with `threads` loop threads. It reaches the server only through
  * the public API in inferd.h, so its requests queue and batch with the HTTP
  * frontend's.
  *
@@ -26,7 +26,7 @@ typedef struct grpc_frontend grpc_frontend;
 typedef struct grpc_frontend_options {
   const char *address; /* NULL: "0.0.0.0" */
   int port;            /* 0: any free port (see grpc_frontend_port) */
-  int threads;         /* completion-queue threads; <= 0: 1 */
+  int threads;         /* loop threads; <= 0: 1 */
   /* Call objects kept for reuse once their call ends (Triton's
    * --grpc-infer-allocation-pool-size); calls beyond it are allocated and
    * freed. 0: keep none. */

@@ -1,13 +1,12 @@
 /*
  * The gRPC frontend's unary endpoints, each answered through the public
  * server API. Health, metadata, configuration, statistics and the index are
- * quick calls answered on the completion-queue thread; their JSON answers
+ * quick calls answered on the connection's loop thread; their JSON answers
  * become the protocol's messages through grpc_json. Loads and unloads can
  * take seconds, so they run on a short-lived thread that ends the call
  * itself. Inferences are decoded here and answered from the server's
- * response callback, which encodes the response and starts the call's final
- * batch on the thread that produced it (gRPC core takes batches from any
- * thread), so a reply costs no extra thread hand-off.
+ * response callback, which encodes the response on the thread that produced
+ * it and hands the bytes to the connection's loop.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -224,10 +223,7 @@ static void on_response(inferd_response *response, void *userp) {
 }
 
 static void handle_infer(grpc_unary *c) {
-  grpc_slice payload;
-  if (!grpc_unary_payload(c, &payload)) return;
-  inferd_error *err = grpc_infer_decode(GRPC_SLICE_START_PTR(payload), GRPC_SLICE_LENGTH(payload), &c->decoded);
-  grpc_slice_unref(payload);
+  inferd_error *err = grpc_infer_decode(c->payload, c->payload_size, &c->decoded);
   inferd_request *r = NULL;
   if (!err) err = grpc_infer_build_request(c->server, &c->decoded, &r);
   if (err) {

@@ -1,51 +1,66 @@
 /*
- * The gRPC frontend's transport: a gRPC core server, `threads` completion
- * queues each drained by its own thread, and the lifecycles of unary calls
- * and of the inference stream.
+ * The gRPC frontend's transport: gRPC over HTTP/2 on the project's own
+ * loops. libevent runs `threads` loops that share the listening socket
+ * (OpenSSL through libevent's bufferevents for TLS); nghttp2 does HTTP/2
+ * (framing, HPACK, flow control, pings); this file does gRPC on top: the
+ * 5-byte message framing, grpc-status and grpc-message trailers, message
+ * compression, the size limit, keepalive pings and the calls' lifecycles.
+ * gRPC's core library did this job before; its per-call cost was most of
+ * a tiny model's round trip (docs/grpc-transport.md has the measurements).
  *
- * Calls. For every method each queue keeps a request for a new call posted
- * (two for ModelInfer, so a burst does not wait for a re-post); when one
- * arrives it is replaced at once and handled. Unary calls arrive with their
- * message and end with one batch: initial metadata, the reply, the status,
- * and the receipt of the client's close. A call is freed when that batch is
- * done and, for an inference, when the server has released the request.
- * Ended call objects go back to a pool of --grpc-infer-allocation-pool-size
- * entries for the next call.
+ * Unary calls. A call's DATA is gathered until the client ends its side;
+ * the one message is then handed to the method's handler on the loop. The
+ * answer (from any thread) is posted back to the loop, which writes HEADERS,
+ * the framed reply and the trailers in one go, or a trailers-only answer for
+ * an error.
  *
- * The stream (ModelStreamInfer). A read is always posted while the client
- * sends; each message is decoded and handed to the server, so many requests
- * of one stream are in flight together. Responses come back on server
- * threads in any order, carrying their request's id; gRPC allows one write
- * in flight per call, so they queue under the stream's lock and each write's
- * completion starts the next. A request that fails (bad input, unknown
- * model, server stopping) is answered in the stream with error_message and
- * the stream stays open. When the client has closed its side, every request
- * is answered and every write done, the stream ends with OK. References
- * (each posted operation, each request in flight) keep the stream alive; the
- * last one frees it.
+ * The stream (ModelStreamInfer). Each message is handed to the server as
+ * soon as it is complete, so many requests of one stream are in flight
+ * together. Answers come back on server threads in any order, carrying
+ * their request's id, and are posted to the loop, which queues them on the
+ * stream's output. A request that fails is answered in the stream with
+ * error_message and the stream stays open. When the client has closed its
+ * side and every request is answered, the stream ends with OK.
  *
- * Shutdown. While the server drains, calls are still taken (it refuses new
- * inferences itself, see grpc_frontend_stop_listening). delete shuts the
- * core server down: no new calls, clients are sent GOAWAY, the posted
- * requests for new calls come back failed; it waits (up to a grace period,
- * then cancels what is left) for the open calls, then for every call object
- * to be freed (an inference the server still holds keeps its call), and
- * destroys the server and queues.
+ * Lifetimes, all on the loop: an HTTP/2 stream object lives until nghttp2
+ * closes the stream and every answer it waits for has come back (`holds`);
+ * a connection lives until its socket is gone and its last stream object is
+ * freed. A client that resets a stream or goes away only makes its answers
+ * be dropped when they come.
+ *
+ * Shutdown. While the server drains, calls are still taken (the server
+ * refuses new inferences itself). delete stops listening, sends GOAWAY on
+ * every connection, lets open calls finish (closing what is left after a
+ * grace period), waits for every answer to come back, and joins the loops.
  */
 #include <errno.h>
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/time.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "frontends/frontend_loop.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/grpc/grpc_internal.h"
 
@@ -53,106 +68,334 @@ enum {
   GRPC_METHOD_INFER = 0,
   GRPC_METHOD_STREAM = 1,
   SHUTDOWN_GRACE_SECS = 10,
-  MAX_PEM_BYTES = 1 << 20,
+  PREFIX = 5,                   /* gRPC message prefix: compressed flag, 32-bit big-endian length */
+  STREAM_WINDOW = 4 << 20,      /* per-stream receive window: an image arrives without waiting */
+  CONNECTION_WINDOW = 16 << 20, /* connection receive window */
+  MAX_STREAMS = 1024,           /* concurrent streams per connection */
+  OUTPUT_HIGH = 4 << 20,        /* output buffered per connection before nghttp2 waits */
 };
 
-typedef struct grpc_worker {
+typedef enum { ENC_IDENTITY = 0, ENC_GZIP = 1, ENC_DEFLATE = 2, ENC_UNKNOWN = 3 } encoding;
+
+typedef struct h2_thread h2_thread;
+typedef struct h2_conn h2_conn;
+typedef struct h2_stream h2_stream;
+
+struct h2_thread {
   struct grpc_frontend *frontend;
-  grpc_completion_queue *cq;
   pthread_t tid;
   bool started;
-} grpc_worker;
+  struct event_base *base;
+  struct evconnlistener *listener;
+  struct event *wake;
+  struct event *grace;
+  frontend_mailbox mailbox; /* answers from server threads, the order to stop */
+  bool mailbox_ready;
+  /* Loop only: */
+  h2_conn *conns; /* every connection object, open or waiting for answers */
+  bool stopping;
+};
+
+struct h2_conn {
+  h2_thread *thread;
+  h2_conn *prev, *next;
+  struct bufferevent *bev; /* NULL once the socket is closed */
+  nghttp2_session *session;
+  h2_stream *streams; /* every stream object of the connection */
+  struct event *ping_timer, *ping_timeout;
+  bool closing;  /* close once the output is written */
+  bool in_close; /* conn_close is walking the streams */
+};
+
+/* A framed message waiting to be written. */
+typedef struct h2_chunk {
+  struct h2_chunk *next;
+  size_t len, off;
+  uint8_t data[];
+} h2_chunk;
+
+struct h2_stream {
+  h2_conn *conn;
+  h2_stream *prev, *next;
+  int32_t id;
+  int method; /* -1: not a method of the service */
+  bool grpc_content_type;
+  encoding request_encoding;
+  bool accepts_gzip, accepts_deflate;
+  /* Input: the DATA received and not yet taken as messages. */
+  uint8_t *in;
+  size_t in_len, in_cap;
+  bool discard_input; /* answered with an error already */
+  bool remote_done;   /* the client ended its side */
+  bool closed;        /* nghttp2 closed the stream (or the connection went) */
+  /* Output. */
+  h2_chunk *out_head, *out_tail;
+  bool response_started; /* HEADERS with the data provider submitted */
+  bool deferred;         /* the data provider waits for output */
+  bool finishing;        /* the trailers follow the queued output */
+  bool answered;         /* the end of the response is submitted */
+  int status;
+  char *message;
+  encoding response_encoding; /* messages compressed with it (identity: not) */
+  /* Answers and requests still to come back from other threads. */
+  int holds;
+  int in_flight; /* the stream: requests the server holds */
+};
 
 struct grpc_frontend {
   inferd_server *server;
-  grpc_server *core;
-  void *methods[16];
-  grpc_worker *workers;
-  int worker_count;
+  evutil_socket_t fd;
   int port;
-  int pool_cap;
-  grpc_compression_level response_compression; /* GRPC_COMPRESS_LEVEL_NONE: off */
-  grpc_tag shutdown_tag;
+  size_t max_message;
+  int compression_level; /* zlib level for inference answers; 0: off */
+  int keepalive_time_ms, keepalive_timeout_ms;
+  SSL_CTX *tls;
+  h2_thread *threads;
+  int thread_count;
+  nghttp2_session_callbacks *callbacks;
+  nghttp2_option *h2_options;
   pthread_mutex_t lock;
-  pthread_cond_t changed;
-  /* Under lock: */
-  size_t live;          /* call objects not yet freed (posted requests included) */
-  bool stopping;        /* shutdown asked: no new requests are posted */
-  bool shutdown_done;   /* the core server's shutdown has completed */
-  grpc_unary **pool;    /* ended unary calls kept for reuse */
-  int pool_count;
+  /* Under lock: ended unary call objects kept for reuse. */
+  grpc_unary **pool;
+  int pool_count, pool_cap;
 };
 
-/* ---- small helpers ------------------------------------------------------------ */
+static void conn_flush(h2_conn *c);
+static void conn_close(h2_conn *c);
+static void stream_maybe_free(h2_stream *s);
 
-static void live_add(grpc_frontend *f, long delta) {
-  pthread_mutex_lock(&f->lock);
-  f->live = (size_t)((long)f->live + delta);
-  if (f->live == 0) pthread_cond_broadcast(&f->changed);
-  pthread_mutex_unlock(&f->lock);
+/* ---- handing work to a loop ---------------------------------------------------- */
+
+static void thread_post(h2_thread *t, grpc_post *p) { frontend_mailbox_post(&t->mailbox, &p->base); }
+
+/* ---- compression ----------------------------------------------------------------- */
+
+static const char *encoding_name(encoding e) { return e == ENC_GZIP ? "gzip" : e == ENC_DEFLATE ? "deflate" : "identity"; }
+
+/* Inflates a gzip or zlib ("deflate" in gRPC) message of at most `limit`
+ * bytes inflated. */
+static inferd_error *inflate_message(const uint8_t *data, size_t size, encoding e, size_t limit, uint8_t **out,
+                                     size_t *out_size) {
+  z_stream z = {0};
+  if (inflateInit2(&z, e == ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK)
+    return err_new(INFERD_ERROR_INTERNAL, "cannot start inflating a message");
+  size_t cap = size * 4 + 64, len = 0;
+  uint8_t *buf = mem_alloc(cap);
+  z.next_in = (Bytef *)data;
+  z.avail_in = (uInt)size;
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    if (len == cap) {
+      if (cap > limit) break;
+      cap *= 2;
+      buf = mem_realloc(buf, cap);
+    }
+    z.next_out = buf + len;
+    z.avail_out = (uInt)(cap - len > UINT_MAX ? UINT_MAX : cap - len);
+    const uInt before = z.avail_out;
+    rc = inflate(&z, Z_NO_FLUSH);
+    len += before - z.avail_out;
+    if (rc != Z_OK && rc != Z_STREAM_END) break;
+    if (rc == Z_OK && z.avail_in == 0 && before == z.avail_out) break;
+  }
+  inflateEnd(&z);
+  if (len > limit) {
+    free(buf);
+    return err_new(INFERD_ERROR_TOO_LARGE, "received message inflates to more than the limit of %zu bytes", limit);
+  }
+  if (rc != Z_STREAM_END) {
+    free(buf);
+    return err_new(INFERD_ERROR_INVALID_ARG, "the request message cannot be inflated (%s)", encoding_name(e));
+  }
+  *out = buf;
+  *out_size = len;
+  return NULL;
 }
 
-static bool is_stopping(grpc_frontend *f) {
-  pthread_mutex_lock(&f->lock);
-  const bool stopping = f->stopping;
-  pthread_mutex_unlock(&f->lock);
-  return stopping;
+/* A framed message of `bytes`, compressed with `e` unless identity. */
+static h2_chunk *frame_message(const uint8_t *bytes, size_t size, encoding e, int level) {
+  h2_chunk *k;
+  if (e != ENC_IDENTITY) {
+    z_stream z = {0};
+    if (deflateInit2(&z, level, Z_DEFLATED, e == ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS, 8, Z_DEFAULT_STRATEGY) ==
+        Z_OK) {
+      const size_t bound = deflateBound(&z, (uLong)size);
+      k = mem_alloc(sizeof(*k) + PREFIX + bound);
+      z.next_in = (Bytef *)bytes;
+      z.avail_in = (uInt)size;
+      z.next_out = k->data + PREFIX;
+      z.avail_out = (uInt)bound;
+      const int rc = deflate(&z, Z_FINISH);
+      const size_t out = bound - z.avail_out;
+      deflateEnd(&z);
+      if (rc == Z_STREAM_END) {
+        k->data[0] = 1;
+        k->data[1] = (uint8_t)(out >> 24), k->data[2] = (uint8_t)(out >> 16);
+        k->data[3] = (uint8_t)(out >> 8), k->data[4] = (uint8_t)out;
+        *k = (h2_chunk){.len = PREFIX + out};
+        return k;
+      }
+      free(k);
+    }
+  }
+  k = mem_alloc(sizeof(*k) + PREFIX + size);
+  *k = (h2_chunk){.len = PREFIX + size};
+  k->data[0] = 0;
+  k->data[1] = (uint8_t)(size >> 24), k->data[2] = (uint8_t)(size >> 16);
+  k->data[3] = (uint8_t)(size >> 8), k->data[4] = (uint8_t)size;
+  if (size) memcpy(k->data + PREFIX, bytes, size);
+  return k;
 }
 
-/* The whole message of a byte buffer in one slice (the reader inflates a
- * compressed message). */
-static bool read_message(grpc_byte_buffer *bb, grpc_slice *out) {
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, bb)) return false;
-  *out = grpc_byte_buffer_reader_readall(&reader);
-  grpc_byte_buffer_reader_destroy(&reader);
-  return true;
+/* ---- responses ------------------------------------------------------------------- */
+
+#define NV(name, value, vlen) \
+  {(uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, (vlen), NGHTTP2_NV_FLAG_NO_COPY_NAME}
+
+/* grpc-message is percent-encoded outside printable ASCII. */
+static char *percent_encode(const char *text) {
+  static const char hex[] = "0123456789ABCDEF";
+  const size_t n = strlen(text);
+  char *out = mem_alloc(n * 3 + 1), *w = out;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char ch = (unsigned char)text[i];
+    if (ch >= 0x20 && ch <= 0x7e && ch != '%') {
+      *w++ = (char)ch;
+    } else {
+      *w++ = '%', *w++ = hex[ch >> 4], *w++ = hex[ch & 15];
+    }
+  }
+  *w = '\0';
+  return out;
 }
 
-static void free_bytes(void *p) { free(p); }
-
-/* A byte buffer owning `bytes` (malloc'd) without copying them. */
-static grpc_byte_buffer *buffer_of(uint8_t *bytes, size_t size) {
-  grpc_slice s = grpc_slice_new(bytes, size, free_bytes);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  return bb;
+/* The status trailers (or headers, trailers-only) of a stream. */
+static void submit_status(h2_stream *s, bool trailers_only) {
+  char status[16];
+  const int status_len = snprintf(status, sizeof(status), "%d", s->status);
+  char *message = s->message && *s->message ? percent_encode(s->message) : NULL;
+  nghttp2_nv nva[5];
+  size_t n = 0;
+  if (trailers_only) {
+    nva[n++] = (nghttp2_nv)NV(":status", "200", 3);
+    nva[n++] = (nghttp2_nv)NV("content-type", "application/grpc", 16);
+  }
+  nva[n++] = (nghttp2_nv)NV("grpc-status", status, (size_t)status_len);
+  if (message) nva[n++] = (nghttp2_nv)NV("grpc-message", message, strlen(message));
+  if (trailers_only)
+    nghttp2_submit_response(s->conn->session, s->id, nva, n, NULL);
+  else
+    nghttp2_submit_trailer(s->conn->session, s->id, nva, n);
+  free(message);
+  s->answered = true;
 }
 
-static uint8_t *pack_message(const ProtobufCMessage *m, size_t *size) {
-  *size = protobuf_c_message_get_packed_size(m);
-  uint8_t *bytes = mem_alloc(*size ? *size : 1);
-  protobuf_c_message_pack(m, bytes);
-  return bytes;
+static ssize_t read_output(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
+                           nghttp2_data_source *source, void *user_data) {
+  (void)session;
+  (void)id;
+  (void)user_data;
+  h2_stream *s = source->ptr;
+  size_t n = 0;
+  while (n < length && s->out_head) {
+    h2_chunk *k = s->out_head;
+    const size_t take = k->len - k->off < length - n ? k->len - k->off : length - n;
+    memcpy(buf + n, k->data + k->off, take);
+    k->off += take;
+    n += take;
+    if (k->off == k->len) {
+      s->out_head = k->next;
+      if (!s->out_head) s->out_tail = NULL;
+      free(k);
+    }
+  }
+  if (!s->out_head && s->finishing) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    submit_status(s, false);
+    return (ssize_t)n;
+  }
+  if (n == 0) {
+    s->deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return (ssize_t)n;
 }
 
-/* ---- unary calls -------------------------------------------------------------- */
+static void start_response(h2_stream *s) {
+  if (s->response_started) {
+    if (s->deferred) {
+      s->deferred = false;
+      nghttp2_session_resume_data(s->conn->session, s->id);
+    }
+    return;
+  }
+  s->response_started = true;
+  nghttp2_nv nva[3];
+  size_t n = 0;
+  nva[n++] = (nghttp2_nv)NV(":status", "200", 3);
+  nva[n++] = (nghttp2_nv)NV("content-type", "application/grpc", 16);
+  if (s->response_encoding != ENC_IDENTITY) {
+    const char *name = encoding_name(s->response_encoding);
+    nva[n++] = (nghttp2_nv)NV("grpc-encoding", name, strlen(name));
+  }
+  nghttp2_data_provider provider = {.source.ptr = s, .read_callback = read_output};
+  nghttp2_submit_response(s->conn->session, s->id, nva, n, &provider);
+}
 
-static void unary_post(grpc_worker *w, int method);
-static void stream_post(grpc_worker *w);
+/* Queues a message (serialized, borrowed) on the stream's output. */
+static void stream_write(h2_stream *s, const uint8_t *bytes, size_t size) {
+  if (s->closed || s->answered || s->finishing) return;
+  grpc_frontend *f = s->conn->thread->frontend;
+  h2_chunk *k = frame_message(bytes, size, s->response_encoding, f->compression_level);
+  if (s->out_tail)
+    s->out_tail->next = k;
+  else
+    s->out_head = k;
+  s->out_tail = k;
+  start_response(s);
+}
 
-static grpc_unary *unary_new(grpc_worker *w, int method) {
-  grpc_frontend *f = w->frontend;
+/* Ends the response with a status (0: OK) after what is queued. */
+static void stream_end(h2_stream *s, int status, const char *message) {
+  if (s->closed || s->answered || s->finishing) return;
+  s->status = status;
+  free(s->message);
+  s->message = message ? mem_strdup(message) : NULL;
+  if (!s->response_started) {
+    submit_status(s, true);
+    return;
+  }
+  s->finishing = true;
+  start_response(s);
+}
+
+static void stream_fail(h2_stream *s, inferd_error *error) {
+  const int status = inferd_error_code_grpc_status(inferd_error_code_of(error));
+  log_verbose("grpc: %s: %s %s", s->method >= 0 ? grpc_methods[s->method].path : "(unknown method)",
+              inferd_error_code_name(inferd_error_code_of(error)), inferd_error_message(error));
+  stream_end(s, status ? status : 2, inferd_error_message(error));
+  s->discard_input = true;
+  inferd_error_delete(error);
+}
+
+/* ---- unary calls ------------------------------------------------------------------ */
+
+static grpc_unary *unary_new(grpc_frontend *f, h2_stream *s) {
   grpc_unary *c = NULL;
   pthread_mutex_lock(&f->lock);
   if (f->pool_count) c = f->pool[--f->pool_count];
-  f->live++;
   pthread_mutex_unlock(&f->lock);
   if (!c) c = mem_alloc(sizeof(*c));
-  *c = (grpc_unary){.frontend = f, .worker = w, .server = f->server, .method = method};
-  grpc_metadata_array_init(&c->metadata);
-  c->details = grpc_empty_slice();
+  *c = (grpc_unary){.frontend = f, .stream = s, .server = f->server, .method = s->method};
   atomic_init(&c->refs, 1);
   return c;
 }
 
-static void unary_free(grpc_unary *c) {
+void grpc_unary_unref(grpc_unary *c) {
+  if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   grpc_frontend *f = c->frontend;
-  if (c->call) grpc_call_unref(c->call);
-  grpc_metadata_array_destroy(&c->metadata);
-  if (c->payload) grpc_byte_buffer_destroy(c->payload);
-  if (c->reply) grpc_byte_buffer_destroy(c->reply);
-  grpc_slice_unref(c->details);
+  free(c->reply);
+  free(c->details);
   grpc_infer_decoded_free(&c->decoded);
   free(c->model);
   free(c->config_json);
@@ -161,304 +404,179 @@ static void unary_free(grpc_unary *c) {
     f->pool[f->pool_count++] = c;
     c = NULL;
   }
-  f->live--;
-  if (f->live == 0) pthread_cond_broadcast(&f->changed);
   pthread_mutex_unlock(&f->lock);
   free(c);
 }
 
-void grpc_unary_unref(grpc_unary *c) {
-  if (atomic_fetch_sub(&c->refs, 1) == 1) unary_free(c);
-}
-
-static void on_unary_done(grpc_tag *tag, bool ok) {
-  (void)ok; /* a failed batch means the client is gone; nothing to do */
-  grpc_unary_unref((grpc_unary *)tag);
-}
-
-/* The initial metadata op of an inference answer: compressed as configured
- * (gRPC core picks an algorithm the client accepts at that level). */
-static void initial_metadata(grpc_frontend *f, bool inference, grpc_op *op) {
-  op->op = GRPC_OP_SEND_INITIAL_METADATA;
-  if (inference && f->response_compression != GRPC_COMPRESS_LEVEL_NONE) {
-    op->data.send_initial_metadata.maybe_compression_level.is_set = 1;
-    op->data.send_initial_metadata.maybe_compression_level.level = f->response_compression;
+/* On the loop: the answer goes out (unless the client has gone). */
+static void unary_answer(grpc_post *p) {
+  grpc_unary *c = (grpc_unary *)p;
+  h2_stream *s = c->stream;
+  h2_conn *conn = s->conn;
+  grpc_frontend *f = conn->thread->frontend;
+  if (c->status == 0 && c->reply_size > f->max_message) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "sent message larger than max (%zu vs. %zu)", c->reply_size, f->max_message);
+    stream_end(s, 8 /* RESOURCE_EXHAUSTED */, msg);
+  } else if (c->status == 0) {
+    stream_write(s, c->reply, c->reply_size);
+    stream_end(s, 0, NULL);
+  } else {
+    stream_end(s, c->status, c->details);
   }
-}
-
-/* Starts the final batch: the reply (when status is OK), the status, and the
- * receipt of the client's close. */
-static void unary_finish(grpc_unary *c, grpc_status_code status) {
-  grpc_op ops[4];
-  memset(ops, 0, sizeof(ops));
-  size_t n = 0;
-  initial_metadata(c->frontend, c->method == GRPC_METHOD_INFER, &ops[n++]);
-  if (status == GRPC_STATUS_OK && c->reply) {
-    ops[n].op = GRPC_OP_SEND_MESSAGE;
-    ops[n++].data.send_message.send_message = c->reply;
-  }
-  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-  ops[n].data.send_status_from_server.status = status;
-  ops[n++].data.send_status_from_server.status_details = status == GRPC_STATUS_OK ? NULL : &c->details;
-  ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
-  c->tag.done = on_unary_done;
-  const grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag, NULL);
-  if (e != GRPC_CALL_OK) {
-    log_warn("grpc: cannot answer a call (%s)", grpc_call_error_to_string(e));
-    grpc_unary_unref(c);
-  }
+  /* The hold keeps the stream, and so the connection, through the flush. */
+  conn_flush(conn);
+  s->holds--;
+  stream_maybe_free(s);
+  grpc_unary_unref(c);
 }
 
 void grpc_unary_reply_bytes(grpc_unary *c, uint8_t *bytes, size_t size) {
-  c->reply = buffer_of(bytes, size);
-  unary_finish(c, GRPC_STATUS_OK);
+  c->status = 0;
+  c->reply = bytes;
+  c->reply_size = size;
+  c->post.run = unary_answer;
+  thread_post(c->stream->conn->thread, &c->post);
 }
 
 void grpc_unary_reply(grpc_unary *c, const ProtobufCMessage *reply) {
-  size_t size;
-  uint8_t *bytes = pack_message(reply, &size);
+  const size_t size = protobuf_c_message_get_packed_size(reply);
+  uint8_t *bytes = mem_alloc(size ? size : 1);
+  protobuf_c_message_pack(reply, bytes);
   grpc_unary_reply_bytes(c, bytes, size);
 }
 
 void grpc_unary_fail(grpc_unary *c, inferd_error *error) {
-  const grpc_status_code status = (grpc_status_code)inferd_error_code_grpc_status(inferd_error_code_of(error));
+  const int status = inferd_error_code_grpc_status(inferd_error_code_of(error));
   log_verbose("grpc: %s: %s %s", grpc_methods[c->method].path, inferd_error_code_name(inferd_error_code_of(error)),
               inferd_error_message(error));
-  grpc_slice_unref(c->details);
-  c->details = grpc_slice_from_copied_string(inferd_error_message(error));
+  c->status = status ? status : 2 /* UNKNOWN */;
+  c->details = mem_strdup(inferd_error_message(error));
   inferd_error_delete(error);
-  unary_finish(c, status == GRPC_STATUS_OK ? GRPC_STATUS_UNKNOWN : status);
-}
-
-bool grpc_unary_payload(grpc_unary *c, grpc_slice *out) {
-  if (!c->payload) {
-    grpc_unary_fail(c, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
-    return false;
-  }
-  if (!read_message(c->payload, out)) {
-    grpc_unary_fail(c, err_new(INFERD_ERROR_INVALID_ARG, "the request message cannot be read (bad compression?)"));
-    return false;
-  }
-  return true;
+  c->post.run = unary_answer;
+  thread_post(c->stream->conn->thread, &c->post);
 }
 
 ProtobufCMessage *grpc_unary_request(grpc_unary *c, const ProtobufCMessageDescriptor *descriptor) {
-  grpc_slice payload;
-  if (!grpc_unary_payload(c, &payload)) return NULL;
-  ProtobufCMessage *m =
-      protobuf_c_message_unpack(descriptor, NULL, GRPC_SLICE_LENGTH(payload), GRPC_SLICE_START_PTR(payload));
-  grpc_slice_unref(payload);
+  ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, c->payload_size, c->payload);
   if (!m) grpc_unary_fail(c, err_new(INFERD_ERROR_INVALID_ARG, "malformed %s message", descriptor->name));
   return m;
 }
 
-static void on_unary_new(grpc_tag *tag, bool ok) {
-  grpc_unary *c = (grpc_unary *)tag;
-  if (!ok) {
-    /* The server is shutting down: this posted request ends unused. */
-    grpc_unary_unref(c);
-    return;
+/* ---- messages in ------------------------------------------------------------------- */
+
+/* Takes the first complete message off the stream's input: false when none
+ * is complete yet; *error when it is bad. *owned is set when the message was
+ * inflated into a new buffer. */
+static bool take_message(h2_stream *s, size_t *consumed, const uint8_t **msg, size_t *size, uint8_t **owned,
+                         inferd_error **error) {
+  *owned = NULL;
+  *error = NULL;
+  if (s->in_len < PREFIX) return false;
+  const uint8_t *p = s->in;
+  const size_t len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+  grpc_frontend *f = s->conn->thread->frontend;
+  if (len > f->max_message) {
+    *error = err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", len, f->max_message);
+    return true;
   }
-  if (!is_stopping(c->frontend)) unary_post(c->worker, c->method);
-  grpc_methods[c->method].handle(c);
-}
-
-static void unary_post(grpc_worker *w, int method) {
-  grpc_unary *c = unary_new(w, method);
-  c->tag.done = on_unary_new;
-  const grpc_call_error e = grpc_server_request_registered_call(
-      w->frontend->core, w->frontend->methods[method], &c->call, &c->deadline, &c->metadata, &c->payload, w->cq,
-      w->cq, &c->tag);
-  if (e != GRPC_CALL_OK) {
-    log_warn("grpc: cannot wait for %s calls (%s)", grpc_methods[method].path, grpc_call_error_to_string(e));
-    grpc_unary_unref(c);
+  if (s->in_len - PREFIX < len) return false;
+  *consumed = PREFIX + len;
+  if (p[0] == 0) {
+    *msg = p + PREFIX;
+    *size = len;
+    return true;
   }
-}
-
-/* ---- the inference stream -------------------------------------------------------- */
-
-typedef struct stream_write {
-  struct stream_write *next;
-  grpc_byte_buffer *message;
-} stream_write;
-
-typedef struct stream_call {
-  grpc_frontend *frontend;
-  grpc_worker *worker;
-  grpc_call *call;
-  gpr_timespec deadline;
-  grpc_metadata_array metadata;
-  grpc_tag new_tag, read_tag, write_tag, close_tag, status_tag;
-  grpc_byte_buffer *read_buffer;
-  grpc_byte_buffer *writing_message;
-  int cancelled;
-  pthread_mutex_t lock;
-  /* Under lock: */
-  int refs;
-  int in_flight;          /* requests the server holds */
-  stream_write *queue_head, *queue_tail;
-  bool writing;           /* a write batch is in flight */
-  bool sent_metadata;     /* initial metadata went with a write */
-  bool reads_done;        /* the client closed its side, or the call failed */
-  bool broken;            /* a write failed or the call was cancelled: drop output */
-  bool status_started;
-} stream_call;
-
-typedef struct stream_request {
-  stream_call *stream;
-  grpc_infer_decoded decoded;
-  atomic_int callbacks_left;
-} stream_request;
-
-static void stream_free(stream_call *s) {
-  stream_write *q = s->queue_head;
-  while (q) {
-    stream_write *next = q->next;
-    grpc_byte_buffer_destroy(q->message);
-    free(q);
-    q = next;
+  if (p[0] != 1) {
+    *error = err_new(INFERD_ERROR_INVALID_ARG, "bad gRPC message flag %u", p[0]);
+    return true;
   }
-  if (s->call) grpc_call_unref(s->call);
-  grpc_metadata_array_destroy(&s->metadata);
-  if (s->read_buffer) grpc_byte_buffer_destroy(s->read_buffer);
-  pthread_mutex_destroy(&s->lock);
-  grpc_frontend *f = s->frontend;
-  free(s);
-  live_add(f, -1);
-}
-
-static void on_stream_status(grpc_tag *tag, bool ok);
-static void on_stream_write(grpc_tag *tag, bool ok);
-
-/* Under the lock: starts a batch of `op`, preceded by the initial metadata
- * when nothing has been sent yet. */
-static bool stream_start_locked(stream_call *s, const grpc_op *op, grpc_tag *tag) {
-  grpc_op ops[2];
-  memset(ops, 0, sizeof(ops));
-  size_t n = 0;
-  if (!s->sent_metadata) initial_metadata(s->frontend, true, &ops[n++]);
-  ops[n++] = *op;
-  if (grpc_call_start_batch(s->call, ops, n, tag, NULL) != GRPC_CALL_OK) return false;
-  s->sent_metadata = true;
+  if (s->request_encoding == ENC_IDENTITY || s->request_encoding == ENC_UNKNOWN) {
+    *error = err_new(INFERD_ERROR_INVALID_ARG, "a compressed message without a known grpc-encoding");
+    return true;
+  }
+  *error = inflate_message(p + PREFIX, len, s->request_encoding, f->max_message, owned, size);
+  *msg = *owned;
   return true;
 }
 
-/* Under the lock: starts the next write, or ends the stream when it is all
- * done. Returns with the lock still held. */
-static void stream_advance_locked(stream_call *s) {
-  if (s->broken) {
-    stream_write *q = s->queue_head;
-    s->queue_head = s->queue_tail = NULL;
-    while (q) {
-      stream_write *next = q->next;
-      grpc_byte_buffer_destroy(q->message);
-      free(q);
-      q = next;
-    }
+static void drop_input(h2_stream *s, size_t n) {
+  memmove(s->in, s->in + n, s->in_len - n);
+  s->in_len -= n;
+}
+
+/* The unary call's one message, once the client has ended its side. */
+static void unary_dispatch(h2_stream *s) {
+  size_t consumed = 0, size = 0;
+  const uint8_t *msg = NULL;
+  uint8_t *owned;
+  inferd_error *err;
+  if (!take_message(s, &consumed, &msg, &size, &owned, &err)) {
+    stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
+    return;
   }
-  if (!s->writing && s->queue_head) {
-    stream_write *q = s->queue_head;
-    s->queue_head = q->next;
-    if (!s->queue_head) s->queue_tail = NULL;
-    s->writing_message = q->message;
-    free(q);
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_MESSAGE;
-    op.data.send_message.send_message = s->writing_message;
-    s->write_tag.done = on_stream_write;
-    if (stream_start_locked(s, &op, &s->write_tag)) {
-      s->writing = true;
-      s->refs++;
-    } else {
-      grpc_byte_buffer_destroy(s->writing_message);
-      s->writing_message = NULL;
-      s->broken = true;
-    }
+  if (!err && consumed != s->in_len) err = err_new(INFERD_ERROR_INVALID_ARG, "a unary call carries one message");
+  if (err) {
+    free(owned);
+    stream_fail(s, err);
+    return;
   }
-  if (s->reads_done && s->in_flight == 0 && !s->writing && !s->queue_head && !s->status_started) {
-    s->status_started = true;
-    if (s->broken) return; /* the client is gone; nothing to tell it */
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    op.data.send_status_from_server.status = GRPC_STATUS_OK;
-    s->status_tag.done = on_stream_status;
-    if (stream_start_locked(s, &op, &s->status_tag)) s->refs++;
-  }
+  grpc_unary *c = unary_new(s->conn->thread->frontend, s);
+  c->payload = msg;
+  c->payload_size = size;
+  s->holds++;
+  grpc_methods[s->method].handle(c);
+  /* The message was needed only while the handler ran. */
+  free(owned);
+  free(s->in);
+  s->in = NULL;
+  s->in_len = s->in_cap = 0;
 }
 
-/* Drops `n` references and frees the stream when none is left. */
-static void stream_unref(stream_call *s, int n) {
-  pthread_mutex_lock(&s->lock);
-  s->refs -= n;
-  stream_advance_locked(s);
-  const bool last = s->refs == 0;
-  pthread_mutex_unlock(&s->lock);
-  if (last) stream_free(s);
+/* ---- the inference stream ------------------------------------------------------------ */
+
+typedef struct stream_request {
+  grpc_post post;
+  h2_stream *stream;
+  grpc_infer_decoded decoded;
+  uint8_t *answer; /* a serialized ModelStreamInferResponse */
+  size_t answer_size;
+  atomic_int callbacks_left;
+} stream_request;
+
+static void stream_maybe_finish(h2_stream *s) {
+  if (s->remote_done && s->in_flight == 0) stream_end(s, 0, NULL);
 }
 
-static void on_stream_status(grpc_tag *tag, bool ok) {
-  (void)ok;
-  stream_call *s = (stream_call *)((char *)tag - offsetof(stream_call, status_tag));
-  stream_unref(s, 1);
-}
-
-static void on_stream_close(grpc_tag *tag, bool ok) {
-  (void)ok;
-  stream_call *s = (stream_call *)((char *)tag - offsetof(stream_call, close_tag));
-  pthread_mutex_lock(&s->lock);
-  if (s->cancelled) s->broken = true;
-  pthread_mutex_unlock(&s->lock);
-  stream_unref(s, 1);
-}
-
-static void on_stream_write(grpc_tag *tag, bool ok) {
-  stream_call *s = (stream_call *)((char *)tag - offsetof(stream_call, write_tag));
-  pthread_mutex_lock(&s->lock);
-  grpc_byte_buffer_destroy(s->writing_message);
-  s->writing_message = NULL;
-  s->writing = false;
-  if (!ok) s->broken = true;
-  pthread_mutex_unlock(&s->lock);
-  stream_unref(s, 1);
-}
-
-/* Queues a message (malloc'd bytes, taken) for the client. */
-static void stream_send(stream_call *s, uint8_t *bytes, size_t size) {
-  if (!bytes) return;
-  stream_write *q = mem_alloc(sizeof(*q));
-  *q = (stream_write){.message = buffer_of(bytes, size)};
-  pthread_mutex_lock(&s->lock);
-  if (s->queue_tail)
-    s->queue_tail->next = q;
-  else
-    s->queue_head = q;
-  s->queue_tail = q;
-  stream_advance_locked(s);
-  pthread_mutex_unlock(&s->lock);
-}
-
-static void stream_send_error(stream_call *s, const char *message, const char *model, const char *id) {
+static void stream_send_error(h2_stream *s, const char *message, const char *model, const char *id) {
   size_t size;
   uint8_t *bytes = grpc_stream_error_encode(message, model, id, &size);
   if (!bytes) {
     log_warn("grpc: out of memory for a stream error: %s", message);
     return;
   }
-  stream_send(s, bytes, size);
+  stream_write(s, bytes, size);
+  free(bytes);
+}
+
+static void stream_request_answer(grpc_post *p) {
+  stream_request *r = (stream_request *)p;
+  h2_stream *s = r->stream;
+  if (r->answer) stream_write(s, r->answer, r->answer_size);
+  free(r->answer);
+  grpc_infer_decoded_free(&r->decoded);
+  free(r);
+  s->in_flight--;
+  stream_maybe_finish(s);
+  conn_flush(s->conn);
+  s->holds--;
+  stream_maybe_free(s);
 }
 
 static void stream_request_done(stream_request *r) {
   if (atomic_fetch_sub(&r->callbacks_left, 1) != 1) return;
-  stream_call *s = r->stream;
-  grpc_infer_decoded_free(&r->decoded);
-  free(r);
-  pthread_mutex_lock(&s->lock);
-  s->in_flight--;
-  pthread_mutex_unlock(&s->lock);
-  stream_unref(s, 1);
+  r->post.run = stream_request_answer;
+  thread_post(r->stream->conn->thread, &r->post);
 }
 
 static void on_stream_release(inferd_request *request, void *userp) {
@@ -470,51 +588,38 @@ static void on_stream_response(inferd_response *response, void *userp) {
   stream_request *r = userp;
   const inferd_error *rerr = inferd_response_error(response);
   if (rerr) {
-    stream_send_error(r->stream, inferd_error_message(rerr), inferd_response_model(response),
-                      inferd_response_id(response));
+    r->answer = grpc_stream_error_encode(inferd_error_message(rerr), inferd_response_model(response),
+                                         inferd_response_id(response), &r->answer_size);
   } else {
-    uint8_t *bytes;
-    size_t size;
-    inferd_error *err = grpc_infer_encode_response(response, &r->decoded, true, &bytes, &size);
+    inferd_error *err = grpc_infer_encode_response(response, &r->decoded, true, &r->answer, &r->answer_size);
     if (err) {
-      stream_send_error(r->stream, inferd_error_message(err), inferd_response_model(response),
-                        inferd_response_id(response));
+      r->answer = grpc_stream_error_encode(inferd_error_message(err), inferd_response_model(response),
+                                           inferd_response_id(response), &r->answer_size);
       inferd_error_delete(err);
-    } else {
-      stream_send(r->stream, bytes, size);
     }
   }
   inferd_response_delete(response);
   stream_request_done(r);
 }
 
-/* One message read from the stream: decode and hand it to the server. */
-static void stream_handle(stream_call *s, grpc_byte_buffer *bb) {
-  grpc_slice payload;
-  if (!read_message(bb, &payload)) {
-    stream_send_error(s, "the request message cannot be read (bad compression?)", NULL, NULL);
-    return;
-  }
+/* One message of the stream: decoded and handed to the server. */
+static void stream_handle(h2_stream *s, const uint8_t *msg, size_t size) {
   stream_request *r = mem_alloc(sizeof(*r));
   *r = (stream_request){.stream = s};
-  inferd_error *err = grpc_infer_decode(GRPC_SLICE_START_PTR(payload), GRPC_SLICE_LENGTH(payload), &r->decoded);
-  grpc_slice_unref(payload);
+  inferd_error *err = grpc_infer_decode(msg, size, &r->decoded);
   inferd_request *request = NULL;
-  if (!err) err = grpc_infer_build_request(s->frontend->server, &r->decoded, &request);
+  grpc_frontend *f = s->conn->thread->frontend;
+  if (!err) err = grpc_infer_build_request(f->server, &r->decoded, &request);
   if (!err) {
     atomic_init(&r->callbacks_left, 2);
-    pthread_mutex_lock(&s->lock);
     s->in_flight++;
-    s->refs++;
-    pthread_mutex_unlock(&s->lock);
+    s->holds++;
     inferd_request_set_callbacks(request, on_stream_release, r, on_stream_response, r);
-    err = inferd_server_infer(s->frontend->server, request);
+    err = inferd_server_infer(f->server, request);
     if (!err) return;
     inferd_request_delete(request);
-    pthread_mutex_lock(&s->lock);
     s->in_flight--;
-    s->refs--;
-    pthread_mutex_unlock(&s->lock);
+    s->holds--;
   }
   const Inference__ModelInferRequest *m = r->decoded.message;
   stream_send_error(s, inferd_error_message(err), m ? m->model_name : NULL, m ? m->id : NULL);
@@ -524,287 +629,573 @@ static void stream_handle(stream_call *s, grpc_byte_buffer *bb) {
   free(r);
 }
 
-static void stream_read(stream_call *s);
-
-static void on_stream_read(grpc_tag *tag, bool ok) {
-  stream_call *s = (stream_call *)((char *)tag - offsetof(stream_call, read_tag));
-  grpc_byte_buffer *bb = s->read_buffer;
-  s->read_buffer = NULL;
-  if (!ok || !bb) {
-    /* The client closed its side (or the call failed): no more reads. */
-    if (bb) grpc_byte_buffer_destroy(bb);
-    pthread_mutex_lock(&s->lock);
-    s->reads_done = true;
-    if (!ok) s->broken = true;
-    pthread_mutex_unlock(&s->lock);
-    stream_unref(s, 1);
-    return;
-  }
-  stream_handle(s, bb);
-  grpc_byte_buffer_destroy(bb);
-  /* The read's reference passes to the next read. */
-  stream_read(s);
-}
-
-static void stream_read(stream_call *s) {
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &s->read_buffer;
-  s->read_tag.done = on_stream_read;
-  if (grpc_call_start_batch(s->call, &op, 1, &s->read_tag, NULL) != GRPC_CALL_OK) {
-    pthread_mutex_lock(&s->lock);
-    s->reads_done = true;
-    s->broken = true;
-    pthread_mutex_unlock(&s->lock);
-    stream_unref(s, 1);
-  }
-}
-
-static void on_stream_new(grpc_tag *tag, bool ok) {
-  stream_call *s = (stream_call *)((char *)tag - offsetof(stream_call, new_tag));
-  if (!ok) {
-    stream_free(s);
-    return;
-  }
-  if (!is_stopping(s->frontend)) stream_post(s->worker);
-  /* One reference for the close notice, one for the read loop. */
-  pthread_mutex_lock(&s->lock);
-  s->refs = 2;
-  pthread_mutex_unlock(&s->lock);
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &s->cancelled;
-  s->close_tag.done = on_stream_close;
-  if (grpc_call_start_batch(s->call, &op, 1, &s->close_tag, NULL) != GRPC_CALL_OK) stream_unref(s, 1);
-  stream_read(s);
-}
-
-static void stream_post(grpc_worker *w) {
-  stream_call *s = mem_zalloc(sizeof(*s));
-  s->frontend = w->frontend;
-  s->worker = w;
-  pthread_mutex_init(&s->lock, NULL);
-  grpc_metadata_array_init(&s->metadata);
-  s->new_tag.done = on_stream_new;
-  live_add(w->frontend, 1);
-  const grpc_call_error e =
-      grpc_server_request_registered_call(w->frontend->core, w->frontend->methods[GRPC_METHOD_STREAM], &s->call,
-                                          &s->deadline, &s->metadata, NULL, w->cq, w->cq, &s->new_tag);
-  if (e != GRPC_CALL_OK) {
-    log_warn("grpc: cannot wait for stream calls (%s)", grpc_call_error_to_string(e));
-    stream_free(s);
-  }
-}
-
-/* ---- threads and the server ------------------------------------------------------- */
-
-static void *worker_main(void *arg) {
-  grpc_worker *w = arg;
+/* Hands every complete message of the stream's input to the server. */
+static void stream_take_messages(h2_stream *s) {
   for (;;) {
-    const grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
-    if (ev.type == GRPC_OP_COMPLETE) {
-      grpc_tag *tag = ev.tag;
-      tag->done(tag, ev.success != 0);
+    size_t consumed = 0, size = 0;
+    const uint8_t *msg = NULL;
+    uint8_t *owned;
+    inferd_error *err;
+    if (!take_message(s, &consumed, &msg, &size, &owned, &err)) return;
+    if (err) {
+      /* The framing cannot be trusted past a bad message: the call ends. */
+      free(owned);
+      stream_fail(s, err);
+      return;
     }
+    stream_handle(s, msg, size);
+    free(owned);
+    drop_input(s, consumed);
   }
+}
+
+/* ---- HTTP/2 callbacks ------------------------------------------------------------------ */
+
+static void stream_free(h2_stream *s) {
+  h2_conn *c = s->conn;
+  if (s->prev)
+    s->prev->next = s->next;
+  else
+    c->streams = s->next;
+  if (s->next) s->next->prev = s->prev;
+  for (h2_chunk *k = s->out_head; k;) {
+    h2_chunk *next = k->next;
+    free(k);
+    k = next;
+  }
+  free(s->in);
+  free(s->message);
+  free(s);
+  if (!c->bev && !c->streams && !c->in_close) conn_close(c);
+}
+
+static void stream_maybe_free(h2_stream *s) {
+  if (s->closed && s->holds == 0) stream_free(s);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  h2_conn *c = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h2_stream *s = mem_zalloc(sizeof(*s));
+  s->conn = c;
+  s->id = frame->hd.stream_id;
+  s->method = -1;
+  s->next = c->streams;
+  if (c->streams) c->streams->prev = s;
+  c->streams = s;
+  nghttp2_session_set_stream_user_data(session, s->id, s);
+  return 0;
+}
+
+static bool has_token(const uint8_t *list, size_t len, const char *token) {
+  const size_t n = strlen(token);
+  size_t i = 0;
+  while (i < len) {
+    while (i < len && (list[i] == ' ' || list[i] == ',')) i++;
+    size_t j = i;
+    while (j < len && list[j] != ',' && list[j] != ' ') j++;
+    if (j - i == n && strncasecmp((const char *)list + i, token, n) == 0) return true;
+    i = j;
+  }
+  return false;
+}
+
+static encoding encoding_of(const uint8_t *v, size_t len) {
+  if (len == 8 && memcmp(v, "identity", 8) == 0) return ENC_IDENTITY;
+  if (len == 4 && memcmp(v, "gzip", 4) == 0) return ENC_GZIP;
+  if (len == 7 && memcmp(v, "deflate", 7) == 0) return ENC_DEFLATE;
+  return ENC_UNKNOWN;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
+  (void)flags;
+  (void)user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (!s) return 0;
+  if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+    for (int m = 0; m < grpc_method_count; m++)
+      if (strlen(grpc_methods[m].path) == valuelen && memcmp(grpc_methods[m].path, value, valuelen) == 0)
+        s->method = m;
+  } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
+    s->grpc_content_type = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0;
+  } else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
+    s->request_encoding = encoding_of(value, valuelen);
+  } else if (namelen == 20 && memcmp(name, "grpc-accept-encoding", 20) == 0) {
+    s->accepts_gzip = has_token(value, valuelen, "gzip");
+    s->accepts_deflate = has_token(value, valuelen, "deflate");
+  }
+  return 0;
+}
+
+/* The request's headers are in: a call of the service or an error. */
+static void stream_begin(h2_stream *s) {
+  grpc_frontend *f = s->conn->thread->frontend;
+  if (!s->grpc_content_type) {
+    stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "content-type is not application/grpc"));
+    return;
+  }
+  if (s->method < 0) {
+    stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "no such method in inference.GRPCInferenceService"));
+    return;
+  }
+  if (s->request_encoding == ENC_UNKNOWN) {
+    stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "unsupported grpc-encoding (identity, gzip and deflate are)"));
+    return;
+  }
+  const bool inference = s->method == GRPC_METHOD_INFER || s->method == GRPC_METHOD_STREAM;
+  if (inference && f->compression_level > 0)
+    s->response_encoding = s->accepts_gzip ? ENC_GZIP : s->accepts_deflate ? ENC_DEFLATE : ENC_IDENTITY;
+}
+
+static void stream_remote_done(h2_stream *s) {
+  s->remote_done = true;
+  if (s->discard_input) return;
+  if (grpc_methods[s->method].streaming)
+    stream_maybe_finish(s);
+  else
+    unary_dispatch(s);
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  h2_conn *c = user_data;
+  if (frame->hd.type == NGHTTP2_PING) {
+    if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && c->ping_timeout) evtimer_del(c->ping_timeout);
+    return 0;
+  }
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (!s) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) stream_begin(s);
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) stream_remote_done(s);
+  return 0;
+}
+
+static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
+                   void *user_data) {
+  (void)flags;
+  (void)user_data;
+  h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+  if (!s || s->discard_input) return 0;
+  if (s->in_cap - s->in_len < len) {
+    size_t cap = s->in_cap ? s->in_cap : 1024;
+    while (cap - s->in_len < len) cap *= 2;
+    s->in = mem_realloc(s->in, cap);
+    s->in_cap = cap;
+  }
+  memcpy(s->in + s->in_len, data, len);
+  s->in_len += len;
+  if (grpc_methods[s->method].streaming) {
+    stream_take_messages(s);
+  } else if (s->in_len >= PREFIX) {
+    /* Refuse an oversized message from its prefix, before it is all in. */
+    const size_t msg = (size_t)s->in[1] << 24 | (size_t)s->in[2] << 16 | (size_t)s->in[3] << 8 | s->in[4];
+    grpc_frontend *f = s->conn->thread->frontend;
+    if (msg > f->max_message)
+      stream_fail(s, err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", msg,
+                             f->max_message));
+  }
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data) {
+  (void)error_code;
+  (void)user_data;
+  h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+  if (!s) return 0;
+  nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  s->closed = true;
+  stream_maybe_free(s);
+  return 0;
+}
+
+static ssize_t on_send(nghttp2_session *session, const uint8_t *data, size_t length, int flags, void *user_data) {
+  (void)session;
+  (void)flags;
+  h2_conn *c = user_data;
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  if (evbuffer_get_length(out) >= OUTPUT_HIGH) return NGHTTP2_ERR_WOULDBLOCK;
+  if (evbuffer_add(out, data, length) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return (ssize_t)length;
+}
+
+/* ---- connections --------------------------------------------------------------------- */
+
+static void thread_check_exit(h2_thread *t);
+
+/* The socket goes; stream objects still waiting for answers keep the
+ * connection object until they are freed. */
+static void conn_close(h2_conn *c) {
+  if (c->bev) {
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->ping_timer) event_free(c->ping_timer);
+    if (c->ping_timeout) event_free(c->ping_timeout);
+    c->ping_timer = c->ping_timeout = NULL;
+    /* Streams nghttp2 still had open are closed for good. */
+    c->in_close = true;
+    for (h2_stream *s = c->streams; s;) {
+      h2_stream *next = s->next;
+      s->closed = true;
+      stream_maybe_free(s);
+      s = next;
+    }
+    c->in_close = false;
+  }
+  if (c->streams) return;
+  h2_thread *t = c->thread;
+  if (c->session) nghttp2_session_del(c->session);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    t->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  free(c);
+  thread_check_exit(t);
+}
+
+/* Sends what nghttp2 has; closes the connection when HTTP/2 is done with it. */
+static void conn_flush(h2_conn *c) {
+  if (!c->bev) return;
+  if (nghttp2_session_send(c->session) != 0) {
+    conn_close(c);
+    return;
+  }
+  if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) {
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+      conn_close(c);
+    else
+      c->closing = true;
+  }
+}
+
+static void on_read(struct bufferevent *bev, void *arg) {
+  h2_conn *c = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  struct evbuffer_iovec v[8];
+  for (;;) {
+    const int n = evbuffer_peek(in, -1, NULL, v, 8);
+    if (n <= 0) break;
+    size_t used = 0;
+    for (int i = 0; i < n && i < 8; i++) {
+      const ssize_t rv = nghttp2_session_mem_recv(c->session, v[i].iov_base, v[i].iov_len);
+      if (rv < 0) {
+        log_verbose("grpc: closing a connection: %s", nghttp2_strerror((int)rv));
+        conn_close(c);
+        return;
+      }
+      used += v[i].iov_len;
+    }
+    evbuffer_drain(in, used);
+    if (!c->bev) return;
+  }
+  conn_flush(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg) {
+  (void)bev;
+  h2_conn *c = arg;
+  if (c->closing) {
+    conn_close(c);
+    return;
+  }
+  /* Output nghttp2 held back (OUTPUT_HIGH) can go now. */
+  if (nghttp2_session_want_write(c->session)) conn_flush(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg) {
+  (void)bev;
+  h2_conn *c = arg;
+  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) conn_close(c);
+}
+
+static void on_ping_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  h2_conn *c = arg;
+  log_verbose("grpc: closing a connection whose keepalive ping was not answered");
+  conn_close(c);
+}
+
+static void on_ping_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  h2_conn *c = arg;
+  grpc_frontend *f = c->thread->frontend;
+  nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
+  const struct timeval period = {f->keepalive_time_ms / 1000, (f->keepalive_time_ms % 1000) * 1000};
+  const struct timeval wait = {f->keepalive_timeout_ms / 1000, (f->keepalive_timeout_ms % 1000) * 1000};
+  evtimer_add(c->ping_timer, &period);
+  evtimer_add(c->ping_timeout, &wait);
+  conn_flush(c);
+}
+
+static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *addr, int len,
+                      void *arg) {
+  (void)listener;
+  (void)addr;
+  (void)len;
+  h2_thread *t = arg;
+  grpc_frontend *f = t->frontend;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  struct bufferevent *bev;
+  if (f->tls) {
+    SSL *ssl = SSL_new(f->tls);
+    if (!ssl) {
+      evutil_closesocket(fd);
+      return;
+    }
+    bev = bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+  } else {
+    bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
+  }
+  if (!bev) {
+    evutil_closesocket(fd);
+    return;
+  }
+  h2_conn *c = mem_zalloc(sizeof(*c));
+  c->thread = t;
+  c->bev = bev;
+  if (nghttp2_session_server_new2(&c->session, f->callbacks, c, f->h2_options) != 0) {
+    bufferevent_free(bev);
+    free(c);
+    return;
+  }
+  c->next = t->conns;
+  if (t->conns) t->conns->prev = c;
+  t->conns = c;
+  const nghttp2_settings_entry settings[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+  };
+  nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, settings, sizeof(settings) / sizeof(settings[0]));
+  nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CONNECTION_WINDOW);
+  bufferevent_setcb(bev, on_read, on_write, on_event, c);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+  c->ping_timer = evtimer_new(t->base, on_ping_timer, c);
+  c->ping_timeout = evtimer_new(t->base, on_ping_timeout, c);
+  const struct timeval period = {f->keepalive_time_ms / 1000, (f->keepalive_time_ms % 1000) * 1000};
+  if (c->ping_timer) evtimer_add(c->ping_timer, &period);
+  if (t->stopping) nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+  conn_flush(c);
+}
+
+/* ---- threads ------------------------------------------------------------------------- */
+
+static void thread_check_exit(h2_thread *t) {
+  if (t->stopping && !t->conns) event_base_loopbreak(t->base);
+}
+
+static void on_grace_timeout(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  h2_thread *t = arg;
+  if (t->conns) log_warn("grpc: closing the connections still open after %d s", SHUTDOWN_GRACE_SECS);
+  for (h2_conn *c = t->conns; c;) {
+    h2_conn *next = c->next;
+    conn_close(c); /* may free c */
+    c = next;
+  }
+  thread_check_exit(t);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  h2_thread *t = arg;
+  bool stop_listening, stop;
+  frontend_post *list = frontend_mailbox_take(&t->mailbox, &stop_listening, &stop);
+  while (list) {
+    grpc_post *p = (grpc_post *)list;
+    list = list->next;
+    p->run(p);
+  }
+  if (stop && !t->stopping) {
+    t->stopping = true;
+    if (t->listener) {
+      evconnlistener_free(t->listener);
+      t->listener = NULL;
+    }
+    for (h2_conn *c = t->conns; c;) {
+      h2_conn *next = c->next;
+      if (c->bev) {
+        nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->session),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        conn_flush(c); /* may free c */
+      }
+      c = next;
+    }
+    const struct timeval grace = {SHUTDOWN_GRACE_SECS, 0};
+    evtimer_add(t->grace, &grace);
+    thread_check_exit(t);
+  }
+}
+
+static void *thread_main(void *arg) {
+  h2_thread *t = arg;
+  event_base_loop(t->base, EVLOOP_NO_EXIT_ON_EMPTY);
   return NULL;
 }
 
-static void on_shutdown(grpc_tag *tag, bool ok) {
-  (void)ok;
-  grpc_frontend *f = (grpc_frontend *)((char *)tag - offsetof(grpc_frontend, shutdown_tag));
-  pthread_mutex_lock(&f->lock);
-  f->shutdown_done = true;
-  pthread_cond_broadcast(&f->changed);
-  pthread_mutex_unlock(&f->lock);
+static inferd_error *thread_init(grpc_frontend *f, h2_thread *t) {
+  t->frontend = f;
+  t->base = frontend_loop_base();
+  if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
+  t->wake = event_new(t->base, -1, 0, on_wake, t);
+  if (t->wake) {
+    frontend_mailbox_init(&t->mailbox, t->wake);
+    t->mailbox_ready = true;
+  }
+  t->grace = evtimer_new(t->base, on_grace_timeout, t);
+  /* The listener shares the socket: it must not close it when freed. */
+  t->listener = evconnlistener_new(t->base, on_accept, t, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
+  if (!t->wake || !t->grace || !t->listener) return err_new(INFERD_ERROR_INTERNAL, "cannot start the gRPC loops");
+  return NULL;
 }
 
-static inferd_error *read_pem(const char *what, const char *path, char **out) {
-  *out = NULL;
+/* After the loop has ended, with every connection gone. */
+static void thread_destroy(h2_thread *t) {
+  if (t->listener) evconnlistener_free(t->listener);
+  if (t->wake) event_free(t->wake);
+  if (t->grace) event_free(t->grace);
+  if (t->base) event_base_free(t->base);
+  if (t->mailbox_ready) frontend_mailbox_destroy(&t->mailbox);
+}
+
+/* ---- TLS --------------------------------------------------------------------------- */
+
+static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                     unsigned int inlen, void *arg) {
+  (void)ssl;
+  (void)arg;
+  for (unsigned int i = 0; i < inlen;) {
+    const unsigned int n = in[i];
+    if (i + 1 + n > inlen) break;
+    if (n == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+      *out = in + i + 1;
+      *outlen = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + n;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+static inferd_error *check_pem(const char *what, const char *path) {
   if (!path || !*path) return err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS needs %s (a PEM file)", what);
   FILE *fp = fopen(path, "rb");
   if (!fp) return err_new(INFERD_ERROR_IO, "gRPC TLS: cannot open %s '%s': %s", what, path, strerror(errno));
-  char *text = mem_alloc(MAX_PEM_BYTES + 1);
-  const size_t n = fread(text, 1, MAX_PEM_BYTES + 1, fp);
-  const bool failed = ferror(fp);
   fclose(fp);
-  if (failed || n == 0 || n > MAX_PEM_BYTES) {
-    free(text);
-    return err_new(INFERD_ERROR_IO, "gRPC TLS: %s '%s' is %s", what, path,
-                   failed ? "unreadable" : n == 0 ? "empty" : "larger than 1 MiB");
-  }
-  text[n] = '\0';
-  *out = text;
   return NULL;
 }
 
-static inferd_error *make_credentials(const grpc_frontend_options *o, grpc_server_credentials **out) {
+static inferd_error *make_tls(const grpc_frontend_options *o, SSL_CTX **out) {
   *out = NULL;
   if (!o->use_ssl) {
     if (o->use_ssl_mutual)
       return err_new(INFERD_ERROR_INVALID_ARG, "--grpc-use-ssl-mutual needs --grpc-use-ssl=true");
-    *out = grpc_insecure_server_credentials_create();
     return NULL;
   }
-  char *cert = NULL, *key = NULL, *root = NULL;
-  inferd_error *err = read_pem("--grpc-server-cert", o->server_cert, &cert);
-  if (!err) err = read_pem("--grpc-server-key", o->server_key, &key);
-  if (!err && (o->use_ssl_mutual || (o->root_cert && *o->root_cert)))
-    err = read_pem("--grpc-root-cert", o->root_cert, &root);
-  if (!err) {
-    grpc_ssl_pem_key_cert_pair pair = {.private_key = key, .cert_chain = cert};
-    *out = grpc_ssl_server_credentials_create_ex(
-        root, &pair, 1,
-        o->use_ssl_mutual ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                          : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-    if (!*out) err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the certificate or key is not usable");
+  ERR_TRY(check_pem("--grpc-server-cert", o->server_cert));
+  ERR_TRY(check_pem("--grpc-server-key", o->server_key));
+  if (o->use_ssl_mutual) ERR_TRY(check_pem("--grpc-root-cert", o->root_cert));
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx) return err_new(INFERD_ERROR_INTERNAL, "gRPC TLS: cannot create an OpenSSL context");
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  inferd_error *err = NULL;
+  if (SSL_CTX_use_certificate_chain_file(ctx, o->server_cert) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, o->server_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+    err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the certificate or key is not usable");
+  if (!err && o->use_ssl_mutual) {
+    if (SSL_CTX_load_verify_locations(ctx, o->root_cert, NULL) != 1)
+      err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the root certificate '%s' is not usable", o->root_cert);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
   }
-  free(cert);
-  free(key);
-  free(root);
-  return err;
+  ERR_clear_error();
+  if (err) {
+    SSL_CTX_free(ctx);
+    return err;
+  }
+  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
+  *out = ctx;
+  return NULL;
 }
+
+/* ---- the frontend ---------------------------------------------------------------------- */
+
+
 
 static void frontend_free(grpc_frontend *f) {
-  if (f->core) grpc_server_destroy(f->core);
-  for (int i = 0; i < f->worker_count; i++) {
-    grpc_worker *w = &f->workers[i];
-    if (!w->cq) continue;
-    grpc_completion_queue_shutdown(w->cq);
-    if (w->started)
-      pthread_join(w->tid, NULL);
-    else
-      while (grpc_completion_queue_next(w->cq, gpr_inf_past(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
-      }
-    grpc_completion_queue_destroy(w->cq);
-  }
-  free(f->workers);
+  for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
+  free(f->threads);
+  if (f->fd >= 0) close(f->fd);
+  if (f->tls) SSL_CTX_free(f->tls);
+  if (f->callbacks) nghttp2_session_callbacks_del(f->callbacks);
+  if (f->h2_options) nghttp2_option_del(f->h2_options);
   for (int i = 0; i < f->pool_count; i++) free(f->pool[i]);
   free(f->pool);
-  pthread_cond_destroy(&f->changed);
   pthread_mutex_destroy(&f->lock);
   free(f);
-  grpc_shutdown();
-}
-
-static void shutdown_begin(grpc_frontend *f);
-
-/* Waits, under f->lock, until `done` or the absolute deadline; false on timeout. */
-static bool wait_until(grpc_frontend *f, const bool *done, const struct timespec *deadline) {
-  while (!*done) {
-    if (deadline) {
-      if (pthread_cond_timedwait(&f->changed, &f->lock, deadline) == ETIMEDOUT) return *done;
-    } else {
-      pthread_cond_wait(&f->changed, &f->lock);
-    }
-  }
-  return true;
-}
-
-/* Shuts the core server down and waits for its calls to end; the calls
- * still open after `grace_secs` are cancelled. */
-static void shutdown_core(grpc_frontend *f, int grace_secs) {
-  shutdown_begin(f);
-  struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += grace_secs;
-  pthread_mutex_lock(&f->lock);
-  if (!wait_until(f, &f->shutdown_done, &deadline)) {
-    pthread_mutex_unlock(&f->lock);
-    log_warn("grpc: cancelling the calls still open after %d s", grace_secs);
-    grpc_server_cancel_all_calls(f->core);
-    pthread_mutex_lock(&f->lock);
-    wait_until(f, &f->shutdown_done, NULL);
-  }
-  while (f->live > 0) pthread_cond_wait(&f->changed, &f->lock);
-  pthread_mutex_unlock(&f->lock);
 }
 
 inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_options *options, grpc_frontend **out) {
   *out = NULL;
+  frontend_process_setup();
   const grpc_frontend_options defaults = {0};
   const grpc_frontend_options *o = options ? options : &defaults;
   const char *address = o->address && *o->address ? o->address : "0.0.0.0";
   if (o->port < 0 || o->port > 65535) return err_new(INFERD_ERROR_INVALID_ARG, "invalid gRPC port %d", o->port);
-  grpc_server_credentials *creds;
-  ERR_TRY(make_credentials(o, &creds));
-
-  grpc_init();
+  SSL_CTX *tls;
+  ERR_TRY(make_tls(o, &tls));
   grpc_frontend *f = mem_zalloc(sizeof(*f));
   f->server = server;
+  f->fd = -1;
+  f->tls = tls;
   pthread_mutex_init(&f->lock, NULL);
-  pthread_cond_init(&f->changed, NULL);
+  f->max_message = o->max_message_size > 0 ? (size_t)o->max_message_size : (size_t)INT_MAX;
+  static const int levels[] = {0, 1, 6, 9};
+  f->compression_level = o->response_compression_level > 0 && o->response_compression_level <= 3
+                             ? levels[o->response_compression_level]
+                             : 0;
+  f->keepalive_time_ms = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000;
+  f->keepalive_timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000;
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
-  static const grpc_compression_level levels[] = {GRPC_COMPRESS_LEVEL_NONE, GRPC_COMPRESS_LEVEL_LOW,
-                                                  GRPC_COMPRESS_LEVEL_MED, GRPC_COMPRESS_LEVEL_HIGH};
-  f->response_compression = o->response_compression_level > 0 && o->response_compression_level <= 3
-                                ? levels[o->response_compression_level]
-                                : GRPC_COMPRESS_LEVEL_NONE;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
-  f->worker_count = o->threads > 0 ? o->threads : 1;
-  f->workers = mem_zalloc((size_t)f->worker_count * sizeof(*f->workers));
-
-  const int max_message = o->max_message_size > 0 ? o->max_message_size : INT_MAX;
-  grpc_arg args[] = {
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, .value.integer = max_message},
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, .value.integer = max_message},
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS,
-       .value.integer = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000},
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-       .value.integer = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000},
-      /* Channelz keeps per-call counters and traces nobody here reads; off,
-       * a tiny-model call took about 10% less server CPU (measured with
-       * inferd perf at concurrency 1). */
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0},
-      /* A 4 MiB stream window: with HTTP/2's default 64 KiB, a 600 KB image
-       * waits for about ten window updates on its way in, which cost ResNet-50
-       * about 5% of its throughput at concurrency 1 (inferd perf, 2 cores). */
-      {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, .value.integer = 4 << 20},
-  };
-  const grpc_channel_args channel_args = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
-  f->core = grpc_server_create(&channel_args, NULL);
-  for (int m = 0; m < grpc_method_count; m++)
-    f->methods[m] = grpc_server_register_method(
-        f->core, grpc_methods[m].path, NULL,
-        grpc_methods[m].streaming ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-  for (int i = 0; i < f->worker_count; i++) {
-    f->workers[i].frontend = f;
-    f->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(f->core, f->workers[i].cq, NULL);
-  }
-  char target[300];
-  const bool v6 = strchr(address, ':') != NULL;
-  snprintf(target, sizeof(target), v6 ? "[%s]:%d" : "%s:%d", address, o->port);
-  f->port = grpc_server_add_http2_port(f->core, target, creds);
-  grpc_server_credentials_release(creds);
-  if (f->port == 0) {
+  nghttp2_session_callbacks_new(&f->callbacks);
+  nghttp2_session_callbacks_set_send_callback(f->callbacks, on_send);
+  nghttp2_session_callbacks_set_on_begin_headers_callback(f->callbacks, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(f->callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(f->callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(f->callbacks, on_data);
+  nghttp2_session_callbacks_set_on_stream_close_callback(f->callbacks, on_stream_close);
+  nghttp2_option_new(&f->h2_options);
+  nghttp2_option_set_peer_max_concurrent_streams(f->h2_options, MAX_STREAMS);
+  inferd_error *err = frontend_listen("gRPC", address, o->port, &f->fd, &f->port);
+  if (err) {
     frontend_free(f);
-    return err_new(INFERD_ERROR_IO, "cannot listen for gRPC on %s:%d (address in use or invalid)", address, o->port);
+    return err;
   }
-  /* The threads first: with no call posted yet they only wait, and a failure
-   * here leaves nothing started to unwind. */
-  for (int i = 0; i < f->worker_count; i++) {
-    if (pthread_create(&f->workers[i].tid, NULL, worker_main, &f->workers[i]) != 0) {
-      frontend_free(f);
-      return err_new(INFERD_ERROR_INTERNAL, "cannot start gRPC thread %d", i);
+  f->thread_count = o->threads > 0 ? o->threads : 1;
+  f->threads = mem_zalloc((size_t)f->thread_count * sizeof(*f->threads));
+  for (int i = 0; i < f->thread_count && !err; i++) err = thread_init(f, &f->threads[i]);
+  for (int i = 0; i < f->thread_count && !err; i++) {
+    if (pthread_create(&f->threads[i].tid, NULL, thread_main, &f->threads[i]) != 0) {
+      err = err_new(INFERD_ERROR_INTERNAL, "cannot start gRPC thread %d", i);
+      break;
     }
-    f->workers[i].started = true;
+    f->threads[i].started = true;
   }
-  grpc_server_start(f->core);
-  for (int i = 0; i < f->worker_count; i++) {
-    grpc_worker *w = &f->workers[i];
-    for (int m = 0; m < grpc_method_count; m++) {
-      if (grpc_methods[m].streaming) {
-        stream_post(w);
-        continue;
-      }
-      unary_post(w, m);
-      if (m == GRPC_METHOD_INFER) unary_post(w, m);
+  if (err) {
+    for (int i = 0; i < f->thread_count; i++) {
+      if (!f->threads[i].started) continue;
+      frontend_mailbox_signal(&f->threads[i].mailbox, true);
+      pthread_join(f->threads[i].tid, NULL);
     }
+    frontend_free(f);
+    return err;
   }
   log_info("Started GRPCInferenceService at %s:%d%s", address, f->port, o->use_ssl ? " (TLS)" : "");
   *out = f;
@@ -813,30 +1204,18 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
 
 int grpc_frontend_port(const grpc_frontend *f) { return f->port; }
 
-/* Shuts the core server down once: no new calls, GOAWAY to the clients,
- * the posted requests for new calls come back failed. */
-static void shutdown_begin(grpc_frontend *f) {
-  pthread_mutex_lock(&f->lock);
-  const bool first = !f->stopping;
-  f->stopping = true;
-  pthread_mutex_unlock(&f->lock);
-  if (!first) return;
-  f->shutdown_tag.done = on_shutdown;
-  grpc_server_shutdown_and_notify(f->core, f->workers[0].cq, &f->shutdown_tag);
-}
-
 void grpc_frontend_stop_listening(grpc_frontend *f) {
   /* Calls keep being taken while the server drains: the server refuses new
    * inferences with UNAVAILABLE (said in the stream for a stream) and
    * answers health calls with "not ready", which is what a client or a load
-   * balancer should learn. Shutting the core server down here instead would
-   * cancel the calls it had received but not yet handed over, and a client
-   * would see CANCELLED where UNAVAILABLE is the truth. */
+   * balancer should learn. */
   log_verbose("grpc: draining on port %d; new inferences are refused by the server", f->port);
 }
 
 void grpc_frontend_delete(grpc_frontend *f) {
   if (!f) return;
-  shutdown_core(f, SHUTDOWN_GRACE_SECS);
+  for (int i = 0; i < f->thread_count; i++) frontend_mailbox_signal(&f->threads[i].mailbox, true);
+  for (int i = 0; i < f->thread_count; i++)
+    if (f->threads[i].started) pthread_join(f->threads[i].tid, NULL);
   frontend_free(f);
 }

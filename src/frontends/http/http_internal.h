@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "frontends/frontend_loop.h"
 #include "frontends/http/http_compress.h"
 #include "frontends/http/http_infer_request.h"
 #include "frontends/http/http_route.h"
@@ -31,6 +32,7 @@ typedef enum http_exchange_state {
 typedef void (*http_exchange_complete_fn)(http_exchange *ex);
 
 struct http_exchange {
+  frontend_post post; /* first: handed back to the loop */
   http_thread *thread;
   inferd_server *server;
   size_t max_input_size;
@@ -45,7 +47,6 @@ struct http_exchange {
   } headers;
   /* Handed away: */
   http_exchange_complete_fn complete;
-  http_exchange *next; /* in the thread's completion queue */
   atomic_int callbacks_left;
   /* Inference: */
   struct evbuffer *body; /* the request body, owned */

@@ -53,12 +53,13 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "frontends/frontend_loop.h"
 #include "frontends/http/http_frontend.h"
 #include "frontends/http/http_guard.h"
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
 
-enum { DEFAULT_MAX_INPUT = 64 << 20, LISTEN_BACKLOG = 1024, SHUTDOWN_GRACE_SECS = 10 };
+enum { DEFAULT_MAX_INPUT = 64 << 20, SHUTDOWN_GRACE_SECS = 10 };
 
 struct http_thread {
   http_frontend *frontend;
@@ -71,10 +72,8 @@ struct http_thread {
   struct event *grace;
   struct event *finish;
   http_guard guard;
-  pthread_mutex_t lock;
-  /* Under lock: */
-  http_exchange *queue_head, *queue_tail;
-  bool want_stop_listening, want_stop;
+  frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
+  bool mailbox_ready;
   /* Loop only: */
   size_t live; /* exchanges not yet freed */
   bool stopping;
@@ -192,18 +191,7 @@ void http_exchange_send_error(http_exchange *ex, inferd_error *error) {
   http_exchange_send_json(ex, status, json, len);
 }
 
-void http_exchange_post(http_exchange *ex) {
-  http_thread *t = ex->thread;
-  ex->next = NULL;
-  pthread_mutex_lock(&t->lock);
-  if (t->queue_tail)
-    t->queue_tail->next = ex;
-  else
-    t->queue_head = ex;
-  t->queue_tail = ex;
-  pthread_mutex_unlock(&t->lock);
-  event_active(t->wake, EV_READ, 0);
-}
+void http_exchange_post(http_exchange *ex) { frontend_mailbox_post(&ex->thread->mailbox, &ex->post); }
 
 /* ---- network threads ---------------------------------------------------- */
 
@@ -300,13 +288,10 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   http_thread *t = arg;
-  pthread_mutex_lock(&t->lock);
-  http_exchange *list = t->queue_head;
-  t->queue_head = t->queue_tail = NULL;
-  const bool stop_listening = t->want_stop_listening, stop = t->want_stop;
-  pthread_mutex_unlock(&t->lock);
+  bool stop_listening, stop;
+  frontend_post *list = frontend_mailbox_take(&t->mailbox, &stop_listening, &stop);
   while (list) {
-    http_exchange *ex = list;
+    http_exchange *ex = (http_exchange *)list;
     list = list->next;
     ex->complete(ex);
   }
@@ -325,28 +310,16 @@ static void *thread_main(void *arg) {
   return NULL;
 }
 
-static void thread_signal(http_thread *t, bool stop) {
-  pthread_mutex_lock(&t->lock);
-  t->want_stop_listening = true;
-  if (stop) t->want_stop = true;
-  pthread_mutex_unlock(&t->lock);
-  event_active(t->wake, EV_READ, 0);
-}
+static void thread_signal(http_thread *t, bool stop) { frontend_mailbox_signal(&t->mailbox, stop); }
 
 static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->frontend = f;
-  pthread_mutex_init(&t->lock, NULL);
-  /* With the changelist, a connection's read event turned off while its
-   * request is handled and on again once the answer is queued costs no
-   * epoll_ctl: the changes of one loop pass are merged before the wait. */
-  struct event_config *cfg = event_config_new();
-  if (!cfg) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-  t->base = event_base_new_with_config(cfg);
-  event_config_free(cfg);
+  t->base = frontend_loop_base();
   if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
   t->http = evhttp_new(t->base);
   t->wake = event_new(t->base, -1, 0, on_wake, t);
+  frontend_mailbox_init(&t->mailbox, t->wake);
+  t->mailbox_ready = true;
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   t->finish = event_new(t->base, -1, 0, on_finish, t);
   if (!t->http || !t->wake || !t->grace || !t->finish)
@@ -377,58 +350,10 @@ static void thread_destroy(http_thread *t) {
   if (t->finish) event_free(t->finish);
   if (t->base) event_base_free(t->base);
   http_guard_free(&t->guard);
-  pthread_mutex_destroy(&t->lock);
+  if (t->mailbox_ready) frontend_mailbox_destroy(&t->mailbox);
 }
 
-static inferd_error *bind_socket(const char *address, int port, evutil_socket_t *out_fd, int *out_port) {
-  char port_text[16];
-  snprintf(port_text, sizeof(port_text), "%d", port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
-  const int gai = getaddrinfo(address, port_text, &hints, &res);
-  if (gai != 0) return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, gai_strerror(gai));
-  int last_errno = 0;
-  evutil_socket_t fd = -1;
-  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      last_errno = errno;
-      continue;
-    }
-    const int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0) break;
-    last_errno = errno;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) return err_new(INFERD_ERROR_IO, "cannot listen on %s:%d: %s", address, port, strerror(last_errno));
-  evutil_make_socket_nonblocking(fd);
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  *out_port = port;
-  if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET) *out_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    if (ss.ss_family == AF_INET6) *out_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  }
-  *out_fd = fd;
-  return NULL;
-}
 
-/* Once per process: libevent's locking (so that another thread may activate
- * a loop's wakeup event), and SIGPIPE ignored, because a write to a client
- * that has gone would otherwise kill the process instead of failing with
- * EPIPE. A handler the embedding program installed is left alone. */
-static pthread_once_t process_once = PTHREAD_ONCE_INIT;
-static void process_setup(void) {
-  evthread_use_pthreads();
-  struct sigaction old;
-  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
-    struct sigaction ignore = {.sa_handler = SIG_IGN};
-    sigemptyset(&ignore.sa_mask);
-    sigaction(SIGPIPE, &ignore, NULL);
-  }
-}
 
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
@@ -439,7 +364,7 @@ static void frontend_free(http_frontend *f) {
 
 inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out) {
   *out = NULL;
-  pthread_once(&process_once, process_setup);
+  frontend_process_setup();
   const char *address = options && options->address ? options->address : "0.0.0.0";
   const int port = options ? options->port : 8000;
   const int threads = options && options->threads > 0 ? options->threads : 1;
@@ -449,7 +374,7 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   f->fd = -1;
   f->max_input_size = options && options->max_input_size ? options->max_input_size : DEFAULT_MAX_INPUT;
   if (f->max_input_size > (size_t)INT64_MAX / 2) f->max_input_size = (size_t)INT64_MAX / 2;
-  inferd_error *err = bind_socket(address, port, &f->fd, &f->port);
+  inferd_error *err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
   if (err) {
     frontend_free(f);
     return err;
