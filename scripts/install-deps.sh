@@ -8,6 +8,7 @@ DEBIAN_PACKAGES=(
   libdnnl-dev                            # oneDNN: CPU kernels
   libprotobuf-c-dev protobuf-c-compiler  # ONNX and gRPC messages
   libgrpc-dev                            # gRPC frontend transport (gRPC core)
+  libnghttp2-dev                         # HTTP/2 for the gRPC load generator (inferd perf)
   openssl                                # self-signed certificates in the TLS tests
   nghttp2-client                         # h2load: gRPC bytes on the wire in the compression test
   libcmocka-dev                          # unit tests
