@@ -4,7 +4,7 @@
 One `inferd serve` answers both protocols. For ResNet-50 (the zoo model,
 dynamic batching, max_batch_size 8; one image per request) and a tiny
 identity model (FP32 [1,4]), at each concurrency, rounds alternate:
-  - gRPC: `inferd perf` (one client thread on gRPC core, one HTTP/2
+  - gRPC: `inferd perf` (one client thread on nghttp2, one HTTP/2
     connection per call in flight, raw_input_contents), and
   - HTTP: wrk with the binary tensor extension (one connection per request
     in flight), the same load generator as bench/server_http.sh.
@@ -212,7 +212,7 @@ def main():
              "by the requests answered; client CPU likewise for the load generator.", "",
              f"- server: `{out['serve_command']}` (both protocols from one process)",
              f"- gRPC load: `{resnet[0]['grpc']['command'] if resnet else ''}` (inferd perf: one client thread on "
-             "gRPC core, raw_input_contents; `--connections` 1 multiplexes every call on one HTTP/2 connection, as "
+             "nghttp2, raw_input_contents; `--connections` 1 multiplexes every call on one HTTP/2 connection, as "
              "one tritonclient does; `--streaming` sends the same requests on one ModelStreamInfer stream, as "
              "perf_analyzer --streaming does; the tiny model also with one connection per call, wrk's shape)",
              f"- HTTP load: `{resnet[0]['http']['command'] if resnet else ''}` (wrk, the Lua script POSTs a binary-"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gRPC serving benchmark: ResNet-50 and a tiny identity model through one
 # `inferd serve` at concurrency 1/4/16/32, over gRPC (the project's load
-# generator, `inferd perf`, on gRPC core) next to HTTP with binary tensors
+# generator, `inferd perf`, on nghttp2) next to HTTP with binary tensors
 # (wrk, as in bench/server_http.sh) in alternating rounds of the same run,
 # plus each protocol's server CPU time per request on the tiny model.
 # perf_analyzer is not installable here (the PyPI name is a placeholder).

@@ -7,8 +7,7 @@ DEBIAN_PACKAGES=(
   build-essential cmake pkg-config
   libdnnl-dev                            # oneDNN: CPU kernels
   libprotobuf-c-dev protobuf-c-compiler  # ONNX and gRPC messages
-  libgrpc-dev                            # gRPC core, for the perf client
-  libnghttp2-dev                         # HTTP/2 for the gRPC server's transport
+  libnghttp2-dev                         # HTTP/2: the gRPC server's transport and inferd perf
   openssl                                # self-signed certificates in the TLS tests
   libssl-dev                             # TLS for the gRPC server (OpenSSL under libevent)
   nghttp2-client                         # h2load: gRPC bytes on the wire in the compression test

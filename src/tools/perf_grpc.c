@@ -1,18 +1,15 @@
 /*
  * The gRPC load generator; see perf_grpc.h.
  *
- * Each slot is one call at a time: created on its connection (a registered
- * method, so the path is interned once), started as one batch of every op a
- * unary call needs, and on completion timed and restarted. The request
- * bytes are serialized once and each call sends a copy of the byte buffer,
- * which only takes references to the same slices.
+ * The transport is grpc_h2_client: nghttp2 over the connections' sockets
+ * and one epoll loop on this thread. Each slot is one call at a time; its
+ * end is timed in the close callback, which starts the slot's next call at
+ * once, so an answer and the next request are handled in the same pass of
+ * the loop. The request is framed once and every call queues the same
+ * bytes.
  */
 #include "tools/perf_grpc.h"
 
-#include <grpc/byte_buffer_reader.h>
-#include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/alloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +18,15 @@
 #include "base/error.h"
 #include "base/mem.h"
 #include "frontends/grpc/grpc_service.pb-c.h"
+#include "tools/grpc_h2_client.h"
 
 #define INFER_PATH "/inference.GRPCInferenceService/ModelInfer"
 #define METADATA_PATH "/inference.GRPCInferenceService/ModelMetadata"
 #define STREAM_PATH "/inference.GRPCInferenceService/ModelStreamInfer"
+
+/* How long the metadata call may take, and how long answers are waited for
+ * after the window before the run gives up on them. */
+enum { ANSWER_WAIT_S = 30, POLL_MS = 1000 };
 
 static double now_s(void) {
   struct timespec ts;
@@ -32,123 +34,65 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-typedef struct slot {
-  grpc_call *call;
-  double started;
-  grpc_byte_buffer *send;
-  grpc_byte_buffer *recv;
-  grpc_metadata_array initial, trailing;
-  grpc_status_code status;
-  grpc_slice details;
-  int channel;
-  bool running;
-} slot;
+/* ---- one call that waits for its answer (the metadata) ------------------- */
 
-static grpc_channel *open_channel(const char *target) {
-  /* Each connection its own: without a local subchannel pool, channels to
-   * the same target would share one HTTP/2 connection. */
-  grpc_arg arg = {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
-  grpc_channel_args args = {.num_args = 1, .args = &arg};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  grpc_channel *ch = grpc_channel_create(target, creds, &args);
-  grpc_channel_credentials_release(creds);
-  return ch;
+typedef struct unary_reply {
+  bool done;
+  int status;
+  char message[256];
+  uint8_t *bytes; /* the last message, malloc'd */
+  size_t size;
+} unary_reply;
+
+static void unary_on_message(void *user, const uint8_t *message, size_t size) {
+  unary_reply *r = user;
+  free(r->bytes);
+  r->bytes = mem_try_alloc(size ? size : 1, 1);
+  r->size = size;
+  if (r->bytes) memcpy(r->bytes, message, size);
 }
 
-/* Starts a call: the ops of a whole unary call in one batch, tagged with its slot. */
-static bool slot_start(slot *s, grpc_channel *ch, void *method, grpc_completion_queue *cq,
-                       grpc_byte_buffer *request) {
-  s->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method,
-                                                gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-  s->send = grpc_byte_buffer_copy(request);
-  s->recv = NULL;
-  grpc_metadata_array_init(&s->initial);
-  grpc_metadata_array_init(&s->trailing);
-  s->details = grpc_empty_slice();
-  grpc_op ops[6];
-  memset(ops, 0, sizeof(ops));
-  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-  ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = s->send;
-  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-  ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial;
-  ops[4].op = GRPC_OP_RECV_MESSAGE;
-  ops[4].data.recv_message.recv_message = &s->recv;
-  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[5].data.recv_status_on_client.trailing_metadata = &s->trailing;
-  ops[5].data.recv_status_on_client.status = &s->status;
-  ops[5].data.recv_status_on_client.status_details = &s->details;
-  s->started = now_s();
-  s->running = grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK;
-  return s->running;
+static void unary_on_close(void *user, int status, const char *message) {
+  unary_reply *r = user;
+  r->done = true;
+  r->status = status;
+  snprintf(r->message, sizeof(r->message), "%s", message);
 }
 
-static void slot_finish(slot *s) {
-  grpc_byte_buffer_destroy(s->send);
-  if (s->recv) grpc_byte_buffer_destroy(s->recv);
-  grpc_metadata_array_destroy(&s->initial);
-  grpc_metadata_array_destroy(&s->trailing);
-  grpc_slice_unref(s->details);
-  grpc_call_unref(s->call);
-  s->call = NULL;
-  s->running = false;
-}
-
-/* One blocking unary call (for the metadata); *reply malloc'd. */
-static inferd_error *call_once(grpc_channel *ch, const char *path, const uint8_t *bytes, size_t size,
+/* *reply malloc'd. On a timeout the call stays open, pointing at this
+ * frame: the caller deletes the client, which drops it unanswered. */
+static inferd_error *call_once(grpc_h2_client *client, const char *path, const uint8_t *framed, size_t size,
                                uint8_t **reply, size_t *reply_size) {
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-  void *method = grpc_channel_register_call(ch, path, NULL, NULL);
-  grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, size);
-  grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  slot sl = {0};
-  inferd_error *err = NULL;
-  if (!slot_start(&sl, ch, method, cq, request)) {
-    err = err_new(INFERD_ERROR_INTERNAL, "cannot start a call to %s", path);
-  } else {
-    const grpc_event ev =
-        grpc_completion_queue_next(cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN)), NULL);
-    if (ev.type != GRPC_OP_COMPLETE) {
-      err = err_new(INFERD_ERROR_UNAVAILABLE, "%s: no answer in 30 s", path);
-      grpc_call_cancel(sl.call, NULL);
-      grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    } else if (sl.status != GRPC_STATUS_OK || !sl.recv) {
-      char *details = grpc_slice_to_c_string(sl.details);
-      err = err_new(INFERD_ERROR_UNAVAILABLE, "%s: status %d: %s", path, (int)sl.status, details);
-      gpr_free(details);
-    } else {
-      grpc_byte_buffer_reader reader;
-      grpc_byte_buffer_reader_init(&reader, sl.recv);
-      grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-      grpc_byte_buffer_reader_destroy(&reader);
-      *reply_size = GRPC_SLICE_LENGTH(all);
-      *reply = mem_alloc(*reply_size ? *reply_size : 1);
-      memcpy(*reply, GRPC_SLICE_START_PTR(all), *reply_size);
-      grpc_slice_unref(all);
-    }
-    slot_finish(&sl);
+  static const grpc_h2_call_handlers handlers = {.on_message = unary_on_message, .on_close = unary_on_close};
+  unary_reply r = {0};
+  grpc_h2_call *call = grpc_h2_call_start(client, 0, path, &handlers, &r);
+  if (!call) return err_new(INFERD_ERROR_UNAVAILABLE, "cannot start a call to %s", path);
+  grpc_h2_call_send(call, framed, size);
+  grpc_h2_call_close_send(call);
+  const double deadline = now_s() + ANSWER_WAIT_S;
+  for (double t = now_s(); !r.done && t < deadline; t = now_s()) grpc_h2_client_poll(client, POLL_MS);
+  if (!r.done) return err_new(INFERD_ERROR_UNAVAILABLE, "%s: no answer in %d s", path, ANSWER_WAIT_S);
+  if (r.status != 0 || !r.bytes) {
+    free(r.bytes);
+    return err_new(INFERD_ERROR_UNAVAILABLE, "%s: status %d: %s", path, r.status, r.message);
   }
-  grpc_byte_buffer_destroy(request);
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
-  return err;
+  *reply = r.bytes;
+  *reply_size = r.size;
+  return NULL;
 }
 
-/* The serialized ModelInferRequest for the model's inputs. */
-static inferd_error *build_request(grpc_channel *ch, const perf_grpc_options *o, uint8_t **bytes, size_t *size) {
+/* The framed ModelInferRequest for the model's inputs. */
+static inferd_error *build_request(grpc_h2_client *client, const perf_grpc_options *o, uint8_t **framed,
+                                   size_t *size) {
   Inference__ModelMetadataRequest mq = INFERENCE__MODEL_METADATA_REQUEST__INIT;
   mq.name = (char *)o->model;
   mq.version = (char *)(o->version ? o->version : "");
-  size_t qsize = protobuf_c_message_get_packed_size(&mq.base);
-  uint8_t *q = mem_alloc(qsize ? qsize : 1);
-  protobuf_c_message_pack(&mq.base, q);
+  size_t qsize = 0;
+  uint8_t *q = grpc_h2_frame(&mq.base, &qsize);
+  if (!q) return err_new(INFERD_ERROR_INVALID_ARG, "the model name is too long");
   uint8_t *reply = NULL;
   size_t reply_size = 0;
-  inferd_error *err = call_once(ch, METADATA_PATH, q, qsize, &reply, &reply_size);
+  inferd_error *err = call_once(client, METADATA_PATH, q, qsize, &reply, &reply_size);
   free(q);
   if (err) return err;
   Inference__ModelMetadataResponse *meta = inference__model_metadata_response__unpack(NULL, reply_size, reply);
@@ -170,9 +114,10 @@ static inferd_error *build_request(grpc_channel *ch, const perf_grpc_options *o,
     tensors[i].shape = mem_zalloc((t->n_shape ? t->n_shape : 1) * sizeof(int64_t));
     ptrs[i] = &tensors[i];
     size_t count = 1;
+    bool fits = true;
     for (size_t k = 0; k < t->n_shape; k++) {
       tensors[i].shape[k] = t->shape[k] < 0 ? o->batch : t->shape[k];
-      count *= (size_t)tensors[i].shape[k];
+      fits = fits && mem_mul_ok(count, (size_t)tensors[i].shape[k], &count);
     }
     const inferd_datatype dt = inferd_datatype_from_name(t->datatype);
     const size_t elem = inferd_datatype_size(dt);
@@ -180,8 +125,12 @@ static inferd_error *build_request(grpc_channel *ch, const perf_grpc_options *o,
       err = err_new(INFERD_ERROR_UNSUPPORTED, "input '%s': %s inputs are not generated", t->name, t->datatype);
       break;
     }
-    raw[i].len = count * elem;
-    raw[i].data = mem_zalloc(raw[i].len ? raw[i].len : 1);
+    if (fits) fits = mem_mul_ok(count, elem, &raw[i].len);
+    if (fits) fits = (raw[i].data = mem_try_zalloc(raw[i].len ? raw[i].len : 1, 1)) != NULL;
+    if (!fits) {
+      err = err_new(INFERD_ERROR_INVALID_ARG, "input '%s': too large to generate at batch %d", t->name, o->batch);
+      break;
+    }
     /* Small non-negative values: no denormals, no NaNs, nothing that makes a
      * kernel take a slow path. */
     if (dt == INFERD_TYPE_FP32)
@@ -192,9 +141,8 @@ static inferd_error *build_request(grpc_channel *ch, const perf_grpc_options *o,
     req.inputs = ptrs;
     req.n_raw_input_contents = n;
     req.raw_input_contents = raw;
-    *size = protobuf_c_message_get_packed_size(&req.base);
-    *bytes = mem_alloc(*size ? *size : 1);
-    protobuf_c_message_pack(&req.base, *bytes);
+    *framed = grpc_h2_frame(&req.base, size);
+    if (!*framed) err = err_new(INFERD_ERROR_INVALID_ARG, "the request is larger than a gRPC message can be");
   }
   for (size_t i = 0; i < n; i++) {
     free(tensors[i].shape);
@@ -232,293 +180,227 @@ static void summarize(double *lat, size_t n, double seconds, perf_grpc_result *r
   r->p99_us = percentile(lat, n, 99);
 }
 
-/* Records one completed call: its latency when OK, else the error. */
-static void record(perf_grpc_result *r, double **lat, size_t *n, size_t *cap, bool ok, double latency_us,
-                   const char *error) {
+/* What the measured window collects, for both kinds of run. */
+typedef struct window {
+  perf_grpc_result *result;
+  double measure_from, end;
+  double *latencies; /* µs of the calls that completed OK */
+  size_t n, capacity;
+} window;
+
+static void window_init(window *w, const perf_grpc_options *o, perf_grpc_result *r) {
+  const double t0 = now_s();
+  *w = (window){.result = r, .measure_from = t0 + o->warmup_s, .end = t0 + o->warmup_s + o->duration_s,
+                .capacity = 1 << 16};
+  w->latencies = mem_alloc(w->capacity * sizeof(*w->latencies));
+}
+
+/* Records a call completed at `t`: its latency when OK, else the error.
+ * Completions inside the window count, whenever they started (as wrk
+ * counts): with long calls, counting only those that also started in it
+ * would under-report throughput by about latency / window. */
+static void window_record(window *w, double t, bool ok, double latency_us, const char *error) {
+  if (t < w->measure_from || t > w->end) return;
   if (ok) {
-    if (*n == *cap) *lat = mem_realloc(*lat, (*cap *= 2) * sizeof(**lat));
-    (*lat)[(*n)++] = latency_us;
+    if (w->n == w->capacity) w->latencies = mem_realloc(w->latencies, (w->capacity *= 2) * sizeof(*w->latencies));
+    w->latencies[w->n++] = latency_us;
     return;
   }
+  perf_grpc_result *r = w->result;
   if (!r->errors) snprintf(r->first_error, sizeof(r->first_error), "%s", error);
   r->errors++;
 }
 
-static inferd_error *run_load(const perf_grpc_options *o, grpc_channel **channels, int n_channels,
-                              grpc_byte_buffer *request, perf_grpc_result *r) {
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-  void **methods = mem_alloc((size_t)n_channels * sizeof(*methods));
-  for (int i = 0; i < n_channels; i++) methods[i] = grpc_channel_register_call(channels[i], INFER_PATH, NULL, NULL);
-  slot *slots = mem_zalloc((size_t)o->concurrency * sizeof(*slots));
-  size_t cap = 1 << 16, n_lat = 0;
-  double *lat = mem_alloc(cap * sizeof(*lat));
-  const double t0 = now_s(), measure_from = t0 + o->warmup_s, end = measure_from + o->duration_s;
-  int running = 0;
+static void window_finish(window *w, const perf_grpc_options *o) {
+  summarize(w->latencies, w->n, o->duration_s, w->result);
+  free(w->latencies);
+}
+
+/* ---- unary: ModelInfer ------------------------------------------------------ */
+
+typedef struct load_run {
+  grpc_h2_client *client;
+  const uint8_t *request;
+  size_t request_size;
+  window window;
+  int running;
+} load_run;
+
+typedef struct load_slot {
+  load_run *run;
+  int connection;
+  double started;
+} load_slot;
+
+static void load_on_close(void *user, int status, const char *message);
+static const grpc_h2_call_handlers load_handlers = {.on_close = load_on_close};
+
+static void load_slot_start(load_slot *s) {
+  load_run *run = s->run;
+  s->started = now_s();
+  grpc_h2_call *call = grpc_h2_call_start(run->client, s->connection, INFER_PATH, &load_handlers, s);
+  if (!call) return;
+  grpc_h2_call_send(call, run->request, run->request_size);
+  grpc_h2_call_close_send(call);
+  run->running++;
+}
+
+static void load_on_close(void *user, int status, const char *message) {
+  load_slot *s = user;
+  load_run *run = s->run;
+  const double t = now_s();
+  char error[256] = "";
+  if (status != 0) snprintf(error, sizeof(error), "status %d: %s", status, message);
+  window_record(&run->window, t, status == 0, (t - s->started) * 1e6, error);
+  run->running--;
+  if (t < run->window.end) load_slot_start(s);
+}
+
+static void run_load(const perf_grpc_options *o, grpc_h2_client *client, int n_connections, const uint8_t *request,
+                     size_t request_size, perf_grpc_result *r) {
+  load_run run = {.client = client, .request = request, .request_size = request_size};
+  window_init(&run.window, o, r);
+  load_slot *slots = mem_zalloc((size_t)o->concurrency * sizeof(*slots));
   for (int i = 0; i < o->concurrency; i++) {
-    slots[i].channel = i % n_channels;
-    if (slot_start(&slots[i], channels[slots[i].channel], methods[slots[i].channel], cq, request)) running++;
+    slots[i] = (load_slot){.run = &run, .connection = i % n_connections};
+    load_slot_start(&slots[i]);
   }
-  while (running > 0) {
-    const grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    if (ev.type != GRPC_OP_COMPLETE) break;
-    slot *s = ev.tag;
-    const double t = now_s();
-    /* Completions inside the window count, whenever they started (as wrk
-     * counts): with long calls, counting only those that also started in it
-     * would under-report throughput by about latency / window. */
-    if (t >= measure_from && t <= end) {
-      const bool ok = ev.success && s->status == GRPC_STATUS_OK;
-      char error[256] = "";
-      if (!ok) {
-        char *details = grpc_slice_to_c_string(s->details);
-        snprintf(error, sizeof(error), "status %d: %s", (int)s->status, details);
-        gpr_free(details);
-      }
-      record(r, &lat, &n_lat, &cap, ok, (t - s->started) * 1e6, error);
-    }
-    slot_finish(s);
-    running--;
-    if (t < end && slot_start(s, channels[s->channel], methods[s->channel], cq, request)) running++;
-  }
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
-  summarize(lat, n_lat, o->duration_s, r);
-  free(lat);
+  while (run.running > 0 && now_s() < run.window.end + ANSWER_WAIT_S) grpc_h2_client_poll(client, POLL_MS);
+  window_finish(&run.window, o);
   free(slots);
-  free(methods);
-  return NULL;
 }
 
 /* ---- streaming: ModelStreamInfer ---------------------------------------------
  * One bidirectional call per connection carries every request: slot i's
- * request has id "i", and its answer, matched by id, starts its next send.
- * gRPC takes one write at a time per call, so ready slots wait their turn. */
+ * request has id "i", and its answer, matched by id, queues its next send.
+ * After the window each stream is closed once its last answer is in. */
 
-typedef enum stream_op { STREAM_META, STREAM_READ, STREAM_WRITE, STREAM_CLOSE } stream_op;
-
-typedef struct stream_tag {
-  stream_op op;
-  struct stream_conn *conn;
-} stream_tag;
+typedef struct stream_run {
+  int concurrency;
+  uint8_t **requests; /* framed, per slot */
+  size_t *sizes;
+  double *sent_at;
+  window window;
+  int open;
+} stream_run;
 
 typedef struct stream_conn {
-  grpc_call *call;
-  stream_tag meta_tag, read_tag, write_tag, close_tag;
-  grpc_metadata_array initial, trailing;
-  grpc_status_code status;
-  grpc_slice details;
-  grpc_byte_buffer *recv;
-  grpc_byte_buffer *sending;
-  int *ready; /* slots waiting to be sent */
-  int n_ready;
-  bool writing, closing;
+  stream_run *run;
+  grpc_h2_call *call;
   int in_flight;
-  int pending_ops;
+  bool closing;
 } stream_conn;
 
-/* A copy of the serialized request with id "slot". */
-static grpc_byte_buffer *request_with_id(const uint8_t *bytes, size_t size, int slot) {
-  Inference__ModelInferRequest *m = inference__model_infer_request__unpack(NULL, size, bytes);
+/* A copy of the framed request with id "slot". */
+static uint8_t *request_with_id(const uint8_t *framed, size_t size, int slot, size_t *out_size) {
+  Inference__ModelInferRequest *m = inference__model_infer_request__unpack(NULL, size - 5, framed + 5);
   char id[24];
   snprintf(id, sizeof(id), "%d", slot);
   char *old = m->id;
   m->id = id;
-  size_t n = protobuf_c_message_get_packed_size(&m->base);
-  uint8_t *out = mem_alloc(n ? n : 1);
-  protobuf_c_message_pack(&m->base, out);
+  uint8_t *out = grpc_h2_frame(&m->base, out_size);
   m->id = old;
   inference__model_infer_request__free_unpacked(m, NULL);
-  grpc_slice sl = grpc_slice_new(out, n, free);
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  return bb;
+  return out;
 }
 
-static bool stream_batch(stream_conn *c, grpc_op *ops, size_t n, stream_tag *tag) {
-  if (grpc_call_start_batch(c->call, ops, n, tag, NULL) != GRPC_CALL_OK) return false;
-  c->pending_ops++;
-  return true;
+static void stream_send(stream_conn *c, int slot) {
+  stream_run *run = c->run;
+  run->sent_at[slot] = now_s();
+  grpc_h2_call_send(c->call, run->requests[slot], run->sizes[slot]);
+  c->in_flight++;
 }
 
-static void stream_write_next(stream_conn *c, grpc_byte_buffer **requests) {
-  if (c->writing || !c->n_ready) return;
-  const int slot = c->ready[--c->n_ready];
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_SEND_MESSAGE;
-  c->sending = grpc_byte_buffer_copy(requests[slot]);
-  op.data.send_message.send_message = c->sending;
-  c->writing = stream_batch(c, &op, 1, &c->write_tag);
-  if (c->writing) c->in_flight++;
+/* A stream that ended (or could not start) with an error is one error, when
+ * it is the first. */
+static void stream_record_end(stream_run *run, int status, const char *message) {
+  perf_grpc_result *r = run->window.result;
+  if (status == 0 || r->errors) return;
+  snprintf(r->first_error, sizeof(r->first_error), "stream status %d: %s", status, message);
+  r->errors++;
 }
 
-static void stream_read_next(stream_conn *c) {
-  grpc_op op;
-  memset(&op, 0, sizeof(op));
-  op.op = GRPC_OP_RECV_MESSAGE;
-  op.data.recv_message.recv_message = &c->recv;
-  stream_batch(c, &op, 1, &c->read_tag);
-}
-
-static void stream_close(stream_conn *c) {
-  if (c->closing) return;
-  c->closing = true;
-  grpc_op ops[2];
-  memset(ops, 0, sizeof(ops));
-  ops[0].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-  ops[1].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-  ops[1].data.recv_status_on_client.trailing_metadata = &c->trailing;
-  ops[1].data.recv_status_on_client.status = &c->status;
-  ops[1].data.recv_status_on_client.status_details = &c->details;
-  stream_batch(c, ops, 2, &c->close_tag);
-}
-
-static inferd_error *run_stream(const perf_grpc_options *o, grpc_channel **channels, int n_channels,
-                                const uint8_t *bytes, size_t size, perf_grpc_result *r) {
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-  stream_conn *conns = mem_zalloc((size_t)n_channels * sizeof(*conns));
-  grpc_byte_buffer **requests = mem_alloc((size_t)o->concurrency * sizeof(*requests));
-  double *sent_at = mem_zalloc((size_t)o->concurrency * sizeof(*sent_at));
-  for (int i = 0; i < o->concurrency; i++) requests[i] = request_with_id(bytes, size, i);
-  size_t cap = 1 << 16, n_lat = 0;
-  double *lat = mem_alloc(cap * sizeof(*lat));
-  const double t0 = now_s(), measure_from = t0 + o->warmup_s, end = measure_from + o->duration_s;
-  grpc_slice path = grpc_slice_from_static_string(STREAM_PATH);
-  int open = 0;
-  for (int k = 0; k < n_channels; k++) {
-    stream_conn *c = &conns[k];
-    c->meta_tag = (stream_tag){STREAM_META, c};
-    c->read_tag = (stream_tag){STREAM_READ, c};
-    c->write_tag = (stream_tag){STREAM_WRITE, c};
-    c->close_tag = (stream_tag){STREAM_CLOSE, c};
-    grpc_metadata_array_init(&c->initial);
-    grpc_metadata_array_init(&c->trailing);
-    c->details = grpc_empty_slice();
-    c->ready = mem_alloc((size_t)o->concurrency * sizeof(int));
-    for (int i = k; i < o->concurrency; i += n_channels) c->ready[c->n_ready++] = i;
-    c->call = grpc_channel_create_call(channels[k], NULL, GRPC_PROPAGATE_DEFAULTS, cq, path, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[1].data.recv_initial_metadata.recv_initial_metadata = &c->initial;
-    stream_batch(c, ops, 2, &c->meta_tag);
-    stream_read_next(c);
-    for (int i = 0; i < c->n_ready; i++) sent_at[c->ready[i]] = now_s();
-    stream_write_next(c, requests);
-    open++;
+static void stream_on_message(void *user, const uint8_t *bytes, size_t size) {
+  stream_conn *c = user;
+  stream_run *run = c->run;
+  const double t = now_s();
+  Inference__ModelStreamInferResponse *m = inference__model_stream_infer_response__unpack(NULL, size, bytes);
+  const char *id = m && m->infer_response ? m->infer_response->id : "";
+  char *id_end;
+  const long slot = strtol(id, &id_end, 10);
+  const bool known = *id && !*id_end && slot >= 0 && slot < run->concurrency;
+  char error[300] = "";
+  if (!m) snprintf(error, sizeof(error), "malformed ModelStreamInferResponse");
+  else if (*m->error_message) snprintf(error, sizeof(error), "%s", m->error_message);
+  else if (!known) snprintf(error, sizeof(error), "an answer with an unknown id '%s'", id);
+  c->in_flight--;
+  window_record(&run->window, t, !*error, known ? (t - run->sent_at[slot]) * 1e6 : 0, error);
+  if (m) inference__model_stream_infer_response__free_unpacked(m, NULL);
+  if (t < run->window.end && known) stream_send(c, (int)slot);
+  if (t >= run->window.end && c->in_flight == 0 && !c->closing) {
+    c->closing = true;
+    grpc_h2_call_close_send(c->call);
   }
-  while (open > 0) {
-    const grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
-    if (ev.type != GRPC_OP_COMPLETE) break;
-    stream_tag *tag = ev.tag;
-    stream_conn *c = tag->conn;
-    c->pending_ops--;
-    const double t = now_s();
-    switch (tag->op) {
-      case STREAM_META:
-        break;
-      case STREAM_WRITE:
-        grpc_byte_buffer_destroy(c->sending);
-        c->sending = NULL;
-        c->writing = false;
-        if (!ev.success) stream_close(c);
-        else stream_write_next(c, requests);
-        break;
-      case STREAM_READ: {
-        if (!ev.success || !c->recv) {
-          stream_close(c);
-          break;
-        }
-        grpc_byte_buffer_reader reader;
-        grpc_byte_buffer_reader_init(&reader, c->recv);
-        grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
-        grpc_byte_buffer_reader_destroy(&reader);
-        grpc_byte_buffer_destroy(c->recv);
-        c->recv = NULL;
-        Inference__ModelStreamInferResponse *m =
-            inference__model_stream_infer_response__unpack(NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-        grpc_slice_unref(all);
-        const char *id = m && m->infer_response ? m->infer_response->id : "";
-        const int slot = atoi(id);
-        c->in_flight--;
-        if (t >= measure_from && t <= end)
-          record(r, &lat, &n_lat, &cap, m && !*m->error_message, (t - sent_at[slot]) * 1e6,
-                 m ? m->error_message : "malformed ModelStreamInferResponse");
-        if (m) inference__model_stream_infer_response__free_unpacked(m, NULL);
-        if (t < end && slot >= 0 && slot < o->concurrency) {
-          sent_at[slot] = now_s();
-          c->ready[c->n_ready++] = slot;
-          stream_write_next(c, requests);
-        }
-        if (t >= end && c->in_flight == 0) stream_close(c);
-        stream_read_next(c);
-        break;
+}
+
+static void stream_on_close(void *user, int status, const char *message) {
+  stream_conn *c = user;
+  c->call = NULL;
+  c->run->open--;
+  stream_record_end(c->run, status, message);
+}
+
+static inferd_error *run_stream(const perf_grpc_options *o, grpc_h2_client *client, int n_connections,
+                                const uint8_t *request, size_t request_size, perf_grpc_result *r) {
+  static const grpc_h2_call_handlers handlers = {.on_message = stream_on_message, .on_close = stream_on_close};
+  stream_run run = {.concurrency = o->concurrency};
+  run.requests = mem_zalloc((size_t)o->concurrency * sizeof(*run.requests));
+  run.sizes = mem_zalloc((size_t)o->concurrency * sizeof(*run.sizes));
+  run.sent_at = mem_zalloc((size_t)o->concurrency * sizeof(*run.sent_at));
+  inferd_error *err = NULL;
+  for (int i = 0; i < o->concurrency && !err; i++) {
+    run.requests[i] = request_with_id(request, request_size, i, &run.sizes[i]);
+    if (!run.requests[i]) err = err_new(INFERD_ERROR_INVALID_ARG, "the request is larger than a gRPC message can be");
+  }
+  stream_conn *conns = mem_zalloc((size_t)n_connections * sizeof(*conns));
+  if (!err) {
+    window_init(&run.window, o, r);
+    for (int k = 0; k < n_connections; k++) {
+      stream_conn *c = &conns[k];
+      *c = (stream_conn){.run = &run, .call = grpc_h2_call_start(client, k, STREAM_PATH, &handlers, c)};
+      if (!c->call) {
+        stream_record_end(&run, GRPC_H2_STATUS_UNAVAILABLE, "the connection failed");
+        continue;
       }
-      case STREAM_CLOSE:
-        if (c->status != GRPC_STATUS_OK && !r->errors) {
-          char *details = grpc_slice_to_c_string(c->details);
-          snprintf(r->first_error, sizeof(r->first_error), "stream status %d: %s", (int)c->status, details);
-          gpr_free(details);
-          r->errors++;
-        }
-        break;
+      run.open++;
+      for (int i = k; i < o->concurrency; i += n_connections) stream_send(c, i);
     }
-    if (c->closing && c->pending_ops == 0 && c->call) {
-      grpc_call_unref(c->call);
-      c->call = NULL;
-      open--;
-    }
+    while (run.open > 0 && now_s() < run.window.end + ANSWER_WAIT_S) grpc_h2_client_poll(client, POLL_MS);
+    window_finish(&run.window, o);
   }
-  summarize(lat, n_lat, o->duration_s, r);
-  for (int k = 0; k < n_channels; k++) {
-    stream_conn *c = &conns[k];
-    if (c->call) grpc_call_unref(c->call);
-    if (c->recv) grpc_byte_buffer_destroy(c->recv);
-    if (c->sending) grpc_byte_buffer_destroy(c->sending);
-    grpc_metadata_array_destroy(&c->initial);
-    grpc_metadata_array_destroy(&c->trailing);
-    grpc_slice_unref(c->details);
-    free(c->ready);
-  }
-  grpc_completion_queue_shutdown(cq);
-  while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type != GRPC_QUEUE_SHUTDOWN) {
-  }
-  grpc_completion_queue_destroy(cq);
-  for (int i = 0; i < o->concurrency; i++) grpc_byte_buffer_destroy(requests[i]);
-  free(requests);
-  free(sent_at);
-  free(lat);
+  for (int i = 0; i < o->concurrency; i++) free(run.requests[i]);
+  free(run.requests);
+  free(run.sizes);
+  free(run.sent_at);
   free(conns);
-  return NULL;
+  return err;
 }
 
 inferd_error *perf_grpc_run(const perf_grpc_options *o, perf_grpc_result *r) {
   *r = (perf_grpc_result){0};
   if (o->concurrency < 1 || o->duration_s <= 0 || o->batch < 1)
     return err_new(INFERD_ERROR_INVALID_ARG, "concurrency, duration and batch must be positive");
-  grpc_init();
-  const int n_channels = o->connections <= 0 ? 1 : o->connections < o->concurrency ? o->connections : o->concurrency;
-  grpc_channel **channels = mem_alloc((size_t)n_channels * sizeof(*channels));
-  for (int i = 0; i < n_channels; i++) channels[i] = open_channel(o->target);
-  uint8_t *bytes = NULL;
+  const int n_connections =
+      o->connections <= 0 ? 1 : o->connections < o->concurrency ? o->connections : o->concurrency;
+  grpc_h2_client *client;
+  ERR_TRY(grpc_h2_client_connect(o->target, n_connections, &client));
+  uint8_t *request = NULL;
   size_t size = 0;
-  inferd_error *err = build_request(channels[0], o, &bytes, &size);
-  if (!err && o->streaming) {
-    err = run_stream(o, channels, n_channels, bytes, size, r);
-    free(bytes);
-  } else if (!err) {
-    grpc_slice s = grpc_slice_new(bytes, size, free);
-    grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    err = run_load(o, channels, n_channels, request, r);
-    grpc_byte_buffer_destroy(request);
-  }
-  for (int i = 0; i < n_channels; i++) grpc_channel_destroy(channels[i]);
-  free(channels);
-  grpc_shutdown();
+  inferd_error *err = build_request(client, o, &request, &size);
+  if (!err && o->streaming) err = run_stream(o, client, n_connections, request, size, r);
+  else if (!err) run_load(o, client, n_connections, request, size, r);
+  /* Calls given up on after the window still point at the request. */
+  grpc_h2_client_delete(client);
+  free(request);
   return err;
 }

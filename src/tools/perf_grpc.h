@@ -2,9 +2,9 @@
  * A gRPC load generator for inferd (or any KServe v2 gRPC server): it asks
  * the server for a model's inputs (ModelMetadata), builds one ModelInferRequest
  * with deterministic raw tensors, and keeps `concurrency` ModelInfer calls in
- * flight for a while on one thread and one completion queue, the way wrk
- * keeps its connections busy, so the generator itself costs little CPU on a
- * machine it shares with the server. Reports throughput and latency
+ * flight for a while on one thread (HTTP/2 by nghttp2 over its own epoll
+ * loop, no gRPC library), the way wrk keeps its connections busy, so the
+ * generator itself costs little CPU on a machine it shares with the server. Reports throughput and latency
  * percentiles of the calls that completed within the measured window (after
  * the warmup). With `streaming`, the requests travel on one ModelStreamInfer
  * stream per connection instead, as perf_analyzer --streaming does.

@@ -724,6 +724,33 @@ def test_perf_load_generator(server, inferd_bin):
     assert bad.returncode == 1 and "no_such_model" in bad.stderr
 
 
+BIG_CONFIG = """
+name: "big"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+"""
+
+
+def test_perf_answers_over_4mib(inferd_bin, tmp_path):
+    """`inferd perf` (nghttp2) gathers answers that span many DATA frames and
+    pass the 4 MiB that gRPC core's client refused (batch 8 of 3x224x224
+    FP32: 4.8 MB each way), unary and on a stream, over two connections."""
+    repo = tmp_path / "models"
+    write_model(repo, "big", identity_graph(TensorProto.FLOAT, (3, 224, 224), "big"), BIG_CONFIG)
+    s = Server(inferd_bin, repo)
+    try:
+        for extra in ([], ["--streaming"]):
+            proc = subprocess.run([str(inferd_bin), "perf", f"--url={s.grpc_url}", "--model=big", "--batch=8",
+                                   "--concurrency=3", "--connections=2", "--warmup=0", "--duration=1", "--json",
+                                   *extra], capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            out = json.loads(proc.stdout)
+            assert out["requests"] > 0 and out["errors"] == 0, (extra, out, proc.stderr)
+    finally:
+        s.stop()
+
+
 def _grpc_frame(model, shape):
     """A ModelInfer request for INPUT0 of zeros, framed as gRPC sends it."""
     import struct
