@@ -781,6 +781,16 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, c
   if (s->in_cap - s->in_len < len) {
     size_t cap = s->in_cap ? s->in_cap : 1024;
     while (cap - s->in_len < len) cap *= 2;
+    /* Room for the whole message the prefix announces, so a large one is
+     * not copied again at every doubling (the limit is checked below). */
+    uint8_t prefix[PREFIX];
+    if (s->in_len + len >= PREFIX) {
+      const size_t have = s->in_len < PREFIX ? s->in_len : PREFIX;
+      if (have) memcpy(prefix, s->in, have);
+      memcpy(prefix + have, data, PREFIX - have);
+      const size_t msg = (size_t)prefix[1] << 24 | (size_t)prefix[2] << 16 | (size_t)prefix[3] << 8 | prefix[4];
+      if (msg <= s->conn->thread->frontend->max_message && PREFIX + msg > cap) cap = PREFIX + msg;
+    }
     s->in = mem_realloc(s->in, cap);
     s->in_cap = cap;
   }
