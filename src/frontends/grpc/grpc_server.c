@@ -90,7 +90,6 @@ struct h2_thread {
   struct event *wake;
   struct event *grace;
   frontend_mailbox mailbox; /* answers from server threads, the order to stop */
-  bool mailbox_ready;
   /* Loop only: */
   h2_conn *conns; /* every connection object, open or waiting for answers */
   bool stopping;
@@ -465,22 +464,29 @@ ProtobufCMessage *grpc_unary_request(grpc_unary *c, const ProtobufCMessageDescri
 
 /* ---- messages in ------------------------------------------------------------------- */
 
-/* Takes the first complete message off the stream's input: false when none
- * is complete yet; *error when it is bad. *owned is set when the message was
- * inflated into a new buffer. */
-static bool take_message(h2_stream *s, size_t *consumed, const uint8_t **msg, size_t *size, uint8_t **owned,
-                         inferd_error **error) {
+/* The length a message's 5-byte prefix (at p) announces. */
+static size_t prefix_length(const uint8_t *p) {
+  return (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+}
+
+/* RESOURCE_EXHAUSTED when the prefix at p announces more than the limit. */
+static inferd_error *check_length(const h2_stream *s, const uint8_t *p) {
+  const size_t len = prefix_length(p), max = s->conn->thread->frontend->max_message;
+  return len > max ? err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", len, max)
+                   : NULL;
+}
+
+/* Takes the message at the head of `avail` bytes of input at p: false when
+ * it is not complete yet; *error when it is bad. *owned is set when the
+ * message was inflated into a new buffer. */
+static bool take_message(h2_stream *s, const uint8_t *p, size_t avail, size_t *consumed, const uint8_t **msg,
+                         size_t *size, uint8_t **owned, inferd_error **error) {
   *owned = NULL;
   *error = NULL;
-  if (s->in_len < PREFIX) return false;
-  const uint8_t *p = s->in;
-  const size_t len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
-  grpc_frontend *f = s->conn->thread->frontend;
-  if (len > f->max_message) {
-    *error = err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", len, f->max_message);
-    return true;
-  }
-  if (s->in_len - PREFIX < len) return false;
+  if (avail < PREFIX) return false;
+  if ((*error = check_length(s, p))) return true;
+  const size_t len = prefix_length(p);
+  if (avail - PREFIX < len) return false;
   *consumed = PREFIX + len;
   if (p[0] == 0) {
     *msg = p + PREFIX;
@@ -495,14 +501,31 @@ static bool take_message(h2_stream *s, size_t *consumed, const uint8_t **msg, si
     *error = err_new(INFERD_ERROR_INVALID_ARG, "a compressed message without a known grpc-encoding");
     return true;
   }
-  *error = inflate_message(p + PREFIX, len, s->request_encoding, f->max_message, owned, size);
+  *error = inflate_message(p + PREFIX, len, s->request_encoding, s->conn->thread->frontend->max_message, owned, size);
   *msg = *owned;
   return true;
 }
 
-static void drop_input(h2_stream *s, size_t n) {
-  memmove(s->in, s->in + n, s->in_len - n);
-  s->in_len -= n;
+/* Appends DATA to the stream's input. Once the head message's prefix is in,
+ * there is room for all of it at once (within the limit), so a large
+ * message is not copied again at every doubling. */
+static void input_append(h2_stream *s, const uint8_t *data, size_t len) {
+  const size_t need = s->in_len + len;
+  if (need > s->in_cap) {
+    size_t cap = s->in_cap ? s->in_cap : 1024;
+    while (cap < need) cap *= 2;
+    s->in = mem_realloc(s->in, cap);
+    s->in_cap = cap;
+  }
+  memcpy(s->in + s->in_len, data, len);
+  s->in_len = need;
+  if (s->in_len >= PREFIX) {
+    const size_t len_announced = prefix_length(s->in);
+    if (len_announced <= s->conn->thread->frontend->max_message && PREFIX + len_announced > s->in_cap) {
+      s->in = mem_realloc(s->in, PREFIX + len_announced);
+      s->in_cap = PREFIX + len_announced;
+    }
+  }
 }
 
 /* The unary call's one message, once the client has ended its side. */
@@ -511,7 +534,7 @@ static void unary_dispatch(h2_stream *s) {
   const uint8_t *msg = NULL;
   uint8_t *owned;
   inferd_error *err;
-  if (!take_message(s, &consumed, &msg, &size, &owned, &err)) {
+  if (!take_message(s, s->in, s->in_len, &consumed, &msg, &size, &owned, &err)) {
     stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
     return;
   }
@@ -629,14 +652,16 @@ static void stream_handle(h2_stream *s, const uint8_t *msg, size_t size) {
   free(r);
 }
 
-/* Hands every complete message of the stream's input to the server. */
+/* Hands every complete message of the stream's input to the server, then
+ * moves what is left of the next one to the front, once. */
 static void stream_take_messages(h2_stream *s) {
+  size_t off = 0;
   for (;;) {
     size_t consumed = 0, size = 0;
     const uint8_t *msg = NULL;
     uint8_t *owned;
     inferd_error *err;
-    if (!take_message(s, &consumed, &msg, &size, &owned, &err)) return;
+    if (!take_message(s, s->in + off, s->in_len - off, &consumed, &msg, &size, &owned, &err)) break;
     if (err) {
       /* The framing cannot be trusted past a bad message: the call ends. */
       free(owned);
@@ -645,8 +670,10 @@ static void stream_take_messages(h2_stream *s) {
     }
     stream_handle(s, msg, size);
     free(owned);
-    drop_input(s, consumed);
+    off += consumed;
   }
+  memmove(s->in, s->in + off, s->in_len - off);
+  s->in_len -= off;
 }
 
 /* ---- HTTP/2 callbacks ------------------------------------------------------------------ */
@@ -778,33 +805,13 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, c
   (void)user_data;
   h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
   if (!s || s->discard_input) return 0;
-  if (s->in_cap - s->in_len < len) {
-    size_t cap = s->in_cap ? s->in_cap : 1024;
-    while (cap - s->in_len < len) cap *= 2;
-    /* Room for the whole message the prefix announces, so a large one is
-     * not copied again at every doubling (the limit is checked below). */
-    uint8_t prefix[PREFIX];
-    if (s->in_len + len >= PREFIX) {
-      const size_t have = s->in_len < PREFIX ? s->in_len : PREFIX;
-      if (have) memcpy(prefix, s->in, have);
-      memcpy(prefix + have, data, PREFIX - have);
-      const size_t msg = (size_t)prefix[1] << 24 | (size_t)prefix[2] << 16 | (size_t)prefix[3] << 8 | prefix[4];
-      if (msg <= s->conn->thread->frontend->max_message && PREFIX + msg > cap) cap = PREFIX + msg;
-    }
-    s->in = mem_realloc(s->in, cap);
-    s->in_cap = cap;
-  }
-  memcpy(s->in + s->in_len, data, len);
-  s->in_len += len;
+  input_append(s, data, len);
   if (grpc_methods[s->method].streaming) {
     stream_take_messages(s);
   } else if (s->in_len >= PREFIX) {
     /* Refuse an oversized message from its prefix, before it is all in. */
-    const size_t msg = (size_t)s->in[1] << 24 | (size_t)s->in[2] << 16 | (size_t)s->in[3] << 8 | s->in[4];
-    grpc_frontend *f = s->conn->thread->frontend;
-    if (msg > f->max_message)
-      stream_fail(s, err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", msg,
-                             f->max_message));
+    inferd_error *err = check_length(s, s->in);
+    if (err) stream_fail(s, err);
   }
   return 0;
 }
@@ -1054,10 +1061,7 @@ static inferd_error *thread_init(grpc_frontend *f, h2_thread *t) {
   t->base = frontend_loop_base();
   if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
   t->wake = event_new(t->base, -1, 0, on_wake, t);
-  if (t->wake) {
-    frontend_mailbox_init(&t->mailbox, t->wake);
-    t->mailbox_ready = true;
-  }
+  if (t->wake) frontend_mailbox_init(&t->mailbox, t->wake);
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   /* The listener shares the socket: it must not close it when freed. */
   t->listener = evconnlistener_new(t->base, on_accept, t, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
@@ -1068,10 +1072,12 @@ static inferd_error *thread_init(grpc_frontend *f, h2_thread *t) {
 /* After the loop has ended, with every connection gone. */
 static void thread_destroy(h2_thread *t) {
   if (t->listener) evconnlistener_free(t->listener);
-  if (t->wake) event_free(t->wake);
+  if (t->wake) {
+    frontend_mailbox_destroy(&t->mailbox);
+    event_free(t->wake);
+  }
   if (t->grace) event_free(t->grace);
   if (t->base) event_base_free(t->base);
-  if (t->mailbox_ready) frontend_mailbox_destroy(&t->mailbox);
 }
 
 /* ---- TLS --------------------------------------------------------------------------- */

@@ -42,7 +42,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,7 +72,6 @@ struct http_thread {
   struct event *finish;
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
-  bool mailbox_ready;
   /* Loop only: */
   size_t live; /* exchanges not yet freed */
   bool stopping;
@@ -198,20 +196,13 @@ void http_exchange_post(http_exchange *ex) { frontend_mailbox_post(&ex->thread->
 /* One walk over the request headers instead of a search per name; the
  * first of repeated headers is taken, as evhttp_find_header does. */
 static void find_headers(const struct evkeyvalq *headers, http_exchange *ex) {
-  static const struct {
-    const char *name;
-    size_t offset;
-  } wanted[] = {
-      {HTTP_GUARD_HEADER, offsetof(http_exchange, headers.refused)},
-      {"Content-Encoding", offsetof(http_exchange, headers.content_encoding)},
-      {"Accept-Encoding", offsetof(http_exchange, headers.accept_encoding)},
-      {"Inference-Header-Content-Length", offsetof(http_exchange, headers.header_length)},
-  };
   for (const struct evkeyval *h = headers->tqh_first; h; h = h->next.tqe_next) {
-    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
-      const char **slot = (const char **)((char *)ex + wanted[i].offset);
-      if (!*slot && strcasecmp(h->key, wanted[i].name) == 0) *slot = h->value;
-    }
+    const char **slot = !strcasecmp(h->key, HTTP_GUARD_HEADER)                  ? &ex->headers.refused
+                        : !strcasecmp(h->key, "Content-Encoding")                ? &ex->headers.content_encoding
+                        : !strcasecmp(h->key, "Accept-Encoding")                 ? &ex->headers.accept_encoding
+                        : !strcasecmp(h->key, "Inference-Header-Content-Length") ? &ex->headers.header_length
+                                                                                 : NULL;
+    if (slot && !*slot) *slot = h->value;
   }
 }
 
@@ -318,8 +309,7 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   if (!t->base) return err_new(INFERD_ERROR_INTERNAL, "cannot create an event base");
   t->http = evhttp_new(t->base);
   t->wake = event_new(t->base, -1, 0, on_wake, t);
-  frontend_mailbox_init(&t->mailbox, t->wake);
-  t->mailbox_ready = true;
+  if (t->wake) frontend_mailbox_init(&t->mailbox, t->wake);
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   t->finish = event_new(t->base, -1, 0, on_finish, t);
   if (!t->http || !t->wake || !t->grace || !t->finish)
@@ -345,12 +335,14 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
 
 static void thread_destroy(http_thread *t) {
   if (t->http) evhttp_free(t->http);
-  if (t->wake) event_free(t->wake);
+  if (t->wake) {
+    frontend_mailbox_destroy(&t->mailbox);
+    event_free(t->wake);
+  }
   if (t->grace) event_free(t->grace);
   if (t->finish) event_free(t->finish);
   if (t->base) event_base_free(t->base);
   http_guard_free(&t->guard);
-  if (t->mailbox_ready) frontend_mailbox_destroy(&t->mailbox);
 }
 
 

@@ -1,8 +1,6 @@
 /* Growable text buffer; see http_text.h. */
 #include "frontends/http/http_text.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/mem.h"
@@ -43,18 +41,6 @@ void http_text_putc(http_text *t, char c) {
   if (!http_text_reserve(t, 1)) return;
   t->data[t->len++] = c;
   t->data[t->len] = '\0';
-}
-
-void http_text_printf(http_text *t, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  const int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0 || !http_text_reserve(t, (size_t)n)) return;
-  va_start(ap, fmt);
-  vsnprintf(t->data + t->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  t->len += (size_t)n;
 }
 
 void http_text_json_string(http_text *t, const char *s, size_t n) {

@@ -24,7 +24,6 @@ bool http_text_reserve(http_text *t, size_t more);
 void http_text_append(http_text *t, const void *bytes, size_t n);
 static inline void http_text_puts(http_text *t, const char *s) { http_text_append(t, s, strlen(s)); }
 void http_text_putc(http_text *t, char c);
-void http_text_printf(http_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends `n` bytes of s as a quoted JSON string: quotes, backslashes and
  * control characters escaped, other bytes as they are. */
 void http_text_json_string(http_text *t, const char *s, size_t n);
