@@ -805,3 +805,57 @@ def test_bad_compression_level_is_refused(inferd_bin, tmp_path):
                            "--grpc-infer-response-compression-level=max"], capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "'max' is not none, low, medium or high" in proc.stderr
+
+
+# ---- malformed traffic on the gRPC port ---------------------------------------------
+
+def _h2_call(url, path, frame_path, *headers):
+    """The response headers and trailers h2load saw for one call, as text."""
+    args = ["h2load", "-v", "-n", "1", "-c", "1", "-d", str(frame_path)]
+    for h in headers:
+        args += ["-H", h]
+    return subprocess.run(args + [f"http://{url}{path}"], capture_output=True, text=True, timeout=60).stdout
+
+
+@pytest.mark.parametrize("path, headers, frame, status, message", [
+    ("/inference.GRPCInferenceService/NoSuchMethod", ["content-type: application/grpc"], "good", 12,
+     "no such method"),
+    ("/inference.GRPCInferenceService/ModelInfer", ["content-type: text/plain"], "good", 3,
+     "content-type is not application/grpc"),
+    ("/inference.GRPCInferenceService/ModelInfer", ["content-type: application/grpc", "grpc-encoding: snappy"],
+     "good", 12, "unsupported grpc-encoding"),
+    ("/inference.GRPCInferenceService/ModelInfer", ["content-type: application/grpc"], "cut", 3,
+     "cut short: 3 of its 9 bytes came"),
+    ("/inference.GRPCInferenceService/ModelInfer", ["content-type: application/grpc"], "compressed", 3,
+     "compressed message without a known grpc-encoding"),
+])
+def test_malformed_calls_get_a_grpc_status(server, tmp_path, path, headers, frame, status, message):
+    """Calls a gRPC library would never send get a status and a message
+    that names the problem; the server goes on serving."""
+    import struct
+    body = {"good": _grpc_frame("identity", [1, 4]), "cut": b"\x00" + struct.pack(">I", 9) + b"abc",
+            "compressed": b"\x01" + struct.pack(">I", 3) + b"abc"}[frame]
+    f = tmp_path / "frame.bin"
+    f.write_bytes(body)
+    out = _h2_call(server.grpc_url, path, f, *headers)
+    assert f"grpc-status: {status}" in out, out
+    assert message in out, out
+    assert grpcclient.InferenceServerClient(server.grpc_url).is_server_live()
+
+
+def test_garbage_on_the_grpc_port_closes_only_that_connection(server):
+    """Bytes that are not HTTP/2 (an HTTP/1.1 request, random bytes) end
+    their own connection; other clients are served throughout."""
+    import os
+    import socket
+    for payload in (b"GET /v2 HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096),
+                    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + os.urandom(512)):
+        host, port = server.grpc_url.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(payload)
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+        assert grpcclient.InferenceServerClient(server.grpc_url).is_server_live()

@@ -535,7 +535,11 @@ static void unary_dispatch(h2_stream *s) {
   uint8_t *owned;
   inferd_error *err;
   if (!take_message(s, s->in, s->in_len, &consumed, &msg, &size, &owned, &err)) {
-    stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
+    if (s->in_len < PREFIX)
+      stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
+    else
+      stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the request message is cut short: %zu of its %zu bytes came",
+                             s->in_len - PREFIX, prefix_length(s->in)));
     return;
   }
   if (!err && consumed != s->in_len) err = err_new(INFERD_ERROR_INVALID_ARG, "a unary call carries one message");
