@@ -107,6 +107,53 @@ INFERD_API size_t inferd_datatype_size(inferd_datatype type);
 typedef struct inferd_plan inferd_plan;
 typedef struct inferd_context inferd_context;
 
+/* Where a plan runs. Values are only ever appended. */
+typedef enum inferd_device_kind {
+  INFERD_DEVICE_CPU = 0,
+  INFERD_DEVICE_CUDA,
+} inferd_device_kind;
+
+typedef struct inferd_device {
+  inferd_device_kind kind;
+  int ordinal; /* GPU index for CUDA; 0 for the CPU */
+} inferd_device;
+
+/* Where a tensor's bytes live, as Triton's TRITONSERVER_MemoryType: plain
+ * host memory, page-locked host memory (copies to a GPU run asynchronously
+ * from it) and GPU memory. Values are only ever appended. */
+typedef enum inferd_memory_kind {
+  INFERD_MEMORY_CPU = 0,
+  INFERD_MEMORY_CPU_PINNED,
+  INFERD_MEMORY_GPU,
+} inferd_memory_kind;
+
+/* Arithmetic a plan computes in. DEFAULT is FP32 on the CPU and TF32 (FP32
+ * storage, tensor-core products) on a GPU; FP32 there means strict FP32.
+ * FP16 and BF16 store activations and weights in 16 bits and accumulate in
+ * FP32; a model's inputs and outputs keep their own datatypes. */
+typedef enum inferd_precision {
+  INFERD_PRECISION_DEFAULT = 0,
+  INFERD_PRECISION_FP32,
+  INFERD_PRECISION_TF32,
+  INFERD_PRECISION_FP16,
+  INFERD_PRECISION_BF16,
+} inferd_precision;
+
+/* "fp32", "tf32", "fp16", "bf16" ("default" for DEFAULT). Static storage. */
+INFERD_API const char *inferd_precision_name(inferd_precision precision);
+/* Parses those names; false when unknown. */
+INFERD_API bool inferd_precision_from_name(const char *name, inferd_precision *precision);
+/* Parses "cpu", "cuda" or "cuda:N"; false when malformed. */
+INFERD_API bool inferd_device_from_name(const char *name, inferd_device *device);
+
+/* Devices of a kind this build can use right now (1 for the CPU; the GPUs
+ * the CUDA driver shows, 0 without a driver or without the CUDA backend). */
+INFERD_API int inferd_device_count(inferd_device_kind kind);
+/* One line about the device, e.g. "NVIDIA H200 (sm_90, 139.8 GiB), CUDA 13.0,
+ * cuDNN 9.19" or "oneDNN 2.6 on 2 cores, AVX-512+AMX", into buf (always
+ * NUL-terminated when size > 0). Returns the length it wanted. */
+INFERD_API size_t inferd_device_describe(inferd_device device, char *buf, size_t size);
+
 typedef struct inferd_plan_options {
   /* Backend name: "cpu" (default when NULL) or "cuda". */
   const char *backend;
@@ -126,6 +173,14 @@ typedef struct inferd_plan_options {
    * leave an `optional` input out. */
   const char *const *optional_inputs;
   int optional_input_count;
+  /* Where the plan runs; zero is the CPU. The backend follows from it when
+   * `backend` is NULL ("cpu" or "cuda"). */
+  inferd_device device;
+  inferd_precision precision;
+  /* File of autotuning choices (a GPU plan's timed kernel choices per layer
+   * and batch size), read at load when it matches the device and library
+   * versions and rewritten after new timings; NULL: time at every load. */
+  const char *tactic_cache;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {
@@ -153,6 +208,18 @@ INFERD_API int inferd_plan_max_batch_size(const inferd_plan *plan);
 INFERD_API bool inferd_plan_input_default(const inferd_plan *plan, int index, const void **data, size_t *byte_size);
 /* Bytes of weights the plan holds after optimization. */
 INFERD_API size_t inferd_plan_weight_bytes(const inferd_plan *plan);
+/* The device and precision the plan was compiled for, and the backend's name. */
+INFERD_API inferd_device inferd_plan_device(const inferd_plan *plan);
+INFERD_API inferd_precision inferd_plan_precision(const inferd_plan *plan);
+INFERD_API const char *inferd_plan_backend_name(const inferd_plan *plan);
+/* Memory of `kind` on the plan's device (pinned host memory registered
+ * with its GPU, or GPU memory), for staging buffers and tensors handed to
+ * runs. Kinds the backend has no allocator for fall back to host memory
+ * (CPU_PINNED on a CPU plan is plain memory). Freed with
+ * inferd_plan_memory_free with the same kind; the plan must outlive it. */
+INFERD_API inferd_error *inferd_plan_memory_alloc(const inferd_plan *plan, inferd_memory_kind kind, size_t size,
+                                                 void **ptr);
+INFERD_API void inferd_plan_memory_free(const inferd_plan *plan, inferd_memory_kind kind, void *ptr);
 
 /* A model's inputs and outputs without compiling it (import and shape
  * inference only: milliseconds where a plan takes a second). */
@@ -201,6 +268,10 @@ typedef struct inferd_tensor {
   int64_t dims[INFERD_MAX_RANK];
   void *data;
   size_t byte_size;
+  /* Where data lives; zero is host memory. GPU memory must be on the plan's
+   * GPU (memory_id is its ordinal). */
+  inferd_memory_kind memory;
+  int memory_id;
 } inferd_tensor;
 
 /* Runs one inference of `batch` items (1 when the model has no batch
@@ -208,6 +279,13 @@ typedef struct inferd_tensor {
  * outputs[i].name selects which outputs to produce. */
 INFERD_API inferd_error *inferd_context_run(inferd_context *context, int batch, const inferd_tensor *inputs,
                                            int input_count, inferd_tensor *outputs, int output_count);
+/* The same, returning once the work is queued on the context's device
+ * stream: inputs and outputs stay borrowed, unread and unwritten, until
+ * inferd_context_wait returns. On the CPU it runs to completion. An error
+ * from either call leaves the outputs undefined. */
+INFERD_API inferd_error *inferd_context_run_async(inferd_context *context, int batch, const inferd_tensor *inputs,
+                                                 int input_count, inferd_tensor *outputs, int output_count);
+INFERD_API inferd_error *inferd_context_wait(inferd_context *context);
 
 /* Per-step timings of the last run, for profiling. Returns the number of steps
  * and fills up to `capacity` entries. */

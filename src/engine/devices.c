@@ -1,41 +1,80 @@
+/*
+ * Devices through the backend table: names parsed, counted and described by
+ * whichever backend serves that kind, so nothing here knows a device
+ * library.
+ */
 #include "engine/devices.h"
 
-#include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
-#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "inferd.h"
+#include "engine/backend.h"
 
-static const char *isa_name(dnnl_cpu_isa_t isa) {
-  switch (isa) {
-    case dnnl_cpu_isa_sse41: return "SSE4.1";
-    case dnnl_cpu_isa_avx: return "AVX";
-    case dnnl_cpu_isa_avx2: return "AVX2";
-    case dnnl_cpu_isa_avx2_vnni: return "AVX2+VNNI";
-    case dnnl_cpu_isa_avx512_core: return "AVX-512";
-    case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512+VNNI";
-    case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512+BF16";
-    case dnnl_cpu_isa_avx512_core_amx: return "AVX-512+AMX";
-    default: return "baseline";
+const char *inferd_precision_name(inferd_precision p) {
+  switch (p) {
+    case INFERD_PRECISION_FP32: return "fp32";
+    case INFERD_PRECISION_TF32: return "tf32";
+    case INFERD_PRECISION_FP16: return "fp16";
+    case INFERD_PRECISION_BF16: return "bf16";
+    default: return "default";
   }
 }
 
-size_t devices_describe_cpu(char *buf, size_t size) {
-  const dnnl_version_t *v = dnnl_version();
-  return (size_t)snprintf(buf, size, "oneDNN %d.%d.%d on %ld cores, %s", v->major, v->minor, v->patch,
-                          sysconf(_SC_NPROCESSORS_ONLN), isa_name(dnnl_get_effective_cpu_isa()));
+bool inferd_precision_from_name(const char *name, inferd_precision *out) {
+  static const char *const names[] = {"default", "fp32", "tf32", "fp16", "bf16"};
+  for (int i = 0; name && i < (int)(sizeof(names) / sizeof(names[0])); i++)
+    if (strcmp(name, names[i]) == 0) {
+      *out = (inferd_precision)i;
+      return true;
+    }
+  return false;
+}
+
+bool inferd_device_from_name(const char *name, inferd_device *out) {
+  if (!name) return false;
+  if (strcmp(name, "cpu") == 0) {
+    *out = (inferd_device){.kind = INFERD_DEVICE_CPU};
+    return true;
+  }
+  if (strncmp(name, "cuda", 4) != 0 && strncmp(name, "gpu", 3) != 0) return false;
+  const char *rest = name + (name[0] == 'c' ? 4 : 3);
+  long ordinal = 0;
+  if (*rest == ':') {
+    char *end;
+    if (rest[1] < '0' || rest[1] > '9') return false;
+    ordinal = strtol(rest + 1, &end, 10);
+    if (*end || ordinal > 1023) return false;
+  } else if (*rest) {
+    return false;
+  }
+  *out = (inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = (int)ordinal};
+  return true;
+}
+
+int inferd_device_count(inferd_device_kind kind) {
+  const inferd_backend_ops *b = backend_for_device(kind);
+  if (!b) return 0;
+  return b->device_count ? b->device_count() : 1;
+}
+
+size_t inferd_device_describe(inferd_device device, char *buf, size_t size) {
+  const inferd_backend_ops *b = backend_for_device(device.kind);
+  if (!b || !b->describe) {
+    int n = snprintf(buf, size, "%s", device.kind == INFERD_DEVICE_CUDA ? "not built (no CUDA toolkit)" : "none");
+    return n > 0 ? (size_t)n : 0;
+  }
+  return b->describe(device.ordinal, buf, size);
 }
 
 const char *inferd_build_info(void) {
-  static char info[1024];
+  static char info[2048];
   if (info[0]) return info;
   size_t n = (size_t)snprintf(info, sizeof(info), "inferd %s\ncpu: ", inferd_version());
-  n += devices_describe_cpu(info + n, sizeof(info) - n);
-#ifdef INFERD_HAVE_CUDA
-  n += (size_t)snprintf(info + n, n < sizeof(info) ? sizeof(info) - n : 0, "\ngpu: ");
-  if (n < sizeof(info)) n += devices_describe_cuda(info + n, sizeof(info) - n);
-#else
-  n += (size_t)snprintf(info + n, n < sizeof(info) ? sizeof(info) - n : 0, "\ngpu: not built (no CUDA toolkit)");
-#endif
+  n += inferd_device_describe((inferd_device){.kind = INFERD_DEVICE_CPU}, info + n, sizeof(info) - n);
+  if (n < sizeof(info)) n += (size_t)snprintf(info + n, sizeof(info) - n, "\ngpu: ");
+  if (n < sizeof(info))
+    n += inferd_device_describe((inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = -1}, info + n,
+                                sizeof(info) - n);
   return info;
 }

@@ -14,13 +14,27 @@
 #include "engine/onnx/onnx.h"
 #include "engine/passes.h"
 
+/* Every backend compiled in; the first of each device kind serves it. */
+static const inferd_backend_ops *const all_backends[] = {
+    &backend_cpu_ops,
+#ifdef INFERD_HAVE_CUDA
+    &backend_cuda_ops,
+#endif
+    &backend_ref_ops,
+    NULL,
+};
+
+const inferd_backend_ops *const *backend_all(void) { return all_backends; }
+
 const inferd_backend_ops *backend_find(const char *name) {
-  const inferd_backend_ops *all[] = {
-      &backend_cpu_ops,
-      &backend_ref_ops,
-  };
-  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-    if (all[i] && strcmp(all[i]->name, name) == 0) return all[i];
+  for (int i = 0; name && all_backends[i]; i++)
+    if (strcmp(all_backends[i]->name, name) == 0) return all_backends[i];
+  return NULL;
+}
+
+const inferd_backend_ops *backend_for_device(inferd_device_kind kind) {
+  for (int i = 0; all_backends[i]; i++)
+    if (all_backends[i]->device_kind == kind) return all_backends[i];
   return NULL;
 }
 
@@ -35,6 +49,8 @@ struct inferd_plan {
   ir_graph *graph;
   const inferd_backend_ops *backend;
   backend_plan *impl;
+  inferd_device device;
+  inferd_precision precision;
   int max_batch_size;
   int threads;
   bool dynamic_batch;
@@ -59,6 +75,10 @@ struct inferd_context {
   backend_context *impl;
   const void **input_ptrs;
   void **output_ptrs;
+  inferd_memory_kind *input_kinds, *output_kinds;
+  bool pending; /* an asynchronous run awaits inferd_context_wait */
+  int pending_batch, pending_outputs; /* that run's batch and outputs, for the BYTES step after it */
+  inferd_tensor *pending_tensors;
   ir_bytes **input_views; /* per input; NULL unless BYTES */
   bytes_output *outputs;  /* per output; views NULL unless BYTES */
 };
@@ -149,11 +169,39 @@ static inferd_error *take_defaults(ir_graph *g, const char *const *names, int n_
   return NULL;
 }
 
+/* The backend named, or the one serving the device asked for; the device
+ * must exist, and a precision the device has no use for is refused. */
+static inferd_error *plan_choose_backend(const inferd_plan_options *options, inferd_plan *plan) {
+  plan->device = options ? options->device : (inferd_device){0};
+  if (options && options->backend) {
+    plan->backend = backend_find(options->backend);
+    if (!plan->backend)
+      return err_new(INFERD_ERROR_UNSUPPORTED, "backend '%s' is not built into this inferd", options->backend);
+    if (plan->backend->device_kind != plan->device.kind) plan->device = (inferd_device){plan->backend->device_kind, 0};
+  } else {
+    plan->backend = backend_for_device(plan->device.kind);
+    if (!plan->backend)
+      return err_new(INFERD_ERROR_UNSUPPORTED, "this inferd was built without a %s backend",
+                     plan->device.kind == INFERD_DEVICE_CUDA ? "CUDA" : "CPU");
+  }
+  const int count = plan->backend->device_count ? plan->backend->device_count() : 1;
+  if (plan->device.ordinal < 0 || plan->device.ordinal >= count) {
+    if (plan->device.kind == INFERD_DEVICE_CUDA)
+      return err_new(INFERD_ERROR_UNAVAILABLE, "GPU %d does not exist (%d GPU%s visible)", plan->device.ordinal, count,
+                     count == 1 ? "" : "s");
+    return err_new(INFERD_ERROR_INVALID_ARG, "device ordinal %d does not exist", plan->device.ordinal);
+  }
+  plan->precision = options ? options->precision : INFERD_PRECISION_DEFAULT;
+  if (plan->precision == INFERD_PRECISION_DEFAULT)
+    plan->precision = plan->device.kind == INFERD_DEVICE_CUDA ? INFERD_PRECISION_TF32 : INFERD_PRECISION_FP32;
+  if (plan->device.kind == INFERD_DEVICE_CPU && plan->precision != INFERD_PRECISION_FP32)
+    return err_new(INFERD_ERROR_UNSUPPORTED, "precision %s is not available on the %s backend yet",
+                   inferd_precision_name(plan->precision), plan->backend->name);
+  return NULL;
+}
+
 static inferd_error *plan_build(const char *model_path, const inferd_plan_options *options, inferd_plan *plan) {
-  const char *backend_name = options && options->backend ? options->backend : "cpu";
-  plan->backend = backend_find(backend_name);
-  if (!plan->backend)
-    return err_new(INFERD_ERROR_UNSUPPORTED, "backend '%s' is not built into this inferd", backend_name);
+  ERR_TRY(plan_choose_backend(options, plan));
   const char *disabled = options ? options->disabled_passes : NULL;
   ERR_TRY(passes_validate(disabled));
 
@@ -167,7 +215,7 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   ERR_TRY(check_graph_inputs(g));
   if (plan->backend->supports_node) {
     for (int i = 0; i < g->n_nodes; i++)
-      if (!g->nodes[i].dead && !plan->backend->supports_node(g, &g->nodes[i]))
+      if (!g->nodes[i].dead && !plan->backend->supports_node(g, &g->nodes[i], plan->precision))
         return ir_node_error(g, &g->nodes[i], INFERD_ERROR_UNSUPPORTED, "not supported by the %s backend",
                              plan->backend->name);
   }
@@ -198,7 +246,11 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
    * the backend makes its own copies, which keeps the load's peak memory at
    * about two copies of the weights instead of three. */
   ir_graph_release_unused_consts(g);
-  backend_plan_config config = {.max_batch_size = plan->max_batch_size, .threads = plan->threads};
+  backend_plan_config config = {.max_batch_size = plan->max_batch_size,
+                                .threads = plan->threads,
+                                .device = plan->device,
+                                .precision = plan->precision,
+                                .tactic_cache = options ? options->tactic_cache : NULL};
   ERR_TRY(plan->backend->plan_create(g, &config, &plan->impl));
   if (plan->backend->owns_constant)
     for (int v = 0; v < g->n_values; v++)
@@ -293,6 +345,32 @@ size_t inferd_plan_weight_bytes(const inferd_plan *plan) {
   return plan->backend->plan_weight_bytes ? plan->backend->plan_weight_bytes(plan->impl) : 0;
 }
 
+inferd_device inferd_plan_device(const inferd_plan *plan) { return plan->device; }
+inferd_precision inferd_plan_precision(const inferd_plan *plan) { return plan->precision; }
+const char *inferd_plan_backend_name(const inferd_plan *plan) { return plan->backend->name; }
+
+static bool backend_takes(const inferd_backend_ops *b, inferd_memory_kind kind) {
+  return kind == INFERD_MEMORY_CPU || (b->memory_kinds & (1u << kind)) != 0;
+}
+
+inferd_error *inferd_plan_memory_alloc(const inferd_plan *plan, inferd_memory_kind kind, size_t size, void **ptr) {
+  *ptr = NULL;
+  const inferd_backend_ops *b = plan->backend;
+  if (kind != INFERD_MEMORY_CPU && b->memory_alloc && backend_takes(b, kind))
+    return b->memory_alloc(plan->impl, kind, size, ptr);
+  if (kind == INFERD_MEMORY_GPU)
+    return err_new(INFERD_ERROR_UNSUPPORTED, "the %s backend has no GPU memory", b->name);
+  *ptr = mem_try_aligned(size ? size : 64);
+  return *ptr ? NULL : err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes of host memory", size);
+}
+
+void inferd_plan_memory_free(const inferd_plan *plan, inferd_memory_kind kind, void *ptr) {
+  if (!ptr) return;
+  const inferd_backend_ops *b = plan->backend;
+  if (kind != INFERD_MEMORY_CPU && b->memory_free && backend_takes(b, kind)) b->memory_free(plan->impl, kind, ptr);
+  else free(ptr);
+}
+
 static const input_default *find_default(const inferd_plan *plan, int index) {
   for (int i = 0; index >= 0 && index < plan->n_inputs && i < plan->n_defaults; i++)
     if (strcmp(plan->defaults[i].name, plan->inputs[index].name) == 0) return &plan->defaults[i];
@@ -329,6 +407,8 @@ inferd_error *inferd_context_create(inferd_plan *plan, const inferd_context_opti
   ctx->plan = plan;
   ctx->input_ptrs = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(void *));
   ctx->output_ptrs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(void *));
+  ctx->input_kinds = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(inferd_memory_kind));
+  ctx->output_kinds = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(inferd_memory_kind));
   ctx->input_views = mem_zalloc((size_t)(plan->n_inputs + 1) * sizeof(ir_bytes *));
   ctx->outputs = mem_zalloc((size_t)(plan->n_outputs + 1) * sizeof(bytes_output));
   inferd_error *e = NULL;
@@ -355,9 +435,15 @@ inferd_error *inferd_context_create(inferd_plan *plan, const inferd_context_opti
 
 void inferd_context_delete(inferd_context *ctx) {
   if (!ctx) return;
-  if (ctx->impl) ctx->plan->backend->context_delete(ctx->impl);
+  if (ctx->impl) {
+    /* A run still in flight writes into the caller's buffers: finish it. */
+    if (ctx->pending && ctx->plan->backend->wait) inferd_error_delete(ctx->plan->backend->wait(ctx->impl));
+    ctx->plan->backend->context_delete(ctx->impl);
+  }
   free(ctx->input_ptrs);
   free(ctx->output_ptrs);
+  free(ctx->input_kinds);
+  free(ctx->output_kinds);
   for (int k = 0; ctx->input_views && k < ctx->plan->n_inputs; k++) free(ctx->input_views[k]);
   for (int k = 0; ctx->outputs && k < ctx->plan->n_outputs; k++) {
     free(ctx->outputs[k].views);
@@ -461,14 +547,36 @@ static inferd_error *check_input(const inferd_plan *plan, const inferd_tensor_in
   return NULL;
 }
 
-inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_tensor *inputs, int input_count,
-                                 inferd_tensor *outputs, int output_count) {
+/* Memory a run's tensor may be in: what the backend accepts, and a GPU
+ * tensor only on the plan's own GPU. */
+static inferd_error *check_memory(const inferd_plan *plan, const inferd_tensor *t, const char *what) {
+  if (t->memory == INFERD_MEMORY_CPU || t->memory == INFERD_MEMORY_CPU_PINNED) return NULL;
+  if (t->memory != INFERD_MEMORY_GPU)
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s '%s': unknown memory kind %d", what, t->name ? t->name : "",
+                   (int)t->memory);
+  if (!backend_takes(plan->backend, INFERD_MEMORY_GPU))
+    return err_new(INFERD_ERROR_UNSUPPORTED, "%s '%s' is in GPU memory, which the %s backend cannot read", what,
+                   t->name ? t->name : "", plan->backend->name);
+  if (t->memory_id != plan->device.ordinal)
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s '%s' is in the memory of GPU %d, the plan runs on GPU %d", what,
+                   t->name ? t->name : "", t->memory_id, plan->device.ordinal);
+  if (t->datatype == INFERD_TYPE_BYTES)
+    return err_new(INFERD_ERROR_UNSUPPORTED, "%s '%s': BYTES tensors must be in host memory", what, t->name);
+  return NULL;
+}
+
+inferd_error *inferd_context_run_async(inferd_context *ctx, int batch, const inferd_tensor *inputs, int input_count,
+                                       inferd_tensor *outputs, int output_count) {
   inferd_plan *plan = ctx->plan;
+  if (ctx->pending)
+    return err_new(INFERD_ERROR_INVALID_ARG, "the context's last run was not waited for (inferd_context_wait)");
   if (!plan->dynamic_batch && batch != 1)
     return err_new(INFERD_ERROR_INVALID_ARG, "the model has no batch dimension; batch must be 1, not %d", batch);
   if (batch < 1 || batch > plan->max_batch_size)
     return err_new(INFERD_ERROR_INVALID_ARG, "batch size %d is outside [1, %d]", batch, plan->max_batch_size);
   memset(ctx->input_ptrs, 0, (size_t)plan->n_inputs * sizeof(void *));
+  memset(ctx->input_kinds, 0, (size_t)plan->n_inputs * sizeof(inferd_memory_kind));
+  memset(ctx->output_kinds, 0, (size_t)plan->n_outputs * sizeof(inferd_memory_kind));
   memset(ctx->output_ptrs, 0, (size_t)plan->n_outputs * sizeof(void *));
   for (int i = 0; i < input_count; i++) {
     int k = find_info(plan->inputs, plan->n_inputs, inputs[i].name);
@@ -477,6 +585,8 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
                      inputs[i].name ? inputs[i].name : "");
     if (ctx->input_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' given twice", inputs[i].name);
     ERR_TRY(check_input(plan, &plan->inputs[k], &inputs[i], batch));
+    ERR_TRY(check_memory(plan, &inputs[i], "input"));
+    ctx->input_kinds[k] = inputs[i].memory == INFERD_MEMORY_GPU ? INFERD_MEMORY_GPU : inputs[i].memory;
     if (ctx->input_views[k]) {
       if (!inputs[i].data && inputs[i].byte_size)
         return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has no data", inputs[i].name);
@@ -498,6 +608,8 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
                      outputs[i].name ? outputs[i].name : "");
     const inferd_tensor_info *info = &plan->outputs[k];
     if (ctx->output_ptrs[k]) return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' asked for twice", info->name);
+    ERR_TRY(check_memory(plan, &outputs[i], "output"));
+    ctx->output_kinds[k] = outputs[i].memory;
     size_t need = info_bytes(info, batch, plan->dynamic_batch);
     if (ctx->outputs[k].views) {
       need = 0;
@@ -512,14 +624,37 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
     outputs[i].byte_size = need;
     ctx->output_ptrs[k] = outputs[i].data;
   }
-  ERR_TRY(plan->backend->execute(ctx->impl, batch, ctx->input_ptrs, ctx->output_ptrs));
-  for (int i = 0; i < output_count; i++) {
+  const backend_io io = {.inputs = ctx->input_ptrs,
+                         .outputs = ctx->output_ptrs,
+                         .input_kinds = ctx->input_kinds,
+                         .output_kinds = ctx->output_kinds};
+  ERR_TRY(plan->backend->execute(ctx->impl, batch, &io));
+  ctx->pending = true;
+  ctx->pending_batch = batch;
+  ctx->pending_tensors = outputs;
+  ctx->pending_outputs = output_count;
+  return NULL;
+}
+
+inferd_error *inferd_context_wait(inferd_context *ctx) {
+  if (!ctx->pending) return NULL;
+  ctx->pending = false;
+  inferd_plan *plan = ctx->plan;
+  if (plan->backend->wait) ERR_TRY(plan->backend->wait(ctx->impl));
+  inferd_tensor *outputs = ctx->pending_tensors;
+  for (int i = 0; i < ctx->pending_outputs; i++) {
     int k = find_info(plan->outputs, plan->n_outputs, outputs[i].name);
     if (ctx->outputs[k].views)
       ERR_TRY(bytes_output_write(&ctx->outputs[k], &plan->outputs[k],
-                                 info_count(&plan->outputs[k], batch, plan->dynamic_batch), &outputs[i]));
+                                 info_count(&plan->outputs[k], ctx->pending_batch, plan->dynamic_batch), &outputs[i]));
   }
   return NULL;
+}
+
+inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_tensor *inputs, int input_count,
+                                 inferd_tensor *outputs, int output_count) {
+  ERR_TRY(inferd_context_run_async(ctx, batch, inputs, input_count, outputs, output_count));
+  return inferd_context_wait(ctx);
 }
 
 void inferd_context_set_profiling(inferd_context *ctx, bool enabled) {

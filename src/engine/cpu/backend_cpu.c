@@ -25,7 +25,7 @@ typedef struct cpu_binding {
   int n_ext;
 } cpu_binding;
 
-static void plan_free(backend_plan *plan) {
+static void plan_free(cpu_plan *plan) {
   if (!plan) return;
   if (plan->programs)
     for (int b = 0; b <= plan->config.max_batch_size; b++) cpu_program_free(plan->programs[b]);
@@ -46,7 +46,7 @@ static void plan_free(backend_plan *plan) {
   free(plan);
 }
 
-static inferd_error *program_get(backend_plan *plan, int batch, cpu_program **out) {
+static inferd_error *program_get(cpu_plan *plan, int batch, cpu_program **out) {
   pthread_mutex_lock(&plan->lock);
   inferd_error *e = NULL;
   if (!plan->programs[batch]) e = cpu_program_build(plan, batch, &plan->programs[batch]);
@@ -55,8 +55,8 @@ static inferd_error *program_get(backend_plan *plan, int batch, cpu_program **ou
   return e;
 }
 
-static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
-  backend_plan *plan = mem_zalloc(sizeof(*plan));
+static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_config *config, cpu_plan **out) {
+  cpu_plan *plan = mem_zalloc(sizeof(*plan));
   plan->g = g;
   plan->config = *config;
   pthread_mutex_init(&plan->lock, NULL);
@@ -90,11 +90,11 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
   return NULL;
 }
 
-static bool cpu_owns_constant(const backend_plan *plan, int value) {
+static bool cpu_owns_constant(const cpu_plan *plan, int value) {
   return plan->const_use[value] == CPU_CONST_COPIED;
 }
 
-static size_t cpu_plan_weight_bytes(const backend_plan *plan) {
+static size_t cpu_plan_weight_bytes(const cpu_plan *plan) {
   size_t total = 0;
   for (int i = 0; i < plan->g->n_nodes; i++)
     for (const cpu_weights *w = plan->weights[i]; w; w = w->next) total += w->size;
@@ -113,7 +113,7 @@ static void binding_free(cpu_binding *bd) {
   free(bd);
 }
 
-static void bindings_clear(backend_context *ctx) {
+static void bindings_clear(cpu_context *ctx) {
   for (int b = 0; b <= ctx->plan->config.max_batch_size; b++) {
     binding_free(ctx->bindings[b]);
     ctx->bindings[b] = NULL;
@@ -121,7 +121,7 @@ static void bindings_clear(backend_context *ctx) {
 }
 
 /* Where a slot's bytes are for this run. */
-static void *slot_ptr(const backend_context *ctx, const cpu_program *p, int slot, const void *const *inputs,
+static void *slot_ptr(const cpu_context *ctx, const cpu_program *p, int slot, const void *const *inputs,
                       void *const *outputs) {
   const cpu_slot *r = &p->slots[cpu_slot_root(p, slot)];
   switch (r->storage) {
@@ -134,7 +134,7 @@ static void *slot_ptr(const backend_context *ctx, const cpu_program *p, int slot
   }
 }
 
-static inferd_error *ensure_memory(backend_context *ctx, const cpu_program *p) {
+static inferd_error *ensure_memory(cpu_context *ctx, const cpu_program *p) {
   if (p->arena_size > ctx->arena_size) {
     void *arena = mem_try_aligned(p->arena_size);
     if (!arena) return err_new(INFERD_ERROR_NO_MEMORY, "allocating a %zu-byte activation arena", p->arena_size);
@@ -154,7 +154,7 @@ static inferd_error *ensure_memory(backend_context *ctx, const cpu_program *p) {
   return NULL;
 }
 
-static inferd_error *binding_create(backend_context *ctx, cpu_program *p, cpu_binding **out) {
+static inferd_error *binding_create(cpu_context *ctx, cpu_program *p, cpu_binding **out) {
   ERR_TRY(ensure_memory(ctx, p));
   cpu_binding *bd = mem_zalloc(sizeof(*bd));
   bd->p = p;
@@ -204,8 +204,8 @@ static inferd_error *binding_create(backend_context *ctx, cpu_program *p, cpu_bi
   return NULL;
 }
 
-static inferd_error *cpu_context_create(backend_plan *plan, int threads, backend_context **out) {
-  backend_context *ctx = mem_zalloc(sizeof(*ctx));
+static inferd_error *cpu_context_create(cpu_plan *plan, int threads, cpu_context **out) {
+  cpu_context *ctx = mem_zalloc(sizeof(*ctx));
   ctx->plan = plan;
   ctx->threads = threads > 0 ? threads : plan->config.threads;
   ctx->bindings = mem_zalloc((size_t)(plan->config.max_batch_size + 1) * sizeof(cpu_binding *));
@@ -235,7 +235,7 @@ static inferd_error *cpu_context_create(backend_plan *plan, int threads, backend
   return NULL;
 }
 
-static void cpu_context_delete(backend_context *ctx) {
+static void cpu_context_delete(cpu_context *ctx) {
   if (!ctx) return;
   bindings_clear(ctx);
   free(ctx->bindings);
@@ -246,9 +246,9 @@ static void cpu_context_delete(backend_context *ctx) {
   free(ctx);
 }
 
-static size_t cpu_context_memory_bytes(const backend_context *ctx) { return ctx->arena_size + ctx->scratch_size; }
+static size_t cpu_context_memory_bytes(const cpu_context *ctx) { return ctx->arena_size + ctx->scratch_size; }
 
-static inferd_error *run_ref_step(backend_context *ctx, const cpu_program *p, cpu_step *s, const void *const *inputs,
+static inferd_error *run_ref_step(cpu_context *ctx, const cpu_program *p, cpu_step *s, const void *const *inputs,
                                   void *const *outputs) {
   for (int k = 0; k < s->n_in; k++)
     s->in_tensors[k].data = s->in_slots[k] >= 0 ? slot_ptr(ctx, p, s->in_slots[k], inputs, outputs) : NULL;
@@ -262,8 +262,8 @@ static inferd_error *run_ref_step(backend_context *ctx, const cpu_program *p, cp
   return NULL;
 }
 
-static inferd_error *cpu_execute(backend_context *ctx, int batch, const void *const *inputs, void *const *outputs) {
-  backend_plan *plan = ctx->plan;
+static inferd_error *cpu_execute(cpu_context *ctx, int batch, const void *const *inputs, void *const *outputs) {
+  cpu_plan *plan = ctx->plan;
   cpu_program *p;
   ERR_TRY(program_get(plan, batch, &p));
   if (!ctx->bindings[batch]) ERR_TRY(binding_create(ctx, p, &ctx->bindings[batch]));
@@ -308,9 +308,9 @@ static inferd_error *cpu_execute(backend_context *ctx, int batch, const void *co
   return NULL;
 }
 
-static void cpu_set_profiling(backend_context *ctx, bool enabled) { ctx->profiling = enabled; }
+static void cpu_set_profiling(cpu_context *ctx, bool enabled) { ctx->profiling = enabled; }
 
-static int cpu_profile(const backend_context *ctx, inferd_profile_entry *entries, int capacity) {
+static int cpu_profile(const cpu_context *ctx, inferd_profile_entry *entries, int capacity) {
   if (ctx->profiled_batch < 0 || !ctx->step_ms) return 0;
   const cpu_program *p = ctx->plan->programs[ctx->profiled_batch];
   for (int i = 0; i < p->n_steps && i < capacity; i++)
@@ -321,16 +321,44 @@ static int cpu_profile(const backend_context *ctx, inferd_profile_entry *entries
   return p->n_steps;
 }
 
+/* The interface's opaque handles are this backend's own types. */
+static cpu_plan *as_plan(backend_plan *p) { return (cpu_plan *)p; }
+static const cpu_plan *as_const_plan(const backend_plan *p) { return (const cpu_plan *)p; }
+static cpu_context *as_context(backend_context *c) { return (cpu_context *)c; }
+
+static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
+  return cpu_plan_create(g, config, (cpu_plan **)out);
+}
+static void iface_plan_delete(backend_plan *p) { plan_free(as_plan(p)); }
+static bool iface_owns_constant(const backend_plan *p, int value) { return cpu_owns_constant(as_const_plan(p), value); }
+static size_t iface_plan_weight_bytes(const backend_plan *p) { return cpu_plan_weight_bytes(as_const_plan(p)); }
+static inferd_error *iface_context_create(backend_plan *p, int threads, backend_context **out) {
+  return cpu_context_create(as_plan(p), threads, (cpu_context **)out);
+}
+static void iface_context_delete(backend_context *c) { cpu_context_delete(as_context(c)); }
+static size_t iface_context_memory_bytes(const backend_context *c) {
+  return cpu_context_memory_bytes((const cpu_context *)c);
+}
+static inferd_error *iface_execute(backend_context *c, int batch, const backend_io *io) {
+  return cpu_execute(as_context(c), batch, io->inputs, io->outputs);
+}
+static void iface_set_profiling(backend_context *c, bool enabled) { cpu_set_profiling(as_context(c), enabled); }
+static int iface_profile(const backend_context *c, inferd_profile_entry *entries, int capacity) {
+  return cpu_profile((const cpu_context *)c, entries, capacity);
+}
+
 const inferd_backend_ops backend_cpu_ops = {
     .name = "cpu",
-    .plan_create = cpu_plan_create,
-    .plan_delete = plan_free,
-    .owns_constant = cpu_owns_constant,
-    .plan_weight_bytes = cpu_plan_weight_bytes,
-    .context_create = cpu_context_create,
-    .context_delete = cpu_context_delete,
-    .context_memory_bytes = cpu_context_memory_bytes,
-    .execute = cpu_execute,
-    .set_profiling = cpu_set_profiling,
-    .profile = cpu_profile,
+    .device_kind = INFERD_DEVICE_CPU,
+    .describe = cpu_describe,
+    .plan_create = iface_plan_create,
+    .plan_delete = iface_plan_delete,
+    .owns_constant = iface_owns_constant,
+    .plan_weight_bytes = iface_plan_weight_bytes,
+    .context_create = iface_context_create,
+    .context_delete = iface_context_delete,
+    .context_memory_bytes = iface_context_memory_bytes,
+    .execute = iface_execute,
+    .set_profiling = iface_set_profiling,
+    .profile = iface_profile,
 };

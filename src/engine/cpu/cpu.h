@@ -27,6 +27,9 @@
 
 #include "engine/backend.h"
 
+typedef struct cpu_plan cpu_plan;
+typedef struct cpu_context cpu_context;
+
 typedef enum cpu_storage {
   CPU_STORAGE_ARENA = 0,
   CPU_STORAGE_INPUT,  /* graph input ext_index */
@@ -105,7 +108,7 @@ typedef struct cpu_weights {
   size_t size;
 } cpu_weights;
 
-struct backend_plan {
+struct cpu_plan {
   const ir_graph *g;
   backend_plan_config config;
   dnnl_engine_t engine;
@@ -121,8 +124,8 @@ struct backend_plan {
 
 enum { CPU_CONST_COPIED = 1, CPU_CONST_READ = 2 };
 
-struct backend_context {
-  backend_plan *plan;
+struct cpu_context {
+  cpu_plan *plan;
   int threads;
   dnnl_stream_t stream;
   void *arena;
@@ -135,13 +138,16 @@ struct backend_context {
   int profiled_batch;
 };
 
+/* The CPU and oneDNN in words (cpu_device.c). */
+size_t cpu_describe(int ordinal, char *buf, size_t size);
+
 /* Building programs (program.c). */
-inferd_error *cpu_program_build(backend_plan *plan, int batch, cpu_program **out);
+inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out);
 void cpu_program_free(cpu_program *p);
 
 /* Helpers shared by the op builders. */
 typedef struct cpu_builder {
-  backend_plan *plan;
+  cpu_plan *plan;
   const ir_graph *g;
   cpu_program *p;
   int batch;

@@ -295,7 +295,7 @@ bool cpu_pd_create(cpu_builder *b, const_dnnl_op_desc_t desc, const ir_node *pos
 
 inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_t *src_md,
                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory) {
-  backend_plan *plan = b->plan;
+  cpu_plan *plan = b->plan;
   for (cpu_weights *w = plan->weights[b->node_index]; w; w = w->next)
     if (w->value == value && dnnl_memory_desc_equal(&w->md, md)) {
       *memory = w->memory;
@@ -512,7 +512,7 @@ static void plan_memory(cpu_program *p) {
   free(bufs);
 }
 
-inferd_error *cpu_program_build(backend_plan *plan, int batch, cpu_program **out) {
+inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out) {
   const ir_graph *g = plan->g;
   cpu_program *p = mem_zalloc(sizeof(*p));
   p->batch = batch;

@@ -19,7 +19,7 @@
 #include "engine/backend.h"
 #include "engine/ops/op_util.h"
 
-struct backend_plan {
+typedef struct ref_plan {
   const ir_graph *g;
   int max_batch;
   int n_steps;
@@ -28,17 +28,17 @@ struct backend_plan {
   int n_slots;
   size_t *slot_bytes;
   int max_args; /* most inputs or outputs of one node */
-};
+} ref_plan;
 
-struct backend_context {
-  backend_plan *plan;
+typedef struct ref_context {
+  ref_plan *plan;
   void **slots;
   size_t bytes;
   const void **data; /* per value, this run */
   ir_tensor *in, *out;
   bool profiling;
   double *step_ms;
-};
+} ref_context;
 
 /* Bytes of value v at `batch`; false on overflow or a type with no size. */
 static bool value_bytes(const ir_value *v, int64_t batch, size_t *bytes) {
@@ -52,7 +52,7 @@ static bool value_bytes(const ir_value *v, int64_t batch, size_t *bytes) {
   return true;
 }
 
-static void ref_plan_delete(backend_plan *p) {
+static void ref_plan_delete(ref_plan *p) {
   if (!p) return;
   free(p->steps);
   free(p->value_slot);
@@ -87,7 +87,7 @@ static inferd_error *check_graph(const ir_graph *g, const bool *produced_before,
 
 /* Assigns slots: best fit among free slots, growing the largest free one
  * when none fits, a new slot when none is free. */
-static int take_slot(backend_plan *p, bool *slot_free, size_t need, size_t *cap_slots) {
+static int take_slot(ref_plan *p, bool *slot_free, size_t need, size_t *cap_slots) {
   int best = -1, largest = -1;
   for (int s = 0; s < p->n_slots; s++) {
     if (!slot_free[s]) continue;
@@ -107,7 +107,7 @@ static int take_slot(backend_plan *p, bool *slot_free, size_t need, size_t *cap_
   return best;
 }
 
-static inferd_error *plan_memory(backend_plan *p) {
+static inferd_error *plan_memory(ref_plan *p) {
   const ir_graph *g = p->g;
   int *last_use = mem_alloc(((size_t)g->n_values + 1) * sizeof(int));
   bool *produced = mem_zalloc((size_t)g->n_values + 1);
@@ -160,9 +160,9 @@ static inferd_error *plan_memory(backend_plan *p) {
   return err;
 }
 
-static inferd_error *ref_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
+static inferd_error *ref_plan_create(const ir_graph *g, const backend_plan_config *config, ref_plan **out) {
   *out = NULL;
-  backend_plan *p = mem_zalloc(sizeof(*p));
+  ref_plan *p = mem_zalloc(sizeof(*p));
   p->g = g;
   p->max_batch = config->max_batch_size > 0 ? config->max_batch_size : 1;
   p->steps = mem_alloc(((size_t)g->n_nodes + 1) * sizeof(int));
@@ -179,9 +179,9 @@ static inferd_error *ref_plan_create(const ir_graph *g, const backend_plan_confi
   return NULL;
 }
 
-static size_t ref_plan_weight_bytes(const backend_plan *p) { return ir_graph_heap_bytes(p->g); }
+static size_t ref_plan_weight_bytes(const ref_plan *p) { return ir_graph_heap_bytes(p->g); }
 
-static void ref_context_delete(backend_context *c) {
+static void ref_context_delete(ref_context *c) {
   if (!c) return;
   if (c->slots)
     for (int s = 0; s < c->plan->n_slots; s++) free(c->slots[s]);
@@ -193,10 +193,10 @@ static void ref_context_delete(backend_context *c) {
   free(c);
 }
 
-static inferd_error *ref_context_create(backend_plan *p, int threads, backend_context **out) {
+static inferd_error *ref_context_create(ref_plan *p, int threads, ref_context **out) {
   (void)threads; /* the interpreter runs on the caller's thread */
   *out = NULL;
-  backend_context *c = mem_zalloc(sizeof(*c));
+  ref_context *c = mem_zalloc(sizeof(*c));
   c->plan = p;
   c->slots = mem_zalloc(((size_t)p->n_slots + 1) * sizeof(void *));
   c->data = mem_zalloc(((size_t)p->g->n_values + 1) * sizeof(void *));
@@ -217,9 +217,9 @@ static inferd_error *ref_context_create(backend_plan *p, int threads, backend_co
   return NULL;
 }
 
-static size_t ref_context_memory_bytes(const backend_context *c) { return c->bytes; }
+static size_t ref_context_memory_bytes(const ref_context *c) { return c->bytes; }
 
-static void tensor_of(const ir_graph *g, const backend_context *c, int v, int64_t batch, ir_tensor *t) {
+static void tensor_of(const ir_graph *g, const ref_context *c, int v, int64_t batch, ir_tensor *t) {
   *t = (ir_tensor){0};
   if (v < 0) return;
   const ir_value *val = &g->values[v];
@@ -229,8 +229,8 @@ static void tensor_of(const ir_graph *g, const backend_context *c, int v, int64_
   t->data = (void *)c->data[v];
 }
 
-static inferd_error *ref_execute(backend_context *c, int batch, const void *const *inputs, void *const *outputs) {
-  const backend_plan *p = c->plan;
+static inferd_error *ref_execute(ref_context *c, int batch, const void *const *inputs, void *const *outputs) {
+  const ref_plan *p = c->plan;
   const ir_graph *g = p->g;
   if (batch < 1 || batch > p->max_batch)
     return err_new(INFERD_ERROR_INVALID_ARG, "batch %d is outside [1, %d]", batch, p->max_batch);
@@ -258,10 +258,10 @@ static inferd_error *ref_execute(backend_context *c, int batch, const void *cons
   return NULL;
 }
 
-static void ref_set_profiling(backend_context *c, bool enabled) { c->profiling = enabled; }
+static void ref_set_profiling(ref_context *c, bool enabled) { c->profiling = enabled; }
 
-static int ref_profile(const backend_context *c, inferd_profile_entry *entries, int capacity) {
-  const backend_plan *p = c->plan;
+static int ref_profile(const ref_context *c, inferd_profile_entry *entries, int capacity) {
+  const ref_plan *p = c->plan;
   for (int s = 0; s < p->n_steps && s < capacity; s++) {
     const ir_node *n = &p->g->nodes[p->steps[s]];
     entries[s] =
@@ -270,16 +270,39 @@ static int ref_profile(const backend_context *c, inferd_profile_entry *entries, 
   return p->n_steps;
 }
 
+/* The interface's opaque handles are this backend's own types. */
+static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
+  return ref_plan_create(g, config, (ref_plan **)out);
+}
+static void iface_plan_delete(backend_plan *p) { ref_plan_delete((ref_plan *)p); }
+static size_t iface_plan_weight_bytes(const backend_plan *p) { return ref_plan_weight_bytes((const ref_plan *)p); }
+static inferd_error *iface_context_create(backend_plan *p, int threads, backend_context **out) {
+  return ref_context_create((ref_plan *)p, threads, (ref_context **)out);
+}
+static void iface_context_delete(backend_context *c) { ref_context_delete((ref_context *)c); }
+static size_t iface_context_memory_bytes(const backend_context *c) {
+  return ref_context_memory_bytes((const ref_context *)c);
+}
+static inferd_error *iface_execute(backend_context *c, int batch, const backend_io *io) {
+  return ref_execute((ref_context *)c, batch, io->inputs, io->outputs);
+}
+static void iface_set_profiling(backend_context *c, bool enabled) { ref_set_profiling((ref_context *)c, enabled); }
+static int iface_profile(const backend_context *c, inferd_profile_entry *entries, int capacity) {
+  return ref_profile((const ref_context *)c, entries, capacity);
+}
+
+/* The reference backend runs on the CPU but serves no device: it is looked
+ * up by name only (tests, conformance, --backend ref). */
 const inferd_backend_ops backend_ref_ops = {
     .name = "ref",
-    .supports_node = NULL,
-    .plan_create = ref_plan_create,
-    .plan_delete = ref_plan_delete,
-    .plan_weight_bytes = ref_plan_weight_bytes,
-    .context_create = ref_context_create,
-    .context_delete = ref_context_delete,
-    .context_memory_bytes = ref_context_memory_bytes,
-    .execute = ref_execute,
-    .set_profiling = ref_set_profiling,
-    .profile = ref_profile,
+    .device_kind = INFERD_DEVICE_CPU,
+    .plan_create = iface_plan_create,
+    .plan_delete = iface_plan_delete,
+    .plan_weight_bytes = iface_plan_weight_bytes,
+    .context_create = iface_context_create,
+    .context_delete = iface_context_delete,
+    .context_memory_bytes = iface_context_memory_bytes,
+    .execute = iface_execute,
+    .set_profiling = iface_set_profiling,
+    .profile = iface_profile,
 };

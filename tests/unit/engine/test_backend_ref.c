@@ -64,22 +64,22 @@ static void run_net(bool fused) {
   assert_null(ops->context_create(plan, 1, &ctx));
   assert_true(ops->context_memory_bytes(ctx) > 0);
   float y[12];
-  assert_null(ops->execute(ctx, 2, (const void *[]){batch2_input}, (void *[]){y}));
+  assert_null(ops->execute(ctx, 2, &(backend_io){.inputs = (const void *[]){batch2_input}, .outputs = (void *[]){y}}));
   const float want[] = {8, 2, 20, -1, 1, 10};
   for (int i = 0; i < 6; i++) assert_float_equal(y[i], want[i], 1e-5);
   /* Batch 1 on the same context: the first item alone. */
   memset(y, 0, sizeof(y));
-  assert_null(ops->execute(ctx, 1, (const void *[]){batch2_input}, (void *[]){y}));
+  assert_null(ops->execute(ctx, 1, &(backend_io){.inputs = (const void *[]){batch2_input}, .outputs = (void *[]){y}}));
   for (int i = 0; i < 3; i++) assert_float_equal(y[i], want[i], 1e-5);
   assert_float_equal(y[3], 0, 0);
   /* Outputs not asked for are fine; batches past the plan are not. */
-  assert_null(ops->execute(ctx, 2, (const void *[]){batch2_input}, (void *[]){NULL}));
-  inferd_error *e = ops->execute(ctx, 5, (const void *[]){batch2_input}, (void *[]){y});
+  assert_null(ops->execute(ctx, 2, &(backend_io){.inputs = (const void *[]){batch2_input}, .outputs = (void *[]){NULL}}));
+  inferd_error *e = ops->execute(ctx, 5, &(backend_io){.inputs = (const void *[]){batch2_input}, .outputs = (void *[]){y}});
   assert_non_null(e);
   inferd_error_delete(e);
 
   ops->set_profiling(ctx, true);
-  assert_null(ops->execute(ctx, 1, (const void *[]){batch2_input}, (void *[]){y}));
+  assert_null(ops->execute(ctx, 1, &(backend_io){.inputs = (const void *[]){batch2_input}, .outputs = (void *[]){y}}));
   inferd_profile_entry entries[16];
   int steps = ops->profile(ctx, entries, 16);
   assert_int_equal(steps, fused ? 4 : 6);
@@ -122,7 +122,7 @@ static void test_memory_reuse(void **state) {
   assert_true(backend_ref_ops.context_memory_bytes(ctx) <= 3 * 2 * 1024 * sizeof(float));
   static float in[2048], out[2048];
   for (int i = 0; i < 2048; i++) in[i] = (float)(i % 7) - 3;
-  assert_null(backend_ref_ops.execute(ctx, 2, (const void *[]){in}, (void *[]){out}));
+  assert_null(backend_ref_ops.execute(ctx, 2, &(backend_io){.inputs = (const void *[]){in}, .outputs = (void *[]){out}}));
   for (int i = 0; i < 2048; i++) assert_float_equal(out[i], in[i] > 0 ? in[i] : 0, 0);
   backend_ref_ops.context_delete(ctx);
   backend_ref_ops.plan_delete(plan);
@@ -148,12 +148,12 @@ static void test_passthrough_outputs_and_errors(void **state) {
   float gathered[3], constant[4];
   int64_t echoed[3];
   assert_null(
-      backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){3, -4, 1}}, (void *[]){gathered, echoed, constant}));
+      backend_ref_ops.execute(ctx, 1, &(backend_io){.inputs = (const void *[]){(int64_t[]){3, -4, 1}}, .outputs = (void *[]){gathered, echoed, constant}}));
   assert_memory_equal(gathered, ((float[]){4, 1, 2}), sizeof(gathered));
   assert_memory_equal(echoed, ((int64_t[]){3, -4, 1}), sizeof(echoed));
   assert_memory_equal(constant, ((float[]){1, 2, 3, 4}), sizeof(constant));
   inferd_error *e =
-      backend_ref_ops.execute(ctx, 1, (const void *[]){(int64_t[]){0, 4, 0}}, (void *[]){gathered, echoed, constant});
+      backend_ref_ops.execute(ctx, 1, &(backend_io){.inputs = (const void *[]){(int64_t[]){0, 4, 0}}, .outputs = (void *[]){gathered, echoed, constant}});
   assert_non_null(e);
   assert_non_null(strstr(inferd_error_message(e), "node 'gather'"));
   inferd_error_delete(e);

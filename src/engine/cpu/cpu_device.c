@@ -1,0 +1,29 @@
+/* What the CPU backend runs on: oneDNN's version and the instruction set it
+ * uses on this CPU, for `inferd --version`, metadata and benchmarks. */
+#include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "engine/cpu/cpu.h"
+
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+  switch (isa) {
+    case dnnl_cpu_isa_sse41: return "SSE4.1";
+    case dnnl_cpu_isa_avx: return "AVX";
+    case dnnl_cpu_isa_avx2: return "AVX2";
+    case dnnl_cpu_isa_avx2_vnni: return "AVX2+VNNI";
+    case dnnl_cpu_isa_avx512_core: return "AVX-512";
+    case dnnl_cpu_isa_avx512_core_vnni: return "AVX-512+VNNI";
+    case dnnl_cpu_isa_avx512_core_bf16: return "AVX-512+BF16";
+    case dnnl_cpu_isa_avx512_core_amx: return "AVX-512+AMX";
+    default: return "baseline";
+  }
+}
+
+size_t cpu_describe(int ordinal, char *buf, size_t size) {
+  (void)ordinal;
+  const dnnl_version_t *v = dnnl_version();
+  int n = snprintf(buf, size, "oneDNN %d.%d.%d on %ld cores, %s", v->major, v->minor, v->patch,
+                   sysconf(_SC_NPROCESSORS_ONLN), isa_name(dnnl_get_effective_cpu_isa()));
+  return n > 0 ? (size_t)n : 0;
+}
