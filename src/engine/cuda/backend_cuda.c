@@ -1,0 +1,408 @@
+/*
+ * The CUDA backend's entry points: devices, memory, plans, contexts and
+ * runs. See cuda.h for the model of buckets, programs and graphs.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "engine/cuda/cuda.h"
+
+/* ---- devices -------------------------------------------------------------- */
+
+static int cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+static size_t cuda_describe(int ordinal, char *buf, size_t size) {
+  int runtime = 0, driver = 0, count = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  cudaError_t err = cudaGetDeviceCount(&count);
+  size_t n = 0;
+#define PUT(...) n += (size_t)snprintf(buf + (n < size ? n : size), n < size ? size - n : 0, __VA_ARGS__)
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    const char *why = driver == 0 ? "no NVIDIA driver found" : err != cudaSuccess ? cudaGetErrorString(err) : "no devices";
+    PUT("CUDA runtime %d.%d, no GPU (%s)", runtime / 1000, (runtime % 1000) / 10, why);
+    return n;
+  }
+  const cuda_libs *l = NULL;
+  inferd_error *e = cuda_libs_get(&l);
+  char libs[96];
+  if (e) snprintf(libs, sizeof(libs), "cuDNN unavailable");
+  else {
+    size_t v = l->cudnnGetVersion();
+    size_t lt = l->cublasLtGetVersion();
+    snprintf(libs, sizeof(libs), "cuDNN %zu.%zu.%zu, cuBLASLt %zu.%zu.%zu", v / 10000, (v % 10000) / 100, v % 100,
+             lt / 10000, (lt % 10000) / 100, lt % 100);
+  }
+  inferd_error_delete(e);
+  const int first = ordinal >= 0 ? ordinal : 0, last = ordinal >= 0 ? ordinal : count - 1;
+  if (ordinal < 0) PUT("CUDA runtime %d.%d, driver %d.%d, %s, %d GPU%s:", runtime / 1000, (runtime % 1000) / 10,
+                       driver / 1000, (driver % 1000) / 10, libs, count, count > 1 ? "s" : "");
+  for (int i = first; i <= last && i < count; i++) {
+    struct cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    PUT("%s%s (sm_%d%d, %.1f GiB, %d SMs)", ordinal < 0 ? " " : "", prop.name, prop.major, prop.minor,
+        (double)prop.totalGlobalMem / (1 << 30), prop.multiProcessorCount);
+    if (ordinal < 0) PUT(" [%d]", i);
+  }
+  if (ordinal >= 0) PUT(", CUDA %d.%d, driver %d.%d, %s", runtime / 1000, (runtime % 1000) / 10, driver / 1000,
+                        (driver % 1000) / 10, libs);
+#undef PUT
+  return n;
+}
+
+/* ---- what runs -------------------------------------------------------------- */
+
+static bool float_type(inferd_datatype t) {
+  return t == INFERD_TYPE_FP32 || t == INFERD_TYPE_FP16 || t == INFERD_TYPE_BF16;
+}
+
+static bool cuda_supports_node(const ir_graph *g, const ir_node *n, inferd_precision precision) {
+  (void)precision;
+  switch (n->op) {
+    case IR_OP_Conv:
+    case IR_OP_MaxPool:
+    case IR_OP_AveragePool:
+      if (g->values[n->inputs[0]].shape.rank != 4) return false;
+      break;
+    case IR_OP_GlobalAveragePool:
+    case IR_OP_GlobalMaxPool:
+      if (g->values[n->inputs[0]].shape.rank != 4) return false;
+      break;
+    case IR_OP_Relu: case IR_OP_LeakyRelu: case IR_OP_Clip: case IR_OP_Sigmoid: case IR_OP_HardSigmoid:
+    case IR_OP_HardSwish: case IR_OP_Tanh: case IR_OP_Add: case IR_OP_Sub: case IR_OP_Mul: case IR_OP_Div:
+    case IR_OP_Gemm: case IR_OP_MatMul: case IR_OP_Flatten: case IR_OP_Reshape: case IR_OP_Squeeze:
+    case IR_OP_Unsqueeze: case IR_OP_Identity: case IR_OP_Dropout: case IR_OP_Softmax: case IR_OP_Transpose:
+    case IR_OP_Concat:
+      break;
+    default: return false;
+  }
+  /* Data inputs are floating point; Reshape's shape and Clip's bounds are
+   * constants read at build time. */
+  for (int k = 0; k < n->n_inputs; k++) {
+    const int v = n->inputs[k];
+    if (v < 0) continue;
+    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze || n->op == IR_OP_Clip) && k > 0)
+      continue;
+    if (!float_type(g->values[v].dtype)) return false;
+  }
+  for (int k = 0; k < n->n_outputs; k++)
+    if (n->outputs[k] >= 0 && g->values[n->outputs[k]].use_count > 0 && !float_type(g->values[n->outputs[k]].dtype))
+      return false;
+  return true;
+}
+
+/* ---- memory ----------------------------------------------------------------- */
+
+static cuda_plan *as_plan(backend_plan *p) { return (cuda_plan *)p; }
+static const cuda_plan *as_const_plan(const backend_plan *p) { return (const cuda_plan *)p; }
+static cuda_context *as_context(backend_context *c) { return (cuda_context *)c; }
+
+static inferd_error *cuda_memory_alloc(const backend_plan *bp, inferd_memory_kind kind, size_t size, void **ptr) {
+  const cuda_plan *plan = as_const_plan(bp);
+  CUDA_TRY(cudaSetDevice(plan->device), "selecting the GPU");
+  if (kind == INFERD_MEMORY_GPU) CUDA_TRY(cudaMalloc(ptr, size ? size : 16), "allocating GPU memory");
+  else CUDA_TRY(cudaHostAlloc(ptr, size ? size : 16, cudaHostAllocPortable), "allocating pinned host memory");
+  return NULL;
+}
+
+static void cuda_memory_free(const backend_plan *bp, inferd_memory_kind kind, void *ptr) {
+  (void)bp;
+  if (kind == INFERD_MEMORY_GPU) cudaFree(ptr);
+  else cudaFreeHost(ptr);
+}
+
+/* ---- plans -------------------------------------------------------------------- */
+
+static void plan_free(cuda_plan *plan) {
+  if (!plan) return;
+  if (plan->libs) cudaSetDevice(plan->device);
+  for (int i = 0; i < plan->n_buckets; i++) cuda_program_free(plan, plan->programs[i]);
+  for (cuda_weight *w = plan->weights, *next; w; w = next) {
+    next = w->next;
+    cudaFree(w->data);
+    free(w);
+  }
+  cuda_tactics_close(plan->tactics);
+  if (plan->dnn) plan->libs->cudnnDestroy(plan->dnn);
+  if (plan->lt) plan->libs->cublasLtDestroy(plan->lt);
+  if (plan->build_stream) cudaStreamDestroy(plan->build_stream);
+  pthread_mutex_destroy(&plan->lock);
+  free(plan);
+}
+
+static inferd_error *program_get(cuda_plan *plan, int bucket, cuda_program **out) {
+  pthread_mutex_lock(&plan->lock);
+  inferd_error *e = NULL;
+  if (!plan->programs[bucket]) {
+    e = cuda_program_build(plan, bucket, &plan->programs[bucket]);
+    if (!e) cuda_tactics_save(plan->tactics);
+  }
+  *out = plan->programs[bucket];
+  pthread_mutex_unlock(&plan->lock);
+  return e;
+}
+
+static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend_plan_config *config) {
+  plan->g = g;
+  plan->config = *config;
+  plan->device = config->device.ordinal;
+  ERR_TRY(cuda_libs_get(&plan->libs));
+  const int count = cuda_device_count();
+  if (plan->device < 0 || plan->device >= count)
+    return err_new(INFERD_ERROR_UNAVAILABLE, "GPU %d does not exist (%d GPU%s visible)", plan->device, count,
+                   count == 1 ? "" : "s");
+  CUDA_TRY(cudaSetDevice(plan->device), "selecting the GPU");
+  CUDA_TRY(cudaGetDeviceProperties(&plan->prop, plan->device), "reading the GPU's properties");
+  switch (config->precision) {
+    case INFERD_PRECISION_FP16: plan->dtype = CUDA_F16; break;
+    case INFERD_PRECISION_BF16: plan->dtype = CUDA_BF16; break;
+    case INFERD_PRECISION_FP32: plan->dtype = CUDA_F32; break;
+    default: plan->dtype = CUDA_F32, plan->tf32 = true; break;
+  }
+  CUDA_TRY(cudaStreamCreateWithFlags(&plan->build_stream, cudaStreamNonBlocking), "creating a stream");
+  CUDNN_TRY(plan->libs, plan->libs->cudnnCreate(&plan->dnn), "creating a cuDNN handle");
+  CUDNN_TRY(plan->libs, plan->libs->cudnnSetStream(plan->dnn, plan->build_stream), "setting the cuDNN stream");
+  CUBLASLT_TRY(plan->libs->cublasLtCreate(&plan->lt), "creating a cuBLASLt handle");
+  plan->tactics = cuda_tactics_open(plan, config->tactic_cache);
+  for (int b = 1; b < config->max_batch_size && plan->n_buckets < CUDA_MAX_BUCKETS - 1; b *= 2)
+    plan->buckets[plan->n_buckets++] = b;
+  plan->buckets[plan->n_buckets++] = config->max_batch_size;
+  /* The largest and the smallest bucket now: a model the backend cannot run
+   * fails at load, and the first requests need no autotuning. */
+  cuda_program *p;
+  ERR_TRY(program_get(plan, plan->n_buckets - 1, &p));
+  if (plan->n_buckets > 1) ERR_TRY(program_get(plan, 0, &p));
+  return NULL;
+}
+
+static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
+  cuda_plan *plan = mem_zalloc(sizeof(*plan));
+  pthread_mutex_init(&plan->lock, NULL);
+  inferd_error *e = plan_init(plan, g, config);
+  if (e) {
+    plan_free(plan);
+    return e;
+  }
+  *out = (backend_plan *)plan;
+  return NULL;
+}
+
+static void iface_plan_delete(backend_plan *p) { plan_free(as_plan(p)); }
+
+/* Weights were converted into the plan's own device copies. */
+static bool iface_owns_constant(const backend_plan *p, int value) {
+  (void)p;
+  (void)value;
+  return false;
+}
+
+static size_t iface_plan_weight_bytes(const backend_plan *p) { return as_const_plan(p)->weight_bytes; }
+
+/* ---- contexts ------------------------------------------------------------------- */
+
+static void graphs_clear(cuda_context *ctx) {
+  for (int i = 0; i < CUDA_MAX_BUCKETS; i++) {
+    if (ctx->graphs[i]) cudaGraphExecDestroy(ctx->graphs[i]);
+    ctx->graphs[i] = NULL;
+    ctx->runs[i] = 0;
+  }
+}
+
+static inferd_error *ensure_memory(cuda_context *ctx, const cuda_program *p) {
+  if (p->arena_size <= ctx->arena_size && p->workspace_size <= ctx->workspace_size) return NULL;
+  /* Graphs point into the old buffers: they go with them. */
+  CUDA_TRY(cudaStreamSynchronize(ctx->stream), "waiting for the stream");
+  graphs_clear(ctx);
+  if (p->arena_size > ctx->arena_size) {
+    cudaFree(ctx->arena);
+    ctx->arena = NULL;
+    ctx->arena_size = 0;
+    CUDA_TRY(cudaMalloc(&ctx->arena, p->arena_size), "allocating the activation arena");
+    ctx->arena_size = p->arena_size;
+  }
+  if (p->workspace_size > ctx->workspace_size) {
+    cudaFree(ctx->workspace);
+    ctx->workspace = NULL;
+    ctx->workspace_size = 0;
+    CUDA_TRY(cudaMalloc(&ctx->workspace, p->workspace_size), "allocating the workspace");
+    ctx->workspace_size = p->workspace_size;
+  }
+  return NULL;
+}
+
+static void context_free(cuda_context *ctx) {
+  if (!ctx) return;
+  cudaSetDevice(ctx->plan->device);
+  if (ctx->stream) cudaStreamSynchronize(ctx->stream);
+  graphs_clear(ctx);
+  if (ctx->dnn) ctx->plan->libs->cudnnDestroy(ctx->dnn);
+  if (ctx->lt) ctx->plan->libs->cublasLtDestroy(ctx->lt);
+  cudaFree(ctx->arena);
+  cudaFree(ctx->workspace);
+  if (ctx->stream) cudaStreamDestroy(ctx->stream);
+  free(ctx->step_ms);
+  free(ctx);
+}
+
+static inferd_error *context_init(cuda_context *ctx) {
+  cuda_plan *plan = ctx->plan;
+  CUDA_TRY(cudaSetDevice(plan->device), "selecting the GPU");
+  CUDA_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "creating a stream");
+  CUDNN_TRY(plan->libs, plan->libs->cudnnCreate(&ctx->dnn), "creating a cuDNN handle");
+  CUDNN_TRY(plan->libs, plan->libs->cudnnSetStream(ctx->dnn, ctx->stream), "setting the cuDNN stream");
+  CUBLASLT_TRY(plan->libs->cublasLtCreate(&ctx->lt), "creating a cuBLASLt handle");
+  for (int i = 0; i < plan->n_buckets; i++)
+    if (plan->programs[i]) ERR_TRY(ensure_memory(ctx, plan->programs[i]));
+  return NULL;
+}
+
+static inferd_error *iface_context_create(backend_plan *p, int threads, backend_context **out) {
+  (void)threads;
+  cuda_context *ctx = mem_zalloc(sizeof(*ctx));
+  ctx->plan = as_plan(p);
+  ctx->profiled_bucket = -1;
+  inferd_error *e = context_init(ctx);
+  if (e) {
+    context_free(ctx);
+    return e;
+  }
+  *out = (backend_context *)ctx;
+  return NULL;
+}
+
+static void iface_context_delete(backend_context *c) { context_free(as_context(c)); }
+
+static size_t iface_context_memory_bytes(const backend_context *c) {
+  const cuda_context *ctx = (const cuda_context *)c;
+  return ctx->arena_size + ctx->workspace_size;
+}
+
+/* ---- runs ------------------------------------------------------------------------- */
+
+/* Bytes of graph tensor t (an input's or output's raw tensor) for `batch`
+ * rows of a program built for p->batch. */
+static size_t rows_bytes(const cuda_plan *plan, const cuda_program *p, int value, int t, int batch) {
+  const cuda_tensor *ct = &p->tensors[t];
+  const ir_value *v = &plan->g->values[value];
+  if (v->shape.rank > 0 && v->shape.dims[0] == IR_DIM_BATCH && p->batch > 0) return ct->bytes / (size_t)p->batch * (size_t)batch;
+  return ct->bytes;
+}
+
+/* Runs the program, through its CUDA graph when there is one: captured on
+ * the bucket's second run, so the first one checks the steps directly. */
+static inferd_error *run_program(cuda_context *ctx, int bucket, const cuda_program *p) {
+  if (ctx->profiling) {
+    free(ctx->step_ms);
+    ctx->step_ms = mem_zalloc((size_t)(p->n_steps + 1) * sizeof(double));
+    ctx->profiled_bucket = bucket;
+    return cuda_program_launch(ctx, p, ctx->arena, ctx->workspace, true, ctx->step_ms);
+  }
+  if (ctx->graphs[bucket]) {
+    CUDA_TRY(cudaGraphLaunch(ctx->graphs[bucket], ctx->stream), "launching the CUDA graph");
+    return NULL;
+  }
+  if (ctx->runs[bucket]++ == 0 || getenv("INFERD_CUDA_NO_GRAPHS"))
+    return cuda_program_launch(ctx, p, ctx->arena, ctx->workspace, false, NULL);
+  CUDA_TRY(cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal), "starting a CUDA graph capture");
+  inferd_error *e = cuda_program_launch(ctx, p, ctx->arena, ctx->workspace, false, NULL);
+  cudaGraph_t graph = NULL;
+  cudaError_t st = cudaStreamEndCapture(ctx->stream, &graph);
+  if (e) {
+    if (graph) cudaGraphDestroy(graph);
+    return err_wrap(e, "capturing the CUDA graph");
+  }
+  if (st == cudaSuccess) st = cudaGraphInstantiate(&ctx->graphs[bucket], graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (st != cudaSuccess) {
+    /* Some library call refused capture: run the steps directly from now on. */
+    cudaGetLastError();
+    ctx->graphs[bucket] = NULL;
+    log_warn("CUDA graph capture failed (%s); running steps directly", cudaGetErrorString(st));
+    return cuda_program_launch(ctx, p, ctx->arena, ctx->workspace, false, NULL);
+  }
+  CUDA_TRY(cudaGraphLaunch(ctx->graphs[bucket], ctx->stream), "launching the CUDA graph");
+  return NULL;
+}
+
+static inferd_error *iface_execute(backend_context *c, int batch, const backend_io *io) {
+  cuda_context *ctx = as_context(c);
+  cuda_plan *plan = ctx->plan;
+  const ir_graph *g = plan->g;
+  if (batch < 1 || batch > plan->config.max_batch_size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "batch %d is outside [1, %d]", batch, plan->config.max_batch_size);
+  CUDA_TRY(cudaSetDevice(plan->device), "selecting the GPU");
+  const int bucket = cuda_bucket_of(plan, batch);
+  cuda_program *p;
+  ERR_TRY(program_get(plan, bucket, &p));
+  ERR_TRY(ensure_memory(ctx, p));
+  for (int i = 0; i < g->n_inputs; i++) {
+    const int t = p->input_tensor[i];
+    void *dst = cuda_tensor_ptr(p, t, ctx->arena);
+    CUDA_TRY(cudaMemcpyAsync(dst, io->inputs[i], rows_bytes(plan, p, g->inputs[i], t, batch), cudaMemcpyDefault,
+                             ctx->stream),
+             "copying an input to the GPU");
+  }
+  ERR_TRY(run_program(ctx, bucket, p));
+  for (int j = 0; j < g->n_outputs; j++) {
+    if (!io->outputs[j]) continue;
+    const int t = p->output_tensor[j];
+    CUDA_TRY(cudaMemcpyAsync(io->outputs[j], cuda_tensor_ptr(p, t, ctx->arena),
+                             rows_bytes(plan, p, g->outputs[j], t, batch), cudaMemcpyDefault, ctx->stream),
+             "copying an output from the GPU");
+  }
+  return NULL;
+}
+
+static inferd_error *iface_wait(backend_context *c) {
+  cuda_context *ctx = as_context(c);
+  CUDA_TRY(cudaStreamSynchronize(ctx->stream), "running on the GPU");
+  return NULL;
+}
+
+static void iface_set_profiling(backend_context *c, bool enabled) { as_context(c)->profiling = enabled; }
+
+static int iface_profile(const backend_context *c, inferd_profile_entry *entries, int capacity) {
+  const cuda_context *ctx = (const cuda_context *)c;
+  if (ctx->profiled_bucket < 0 || !ctx->step_ms) return 0;
+  const cuda_program *p = ctx->plan->programs[ctx->profiled_bucket];
+  for (int i = 0; i < p->n_steps && i < capacity; i++) {
+    const cuda_step *s = &p->steps[i];
+    entries[i] = (inferd_profile_entry){.name = s->name,
+                                        .kind = s->kind == CUDA_STEP_CONV ? s->conv.engine : s->what,
+                                        .milliseconds = ctx->step_ms[i],
+                                        .gflop = s->gflop};
+  }
+  return p->n_steps;
+}
+
+const inferd_backend_ops backend_cuda_ops = {
+    .name = "cuda",
+    .device_kind = INFERD_DEVICE_CUDA,
+    .device_count = cuda_device_count,
+    .describe = cuda_describe,
+    .memory_kinds = (1u << INFERD_MEMORY_CPU_PINNED) | (1u << INFERD_MEMORY_GPU),
+    .supports_node = cuda_supports_node,
+    .plan_create = iface_plan_create,
+    .plan_delete = iface_plan_delete,
+    .owns_constant = iface_owns_constant,
+    .plan_weight_bytes = iface_plan_weight_bytes,
+    .memory_alloc = cuda_memory_alloc,
+    .memory_free = cuda_memory_free,
+    .context_create = iface_context_create,
+    .context_delete = iface_context_delete,
+    .context_memory_bytes = iface_context_memory_bytes,
+    .execute = iface_execute,
+    .wait = iface_wait,
+    .set_profiling = iface_set_profiling,
+    .profile = iface_profile,
+};

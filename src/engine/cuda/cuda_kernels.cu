@@ -1,0 +1,394 @@
+/*
+ * Kernels of the CUDA backend (see cuda_kernels.h). Written for clarity
+ * first: grid-stride loops over an index space, conversions through float,
+ * and the few places where layout matters for speed (pooling and the
+ * epilogue walk channels innermost, so a warp touches consecutive bytes).
+ */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "engine/cuda/cuda_kernels.h"
+
+namespace {
+
+__device__ __forceinline__ float load_as_float(const void *p, int64_t i, int dtype) {
+  switch (dtype) {
+    case CUDA_F16: return __half2float(static_cast<const __half *>(p)[i]);
+    case CUDA_BF16: return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+    default: return static_cast<const float *>(p)[i];
+  }
+}
+
+__device__ __forceinline__ void store_from_float(void *p, int64_t i, int dtype, float v) {
+  switch (dtype) {
+    case CUDA_F16: static_cast<__half *>(p)[i] = __float2half_rn(v); break;
+    case CUDA_BF16: static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v); break;
+    default: static_cast<float *>(p)[i] = v; break;
+  }
+}
+
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+__device__ __forceinline__ float activate(cuda_act act, float x, float alpha, float beta) {
+  switch (act) {
+    case CUDA_ACT_RELU: return x > 0.f ? x : 0.f;
+    case CUDA_ACT_LEAKY_RELU: return x >= 0.f ? x : alpha * x;
+    case CUDA_ACT_CLIP: return fminf(fmaxf(x, alpha), beta);
+    case CUDA_ACT_SIGMOID: return 1.f / (1.f + __expf(-x));
+    case CUDA_ACT_HARD_SIGMOID: return fminf(fmaxf(alpha * x + beta, 0.f), 1.f);
+    case CUDA_ACT_HARD_SWISH: return x * fminf(fmaxf(x / 6.f + 0.5f, 0.f), 1.f);
+    case CUDA_ACT_TANH: return tanhf(x);
+    default: return x;
+  }
+}
+
+/* Epilogue ops passed by value: the whole struct is a kernel parameter. */
+__device__ __forceinline__ float apply_epilogue(const cuda_epilogue &e, float x, float sum) {
+  for (int i = 0; i < e.n_ops; i++) {
+    const cuda_epilogue_op &op = e.ops[i];
+    x = op.is_sum ? x + sum : activate(op.act, x, op.alpha, op.beta);
+  }
+  return x;
+}
+
+struct strided3 {
+  int rank;
+  int64_t dims[CUDA_MAX_DIMS];
+  int64_t s0[CUDA_MAX_DIMS], s1[CUDA_MAX_DIMS], s2[CUDA_MAX_DIMS];
+};
+
+__device__ __forceinline__ void offsets_of(const strided3 &d, int64_t linear, int64_t *o0, int64_t *o1, int64_t *o2) {
+  int64_t a = 0, b = 0, c = 0;
+  for (int k = d.rank - 1; k >= 0; k--) {
+    const int64_t extent = d.dims[k];
+    const int64_t i = linear % extent;
+    linear /= extent;
+    a += i * d.s0[k];
+    b += i * d.s1[k];
+    c += i * d.s2[k];
+  }
+  *o0 = a;
+  *o1 = b;
+  *o2 = c;
+}
+
+__global__ void copy_kernel(strided3 d, int64_t total, void *out, int out_t, const void *in, int in_t,
+                            cuda_epilogue e) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t o, a, unused;
+    offsets_of(d, i, &o, &a, &unused);
+    store_from_float(out, o, out_t, apply_epilogue(e, load_as_float(in, a, in_t), 0.f));
+  }
+}
+
+__global__ void binary_kernel(strided3 d, int64_t total, int op, void *out, int out_t, const void *x, int x_t,
+                              const void *y, int y_t, cuda_epilogue e) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t o, a, b;
+    offsets_of(d, i, &o, &a, &b);
+    const float u = load_as_float(x, a, x_t), v = load_as_float(y, b, y_t);
+    float r;
+    switch (op) {
+      case CUDA_BIN_SUB: r = u - v; break;
+      case CUDA_BIN_MUL: r = u * v; break;
+      case CUDA_BIN_DIV: r = u / v; break;
+      default: r = u + v; break;
+    }
+    store_from_float(out, o, out_t, apply_epilogue(e, r, 0.f));
+  }
+}
+
+template <typename T>
+__global__ void bias_epilogue_kernel(T *y, int64_t total, int64_t c, const T *bias, const T *sum, cuda_epilogue e) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    float v = to_f(y[i]);
+    if (bias) v += to_f(bias[i % c]);
+    y[i] = from_f<T>(apply_epilogue(e, v, sum ? to_f(sum[i]) : 0.f));
+  }
+}
+
+template <typename T>
+__global__ void pool_kernel(cuda_pool_desc d, const T *x, T *y) {
+  const int64_t total = d.n * d.oh * d.ow * d.c;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t ch = i % d.c;
+    int64_t rest = i / d.c;
+    const int64_t ox = rest % d.ow;
+    rest /= d.ow;
+    const int64_t oy = rest % d.oh;
+    const int64_t n = rest / d.oh;
+    float acc = d.is_max ? -INFINITY : 0.f;
+    int count = 0;
+    for (int ky = 0; ky < d.kh; ky++) {
+      const int64_t iy = oy * d.sh - d.pad_t + (int64_t)ky * d.dh;
+      for (int kx = 0; kx < d.kw; kx++) {
+        const int64_t ix = ox * d.sw - d.pad_l + (int64_t)kx * d.dw;
+        const bool inside = iy >= 0 && iy < d.h && ix >= 0 && ix < d.w;
+        if (inside) {
+          const float v = to_f(x[((n * d.h + iy) * d.w + ix) * d.c + ch]);
+          acc = d.is_max ? fmaxf(acc, v) : acc + v;
+          count++;
+        } else if (d.count_include_pad) {
+          count++;
+        }
+      }
+    }
+    if (!d.is_max) acc = count ? acc / (float)count : 0.f;
+    y[i] = from_f<T>(acc);
+  }
+}
+
+/* Global pooling: one thread per (n, c), walking the H*W positions; threads
+ * of a warp take consecutive channels, so each step reads one coalesced row. */
+template <typename T>
+__global__ void global_pool_kernel(int64_t n, int64_t hw, int64_t c, int is_max, const T *x, T *y) {
+  const int64_t total = n * c;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t ch = i % c, b = i / c;
+    const T *p = x + b * hw * c + ch;
+    float acc = is_max ? -INFINITY : 0.f;
+    for (int64_t k = 0; k < hw; k++) {
+      const float v = to_f(p[k * c]);
+      acc = is_max ? fmaxf(acc, v) : acc + v;
+    }
+    y[i] = from_f<T>(is_max ? acc : acc / (float)hw);
+  }
+}
+
+template <typename T>
+__global__ void softmax_kernel(int64_t cols, const T *x, T *y, int log) {
+  __shared__ float red[32];
+  const T *row = x + blockIdx.x * cols;
+  T *out = y + blockIdx.x * cols;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  float m = -INFINITY;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) m = fmaxf(m, to_f(row[j]));
+  for (int o = 16; o; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (lane == 0) red[warp] = m;
+  __syncthreads();
+  m = -INFINITY;
+  for (int k = 0; k < warps; k++) m = fmaxf(m, red[k]);
+  __syncthreads();
+  float s = 0.f;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += __expf(to_f(row[j]) - m);
+  for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+  if (lane == 0) red[warp] = s;
+  __syncthreads();
+  s = 0.f;
+  for (int k = 0; k < warps; k++) s += red[k];
+  const float ls = logf(s), inv = 1.f / s;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = to_f(row[j]) - m;
+    out[j] = from_f<T>(log ? v - ls : __expf(v) * inv);
+  }
+}
+
+template <typename T>
+__global__ void conv_direct_kernel(cuda_conv_desc d, const T *x, const T *w, const T *bias, const T *sum, T *y,
+                                   cuda_epilogue e) {
+  const int64_t total = d.n * d.oh * d.ow * d.k;
+  const int64_t cg = d.c / d.groups, kg = d.k / d.groups;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t k = i % d.k;
+    int64_t rest = i / d.k;
+    const int64_t ox = rest % d.ow;
+    rest /= d.ow;
+    const int64_t oy = rest % d.oh;
+    const int64_t n = rest / d.oh;
+    const int64_t c0 = (k / kg) * cg;
+    float acc = bias ? to_f(bias[k]) : 0.f;
+    for (int ry = 0; ry < d.r; ry++) {
+      const int64_t iy = oy * d.sh - d.pad_t + (int64_t)ry * d.dh;
+      if (iy < 0 || iy >= d.h) continue;
+      for (int sx = 0; sx < d.s; sx++) {
+        const int64_t ix = ox * d.sw - d.pad_l + (int64_t)sx * d.dw;
+        if (ix < 0 || ix >= d.w) continue;
+        const T *xp = x + ((n * d.h + iy) * d.w + ix) * d.c + c0;
+        const T *wp = w + ((k * d.r + ry) * d.s + sx) * cg;
+        for (int64_t c = 0; c < cg; c++) acc += to_f(xp[c]) * to_f(wp[c]);
+      }
+    }
+    y[i] = from_f<T>(apply_epilogue(e, acc, sum ? to_f(sum[i]) : 0.f));
+  }
+}
+
+__global__ void fill_kernel(void *data, int dtype, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 16;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    store_from_float(data, i, dtype, (float)(h & 0xffffu) / 32767.5f - 1.f);
+  }
+}
+
+unsigned grid_for(int64_t total, int threads) {
+  int64_t blocks = (total + threads - 1) / threads;
+  if (blocks > 65536) blocks = 65536;
+  return (unsigned)(blocks > 0 ? blocks : 1);
+}
+
+strided3 make_strided(const cuda_index_space *s, const cuda_operand *a, const cuda_operand *b,
+                      const cuda_operand *c) {
+  strided3 d = {};
+  d.rank = s->rank;
+  for (int k = 0; k < s->rank; k++) {
+    d.dims[k] = s->dims[k];
+    d.s0[k] = a ? a->strides[k] : 0;
+    d.s1[k] = b ? b->strides[k] : 0;
+    d.s2[k] = c ? c->strides[k] : 0;
+  }
+  return d;
+}
+
+int64_t space_total(const cuda_index_space *s) {
+  int64_t t = 1;
+  for (int k = 0; k < s->rank; k++) t *= s->dims[k];
+  return t;
+}
+
+int last_error() { return (int)cudaGetLastError(); }
+
+}  // namespace
+
+extern "C" {
+
+int cuda_launch_copy(cuda_stream_t stream, const cuda_index_space *space, const cuda_operand *out,
+                     const cuda_operand *in, const cuda_epilogue *epilogue) {
+  const int64_t total = space_total(space);
+  if (total == 0) return 0;
+  cuda_epilogue e = epilogue ? *epilogue : cuda_epilogue{};
+  copy_kernel<<<grid_for(total, 256), 256, 0, stream>>>(make_strided(space, out, in, nullptr), total, out->data,
+                                                        out->dtype, in->data, in->dtype, e);
+  return last_error();
+}
+
+int cuda_launch_binary(cuda_stream_t stream, cuda_binary_op op, const cuda_index_space *space,
+                       const cuda_operand *out, const cuda_operand *a, const cuda_operand *b,
+                       const cuda_epilogue *epilogue) {
+  const int64_t total = space_total(space);
+  if (total == 0) return 0;
+  cuda_epilogue e = epilogue ? *epilogue : cuda_epilogue{};
+  binary_kernel<<<grid_for(total, 256), 256, 0, stream>>>(make_strided(space, out, a, b), total, (int)op, out->data,
+                                                          out->dtype, a->data, a->dtype, b->data, b->dtype, e);
+  return last_error();
+}
+
+int cuda_launch_bias_epilogue(cuda_stream_t stream, cuda_dtype dtype, void *y, int64_t n_rows, int64_t c,
+                              const void *bias, const void *sum, const cuda_epilogue *epilogue) {
+  const int64_t total = n_rows * c;
+  if (total == 0) return 0;
+  cuda_epilogue e = epilogue ? *epilogue : cuda_epilogue{};
+  const unsigned g = grid_for(total, 256);
+  switch (dtype) {
+    case CUDA_F16:
+      bias_epilogue_kernel<<<g, 256, 0, stream>>>(static_cast<__half *>(y), total, c, static_cast<const __half *>(bias),
+                                                  static_cast<const __half *>(sum), e);
+      break;
+    case CUDA_BF16:
+      bias_epilogue_kernel<<<g, 256, 0, stream>>>(static_cast<__nv_bfloat16 *>(y), total, c,
+                                                  static_cast<const __nv_bfloat16 *>(bias),
+                                                  static_cast<const __nv_bfloat16 *>(sum), e);
+      break;
+    default:
+      bias_epilogue_kernel<<<g, 256, 0, stream>>>(static_cast<float *>(y), total, c, static_cast<const float *>(bias),
+                                                  static_cast<const float *>(sum), e);
+      break;
+  }
+  return last_error();
+}
+
+int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_desc *d, const void *x, void *y) {
+  const bool global = d->oh == 1 && d->ow == 1 && d->kh == d->h && d->kw == d->w && d->pad_t == 0 && d->pad_l == 0;
+  const int64_t total = global ? d->n * d->c : d->n * d->oh * d->ow * d->c;
+  if (total == 0) return 0;
+  const unsigned g = grid_for(total, 256);
+  const int64_t hw = d->h * d->w;
+  switch (dtype) {
+    case CUDA_F16:
+      if (global)
+        global_pool_kernel<<<g, 256, 0, stream>>>(d->n, hw, d->c, d->is_max, static_cast<const __half *>(x),
+                                                  static_cast<__half *>(y));
+      else
+        pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const __half *>(x), static_cast<__half *>(y));
+      break;
+    case CUDA_BF16:
+      if (global)
+        global_pool_kernel<<<g, 256, 0, stream>>>(d->n, hw, d->c, d->is_max, static_cast<const __nv_bfloat16 *>(x),
+                                                  static_cast<__nv_bfloat16 *>(y));
+      else
+        pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const __nv_bfloat16 *>(x), static_cast<__nv_bfloat16 *>(y));
+      break;
+    default:
+      if (global)
+        global_pool_kernel<<<g, 256, 0, stream>>>(d->n, hw, d->c, d->is_max, static_cast<const float *>(x),
+                                                  static_cast<float *>(y));
+      else
+        pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const float *>(x), static_cast<float *>(y));
+      break;
+  }
+  return last_error();
+}
+
+int cuda_launch_softmax(cuda_stream_t stream, cuda_dtype dtype, int64_t rows, int64_t cols, const void *x, void *y,
+                        int log) {
+  if (rows == 0 || cols == 0) return 0;
+  if (rows > 2147483647) return (int)cudaErrorInvalidValue;
+  const unsigned g = (unsigned)rows;
+  switch (dtype) {
+    case CUDA_F16:
+      softmax_kernel<<<g, 256, 0, stream>>>(cols, static_cast<const __half *>(x), static_cast<__half *>(y), log);
+      break;
+    case CUDA_BF16:
+      softmax_kernel<<<g, 256, 0, stream>>>(cols, static_cast<const __nv_bfloat16 *>(x),
+                                            static_cast<__nv_bfloat16 *>(y), log);
+      break;
+    default:
+      softmax_kernel<<<g, 256, 0, stream>>>(cols, static_cast<const float *>(x), static_cast<float *>(y), log);
+      break;
+  }
+  return last_error();
+}
+
+int cuda_launch_conv_direct(cuda_stream_t stream, cuda_dtype dtype, const cuda_conv_desc *d, const void *x,
+                            const void *w, const void *bias, const void *sum, void *y, const cuda_epilogue *epilogue) {
+  const int64_t total = d->n * d->oh * d->ow * d->k;
+  if (total == 0) return 0;
+  cuda_epilogue e = epilogue ? *epilogue : cuda_epilogue{};
+  const unsigned g = grid_for(total, 128);
+  switch (dtype) {
+    case CUDA_F16:
+      conv_direct_kernel<<<g, 128, 0, stream>>>(*d, static_cast<const __half *>(x), static_cast<const __half *>(w),
+                                                static_cast<const __half *>(bias), static_cast<const __half *>(sum), static_cast<__half *>(y), e);
+      break;
+    case CUDA_BF16:
+      conv_direct_kernel<<<g, 128, 0, stream>>>(*d, static_cast<const __nv_bfloat16 *>(x),
+                                                static_cast<const __nv_bfloat16 *>(w), static_cast<const __nv_bfloat16 *>(bias),
+                                                static_cast<const __nv_bfloat16 *>(sum),
+                                                static_cast<__nv_bfloat16 *>(y), e);
+      break;
+    default:
+      conv_direct_kernel<<<g, 128, 0, stream>>>(*d, static_cast<const float *>(x), static_cast<const float *>(w), static_cast<const float *>(bias),
+                                                static_cast<const float *>(sum), static_cast<float *>(y), e);
+      break;
+  }
+  return last_error();
+}
+
+int cuda_launch_fill_random(cuda_stream_t stream, cuda_dtype dtype, void *data, int64_t n, uint32_t seed) {
+  if (n == 0) return 0;
+  fill_kernel<<<grid_for(n, 256), 256, 0, stream>>>(data, (int)dtype, n, seed);
+  return last_error();
+}
+
+const char *cuda_kernel_error_string(int code) { return cudaGetErrorString((cudaError_t)code); }
+
+}  // extern "C"

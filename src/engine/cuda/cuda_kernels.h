@@ -1,0 +1,122 @@
+/*
+ * The CUDA backend's own kernels, for what cuDNN and cuBLASLt do not fuse:
+ * strided copies that convert layout and precision (model inputs and
+ * outputs, NCHW <-> NHWC, Transpose, Concat), broadcasting binary ops,
+ * activations, pooling in NHWC, softmax, the bias-and-activation epilogue
+ * of a convolution that cuDNN runs unfused, and a direct convolution for
+ * shapes no cuDNN engine takes. Every launcher queues its kernel on
+ * `stream` and returns the launch's error code (0 is success).
+ *
+ * Tensors are described element-wise: a kernel walks an index space of up
+ * to CUDA_MAX_DIMS dimensions, and each operand gives its element stride
+ * per dimension (0 broadcasts). Storage types are fp32, fp16 and bf16.
+ */
+#ifndef INFERD_ENGINE_CUDA_KERNELS_H
+#define INFERD_ENGINE_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *cuda_stream_t;
+
+enum { CUDA_MAX_DIMS = 6 };
+
+typedef enum cuda_dtype { CUDA_F32 = 0, CUDA_F16, CUDA_BF16 } cuda_dtype;
+
+/* Activations the kernels apply, in the IR's numbering (ir_eltwise_alg). */
+typedef enum cuda_act {
+  CUDA_ACT_NONE = 0,
+  CUDA_ACT_RELU,
+  CUDA_ACT_LEAKY_RELU, /* alpha */
+  CUDA_ACT_CLIP,       /* alpha = min, beta = max */
+  CUDA_ACT_SIGMOID,
+  CUDA_ACT_HARD_SIGMOID, /* alpha, beta */
+  CUDA_ACT_HARD_SWISH,
+  CUDA_ACT_TANH,
+} cuda_act;
+
+/* One step of an epilogue: an activation, or adding the operand `sum`. */
+typedef struct cuda_epilogue_op {
+  int is_sum;
+  cuda_act act;
+  float alpha, beta;
+} cuda_epilogue_op;
+
+enum { CUDA_MAX_EPILOGUE = 4 };
+
+typedef struct cuda_epilogue {
+  int n_ops;
+  cuda_epilogue_op ops[CUDA_MAX_EPILOGUE];
+} cuda_epilogue;
+
+typedef struct cuda_index_space {
+  int rank;
+  int64_t dims[CUDA_MAX_DIMS];
+} cuda_index_space;
+
+typedef struct cuda_operand {
+  void *data; /* element 0 of the operand's view */
+  cuda_dtype dtype;
+  int64_t strides[CUDA_MAX_DIMS];
+} cuda_operand;
+
+typedef enum cuda_binary_op { CUDA_BIN_ADD = 0, CUDA_BIN_SUB, CUDA_BIN_MUL, CUDA_BIN_DIV } cuda_binary_op;
+
+/* out = convert(in), then the epilogue's activations (sums not allowed). */
+int cuda_launch_copy(cuda_stream_t stream, const cuda_index_space *space, const cuda_operand *out,
+                     const cuda_operand *in, const cuda_epilogue *epilogue);
+/* out = a op b, then the epilogue's activations. */
+int cuda_launch_binary(cuda_stream_t stream, cuda_binary_op op, const cuda_index_space *space,
+                       const cuda_operand *out, const cuda_operand *a, const cuda_operand *b,
+                       const cuda_epilogue *epilogue);
+/* In place on a dense NHWC tensor of n_rows rows of c channels: y = y +
+ * bias[c] (bias may be NULL), then the epilogue, whose sums read `sum`
+ * (dense, same shape and type as y). */
+int cuda_launch_bias_epilogue(cuda_stream_t stream, cuda_dtype dtype, void *y, int64_t n_rows, int64_t c,
+                              const void *bias, const void *sum, const cuda_epilogue *epilogue);
+
+typedef struct cuda_pool_desc {
+  int64_t n, h, w, c;      /* input, NHWC; c is also the row stride */
+  int64_t oh, ow;          /* output */
+  int kh, kw, sh, sw, dh, dw;
+  int pad_t, pad_l;
+  int is_max;
+  int count_include_pad;   /* AveragePool */
+} cuda_pool_desc;
+
+/* 2-D max or average pooling over dense NHWC tensors. */
+int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_desc *d, const void *x, void *y);
+
+/* Softmax (or LogSoftmax) over the last axis of rows x cols, dense. */
+int cuda_launch_softmax(cuda_stream_t stream, cuda_dtype dtype, int64_t rows, int64_t cols, const void *x, void *y,
+                        int log);
+
+typedef struct cuda_conv_desc {
+  int64_t n, h, w, c;   /* input NHWC, c = channels as stored */
+  int64_t k, oh, ow;    /* output NHWC */
+  int r, s;             /* kernel */
+  int groups;           /* c and k divide by it */
+  int sh, sw, dh, dw, pad_t, pad_l;
+} cuda_conv_desc;
+
+/* Direct convolution over NHWC x and KRSC weights (c/groups per filter),
+ * bias (same type, per k) or NULL, then the epilogue (sums read `sum`, dense like y). */
+int cuda_launch_conv_direct(cuda_stream_t stream, cuda_dtype dtype, const cuda_conv_desc *d, const void *x,
+                            const void *w, const void *bias, const void *sum, void *y, const cuda_epilogue *epilogue);
+
+/* Fills n elements with deterministic pseudo-random values in [-1, 1]
+ * (buffers timed during autotuning hold data, not zeros). */
+int cuda_launch_fill_random(cuda_stream_t stream, cuda_dtype dtype, void *data, int64_t n, uint32_t seed);
+
+/* The message for a launcher's error code. */
+const char *cuda_kernel_error_string(int code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,927 @@
+/*
+ * Building a CUDA program for one batch bucket: tensors and steps from the
+ * optimized graph (see cuda.h for the model), the arena placed by the
+ * memory planner, then every convolution and product autotuned on scratch
+ * memory holding pseudo-random data.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "engine/cuda/cuda.h"
+#include "engine/memplan.h"
+#include "engine/ops/op_util.h"
+
+enum { ARENA_ALIGN = 256 };
+static const size_t AUTOTUNE_WORKSPACE = (size_t)256 << 20;
+
+typedef struct builder {
+  cuda_plan *plan;
+  const ir_graph *g;
+  cuda_program *p;
+  int batch;
+  const ir_node *node;
+  int *value_t;     /* per value: its tensor in any layout, -1 none yet */
+  int *value_plain; /* per value: a plain tensor in the compute type, -1 none yet */
+} builder;
+
+size_t cuda_dtype_size(cuda_dtype t) { return t == CUDA_F32 ? 4 : 2; }
+
+static bool dtype_of(inferd_datatype t, cuda_dtype *out) {
+  switch (t) {
+    case INFERD_TYPE_FP32: *out = CUDA_F32; return true;
+    case INFERD_TYPE_FP16: *out = CUDA_F16; return true;
+    case INFERD_TYPE_BF16: *out = CUDA_BF16; return true;
+    default: return false;
+  }
+}
+
+int cuda_bucket_of(const cuda_plan *plan, int batch) {
+  for (int i = 0; i < plan->n_buckets; i++)
+    if (plan->buckets[i] >= batch) return i;
+  return plan->n_buckets - 1;
+}
+
+static int root_of(const cuda_program *p, int t) {
+  while (p->tensors[t].alias_of >= 0) t = p->tensors[t].alias_of;
+  return t;
+}
+
+void *cuda_tensor_ptr(const cuda_program *p, int t, void *arena) {
+  const cuda_tensor *r = &p->tensors[root_of(p, t)];
+  return r->storage == CUDA_STORAGE_CONST ? (void *)r->const_ptr : (char *)arena + r->offset;
+}
+
+static int tensor_add(builder *b, int value, cuda_layout layout, cuda_dtype dtype, int rank, const int64_t *dims) {
+  cuda_program *p = b->p;
+  MEM_GROW(p->tensors, p->cap_tensors, (size_t)p->n_tensors + 1);
+  cuda_tensor *t = &p->tensors[p->n_tensors];
+  *t = (cuda_tensor){.value = value, .layout = layout, .dtype = dtype, .rank = rank, .alias_of = -1,
+                     .first = INT_MAX, .last = -1};
+  size_t n = 1;
+  for (int d = 0; d < rank; d++) {
+    t->dims[d] = dims[d];
+    n *= (size_t)dims[d];
+  }
+  t->cphys = layout == CUDA_LAYOUT_NHWC ? dims[1] : 0;
+  t->bytes = n * cuda_dtype_size(dtype);
+  return p->n_tensors++;
+}
+
+static void value_dims(const builder *b, int v, int *rank, int64_t *dims) {
+  const ir_value *val = &b->g->values[v];
+  *rank = val->shape.rank;
+  for (int d = 0; d < val->shape.rank; d++) dims[d] = ir_dim_eval(val->shape.dims[d], b->batch);
+}
+
+/* A new root for value v in the compute type. */
+static int tensor_for_value(builder *b, int v, cuda_layout layout) {
+  int rank;
+  int64_t dims[IR_MAX_RANK];
+  value_dims(b, v, &rank, dims);
+  return tensor_add(b, v, layout, b->plan->dtype, rank, dims);
+}
+
+static int view_of(builder *b, int source, int value, cuda_layout layout, int rank, const int64_t *dims) {
+  int t = tensor_add(b, value, layout, b->p->tensors[source].dtype, rank, dims);
+  b->p->tensors[t].alias_of = source;
+  b->p->tensors[t].cphys = b->p->tensors[source].cphys;
+  return t;
+}
+
+static cuda_step *step_add(builder *b, cuda_step_kind kind, const char *what) {
+  cuda_program *p = b->p;
+  MEM_GROW(p->steps, p->cap_steps, (size_t)p->n_steps + 1);
+  cuda_step *s = &p->steps[p->n_steps++];
+  *s = (cuda_step){.kind = kind, .name = b->node ? b->node->name : "", .what = what,
+                   .x = -1, .w = -1, .bias = -1, .sum = -1, .y = -1};
+  return s;
+}
+
+/* Extends a tensor's root lifetime over the newest step. */
+static void touch(builder *b, int t) {
+  if (t < 0) return;
+  cuda_tensor *r = &b->p->tensors[root_of(b->p, t)];
+  const int step = b->p->n_steps - 1;
+  if (step < r->first) r->first = step;
+  if (step > r->last) r->last = step;
+}
+
+/* Element strides of tensor t along its logical dims. */
+static void logical_strides(const cuda_tensor *t, int64_t *strides) {
+  if (t->layout == CUDA_LAYOUT_NHWC) {
+    const int64_t c = t->cphys, h = t->dims[2], w = t->dims[3];
+    strides[0] = h * w * c;
+    strides[1] = 1;
+    strides[2] = w * c;
+    strides[3] = c;
+    return;
+  }
+  int64_t s = 1;
+  for (int d = t->rank - 1; d >= 0; d--) {
+    strides[d] = s;
+    s *= t->dims[d];
+  }
+}
+
+/* The index space of an element-wise step writing `out`: its logical dims
+ * in the order its memory is laid out (NHWC walks channels innermost). */
+static void space_for(const cuda_tensor *out, cuda_index_space *space, int *order) {
+  space->rank = out->rank ? out->rank : 1;
+  static const int nhwc[4] = {0, 2, 3, 1};
+  for (int d = 0; d < space->rank; d++) order[d] = out->layout == CUDA_LAYOUT_NHWC ? nhwc[d] : d;
+  for (int d = 0; d < space->rank; d++) space->dims[d] = out->rank ? out->dims[order[d]] : 1;
+}
+
+/* A view of tensor t broadcast (numpy rules, right-aligned) over the
+ * output's logical dims, in the space's order. */
+static void view_over(const builder *b, int t, const cuda_tensor *out, const int *order, int space_rank,
+                      cuda_view *v) {
+  const cuda_tensor *src = &b->p->tensors[t];
+  int64_t ls[IR_MAX_RANK] = {0}, full[IR_MAX_RANK] = {0};
+  logical_strides(src, ls);
+  const int out_rank = out->rank ? out->rank : 1;
+  for (int d = 0; d < out_rank; d++) {
+    const int k = d - (out_rank - src->rank);
+    full[d] = (k < 0 || src->dims[k] == 1) ? 0 : ls[k];
+  }
+  v->tensor = t;
+  v->offset = 0;
+  for (int d = 0; d < space_rank; d++) v->strides[d] = full[order[d]];
+}
+
+static cuda_epilogue epilogue_of(const ir_node *n) {
+  cuda_epilogue e = {0};
+  for (int i = 0; i < n->n_post_ops && i < CUDA_MAX_EPILOGUE; i++) {
+    const ir_post_op *op = &n->post_ops[i];
+    e.ops[e.n_ops++] = (cuda_epilogue_op){.is_sum = op->kind == IR_POST_SUM,
+                                          .act = op->kind == IR_POST_ELTWISE ? (cuda_act)op->alg : CUDA_ACT_NONE,
+                                          .alpha = op->alpha,
+                                          .beta = op->beta};
+  }
+  return e;
+}
+
+/* Copy step from tensor `from` into tensor `to` (same logical dims). */
+static void add_copy(builder *b, int from, int to, const char *what, const cuda_epilogue *e) {
+  const cuda_tensor *out = &b->p->tensors[to];
+  cuda_step *s = step_add(b, CUDA_STEP_COPY, what);
+  int order[IR_MAX_RANK];
+  space_for(out, &s->space, order);
+  view_over(b, to, out, order, s->space.rank, &s->out);
+  view_over(b, from, out, order, s->space.rank, &s->a);
+  if (e) s->epilogue = *e;
+  touch(b, from);
+  touch(b, to);
+}
+
+/* ---- weights ----------------------------------------------------------- */
+
+static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host, size_t bytes,
+                            cuda_dtype dtype, const void **device) {
+  for (cuda_weight *w = plan->weights; w; w = w->next)
+    if (w->value == value && w->kind == kind && w->cphys == cphys && w->dtype == dtype) {
+      *device = w->data;
+      return NULL;
+    }
+  cuda_weight *w = mem_zalloc(sizeof(*w));
+  w->value = value;
+  w->kind = kind;
+  w->cphys = cphys;
+  w->dtype = dtype;
+  w->bytes = bytes;
+  cudaError_t st = cudaMalloc(&w->data, bytes ? bytes : 16);
+  if (st == cudaSuccess) st = cudaMemcpy(w->data, host, bytes, cudaMemcpyHostToDevice);
+  if (st != cudaSuccess) {
+    if (w->data) cudaFree(w->data);
+    free(w);
+    return cuda_rt_error(st, "copying weights to the GPU");
+  }
+  w->next = plan->weights;
+  plan->weights = w;
+  plan->weight_bytes += bytes;
+  *device = w->data;
+  return NULL;
+}
+
+static float read_float(const ir_value *v, size_t i) {
+  switch (v->dtype) {
+    case INFERD_TYPE_FP16: return ops_fp16_to_f32(((const uint16_t *)v->data)[i]);
+    case INFERD_TYPE_BF16: return ops_bf16_to_f32(((const uint16_t *)v->data)[i]);
+    default: return ((const float *)v->data)[i];
+  }
+}
+
+static void write_elem(void *dst, size_t i, cuda_dtype t, float x) {
+  if (t == CUDA_F32) ((float *)dst)[i] = x;
+  else if (t == CUDA_F16) ((uint16_t *)dst)[i] = ops_fp16_from_f64(x);
+  else ((uint16_t *)dst)[i] = ops_bf16_from_f64(x);
+}
+
+/* A constant as a tensor: kind PLAIN (its own shape), KRSC (a conv filter
+ * [K,C/g,R,S] stored [K,R,S,cphys/g], channels past C zero) or NK (a [K,N]
+ * or [N,K] matrix stored [N,K]; transposed = the constant is [K,N]). */
+static inferd_error *const_tensor(builder *b, int value, int kind, int64_t cphys, bool transposed, int *out) {
+  const ir_value *v = &b->g->values[value];
+  if (v->kind != IR_VALUE_CONST || !v->data)
+    return ir_node_error(b->g, b->node, INFERD_ERROR_UNSUPPORTED, "input '%s' must be a constant on the GPU",
+                         v->name);
+  const cuda_dtype t = b->plan->dtype;
+  int rank = v->shape.rank;
+  int64_t dims[IR_MAX_RANK];
+  for (int d = 0; d < rank; d++) dims[d] = v->shape.dims[d];
+  size_t count = (size_t)ir_shape_numel(&v->shape, 1);
+  void *host = NULL;
+  size_t bytes = 0;
+  if (kind == CUDA_WEIGHT_KRSC) {
+    const int64_t k = dims[0], c = dims[1], r = dims[2], s = dims[3], cp = cphys;
+    bytes = (size_t)(k * r * s * cp) * cuda_dtype_size(t);
+    host = mem_zalloc(bytes);
+    for (int64_t ki = 0; ki < k; ki++)
+      for (int64_t ci = 0; ci < c; ci++)
+        for (int64_t ri = 0; ri < r; ri++)
+          for (int64_t si = 0; si < s; si++)
+            write_elem(host, (size_t)(((ki * r + ri) * s + si) * cp + ci), t,
+                       read_float(v, (size_t)(((ki * c + ci) * r + ri) * s + si)));
+    dims[1] = cp;
+  } else if (kind == CUDA_WEIGHT_NK) {
+    const int64_t rows = dims[0], cols = dims[1];
+    bytes = count * cuda_dtype_size(t);
+    host = mem_alloc(bytes ? bytes : 1);
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t j = 0; j < cols; j++)
+        write_elem(host, transposed ? (size_t)(j * rows + i) : (size_t)(i * cols + j), t,
+                   read_float(v, (size_t)(i * cols + j)));
+    if (transposed) dims[0] = cols, dims[1] = rows;
+  } else {
+    bytes = count * cuda_dtype_size(t);
+    host = mem_alloc(bytes ? bytes : 1);
+    for (size_t i = 0; i < count; i++) write_elem(host, i, t, read_float(v, i));
+  }
+  const void *device = NULL;
+  inferd_error *e = upload(b->plan, value, kind, cphys, host, bytes, t, &device);
+  free(host);
+  ERR_TRY(e);
+  int id = tensor_add(b, value, CUDA_LAYOUT_PLAIN, t, rank ? rank : 1, rank ? dims : (int64_t[]){1});
+  b->p->tensors[id].storage = CUDA_STORAGE_CONST;
+  b->p->tensors[id].const_ptr = device;
+  *out = id;
+  return NULL;
+}
+
+/* ---- getting values in a layout ----------------------------------------- */
+
+static inferd_error *value_any(builder *b, int v, int *out) {
+  if (b->value_t[v] < 0) {
+    if (b->g->values[v].kind != IR_VALUE_CONST)
+      return ir_node_error(b->g, b->node, INFERD_ERROR_INTERNAL, "value '%s' used before it is made",
+                           b->g->values[v].name);
+    int t;
+    ERR_TRY(const_tensor(b, v, CUDA_WEIGHT_PLAIN, 0, false, &t));
+    b->value_t[v] = b->value_plain[v] = t;
+  }
+  *out = b->value_t[v];
+  return NULL;
+}
+
+static inferd_error *value_plain(builder *b, int v, int *out) {
+  int t;
+  ERR_TRY(value_any(b, v, &t));
+  if (b->value_plain[v] >= 0) {
+    *out = b->value_plain[v];
+    return NULL;
+  }
+  const cuda_tensor *src = &b->p->tensors[t];
+  if (src->layout == CUDA_LAYOUT_PLAIN) {
+    *out = b->value_plain[v] = t;
+    return NULL;
+  }
+  /* NHWC with one pixel and no padding is already row-major NCHW. */
+  if (src->dims[2] * src->dims[3] == 1 && src->cphys == src->dims[1]) {
+    *out = b->value_plain[v] = view_of(b, t, v, CUDA_LAYOUT_PLAIN, src->rank, src->dims);
+    return NULL;
+  }
+  int plain = tensor_add(b, v, CUDA_LAYOUT_PLAIN, src->dtype, src->rank, src->dims);
+  add_copy(b, t, plain, "nhwc->nchw", NULL);
+  *out = b->value_plain[v] = plain;
+  return NULL;
+}
+
+static inferd_error *value_nhwc(builder *b, int v, int *out) {
+  int t;
+  ERR_TRY(value_any(b, v, &t));
+  const cuda_tensor *src = &b->p->tensors[t];
+  if (src->layout == CUDA_LAYOUT_NHWC) {
+    *out = t;
+    return NULL;
+  }
+  if (src->rank != 4)
+    return ir_node_error(b->g, b->node, INFERD_ERROR_UNSUPPORTED, "needs a 4-D input, '%s' has rank %d",
+                         b->g->values[v].name, src->rank);
+  int nhwc = tensor_add(b, v, CUDA_LAYOUT_NHWC, src->dtype, 4, src->dims);
+  add_copy(b, t, nhwc, "nchw->nhwc", NULL);
+  b->value_t[v] = nhwc;
+  b->value_plain[v] = t;
+  *out = nhwc;
+  return NULL;
+}
+
+/* ---- op builders ---------------------------------------------------------- */
+
+static inferd_error *build_conv(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_nhwc(b, n->inputs[0], &x));
+  const cuda_tensor *xt = &b->p->tensors[x];
+  const ir_value *wv = &b->g->values[n->inputs[1]];
+  const int groups = (int)ir_node_attr_int(n, "group", 1);
+  const int64_t k = wv->shape.dims[0], r = wv->shape.dims[2], s = wv->shape.dims[3];
+  /* A padded input (channels rounded up for the tensor cores) takes filters
+   * padded alike; grouped filters keep their own channel count. */
+  const int64_t cphys = groups == 1 ? xt->cphys : wv->shape.dims[1];
+  int w;
+  ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_KRSC, cphys, false, &w));
+  int bias = -1;
+  if (ir_node_input(n, 2) >= 0 && n->sum_input != 2) ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+  int sum = -1;
+  if (n->sum_input >= 0) ERR_TRY(value_nhwc(b, n->inputs[n->sum_input], &sum));
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_NHWC);
+  xt = &b->p->tensors[x];
+  const cuda_tensor *yt = &b->p->tensors[y];
+  ops_window win;
+  const int64_t in_sp[2] = {xt->dims[2], xt->dims[3]}, ker[2] = {r, s};
+  ERR_TRY(ops_window_init(b->g, n, 2, in_sp, ker, false, &win));
+  cuda_step *st = step_add(b, CUDA_STEP_CONV, n->sum_input >= 0 ? "conv+sum" : "conv");
+  st->x = x, st->w = w, st->bias = bias, st->sum = sum, st->y = y;
+  st->epilogue = epilogue_of(n);
+  st->conv.desc = (cuda_conv_desc){.n = xt->dims[0], .h = xt->dims[2], .w = xt->dims[3], .c = xt->cphys,
+                                   .k = k, .oh = yt->dims[2], .ow = yt->dims[3], .r = (int)r, .s = (int)s,
+                                   .groups = groups, .sh = (int)win.stride[0], .sw = (int)win.stride[1],
+                                   .dh = (int)win.dilation[0], .dw = (int)win.dilation[1],
+                                   .pad_t = (int)win.pad_begin[0], .pad_l = (int)win.pad_begin[1]};
+  if (groups > 1 && xt->cphys != xt->dims[1])
+    return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "grouped convolution of a channel-padded input");
+  st->gflop = 2.0 * (double)(xt->dims[0] * yt->dims[2] * yt->dims[3] * k) * (double)(r * s * (xt->dims[1] / groups)) * 1e-9;
+  touch(b, x), touch(b, w), touch(b, bias), touch(b, sum), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_pool(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_nhwc(b, n->inputs[0], &x));
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_NHWC);
+  const cuda_tensor *xt = &b->p->tensors[x], *yt = &b->p->tensors[y];
+  cuda_step *s = step_add(b, CUDA_STEP_POOL, "pool");
+  s->x = x, s->y = y;
+  const bool global = n->op == IR_OP_GlobalAveragePool || n->op == IR_OP_GlobalMaxPool;
+  s->pool = (cuda_pool_desc){.n = xt->dims[0], .h = xt->dims[2], .w = xt->dims[3], .c = xt->cphys,
+                             .oh = yt->dims[2], .ow = yt->dims[3], .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                             .is_max = n->op == IR_OP_MaxPool || n->op == IR_OP_GlobalMaxPool};
+  if (xt->cphys != xt->dims[1])
+    return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "pooling of a channel-padded tensor");
+  if (global) {
+    s->pool.kh = (int)xt->dims[2], s->pool.kw = (int)xt->dims[3];
+    s->what = s->pool.is_max ? "globalmaxpool" : "globalavgpool";
+  } else {
+    int nk;
+    const int64_t *kernel = ir_node_attr_ints(n, "kernel_shape", &nk);
+    if (!kernel || nk != 2) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "only 2-D pooling runs on the GPU");
+    ops_window win;
+    const int64_t in_sp[2] = {xt->dims[2], xt->dims[3]};
+    ERR_TRY(ops_window_init(b->g, n, 2, in_sp, kernel, ir_node_attr_int(n, "ceil_mode", 0) != 0, &win));
+    s->pool.kh = (int)kernel[0], s->pool.kw = (int)kernel[1];
+    s->pool.sh = (int)win.stride[0], s->pool.sw = (int)win.stride[1];
+    s->pool.dh = (int)win.dilation[0], s->pool.dw = (int)win.dilation[1];
+    s->pool.pad_t = (int)win.pad_begin[0], s->pool.pad_l = (int)win.pad_begin[1];
+    s->pool.count_include_pad = (int)ir_node_attr_int(n, "count_include_pad", 0);
+    s->what = s->pool.is_max ? "maxpool" : "avgpool";
+  }
+  touch(b, x), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static cuda_act act_of(ir_op op) {
+  switch (op) {
+    case IR_OP_Relu: return CUDA_ACT_RELU;
+    case IR_OP_LeakyRelu: return CUDA_ACT_LEAKY_RELU;
+    case IR_OP_Clip: return CUDA_ACT_CLIP;
+    case IR_OP_Sigmoid: return CUDA_ACT_SIGMOID;
+    case IR_OP_HardSigmoid: return CUDA_ACT_HARD_SIGMOID;
+    case IR_OP_HardSwish: return CUDA_ACT_HARD_SWISH;
+    case IR_OP_Tanh: return CUDA_ACT_TANH;
+    default: return CUDA_ACT_NONE;
+  }
+}
+
+static float const_scalar(const builder *b, const ir_node *n, int k, float fallback) {
+  const int v = ir_node_input(n, k);
+  if (v < 0 || !b->g->values[v].data) return fallback;
+  return read_float(&b->g->values[v], 0);
+}
+
+static inferd_error *build_unary(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_any(b, n->inputs[0], &x));
+  const cuda_layout layout = b->p->tensors[x].layout;
+  if (layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1]) ERR_TRY(value_plain(b, n->inputs[0], &x));
+  int y = tensor_for_value(b, n->outputs[0], b->p->tensors[x].layout);
+  cuda_epilogue e = {.n_ops = 1};
+  cuda_epilogue_op *op = &e.ops[0];
+  op->act = act_of(n->op);
+  switch (n->op) {
+    case IR_OP_LeakyRelu: op->alpha = ir_node_attr_float(n, "alpha", 0.01f); break;
+    case IR_OP_HardSigmoid:
+      op->alpha = ir_node_attr_float(n, "alpha", 0.2f);
+      op->beta = ir_node_attr_float(n, "beta", 0.5f);
+      break;
+    case IR_OP_Clip:
+      if (b->g->opset < 11) {
+        op->alpha = ir_node_attr_float(n, "min", -3.402823466e38f);
+        op->beta = ir_node_attr_float(n, "max", 3.402823466e38f);
+      } else {
+        op->alpha = const_scalar(b, n, 1, -3.402823466e38f);
+        op->beta = const_scalar(b, n, 2, 3.402823466e38f);
+      }
+      break;
+    default: break;
+  }
+  /* Post-ops fused into the node run after its own function. */
+  cuda_epilogue more = epilogue_of(n);
+  for (int i = 0; i < more.n_ops && e.n_ops < CUDA_MAX_EPILOGUE; i++)
+    if (!more.ops[i].is_sum) e.ops[e.n_ops++] = more.ops[i];
+  add_copy(b, x, y, ir_op_name(n->op), &e);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_binary(builder *b, const ir_node *n) {
+  int in[2];
+  ERR_TRY(value_any(b, n->inputs[0], &in[0]));
+  ERR_TRY(value_any(b, n->inputs[1], &in[1]));
+  int rank;
+  int64_t dims[IR_MAX_RANK];
+  value_dims(b, n->outputs[0], &rank, dims);
+  bool nhwc = false;
+  for (int k = 0; k < 2; k++) {
+    const cuda_tensor *t = &b->p->tensors[in[k]];
+    if (t->layout == CUDA_LAYOUT_NHWC && rank == 4 && t->cphys == t->dims[1] && t->dims[0] == dims[0] &&
+        t->dims[1] == dims[1] && t->dims[2] == dims[2] && t->dims[3] == dims[3])
+      nhwc = true;
+  }
+  /* An NHWC operand under a plain output (or one broadcast) is read plain. */
+  for (int k = 0; k < 2; k++) {
+    const cuda_tensor *t = &b->p->tensors[in[k]];
+    if (t->layout == CUDA_LAYOUT_NHWC && (!nhwc || t->cphys != t->dims[1])) ERR_TRY(value_plain(b, n->inputs[k], &in[k]));
+  }
+  int y = tensor_add(b, n->outputs[0], nhwc ? CUDA_LAYOUT_NHWC : CUDA_LAYOUT_PLAIN, b->plan->dtype, rank ? rank : 1,
+                     rank ? dims : (int64_t[]){1});
+  const cuda_tensor *out = &b->p->tensors[y];
+  cuda_step *s = step_add(b, CUDA_STEP_BINARY, ir_op_name(n->op));
+  s->binary = n->op == IR_OP_Sub ? CUDA_BIN_SUB : n->op == IR_OP_Mul ? CUDA_BIN_MUL : n->op == IR_OP_Div ? CUDA_BIN_DIV
+                                                                                                       : CUDA_BIN_ADD;
+  int order[IR_MAX_RANK];
+  space_for(out, &s->space, order);
+  view_over(b, y, out, order, s->space.rank, &s->out);
+  view_over(b, in[0], out, order, s->space.rank, &s->a);
+  view_over(b, in[1], out, order, s->space.rank, &s->b);
+  s->epilogue = epilogue_of(n);
+  for (int i = 0; i < s->epilogue.n_ops; i++)
+    if (s->epilogue.ops[i].is_sum) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a fused sum after %s", ir_op_name(n->op));
+  touch(b, in[0]), touch(b, in[1]), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_gemm(builder *b, const ir_node *n) {
+  const bool gemm = n->op == IR_OP_Gemm;
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const cuda_tensor *xt = &b->p->tensors[x];
+  const ir_value *wv = &b->g->values[n->inputs[1]];
+  if (wv->shape.rank != 2) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a product with a %d-D right operand", wv->shape.rank);
+  if (gemm && (ir_node_attr_int(n, "transA", 0) || ir_node_attr_float(n, "alpha", 1.0f) != 1.0f ||
+               (ir_node_input(n, 2) >= 0 && ir_node_attr_float(n, "beta", 1.0f) != 1.0f)))
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Gemm with transA, alpha or beta runs on the CPU only");
+  const bool trans_b = gemm && ir_node_attr_int(n, "transB", 0);
+  int w;
+  ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_NK, 0, !trans_b, &w));
+  const int64_t nn = b->p->tensors[w].dims[0], kk = b->p->tensors[w].dims[1];
+  int64_t m = 1;
+  for (int d = 0; d < xt->rank - 1; d++) m *= xt->dims[d];
+  if (xt->dims[xt->rank - 1] != kk) return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "product dimensions disagree");
+  int bias = -1;
+  if (gemm && ir_node_input(n, 2) >= 0) {
+    const ir_value *cv = &b->g->values[n->inputs[2]];
+    if (ir_shape_numel(&cv->shape, 1) != nn)
+      return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a Gemm bias that is not one row of %lld", (long long)nn);
+    ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+  }
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  cuda_step *s = step_add(b, CUDA_STEP_GEMM, "gemm");
+  s->x = x, s->w = w, s->bias = bias, s->y = y;
+  s->epilogue = epilogue_of(n);
+  for (int i = 0; i < s->epilogue.n_ops; i++)
+    if (s->epilogue.ops[i].is_sum) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a fused sum after a product");
+  s->gemm.m = m, s->gemm.n = nn, s->gemm.k = kk;
+  s->gflop = 2.0 * (double)m * (double)nn * (double)kk * 1e-9;
+  touch(b, x), touch(b, w), touch(b, bias), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_view(builder *b, const ir_node *n) {
+  const int v = n->inputs[0];
+  int t;
+  if (n->op == IR_OP_Identity || n->op == IR_OP_Dropout) {
+    ERR_TRY(value_any(b, v, &t));
+  } else {
+    ERR_TRY(value_plain(b, v, &t));
+  }
+  int rank;
+  int64_t dims[IR_MAX_RANK];
+  value_dims(b, n->outputs[0], &rank, dims);
+  const cuda_tensor *src = &b->p->tensors[t];
+  int y = view_of(b, t, n->outputs[0], src->layout, rank ? rank : 1, rank ? dims : (int64_t[]){1});
+  b->value_t[n->outputs[0]] = y;
+  if (src->layout == CUDA_LAYOUT_PLAIN) b->value_plain[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_softmax(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const cuda_tensor *xt = &b->p->tensors[x];
+  int64_t axis = ir_node_attr_int(n, "axis", b->g->opset >= 13 ? -1 : 1);
+  if (axis < 0) axis += xt->rank;
+  int64_t cols = 1, rows = 1;
+  /* Before opset 13 the input is flattened at `axis`; from 13 only the last
+   * axis can run here. */
+  for (int d = 0; d < xt->rank; d++) {
+    if (d >= axis) cols *= xt->dims[d];
+    else rows *= xt->dims[d];
+  }
+  if (b->g->opset >= 13 && axis != xt->rank - 1)
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Softmax over axis %lld of %d runs on the CPU only",
+                         (long long)axis, xt->rank);
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  cuda_step *s = step_add(b, CUDA_STEP_SOFTMAX, "softmax");
+  s->x = x, s->y = y, s->rows = rows, s->cols = cols;
+  touch(b, x), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_transpose(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  const cuda_tensor *xt = &b->p->tensors[x], *yt = &b->p->tensors[y];
+  int np;
+  const int64_t *perm = ir_node_attr_ints(n, "perm", &np);
+  cuda_step *s = step_add(b, CUDA_STEP_COPY, "transpose");
+  int order[IR_MAX_RANK];
+  space_for(yt, &s->space, order);
+  view_over(b, y, yt, order, s->space.rank, &s->out);
+  int64_t ls[IR_MAX_RANK];
+  logical_strides(xt, ls);
+  s->a.tensor = x;
+  for (int d = 0; d < yt->rank; d++) s->a.strides[d] = ls[perm && np == yt->rank ? perm[d] : yt->rank - 1 - d];
+  touch(b, x), touch(b, y);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_concat(builder *b, const ir_node *n) {
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  int64_t axis = ir_node_attr_int(n, "axis", 0);
+  const int rank = b->p->tensors[y].rank;
+  if (axis < 0) axis += rank;
+  int64_t ys[IR_MAX_RANK];
+  logical_strides(&b->p->tensors[y], ys);
+  int64_t at = 0;
+  for (int k = 0; k < n->n_inputs; k++) {
+    int x;
+    ERR_TRY(value_plain(b, n->inputs[k], &x));
+    const cuda_tensor *xt = &b->p->tensors[x];
+    cuda_step *s = step_add(b, CUDA_STEP_COPY, "concat");
+    s->space.rank = rank;
+    for (int d = 0; d < rank; d++) s->space.dims[d] = xt->dims[d];
+    s->out.tensor = y;
+    s->out.offset = at * ys[axis];
+    for (int d = 0; d < rank; d++) s->out.strides[d] = ys[d];
+    logical_strides(xt, s->a.strides);
+    s->a.tensor = x;
+    at += xt->dims[axis];
+    touch(b, x), touch(b, y);
+  }
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_node(builder *b, const ir_node *n) {
+  switch (n->op) {
+    case IR_OP_Conv: return build_conv(b, n);
+    case IR_OP_MaxPool:
+    case IR_OP_AveragePool:
+    case IR_OP_GlobalAveragePool:
+    case IR_OP_GlobalMaxPool: return build_pool(b, n);
+    case IR_OP_Relu:
+    case IR_OP_LeakyRelu:
+    case IR_OP_Clip:
+    case IR_OP_Sigmoid:
+    case IR_OP_HardSigmoid:
+    case IR_OP_HardSwish:
+    case IR_OP_Tanh: return build_unary(b, n);
+    case IR_OP_Add:
+    case IR_OP_Sub:
+    case IR_OP_Mul:
+    case IR_OP_Div: return build_binary(b, n);
+    case IR_OP_Gemm:
+    case IR_OP_MatMul: return build_gemm(b, n);
+    case IR_OP_Flatten:
+    case IR_OP_Reshape:
+    case IR_OP_Squeeze:
+    case IR_OP_Unsqueeze:
+    case IR_OP_Identity:
+    case IR_OP_Dropout: return build_view(b, n);
+    case IR_OP_Softmax: return build_softmax(b, n);
+    case IR_OP_Transpose: return build_transpose(b, n);
+    case IR_OP_Concat: return build_concat(b, n);
+    default: return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "not supported by the cuda backend");
+  }
+}
+
+/* Every consumer of graph input v is a dense 2-D convolution: its NHWC copy
+ * may carry channels padded to a multiple of 8, which the tensor cores want. */
+static bool only_dense_convs_read(const ir_graph *g, int v) {
+  bool any = false;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *n = &g->nodes[i];
+    if (n->dead) continue;
+    for (int k = 0; k < n->n_inputs; k++)
+      if (n->inputs[k] == v) {
+        if (n->op != IR_OP_Conv || k != 0 || ir_node_attr_int(n, "group", 1) != 1) return false;
+        any = true;
+      }
+  }
+  for (int j = 0; j < g->n_outputs; j++)
+    if (g->outputs[j] == v) return false;
+  return any;
+}
+
+static inferd_error *build_io_and_nodes(builder *b) {
+  const ir_graph *g = b->g;
+  cuda_program *p = b->p;
+  for (int i = 0; i < g->n_inputs; i++) {
+    const int v = g->inputs[i];
+    cuda_dtype raw_type;
+    if (!dtype_of(g->values[v].dtype, &raw_type))
+      return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s' has type %s, which the cuda backend does not run",
+                     g->values[v].name, inferd_datatype_name(g->values[v].dtype));
+    int rank;
+    int64_t dims[IR_MAX_RANK];
+    value_dims(b, v, &rank, dims);
+    int raw = tensor_add(b, v, CUDA_LAYOUT_PLAIN, raw_type, rank ? rank : 1, rank ? dims : (int64_t[]){1});
+    p->tensors[raw].first = -1; /* written by the copy in */
+    p->input_tensor[i] = raw;
+    b->node = NULL;
+    if (rank == 4) {
+      int t = tensor_add(b, v, CUDA_LAYOUT_NHWC, b->plan->dtype, 4, dims);
+      if (dims[1] % 8 && dims[1] < 8 && b->plan->dtype != CUDA_F32 && only_dense_convs_read(g, v)) {
+        p->tensors[t].cphys = 8;
+        p->tensors[t].bytes = (size_t)(dims[0] * dims[2] * dims[3] * 8) * cuda_dtype_size(b->plan->dtype);
+      }
+      if (p->tensors[t].cphys != dims[1]) {
+        /* The padding channels are zeroed once per run, then the copy fills the rest. */
+        int full = view_of(b, t, v, CUDA_LAYOUT_NHWC, 4, dims);
+        p->tensors[full].cphys = p->tensors[t].cphys;
+      }
+      add_copy(b, raw, t, "input->nhwc", NULL);
+      b->p->steps[b->p->n_steps - 1].rows = p->tensors[t].cphys != dims[1] ? -1 : 0; /* -1: zero first */
+      b->value_t[v] = t;
+    } else if (raw_type == b->plan->dtype) {
+      b->value_t[v] = b->value_plain[v] = raw;
+    } else {
+      int t = tensor_add(b, v, CUDA_LAYOUT_PLAIN, b->plan->dtype, rank ? rank : 1, rank ? dims : (int64_t[]){1});
+      add_copy(b, raw, t, "input->compute", NULL);
+      b->value_t[v] = b->value_plain[v] = t;
+    }
+  }
+  for (int i = 0; i < g->n_nodes; i++) {
+    if (g->nodes[i].dead) continue;
+    b->node = &g->nodes[i];
+    ERR_TRY(build_node(b, &g->nodes[i]));
+  }
+  b->node = NULL;
+  for (int j = 0; j < g->n_outputs; j++) {
+    const int v = g->outputs[j];
+    cuda_dtype raw_type;
+    if (!dtype_of(g->values[v].dtype, &raw_type))
+      return err_new(INFERD_ERROR_UNSUPPORTED, "output '%s' has type %s, which the cuda backend does not run",
+                     g->values[v].name, inferd_datatype_name(g->values[v].dtype));
+    int src;
+    ERR_TRY(value_plain(b, v, &src));
+    const cuda_tensor *st = &p->tensors[src];
+    int raw = tensor_add(b, v, CUDA_LAYOUT_PLAIN, raw_type, st->rank, st->dims);
+    add_copy(b, src, raw, "output", NULL);
+    p->output_tensor[j] = raw;
+  }
+  for (int j = 0; j < g->n_outputs; j++) p->tensors[p->output_tensor[j]].last = p->n_steps; /* read by the copy out */
+  return NULL;
+}
+
+static inferd_error *place(cuda_program *p) {
+  memplan_buffer *bufs = mem_zalloc((size_t)(p->n_tensors + 1) * sizeof(*bufs));
+  int *which = mem_zalloc((size_t)(p->n_tensors + 1) * sizeof(int));
+  int n = 0;
+  for (int t = 0; t < p->n_tensors; t++) {
+    cuda_tensor *r = &p->tensors[t];
+    if (r->alias_of >= 0 || r->storage != CUDA_STORAGE_ARENA) continue;
+    if (r->first == INT_MAX) r->first = r->last >= 0 ? r->last : 0;
+    if (r->first < 0) r->first = 0;
+    if (r->last < r->first) r->last = r->first;
+    bufs[n] = (memplan_buffer){.size = r->bytes ? r->bytes : ARENA_ALIGN, .first = r->first, .last = r->last};
+    which[n++] = t;
+  }
+  p->arena_size = memplan_assign(bufs, n, ARENA_ALIGN);
+  for (int i = 0; i < n; i++) p->tensors[which[i]].offset = bufs[i].offset;
+  free(bufs);
+  free(which);
+  return NULL;
+}
+
+static inferd_error *autotune(cuda_plan *plan, cuda_program *p) {
+  void *arena = NULL, *workspace = NULL;
+  CUDA_TRY(cudaMalloc(&arena, p->arena_size ? p->arena_size : 256), "allocating the autotuning arena");
+  cudaError_t st = cudaMalloc(&workspace, AUTOTUNE_WORKSPACE);
+  if (st != cudaSuccess) {
+    cudaFree(arena);
+    return cuda_rt_error(st, "allocating the autotuning workspace");
+  }
+  inferd_error *e = NULL;
+  if (cuda_launch_fill_random((cuda_stream_t)plan->build_stream, CUDA_F16, arena, (int64_t)(p->arena_size / 2), 7))
+    e = err_new(INFERD_ERROR_INTERNAL, "filling the autotuning arena failed");
+  for (int i = 0; i < p->n_steps && !e; i++) {
+    cuda_step *s = &p->steps[i];
+    if (s->kind == CUDA_STEP_CONV) e = cuda_conv_prepare(plan, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+    else if (s->kind == CUDA_STEP_GEMM) e = cuda_gemm_prepare(plan, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+    if (e) break;
+    const size_t ws = s->kind == CUDA_STEP_CONV ? s->conv.workspace : s->kind == CUDA_STEP_GEMM ? s->gemm.workspace : 0;
+    if (ws > p->workspace_size) p->workspace_size = ws;
+  }
+  cudaError_t sync = cudaStreamSynchronize(plan->build_stream);
+  if (!e && sync != cudaSuccess) e = cuda_rt_error(sync, "autotuning");
+  cudaFree(arena);
+  cudaFree(workspace);
+  return e;
+}
+
+inferd_error *cuda_program_build(cuda_plan *plan, int bucket, cuda_program **out) {
+  const ir_graph *g = plan->g;
+  cuda_program *p = mem_zalloc(sizeof(*p));
+  p->batch = plan->buckets[bucket];
+  p->input_tensor = mem_zalloc((size_t)(g->n_inputs + 1) * sizeof(int));
+  p->output_tensor = mem_zalloc((size_t)(g->n_outputs + 1) * sizeof(int));
+  builder b = {.plan = plan, .g = g, .p = p, .batch = p->batch};
+  b.value_t = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
+  b.value_plain = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
+  for (int v = 0; v < g->n_values; v++) b.value_t[v] = b.value_plain[v] = -1;
+  inferd_error *e = build_io_and_nodes(&b);
+  if (!e) e = place(p);
+  if (!e) e = autotune(plan, p);
+  free(b.value_t);
+  free(b.value_plain);
+  if (e) {
+    cuda_program_free(plan, p);
+    return e;
+  }
+  log_verbose("cuda program for batch %d: %d steps, %d tensors, arena %zu bytes, workspace %zu", p->batch,
+              p->n_steps, p->n_tensors, p->arena_size, p->workspace_size);
+  *out = p;
+  return NULL;
+}
+
+void cuda_program_free(const cuda_plan *plan, cuda_program *p) {
+  if (!p) return;
+  for (int i = 0; i < p->n_steps; i++) {
+    if (p->steps[i].kind == CUDA_STEP_CONV) cuda_conv_release(plan->libs, &p->steps[i].conv);
+    if (p->steps[i].kind == CUDA_STEP_GEMM) cuda_gemm_release(plan->libs, &p->steps[i].gemm);
+  }
+  free(p->tensors);
+  free(p->steps);
+  free(p->input_tensor);
+  free(p->output_tensor);
+  free(p);
+}
+
+static void operand_of(const cuda_program *p, const cuda_view *v, void *arena, cuda_operand *o) {
+  const cuda_tensor *t = &p->tensors[v->tensor];
+  o->data = (char *)cuda_tensor_ptr(p, v->tensor, arena) + v->offset * (int64_t)cuda_dtype_size(t->dtype);
+  o->dtype = t->dtype;
+  memcpy(o->strides, v->strides, sizeof(o->strides));
+}
+
+inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void *arena, void *workspace,
+                                  bool profile, double *step_ms) {
+  const cuda_libs *l = ctx->plan->libs;
+  cudaStream_t stream = ctx->stream;
+  cudaEvent_t ev[2] = {NULL, NULL};
+  if (profile) {
+    CUDA_TRY(cudaEventCreate(&ev[0]), "creating an event");
+    CUDA_TRY(cudaEventCreate(&ev[1]), "creating an event");
+  }
+  inferd_error *e = NULL;
+  for (int i = 0; i < p->n_steps && !e; i++) {
+    const cuda_step *s = &p->steps[i];
+    if (profile) cudaEventRecord(ev[0], stream);
+    cuda_operand out, a, bop;
+    int rc = 0;
+    switch (s->kind) {
+      case CUDA_STEP_COPY:
+        operand_of(p, &s->out, arena, &out);
+        operand_of(p, &s->a, arena, &a);
+        if (s->rows < 0) {
+          const cuda_tensor *r = &p->tensors[root_of(p, s->out.tensor)];
+          cudaError_t st = cudaMemsetAsync(cuda_tensor_ptr(p, s->out.tensor, arena), 0, r->bytes, stream);
+          if (st != cudaSuccess) e = cuda_rt_error(st, "zeroing padded channels");
+        }
+        if (!e) rc = cuda_launch_copy((cuda_stream_t)stream, &s->space, &out, &a, &s->epilogue);
+        break;
+      case CUDA_STEP_BINARY:
+        operand_of(p, &s->out, arena, &out);
+        operand_of(p, &s->a, arena, &a);
+        operand_of(p, &s->b, arena, &bop);
+        rc = cuda_launch_binary((cuda_stream_t)stream, s->binary, &s->space, &out, &a, &bop, &s->epilogue);
+        break;
+      case CUDA_STEP_CONV: e = cuda_conv_run(ctx->dnn, l, stream, p, s, arena, workspace); break;
+      case CUDA_STEP_GEMM: e = cuda_gemm_run(ctx->lt, l, stream, p, s, arena, workspace); break;
+      case CUDA_STEP_POOL:
+        rc = cuda_launch_pool((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->pool, cuda_tensor_ptr(p, s->x, arena),
+                              cuda_tensor_ptr(p, s->y, arena));
+        break;
+      case CUDA_STEP_SOFTMAX:
+        rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
+                                 cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
+        break;
+      case CUDA_STEP_BIAS_EPILOGUE: break;
+    }
+    if (rc) e = cuda_rt_error((cudaError_t)rc, s->what);
+    if (e) e = err_wrap(e, "step %d ('%s')", i, s->name);
+    if (profile && !e) {
+      float ms = 0;
+      cudaEventRecord(ev[1], stream);
+      cudaEventSynchronize(ev[1]);
+      cudaEventElapsedTime(&ms, ev[0], ev[1]);
+      step_ms[i] = ms;
+    }
+  }
+  if (ev[0]) cudaEventDestroy(ev[0]);
+  if (ev[1]) cudaEventDestroy(ev[1]);
+  return e;
+}
+
+double cuda_time_ms(cuda_plan *plan, cuda_timed_fn run, void *arg) {
+  cudaEvent_t a, b;
+  if (cudaEventCreate(&a) != cudaSuccess) return -1;
+  if (cudaEventCreate(&b) != cudaSuccess) {
+    cudaEventDestroy(a);
+    return -1;
+  }
+  double times[5];
+  double result = -1;
+  for (int i = 0; i < 3; i++) {
+    inferd_error *e = run(arg);
+    if (e) {
+      inferd_error_delete(e);
+      goto done;
+    }
+  }
+  if (cudaStreamSynchronize(plan->build_stream) != cudaSuccess) goto done;
+  for (int i = 0; i < 5; i++) {
+    cudaEventRecord(a, plan->build_stream);
+    inferd_error *e = run(arg);
+    cudaEventRecord(b, plan->build_stream);
+    if (e) {
+      inferd_error_delete(e);
+      goto done;
+    }
+    float ms;
+    if (cudaEventSynchronize(b) != cudaSuccess || cudaEventElapsedTime(&ms, a, b) != cudaSuccess) goto done;
+    times[i] = ms;
+  }
+  for (int i = 1; i < 5; i++)
+    for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+      double t = times[j];
+      times[j] = times[j - 1];
+      times[j - 1] = t;
+    }
+  result = times[2];
+done:
+  /* A failed launch leaves an error behind; clear it so the next candidate starts clean. */
+  cudaGetLastError();
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return result;
+}

@@ -1,0 +1,115 @@
+/*
+ * The tactic cache: which cuDNN engine configuration or cuBLASLt algorithm
+ * won the timing for each layer signature, one "key<TAB>choice" line each,
+ * under a header naming the GPU, its compute capability and the driver,
+ * CUDA, cuDNN and cuBLASLt versions. A file whose header differs (another
+ * GPU, an upgraded library) is ignored with a log line and rewritten, so a
+ * stale choice is never trusted. Written to a temporary file and renamed,
+ * so a crash mid-write leaves the old cache.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "engine/cuda/cuda.h"
+
+typedef struct tactic {
+  char *key, *choice;
+} tactic;
+
+struct cuda_tactics {
+  char *path;
+  char header[512];
+  tactic *items;
+  size_t n, cap;
+  bool dirty;
+};
+
+static void header_of(const cuda_plan *plan, char *buf, size_t size) {
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  snprintf(buf, size, "inferd tactics v1; %s; sm_%d%d; driver %d; cuda %d; cudnn %zu; cublasLt %zu", plan->prop.name,
+           plan->prop.major, plan->prop.minor, driver, runtime, plan->libs->cudnnGetVersion(),
+           plan->libs->cublasLtGetVersion());
+}
+
+struct cuda_tactics *cuda_tactics_open(const cuda_plan *plan, const char *path) {
+  struct cuda_tactics *t = mem_zalloc(sizeof(*t));
+  header_of(plan, t->header, sizeof(t->header));
+  if (!path) return t;
+  t->path = mem_strdup(path);
+  FILE *f = fopen(path, "r");
+  if (!f) return t;
+  char line[1024];
+  if (!fgets(line, sizeof(line), f) || strncmp(line, t->header, strlen(t->header)) != 0 ||
+      (line[strlen(t->header)] != '\n' && line[strlen(t->header)] != 0)) {
+    log_info("tactic cache '%s' was made for another GPU or library version; timing anew", path);
+    fclose(f);
+    t->dirty = true;
+    return t;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+    if (!tab || !nl) continue;
+    *tab = *nl = 0;
+    MEM_GROW(t->items, t->cap, t->n + 1);
+    t->items[t->n++] = (tactic){mem_strdup(line), mem_strdup(tab + 1)};
+  }
+  fclose(f);
+  log_info("tactic cache '%s': %zu choices", path, t->n);
+  return t;
+}
+
+const char *cuda_tactics_find(const struct cuda_tactics *t, const char *key) {
+  for (size_t i = 0; t && i < t->n; i++)
+    if (strcmp(t->items[i].key, key) == 0) return t->items[i].choice;
+  return NULL;
+}
+
+void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choice) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++)
+    if (strcmp(t->items[i].key, key) == 0) {
+      if (strcmp(t->items[i].choice, choice) == 0) return;
+      free(t->items[i].choice);
+      t->items[i].choice = mem_strdup(choice);
+      t->dirty = true;
+      return;
+    }
+  MEM_GROW(t->items, t->cap, t->n + 1);
+  t->items[t->n++] = (tactic){mem_strdup(key), mem_strdup(choice)};
+  t->dirty = true;
+}
+
+void cuda_tactics_save(struct cuda_tactics *t) {
+  if (t && t->path && t->dirty) {
+    size_t len = strlen(t->path) + 8;
+    char *tmp = mem_alloc(len);
+    snprintf(tmp, len, "%s.tmp", t->path);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f != NULL;
+    if (f) {
+      fprintf(f, "%s\n", t->header);
+      for (size_t i = 0; i < t->n; i++) fprintf(f, "%s\t%s\n", t->items[i].key, t->items[i].choice);
+      ok = fclose(f) == 0;
+    }
+    if (ok && rename(tmp, t->path) == 0) log_info("tactic cache '%s': %zu choices written", t->path, t->n);
+    else log_warn("tactic cache '%s' could not be written", t->path);
+    free(tmp);
+    t->dirty = false;
+  }
+}
+
+void cuda_tactics_close(struct cuda_tactics *t) {
+  if (!t) return;
+  cuda_tactics_save(t);
+  for (size_t i = 0; i < t->n; i++) {
+    free(t->items[i].key);
+    free(t->items[i].choice);
+  }
+  free(t->items);
+  free(t->path);
+  free(t);
+}
