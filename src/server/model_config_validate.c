@@ -49,6 +49,18 @@ static bool wildcard_segments_match(const int64_t *a, int ra, const int64_t *b, 
   }
 }
 
+/* A file a configuration names is a plain name inside the model's folder
+ * (or its version or warmup folder): no separator, not "." or "..", so it
+ * cannot climb out of it or point elsewhere. "" means none. Symlinks are
+ * checked where the file is opened (model_settings_path). */
+static inferd_error *check_plain_name(const model_config *c, const char *path, const char *field, const char *value) {
+  if (!value[0]) return NULL;
+  if (strchr(value, '/') || !strcmp(value, ".") || !strcmp(value, ".."))
+    return model_config__error(c, path, "%s '%.200s' must be a plain file name in the model's folder (no '/', '.' or '..')",
+                               field, value);
+  return NULL;
+}
+
 static inferd_error *check_dims(const model_config *c, const char *path, const char *what, const char *name,
                                 const char *field, const int64_t *dims, int rank) {
   for (int k = 0; k < rank; k++) {
@@ -82,6 +94,10 @@ static inferd_error *validate_tensors(const model_config *c, bool input, bool co
     if (completed && t[i].rank == 0)
       return model_config__error(c, path, "%s '%s' must specify 'dims'", what, name);
     ERR_TRY(check_dims(c, path, what, name, "dims", t[i].dims, t[i].rank));
+    if (!input) {
+      snprintf(p, sizeof(p), "%s.label_filename", path);
+      ERR_TRY(check_plain_name(c, p, "label_filename", t[i].label_filename));
+    }
     if (t[i].format != MODEL_FORMAT_NONE && t[i].rank > 0 && t[i].rank != 3) {
       snprintf(p, sizeof(p), "%s.format", path);
       return model_config__error(c, p, "%s '%s': %s needs 3 dims (without the batch dimension), got %d", what, name,
@@ -220,6 +236,9 @@ static inferd_error *validate_warmups(const model_config *c, bool max_batch_know
       if (in->source == MODEL_WARMUP_INPUT_DATA_FILE && !in->input_data_file[0])
         return model_config__error(c, p, "model_warmup '%s': input '%s' has an empty input_data_file", w->name,
                                    in->name);
+      char pf[300];
+      snprintf(pf, sizeof(pf), "%s.input_data_file", p);
+      ERR_TRY(check_plain_name(c, pf, "input_data_file", in->input_data_file));
     }
   }
   return NULL;
@@ -229,6 +248,7 @@ inferd_error *model_config__validate(const model_config *c, bool completed) {
   if (c->max_batch_size < 0)
     return model_config__error(c, "max_batch_size", "max_batch_size must be >= 0, got %d", c->max_batch_size);
   bool max_batch_known = completed || c->has_max_batch_size;
+  ERR_TRY(check_plain_name(c, "default_model_filename", "default_model_filename", c->default_model_filename));
   ERR_TRY(validate_version_policy(c));
   ERR_TRY(validate_tensors(c, true, completed));
   ERR_TRY(validate_tensors(c, false, completed));
