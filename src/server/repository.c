@@ -210,8 +210,10 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
         size_t bytes = inferd_datatype_size(wi->datatype);
         if (batching) shape[rank++] = batch;
         for (int d = 0; d < wi->rank && rank < INFERD_MAX_RANK; d++) shape[rank++] = wi->dims[d];
-        for (int d = 0; d < rank; d++) bytes *= (size_t)shape[d];
-        e = warmup_input(ms, wu, wi, bytes, &buffers[i]);
+        for (int d = 0; d < rank && !e; d++)
+          if (__builtin_mul_overflow(bytes, (size_t)shape[d], &bytes))
+            e = err_new(INFERD_ERROR_INVALID_ARG, "warmup '%s': input '%s' has too many elements", wu->name, wi->name);
+        if (!e) e = warmup_input(ms, wu, wi, bytes, &buffers[i]);
         if (!e) e = inferd_request_add_input(r, wi->name, wi->datatype, shape, rank, buffers[i], bytes);
       }
       warmup_wait wait = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};

@@ -582,7 +582,10 @@ static void request_admit(scheduler *s, inferd_request *r) {
   r->enqueue_ns = now;
   uint64_t timeout = s->cfg.default_timeout_us;
   if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
-  r->deadline_ns = timeout ? now + timeout * 1000 : 0;
+  /* A client's timeout is any 64-bit count: past UINT64_MAX it means never. */
+  uint64_t timeout_ns;
+  if (__builtin_mul_overflow(timeout, 1000, &timeout_ns) || __builtin_add_overflow(now, timeout_ns, &r->deadline_ns) || !timeout)
+    r->deadline_ns = 0;
   uint64_t levels = (uint64_t)s->cfg.priority_levels;
   r->priority_level = r->priority ? (int)(r->priority > levels ? levels : r->priority) : s->cfg.default_priority_level;
 }

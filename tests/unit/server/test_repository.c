@@ -4,7 +4,8 @@
  * leaves the model table as it was; every file a configuration names
  * (labels, model file, warmup data) must be a plain name that resolves
  * inside the model's folder, symlinks included; a model folder that is
- * itself a symlink is served from where it points.
+ * itself a symlink is served from where it points; counts and sizes past
+ * their limits are load errors naming the field.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -165,6 +166,27 @@ static void test_config_paths_stay_inside_the_model_folder(void **state) {
   inferd_server_delete(s);
 }
 
+static void test_config_limits_are_load_errors(void **state) {
+  (void)state;
+  inferd_server *s = start();
+  static const char *const overrides[][2] = {
+      {"{\"max_batch_size\": 2147483647}", "max_batch_size must be between 0 and 65536, got 2147483647"},
+      {"{\"max_batch_size\": 100000000}", "max_batch_size must be between 0 and 65536, got 100000000"},
+      {"{\"instance_group\": [{\"count\": 2147483647}, {\"count\": 2147483647}]}",
+       "instance_group 0: count 2147483647 brings the instances of all groups past 1024"},
+      {"{\"max_batch_size\": 4, \"dynamic_batching\": {\"preferred_batch_size\": [2, 8]}}",
+       "preferred_batch_size 8 is larger than max_batch_size 4"},
+  };
+  for (size_t i = 0; i < sizeof(overrides) / sizeof(overrides[0]); i++)
+    expect_error(inferd_server_load_model(s, "relu", overrides[i][0]), INFERD_ERROR_INVALID_ARG, overrides[i][1]);
+  /* At the limit the tiny model loads and answers. */
+  assert_null(inferd_server_load_model(s, "relu", "{\"max_batch_size\": 65536}"));
+  bool ready = false;
+  assert_null(inferd_server_model_ready(s, "relu", -1, &ready));
+  assert_true(ready);
+  inferd_server_delete(s);
+}
+
 static void test_symlinked_model_folder_is_served(void **state) {
   (void)state;
   inferd_server *s = start();
@@ -179,6 +201,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_of_unknown_names_is_not_found_and_adds_no_entry),
       cmocka_unit_test(test_config_paths_stay_inside_the_model_folder),
+      cmocka_unit_test(test_config_limits_are_load_errors),
       cmocka_unit_test(test_symlinked_model_folder_is_served),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
