@@ -119,6 +119,29 @@ def datatype_sample(np_type):
     return np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
 
 
+def wait_until(predicate, what, timeout=60):
+    """Polls predicate() until it is true; fails naming `what` after
+    `timeout` seconds (a bound against a hang, not a speed assumption)."""
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pending_requests(server, model) -> int:
+    """The model's queued requests (not yet taken by an instance), from
+    the server's own metrics (nv_inference_pending_request_count)."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
 

@@ -17,7 +17,7 @@ from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
 from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
-                             resnet_repo, write_classifier, write_model)
+                             pending_requests, resnet_repo, wait_until, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -305,6 +305,84 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     log = s.output()
     assert "SIGTERM" in log
     assert "still in flight" not in log, log
+
+
+HELD_CONFIG = """
+name: "held"
+max_batch_size: 64
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 3600000000 }
+"""
+
+
+def test_exit_timeout_answers_every_request_exactly_once(inferd_bin, tmp_path, zoo_resnet50):
+    """SIGTERM with --exit-timeout-secs=1 while requests wait: "held" keeps
+    its requests queued for an hour (its batching delay), so they are still
+    queued when the timeout passes and must be answered UNAVAILABLE; the slow
+    ResNet-50 has a queue too, of which some run. Every request gets exactly
+    one answer (a success or UNAVAILABLE saying the server stops), over HTTP
+    and gRPC, and the process exits 0. Waits on the server's own pending
+    counts, never on time."""
+    import tritonclient.grpc as grpcclient
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO)
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=1")
+    outcomes = {}
+    lock = threading.Lock()
+
+    def record(key, outcome):
+        with lock:
+            outcomes.setdefault(key, []).append(outcome)
+
+    def slow(i):
+        client = httpclient.InferenceServerClient(s.url, network_timeout=120)
+        inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 3, 224, 224), dtype=np.float32))
+        try:
+            client.infer("resnet50", [inp])
+            record(("resnet50", i), "ok")
+        except InferenceServerException as e:
+            record(("resnet50", i), str(e))
+
+    def held(i):
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        inp = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        inp.set_data_from_numpy(np.full((1, 4), i, dtype=np.float32))
+        try:
+            client.infer("held", [inp], client_timeout=120)
+            record(("held", i), "ok")
+        except InferenceServerException as e:
+            record(("held", i), e.message())
+
+    n_slow, n_held = 12, 8
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(n_slow)]
+    threads += [threading.Thread(target=held, args=(i,)) for i in range(n_held)]
+    try:
+        for t in threads[n_slow:]:
+            t.start()
+        wait_until(lambda: pending_requests(s, "held") == n_held, "every held request to be queued")
+        for t in threads[:n_slow]:
+            t.start()
+        # Every request taken into a batch is counted in the queue statistics
+        # as it starts: taken plus still queued is every request accepted.
+        def accepted(model):
+            stats = httpclient.InferenceServerClient(s.url).get_inference_statistics(model)
+            return int(stats["model_stats"][0]["inference_stats"]["queue"]["count"]) + pending_requests(s, model)
+        wait_until(lambda: accepted("resnet50") == n_slow, "every ResNet-50 request to be accepted")
+    finally:
+        code = s.stop(signal.SIGTERM, timeout=120)
+    for t in threads:
+        t.join(120)
+    assert code == 0, s.output()
+    for key in [("resnet50", i) for i in range(n_slow)] + [("held", i) for i in range(n_held)]:
+        got = outcomes.get(key, [])
+        assert len(got) == 1, (key, got)
+        if key[0] == "held":
+            assert "the server is stopping" in got[0], (key, got)
+        else:
+            assert got[0] == "ok" or "the server is stopping" in got[0] or "shutting down" in got[0], (key, got)
+    assert "answered UNAVAILABLE" in s.output()
 
 
 @pytest.fixture(scope="module")
