@@ -288,7 +288,7 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(results) >= 16, "requests to be answered before the stop")
     code = s.stop(signal.SIGTERM)
     for t in threads:
         t.join(30)
@@ -490,39 +490,43 @@ def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, z
         s.stop()
 
 
-def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
-    """Requests at priority 1 overtake queued priority-2 requests."""
-    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
-                        "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
+PRIORITY_CONFIG = """
+name: "prio"
+max_batch_size: 3
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 3600000000 priority_levels: 2 default_priority_level: 2 }
+"""
+
+
+def test_priority_levels_run_first(inferd_bin, tmp_path):
+    """A priority-1 request overtakes a queued priority-2 one. Batches take
+    whole requests in priority order and wait (here an hour) while they can
+    still grow: a low request of 2 waits alone; a high request of 2 comes
+    first in the queue and, as the low one does not fit beside it in a batch
+    of 3, runs at once, while the low one stays queued until a request of 1
+    fills its batch. Observed through answers and the pending count only."""
+    repo = tmp_path / "models"
+    write_model(repo, "prio", identity_graph(), PRIORITY_CONFIG)
     s = Server(inferd_bin, repo)
     try:
-        x = np.zeros((1, 3, 224, 224), dtype=np.float32)
-        finished = []
-        lock = threading.Lock()
+        done = {}
 
-        def one(tag, priority):
-            client = httpclient.InferenceServerClient(s.url)
-            inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
-            inp.set_data_from_numpy(x)
-            client.infer("resnet50", [inp], priority=priority)
-            with lock:
-                finished.append(tag)
+        def one(tag, batch, priority):
+            client = httpclient.InferenceServerClient(s.url, network_timeout=120)
+            inp = httpclient.InferInput("INPUT0", [batch, 4], "FP32")
+            inp.set_data_from_numpy(np.full((batch, 4), batch, dtype=np.float32))
+            done[tag] = client.infer("prio", [inp], priority=priority).as_numpy("OUTPUT0").shape[0] == batch
 
-        threads = [threading.Thread(target=one, args=(f"low{i}", 2)) for i in range(6)]
-        for t in threads:
-            t.start()
-        time.sleep(0.15)  # the low ones are queued behind the first run
-        high = [threading.Thread(target=one, args=(f"high{i}", 1)) for i in range(2)]
-        for t in high:
-            t.start()
-        for t in threads + high:
-            t.join(60)
-        assert len(finished) == 8
-        # Both high-priority requests finish before the last low ones.
-        last_high = max(finished.index("high0"), finished.index("high1"))
-        assert last_high < 7, finished
-        lows_after = [t for t in finished[last_high + 1:] if t.startswith("low")]
-        assert len(lows_after) >= 2, finished
+        low = threading.Thread(target=one, args=("low", 2, 2))
+        low.start()
+        wait_until(lambda: pending_requests(s, "prio") == 1, "the low request to be queued")
+        one("high", 2, 1)  # answered while the low one waits
+        assert done == {"high": True}
+        assert pending_requests(s, "prio") == 1
+        one("filler", 1, 2)  # completes the low request's batch
+        low.join(60)
+        assert done == {"high": True, "low": True, "filler": True}
     finally:
         s.stop()
 
@@ -612,9 +616,10 @@ def test_unload_and_reload_under_load(inferd_bin, repo):
     try:
         client = httpclient.InferenceServerClient(s.url)
         for _ in range(5):
-            time.sleep(0.1)
+            # Each cycle starts once requests have been served since the last.
+            served = outcomes.count("ok")
+            wait_until(lambda: outcomes.count("ok") >= served + 3, "requests served between reloads")
             client.unload_model("simple")
-            time.sleep(0.05)
             client.load_model("simple")
             client.load_model("simple")  # a reload while serving
     finally:
