@@ -357,6 +357,11 @@ INFERD_API void inferd_server_stop_accepting(inferd_server *server);
 /* Waits until no request is queued or running, at most timeout_ms; returns
  * the number still pending (0 when drained). */
 INFERD_API int inferd_server_drain(inferd_server *server, int timeout_ms);
+/* The end of a drain that ran out of time: answers every request still
+ * queued, on every model, with UNAVAILABLE (saying the server is stopping);
+ * batches already running are left to finish. Returns how many were
+ * answered. */
+INFERD_API int inferd_server_cancel_queued(inferd_server *server);
 
 /* JSON answers; *json is malloc'd and the caller frees it. version is a
  * version number, or -1 for the model's latest ready version. */

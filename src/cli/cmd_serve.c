@@ -2,8 +2,9 @@
  * inferd serve: the inference server. Flags are spelled as tritonserver's
  * so that deployments move over unchanged. SIGTERM or SIGINT starts a
  * graceful stop: readiness turns false, new inferences are refused, the
- * requests already accepted complete (up to --exit-timeout-secs), then the
- * process exits 0.
+ * requests already accepted complete (up to --exit-timeout-secs; then those
+ * still queued are answered UNAVAILABLE and running batches get a short
+ * grace), then the process exits 0.
  */
 #include <limits.h>
 #include <signal.h>
@@ -56,7 +57,9 @@ static const cli_option serve_options[] = {
     {"metrics-config", "KEY=VALUE",
      "summary_latencies=true (latency quantile summaries), summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001, "
      "counter_latencies=false (no *_duration_us counters); repeatable"},
-    {"exit-timeout-secs", "N", "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30)"},
+    {"exit-timeout-secs", "N",
+     "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30); then queued ones are answered "
+     "UNAVAILABLE, running batches get up to 5 s more, and the process exits 0"},
     {"instance-threads", "N", "CPU threads per model instance (default: cores / instances)"},
     {"log-verbose", "N", "verbose logging at level N (0 = off)"},
     {"log-format", "FORMAT", "default or ISO8601"},
@@ -99,6 +102,10 @@ static bool parse_metrics_config(const char *text, inferd_server_options *so, in
           (int)klen, text);
   return false;
 }
+
+/* After --exit-timeout-secs, how long batches already running may take to
+ * finish before the process exits without them. */
+enum { EXIT_RUNNING_GRACE_SECS = 5 };
 
 int cmd_serve(int argc, char **argv) {
   inferd_server_options so = {.repository_poll_secs = 15};
@@ -250,6 +257,9 @@ int cmd_serve(int argc, char **argv) {
   if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
   if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
+  /* gRPC calls a client keeps open after the drain (a stream) are closed
+   * within the exit timeout too, never later than gRPC's own 10 s. */
+  go.shutdown_grace_ms = exit_timeout >= 10 ? 10000 : exit_timeout > 0 ? (int)exit_timeout * 1000 : 1;
   so.startup_models = startup;
   so.startup_model_count = n_startup;
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
@@ -291,7 +301,21 @@ int cmd_serve(int argc, char **argv) {
   if (http) http_frontend_stop_listening(http);
   if (grpc) grpc_frontend_stop_listening(grpc);
   int left = inferd_server_drain(server, (int)exit_timeout * 1000);
-  if (left) log_warn("exit timeout: %d requests still in flight", left);
+  if (left) {
+    /* The timeout is a bound: what has not started never will, and what
+     * runs gets a short grace to finish, so that its answer still goes out. */
+    int cancelled = inferd_server_cancel_queued(server);
+    log_warn("exit timeout: %d requests still in flight; %d queued ones answered UNAVAILABLE, waiting up to %d s for "
+             "the running ones",
+             left, cancelled, EXIT_RUNNING_GRACE_SECS);
+    left = inferd_server_drain(server, EXIT_RUNNING_GRACE_SECS * 1000);
+    if (left) {
+      /* A batch still running cannot be interrupted: leave it behind. */
+      log_warn("exit timeout: abandoning %d running requests", left);
+      fflush(NULL);
+      _exit(0);
+    }
+  }
   grpc_frontend_delete(grpc);
   http_frontend_delete(http);
   /* Metrics stay served through the drain, so a scraper sees it. */

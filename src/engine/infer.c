@@ -11,6 +11,10 @@ inferd_error *ir_infer_node(ir_graph *g, int node) {
   if (n->n_outputs < info->min_outputs || n->n_outputs > info->max_outputs)
     return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "has %d outputs, expected %d to %d", n->n_outputs,
                          info->min_outputs, info->max_outputs);
+  for (int i = 0; i < n->n_inputs && i < info->required_inputs; i++)
+    if (n->inputs[i] < 0)
+      return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
+                           "input %d is required, and it is absent (given as the empty name)", i);
   for (int i = 0; i < n->n_inputs; i++) {
     int v = n->inputs[i];
     if (v >= 0 && !g->values[v].has_shape)

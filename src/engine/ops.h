@@ -78,6 +78,10 @@ typedef struct ir_op_info {
   int min_inputs, max_inputs;
   int min_outputs, max_outputs;
   int min_opset; /* oldest opset whose semantics the rules implement */
+  /* Inputs 0 .. required_inputs-1 (of those the node has) must be present:
+   * an absent one (the empty name in ONNX) is an error before the rule runs,
+   * so rules only ever meet absent optional inputs. */
+  int required_inputs;
   ir_infer_fn infer;
   ir_ref_fn ref; /* NULL when there is no reference kernel */
 } ir_op_info;

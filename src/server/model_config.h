@@ -38,6 +38,19 @@
  * for it stays modest on CPU. */
 #define MODEL_CONFIG_DEFAULT_MAX_BATCH_SIZE 4
 
+/* Bounds on what a configuration may ask for, so that counts and sizes taken
+ * from a file or a client stay far from overflow in the arithmetic and
+ * allocations they feed (staging buffers and per-batch tables of
+ * max_batch_size items, one thread per instance, one queue per priority
+ * level, nanosecond deadlines). Each is well beyond what a CPU serves. */
+#define MODEL_CONFIG_MAX_BATCH_SIZE (1 << 16)
+#define MODEL_CONFIG_MAX_INSTANCES 1024         /* over all instance groups */
+#define MODEL_CONFIG_MAX_PREFERRED_SIZES 16     /* preferred_batch_size entries */
+#define MODEL_CONFIG_MAX_PRIORITY_LEVELS 256
+#define MODEL_CONFIG_MAX_DELAY_US 3600000000ull    /* max_queue_delay_microseconds: one hour */
+#define MODEL_CONFIG_MAX_TIMEOUT_US 86400000000ull /* default_timeout_microseconds: one day */
+#define MODEL_CONFIG_MAX_WARMUP_COUNT 10000     /* executions of one warmup sample */
+
 /* Values as in model_config.proto, so JSON clients that send numbers agree. */
 typedef enum model_format {
   MODEL_FORMAT_NONE = 0,

@@ -49,6 +49,18 @@ static bool wildcard_segments_match(const int64_t *a, int ra, const int64_t *b, 
   }
 }
 
+/* A file a configuration names is a plain name inside the model's folder
+ * (or its version or warmup folder): no separator, not "." or "..", so it
+ * cannot climb out of it or point elsewhere. "" means none. Symlinks are
+ * checked where the file is opened (model_settings_path). */
+static inferd_error *check_plain_name(const model_config *c, const char *path, const char *field, const char *value) {
+  if (!value[0]) return NULL;
+  if (strchr(value, '/') || !strcmp(value, ".") || !strcmp(value, ".."))
+    return model_config__error(c, path, "%s '%.200s' must be a plain file name in the model's folder (no '/', '.' or '..')",
+                               field, value);
+  return NULL;
+}
+
 static inferd_error *check_dims(const model_config *c, const char *path, const char *what, const char *name,
                                 const char *field, const int64_t *dims, int rank) {
   for (int k = 0; k < rank; k++) {
@@ -82,6 +94,10 @@ static inferd_error *validate_tensors(const model_config *c, bool input, bool co
     if (completed && t[i].rank == 0)
       return model_config__error(c, path, "%s '%s' must specify 'dims'", what, name);
     ERR_TRY(check_dims(c, path, what, name, "dims", t[i].dims, t[i].rank));
+    if (!input) {
+      snprintf(p, sizeof(p), "%s.label_filename", path);
+      ERR_TRY(check_plain_name(c, p, "label_filename", t[i].label_filename));
+    }
     if (t[i].format != MODEL_FORMAT_NONE && t[i].rank > 0 && t[i].rank != 3) {
       snprintf(p, sizeof(p), "%s.format", path);
       return model_config__error(c, p, "%s '%s': %s needs 3 dims (without the batch dimension), got %d", what, name,
@@ -127,6 +143,7 @@ static inferd_error *validate_version_policy(const model_config *c) {
 
 static inferd_error *validate_instance_groups(const model_config *c) {
   char path[64], p[96];
+  int total = 0;
   for (int i = 0; i < c->instance_group_count; i++) {
     const model_instance_group *g = &c->instance_groups[i];
     snprintf(path, sizeof(path), "instance_group[%d]", i);
@@ -139,6 +156,12 @@ static inferd_error *validate_instance_groups(const model_config *c) {
       snprintf(p, sizeof(p), "%s.count", path);
       return model_config__error(c, p, "%s: count must be >= 1, got %d", label, g->count);
     }
+    if (g->count > MODEL_CONFIG_MAX_INSTANCES - total) {
+      snprintf(p, sizeof(p), "%s.count", path);
+      return model_config__error(c, p, "%s: count %d brings the instances of all groups past %d", label, g->count,
+                                 MODEL_CONFIG_MAX_INSTANCES);
+    }
+    total += g->count;
     if (g->gpu_count > 0 && (g->kind == MODEL_KIND_CPU || g->kind == MODEL_KIND_MODEL)) {
       snprintf(p, sizeof(p), "%s.gpus", path);
       return model_config__error(c, p, "%s: gpus can be given only with KIND_GPU or KIND_AUTO, not %s", label,
@@ -158,6 +181,28 @@ static inferd_error *validate_dynamic_batching(const model_config *c, bool max_b
   const model_dynamic_batching *d = &c->dynamic_batching;
   if (!d->enabled) return NULL;
   char p[96];
+  if (d->preferred_batch_size_count > MODEL_CONFIG_MAX_PREFERRED_SIZES)
+    return model_config__error(c, "dynamic_batching.preferred_batch_size",
+                               "dynamic_batching lists %d preferred_batch_size values, at most %d are allowed",
+                               d->preferred_batch_size_count, MODEL_CONFIG_MAX_PREFERRED_SIZES);
+  if (d->max_queue_delay_microseconds > MODEL_CONFIG_MAX_DELAY_US)
+    return model_config__error(c, "dynamic_batching.max_queue_delay_microseconds",
+                               "dynamic_batching max_queue_delay_microseconds %llu is over the limit of %llu (one hour)",
+                               (unsigned long long)d->max_queue_delay_microseconds, MODEL_CONFIG_MAX_DELAY_US);
+  if (d->default_queue_policy.default_timeout_microseconds > MODEL_CONFIG_MAX_TIMEOUT_US)
+    return model_config__error(c, "dynamic_batching.default_queue_policy.default_timeout_microseconds",
+                               "dynamic_batching default_timeout_microseconds %llu is over the limit of %llu (one day)",
+                               (unsigned long long)d->default_queue_policy.default_timeout_microseconds,
+                               MODEL_CONFIG_MAX_TIMEOUT_US);
+  for (int k = 0; k < d->priority_queue_policy_count; k++)
+    if (d->priority_queue_policies[k].policy.default_timeout_microseconds > MODEL_CONFIG_MAX_TIMEOUT_US) {
+      snprintf(p, sizeof(p), "dynamic_batching.priority_queue_policy[%llu]",
+               (unsigned long long)d->priority_queue_policies[k].priority_level);
+      return model_config__error(c, p, "dynamic_batching priority_queue_policy default_timeout_microseconds %llu is "
+                                 "over the limit of %llu (one day)",
+                                 (unsigned long long)d->priority_queue_policies[k].policy.default_timeout_microseconds,
+                                 MODEL_CONFIG_MAX_TIMEOUT_US);
+    }
   for (int k = 0; k < d->preferred_batch_size_count; k++) {
     int size = d->preferred_batch_sizes[k];
     snprintf(p, sizeof(p), "dynamic_batching.preferred_batch_size[%d]", k);
@@ -167,6 +212,10 @@ static inferd_error *validate_dynamic_batching(const model_config *c, bool max_b
                                  size, c->max_batch_size);
   }
   unsigned long long levels = d->priority_levels, def = d->default_priority_level;
+  if (levels > MODEL_CONFIG_MAX_PRIORITY_LEVELS)
+    return model_config__error(c, "dynamic_batching.priority_levels",
+                               "dynamic_batching priority_levels %llu is over the limit of %d", levels,
+                               MODEL_CONFIG_MAX_PRIORITY_LEVELS);
   if (levels == 0 && def != 0)
     return model_config__error(c, "dynamic_batching.default_priority_level",
                                "dynamic_batching default_priority_level %llu is larger than priority_levels 0", def);
@@ -200,6 +249,11 @@ static inferd_error *validate_warmups(const model_config *c, bool max_batch_know
     if (max_batch_known && c->max_batch_size == 0 && w->batch_size != 1)
       return model_config__error(c, p, "model_warmup '%s': batch_size must be 1 for a model that does not batch, got %u",
                                  w->name, w->batch_size);
+    if (w->count > MODEL_CONFIG_MAX_WARMUP_COUNT) {
+      snprintf(p, sizeof(p), "%s.count", path);
+      return model_config__error(c, p, "model_warmup '%s': count %u is over the limit of %d", w->name, w->count,
+                                 MODEL_CONFIG_MAX_WARMUP_COUNT);
+    }
     if (max_batch_known && c->max_batch_size > 0 && w->batch_size > (uint32_t)c->max_batch_size)
       return model_config__error(c, p, "model_warmup '%s': batch_size %u is larger than max_batch_size %d", w->name,
                                  w->batch_size, c->max_batch_size);
@@ -220,15 +274,20 @@ static inferd_error *validate_warmups(const model_config *c, bool max_batch_know
       if (in->source == MODEL_WARMUP_INPUT_DATA_FILE && !in->input_data_file[0])
         return model_config__error(c, p, "model_warmup '%s': input '%s' has an empty input_data_file", w->name,
                                    in->name);
+      char pf[300];
+      snprintf(pf, sizeof(pf), "%s.input_data_file", p);
+      ERR_TRY(check_plain_name(c, pf, "input_data_file", in->input_data_file));
     }
   }
   return NULL;
 }
 
 inferd_error *model_config__validate(const model_config *c, bool completed) {
-  if (c->max_batch_size < 0)
-    return model_config__error(c, "max_batch_size", "max_batch_size must be >= 0, got %d", c->max_batch_size);
+  if (c->max_batch_size < 0 || c->max_batch_size > MODEL_CONFIG_MAX_BATCH_SIZE)
+    return model_config__error(c, "max_batch_size", "max_batch_size must be between 0 and %d, got %d",
+                               MODEL_CONFIG_MAX_BATCH_SIZE, c->max_batch_size);
   bool max_batch_known = completed || c->has_max_batch_size;
+  ERR_TRY(check_plain_name(c, "default_model_filename", "default_model_filename", c->default_model_filename));
   ERR_TRY(validate_version_policy(c));
   ERR_TRY(validate_tensors(c, true, completed));
   ERR_TRY(validate_tensors(c, false, completed));

@@ -1,6 +1,7 @@
 /* The repository's view of a model configuration, on model_config.c. */
 #include "server/model_settings.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 struct model_settings {
   model_config *config;
   char *dir;
+  char *real_dir; /* dir with every symlink resolved: the boundary of model_settings_path */
   char *name;
   bool strict;
 };
@@ -23,6 +25,7 @@ void model_settings_free(model_settings *s) {
   if (!s) return;
   model_config_free(s->config);
   free(s->dir);
+  free(s->real_dir);
   free(s->name);
   free(s);
 }
@@ -34,11 +37,14 @@ inferd_error *model_settings_read(const char *model_dir, const char *name, const
   s->dir = mem_strdup(model_dir);
   s->name = mem_strdup(name);
   s->strict = strict;
+  s->real_dir = realpath(model_dir, NULL);
   char path[PATH_MAX];
   int n = snprintf(path, sizeof(path), "%s/config.pbtxt", model_dir);
   inferd_error *e = NULL;
   if (n < 0 || (size_t)n >= sizeof(path)) {
     e = err_new(INFERD_ERROR_INVALID_ARG, "model folder path too long");
+  } else if (!s->real_dir) {
+    e = err_new(INFERD_ERROR_NOT_FOUND, "model folder '%s': %s", model_dir, strerror(errno));
   } else if (config_json) {
     e = model_config_parse_json(config_json, strlen(config_json), "the load request's configuration", &s->config);
   } else {
@@ -135,15 +141,28 @@ void model_settings_scheduler(const model_settings *s, int threads_per_instance,
   }
 }
 
+inferd_error *model_settings_path(const model_settings *s, const char *relative, const char *what, char *out) {
+  char joined[PATH_MAX];
+  int n = snprintf(joined, sizeof(joined), "%s/%s", s->real_dir, relative);
+  if (n < 0 || (size_t)n >= sizeof(joined)) return err_new(INFERD_ERROR_INVALID_ARG, "%s '%s': path too long", what, relative);
+  if (!realpath(joined, out))
+    return err_new(INFERD_ERROR_NOT_FOUND, "%s '%s' in model folder '%s': %s", what, relative, s->dir, strerror(errno));
+  size_t len = strlen(s->real_dir);
+  if (strncmp(out, s->real_dir, len) != 0 || out[len] != '/')
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s '%s' resolves to '%s', outside the model folder '%s'", what, relative, out,
+                   s->real_dir);
+  return NULL;
+}
+
 inferd_error *model_settings_labels(const model_settings *s, const char *output, char ***labels, int *count) {
   *labels = NULL;
   *count = 0;
   const model_tensor_config *o = model_config_find_output(s->config, output);
   if (!o || !o->label_filename || !*o->label_filename) return NULL;
   char path[PATH_MAX];
-  int n = snprintf(path, sizeof(path), "%s/%s", s->dir, o->label_filename);
-  if (n < 0 || (size_t)n >= sizeof(path)) return err_new(INFERD_ERROR_INVALID_ARG, "label file path too long");
-  return err_wrap(model_config_load_labels(path, labels, count), "output '%s'", output);
+  inferd_error *e = model_settings_path(s, o->label_filename, "label file", path);
+  if (!e) e = model_config_load_labels(path, labels, count);
+  return err_wrap(e, "output '%s'", output);
 }
 
 bool model_settings_client_dims(const model_settings *s, const char *name, bool input, int *rank, int64_t *dims) {

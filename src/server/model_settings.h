@@ -40,6 +40,13 @@ inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_inf
 const char *model_settings_platform(const model_settings *s);
 int model_settings_max_batch_size(const model_settings *s);
 void model_settings_scheduler(const model_settings *s, int threads_per_instance, scheduler_config *config);
+/* Resolves `relative` (a name, or "<version>/<name>", inside the model
+ * folder) into out[PATH_MAX], every symlink followed, and checks that it
+ * stays inside the model folder: a symlink in the folder may point only
+ * within it. The model folder itself may be a symlink; the folder it points
+ * to is the boundary. NOT_FOUND when the file is absent, INVALID_ARG when it
+ * resolves outside; `what` names the file in the message. */
+inferd_error *model_settings_path(const model_settings *s, const char *relative, const char *what, char *out);
 /* Labels of output `name` (label_filename, read relative to the model
  * folder), or none. The caller owns the strings and the array. */
 inferd_error *model_settings_labels(const model_settings *s, const char *output, char ***labels, int *count);

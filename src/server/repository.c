@@ -159,8 +159,8 @@ static void warmup_respond(inferd_response *resp, void *userp) {
   inferd_response_delete(resp);
 }
 
-static inferd_error *warmup_input(const char *dir, const model_warmup *wu, const model_warmup_input *wi, size_t bytes,
-                                  void **data) {
+static inferd_error *warmup_input(const model_settings *ms, const model_warmup *wu, const model_warmup_input *wi,
+                                  size_t bytes, void **data) {
   *data = mem_try_zalloc(bytes ? bytes : 1, 1);
   if (!*data) return err_new(INFERD_ERROR_NO_MEMORY, "warmup '%s': %zu bytes for input '%s'", wu->name, bytes, wi->name);
   if (wi->source == MODEL_WARMUP_RANDOM_DATA) {
@@ -175,9 +175,10 @@ static inferd_error *warmup_input(const char *dir, const model_warmup *wu, const
     if (wi->datatype == INFERD_TYPE_FP32) /* finite values in [0,1) rather than arbitrary bit patterns */
       for (size_t i = 0; i + 4 <= bytes; i += 4) ((float *)*data)[i / 4] = (float)p[i] / 256.0f;
   } else if (wi->source == MODEL_WARMUP_INPUT_DATA_FILE) {
-    char path[PATH_MAX];
-    path_fmt(path, sizeof(path), "%s/warmup/%s", dir, wi->input_data_file);
-    FILE *f = strchr(wi->input_data_file, '/') ? NULL : fopen(path, "rb");
+    char relative[PATH_MAX], path[PATH_MAX];
+    path_fmt(relative, sizeof(relative), "warmup/%s", wi->input_data_file);
+    ERR_TRY(err_wrap(model_settings_path(ms, relative, "input file", path), "warmup '%s'", wu->name));
+    FILE *f = fopen(path, "rb");
     if (!f) return err_new(INFERD_ERROR_NOT_FOUND, "warmup '%s': cannot read input file '%s' (from the model's warmup/ folder)",
                            wu->name, wi->input_data_file);
     size_t got = fread(*data, 1, bytes, f);
@@ -190,7 +191,7 @@ static inferd_error *warmup_input(const char *dir, const model_warmup *wu, const
   return NULL;
 }
 
-static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, const char *dir, model_version *mv) {
+static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, model_version *mv) {
   const model_config *cfg = model_settings_config(ms);
   bool batching = cfg->max_batch_size > 0;
   for (int w = 0; w < cfg->warmup_count; w++) {
@@ -209,8 +210,10 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
         size_t bytes = inferd_datatype_size(wi->datatype);
         if (batching) shape[rank++] = batch;
         for (int d = 0; d < wi->rank && rank < INFERD_MAX_RANK; d++) shape[rank++] = wi->dims[d];
-        for (int d = 0; d < rank; d++) bytes *= (size_t)shape[d];
-        e = warmup_input(dir, wu, wi, bytes, &buffers[i]);
+        for (int d = 0; d < rank && !e; d++)
+          if (__builtin_mul_overflow(bytes, (size_t)shape[d], &bytes))
+            e = err_new(INFERD_ERROR_INVALID_ARG, "warmup '%s': input '%s' has too many elements", wu->name, wi->name);
+        if (!e) e = warmup_input(ms, wu, wi, bytes, &buffers[i]);
         if (!e) e = inferd_request_add_input(r, wi->name, wi->datatype, shape, rank, buffers[i], bytes);
       }
       warmup_wait wait = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
@@ -244,6 +247,27 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
   return NULL;
 }
 
+/* The model file of a version: <model>/<version>/<default_model_filename>,
+ * resolved inside the model folder. */
+static inferd_error *version_model_path(const model_settings *ms, int64_t version, char *out) {
+  char relative[PATH_MAX];
+  path_fmt(relative, sizeof(relative), "%lld/%s", (long long)version, model_settings_model_filename(ms));
+  return model_settings_path(ms, relative, "model file", out);
+}
+
+/* The folder of model `name` into dir[PATH_MAX]; NOT_FOUND unless `name` is
+ * one of the folders repository_list lists (a plain name, not hidden, not
+ * "." or ".."), so a name that cannot be in the repository never reaches
+ * the file system or the model table. */
+static inferd_error *model_folder(const inferd_server *s, const char *name, char *dir) {
+  bool plain = name[0] && name[0] != '.' && !strchr(name, '/');
+  path_fmt(dir, PATH_MAX, "%s/%s", s->repository, name);
+  if (!plain || !dir[0] || !is_dir(dir))
+    return err_new(INFERD_ERROR_NOT_FOUND, "model '%s' is not in the repository '%s'%s", name, s->repository,
+                   plain ? "" : " (a model name is a folder name: not hidden, without '/')");
+  return NULL;
+}
+
 static void set_unavailable(inferd_server *s, const char *name, const char *reason) {
   pthread_mutex_lock(&s->lock);
   model_entry *m = server_model_entry(s, name);
@@ -258,9 +282,7 @@ static void set_unavailable(inferd_server *s, const char *name, const char *reas
  * requests in flight finish on the version they started on. */
 static inferd_error *load_locked(inferd_server *s, const char *name, const char *config_json) {
   char dir[PATH_MAX];
-  path_fmt(dir, sizeof(dir), "%s/%s", s->repository, name);
-  if (strchr(name, '/') || !strcmp(name, "..") || !is_dir(dir))
-    return err_new(INFERD_ERROR_NOT_FOUND, "model '%s' is not in the repository '%s'", name, s->repository);
+  ERR_TRY(model_folder(s, name, dir));
   pthread_mutex_lock(&s->lock);
   model_entry *m = server_model_entry(s, name);
   if (m->state != MODEL_STATE_READY) m->state = MODEL_STATE_LOADING;
@@ -286,8 +308,8 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   char path[PATH_MAX];
   if (!e) {
     /* The newest version's tensors complete the configuration. */
-    path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[n_chosen - 1], model_settings_model_filename(ms));
-    e = inferd_model_inspect_with_defaults(path, optional, n_optional, &info);
+    e = version_model_path(ms, chosen[n_chosen - 1], path);
+    if (!e) e = inferd_model_inspect_with_defaults(path, optional, n_optional, &info);
   }
   if (!e)
     e = model_settings_complete(ms, inferd_model_info_inputs(info), inferd_model_info_input_count(info),
@@ -300,14 +322,15 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     versions = mem_zalloc((size_t)(n_chosen + 1) * sizeof(*versions));
   }
   for (int i = 0; i < n_chosen && !e; i++) {
-    path_fmt(path, sizeof(path), "%s/%lld/%s", dir, (long long)chosen[i], model_settings_model_filename(ms));
+    e = version_model_path(ms, chosen[i], path);
+    if (e) break;
     inferd_plan_options po = {.max_batch_size = sc.max_batch_size,
                               .threads = sc.threads_per_instance,
                               .optional_inputs = optional,
                               .optional_input_count = n_optional};
     e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
     if (!e) e = client_shapes(ms, versions[i]);
-    if (!e) e = warmup_version(s, ms, dir, versions[i]);
+    if (!e) e = warmup_version(s, ms, versions[i]);
   }
   inferd_model_info_delete(info);
   free(optional);
@@ -343,6 +366,9 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
 }
 
 inferd_error *repository_load(inferd_server *s, const char *name, const char *config_json) {
+  char dir[PATH_MAX];
+  inferd_error *missing = model_folder(s, name, dir);
+  if (missing) return missing; /* no table entry for what is not in the repository */
   pthread_mutex_lock(&s->load_lock);
   inferd_error *e = load_locked(s, name, config_json);
   if (e) {
@@ -366,9 +392,7 @@ inferd_error *repository_unload(inferd_server *s, const char *name) {
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&s->load_lock);
     char dir[PATH_MAX];
-    path_fmt(dir, sizeof(dir), "%s/%s", s->repository, name);
-    if (!is_dir(dir)) return err_new(INFERD_ERROR_NOT_FOUND, "model '%s' is not in the repository", name);
-    return NULL; /* never loaded: nothing to do */
+    return model_folder(s, name, dir); /* never loaded: nothing to do */
   }
   model_version **old = m->versions;
   int n_old = m->n_versions;

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "server/batcher.h"
 
 typedef struct request_queue {
   inferd_request *head, *tail;
@@ -26,6 +27,7 @@ typedef struct instance {
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
   inferd_request **batch;  /* requests of the batch being run */
+  int *sizes;              /* batch sizes of queued requests, for batcher_pick */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
 } instance;
 
@@ -92,9 +94,11 @@ static inferd_request *first_request(const scheduler *s) {
 }
 
 /* Removes requests whose queue deadline passed (with timeout_action REJECT)
- * into *expired, to be answered outside the lock. */
-static void collect_expired(scheduler *s, uint64_t now, inferd_request **expired) {
-  if (s->cfg.delay_on_timeout) return;
+ * into *expired, to be answered outside the lock. Returns the earliest
+ * deadline of those left (0: none), for the batcher's wait. */
+static uint64_t collect_expired(scheduler *s, uint64_t now, inferd_request **expired) {
+  if (s->cfg.delay_on_timeout) return 0;
+  uint64_t earliest = 0;
   for (int l = 0; l < s->cfg.priority_levels; l++) {
     request_queue *q = &s->queues[l];
     inferd_request *prev = NULL, *r = q->head;
@@ -110,37 +114,37 @@ static void collect_expired(scheduler *s, uint64_t now, inferd_request **expired
         *expired = r;
         s->queued--;
       } else {
+        if (r->deadline_ns && (!earliest || r->deadline_ns < earliest)) earliest = r->deadline_ns;
         prev = r;
       }
       r = next;
     }
   }
+  return earliest;
 }
 
-/* Items queued, counting whole requests in priority order up to `limit`. */
-static int items_available(const scheduler *s, int limit) {
-  int total = 0;
+/* Lists the batch sizes of the queued requests in take order into
+ * inst->sizes, as far as they can fill one batch; returns the count. */
+static int queued_sizes(const scheduler *s, instance *inst) {
+  int n = 0, items = 0;
   for (int l = 0; l < s->cfg.priority_levels; l++)
     for (const inferd_request *r = s->queues[l].head; r; r = r->next) {
-      if (total + r->batch > limit) return total;
-      total += r->batch;
+      inst->sizes[n++] = r->batch;
+      items += r->batch;
+      if (items > s->cfg.max_batch_size || n > s->cfg.max_batch_size) return n;
     }
-  return total;
+  return n;
 }
 
-/* How many items to take now, or 0 to keep waiting for more. */
-static int batch_target(const scheduler *s, int available, bool waited_enough) {
-  int max = s->cfg.max_batch_size;
-  if (available >= max) return max;
-  int best_preferred = 0;
-  for (int i = 0; i < s->cfg.n_preferred; i++)
-    if (s->cfg.preferred[i] <= available && s->cfg.preferred[i] > best_preferred) best_preferred = s->cfg.preferred[i];
-  if (best_preferred == available && available > 0) return available;
-  if (waited_enough || s->stopping) return best_preferred ? best_preferred : available;
-  return 0;
+/* Moves the first n queued requests (take order) into inst->batch. */
+static void pop_requests(scheduler *s, instance *inst, int n) {
+  int taken = 0;
+  for (int l = 0; l < s->cfg.priority_levels && taken < n; l++)
+    while (taken < n && s->queues[l].head) inst->batch[taken++] = queue_pop(&s->queues[l]);
 }
 
-/* Blocks until a batch is ready; returns its request count (0: stop). */
+/* Blocks until a batch is ready; returns its request count (0: stop, or
+ * expired requests to answer first). */
 static int take_batch(instance *inst, inferd_request **expired) {
   scheduler *s = inst->s;
   pthread_mutex_lock(&s->lock);
@@ -151,7 +155,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
       continue;
     }
     uint64_t now = clock_now_ns();
-    collect_expired(s, now, expired);
+    uint64_t next_deadline = collect_expired(s, now, expired);
     if (*expired) break; /* answer them first, outside the lock */
     inferd_request *first = first_request(s);
     if (!first) {
@@ -159,27 +163,25 @@ static int take_batch(instance *inst, inferd_request **expired) {
       pthread_cond_wait(&s->work, &s->lock);
       continue;
     }
-    int n = 0;
-    if (s->cfg.max_batch_size == 0 || !s->cfg.dynamic_batching) {
-      for (int l = 0; l < s->cfg.priority_levels && !n; l++)
-        if (s->queues[l].head) inst->batch[n++] = queue_pop(&s->queues[l]);
-    } else {
+    int n = 1;
+    if (s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
       uint64_t delay_ns = s->cfg.max_queue_delay_us * 1000;
-      bool waited_enough = now - first->enqueue_ns >= delay_ns;
-      int target = batch_target(s, items_available(s, s->cfg.max_batch_size), waited_enough);
-      if (!target) {
-        /* Wait for more requests, or for the oldest one's delay to end. */
-        struct timespec ts = clock_deadline_after(first->enqueue_ns + delay_ns - now);
+      bool due = s->stopping || now - first->enqueue_ns >= delay_ns;
+      batch_rules rules = {.max_batch_size = s->cfg.max_batch_size,
+                           .preferred = s->cfg.preferred,
+                           .n_preferred = s->cfg.n_preferred};
+      n = batcher_pick(&rules, inst->sizes, queued_sizes(s, inst), due);
+      if (!n) {
+        /* Wait for more requests, for the oldest one's delay to end, or for
+         * the first queue deadline, whichever comes first. */
+        uint64_t wake = first->enqueue_ns + delay_ns;
+        if (next_deadline && next_deadline < wake) wake = next_deadline;
+        struct timespec ts = clock_deadline_after(wake > now ? wake - now : 0);
         pthread_cond_timedwait(&s->work, &s->lock, &ts);
         continue;
       }
-      int total = 0;
-      for (int l = 0; l < s->cfg.priority_levels; l++)
-        while (s->queues[l].head && total + s->queues[l].head->batch <= target) {
-          total += s->queues[l].head->batch;
-          inst->batch[n++] = queue_pop(&s->queues[l]);
-        }
     }
+    pop_requests(s, inst, n);
     s->queued -= n;
     s->running += n;
     inst->busy = true;
@@ -487,6 +489,7 @@ static void instances_free(scheduler *s) {
     free(inst->in);
     free(inst->out);
     free(inst->batch);
+    free(inst->sizes);
   }
   free(s->instances);
 }
@@ -547,6 +550,7 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
+    inst->sizes = mem_zalloc((size_t)(s->cfg.max_batch_size + 2) * sizeof(int));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));
     /* A BYTES input's staging (item size 0) grows to each batch's need. */
     for (int k = 0; k < s->n_in && !e; k++) e = staging_alloc(&inst->in[k], &s->in_info[k], s->in_item_bytes[k], items, s->dynamic);
@@ -578,7 +582,10 @@ static void request_admit(scheduler *s, inferd_request *r) {
   r->enqueue_ns = now;
   uint64_t timeout = s->cfg.default_timeout_us;
   if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
-  r->deadline_ns = timeout ? now + timeout * 1000 : 0;
+  /* A client's timeout is any 64-bit count: past UINT64_MAX it means never. */
+  uint64_t timeout_ns;
+  if (__builtin_mul_overflow(timeout, 1000, &timeout_ns) || __builtin_add_overflow(now, timeout_ns, &r->deadline_ns) || !timeout)
+    r->deadline_ns = 0;
   uint64_t levels = (uint64_t)s->cfg.priority_levels;
   r->priority_level = r->priority ? (int)(r->priority > levels ? levels : r->priority) : s->cfg.default_priority_level;
 }
@@ -646,6 +653,27 @@ int scheduler_queued(scheduler *s) {
   pthread_mutex_lock(&s->lock);
   int n = s->queued;
   pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+int scheduler_cancel_queued(scheduler *s, const char *why) {
+  inferd_request *list = NULL;
+  pthread_mutex_lock(&s->lock);
+  int n = s->queued;
+  for (int l = 0; l < s->cfg.priority_levels; l++)
+    for (inferd_request *r; (r = queue_pop(&s->queues[l]));) {
+      r->next = list;
+      list = r;
+    }
+  s->queued = 0;
+  pthread_mutex_unlock(&s->lock);
+  while (list) {
+    inferd_request *next = list->next;
+    stat_fail(s->stats, STAT_FAILURE_REJECTED, clock_now_ns() - list->enqueue_ns);
+    answer(s, list, response_for_error(list, err_new(INFERD_ERROR_UNAVAILABLE, "request of model '%s' not run: %s",
+                                                     list->model_name, why)));
+    list = next;
+  }
   return n;
 }
 

@@ -75,6 +75,10 @@ bool scheduler_try_inline(scheduler *s, inferd_request *request);
 int scheduler_pending(scheduler *s);
 /* Requests queued, not yet taken by an instance (the metrics' pending count). */
 int scheduler_queued(scheduler *s);
+/* Answers every request still queued (not yet taken by an instance) with
+ * UNAVAILABLE, saying `why`; batches already running finish. Returns how
+ * many were answered. */
+int scheduler_cancel_queued(scheduler *s, const char *why);
 /* Refuses new requests, runs everything queued, joins the instances. */
 void scheduler_delete(scheduler *s);
 

@@ -115,6 +115,29 @@ int inferd_server_drain(inferd_server *s, int timeout_ms) {
   return left;
 }
 
+int inferd_server_cancel_queued(inferd_server *s) {
+  /* Versions are retained under the table lock and cancelled outside it:
+   * answering runs response callbacks. */
+  pthread_mutex_lock(&s->lock);
+  int n = 0;
+  for (int i = 0; i < s->n_models; i++) n += s->models[i]->n_versions;
+  model_version **versions = mem_zalloc((size_t)(n + 1) * sizeof(*versions));
+  n = 0;
+  for (int i = 0; i < s->n_models; i++)
+    for (int v = 0; v < s->models[i]->n_versions; v++) {
+      versions[n] = s->models[i]->versions[v];
+      model_version_retain(versions[n++]);
+    }
+  pthread_mutex_unlock(&s->lock);
+  int cancelled = 0;
+  for (int i = 0; i < n; i++) {
+    cancelled += scheduler_cancel_queued(versions[i]->sched, "the server is stopping (its exit timeout passed)");
+    model_version_release(versions[i]);
+  }
+  free(versions);
+  return cancelled;
+}
+
 void server_request_done(inferd_server *s) {
   pthread_mutex_lock(&s->flight_lock);
   if (--s->in_flight == 0) pthread_cond_broadcast(&s->flight_cond);

@@ -2,6 +2,7 @@
 a temporary folder, for the server tests. Models are small ONNX graphs made
 with the `onnx` helper API so each test says what it serves."""
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -84,10 +85,16 @@ output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
 
 
 def resnet_repo(tmp_path: Path, zoo_resnet50: Path, config: str) -> Path:
-    """A repository whose resnet50 links to the zoo model (~50 ms a run)."""
+    """A repository whose resnet50 is the zoo model (~50 ms a run), hard
+    linked (or copied across file systems): a symlink in a model folder may
+    not point out of it."""
     repo = tmp_path / "slow_models"
     (repo / "resnet50" / "1").mkdir(parents=True)
-    (repo / "resnet50" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    model = repo / "resnet50" / "1" / "model.onnx"
+    try:
+        os.link(zoo_resnet50, model)
+    except OSError:
+        shutil.copyfile(zoo_resnet50, model)
     (repo / "resnet50" / "config.pbtxt").write_text(config)
     return repo
 
@@ -110,6 +117,29 @@ def datatype_sample(np_type):
         info = np.iinfo(np_type)
         return np.array([[info.min, 0, info.max], [1, 2, 3]], dtype=np_type)
     return np.array([[-1.5, 0.0, 65504.0 if np_type is np.float16 else 3.25e38], [1 / 3, 2.5, -7]], dtype=np_type)
+
+
+def wait_until(predicate, what, timeout=60):
+    """Polls predicate() until it is true; fails naming `what` after
+    `timeout` seconds (a bound against a hang, not a speed assumption)."""
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pending_requests(server, model) -> int:
+    """The model's queued requests (not yet taken by an instance), from
+    the server's own metrics (nv_inference_pending_request_count)."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("nv_inference_pending_request_count{") and f'model="{model}"' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
 
 
 class Server:

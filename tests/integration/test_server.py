@@ -17,7 +17,7 @@ from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
 from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
-                             resnet_repo, write_classifier, write_model)
+                             pending_requests, resnet_repo, wait_until, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -288,7 +288,7 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(results) >= 16, "requests to be answered before the stop")
     code = s.stop(signal.SIGTERM)
     for t in threads:
         t.join(30)
@@ -305,6 +305,84 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     log = s.output()
     assert "SIGTERM" in log
     assert "still in flight" not in log, log
+
+
+HELD_CONFIG = """
+name: "held"
+max_batch_size: 64
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 3600000000 }
+"""
+
+
+def test_exit_timeout_answers_every_request_exactly_once(inferd_bin, tmp_path, zoo_resnet50):
+    """SIGTERM with --exit-timeout-secs=1 while requests wait: "held" keeps
+    its requests queued for an hour (its batching delay), so they are still
+    queued when the timeout passes and must be answered UNAVAILABLE; the slow
+    ResNet-50 has a queue too, of which some run. Every request gets exactly
+    one answer (a success or UNAVAILABLE saying the server stops), over HTTP
+    and gRPC, and the process exits 0. Waits on the server's own pending
+    counts, never on time."""
+    import tritonclient.grpc as grpcclient
+    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO)
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=1")
+    outcomes = {}
+    lock = threading.Lock()
+
+    def record(key, outcome):
+        with lock:
+            outcomes.setdefault(key, []).append(outcome)
+
+    def slow(i):
+        client = httpclient.InferenceServerClient(s.url, network_timeout=120)
+        inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 3, 224, 224), dtype=np.float32))
+        try:
+            client.infer("resnet50", [inp])
+            record(("resnet50", i), "ok")
+        except InferenceServerException as e:
+            record(("resnet50", i), str(e))
+
+    def held(i):
+        client = grpcclient.InferenceServerClient(s.grpc_url)
+        inp = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        inp.set_data_from_numpy(np.full((1, 4), i, dtype=np.float32))
+        try:
+            client.infer("held", [inp], client_timeout=120)
+            record(("held", i), "ok")
+        except InferenceServerException as e:
+            record(("held", i), e.message())
+
+    n_slow, n_held = 12, 8
+    threads = [threading.Thread(target=slow, args=(i,)) for i in range(n_slow)]
+    threads += [threading.Thread(target=held, args=(i,)) for i in range(n_held)]
+    try:
+        for t in threads[n_slow:]:
+            t.start()
+        wait_until(lambda: pending_requests(s, "held") == n_held, "every held request to be queued")
+        for t in threads[:n_slow]:
+            t.start()
+        # Every request taken into a batch is counted in the queue statistics
+        # as it starts: taken plus still queued is every request accepted.
+        def accepted(model):
+            stats = httpclient.InferenceServerClient(s.url).get_inference_statistics(model)
+            return int(stats["model_stats"][0]["inference_stats"]["queue"]["count"]) + pending_requests(s, model)
+        wait_until(lambda: accepted("resnet50") == n_slow, "every ResNet-50 request to be accepted")
+    finally:
+        code = s.stop(signal.SIGTERM, timeout=120)
+    for t in threads:
+        t.join(120)
+    assert code == 0, s.output()
+    for key in [("resnet50", i) for i in range(n_slow)] + [("held", i) for i in range(n_held)]:
+        got = outcomes.get(key, [])
+        assert len(got) == 1, (key, got)
+        if key[0] == "held":
+            assert "the server is stopping" in got[0], (key, got)
+        else:
+            assert got[0] == "ok" or "the server is stopping" in got[0] or "shutting down" in got[0], (key, got)
+    assert "answered UNAVAILABLE" in s.output()
 
 
 @pytest.fixture(scope="module")
@@ -412,39 +490,43 @@ def test_request_timeout_parameter_overrides_the_default(inferd_bin, tmp_path, z
         s.stop()
 
 
-def test_priority_levels_run_first(inferd_bin, tmp_path, zoo_resnet50):
-    """Requests at priority 1 overtake queued priority-2 requests."""
-    repo = resnet_repo(tmp_path, zoo_resnet50, 'name: "resnet50"\nmax_batch_size: 1\n' + RESNET_IO +
-                        "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
+PRIORITY_CONFIG = """
+name: "prio"
+max_batch_size: 3
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 3600000000 priority_levels: 2 default_priority_level: 2 }
+"""
+
+
+def test_priority_levels_run_first(inferd_bin, tmp_path):
+    """A priority-1 request overtakes a queued priority-2 one. Batches take
+    whole requests in priority order and wait (here an hour) while they can
+    still grow: a low request of 2 waits alone; a high request of 2 comes
+    first in the queue and, as the low one does not fit beside it in a batch
+    of 3, runs at once, while the low one stays queued until a request of 1
+    fills its batch. Observed through answers and the pending count only."""
+    repo = tmp_path / "models"
+    write_model(repo, "prio", identity_graph(), PRIORITY_CONFIG)
     s = Server(inferd_bin, repo)
     try:
-        x = np.zeros((1, 3, 224, 224), dtype=np.float32)
-        finished = []
-        lock = threading.Lock()
+        done = {}
 
-        def one(tag, priority):
-            client = httpclient.InferenceServerClient(s.url)
-            inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
-            inp.set_data_from_numpy(x)
-            client.infer("resnet50", [inp], priority=priority)
-            with lock:
-                finished.append(tag)
+        def one(tag, batch, priority):
+            client = httpclient.InferenceServerClient(s.url, network_timeout=120)
+            inp = httpclient.InferInput("INPUT0", [batch, 4], "FP32")
+            inp.set_data_from_numpy(np.full((batch, 4), batch, dtype=np.float32))
+            done[tag] = client.infer("prio", [inp], priority=priority).as_numpy("OUTPUT0").shape[0] == batch
 
-        threads = [threading.Thread(target=one, args=(f"low{i}", 2)) for i in range(6)]
-        for t in threads:
-            t.start()
-        time.sleep(0.15)  # the low ones are queued behind the first run
-        high = [threading.Thread(target=one, args=(f"high{i}", 1)) for i in range(2)]
-        for t in high:
-            t.start()
-        for t in threads + high:
-            t.join(60)
-        assert len(finished) == 8
-        # Both high-priority requests finish before the last low ones.
-        last_high = max(finished.index("high0"), finished.index("high1"))
-        assert last_high < 7, finished
-        lows_after = [t for t in finished[last_high + 1:] if t.startswith("low")]
-        assert len(lows_after) >= 2, finished
+        low = threading.Thread(target=one, args=("low", 2, 2))
+        low.start()
+        wait_until(lambda: pending_requests(s, "prio") == 1, "the low request to be queued")
+        one("high", 2, 1)  # answered while the low one waits
+        assert done == {"high": True}
+        assert pending_requests(s, "prio") == 1
+        one("filler", 1, 2)  # completes the low request's batch
+        low.join(60)
+        assert done == {"high": True, "low": True, "filler": True}
     finally:
         s.stop()
 
@@ -534,9 +616,10 @@ def test_unload_and_reload_under_load(inferd_bin, repo):
     try:
         client = httpclient.InferenceServerClient(s.url)
         for _ in range(5):
-            time.sleep(0.1)
+            # Each cycle starts once requests have been served since the last.
+            served = outcomes.count("ok")
+            wait_until(lambda: outcomes.count("ok") >= served + 3, "requests served between reloads")
             client.unload_model("simple")
-            time.sleep(0.05)
             client.load_model("simple")
             client.load_model("simple")  # a reload while serving
     finally:

@@ -8,10 +8,25 @@
 
 #include "engine/ops/op_impl.h"
 
-/* name, inputs min..max, outputs min..max, oldest opset */
+/* name, inputs min..max, outputs min..max, oldest opset. The first `in_lo`
+ * inputs are required: ONNX lists optional inputs after the required ones.
+ * A variadic op (OP_ROW_VARIADIC) needs every input it is given. Inputs a
+ * later opset requires though an older one did not (Reshape's shape, Slice's
+ * bounds, Pad's pads) are checked by their rules. */
 static const ir_op_info op_table[IR_OP_COUNT_] = {
-#define OP_ROW(name, in_lo, in_hi, out_lo, out_hi, opset)                                               \
-  [IR_OP_##name] = {#name, in_lo, in_hi, out_lo, out_hi, opset, op_infer_##name, op_ref_##name},
+#define OP_ROW_REQUIRED(op, in_lo, in_hi, out_lo, out_hi, opset, required)                                            \
+  [IR_OP_##op] = {.name = #op,                                                                                        \
+                  .min_inputs = in_lo,                                                                                \
+                  .max_inputs = in_hi,                                                                                \
+                  .min_outputs = out_lo,                                                                              \
+                  .max_outputs = out_hi,                                                                              \
+                  .min_opset = opset,                                                                                 \
+                  .required_inputs = required,                                                                        \
+                  .infer = op_infer_##op,                                                                             \
+                  .ref = op_ref_##op},
+#define OP_ROW(op, in_lo, in_hi, out_lo, out_hi, opset) OP_ROW_REQUIRED(op, in_lo, in_hi, out_lo, out_hi, opset, in_lo)
+#define OP_ROW_VARIADIC(op, in_lo, in_hi, out_lo, out_hi, opset)                                                      \
+  OP_ROW_REQUIRED(op, in_lo, in_hi, out_lo, out_hi, opset, in_hi)
     OP_ROW(Conv, 2, 3, 1, 1, 1)
     OP_ROW(BatchNormalization, 5, 5, 1, 5, 6)
     OP_ROW(Relu, 1, 1, 1, 1, 6)
@@ -35,7 +50,7 @@ static const ir_op_info op_table[IR_OP_COUNT_] = {
     OP_ROW(Flatten, 1, 1, 1, 1, 1)
     OP_ROW(Reshape, 1, 2, 1, 1, 1)
     OP_ROW(Transpose, 1, 1, 1, 1, 1)
-    OP_ROW(Concat, 1, 1024, 1, 1, 1)
+    OP_ROW_VARIADIC(Concat, 1, 1024, 1, 1, 1)
     OP_ROW(Softmax, 1, 1, 1, 1, 1)
     OP_ROW(Pad, 1, 4, 1, 1, 1)
     OP_ROW(Squeeze, 1, 2, 1, 1, 1)
@@ -48,6 +63,8 @@ static const ir_op_info op_table[IR_OP_COUNT_] = {
     OP_ROW(Gather, 2, 2, 1, 1, 1)
     OP_ROW(Slice, 1, 5, 1, 1, 1)
 #undef OP_ROW
+#undef OP_ROW_VARIADIC
+#undef OP_ROW_REQUIRED
 };
 
 const ir_op_info *ir_op_get(ir_op op) {

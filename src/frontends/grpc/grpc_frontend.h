@@ -33,6 +33,9 @@ typedef struct grpc_frontend_options {
   int infer_allocation_pool_size;
   int keepalive_time_ms;    /* HTTP/2 keepalive ping period; 0: 2 hours */
   int keepalive_timeout_ms; /* wait for a ping's answer; 0: 20 s */
+  /* How long delete lets calls still open (a stream its client keeps open)
+   * go on before it closes their connections; 0: 10 s. */
+  int shutdown_grace_ms;
   int max_message_size;     /* bytes a message may have, each way; 0: INT32_MAX */
   bool use_ssl;
   const char *server_cert; /* PEM files, needed with use_ssl */

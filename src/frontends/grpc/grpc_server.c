@@ -67,7 +67,7 @@
 enum {
   GRPC_METHOD_INFER = 0,
   GRPC_METHOD_STREAM = 1,
-  SHUTDOWN_GRACE_SECS = 10,
+  SHUTDOWN_GRACE_MS = 10000, /* default of grpc_frontend_options.shutdown_grace_ms */
   PREFIX = 5,                   /* gRPC message prefix: compressed flag, 32-bit big-endian length */
   STREAM_WINDOW = 4 << 20,      /* per-stream receive window: an image arrives without waiting */
   CONNECTION_WINDOW = 16 << 20, /* connection receive window */
@@ -148,6 +148,7 @@ struct grpc_frontend {
   size_t max_message;
   int compression_level; /* zlib level for inference answers; 0: off */
   int keepalive_time_ms, keepalive_timeout_ms;
+  int shutdown_grace_ms;
   SSL_CTX *tls;
   h2_thread *threads;
   int thread_count;
@@ -1013,7 +1014,7 @@ static void on_grace_timeout(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   h2_thread *t = arg;
-  if (t->conns) log_warn("grpc: closing the connections still open after %d s", SHUTDOWN_GRACE_SECS);
+  if (t->conns) log_warn("grpc: closing the connections still open after %d ms", t->frontend->shutdown_grace_ms);
   for (h2_conn *c = t->conns; c;) {
     h2_conn *next = c->next;
     conn_close(c); /* may free c */
@@ -1048,7 +1049,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
       }
       c = next;
     }
-    const struct timeval grace = {SHUTDOWN_GRACE_SECS, 0};
+    const int ms = t->frontend->shutdown_grace_ms;
+    const struct timeval grace = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(t->grace, &grace);
     thread_check_exit(t);
   }
@@ -1182,6 +1184,7 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
                              : 0;
   f->keepalive_time_ms = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000;
   f->keepalive_timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000;
+  f->shutdown_grace_ms = o->shutdown_grace_ms > 0 ? o->shutdown_grace_ms : SHUTDOWN_GRACE_MS;
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
   nghttp2_session_callbacks_new(&f->callbacks);

@@ -347,7 +347,7 @@ static void test_parse_json_errors(void **state) {
   json_fails("{\"dynamic_batching\": {\"priority_levels\": 2, \"default_priority_level\": 1, "
              "\"priority_queue_policy\": {\"x\": {}}}}",
              "must be priority levels, got 'x'");
-  json_fails("{\"max_batch_size\": -3}", "config JSON: max_batch_size must be >= 0, got -3");
+  json_fails("{\"max_batch_size\": -3}", "config JSON: max_batch_size must be between 0 and 65536, got -3");
 }
 
 /* ---- fields inferd ignores ---- */

@@ -134,7 +134,7 @@ static void test_type_errors(void **state) {
 
 static void test_validation_errors(void **state) {
   (void)state;
-  expect_error("name: \"m\"\nmax_batch_size: -1", "config.pbtxt:2:1: max_batch_size must be >= 0, got -1");
+  expect_error("name: \"m\"\nmax_batch_size: -1", "config.pbtxt:2:1: max_batch_size must be between 0 and 65536, got -1");
   expect_error("instance_group [\n  { kind: KIND_CPU },\n  { name: \"g\"\n    count: 0 } ]",
               "config.pbtxt:4:5: instance_group 'g': count must be >= 1, got 0");
   expect_error("instance_group { count: -2 }", "config.pbtxt:1:18: instance_group 0: count must be >= 1, got -2");
@@ -201,6 +201,30 @@ static void test_validation_errors(void **state) {
   model_config_free(c);
 }
 
+static void test_counts_and_sizes_have_limits(void **state) {
+  (void)state;
+  expect_error("name: \"m\"\nmax_batch_size: 2147483647",
+               "config.pbtxt:2:1: max_batch_size must be between 0 and 65536, got 2147483647");
+  expect_error("max_batch_size: 100000000", "config.pbtxt:1:1: max_batch_size must be between 0 and 65536, got 100000000");
+  expect_error("instance_group [ { count: 1000 }, { count: 1000 } ]",
+               "config.pbtxt:1:37: instance_group 1: count 1000 brings the instances of all groups past 1024");
+  expect_error("instance_group [ { count: 2147483647 }, { count: 2147483647 } ]",
+               "config.pbtxt:1:20: instance_group 0: count 2147483647 brings the instances of all groups past 1024");
+  expect_error("max_batch_size: 8\ndynamic_batching { preferred_batch_size: [1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1] }",
+               "config.pbtxt:2:20: dynamic_batching lists 17 preferred_batch_size values, at most 16 are allowed");
+  expect_error("max_batch_size: 8\ndynamic_batching { preferred_batch_size: [4, 16] }",
+               "dynamic_batching preferred_batch_size 16 is larger than max_batch_size 8");
+  expect_error("max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 9223372036854775807 }",
+               "config.pbtxt:2:20: dynamic_batching max_queue_delay_microseconds 9223372036854775807 is over the limit");
+  expect_error("max_batch_size: 8\ndynamic_batching { priority_levels: 1000000000000 default_priority_level: 1 }",
+               "config.pbtxt:2:20: dynamic_batching priority_levels 1000000000000 is over the limit of 256");
+  expect_error("max_batch_size: 8\ndynamic_batching {\n default_queue_policy { default_timeout_microseconds: "
+               "9223372036854775807 } }",
+               "config.pbtxt:3:25: dynamic_batching default_timeout_microseconds 9223372036854775807 is over the limit");
+  expect_error("max_batch_size: 8\nmodel_warmup [ { name: \"w\" batch_size: 1 count: 4000000000 } ]",
+               "config.pbtxt:2:42: model_warmup 'w': count 4000000000 is over the limit of 10000");
+}
+
 static void test_validate_wants_complete_tensors(void **state) {
   (void)state;
   model_config *c = parse_ok("input {\n  name: \"a\"\n  dims: 3\n}");
@@ -216,6 +240,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_syntax_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_type_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_validation_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_counts_and_sizes_have_limits, setup, teardown),
       cmocka_unit_test(test_validate_wants_complete_tensors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

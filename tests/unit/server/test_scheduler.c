@@ -2,7 +2,10 @@
  * The scheduler on a tiny model (y = Relu(x), x: [N,4]): requests submitted
  * together are batched (fewer executions than requests) and each gets its
  * own rows back; a full queue refuses with UNAVAILABLE; an expired request
- * is answered with an error, not run.
+ * is answered with an error, not run; a lone request that cannot make a
+ * preferred size runs once its delay ends; cancelling answers what is
+ * queued; and random configurations and request streams answer every
+ * request exactly once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +22,7 @@
 #include "server/model.h"
 #include "server/request.h"
 #include "unit/server/tiny_model.h"
+#include "unit/test_rng.h"
 
 static char model_path[256];
 
@@ -46,6 +51,9 @@ typedef struct call {
   result *res;
   float in[8 * 4];
   int rows;
+  int answers;     /* responses received (under res->lock) */
+  bool succeeded;  /* the last response was a success */
+  char error[160]; /* the last response's error */
 } call;
 
 static void on_response(inferd_response *resp, void *userp) {
@@ -53,9 +61,12 @@ static void on_response(inferd_response *resp, void *userp) {
   result *res = c->res;
   pthread_mutex_lock(&res->lock);
   const inferd_error *e = inferd_response_error(resp);
+  c->answers++;
+  c->succeeded = !e;
   if (e) {
     res->errors++;
     snprintf(res->last_error, sizeof(res->last_error), "%s", inferd_error_message(e));
+    snprintf(c->error, sizeof(c->error), "%s", inferd_error_message(e));
   } else {
     const float *data;
     size_t bytes;
@@ -194,11 +205,142 @@ static void test_inline_fast_path(void **state) {
   model_version_release(mv);
 }
 
+static void test_lone_request_between_preferred_sizes_is_answered(void **state) {
+  (void)state;
+  /* Filed as a hang: with preferred sizes 2 and 6, a request of 3 alone
+   * took no request but marked the instance busy for good. */
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .preferred = {2, 6}, .n_preferred = 2,
+                          .max_queue_delay_us = 1000, .priority_levels = 1, .instance_count = 1,
+                          .threads_per_instance = 1};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[2];
+  calls[0].res = &res;
+  assert_null(scheduler_enqueue(mv->sched, make_request(&calls[0], 3, 1)));
+  wait_done(&res, 1);
+  /* And the instance is free afterwards. */
+  calls[1].res = &res;
+  assert_null(scheduler_enqueue(mv->sched, make_request(&calls[1], 1, 2)));
+  wait_done(&res, 2);
+  assert_int_equal(res.errors, 0);
+  assert_int_equal(res.wrong, 0);
+  model_version_release(mv);
+}
+
+static void test_cancel_queued_answers_unavailable(void **state) {
+  (void)state;
+  /* A delay far beyond the test keeps requests queued until cancelled. */
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .max_queue_delay_us = 600000000,
+                          .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[3];
+  for (int i = 0; i < 3; i++) {
+    calls[i].res = &res;
+    assert_null(scheduler_enqueue(mv->sched, make_request(&calls[i], 1, 0)));
+  }
+  assert_int_equal(scheduler_cancel_queued(mv->sched, "the server is stopping"), 3);
+  assert_int_equal(res.done, 3); /* answered before the call returned */
+  assert_int_equal(res.errors, 3);
+  assert_non_null(strstr(res.last_error, "the server is stopping"));
+  assert_int_equal(scheduler_queued(mv->sched), 0);
+  model_version_release(mv);
+  for (int i = 0; i < 3; i++) assert_int_equal(calls[i].answers, 1);
+}
+
+static uint32_t rng_state = 0x2545f491u;
+static uint32_t next_random(void) { return test_rng_next(&rng_state); }
+
+/* Random batcher settings (preferred sizes, max batch, delays, priorities,
+ * queue timeouts and limits, instances, ordering) and a random request
+ * stream, part of it on the inline path: every request the scheduler
+ * accepts gets exactly one answer, a success with its own rows or a queue
+ * timeout for a request that had one; refused ones get none; no batch is
+ * larger than max_batch_size and every successful item is counted. */
+static void test_random_streams_answer_every_request_once(void **state) {
+  (void)state;
+  enum { ROUNDS = 40, REQUESTS = 48 };
+  static call calls[REQUESTS];
+  for (int round = 0; round < ROUNDS; round++) {
+    scheduler_config cfg = {.max_batch_size = 1 + (int)(next_random() % 8), .dynamic_batching = next_random() % 5 != 0,
+                            .threads_per_instance = 1};
+    cfg.n_preferred = (int)(next_random() % 4);
+    for (int i = 0; i < cfg.n_preferred; i++) cfg.preferred[i] = 1 + (int)(next_random() % (uint32_t)cfg.max_batch_size);
+    cfg.max_queue_delay_us = (next_random() % 4) * 700;
+    cfg.priority_levels = 1 + (int)(next_random() % 3);
+    cfg.default_priority_level = 1 + (int)(next_random() % (uint32_t)cfg.priority_levels);
+    cfg.default_timeout_us = next_random() % 3 == 0 ? 200 + next_random() % 2000 : 0;
+    cfg.allow_timeout_override = next_random() % 2;
+    cfg.max_queue_size = next_random() % 3 == 0 ? 4 + next_random() % 12 : 0;
+    cfg.preserve_ordering = next_random() % 2;
+    cfg.instance_count = 1 + (int)(next_random() % 3);
+    model_version *mv;
+    inferd_plan_options po = {0};
+    assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+    result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    bool accepted[REQUESTS] = {0};
+    bool had_timeout[REQUESTS] = {0};
+    int n_accepted = 0;
+    for (int i = 0; i < REQUESTS; i++) {
+      calls[i] = (call){.res = &res};
+      inferd_request *r = make_request(&calls[i], 1 + (int)(next_random() % (uint32_t)cfg.max_batch_size), (float)i);
+      r->priority = next_random() % (uint32_t)(cfg.priority_levels + 1);
+      r->timeout_us = next_random() % 4 == 0 ? 100 + next_random() % 3000 : 0;
+      had_timeout[i] = cfg.default_timeout_us || r->timeout_us;
+      if (next_random() % 4 == 0 && scheduler_try_inline(mv->sched, r)) {
+        accepted[i] = true;
+        n_accepted++;
+        continue;
+      }
+      inferd_error *e = scheduler_enqueue(mv->sched, r);
+      if (e) {
+        assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_UNAVAILABLE);
+        assert_non_null(strstr(inferd_error_message(e), "full"));
+        inferd_error_delete(e);
+        inferd_request_delete(r); /* refused: still ours */
+      } else {
+        accepted[i] = true;
+        n_accepted++;
+      }
+      if (next_random() % 3 == 0) usleep(next_random() % 400);
+    }
+    wait_done(&res, n_accepted);
+    /* Statistics are counted before answers go out, so they are final now. */
+    uint64_t counted_items = atomic_load(&mv->stats.inference_count), batches = 0;
+    for (int b = 1; b <= mv->stats.max_batch; b++) batches += atomic_load(&mv->stats.batch_stats[b].compute_infer.count);
+    if (batches != atomic_load(&mv->stats.execution_count))
+      fail_msg("round %d: %llu executions, %llu of them of 1 to %d items", round,
+               (unsigned long long)atomic_load(&mv->stats.execution_count), (unsigned long long)batches,
+               cfg.max_batch_size);
+    model_version_release(mv); /* joins the instances: no answer can come later */
+    uint64_t items = 0;
+    for (int i = 0; i < REQUESTS; i++) {
+      if (calls[i].answers != (accepted[i] ? 1 : 0))
+        fail_msg("round %d: request %d (accepted %d) got %d answers", round, i, accepted[i], calls[i].answers);
+      if (!accepted[i]) continue;
+      if (calls[i].succeeded) {
+        items += (uint64_t)calls[i].rows;
+      } else if (!had_timeout[i] || !strstr(calls[i].error, "timed out")) {
+        fail_msg("round %d: request %d failed: %s", round, i, calls[i].error);
+      }
+    }
+    assert_int_equal(res.wrong, 0);
+    assert_int_equal(items, counted_items);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches_and_splits),
       cmocka_unit_test(test_queue_full_and_timeout),
       cmocka_unit_test(test_inline_fast_path),
+      cmocka_unit_test(test_lone_request_between_preferred_sizes_is_answered),
+      cmocka_unit_test(test_cancel_queued_answers_unavailable),
+      cmocka_unit_test(test_random_streams_answer_every_request_once),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
