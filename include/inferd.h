@@ -153,6 +153,9 @@ INFERD_API int inferd_device_count(inferd_device_kind kind);
  * cuDNN 9.19" or "oneDNN 2.6 on 2 cores, AVX-512+AMX", into buf (always
  * NUL-terminated when size > 0). Returns the length it wanted. */
 INFERD_API size_t inferd_device_describe(inferd_device device, char *buf, size_t size);
+/* The compute capability of GPU `ordinal` (9.0 for an H100 or H200); false
+ * when there is no such GPU or the backend cannot tell. */
+INFERD_API bool inferd_device_compute_capability(int ordinal, int *major, int *minor);
 
 typedef struct inferd_plan_options {
   /* Backend name: "cpu" (default when NULL) or "cuda". */
@@ -326,6 +329,12 @@ typedef enum inferd_model_control_mode {
   INFERD_MODEL_CONTROL_EXPLICIT, /* load and unload only when asked */
 } inferd_model_control_mode;
 
+/* One GPU's memory pool size (Triton's --cuda-memory-pool-byte-size). */
+typedef struct inferd_cuda_memory_pool {
+  int gpu;
+  uint64_t byte_size;
+} inferd_cuda_memory_pool;
+
 typedef struct inferd_server_options {
   const char *model_repository; /* folder of <model>/<version>/model.onnx + config.pbtxt */
   inferd_model_control_mode model_control_mode;
@@ -339,6 +348,16 @@ typedef struct inferd_server_options {
    * quantile summaries (inferd_metrics). Costs five atomic increments per
    * request; off by default, as Triton's summary_latencies. */
   bool latency_summaries;
+  /* Triton's GPU memory settings, kept for the engine's pools: bytes of GPU
+   * memory per GPU (--cuda-memory-pool-byte-size=<gpu>:<bytes>; GPUs not
+   * listed get Triton's 64 MiB), and bytes of page-locked host memory for
+   * staging (--pinned-memory-pool-byte-size; 0 here means no pool, and
+   * `inferd serve` passes Triton's 256 MiB unless told otherwise). */
+  const inferd_cuda_memory_pool *cuda_memory_pools;
+  int cuda_memory_pool_count;
+  uint64_t pinned_memory_pool_byte_size;
+  /* GPUs below this compute capability are not used (0: Triton's 6.0). */
+  double min_compute_capability;
 } inferd_server_options;
 
 /* Creates the server and loads the startup models. A model that fails to

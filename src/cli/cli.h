@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "inferd.h"
+
 typedef struct cli_option {
   const char *name;  /* without the leading dashes */
   const char *value; /* placeholder shown in help ("N", "PATH"), NULL for a switch */
@@ -38,9 +40,21 @@ bool cli_parse_int_list(const char *option, const char *text, int *out, int cap,
 
 /* An error naming the model's first BYTES input or output, which `run` and
  * `bench` (numeric .npy and generated data) do not handle; NULL if none. */
-typedef struct inferd_plan inferd_plan;
-typedef struct inferd_error inferd_error;
 inferd_error *cli_check_numeric(const inferd_plan *plan);
+
+/* --device (cpu, cuda, cuda:N) and --precision (fp32, tf32, fp16, bf16)
+ * values; print an error naming the option and return false otherwise. */
+bool cli_parse_device(const char *text, inferd_device *device);
+bool cli_parse_precision(const char *text, inferd_precision *precision);
+/* --backend naming a CPU backend next to a CUDA --device is a usage error:
+ * prints it and returns false. */
+bool cli_device_fits_backend(const char *command, inferd_device device, const char *backend);
+/* Whether the device asked for can run here: a GPU that is not visible is
+ * an error saying how many are and, with none, why (the GPU line of
+ * --version). NULL when fine. */
+inferd_error *cli_check_device(inferd_device device);
+/* "cpu" or "cuda:N" into buf. */
+const char *cli_device_name(inferd_device device, char *buf, size_t size);
 
 int cmd_bench(int argc, char **argv);
 int cmd_run(int argc, char **argv);

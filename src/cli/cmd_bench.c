@@ -20,7 +20,9 @@ static const cli_option bench_options[] = {
     {"model", "PATH", "ONNX model to load (required)"},
     {"batch", "LIST", "comma-separated batch sizes to measure (default 1)"},
     {"threads", "N", "threads per execution context (default: all cores)"},
-    {"backend", "NAME", "engine backend: cpu (default) or ref"},
+    {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
+    {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
+    {"precision", "P", "fp32, tf32, fp16 or bf16 (default: fp32 on the CPU, tf32 on a GPU)"},
     {"duration", "SECONDS", "measuring time per batch size (default 10)"},
     {"iterations", "N", "measure exactly N runs per batch size instead of a duration"},
     {"warmup", "N", "untimed runs before measuring (default 3)"},
@@ -192,10 +194,26 @@ static inferd_error *measure(inferd_context *ctx, const inferd_plan *plan, int b
   return e;
 }
 
+/* A JSON string of text the engine wrote (a device description). */
+static void print_json_string(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
+  }
+  putchar('"');
+}
+
 static void usage(FILE *out) {
-  cli_print_help(out, "inferd bench --model PATH [--batch 1,8] [--threads N] [--json] [--profile]",
+  cli_print_help(out, "inferd bench --model PATH [--batch 1,8] [--threads N] [--device cuda:N] [--json] [--profile]",
                  "Measures the engine alone on one model: images (batch items) per second, latency percentiles,\n"
-                 "model load time and peak resident memory. Inputs are deterministic pseudo-random data.",
+                 "model load time and peak resident memory, on the CPU or a GPU (--device, --precision). Inputs\n"
+                 "are deterministic pseudo-random data. The JSON names the device, backend and precision.",
                  bench_options);
   fprintf(out, "\noptimization passes (for --no-opt):\n  simplify-shapes, fold-constants, fold-batchnorm, "
                "fuse-gemm-bias, fuse-activation, fuse-residual, dead-nodes\n");
@@ -203,6 +221,8 @@ static void usage(FILE *out) {
 
 int cmd_bench(int argc, char **argv) {
   const char *model = NULL, *backend = NULL, *no_opt = NULL;
+  inferd_device device = {.kind = INFERD_DEVICE_CPU};
+  inferd_precision precision = INFERD_PRECISION_DEFAULT;
   int batches[MAX_BATCHES] = {1}, n_batches = 1;
   long threads = 0, iterations = 0, warmup = 3, duration_s = 10;
   bool json = false, profile = false;
@@ -222,6 +242,10 @@ int cmd_bench(int argc, char **argv) {
       if (!cli_parse_int(name, value, 1, 1024, &threads)) return 2;
     } else if (!strcmp(name, "backend")) {
       backend = value;
+    } else if (!strcmp(name, "device")) {
+      if (!cli_parse_device(value, &device)) return 2;
+    } else if (!strcmp(name, "precision")) {
+      if (!cli_parse_precision(value, &precision)) return 2;
     } else if (!strcmp(name, "duration")) {
       if (!cli_parse_int(name, value, 1, 3600, &duration_s)) return 2;
     } else if (!strcmp(name, "iterations")) {
@@ -245,12 +269,23 @@ int cmd_bench(int argc, char **argv) {
   for (int i = 0; i < n_batches; i++)
     if (batches[i] > max_batch) max_batch = batches[i];
 
+  if (!cli_device_fits_backend("bench", device, backend)) return 2;
+  inferd_error *e = cli_check_device(device);
+  if (e) {
+    fprintf(stderr, "inferd bench: %s\n", inferd_error_message(e));
+    inferd_error_delete(e);
+    return 1;
+  }
   uint64_t t0 = clock_now_ns();
-  inferd_plan_options options = {
-      .backend = backend, .max_batch_size = max_batch, .disabled_passes = no_opt, .threads = (int)threads};
+  inferd_plan_options options = {.backend = backend,
+                                 .max_batch_size = max_batch,
+                                 .disabled_passes = no_opt,
+                                 .threads = (int)threads,
+                                 .device = device,
+                                 .precision = precision};
   inferd_plan *plan = NULL;
   inferd_context *ctx = NULL;
-  inferd_error *e = inferd_plan_load(model, &options, &plan);
+  e = inferd_plan_load(model, &options, &plan);
   if (e && inferd_error_code_of(e) == INFERD_ERROR_INVALID_ARG && max_batch > 1 && strstr(inferd_error_message(e), "dynamic")) {
     /* A model with a fixed batch dimension runs only at its own batch. */
     fprintf(stderr, "inferd bench: %s\n", inferd_error_message(e));
@@ -282,6 +317,10 @@ int cmd_bench(int argc, char **argv) {
   uint64_t rss = peak_rss_bytes();
   int used_threads = (int)threads;
   if (!used_threads) used_threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  char device_name[32], device_text[512];
+  cli_device_name(inferd_plan_device(plan), device_name, sizeof(device_name));
+  inferd_device_describe(inferd_plan_device(plan), device_text, sizeof(device_text));
+  const char *precision_name = inferd_precision_name(inferd_plan_precision(plan));
   if (json) {
     printf("[");
     for (int i = 0; i < n_batches; i++) {
@@ -289,14 +328,19 @@ int cmd_bench(int argc, char **argv) {
       printf("%s\n  {\"batch\": %d, \"images_per_sec\": %.3f, \"latency_ms_p50\": %.3f, \"latency_ms_p90\": %.3f, "
              "\"latency_ms_p99\": %.3f, \"latency_ms_mean\": %.3f, \"iterations\": %d, \"peak_rss_bytes\": %" PRIu64
              ", \"load_ms\": %.1f, \"load_to_first_inference_ms\": %.1f, \"weight_bytes\": %zu, "
-             "\"context_bytes\": %zu, \"threads\": %d, \"backend\": \"%s\"}",
+             "\"context_bytes\": %zu, \"threads\": %d, \"backend\": \"%s\", \"device\": \"%s\", "
+             "\"precision\": \"%s\", \"device_description\": ",
              i ? "," : "", b->batch, b->iterations * b->batch / b->seconds, b->p50, b->p90, b->p99, b->mean,
              b->iterations, rss, load_ms, first_ms, inferd_plan_weight_bytes(plan), inferd_context_memory_bytes(ctx),
-             used_threads, backend ? backend : "cpu");
+             used_threads, inferd_plan_backend_name(plan), device_name, precision_name);
+      print_json_string(device_text);
+      printf("}");
     }
     printf("\n]\n");
   } else {
     printf("model %s: loaded in %.1f ms, first inference done %.1f ms after start\n", model, load_ms, first_ms);
+    printf("device %s (%s), %s backend, %s\n", device_name, device_text, inferd_plan_backend_name(plan),
+           precision_name);
     printf("weights %.1f MiB, activation memory %.1f MiB per context, peak RSS %.1f MiB, %d threads\n",
            inferd_plan_weight_bytes(plan) / 1048576.0, inferd_context_memory_bytes(ctx) / 1048576.0, rss / 1048576.0,
            used_threads);

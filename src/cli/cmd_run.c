@@ -32,7 +32,9 @@ static const cli_option run_options[] = {
     {"seed", "S", "seed of --random-input (default 1)"},
     {"batch", "N", "batch size (default: the .npy files' first dimension, or 1)"},
     {"output-dir", "DIR", "save outputs and generated inputs there as .npy (see above)"},
-    {"backend", "NAME", "engine backend: cpu (default) or ref"},
+    {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
+    {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
+    {"precision", "P", "fp32, tf32, fp16 or bf16 (default: fp32 on the CPU, tf32 on a GPU)"},
     {"threads", "N", "threads the run uses (default: all cores)"},
     {"no-opt", "PASS[,PASS]", "optimization passes to leave out (see `inferd bench --help`)"},
     {NULL, NULL, NULL},
@@ -63,6 +65,8 @@ typedef struct run_args {
   const char *model;
   const char *output_dir;
   const char *backend;
+  inferd_device device;
+  inferd_precision precision;
   const char *disabled_passes;
   bool random_input;
   uint64_t seed;
@@ -121,6 +125,10 @@ static int parse_args(int argc, char **argv, run_args *a) {
       a->output_dir = value;
     } else if (strcmp(name, "backend") == 0) {
       a->backend = value;
+    } else if (strcmp(name, "device") == 0) {
+      if (!cli_parse_device(value, &a->device)) return EXIT_USAGE;
+    } else if (strcmp(name, "precision") == 0) {
+      if (!cli_parse_precision(value, &a->precision)) return EXIT_USAGE;
     } else if (strcmp(name, "threads") == 0) {
       if (!cli_parse_int(name, value, 1, 4096, &a->threads)) return EXIT_USAGE;
     } else if (strcmp(name, "no-opt") == 0) {
@@ -129,6 +137,7 @@ static int parse_args(int argc, char **argv, run_args *a) {
   }
   if (r < 0) return EXIT_USAGE;
   if (!a->model) return usage_error("%s", "--model is required");
+  if (!cli_device_fits_backend("run", a->device, a->backend)) return EXIT_USAGE;
   if (!a->n_inputs && !a->random_input)
     return usage_error("%s", "give the inputs with --input NAME=FILE.npy or ask for --random-input");
   return -1;
@@ -411,8 +420,12 @@ static inferd_error *load_plan(const run_args *a, long batch, bool guessed, infe
       .max_batch_size = (int)batch,
       .disabled_passes = a->disabled_passes,
       .threads = (int)a->threads,
+      .device = a->device,
+      .precision = a->precision,
   };
-  inferd_error *e = inferd_plan_load(a->model, &options, plan);
+  inferd_error *e = cli_check_device(a->device);
+  if (e) return e;
+  e = inferd_plan_load(a->model, &options, plan);
   if (e && guessed && batch > 1 && inferd_error_code_of(e) == INFERD_ERROR_INVALID_ARG) {
     inferd_error *retry;
     options.max_batch_size = 0;
@@ -570,8 +583,11 @@ static int run_model(run_args *a) {
 
   if (!status) {
     printf("model    %s\n", a->model);
-    printf("backend  %s, batch %ld%s, load %.1f ms, run %.2f ms\n", a->backend ? a->backend : "cpu", batch,
-           dynamic ? "" : " (no batch dimension)", (double)(t1 - t0) / 1e6, (double)(t3 - t2) / 1e6);
+    char where[32];
+    printf("backend  %s on %s, %s, batch %ld%s, load %.1f ms, run %.2f ms\n", inferd_plan_backend_name(plan),
+           cli_device_name(inferd_plan_device(plan), where, sizeof(where)),
+           inferd_precision_name(inferd_plan_precision(plan)), batch, dynamic ? "" : " (no batch dimension)",
+           (double)(t1 - t0) / 1e6, (double)(t3 - t2) / 1e6);
     for (int k = 0; k < n_model_inputs && !status; k++) {
       char shape[160];
       const char *source = "random";

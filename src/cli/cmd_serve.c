@@ -6,7 +6,9 @@
  * still queued are answered UNAVAILABLE and running batches get a short
  * grace), then the process exits 0.
  */
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +62,12 @@ static const cli_option serve_options[] = {
     {"exit-timeout-secs", "N",
      "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30); then queued ones are answered "
      "UNAVAILABLE, running batches get up to 5 s more, and the process exits 0"},
-    {"instance-threads", "N", "CPU threads per model instance (default: cores / instances)"},
+    {"instance-threads", "N", "CPU threads per model instance (default: cores / CPU instances)"},
+    {"cuda-memory-pool-byte-size", "GPU:BYTES",
+     "GPU memory pool of GPU number GPU, in bytes (default 67108864 per GPU); repeatable, one per GPU"},
+    {"pinned-memory-pool-byte-size", "BYTES", "page-locked host memory pool, in bytes (default 268435456; 0: none)"},
+    {"min-supported-compute-capability", "CC",
+     "GPUs below this CUDA compute capability are not used (default 6.0); KIND_AUTO models go to the CPU then"},
     {"log-verbose", "N", "verbose logging at level N (0 = off)"},
     {"log-format", "FORMAT", "default or ISO8601"},
     {"id", "ID", "server id reported by server metadata (default inferd)"},
@@ -107,8 +114,48 @@ static bool parse_metrics_config(const char *text, inferd_server_options *so, in
  * finish before the process exits without them. */
 enum { EXIT_RUNNING_GRACE_SECS = 5 };
 
+/* One --cuda-memory-pool-byte-size=<gpu>:<bytes>, as Triton spells it. */
+static bool parse_cuda_pool(const char *text, inferd_cuda_memory_pool *pools, int *count) {
+  static const char option[] = "cuda-memory-pool-byte-size";
+  const char *colon = strchr(text, ':');
+  char gpu_text[32];
+  if (!colon || colon == text || (size_t)(colon - text) >= sizeof(gpu_text) || !colon[1]) {
+    fprintf(stderr, "inferd serve: --%s: '%s' is not <gpu>:<bytes> (e.g. 0:268435456)\n", option, text);
+    return false;
+  }
+  memcpy(gpu_text, text, (size_t)(colon - text));
+  gpu_text[colon - text] = 0;
+  long gpu, bytes;
+  if (!cli_parse_int(option, gpu_text, 0, 1023, &gpu) || !cli_parse_int(option, colon + 1, 0, LONG_MAX, &bytes))
+    return false;
+  for (int i = 0; i < *count; i++)
+    if (pools[i].gpu == gpu) {
+      fprintf(stderr, "inferd serve: --%s: GPU %ld is given twice\n", option, gpu);
+      return false;
+    }
+  pools[(*count)++] = (inferd_cuda_memory_pool){.gpu = (int)gpu, .byte_size = (uint64_t)bytes};
+  return true;
+}
+
+/* Triton's --min-supported-compute-capability: a number such as 7.5. */
+static bool parse_compute_capability(const char *text, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (errno || end == text || *end || !isfinite(v) || v < 0 || v > 100) {
+    fprintf(stderr, "inferd serve: --min-supported-compute-capability: '%s' is not a compute capability such as "
+                    "7.5 (a number from 0 to 100)\n",
+            text);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
 int cmd_serve(int argc, char **argv) {
-  inferd_server_options so = {.repository_poll_secs = 15};
+  inferd_server_options so = {.repository_poll_secs = 15, .pinned_memory_pool_byte_size = 256u << 20};
+  inferd_cuda_memory_pool *pools = mem_zalloc((size_t)(argc + 1) * sizeof(*pools));
+  int n_pools = 0;
   http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
   const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
   int n_startup = 0;
@@ -128,9 +175,12 @@ int cmd_serve(int argc, char **argv) {
       cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
                      "Serves the models of a Triton-style repository over HTTP/REST and gRPC (KServe v2 protocol with\n"
                      "Triton's extensions), batching requests dynamically as each model's config.pbtxt says. Prometheus\n"
-                     "metrics (Triton's names and labels) are served at GET /metrics on --metrics-port.",
+                     "metrics (Triton's names and labels) are served at GET /metrics on --metrics-port. Instance groups\n"
+                     "of kind KIND_GPU run on the GPUs they list (all when none), KIND_AUTO on the GPUs when there are\n"
+                     "any, else on the CPU; docs/gpu.md describes GPU serving and precisions.",
                      serve_options);
       free(startup);
+      free(pools);
       return 0;
     } else if (!strcmp(name, "model-repository") || !strcmp(name, "model-store")) {
       so.model_repository = value;
@@ -224,6 +274,13 @@ int cmd_serve(int argc, char **argv) {
     } else if (!strcmp(name, "instance-threads")) {
       ok = cli_parse_int(name, value, 1, 1024, &value_long);
       so.threads_per_instance = (int)value_long;
+    } else if (!strcmp(name, "cuda-memory-pool-byte-size")) {
+      ok = parse_cuda_pool(value, pools, &n_pools);
+    } else if (!strcmp(name, "pinned-memory-pool-byte-size")) {
+      ok = cli_parse_int(name, value, 0, LONG_MAX, &value_long);
+      so.pinned_memory_pool_byte_size = (uint64_t)value_long;
+    } else if (!strcmp(name, "min-supported-compute-capability")) {
+      ok = parse_compute_capability(value, &so.min_compute_capability);
     } else if (!strcmp(name, "log-verbose")) {
       ok = cli_parse_int(name, value, 0, 100, &verbose);
     } else if (!strcmp(name, "log-format")) {
@@ -238,17 +295,20 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!ok) {
       free(startup);
+      free(pools);
       return 2;
     }
   }
   if (r < 0 || !so.model_repository) {
     if (r >= 0) fprintf(stderr, "inferd serve: --model-repository is required (see --help)\n");
     free(startup);
+    free(pools);
     return 2;
   }
   if (n_startup && so.model_control_mode != INFERD_MODEL_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd serve: --load-model needs --model-control-mode=explicit\n");
     free(startup);
+    free(pools);
     return 2;
   }
   /* Triton's --grpc-use-ssl-mutual implies TLS. */
@@ -262,6 +322,8 @@ int cmd_serve(int argc, char **argv) {
   go.shutdown_grace_ms = exit_timeout >= 10 ? 10000 : exit_timeout > 0 ? (int)exit_timeout * 1000 : 1;
   so.startup_models = startup;
   so.startup_model_count = n_startup;
+  so.cuda_memory_pools = pools;
+  so.cuda_memory_pool_count = n_pools;
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
 
   /* Block the stop signals in every thread; the main thread waits for them. */
@@ -291,6 +353,7 @@ int cmd_serve(int argc, char **argv) {
     http_frontend_delete(http);
     inferd_server_delete(server);
     free(startup);
+    free(pools);
     return 1;
   }
   int sig = 0;
@@ -323,6 +386,7 @@ int cmd_serve(int argc, char **argv) {
   inferd_metrics_delete(metrics);
   inferd_server_delete(server);
   free(startup);
+  free(pools);
   log_info("stopped");
   return 0;
 }

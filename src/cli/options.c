@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,5 +112,49 @@ inferd_error *cli_check_numeric(const inferd_plan *plan) {
                        pass ? "output" : "input", info.name);
     }
   }
+  return NULL;
+}
+
+bool cli_parse_device(const char *text, inferd_device *out) {
+  if (inferd_device_from_name(text, out)) return true;
+  fprintf(stderr, "inferd: --device: '%s' is not a device (cpu, cuda or cuda:N)\n", text);
+  return false;
+}
+
+bool cli_parse_precision(const char *text, inferd_precision *out) {
+  if (inferd_precision_from_name(text, out) && *out != INFERD_PRECISION_DEFAULT) return true;
+  fprintf(stderr, "inferd: --precision: '%s' is not a precision (fp32, tf32, fp16 or bf16)\n", text);
+  return false;
+}
+
+const char *cli_device_name(inferd_device device, char *buf, size_t size) {
+  if (device.kind == INFERD_DEVICE_CUDA)
+    snprintf(buf, size, "cuda:%d", device.ordinal);
+  else
+    snprintf(buf, size, "cpu");
+  return buf;
+}
+
+bool cli_device_fits_backend(const char *command, inferd_device device, const char *backend) {
+  if (device.kind != INFERD_DEVICE_CUDA || !backend || strcmp(backend, "cuda") == 0) return true;
+  char name[32];
+  fprintf(stderr, "inferd %s: --backend %s runs on the CPU, not on --device %s (leave --backend out)\n", command,
+          backend, cli_device_name(device, name, sizeof(name)));
+  return false;
+}
+
+inferd_error *cli_check_device(inferd_device device) {
+  if (device.kind != INFERD_DEVICE_CUDA) return NULL;
+  char name[32];
+  cli_device_name(device, name, sizeof(name));
+  int count = inferd_device_count(INFERD_DEVICE_CUDA);
+  if (count <= 0) {
+    char why[512];
+    inferd_device_describe((inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = -1}, why, sizeof(why));
+    return err_new(INFERD_ERROR_UNAVAILABLE, "--device %s: no GPU is visible to this inferd (gpu: %s)", name, why);
+  }
+  if (device.ordinal >= count)
+    return err_new(INFERD_ERROR_UNAVAILABLE, "--device %s: GPU %d does not exist (%d GPU%s visible: cuda:0 to cuda:%d)",
+                   name, device.ordinal, count, count == 1 ? "" : "s", count - 1);
   return NULL;
 }

@@ -58,6 +58,10 @@ typedef struct inferd_backend_ops {
   /* One line about device `ordinal` (GPU name and memory, or the CPU's
    * ISA), snprintf-style. */
   size_t (*describe)(int ordinal, char *buf, size_t size);
+  /* Compute capability of device `ordinal`; false when unknown. NULL: the
+   * backend's devices have none (inferd_device_compute_capability says
+   * false). */
+  bool (*compute_capability)(int ordinal, int *major, int *minor);
   /* The memory kinds execute() accepts for inputs and outputs, as a bit set
    * of (1 << inferd_memory_kind). 0 means host only. */
   unsigned memory_kinds;

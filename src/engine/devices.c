@@ -67,6 +67,12 @@ size_t inferd_device_describe(inferd_device device, char *buf, size_t size) {
   return b->describe(device.ordinal, buf, size);
 }
 
+bool inferd_device_compute_capability(int ordinal, int *major, int *minor) {
+  const inferd_backend_ops *b = backend_for_device(INFERD_DEVICE_CUDA);
+  if (!b || !b->compute_capability || ordinal < 0 || ordinal >= inferd_device_count(INFERD_DEVICE_CUDA)) return false;
+  return b->compute_capability(ordinal, major, minor);
+}
+
 const char *inferd_build_info(void) {
   static char info[2048];
   if (info[0]) return info;

@@ -3,12 +3,64 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <stdio.h>
+#include <string.h>
+
 #include "base/error.h"
+#include "base/log.h"
 #include "base/mem.h"
+
+static void device_name(inferd_device d, char *buf, size_t size) {
+  if (d.kind == INFERD_DEVICE_CUDA)
+    snprintf(buf, size, "cuda:%d", d.ordinal);
+  else
+    snprintf(buf, size, "cpu");
+}
+
+/* The plan of every instance: one compiled per distinct device and
+ * precision, in the order instances first ask for them. */
+static inferd_error *load_plans(model_version *mv, const char *model_path, const inferd_plan_options *opts,
+                                const model_instance_spec *instances, int n_instances, inferd_plan **instance_plans) {
+  mv->plans = mem_zalloc((size_t)(n_instances + 1) * sizeof(*mv->plans));
+  inferd_device *devices = mem_zalloc((size_t)(n_instances + 1) * sizeof(*devices));
+  inferd_precision *precisions = mem_zalloc((size_t)(n_instances + 1) * sizeof(*precisions));
+  inferd_error *e = NULL;
+  for (int i = 0; i < n_instances && !e; i++) {
+    inferd_plan_options o = *opts;
+    if (instances) {
+      o.device = instances[i].device;
+      o.precision = instances[i].precision;
+    }
+    int p = 0;
+    while (p < mv->n_plans && !(devices[p].kind == o.device.kind && devices[p].ordinal == o.device.ordinal &&
+                                 precisions[p] == o.precision))
+      p++;
+    if (p == mv->n_plans) {
+      char where[32];
+      device_name(o.device, where, sizeof(where));
+      e = inferd_plan_load(model_path, &o, &mv->plans[p]);
+      if (e) {
+        e = err_wrap(e, "instance %s on %s", instances ? instances[i].name : "0", where);
+        break;
+      }
+      devices[p] = o.device;
+      precisions[p] = o.precision;
+      mv->n_plans++;
+      log_info("model '%s' version %lld: plan on %s (%s backend, %s)", mv->name, (long long)mv->number, where,
+               inferd_plan_backend_name(mv->plans[p]), inferd_precision_name(inferd_plan_precision(mv->plans[p])));
+    }
+    instance_plans[i] = mv->plans[p];
+    if (instances) log_verbose("model '%s' version %lld: instance %s", mv->name, (long long)mv->number, instances[i].name);
+  }
+  free(devices);
+  free(precisions);
+  if (!e) mv->plan = mv->plans[0];
+  return e;
+}
 
 inferd_error *model_version_load(const char *name, int64_t number, const char *model_path,
                                  const inferd_plan_options *plan_options, const scheduler_config *config,
-                                 model_version **out) {
+                                 const model_instance_spec *instances, model_version **out) {
   *out = NULL;
   model_version *mv = mem_zalloc(sizeof(*mv));
   atomic_init(&mv->refs, 1);
@@ -16,14 +68,17 @@ inferd_error *model_version_load(const char *name, int64_t number, const char *m
   mv->number = number;
   inferd_plan_options opts = *plan_options;
   if (config->max_batch_size > 0) opts.max_batch_size = config->max_batch_size;
-  inferd_error *e = inferd_plan_load(model_path, &opts, &mv->plan);
+  int n_instances = config->instance_count > 0 ? config->instance_count : 1;
+  inferd_plan **instance_plans = mem_zalloc((size_t)(n_instances + 1) * sizeof(*instance_plans));
+  inferd_error *e = load_plans(mv, model_path, &opts, instances, n_instances, instance_plans);
   if (!e) {
     mv->n_outputs = inferd_plan_output_count(mv->plan);
     mv->outputs = mem_zalloc((size_t)(mv->n_outputs + 1) * sizeof(scheduler_output_info));
     stats_init(&mv->stats, config->max_batch_size);
     if (config->latency_summaries) stats_enable_summaries(&mv->stats);
-    e = scheduler_create(mv->plan, config, mv->outputs, &mv->stats, number, &mv->sched);
+    e = scheduler_create(instance_plans, config, mv->outputs, &mv->stats, number, &mv->sched);
   }
+  free(instance_plans);
   if (e) {
     model_version_release(mv);
     return err_wrap(e, "model '%s' version %lld", name, (long long)number);
@@ -37,7 +92,8 @@ void model_version_retain(model_version *mv) { atomic_fetch_add_explicit(&mv->re
 void model_version_release(model_version *mv) {
   if (!mv || atomic_fetch_sub_explicit(&mv->refs, 1, memory_order_acq_rel) != 1) return;
   scheduler_delete(mv->sched);
-  inferd_plan_delete(mv->plan);
+  for (int i = 0; i < mv->n_plans; i++) inferd_plan_delete(mv->plans[i]);
+  free(mv->plans);
   for (int i = 0; mv->outputs && i < mv->n_outputs; i++) {
     for (int l = 0; l < mv->outputs[i].n_labels; l++) free(mv->outputs[i].labels[l]);
     free(mv->outputs[i].labels);

@@ -15,11 +15,25 @@
 #include "server/scheduler.h"
 #include "server/stats.h"
 
+/* One instance of a version: its name ("<group>_<k>" on the CPU,
+ * "<group>_<k>_gpu<N>" on GPU N, after Triton's names) and what its plan is
+ * compiled for. */
+typedef struct model_instance_spec {
+  char name[192];
+  inferd_device device;
+  inferd_precision precision;
+} model_instance_spec;
+
 typedef struct model_version {
   _Atomic int refs;
   char *name;
   int64_t number;
+  /* One plan per distinct device (and precision) of the instances: weights
+   * live once per GPU, execution contexts once per instance. plan is
+   * plans[0], whose inputs and outputs every plan shares. */
   inferd_plan *plan;
+  inferd_plan **plans;
+  int n_plans;
   scheduler *sched;
   model_stats stats;
   scheduler_output_info *outputs;
@@ -30,11 +44,12 @@ typedef struct model_version {
   inferd_tensor_info *client_inputs, *client_outputs;
 } model_version;
 
-/* Compiles the model file and starts `config`'s instances. Takes one
- * reference for the caller. */
+/* Compiles the model file once per device of `instances`
+ * (config->instance_count of them; NULL: all on the CPU at the options'
+ * precision) and starts them. Takes one reference for the caller. */
 inferd_error *model_version_load(const char *name, int64_t number, const char *model_path,
                                  const inferd_plan_options *plan_options, const scheduler_config *config,
-                                 model_version **out);
+                                 const model_instance_spec *instances, model_version **out);
 void model_version_retain(model_version *mv);
 /* Drops a reference; the last one stops the scheduler (running what is
  * queued) and frees the version. */

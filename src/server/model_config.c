@@ -102,6 +102,16 @@ void model_config_free(model_config *c) {
     free(c->parameters[i].string_value);
   }
   free(c->parameters);
+  for (int i = 0; i < c->gpu_accelerator_count; i++) {
+    model_accelerator *a = &c->gpu_accelerators[i];
+    free(a->name);
+    for (int k = 0; k < a->parameter_count; k++) {
+      free(a->parameters[k].key);
+      free(a->parameters[k].string_value);
+    }
+    free(a->parameters);
+  }
+  free(c->gpu_accelerators);
   for (int i = 0; i < c->warmup_count; i++) {
     model_warmup *w = &c->warmups[i];
     for (int k = 0; k < w->input_count; k++) {

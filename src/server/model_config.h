@@ -17,8 +17,9 @@
  * the same allocator (malloc), since model_config_free releases each piece.
  *
  * Fields of a valid Triton configuration that inferd does not implement
- * (optimization, sequence_batching, ensemble_scheduling, response_cache, ...)
- * are skipped whole and reported in `warnings`, as are field names Triton does
+ * (sequence_batching, ensemble_scheduling, response_cache, the parts of
+ * optimization other than the GPU accelerators' precision, ...) are skipped
+ * whole and reported in `warnings`, as are field names Triton does
  * not know; neither is fatal. A malformed file, a wrong type, an unknown enum
  * value or an invalid value is an error naming file:line:column.
  */
@@ -148,6 +149,15 @@ typedef struct model_parameter {
   char *string_value;
 } model_parameter;
 
+/* One entry of optimization.execution_accelerators.gpu_execution_accelerator
+ * (Triton's ExecutionAccelerators.Accelerator): a name ("tensorrt") and its
+ * string parameters ("precision_mode": "FP16"), kept to be written back. */
+typedef struct model_accelerator {
+  char *name;
+  model_parameter *parameters;
+  int parameter_count;
+} model_accelerator;
+
 typedef struct model_warmup_input {
   char *name; /* the model input it feeds (the map key) */
   inferd_datatype datatype;
@@ -183,6 +193,14 @@ typedef struct model_config {
   model_dynamic_batching dynamic_batching;
   model_parameter *parameters;
   int parameter_count;
+  model_accelerator *gpu_accelerators;
+  int gpu_accelerator_count;
+  /* What GPU instances compute in, from the TensorRT accelerator's
+   * precision_mode (FP16; FP32 is the GPU default, TF32) or the model
+   * parameter `precision` / `inferd_precision` (fp32 strict, tf32, fp16,
+   * bf16), which agree when both are given; DEFAULT when neither is. CPU
+   * instances compute in FP32. */
+  inferd_precision precision;
   model_warmup *warmups;
   int warmup_count;
   char *default_model_filename;
@@ -253,6 +271,23 @@ typedef struct model_io_info {
  * data_type or dims, is an error. */
 inferd_error *model_config_complete(model_config *config, const char *model_name, const model_io_info *model,
                                     bool strict);
+
+/* The GPUs instances may be placed on, for model_config_place_instances:
+ * ordinals ascending, and a sentence on what is usable for messages ("no GPU
+ * is visible (...)", "GPUs with compute capability >= 6.0: 0, 1"). */
+typedef struct model_gpu_set {
+  const int *ordinals;
+  int count;
+  const char *description;
+} model_gpu_set;
+
+/* Decides where each instance group runs, as Triton does: KIND_AUTO becomes
+ * KIND_GPU when GPUs are usable and every listed one is (else KIND_CPU,
+ * without gpus); KIND_GPU without gpus gets every usable GPU; a listed GPU
+ * that is not usable, or KIND_GPU with none usable, is an INVALID_ARG error
+ * naming the group and the GPU (at gpus[k]'s file:line:column when known).
+ * KIND_CPU and KIND_MODEL groups run on the CPU. Run after completion. */
+inferd_error *model_config_place_instances(model_config *config, const model_gpu_set *gpus);
 
 /* Triton's JSON form of the configuration, as /v2/models/{m}/config returns
  * it (protobuf JSON with field names kept, default values printed, 64-bit

@@ -261,3 +261,45 @@ inferd_error *model_config_complete(model_config *c, const char *model_name, con
   ERR_TRY(check_warmups(c));
   return model_config__validate(c, true);
 }
+
+static bool gpu_usable(const model_gpu_set *gpus, int ordinal) {
+  for (int i = 0; i < gpus->count; i++)
+    if (gpus->ordinals[i] == ordinal) return true;
+  return false;
+}
+
+inferd_error *model_config_place_instances(model_config *c, const model_gpu_set *gpus) {
+  char path[96];
+  const char *usable = gpus->description && *gpus->description ? gpus->description : "no GPU is usable";
+  for (int i = 0; i < c->instance_group_count; i++) {
+    model_instance_group *g = &c->instance_groups[i];
+    if (g->kind == MODEL_KIND_AUTO) {
+      bool all_there = gpus->count > 0;
+      for (int k = 0; k < g->gpu_count && all_there; k++) all_there = gpu_usable(gpus, g->gpus[k]);
+      g->kind = all_there ? MODEL_KIND_GPU : MODEL_KIND_CPU;
+      if (!all_there) g->gpu_count = 0;
+    }
+    if (g->kind != MODEL_KIND_GPU) continue;
+    if (g->gpu_count == 0) {
+      if (gpus->count == 0) {
+        snprintf(path, sizeof(path), "instance_group[%d].kind", i);
+        return model_config__error(c, path, "instance group '%s' of model '%s' has kind KIND_GPU but no GPU is usable: %s",
+                                   g->name, c->name, usable);
+      }
+      int *all = mem_try_alloc((size_t)gpus->count, sizeof(int));
+      if (!all) return model_config__no_memory(c);
+      memcpy(all, gpus->ordinals, (size_t)gpus->count * sizeof(int));
+      free(g->gpus);
+      g->gpus = all;
+      g->gpu_count = gpus->count;
+      continue;
+    }
+    for (int k = 0; k < g->gpu_count; k++) {
+      if (gpu_usable(gpus, g->gpus[k])) continue;
+      snprintf(path, sizeof(path), "instance_group[%d].gpus[%d]", i, k);
+      return model_config__error(c, path, "instance group '%s' of model '%s' asks for GPU %d, which is not usable: %s",
+                                 g->name, c->name, g->gpus[k], usable);
+    }
+  }
+  return NULL;
+}

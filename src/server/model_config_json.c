@@ -155,6 +155,38 @@ static json_t *instance_group_json(builder *b, const model_instance_group *g) {
   return o;
 }
 
+static json_t *string_map_json(builder *b, const model_parameter *p, int n) {
+  json_t *o = take(b, json_object());
+  for (int i = 0; o && i < n; i++) set(b, o, p[i].key, json_string(p[i].string_value));
+  return o;
+}
+
+/* Only the accelerators are read (the rest of optimization is ignored), so
+ * only they are written back. */
+static json_t *optimization_json(builder *b, const model_config *c) {
+  json_t *o = take(b, json_object());
+  json_t *ea = take(b, json_object());
+  json_t *gpu = take(b, json_array());
+  if (!o || !ea || !gpu) {
+    json_decref(o);
+    json_decref(ea);
+    json_decref(gpu);
+    return NULL;
+  }
+  for (int i = 0; i < c->gpu_accelerator_count; i++) {
+    const model_accelerator *a = &c->gpu_accelerators[i];
+    json_t *x = take(b, json_object());
+    if (!x) break;
+    set(b, x, "name", json_string(a->name));
+    set(b, x, "parameters", string_map_json(b, a->parameters, a->parameter_count));
+    append(b, gpu, x);
+  }
+  set(b, ea, "gpu_execution_accelerator", gpu);
+  set(b, ea, "cpu_execution_accelerator", json_array());
+  set(b, o, "execution_accelerators", ea);
+  return o;
+}
+
 static json_t *warmup_json(builder *b, const model_warmup *w) {
   json_t *o = take(b, json_object());
   json_t *inputs = take(b, json_object());
@@ -201,6 +233,7 @@ static json_t *config_json(builder *b, const model_config *c) {
   for (int i = 0; groups && i < c->instance_group_count; i++)
     append(b, groups, instance_group_json(b, &c->instance_groups[i]));
   set(b, o, "instance_group", groups);
+  if (c->gpu_accelerator_count) set(b, o, "optimization", optimization_json(b, c));
   set(b, o, "default_model_filename", json_string(c->default_model_filename));
   set(b, o, "cc_model_filenames", json_object());
   set(b, o, "metric_tags", json_object());

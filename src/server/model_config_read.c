@@ -61,7 +61,6 @@ static const enum_value timeout_action_values[] = {
 static const char *const config_ignored[] = {"runtime",
                                              "batch_input",
                                              "batch_output",
-                                             "optimization",
                                              "sequence_batching",
                                              "ensemble_scheduling",
                                              "cc_model_filenames",
@@ -764,16 +763,40 @@ static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, mod
                          sizeof(*d->priority_queue_policies), priority_policy_key, priority_policy_release);
 }
 
+/* A model parameter naming the GPU instances' precision (`precision`, or
+ * `inferd_precision` for configurations that keep backend keys apart):
+ * inferd's own names, lower case. */
+static bool is_precision_parameter(const char *key) {
+  return strcmp(key, "precision") == 0 || strcmp(key, "inferd_precision") == 0;
+}
+
+static inferd_error *check_precision_parameter(const reader *r, const pbtxt_node *n, const char *key,
+                                               const char *value) {
+  inferd_precision p;
+  if (!inferd_precision_from_name(value, &p) || p == INFERD_PRECISION_DEFAULT)
+    return node_error(r, n, "parameter '%s': unknown precision '%.64s' (expected fp32, tf32, fp16 or bf16)", key,
+                      value);
+  return NULL;
+}
+
+/* Starts string-keyed map entry *key into *p (its key set, its value
+ * empty) and enters its path, which the caller pops at *mark. */
+static inferd_error *begin_string_entry(reader *r, const pbtxt_node *entry, const char **key,
+                                        const pbtxt_node *key_node, model_parameter *p, size_t *mark) {
+  ERR_TRY(map_string_key(r, key_node, key));
+  *mark = path_push(r, "[%.100s]", *key);
+  locate_element(r, entry);
+  ERR_TRY(set_string(r, &p->key, *key));
+  return set_string(r, &p->string_value, "");
+}
+
 static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
                                      const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   (void)ctx;
   model_config *c = r->cfg;
-  ERR_TRY(map_string_key(r, key_node, &key));
-  size_t mark = path_push(r, "[%.100s]", key);
-  locate_element(r, entry);
   model_parameter *p = &c->parameters[c->parameter_count++];
-  ERR_TRY(set_string(r, &p->key, key));
-  ERR_TRY(set_string(r, &p->string_value, ""));
+  size_t mark;
+  ERR_TRY(begin_string_entry(r, entry, &key, key_node, p, &mark));
   if (value) {
     ERR_TRY(expect_message(r, value));
     unsigned seen = 0;
@@ -783,6 +806,7 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
       if (strcmp(n->name, "string_value") == 0) {
         ERR_TRY(once(r, n, &seen, 1));
         ERR_TRY(read_string(r, n, &p->string_value));
+        if (is_precision_parameter(key)) ERR_TRY(check_precision_parameter(r, n, key, p->string_value));
       } else {
         skip_field(r, n, none_ignored, &last);
       }
@@ -879,6 +903,162 @@ static size_t enter_entry(reader *r, const pbtxt_node *n, int *count, int *index
   return enter_index(r, n, *index);
 }
 
+/* ---- optimization: the GPU accelerators' precision ----
+ * TensorRT's precision_mode, as Triton users write it for the onnxruntime
+ * backend, is what inferd's GPU plans compute in: FP16 is FP16, FP32 the GPU
+ * default (TF32). Everything else of optimization is skipped with warnings. */
+
+static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
+                                                 const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
+  model_accelerator *a = ctx;
+  model_parameter *p = &a->parameters[a->parameter_count++];
+  size_t mark;
+  ERR_TRY(begin_string_entry(r, entry, &key, key_node, p, &mark));
+  if (value) ERR_TRY(read_string(r, value, &p->string_value)); /* map<string, string> */
+  bool tensorrt = strcmp(a->name, "tensorrt") == 0;
+  if (tensorrt && strcmp(key, "precision_mode") == 0) {
+    if (strcmp(p->string_value, "INT8") == 0)
+      return node_error(r, value ? value : entry, "precision_mode INT8 is not supported by inferd yet (FP32 or FP16)");
+    if (strcmp(p->string_value, "FP32") != 0 && strcmp(p->string_value, "FP16") != 0)
+      return node_error(r, value ? value : entry, "unknown precision_mode '%.64s' (expected FP32 or FP16)",
+                        p->string_value);
+  } else if (tensorrt) {
+    model_config__warn(r->cfg, entry->line, entry->column,
+                       "parameter '%s' of the tensorrt accelerator is ignored: inferd reads only precision_mode",
+                       r->path);
+  }
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_accelerator *a) {
+  ERR_TRY(expect_message(r, msg));
+  ERR_TRY(set_string(r, &a->name, ""));
+  ERR_TRY(alloc_entries(r, msg, "parameters", true, sizeof(*a->parameters), (void **)&a->parameters));
+  /* The name decides how parameters are read, wherever it stands. */
+  unsigned seen = 0;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next)
+    if (strcmp(n->name, "name") == 0) {
+      size_t mark = enter_field(r, n);
+      ERR_TRY(once(r, n, &seen, 1));
+      ERR_TRY(read_string(r, n, &a->name));
+      path_pop(r, mark);
+    }
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    if (strcmp(n->name, "name") == 0) continue;
+    size_t mark = enter_field(r, n);
+    if (strcmp(n->name, "parameters") == 0)
+      ERR_TRY(read_map(r, n, accelerator_parameter_entry, a));
+    else
+      skip_field(r, n, none_ignored, &last);
+    path_pop(r, mark);
+  }
+  if (strcmp(a->name, "tensorrt") != 0)
+    model_config__warn(r->cfg, msg->line, msg->column,
+                       "GPU accelerator '%.64s' is ignored by inferd (only tensorrt's precision_mode is read)",
+                       a->name);
+  return drop_overridden(r, a->parameters, &a->parameter_count, sizeof(*a->parameters), parameter_key,
+                         parameter_release);
+}
+
+static inferd_error *read_execution_accelerators(reader *r, const pbtxt_node *msg) {
+  ERR_TRY(expect_message(r, msg));
+  model_config *c = r->cfg;
+  ERR_TRY(alloc_entries(r, msg, "gpu_execution_accelerator", false, sizeof(*c->gpu_accelerators),
+                        (void **)&c->gpu_accelerators));
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    int i;
+    if (strcmp(n->name, "gpu_execution_accelerator") == 0) {
+      size_t m2 = enter_entry(r, n, &c->gpu_accelerator_count, &i);
+      ERR_TRY(read_accelerator(r, n, &c->gpu_accelerators[i]));
+      path_pop(r, m2);
+    } else {
+      static const char *const cpu_accelerators[] = {"cpu_execution_accelerator", NULL};
+      skip_field(r, n, cpu_accelerators, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+static inferd_error *read_optimization(reader *r, const pbtxt_node *msg) {
+  ERR_TRY(expect_message(r, msg));
+  static const char *const ignored[] = {"graph",           "priority", "cuda", "input_pinned_memory",
+                                        "output_pinned_memory", "gather_kernel_buffer_threshold",
+                                        "eager_batching",  NULL};
+  unsigned seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    if (strcmp(n->name, "execution_accelerators") == 0) {
+      ERR_TRY(once(r, n, &seen, 1));
+      ERR_TRY(read_execution_accelerators(r, n));
+    } else {
+      skip_field(r, n, ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
+/* The last tensorrt accelerator's precision_mode, or NULL. */
+static const char *tensorrt_precision_mode(const model_config *c, int *index) {
+  for (int i = c->gpu_accelerator_count - 1; i >= 0; i--) {
+    const model_accelerator *a = &c->gpu_accelerators[i];
+    if (strcmp(a->name, "tensorrt") != 0) continue;
+    for (int k = 0; k < a->parameter_count; k++)
+      if (strcmp(a->parameters[k].key, "precision_mode") == 0) {
+        *index = i;
+        return a->parameters[k].string_value;
+      }
+  }
+  return NULL;
+}
+
+/* Settles config->precision from precision_mode and the precision model
+ * parameters (values were checked as they were read). */
+static inferd_error *resolve_precision(model_config *c) {
+  const model_parameter *param = NULL;
+  for (int i = 0; i < c->parameter_count; i++) {
+    const model_parameter *p = &c->parameters[i];
+    if (!is_precision_parameter(p->key)) continue;
+    if (param && strcmp(param->string_value, p->string_value) != 0) {
+      char path[160];
+      snprintf(path, sizeof(path), "parameters[%.100s]", p->key);
+      return model_config__error(c, path, "parameters '%s' (%s) and '%s' (%s) disagree; give one of them",
+                                 param->key, param->string_value, p->key, p->string_value);
+    }
+    param = p;
+  }
+  int at = 0;
+  const char *mode = tensorrt_precision_mode(c, &at);
+  inferd_precision from_param = INFERD_PRECISION_DEFAULT;
+  if (param) inferd_precision_from_name(param->string_value, &from_param);
+  if (mode && param) {
+    bool fp16 = strcmp(mode, "FP16") == 0;
+    bool agree = fp16 ? from_param == INFERD_PRECISION_FP16
+                      : (from_param == INFERD_PRECISION_FP32 || from_param == INFERD_PRECISION_TF32);
+    if (!agree) {
+      char path[160];
+      snprintf(path, sizeof(path), "parameters[%.100s]", param->key);
+      return model_config__error(c, path,
+                                 "parameter '%s' is %s but the tensorrt accelerator's precision_mode is %s; they "
+                                 "must agree (FP16 with fp16, FP32 with fp32 or tf32)",
+                                 param->key, param->string_value, mode);
+    }
+  }
+  if (param)
+    c->precision = from_param;
+  else if (mode && strcmp(mode, "FP16") == 0)
+    c->precision = INFERD_PRECISION_FP16;
+  else
+    c->precision = INFERD_PRECISION_DEFAULT; /* FP32 mode: the GPU default, TF32 */
+  return NULL;
+}
+
 static inferd_error *read_config(reader *r, const pbtxt_node *root) {
   model_config *c = r->cfg;
   ERR_TRY(alloc_entries(r, root, "input", false, sizeof(*c->inputs), (void **)&c->inputs));
@@ -939,6 +1119,9 @@ static inferd_error *read_config(reader *r, const pbtxt_node *root) {
     } else if (strcmp(f, "default_model_filename") == 0) {
       ERR_TRY(once(r, n, &seen, 1 << 6));
       ERR_TRY(read_string(r, n, &c->default_model_filename));
+    } else if (strcmp(f, "optimization") == 0) {
+      ERR_TRY(once(r, n, &seen, 1 << 7));
+      ERR_TRY(read_optimization(r, n));
     } else {
       if (is_scheduler) c->has_other_scheduler = true;
       skip_field(r, n, config_ignored, &last);
@@ -957,6 +1140,7 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
   if (!err)
     err = drop_overridden(&r, c->parameters, &c->parameter_count, sizeof(*c->parameters), parameter_key,
                           parameter_release);
+  if (!err) err = resolve_precision(c);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "server/model.h"
 #include "server/model_config.h"
 
 struct model_settings {
@@ -99,13 +100,48 @@ inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_inf
                       .outputs = outputs,
                       .output_count = n_outputs,
                       .dynamic_batch = dynamic_batch};
-  ERR_TRY(model_config_complete(s->config, s->name, &io, s->strict));
-  for (int g = 0; g < s->config->instance_group_count; g++)
-    if (s->config->instance_groups[g].kind == MODEL_KIND_GPU)
-      return err_new(INFERD_ERROR_UNSUPPORTED,
-                     "instance group '%s' asks for KIND_GPU, and this inferd has no GPU backend yet (use KIND_CPU "
-                     "or KIND_AUTO)",
-                     s->config->instance_groups[g].name);
+  return model_config_complete(s->config, s->name, &io, s->strict);
+}
+
+/* Instances of a placed group: `count` on each of its GPUs, or `count` on
+ * the CPU. */
+static int group_instances(const model_instance_group *g) {
+  return g->kind == MODEL_KIND_GPU ? g->count * g->gpu_count : g->count;
+}
+
+inferd_error *model_settings_place(model_settings *s, const model_gpu_set *gpus, model_instance_spec **instances,
+                                   int *count) {
+  *instances = NULL;
+  *count = 0;
+  model_config *m = s->config;
+  ERR_TRY(model_config_place_instances(m, gpus));
+  int n = 0;
+  for (int g = 0; g < m->instance_group_count; g++) n += group_instances(&m->instance_groups[g]);
+  model_instance_spec *list = mem_zalloc((size_t)(n + 1) * sizeof(*list));
+  bool gpu_precision = m->precision != INFERD_PRECISION_DEFAULT && m->precision != INFERD_PRECISION_FP32;
+  for (int g = 0; g < m->instance_group_count; g++) {
+    const model_instance_group *grp = &m->instance_groups[g];
+    if (grp->kind != MODEL_KIND_GPU) {
+      if (gpu_precision)
+        log_warn("model '%s': precision %s applies to GPU instances; instance group '%s' runs on the CPU in fp32",
+                 s->name, inferd_precision_name(m->precision), grp->name);
+      for (int k = 0; k < grp->count; k++) {
+        model_instance_spec *spec = &list[(*count)++];
+        snprintf(spec->name, sizeof(spec->name), "%.160s_%d", grp->name, k);
+        spec->device = (inferd_device){.kind = INFERD_DEVICE_CPU};
+        spec->precision = INFERD_PRECISION_DEFAULT;
+      }
+      continue;
+    }
+    for (int d = 0; d < grp->gpu_count; d++)
+      for (int k = 0; k < grp->count; k++) {
+        model_instance_spec *spec = &list[(*count)++];
+        snprintf(spec->name, sizeof(spec->name), "%.160s_%d_gpu%d", grp->name, k, grp->gpus[d]);
+        spec->device = (inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = grp->gpus[d]};
+        spec->precision = m->precision;
+      }
+  }
+  *instances = list;
   return NULL;
 }
 
@@ -128,15 +164,20 @@ void model_settings_scheduler(const model_settings *s, int threads_per_instance,
   c->delay_on_timeout = q->timeout_action == MODEL_TIMEOUT_DELAY;
   c->max_queue_size = q->max_queue_size;
   c->instance_count = 0;
-  for (int g = 0; g < m->instance_group_count; g++) c->instance_count += m->instance_groups[g].count;
+  int cpu_instances = 0;
+  for (int g = 0; g < m->instance_group_count; g++) {
+    c->instance_count += group_instances(&m->instance_groups[g]);
+    if (m->instance_groups[g].kind != MODEL_KIND_GPU) cpu_instances += m->instance_groups[g].count;
+  }
   if (c->instance_count < 1) c->instance_count = 1;
   if (threads_per_instance > 0) {
     c->threads_per_instance = threads_per_instance;
   } else {
-    /* Share the cores among the instances: oversubscribing a CPU with
-     * OpenMP teams that spin makes every batch slower. */
+    /* Share the cores among the CPU instances: oversubscribing a CPU with
+     * OpenMP teams that spin makes every batch slower. (A GPU instance's
+     * host work is one thread's.) */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int per = (int)(cores > 0 ? cores : 1) / c->instance_count;
+    int per = (int)(cores > 0 ? cores : 1) / (cpu_instances > 0 ? cpu_instances : 1);
     c->threads_per_instance = per > 0 ? per : 1;
   }
 }

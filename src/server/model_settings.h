@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "inferd.h"
+#include "server/model.h"
+#include "server/model_config.h"
 #include "server/scheduler.h"
 
 typedef enum version_policy_kind { VERSION_POLICY_LATEST = 0, VERSION_POLICY_ALL, VERSION_POLICY_SPECIFIC } version_policy_kind;
@@ -36,7 +38,13 @@ int model_settings_optional_inputs(const model_settings *s, const char ***names)
 /* Completes and checks the configuration against the model's tensors. */
 inferd_error *model_settings_complete(model_settings *s, const inferd_tensor_info *inputs, int n_inputs,
                                       const inferd_tensor_info *outputs, int n_outputs, bool dynamic_batch);
-/* After completion: */
+/* After completion: places the instance groups on `gpus`
+ * (model_config_place_instances: KIND_AUTO settled, KIND_GPU's GPUs filled
+ * in or refused) and lists the version's instances in group order, `count`
+ * per GPU of a GPU group. *instances is the caller's to free. */
+inferd_error *model_settings_place(model_settings *s, const model_gpu_set *gpus, model_instance_spec **instances,
+                                   int *count);
+/* After completion (and placement, for the instance count): */
 const char *model_settings_platform(const model_settings *s);
 int model_settings_max_batch_size(const model_settings *s);
 void model_settings_scheduler(const model_settings *s, int threads_per_instance, scheduler_config *config);

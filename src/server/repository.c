@@ -315,9 +315,16 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     e = model_settings_complete(ms, inferd_model_info_inputs(info), inferd_model_info_input_count(info),
                                 inferd_model_info_outputs(info), inferd_model_info_output_count(info),
                                 inferd_model_info_has_dynamic_batch(info));
+  model_instance_spec *instances = NULL;
+  int n_instances = 0;
+  if (!e) {
+    model_gpu_set gpus = server_gpus_set(&s->gpus);
+    e = model_settings_place(ms, &gpus, &instances, &n_instances);
+  }
   scheduler_config sc;
   if (!e) {
     model_settings_scheduler(ms, s->threads_per_instance, &sc);
+    sc.instance_count = n_instances; /* the same count, from the list the plans follow */
     sc.latency_summaries = s->latency_summaries;
     versions = mem_zalloc((size_t)(n_chosen + 1) * sizeof(*versions));
   }
@@ -328,11 +335,12 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
                               .threads = sc.threads_per_instance,
                               .optional_inputs = optional,
                               .optional_input_count = n_optional};
-    e = model_version_load(name, chosen[i], path, &po, &sc, &versions[i]);
+    e = model_version_load(name, chosen[i], path, &po, &sc, instances, &versions[i]);
     if (!e) e = client_shapes(ms, versions[i]);
     if (!e) e = warmup_version(s, ms, versions[i]);
   }
   inferd_model_info_delete(info);
+  free(instances);
   free(optional);
   free(have);
   if (e) {

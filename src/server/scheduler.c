@@ -14,6 +14,9 @@
 #include "base/mem.h"
 #include "server/batcher.h"
 
+/* Where instances gather batches and receive outputs (see staging_alloc). */
+#define STAGING_MEMORY INFERD_MEMORY_CPU_PINNED
+
 typedef struct request_queue {
   inferd_request *head, *tail;
 } request_queue;
@@ -23,6 +26,7 @@ typedef struct instance {
   int index;
   pthread_t thread;
   bool started;
+  inferd_plan *plan; /* compiled for this instance's device (shared with the others there) */
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
@@ -32,7 +36,6 @@ typedef struct instance {
 } instance;
 
 struct scheduler {
-  inferd_plan *plan;
   scheduler_config cfg;
   const scheduler_output_info *output_info;
   model_stats *stats;
@@ -357,13 +360,15 @@ static void run_batch(instance *inst, int n) {
         need += at >= 0 ? inst->batch[i]->inputs[at].byte_size : 0; /* BYTES defaults do not exist */
       }
       if (need > inst->in_cap[k]) {
-        free(t->data);
-        t->data = mem_try_alloc(need, 1);
-        inst->in_cap[k] = t->data ? need : 0;
-        if (!t->data) {
-          staging_error = err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes for input '%s'", need, t->name);
+        inferd_plan_memory_free(inst->plan, STAGING_MEMORY, t->data);
+        t->data = NULL;
+        inst->in_cap[k] = 0;
+        staging_error = inferd_plan_memory_alloc(inst->plan, STAGING_MEMORY, need, &t->data);
+        if (staging_error) {
+          staging_error = err_wrap(staging_error, "allocating %zu bytes for input '%s'", need, t->name);
           break;
         }
+        inst->in_cap[k] = need;
       }
       item = 0;
     }
@@ -373,7 +378,7 @@ static void run_batch(instance *inst, int n) {
       if (at < 0) { /* an optional input left out: its default, per item */
         const void *item_data;
         size_t item_size;
-        if (!inferd_plan_input_default(s->plan, k, &item_data, &item_size)) continue; /* checked on admission */
+        if (!inferd_plan_input_default(inst->plan, k, &item_data, &item_size)) continue; /* checked on admission */
         for (int b = 0; b < (s->dynamic ? r->batch : 1); b++, off += item_size)
           memcpy((char *)t->data + off, item_data, item_size);
         continue;
@@ -388,9 +393,13 @@ static void run_batch(instance *inst, int n) {
   for (int k = 0; k < s->n_out; k++)
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
   uint64_t t1 = clock_now_ns();
+  /* Queued on the context's stream, then waited for: a GPU instance's copies
+   * and kernels run asynchronously from the pinned staging; the CPU runs to
+   * completion in the first call. */
   inferd_error *e = staging_error ? staging_error
-                                  : inferd_context_run(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in, inst->out,
-                                                       s->n_out);
+                                  : inferd_context_run_async(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in,
+                                                             inst->out, s->n_out);
+  if (!e) e = inferd_context_wait(inst->ctx);
   uint64_t t2 = clock_now_ns();
   int offset = 0;
   inferd_response **responses = mem_zalloc((size_t)(n + 1) * sizeof(*responses));
@@ -466,25 +475,27 @@ static void *instance_main(void *arg) {
   return NULL;
 }
 
-static inferd_error *staging_alloc(inferd_tensor *t, const inferd_tensor_info *info, size_t item, int items,
-                                   bool dynamic) {
-  *t = (inferd_tensor){.name = info->name, .datatype = info->datatype, .rank = info->rank};
+/* Staging is page-locked host memory where the plan's device has it (a GPU
+ * copies from it asynchronously), plain memory on the CPU. */
+static inferd_error *staging_alloc(const inferd_plan *plan, inferd_tensor *t, const inferd_tensor_info *info,
+                                   size_t item, int items, bool dynamic) {
+  *t = (inferd_tensor){.name = info->name, .datatype = info->datatype, .rank = info->rank, .memory = STAGING_MEMORY};
   for (int d = 0; d < info->rank; d++) t->dims[d] = info->dims[d] < 0 ? items : info->dims[d];
   size_t bytes = item * (size_t)(dynamic ? items : 1);
-  t->data = mem_try_aligned(bytes ? bytes : 64);
   t->byte_size = bytes;
-  if (!t->data) return err_new(INFERD_ERROR_NO_MEMORY, "allocating %zu bytes of staging for '%s'", bytes, info->name);
-  return NULL;
+  inferd_error *e = inferd_plan_memory_alloc(plan, STAGING_MEMORY, bytes ? bytes : 64, &t->data);
+  return e ? err_wrap(e, "allocating %zu bytes of staging for '%s'", bytes, info->name) : NULL;
 }
 
 static void instances_free(scheduler *s) {
   for (int i = 0; i < s->cfg.instance_count && s->instances; i++) {
     instance *inst = &s->instances[i];
     inferd_context_delete(inst->ctx);
-    for (int k = 0; inst->in && k < s->n_in; k++) free(inst->in[k].data);
+    for (int k = 0; inst->in && k < s->n_in; k++) inferd_plan_memory_free(inst->plan, STAGING_MEMORY, inst->in[k].data);
     /* A BYTES output's data belongs to the context. */
     for (int k = 0; inst->out && k < s->n_out; k++)
-      if (s->out_info[k].datatype != INFERD_TYPE_BYTES) free(inst->out[k].data);
+      if (s->out_info[k].datatype != INFERD_TYPE_BYTES)
+        inferd_plan_memory_free(inst->plan, STAGING_MEMORY, inst->out[k].data);
     free(inst->in_cap);
     free(inst->in);
     free(inst->out);
@@ -507,11 +518,12 @@ static void scheduler_free(scheduler *s) {
   free(s);
 }
 
-inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config, const scheduler_output_info *outputs,
-                               model_stats *stats, int64_t version, scheduler **out) {
+inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config *config,
+                               const scheduler_output_info *outputs, model_stats *stats, int64_t version,
+                               scheduler **out) {
   *out = NULL;
   scheduler *s = mem_zalloc(sizeof(*s));
-  s->plan = plan;
+  inferd_plan *plan = plans[0]; /* every instance's plan has the same inputs and outputs */
   s->cfg = *config;
   if (s->cfg.priority_levels < 1) s->cfg.priority_levels = 1;
   if (s->cfg.default_priority_level < 1 || s->cfg.default_priority_level > s->cfg.priority_levels)
@@ -547,20 +559,23 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
     instance *inst = &s->instances[i];
     inst->s = s;
     inst->index = i;
+    inst->plan = plans[i];
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
     inst->sizes = mem_zalloc((size_t)(s->cfg.max_batch_size + 2) * sizeof(int));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));
     /* A BYTES input's staging (item size 0) grows to each batch's need. */
-    for (int k = 0; k < s->n_in && !e; k++) e = staging_alloc(&inst->in[k], &s->in_info[k], s->in_item_bytes[k], items, s->dynamic);
+    for (int k = 0; k < s->n_in && !e; k++)
+      e = staging_alloc(inst->plan, &inst->in[k], &s->in_info[k], s->in_item_bytes[k], items, s->dynamic);
     for (int k = 0; k < s->n_out && !e; k++)
       if (s->out_info[k].datatype != INFERD_TYPE_BYTES) /* the context provides those */
-        e = staging_alloc(&inst->out[k], &s->out_info[k], s->out_item_bytes[k], items, s->dynamic);
+        e = staging_alloc(inst->plan, &inst->out[k], &s->out_info[k], s->out_item_bytes[k], items, s->dynamic);
       else
         inst->out[k] = (inferd_tensor){.name = s->out_info[k].name, .datatype = INFERD_TYPE_BYTES};
     if (!e)
-      e = inferd_context_create(plan, &(inferd_context_options){.threads = s->cfg.threads_per_instance}, &inst->ctx);
+      e = inferd_context_create(inst->plan, &(inferd_context_options){.threads = s->cfg.threads_per_instance},
+                                &inst->ctx);
   }
   for (int i = 0; i < s->cfg.instance_count && !e; i++) {
     if (pthread_create(&s->instances[i].thread, NULL, instance_main, &s->instances[i]) != 0)

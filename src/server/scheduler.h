@@ -54,10 +54,15 @@ typedef struct scheduler_output_info {
 
 typedef struct scheduler scheduler;
 
-/* Starts the instances. The plan, stats and output infos must outlive the
- * scheduler. version is reported in responses. */
-inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config, const scheduler_output_info *outputs,
-                               model_stats *stats, int64_t version, scheduler **out);
+/* Starts the instances: instance i runs on plans[i] (config->instance_count
+ * of them, compiled from one model for each instance's device, so they share
+ * inputs and outputs; instances on one device share its plan). Each gathers
+ * batches in staging memory from its plan (page-locked on a GPU's) and runs
+ * asynchronously on its own context. The plans, stats and output infos must
+ * outlive the scheduler. version is reported in responses. */
+inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config *config,
+                               const scheduler_output_info *outputs, model_stats *stats, int64_t version,
+                               scheduler **out);
 /* Queues a checked request (request->batch set). UNAVAILABLE when the queue
  * is full or the scheduler is stopping; the caller still owns the request
  * then. */

@@ -6,6 +6,7 @@
 #include "server/server.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,10 +35,29 @@ model_entry *server_model_entry(inferd_server *s, const char *name) {
   return m;
 }
 
+/* The GPU settings an embedder may get wrong (the command line checks its
+ * own spelling of them first). */
+static inferd_error *check_gpu_options(const inferd_server_options *o) {
+  if (!(o->min_compute_capability >= 0) || !isfinite(o->min_compute_capability))
+    return err_new(INFERD_ERROR_INVALID_ARG, "the minimum compute capability %g is not a number >= 0",
+                   o->min_compute_capability);
+  if (o->cuda_memory_pool_count < 0 || (o->cuda_memory_pool_count > 0 && !o->cuda_memory_pools))
+    return err_new(INFERD_ERROR_INVALID_ARG, "cuda_memory_pool_count %d without pools", o->cuda_memory_pool_count);
+  for (int i = 0; i < o->cuda_memory_pool_count; i++) {
+    int gpu = o->cuda_memory_pools[i].gpu;
+    if (gpu < 0) return err_new(INFERD_ERROR_INVALID_ARG, "CUDA memory pool for GPU %d: GPU ids are >= 0", gpu);
+    for (int k = 0; k < i; k++)
+      if (o->cuda_memory_pools[k].gpu == gpu)
+        return err_new(INFERD_ERROR_INVALID_ARG, "the CUDA memory pool of GPU %d is given twice", gpu);
+  }
+  return NULL;
+}
+
 inferd_error *inferd_server_create(const inferd_server_options *options, inferd_server **out) {
   *out = NULL;
   if (!options || !options->model_repository || !*options->model_repository)
     return err_new(INFERD_ERROR_INVALID_ARG, "no model repository given (--model-repository)");
+  ERR_TRY(check_gpu_options(options));
   inferd_server *s = mem_zalloc(sizeof(*s));
   s->repository = mem_strdup(options->model_repository);
   s->control_mode = options->model_control_mode;
@@ -46,6 +66,17 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   s->threads_per_instance = options->threads_per_instance;
   s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
   s->latency_summaries = options->latency_summaries;
+  s->pinned_memory_pool_byte_size = options->pinned_memory_pool_byte_size;
+  s->cuda_memory_pool_count = options->cuda_memory_pool_count;
+  s->cuda_memory_pools = mem_zalloc((size_t)(s->cuda_memory_pool_count + 1) * sizeof(*s->cuda_memory_pools));
+  if (s->cuda_memory_pool_count)
+    memcpy(s->cuda_memory_pools, options->cuda_memory_pools, (size_t)s->cuda_memory_pool_count * sizeof(*s->cuda_memory_pools));
+  server_gpus_find(options->min_compute_capability, &s->gpus);
+  log_info("GPUs: %s", s->gpus.description);
+  for (int i = 0; i < s->cuda_memory_pool_count; i++)
+    if (s->cuda_memory_pools[i].gpu >= s->gpus.visible)
+      log_warn("CUDA memory pool size given for GPU %d, which is not visible: it is not used",
+               s->cuda_memory_pools[i].gpu);
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flight_lock, NULL);
   pthread_cond_init(&s->flight_cond, NULL);
@@ -86,6 +117,8 @@ void inferd_server_delete(inferd_server *s) {
   pthread_mutex_destroy(&s->load_lock);
   free(s->repository);
   free(s->id);
+  free(s->cuda_memory_pools);
+  server_gpus_free(&s->gpus);
   free(s);
 }
 
@@ -303,7 +336,14 @@ inferd_error *inferd_server_metadata(inferd_server *s, char **json) {
   static const char *const extensions[] = {"classification", "model_repository", "schedule_policy",
                                            "model_configuration", "statistics", "binary_tensor_data"};
   for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) json_array_append_new(ext, json_string(extensions[i]));
-  return dump(json_pack("{s:s, s:s, s:o}", "name", s->id, "version", inferd_version(), "extensions", ext), json);
+  /* Beyond KServe's three fields, which clients read by name (the gRPC
+   * message has no room for the rest and leaves it out): the devices, and
+   * the GPU line of `inferd --version` (the backend, or why there is none). */
+  char gpu[512];
+  inferd_device_describe((inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = -1}, gpu, sizeof(gpu));
+  return dump(json_pack("{s:s, s:s, s:o, s:o, s:s}", "name", s->id, "version", inferd_version(), "extensions", ext,
+                        "devices", server_gpus_devices_json(&s->gpus), "gpu", gpu),
+              json);
 }
 
 inferd_error *inferd_server_model_ready(inferd_server *s, const char *model, int64_t version, bool *ready) {

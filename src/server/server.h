@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "inferd.h"
+#include "server/gpus.h"
 #include "server/model.h"
 
 typedef enum model_state {
@@ -59,6 +60,11 @@ struct inferd_server {
   /* Serializes loads and unloads (one model change at a time). */
   pthread_mutex_t load_lock;
   bool latency_summaries; /* versions keep latency windows for the metrics */
+  server_gpus gpus;       /* where GPU instances may go */
+  /* Triton's memory pool settings, kept for the engine (not used yet). */
+  inferd_cuda_memory_pool *cuda_memory_pools;
+  int cuda_memory_pool_count;
+  uint64_t pinned_memory_pool_byte_size;
 };
 
 /* Called once per answered request (request.c). */

@@ -118,3 +118,26 @@ def real_model(repo_root):
     assert len(labels) == 1000
     images = {p.stem: p for p in sorted((out / "images").iterdir()) if p.suffix in (".png", ".jpg")}
     return RealModel(dir=out, model=out / "model.onnx", info=info, labels=labels, images=images)
+
+
+@pytest.fixture(scope="session")
+def server_devices(inferd_bin, tmp_path_factory):
+    """The devices `inferd serve` lists in its server metadata (GET /v2):
+    the CPU, then every GPU the engine sees with whether it is usable."""
+    import urllib.request
+    from server_fixtures import Server
+    repo = tmp_path_factory.mktemp("devices") / "models"
+    repo.mkdir()
+    s = Server(inferd_bin, repo)
+    try:
+        with urllib.request.urlopen(f"http://{s.url}/v2", timeout=10) as r:
+            meta = json.loads(r.read())
+    finally:
+        s.stop()
+    return meta
+
+
+@pytest.fixture(scope="session")
+def usable_gpus(server_devices):
+    """Ordinals of the GPUs the server places instances on ([] here without one)."""
+    return [int(d["name"].split(":")[1]) for d in server_devices["devices"] if d["kind"] == "GPU" and d["usable"]]

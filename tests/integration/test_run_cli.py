@@ -110,7 +110,7 @@ def test_help_lists_every_option(run_inferd):
     proc = run_inferd("run", "--help")
     assert proc.returncode == 0
     for opt in ("--model", "--input", "--batch", "--random-input", "--seed", "--output-dir", "--backend",
-                "--threads", "--no-opt", "--help"):
+                "--device", "--precision", "--threads", "--no-opt", "--help"):
         assert opt in proc.stdout, f"{opt} missing from inferd run --help"
     top = run_inferd("--help")
     assert top.returncode == 0 and "run" in top.stdout
@@ -241,6 +241,28 @@ def test_model_that_is_not_onnx(run_inferd, tmp_path):
     junk.write_bytes(b"\x00\x01garbage" * 10)
     proc = run_inferd("run", "--model", junk, "--random-input")
     assert_fails(proc, 1, str(junk))
+
+
+def test_the_device_and_precision_are_reported(run_inferd, relu_model):
+    out = run_inferd("run", "--model", relu_model, "--random-input", "--device", "cpu", "--precision", "fp32",
+                     check=True).stdout
+    assert "backend  cpu on cpu, fp32, batch 1" in out
+
+
+def test_a_gpu_device_without_a_gpu_is_refused_clearly(run_inferd, relu_model, server_devices):
+    if any(d["kind"] == "GPU" for d in server_devices["devices"]):
+        pytest.skip("a GPU is visible here; test_gpu_server.py runs on it")
+    assert_fails(run_inferd("run", "--model", relu_model, "--random-input", "--device", "cuda:1"), 1,
+                 "inferd run: --device cuda:1: no GPU is visible to this inferd (gpu: ")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--device", "npu"], "--device: 'npu' is not a device"),
+    (["--precision", "half"], "--precision: 'half' is not a precision"),
+    (["--device", "cuda", "--backend", "cpu"], "--backend cpu runs on the CPU, not on --device cuda:0"),
+])
+def test_bad_device_or_precision_is_usage(run_inferd, relu_model, args, words):
+    assert_fails(run_inferd("run", "--model", relu_model, "--random-input", *args), 2, words)
 
 
 def test_unknown_backend(run_inferd, relu_model):

@@ -60,6 +60,17 @@ static size_t cuda_describe(int ordinal, char *buf, size_t size) {
   return n;
 }
 
+static bool cuda_compute_capability(int ordinal, int *major, int *minor) {
+  struct cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, ordinal) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  *major = prop.major;
+  *minor = prop.minor;
+  return true;
+}
+
 /* ---- what runs -------------------------------------------------------------- */
 
 static bool float_type(inferd_datatype t) {
@@ -390,6 +401,7 @@ const inferd_backend_ops backend_cuda_ops = {
     .device_kind = INFERD_DEVICE_CUDA,
     .device_count = cuda_device_count,
     .describe = cuda_describe,
+    .compute_capability = cuda_compute_capability,
     .memory_kinds = (1u << INFERD_MEMORY_CPU_PINNED) | (1u << INFERD_MEMORY_GPU),
     .supports_node = cuda_supports_node,
     .plan_create = iface_plan_create,

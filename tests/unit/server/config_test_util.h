@@ -111,6 +111,17 @@ static inline void assert_configs_equal(const model_config *a, const model_confi
     assert_string_equal(a->parameters[i].key, b->parameters[i].key);
     assert_string_equal(a->parameters[i].string_value, b->parameters[i].string_value);
   }
+  assert_int_equal(a->gpu_accelerator_count, b->gpu_accelerator_count);
+  for (int i = 0; i < a->gpu_accelerator_count; i++) {
+    const model_accelerator *x = &a->gpu_accelerators[i], *y = &b->gpu_accelerators[i];
+    assert_string_equal(x->name, y->name);
+    assert_int_equal(x->parameter_count, y->parameter_count);
+    for (int k = 0; k < x->parameter_count; k++) {
+      assert_string_equal(x->parameters[k].key, y->parameters[k].key);
+      assert_string_equal(x->parameters[k].string_value, y->parameters[k].string_value);
+    }
+  }
+  assert_int_equal(a->precision, b->precision);
   assert_int_equal(a->warmup_count, b->warmup_count);
   for (int i = 0; i < a->warmup_count; i++) {
     const model_warmup *x = &a->warmups[i], *y = &b->warmups[i];

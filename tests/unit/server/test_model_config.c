@@ -319,7 +319,8 @@ static void test_parse_json_forms(void **state) {
   assert_string_equal(c->parameters[0].key, "a");
   assert_int_equal(c->instance_groups[0].count, 3);
   assert_int_equal(c->warning_count, 2);
-  assert_string_equal(c->warnings[0], "config JSON: field 'optimization' is not supported by inferd and is ignored");
+  assert_string_equal(c->warnings[0],
+                      "config JSON: field 'optimization.priority' is not supported by inferd and is ignored");
   assert_string_equal(c->warnings[1],
                       "config JSON: field 'not_triton' is not a Triton model configuration field and is ignored");
   model_config_free(c);
@@ -371,7 +372,7 @@ static void test_unknown_fields_are_skipped_with_warnings(void **state) {
       "frobnicate: -inf\n";
   model_config *c = parse_ok(text);
   static const char *const expected[] = {
-      "config.pbtxt:2:1: field 'optimization' is not supported by inferd and is ignored",
+      "config.pbtxt:4:3: field 'optimization.cuda' is not supported by inferd and is ignored",
       "config.pbtxt:5:1: field 'sequence_batching' is not supported by inferd and is ignored",
       "config.pbtxt:8:1: field 'response_cache' is not supported by inferd and is ignored",
       "config.pbtxt:9:1: field 'model_transaction_policy' is not supported by inferd and is ignored",
@@ -386,6 +387,7 @@ static void test_unknown_fields_are_skipped_with_warnings(void **state) {
   assert_int_equal(c->warning_count, sizeof(expected) / sizeof(*expected));
   for (int i = 0; i < c->warning_count; i++) assert_string_equal(c->warnings[i], expected[i]);
   assert_true(c->has_other_scheduler);
+  assert_int_equal(c->precision, INFERD_PRECISION_FP16); /* optimization's accelerators are read */
   assert_int_equal(c->inputs[0].rank, 1);
   assert_int_equal(c->instance_groups[0].count, 1);
   model_config_free(c);

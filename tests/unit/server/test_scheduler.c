@@ -111,7 +111,7 @@ static void test_batches_and_splits(void **state) {
                           .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1};
   model_version *mv;
   inferd_plan_options po = {0};
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
   static call calls[6];
   int rows[6] = {1, 2, 1, 3, 1, 0};
@@ -139,7 +139,7 @@ static void test_queue_full_and_timeout(void **state) {
                           .max_queue_size = 2, .default_timeout_us = 50000};
   model_version *mv;
   inferd_plan_options po = {0};
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
   static call calls[3];
   for (int i = 0; i < 2; i++) {
@@ -167,7 +167,7 @@ static void test_inline_fast_path(void **state) {
                           .threads_per_instance = 1};
   model_version *mv;
   inferd_plan_options po = {0};
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
   static call calls[40];
   /* Until the model's run time is known, requests are queued. */
@@ -192,7 +192,7 @@ static void test_inline_fast_path(void **state) {
 
   /* A model that asks the batcher to wait never runs inline. */
   cfg.max_queue_delay_us = 1000;
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   for (int i = 21; i < 39; i++) {
     calls[i].res = &res;
     assert_null(scheduler_enqueue(mv->sched, make_request(&calls[i], 1, 0)));
@@ -214,7 +214,7 @@ static void test_lone_request_between_preferred_sizes_is_answered(void **state) 
                           .threads_per_instance = 1};
   model_version *mv;
   inferd_plan_options po = {0};
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
   static call calls[2];
   calls[0].res = &res;
@@ -236,7 +236,7 @@ static void test_cancel_queued_answers_unavailable(void **state) {
                           .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1};
   model_version *mv;
   inferd_plan_options po = {0};
-  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
   result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
   static call calls[3];
   for (int i = 0; i < 3; i++) {
@@ -280,7 +280,7 @@ static void test_random_streams_answer_every_request_once(void **state) {
     cfg.instance_count = 1 + (int)(next_random() % 3);
     model_version *mv;
     inferd_plan_options po = {0};
-    assert_null(model_version_load("relu", 1, model_path, &po, &cfg, &mv));
+    assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
     result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
     bool accepted[REQUESTS] = {0};
     bool had_timeout[REQUESTS] = {0};

@@ -1,0 +1,132 @@
+"""inferd serve, bench and run on a GPU: the zoo ResNet-50 served by two
+KIND_GPU instances in FP16 (and in TF32 and strict FP32) against the same
+model on a CPU instance of the same server, the engine commands with
+--device cuda, and the GPU in server metadata. Every test here needs a
+usable GPU and is skipped, saying why, without one; what runs without a GPU
+is in test_server_devices.py.
+
+Tolerances are stated against the CPU output's range (max - min over the
+batch): FP16 stores activations and weights in 10-bit mantissas, so logits
+move by a few parts in a thousand through 50 layers; TF32 rounds products to
+10 bits too but keeps FP32 storage; strict FP32 differs only in the order of
+additions."""
+import concurrent.futures
+import json
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from server_fixtures import RESNET_IO, Server
+
+TOLERANCE = {"fp16": 2e-2, "tf32": 5e-3, "fp32": 1e-4}
+
+
+@pytest.fixture(scope="module")
+def gpu(usable_gpus, server_devices):
+    """The first usable GPU's ordinal."""
+    if not usable_gpus:
+        pytest.skip(f"no usable GPU (gpu: {server_devices['gpu']}); the GPU server tests need one")
+    return usable_gpus[0]
+
+
+def resnet_config(name, group, precision=""):
+    return (f'name: "{name}"\nmax_batch_size: 8\n{RESNET_IO}\n{group}\n'
+            "dynamic_batching { max_queue_delay_microseconds: 2000 }\n" + precision)
+
+
+FP16 = ('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt"\n'
+        '  parameters { key: "precision_mode" value: "FP16" } } ] } }\n')
+STRICT_FP32 = 'parameters { key: "precision" value: { string_value: "fp32" } }\n'
+
+
+def resnet_pair_repo(tmp_path, zoo_resnet50, gpu, precision):
+    """resnet_gpu (two instances on the GPU, at `precision`) and resnet_cpu
+    (one CPU instance), both linking to the zoo model."""
+    repo = tmp_path / "models"
+    for name, group, extra in (("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]",
+                                precision),
+                               ("resnet_cpu", "instance_group [ { kind: KIND_CPU count: 1 } ]", "")):
+        (repo / name / "1").mkdir(parents=True)
+        (repo / name / "1" / "model.onnx").symlink_to(zoo_resnet50)
+        (repo / name / "config.pbtxt").write_text(resnet_config(name, group, extra))
+    return repo
+
+
+def infer(url, model, x):
+    client = httpclient.InferenceServerClient(url)
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=True)
+    out = httpclient.InferRequestedOutput("output", binary_data=True)
+    return client.infer(model, [inp], outputs=[out]).as_numpy("output")
+
+
+def compare(gpu_out, cpu_out, precision):
+    scale = float(cpu_out.max() - cpu_out.min())
+    diff = float(np.abs(gpu_out - cpu_out).max())
+    assert diff <= TOLERANCE[precision] * scale, f"{precision}: max abs diff {diff} over a range of {scale}"
+    np.testing.assert_array_equal(gpu_out.argmax(1), cpu_out.argmax(1))
+
+
+@pytest.mark.parametrize("precision, extra", [("fp16", FP16), ("tf32", ""), ("fp32", STRICT_FP32)])
+def test_resnet50_on_two_gpu_instances_matches_the_cpu_instance(inferd_bin, tmp_path, zoo_resnet50, gpu, precision,
+                                                                extra):
+    repo = resnet_pair_repo(tmp_path, zoo_resnet50, gpu, extra)
+    s = Server(inferd_bin, repo, "--log-verbose=1", timeout=300)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        group = client.get_model_config("resnet_gpu")["instance_group"][0]
+        assert (group["kind"], group["count"], group["gpus"]) == ("KIND_GPU", 2, [gpu])
+        assert f"plan on cuda:{gpu} (cuda backend, {precision})" in s.output()
+        for k in range(2):
+            assert f"instance resnet_gpu_0_{k}_gpu{gpu}" in s.output()
+        rng = np.random.default_rng(7)
+        images = [rng.random((2, 3, 224, 224), dtype=np.float32) for _ in range(6)]
+        cpu = [infer(s.url, "resnet_cpu", x) for x in images]
+        # Concurrent requests, so both GPU instances and the batcher take part.
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            got = list(pool.map(lambda x: infer(s.url, "resnet_gpu", x), images))
+        for g, c in zip(got, cpu):
+            assert g.shape == (2, 1000)
+            compare(g, c, precision)
+        stats = client.get_inference_statistics("resnet_gpu")["model_stats"][0]
+        assert stats["inference_count"] == 12
+    finally:
+        assert s.stop() == 0
+
+
+def test_server_metadata_lists_the_gpu(server_devices, gpu):
+    d = next(d for d in server_devices["devices"] if d["name"] == f"cuda:{gpu}")
+    assert d["kind"] == "GPU" and d["usable"] and d["description"]
+    major, minor = d["compute_capability"].split(".")
+    assert int(major) >= 6 and minor.isdigit()
+
+
+def test_bench_on_the_gpu_names_device_backend_and_precision(run_inferd, zoo_resnet50, gpu):
+    proc = run_inferd("bench", "--model", zoo_resnet50, "--device", f"cuda:{gpu}", "--precision", "fp16",
+                      "--batch", "1,8", "--iterations", "3", "--json", check=True)
+    rows = json.loads(proc.stdout)
+    assert [r["batch"] for r in rows] == [1, 8]
+    for r in rows:
+        assert (r["device"], r["backend"], r["precision"]) == (f"cuda:{gpu}", "cuda", "fp16")
+        assert r["device_description"] and r["images_per_sec"] > 0
+
+
+def test_run_on_the_gpu_matches_the_cpu(run_inferd, zoo_resnet50, gpu, tmp_path):
+    x = np.random.default_rng(3).random((2, 3, 224, 224), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    outs = {}
+    for device, precision in (("cpu", "fp32"), (f"cuda:{gpu}", "fp32"), (f"cuda:{gpu}", "fp16")):
+        out_dir = tmp_path / f"{device.replace(':', '_')}_{precision}"
+        proc = run_inferd("run", "--model", zoo_resnet50, "--input", f"input={tmp_path / 'x.npy'}", "--device",
+                          device, "--precision", precision, "--output-dir", out_dir, check=True)
+        assert f"on {device}, {precision}" in proc.stdout
+        outs[device, precision] = np.load(out_dir / "output.npy")
+    compare(outs[f"cuda:{gpu}", "fp32"], outs["cpu", "fp32"], "fp32")
+    compare(outs[f"cuda:{gpu}", "fp16"], outs["cpu", "fp32"], "fp16")
+
+
+def test_version_names_the_gpu(run_inferd, gpu):
+    lines = run_inferd("--version", check=True).stdout.splitlines()
+    gpu_line = next(l for l in lines if l.startswith("gpu: "))
+    assert "not built" not in gpu_line
