@@ -223,6 +223,10 @@ INFERD_API const char *inferd_plan_backend_name(const inferd_plan *plan);
 INFERD_API inferd_error *inferd_plan_memory_alloc(const inferd_plan *plan, inferd_memory_kind kind, size_t size,
                                                  void **ptr);
 INFERD_API void inferd_plan_memory_free(const inferd_plan *plan, inferd_memory_kind kind, void *ptr);
+/* Copies `size` bytes between memory of any kinds the plan's device can
+ * reach (host, pinned, its GPU's), returning when the copy is done. */
+INFERD_API inferd_error *inferd_plan_memory_copy(const inferd_plan *plan, void *dst, inferd_memory_kind dst_kind,
+                                                const void *src, inferd_memory_kind src_kind, size_t size);
 
 /* A model's inputs and outputs without compiling it (import and shape
  * inference only: milliseconds where a plan takes a second). */

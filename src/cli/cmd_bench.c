@@ -27,6 +27,10 @@ static const cli_option bench_options[] = {
     {"iterations", "N", "measure exactly N runs per batch size instead of a duration"},
     {"warmup", "N", "untimed runs before measuring (default 3)"},
     {"no-opt", "PASS[,PASS]", "leave optimization passes out (see the list below)"},
+    {"input-memory", "KIND",
+     "where inputs and outputs live: host, pinned or device (default: pinned on a GPU, as the server stages "
+     "batches; device measures the engine alone, as frameworks do with tensors already on the GPU)"},
+    {"tactic-cache", "FILE", "GPU autotuning choices: read when they match the GPU and libraries, rewritten after new timings"},
     {"json", NULL, "print results as a JSON array instead of a table"},
     {"profile", NULL, "print the time of every step and a per-kind summary"},
     {NULL, NULL, NULL},
@@ -64,21 +68,23 @@ static double percentile(const double *sorted, int n, double q) {
 }
 
 typedef struct io_buffers {
+  const inferd_plan *plan;
   inferd_tensor *inputs, *outputs;
   int n_in, n_out;
 } io_buffers;
 
 static void io_free(io_buffers *io) {
-  for (int i = 0; i < io->n_in; i++) free(io->inputs[i].data);
-  for (int i = 0; i < io->n_out; i++) free(io->outputs[i].data);
+  for (int i = 0; i < io->n_in; i++) inferd_plan_memory_free(io->plan, io->inputs[i].memory, io->inputs[i].data);
+  for (int i = 0; i < io->n_out; i++) inferd_plan_memory_free(io->plan, io->outputs[i].memory, io->outputs[i].data);
   free(io->inputs);
   free(io->outputs);
 }
 
 /* Deterministic pseudo-random inputs in [0,1) (small integers for integer
  * inputs), so runs are repeatable. */
-static inferd_error *io_make(const inferd_plan *plan, int batch, io_buffers *io) {
+static inferd_error *io_make(const inferd_plan *plan, int batch, inferd_memory_kind kind, io_buffers *io) {
   memset(io, 0, sizeof(*io));
+  io->plan = plan;
   io->n_in = inferd_plan_input_count(plan);
   io->n_out = inferd_plan_output_count(plan);
   io->inputs = mem_zalloc((size_t)(io->n_in + 1) * sizeof(inferd_tensor));
@@ -102,9 +108,15 @@ static inferd_error *io_make(const inferd_plan *plan, int batch, io_buffers *io)
       }
       size_t esize = inferd_datatype_size(info.datatype);
       t->byte_size = count * esize;
+      if (pass) {
+        inferd_error *ae = inferd_plan_memory_alloc(plan, kind, t->byte_size, &t->data);
+        if (ae) return ae;
+        t->memory = kind;
+        t->memory_id = inferd_plan_device(plan).ordinal;
+        continue;
+      }
       t->data = mem_try_aligned(t->byte_size ? t->byte_size : 1);
       if (!t->data) return inferd_error_new(INFERD_ERROR_NO_MEMORY, "allocating benchmark tensors");
-      if (pass) continue;
       for (size_t k = 0; k < count; k++) {
         state ^= state << 13;
         state ^= state >> 7;
@@ -117,6 +129,16 @@ static inferd_error *io_make(const inferd_plan *plan, int batch, io_buffers *io)
           case INFERD_TYPE_INT32: ((int32_t *)t->data)[k] = (int32_t)(u * 4); break;
           default: memset((char *)t->data + k * esize, 0, esize); break;
         }
+      }
+      if (kind != INFERD_MEMORY_CPU) {
+        /* Filled on the host, then moved where the run will read it. */
+        void *host = t->data;
+        inferd_error *ae = inferd_plan_memory_alloc(plan, kind, t->byte_size, &t->data);
+        if (!ae) ae = inferd_plan_memory_copy(plan, t->data, kind, host, INFERD_MEMORY_CPU, t->byte_size);
+        free(host);
+        if (ae) return ae;
+        t->memory = kind;
+        t->memory_id = inferd_plan_device(plan).ordinal;
       }
     }
   }
@@ -157,10 +179,10 @@ static void print_profile(inferd_context *ctx, int batch) {
   }
 }
 
-static inferd_error *measure(inferd_context *ctx, const inferd_plan *plan, int batch, double duration,
-                             long iterations, long warmup, bool profile, bench_result *r) {
+static inferd_error *measure(inferd_context *ctx, const inferd_plan *plan, int batch, inferd_memory_kind kind,
+                             double duration, long iterations, long warmup, bool profile, bench_result *r) {
   io_buffers io;
-  inferd_error *e = io_make(plan, batch, &io);
+  inferd_error *e = io_make(plan, batch, kind, &io);
   for (long i = 0; i < warmup && !e; i++) e = inferd_context_run(ctx, batch, io.inputs, io.n_in, io.outputs, io.n_out);
   size_t cap = 1024;
   double *lat = mem_alloc(cap * sizeof(double));
@@ -226,6 +248,7 @@ int cmd_bench(int argc, char **argv) {
   int batches[MAX_BATCHES] = {1}, n_batches = 1;
   long threads = 0, iterations = 0, warmup = 3, duration_s = 10;
   bool json = false, profile = false;
+  const char *tactic_cache = NULL, *input_memory = NULL;
   cli_parser p;
   cli_parser_init(&p, "bench", bench_options, argc, argv);
   const char *name, *value;
@@ -254,6 +277,14 @@ int cmd_bench(int argc, char **argv) {
       if (!cli_parse_int(name, value, 0, 100000, &warmup)) return 2;
     } else if (!strcmp(name, "no-opt")) {
       no_opt = value;
+    } else if (!strcmp(name, "input-memory")) {
+      if (strcmp(value, "host") && strcmp(value, "pinned") && strcmp(value, "device")) {
+        fprintf(stderr, "inferd bench: --input-memory: '%s' is not host, pinned or device\n", value);
+        return 2;
+      }
+      input_memory = value;
+    } else if (!strcmp(name, "tactic-cache")) {
+      tactic_cache = value;
     } else if (!strcmp(name, "json")) {
       json = true;
     } else if (!strcmp(name, "profile")) {
@@ -282,7 +313,8 @@ int cmd_bench(int argc, char **argv) {
                                  .disabled_passes = no_opt,
                                  .threads = (int)threads,
                                  .device = device,
-                                 .precision = precision};
+                                 .precision = precision,
+                                 .tactic_cache = tactic_cache};
   inferd_plan *plan = NULL;
   inferd_context *ctx = NULL;
   e = inferd_plan_load(model, &options, &plan);
@@ -295,18 +327,23 @@ int cmd_bench(int argc, char **argv) {
   if (!e) e = cli_check_numeric(plan);
   if (!e) e = inferd_context_create(plan, &(inferd_context_options){.threads = (int)threads}, &ctx);
   double load_ms = (double)(clock_now_ns() - t0) * 1e-6;
+  const bool on_gpu = plan && inferd_plan_device(plan).kind == INFERD_DEVICE_CUDA;
+  inferd_memory_kind memory = on_gpu ? INFERD_MEMORY_CPU_PINNED : INFERD_MEMORY_CPU;
+  if (input_memory && !strcmp(input_memory, "host")) memory = INFERD_MEMORY_CPU;
+  if (input_memory && !strcmp(input_memory, "pinned")) memory = INFERD_MEMORY_CPU_PINNED;
+  if (input_memory && !strcmp(input_memory, "device")) memory = INFERD_MEMORY_GPU;
   /* Load to first inference: one run at the first batch size. */
   double first_ms = 0;
   if (!e) {
     io_buffers io;
-    e = io_make(plan, batches[0], &io);
+    e = io_make(plan, batches[0], memory, &io);
     if (!e) e = inferd_context_run(ctx, batches[0], io.inputs, io.n_in, io.outputs, io.n_out);
     first_ms = (double)(clock_now_ns() - t0) * 1e-6;
     io_free(&io);
   }
   bench_result results[MAX_BATCHES];
   for (int i = 0; i < n_batches && !e; i++)
-    e = measure(ctx, plan, batches[i], (double)duration_s, iterations, warmup, profile && !json, &results[i]);
+    e = measure(ctx, plan, batches[i], memory, (double)duration_s, iterations, warmup, profile && !json, &results[i]);
   if (e) {
     fprintf(stderr, "inferd bench: %s\n", inferd_error_message(e));
     inferd_error_delete(e);
@@ -329,10 +366,11 @@ int cmd_bench(int argc, char **argv) {
              "\"latency_ms_p99\": %.3f, \"latency_ms_mean\": %.3f, \"iterations\": %d, \"peak_rss_bytes\": %" PRIu64
              ", \"load_ms\": %.1f, \"load_to_first_inference_ms\": %.1f, \"weight_bytes\": %zu, "
              "\"context_bytes\": %zu, \"threads\": %d, \"backend\": \"%s\", \"device\": \"%s\", "
-             "\"precision\": \"%s\", \"device_description\": ",
+             "\"precision\": \"%s\", \"input_memory\": \"%s\", \"device_description\": ",
              i ? "," : "", b->batch, b->iterations * b->batch / b->seconds, b->p50, b->p90, b->p99, b->mean,
              b->iterations, rss, load_ms, first_ms, inferd_plan_weight_bytes(plan), inferd_context_memory_bytes(ctx),
-             used_threads, inferd_plan_backend_name(plan), device_name, precision_name);
+             used_threads, inferd_plan_backend_name(plan), device_name, precision_name,
+             memory == INFERD_MEMORY_GPU ? "device" : memory == INFERD_MEMORY_CPU_PINNED ? "pinned" : "host");
       print_json_string(device_text);
       printf("}");
     }

@@ -82,6 +82,8 @@ typedef struct inferd_backend_ops {
    * plain host memory for every kind the backend does not accept. */
   inferd_error *(*memory_alloc)(const backend_plan *plan, inferd_memory_kind kind, size_t size, void **ptr);
   void (*memory_free)(const backend_plan *plan, inferd_memory_kind kind, void *ptr);
+  /* Copies between any two kinds, synchronously. NULL: host memory only. */
+  inferd_error *(*memory_copy)(const backend_plan *plan, void *dst, const void *src, size_t size);
   /* Allocates everything a run at up to max_batch_size needs. */
   inferd_error *(*context_create)(backend_plan *plan, int threads, backend_context **context);
   void (*context_delete)(backend_context *context);

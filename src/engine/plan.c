@@ -371,6 +371,18 @@ void inferd_plan_memory_free(const inferd_plan *plan, inferd_memory_kind kind, v
   else free(ptr);
 }
 
+inferd_error *inferd_plan_memory_copy(const inferd_plan *plan, void *dst, inferd_memory_kind dst_kind, const void *src,
+                                      inferd_memory_kind src_kind, size_t size) {
+  const bool device = dst_kind == INFERD_MEMORY_GPU || src_kind == INFERD_MEMORY_GPU;
+  if (!device) {
+    if (size) memmove(dst, src, size);
+    return NULL;
+  }
+  if (!plan->backend->memory_copy || !backend_takes(plan->backend, INFERD_MEMORY_GPU))
+    return err_new(INFERD_ERROR_UNSUPPORTED, "the %s backend has no GPU memory", plan->backend->name);
+  return plan->backend->memory_copy(plan->impl, dst, src, size);
+}
+
 static const input_default *find_default(const inferd_plan *plan, int index) {
   for (int i = 0; index >= 0 && index < plan->n_inputs && i < plan->n_defaults; i++)
     if (strcmp(plan->defaults[i].name, plan->inputs[index].name) == 0) return &plan->defaults[i];

@@ -132,6 +132,12 @@ static void cuda_memory_free(const backend_plan *bp, inferd_memory_kind kind, vo
   else cudaFreeHost(ptr);
 }
 
+static inferd_error *cuda_memory_copy(const backend_plan *bp, void *dst, const void *src, size_t size) {
+  CUDA_TRY(cudaSetDevice(as_const_plan(bp)->device), "selecting the GPU");
+  CUDA_TRY(cudaMemcpy(dst, src, size, cudaMemcpyDefault), "copying memory");
+  return NULL;
+}
+
 /* ---- plans -------------------------------------------------------------------- */
 
 static void plan_free(cuda_plan *plan) {
@@ -410,6 +416,7 @@ const inferd_backend_ops backend_cuda_ops = {
     .plan_weight_bytes = iface_plan_weight_bytes,
     .memory_alloc = cuda_memory_alloc,
     .memory_free = cuda_memory_free,
+    .memory_copy = cuda_memory_copy,
     .context_create = iface_context_create,
     .context_delete = iface_context_delete,
     .context_memory_bytes = iface_context_memory_bytes,

@@ -122,7 +122,7 @@ typedef enum cuda_step_kind {
   CUDA_STEP_GEMM,
   CUDA_STEP_POOL,
   CUDA_STEP_SOFTMAX,
-  CUDA_STEP_BIAS_EPILOGUE,
+  CUDA_STEP_TO_NHWC, /* a model's fp32 NCHW input to NHWC, channels padded */
 } cuda_step_kind;
 
 /* An operand of an element-wise step: a tensor, an element offset into it

@@ -16,7 +16,7 @@
 #include "engine/cuda/cuda.h"
 
 enum { UID_X = 1, UID_W, UID_B, UID_Z, UID_Y, UID_VIRTUAL = 100 };
-enum { MAX_CANDIDATES = 6 };
+enum { MAX_CANDIDATES = 10 };
 
 typedef struct graph_builder {
   const cuda_libs *l;

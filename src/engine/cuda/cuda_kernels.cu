@@ -146,6 +146,57 @@ __global__ void pool_kernel(cuda_pool_desc d, const T *x, T *y) {
   }
 }
 
+/* Pooling of 2-byte types, eight channels per thread: each window element
+ * is one 16-byte load, and the index arithmetic is paid once per eight. */
+template <typename T>
+__global__ void pool8_kernel(cuda_pool_desc d, const T *x, T *y) {
+  const int c8 = (int)(d.c / 8);
+  const int64_t total = d.n * d.oh * d.ow * c8;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int cg = (int)(i % c8);
+    int64_t rest = i / c8;
+    const int ox = (int)(rest % d.ow);
+    rest /= d.ow;
+    const int oy = (int)(rest % d.oh);
+    const int64_t n = rest / d.oh;
+    float acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = d.is_max ? -INFINITY : 0.f;
+    int count = 0;
+    for (int ky = 0; ky < d.kh; ky++) {
+      const int iy = oy * d.sh - d.pad_t + ky * d.dh;
+      for (int kx = 0; kx < d.kw; kx++) {
+        const int ix = ox * d.sw - d.pad_l + kx * d.dw;
+        if (iy < 0 || iy >= d.h || ix < 0 || ix >= d.w) {
+          if (d.count_include_pad) count++;
+          continue;
+        }
+        const uint4 raw = *reinterpret_cast<const uint4 *>(x + ((n * d.h + iy) * d.w + ix) * d.c + cg * 8);
+        const T *v = reinterpret_cast<const T *>(&raw);
+        for (int k = 0; k < 8; k++) acc[k] = d.is_max ? fmaxf(acc[k], to_f(v[k])) : acc[k] + to_f(v[k]);
+        count++;
+      }
+    }
+    uint4 out;
+    T *o = reinterpret_cast<T *>(&out);
+    for (int k = 0; k < 8; k++) o[k] = from_f<T>(d.is_max ? acc[k] : (count ? acc[k] / (float)count : 0.f));
+    *reinterpret_cast<uint4 *>(y + i * 8) = out;
+  }
+}
+
+/* NCHW fp32 (a model's input) to NHWC in the compute type with channels
+ * padded to cp, one thread per pixel: the reads of a warp are consecutive
+ * pixels of one channel plane, and its writes one contiguous run. */
+template <typename T>
+__global__ void nchw_to_nhwc_kernel(int64_t n, int64_t c, int64_t hw, int64_t cp, const float *x, T *y) {
+  const int64_t total = n * hw;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t b = i / hw, pix = i % hw;
+    const float *src = x + b * c * hw + pix;
+    T *dst = y + i * cp;
+    for (int64_t k = 0; k < cp; k++) dst[k] = from_f<T>(k < c ? src[k * hw] : 0.f);
+  }
+}
+
 /* Global pooling: one thread per (n, c), walking the H*W positions; threads
  * of a warp take consecutive channels, so each step reads one coalesced row. */
 template <typename T>
@@ -317,6 +368,9 @@ int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_des
       if (global)
         global_pool_kernel<<<g, 256, 0, stream>>>(d->n, hw, d->c, d->is_max, static_cast<const __half *>(x),
                                                   static_cast<__half *>(y));
+      else if (d->c % 8 == 0)
+        pool8_kernel<<<grid_for(total / 8, 256), 256, 0, stream>>>(*d, static_cast<const __half *>(x),
+                                                                   static_cast<__half *>(y));
       else
         pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const __half *>(x), static_cast<__half *>(y));
       break;
@@ -324,6 +378,9 @@ int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_des
       if (global)
         global_pool_kernel<<<g, 256, 0, stream>>>(d->n, hw, d->c, d->is_max, static_cast<const __nv_bfloat16 *>(x),
                                                   static_cast<__nv_bfloat16 *>(y));
+      else if (d->c % 8 == 0)
+        pool8_kernel<<<grid_for(total / 8, 256), 256, 0, stream>>>(*d, static_cast<const __nv_bfloat16 *>(x),
+                                                                   static_cast<__nv_bfloat16 *>(y));
       else
         pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const __nv_bfloat16 *>(x), static_cast<__nv_bfloat16 *>(y));
       break;
@@ -334,6 +391,21 @@ int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_des
       else
         pool_kernel<<<g, 256, 0, stream>>>(*d, static_cast<const float *>(x), static_cast<float *>(y));
       break;
+  }
+  return last_error();
+}
+
+int cuda_launch_nchw_to_nhwc(cuda_stream_t stream, cuda_dtype dtype, int64_t n, int64_t c, int64_t hw, int64_t cp,
+                             const float *x, void *y) {
+  const int64_t total = n * hw;
+  if (total == 0) return 0;
+  const unsigned g = grid_for(total, 256);
+  switch (dtype) {
+    case CUDA_F16: nchw_to_nhwc_kernel<<<g, 256, 0, stream>>>(n, c, hw, cp, x, static_cast<__half *>(y)); break;
+    case CUDA_BF16:
+      nchw_to_nhwc_kernel<<<g, 256, 0, stream>>>(n, c, hw, cp, x, static_cast<__nv_bfloat16 *>(y));
+      break;
+    default: nchw_to_nhwc_kernel<<<g, 256, 0, stream>>>(n, c, hw, cp, x, static_cast<float *>(y)); break;
   }
   return last_error();
 }

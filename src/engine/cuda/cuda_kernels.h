@@ -91,6 +91,11 @@ typedef struct cuda_pool_desc {
 /* 2-D max or average pooling over dense NHWC tensors. */
 int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_desc *d, const void *x, void *y);
 
+/* A model's NCHW fp32 input to NHWC in `dtype` with cp >= c channels, the
+ * padding zero. */
+int cuda_launch_nchw_to_nhwc(cuda_stream_t stream, cuda_dtype dtype, int64_t n, int64_t c, int64_t hw, int64_t cp,
+                             const float *x, void *y);
+
 /* Softmax (or LogSoftmax) over the last axis of rows x cols, dense. */
 int cuda_launch_softmax(cuda_stream_t stream, cuda_dtype dtype, int64_t rows, int64_t cols, const void *x, void *y,
                         int log);

@@ -689,17 +689,18 @@ static inferd_error *build_io_and_nodes(builder *b) {
     b->node = NULL;
     if (rank == 4) {
       int t = tensor_add(b, v, CUDA_LAYOUT_NHWC, b->plan->dtype, 4, dims);
-      if (dims[1] % 8 && dims[1] < 8 && b->plan->dtype != CUDA_F32 && only_dense_convs_read(g, v)) {
-        p->tensors[t].cphys = 8;
-        p->tensors[t].bytes = (size_t)(dims[0] * dims[2] * dims[3] * 8) * cuda_dtype_size(b->plan->dtype);
+      if (raw_type == CUDA_F32) {
+        /* fp32 NCHW, the usual image input: one kernel converts and pads. */
+        if (dims[1] % 8 && dims[1] < 8 && b->plan->dtype != CUDA_F32 && only_dense_convs_read(g, v)) {
+          p->tensors[t].cphys = 8;
+          p->tensors[t].bytes = (size_t)(dims[0] * dims[2] * dims[3] * 8) * cuda_dtype_size(b->plan->dtype);
+        }
+        cuda_step *s = step_add(b, CUDA_STEP_TO_NHWC, "input->nhwc");
+        s->x = raw, s->y = t;
+        touch(b, raw), touch(b, t);
+      } else {
+        add_copy(b, raw, t, "input->nhwc", NULL);
       }
-      if (p->tensors[t].cphys != dims[1]) {
-        /* The padding channels are zeroed once per run, then the copy fills the rest. */
-        int full = view_of(b, t, v, CUDA_LAYOUT_NHWC, 4, dims);
-        p->tensors[full].cphys = p->tensors[t].cphys;
-      }
-      add_copy(b, raw, t, "input->nhwc", NULL);
-      b->p->steps[b->p->n_steps - 1].rows = p->tensors[t].cphys != dims[1] ? -1 : 0; /* -1: zero first */
       b->value_t[v] = t;
     } else if (raw_type == b->plan->dtype) {
       b->value_t[v] = b->value_plain[v] = raw;
@@ -842,13 +843,14 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
       case CUDA_STEP_COPY:
         operand_of(p, &s->out, arena, &out);
         operand_of(p, &s->a, arena, &a);
-        if (s->rows < 0) {
-          const cuda_tensor *r = &p->tensors[root_of(p, s->out.tensor)];
-          cudaError_t st = cudaMemsetAsync(cuda_tensor_ptr(p, s->out.tensor, arena), 0, r->bytes, stream);
-          if (st != cudaSuccess) e = cuda_rt_error(st, "zeroing padded channels");
-        }
-        if (!e) rc = cuda_launch_copy((cuda_stream_t)stream, &s->space, &out, &a, &s->epilogue);
+        rc = cuda_launch_copy((cuda_stream_t)stream, &s->space, &out, &a, &s->epilogue);
         break;
+      case CUDA_STEP_TO_NHWC: {
+        const cuda_tensor *y = &p->tensors[s->y];
+        rc = cuda_launch_nchw_to_nhwc((cuda_stream_t)stream, y->dtype, y->dims[0], y->dims[1], y->dims[2] * y->dims[3],
+                                      y->cphys, cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena));
+        break;
+      }
       case CUDA_STEP_BINARY:
         operand_of(p, &s->out, arena, &out);
         operand_of(p, &s->a, arena, &a);
@@ -865,7 +867,6 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
         rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
                                  cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
         break;
-      case CUDA_STEP_BIAS_EPILOGUE: break;
     }
     if (rc) e = cuda_rt_error((cudaError_t)rc, s->what);
     if (e) e = err_wrap(e, "step %d ('%s')", i, s->name);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (the device tool): unpacks the bundle made by
+# bench/gpu/pack.sh, checks the CUDA backend against the CPU backend on the
+# zoo ResNet-50 in every precision, and benchmarks it. Results land in $OUT.
+# Usage: bench/gpu/device.sh [quick|full]
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+mode=${1:-quick}
+OUT=${OUT:-/tmp/inferd-out}
+mkdir -p "$OUT" /tmp/inferd
+tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
+venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
+export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
+B=/tmp/inferd/inferd
+$B --version | tee "$OUT/version.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv | tee -a "$OUT/version.txt"
+$B zoo resnet50 --output /tmp/zoo >/dev/null
+M=/tmp/zoo/resnet50/1/model.onnx
+status=0
+echo "== correctness: CUDA against the CPU backend (batch 4, same random input)"
+$B run --model "$M" --random-input --batch 4 --output-dir /tmp/ref-cpu --threads 16 >/dev/null || status=1
+for p in fp32:1e-4 tf32:1e-2 fp16:2e-2 bf16:6e-2; do
+  prec=${p%%:*} tol=${p##*:}
+  if $B run --model "$M" --random-input --batch 4 --device cuda --precision "$prec" --output-dir "/tmp/gpu-$prec" \
+      >"$OUT/run-$prec.log" 2>&1; then
+    python3 bench/gpu/compare_outputs.py /tmp/ref-cpu "/tmp/gpu-$prec" --tolerance "$tol" --label "$prec" \
+      | tee -a "$OUT/correctness.jsonl" || status=1
+  else
+    echo "run $prec failed:"; tail -5 "$OUT/run-$prec.log"; status=1
+  fi
+done
+echo "== ONNX conformance on the cuda backend"
+if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance ]; then
+  mkdir -p /tmp/onnx-testdata && tar -C /tmp/onnx-testdata -xzf .devcarry/onnx-testdata.tgz
+  /tmp/inferd/tests/onnx_conformance --backend cuda --data /tmp/onnx-testdata/data \
+    --exclusions tests/conformance/exclusions.txt >"$OUT/conformance-cuda.txt" 2>&1
+  tail -4 "$OUT/conformance-cuda.txt"
+fi
+echo "== engine benchmark"
+batches=1,8,32,64,128,256
+[ "$mode" = quick ] && batches=1,8,256
+for prec in fp16 tf32; do
+  for mem in device pinned; do
+    $B bench --model "$M" --device cuda --precision "$prec" --batch "$batches" --duration 2 --warmup 10 --json \
+      --input-memory $mem --tactic-cache "/tmp/tactics-$prec.txt" >"$OUT/bench-$prec-$mem.json" 2>"$OUT/bench-$prec-$mem.log" ||
+      { status=1; tail -5 "$OUT/bench-$prec-$mem.log"; }
+    python3 -c "import json,sys; [print('$prec $mem', r.get('batch'), round(r.get('images_per_sec',0)), r.get('latency_ms_p50'), r.get('latency_ms_p99'), r.get('load_ms')) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-$prec-$mem.json" || true
+  done
+done
+echo "== per-step profile, fp16 batch 256"
+$B bench --model "$M" --device cuda --precision fp16 --batch 256 --iterations 3 --profile --input-memory device \
+  --tactic-cache /tmp/tactics-fp16.txt >"$OUT/profile-fp16-256.txt" 2>&1 || status=1
+grep -A14 "by kind" "$OUT/profile-fp16-256.txt"
+if [ "${PEER:-1}" = 1 ]; then
+  echo "== PyTorch peer"
+  PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-240}" python3 bench/gpu/torch_peer.py --batch "$batches" --modes "${PEER_MODES:-eager,graph}" \
+    | tee "$OUT/torch.jsonl" | python3 -c "import json,sys; [print(d['mode'], d['precision'], d['batch'], round(d['images_per_sec']), round(d['latency_ms_p50'],3)) for d in map(json.loads, sys.stdin)]"
+fi
+exit $status
