@@ -1,0 +1,99 @@
+"""inferd serve's HTTP port against requests no honest client sends: bodies
+that once crashed the decoder, ambiguous framing (request smuggling),
+oversized header blocks and lengths. Each gets its status and a JSON error
+naming the problem, and the server goes on serving. Requests are written
+on raw sockets, since the clients refuse to send most of them."""
+import json
+import socket
+
+import pytest
+
+from server_fixtures import Server, identity_graph, write_model
+
+
+@pytest.fixture(scope="module")
+def server(inferd_bin, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("hostile") / "models"
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo, "--allow-grpc=false")
+    yield s
+    assert s.stop() == 0, s.output()
+
+
+def read_response(f):
+    """One response from a socket file: (status, headers, body), or None at
+    the end of the stream."""
+    line = f.readline()
+    if not line:
+        return None
+    status = int(line.split()[1])
+    headers = {}
+    while True:
+        line = f.readline().rstrip(b"\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode()] = value.strip().decode()
+    body = f.read(int(headers.get("content-length", "0")))
+    return status, headers, body
+
+
+def exchange(server, raw, until_closed=True):
+    """Writes raw bytes on a new connection and returns every response read
+    until the server closes it (or only the first when not until_closed).
+    The socket timeout only keeps a broken server from hanging the test."""
+    host, port = server.url.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(raw)
+        f = s.makefile("rb")
+        responses = []
+        while True:
+            try:
+                r = read_response(f)
+            except ConnectionResetError:
+                r = None
+            if r is None:
+                return responses
+            responses.append(r)
+            if not until_closed:
+                return responses
+
+
+def error_of(response):
+    status, headers, body = response
+    assert headers.get("content-type") == "application/json", response
+    return status, json.loads(body)["error"]
+
+
+def post(path, body, extra=b""):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + extra +
+            b"\r\n" + body)
+
+
+def assert_serving(server):
+    (status, _, _), = exchange(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert status == 200
+
+
+@pytest.mark.parametrize("model", [b"identity", b"no_such_model"])
+def test_many_non_object_inputs_before_an_object_are_400(server, model):
+    """Nine or more non-objects in "inputs" before an object once overflowed
+    the scanner's span array."""
+    body = b'{"inputs":[' + b"0," * 40 + b'{"name":"INPUT0","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]}'
+    responses = exchange(server, post(b"/v2/models/" + model + b"/infer", body, b"Connection: close\r\n"))
+    assert len(responses) == 1
+    status, message = error_of(responses[0])
+    assert status == 400 and "inputs[0] must be an object" in message
+    assert_serving(server)
+
+
+def test_float_exponents_far_below_the_table_parse_to_zero(server):
+    """5e-648 once read outside the power-of-ten table."""
+    body = (b'{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[5e-648,-1e-100000,1e-40,2]}]}')
+    (status, _, reply), = exchange(server, post(b"/v2/models/identity/infer", body, b"Connection: close\r\n"))
+    assert status == 200, reply
+    assert json.loads(reply)["outputs"][0]["data"] == [0, 0, pytest.approx(1e-40, rel=1e-5), 2]
+    body = body.replace(b"5e-648", b"1e400")
+    status, message = error_of(exchange(server, post(b"/v2/models/identity/infer", body,
+                                                     b"Connection: close\r\n"))[0])
+    assert status == 400 and "1e400 is out of range for FP32" in message
