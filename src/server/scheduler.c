@@ -164,12 +164,13 @@ static int take_batch(instance *inst, inferd_request **expired) {
       for (int l = 0; l < s->cfg.priority_levels && !n; l++)
         if (s->queues[l].head) inst->batch[n++] = queue_pop(&s->queues[l]);
     } else {
-      uint64_t delay_ns = s->cfg.max_queue_delay_us * 1000;
-      bool waited_enough = now - first->enqueue_ns >= delay_ns;
+      const uint64_t delay_ns = clock_us_to_ns(s->cfg.max_queue_delay_us);
+      const uint64_t delay_end = clock_add_sat(first->enqueue_ns, delay_ns);
+      bool waited_enough = now >= delay_end;
       int target = batch_target(s, items_available(s, s->cfg.max_batch_size), waited_enough);
       if (!target) {
         /* Wait for more requests, or for the oldest one's delay to end. */
-        struct timespec ts = clock_deadline_after(first->enqueue_ns + delay_ns - now);
+        struct timespec ts = clock_deadline_after(delay_end - now);
         pthread_cond_timedwait(&s->work, &s->lock, &ts);
         continue;
       }
@@ -578,7 +579,7 @@ static void request_admit(scheduler *s, inferd_request *r) {
   r->enqueue_ns = now;
   uint64_t timeout = s->cfg.default_timeout_us;
   if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
-  r->deadline_ns = timeout ? now + timeout * 1000 : 0;
+  r->deadline_ns = timeout ? clock_add_sat(now, clock_us_to_ns(timeout)) : 0;
   uint64_t levels = (uint64_t)s->cfg.priority_levels;
   r->priority_level = r->priority ? (int)(r->priority > levels ? levels : r->priority) : s->cfg.default_priority_level;
 }

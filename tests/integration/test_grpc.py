@@ -807,6 +807,24 @@ def test_bad_compression_level_is_refused(inferd_bin, tmp_path):
     assert "'max' is not none, low, medium or high" in proc.stderr
 
 
+def test_huge_timeouts_do_not_expire_at_once(server, pb):
+    """parameters.timeout near 2^63 us once wrapped now + timeout * 1000
+    into the past, and the request timed out at once; "simple" batches with
+    a delay, so each request waits in the queue where deadlines are checked."""
+    msgs, Stub = pb
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = Stub(channel)
+        for kind, value in (("uint64_param", 2**64 - 1), ("uint64_param", 2**63), ("int64_param", 2**63 - 1)):
+            req = msgs.ModelInferRequest(model_name="simple")
+            for name in ("INPUT0", "INPUT1"):
+                req.inputs.add(name=name, datatype="FP32", shape=[1, 16])
+                req.raw_input_contents.append(np.ones(16, np.float32).tobytes())
+            setattr(req.parameters["timeout"], kind, value)
+            resp = stub.ModelInfer(req, timeout=60)
+            out = np.frombuffer(resp.raw_output_contents[0], np.float32)
+            np.testing.assert_array_equal(out, np.full(16, 2, np.float32))
+
+
 # ---- malformed traffic on the gRPC port ---------------------------------------------
 
 def _h2_call(url, path, frame_path, *headers):

@@ -11,10 +11,22 @@ import pytest
 from server_fixtures import Server, identity_graph, write_model
 
 
+DELAYED_CONFIG = """
+name: "delayed"
+max_batch_size: 8
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 1000 }
+"""
+
+
 @pytest.fixture(scope="module")
 def server(inferd_bin, tmp_path_factory):
     repo = tmp_path_factory.mktemp("hostile") / "models"
     write_model(repo, "identity", identity_graph(), None)
+    # A batching delay keeps every request queued (never run inline), where
+    # its deadline is checked.
+    write_model(repo, "delayed", identity_graph(name="delayed"), DELAYED_CONFIG)
     s = Server(inferd_bin, repo, "--allow-grpc=false")
     yield s
     assert s.stop() == 0, s.output()
@@ -97,3 +109,14 @@ def test_float_exponents_far_below_the_table_parse_to_zero(server):
     status, message = error_of(exchange(server, post(b"/v2/models/identity/infer", body,
                                                      b"Connection: close\r\n"))[0])
     assert status == 400 and "1e400 is out of range for FP32" in message
+
+
+@pytest.mark.parametrize("timeout", [2**63 - 1, 2**62, 18446744073709552])
+def test_huge_timeout_does_not_expire_at_once(server, timeout):
+    """now + timeout * 1000 once wrapped into the past for timeouts near
+    2^63 us, and the request timed out in the queue at once."""
+    body = ('{"parameters":{"timeout":%d},"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],'
+            '"data":[1,2,3,4]}]}' % timeout).encode()
+    (status, _, reply), = exchange(server, post(b"/v2/models/delayed/infer", body, b"Connection: close\r\n"))
+    assert status == 200, reply
+    assert json.loads(reply)["outputs"][0]["data"] == [1, 2, 3, 4]
