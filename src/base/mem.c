@@ -52,7 +52,6 @@ void *mem_try_grow(void *p, size_t *cap, size_t need, size_t size, size_t first,
   if (n <= *cap) return p;
   void *grown = mem_try_realloc(p, n, size);
   if (!grown) return NULL;
-  memset((char *)grown + *cap * size, 0, (n - *cap) * size);
   *cap = n;
   return grown;
 }

@@ -99,11 +99,12 @@ static bool next_member(scanner *s, char close, bool *more) {
 }
 
 static bool scan_input(scanner *s, size_t index) {
-  /* Inputs that are not objects have no span: the entries they leave between
-   * objects stay zeroed (no span), and the decoder reports them. */
   http_data_span *spans = mem_try_grow(s->spans, &s->span_cap, index + 1, sizeof(*spans), 8, SIZE_MAX);
   if (!spans) return false;
   s->spans = spans;
+  /* Inputs that are not objects get no span (the decoder reports them):
+   * their entries, between the last object and this one, are empty. */
+  for (size_t i = s->span_count; i <= index; i++) s->spans[i] = (http_data_span){0};
   s->span_count = index + 1;
   s->p++; /* '{' */
   skip_ws(s);
