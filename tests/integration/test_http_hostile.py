@@ -27,7 +27,7 @@ def server(inferd_bin, tmp_path_factory):
     # A batching delay keeps every request queued (never run inline), where
     # its deadline is checked.
     write_model(repo, "delayed", identity_graph(name="delayed"), DELAYED_CONFIG)
-    s = Server(inferd_bin, repo, "--allow-grpc=false")
+    s = Server(inferd_bin, repo, "--allow-grpc=false", "--http-max-header-bytes=4096", "--http-max-headers=20")
     yield s
     assert s.stop() == 0, s.output()
 
@@ -120,3 +120,53 @@ def test_huge_timeout_does_not_expire_at_once(server, timeout):
     (status, _, reply), = exchange(server, post(b"/v2/models/delayed/infer", body, b"Connection: close\r\n"))
     assert status == 200, reply
     assert json.loads(reply)["outputs"][0]["data"] == [1, 2, 3, 4]
+
+
+def test_two_content_lengths_are_400_and_close(server):
+    """evhttp took the first of two lengths and read the rest as a second
+    request (request smuggling): now one 400 and the connection closes."""
+    smuggled = b"GET /v2/models/identity/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    raw = (b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: " +
+           str(2 + len(smuggled)).encode() + b"\r\n\r\n{}" + smuggled)
+    responses = exchange(server, raw)
+    assert len(responses) == 1, responses
+    status, message = error_of(responses[0])
+    assert status == 400 and "two different Content-Length headers" in message
+    assert responses[0][1].get("connection") == "close"
+    raw = (b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+           b"Content-Length: 3\r\n\r\n0\r\n\r\n" + smuggled)
+    responses = exchange(server, raw)
+    assert len(responses) == 1, responses
+    status, message = error_of(responses[0])
+    assert status == 400 and "Content-Length together with Transfer-Encoding" in message
+    assert_serving(server)
+
+
+def test_content_length_of_20_digits_is_413_at_once(server):
+    """Such a length once got no answer while the body was dropped forever."""
+    raw = b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"
+    responses = exchange(server, raw)
+    assert len(responses) == 1
+    status, message = error_of(responses[0])
+    assert status == 413 and "Content-Length of 20 digits is over the limit" in message
+    assert_serving(server)
+
+
+@pytest.mark.parametrize("headers, message", [
+    (b"".join(b"X-%d: %d\r\n" % (i, i) for i in range(21)), "more than 20 headers (--http-max-headers)"),
+    (b"X-Big: " + b"b" * 5000 + b"\r\n", "over 4096 bytes (--http-max-header-bytes)"),
+])
+def test_header_block_over_the_limits_is_431(server, headers, message):
+    """The header block had no size or count limit (500 MB were taken)."""
+    responses = exchange(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert len(responses) == 1
+    status, text = error_of(responses[0])
+    assert status == 431 and message in text
+    assert_serving(server)
+
+
+def test_header_block_within_the_limits_is_served(server):
+    headers = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(18))
+    (status, _, _), = exchange(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + headers +
+                               b"Connection: close\r\n\r\n")
+    assert status == 200
