@@ -43,6 +43,19 @@ void *mem_try_realloc(void *p, size_t n, size_t size) {
   return realloc(p, total ? total : 1);
 }
 
+void *mem_try_grow(void *p, size_t *cap, size_t need, size_t size, size_t first, size_t most) {
+  size_t n = *cap ? *cap : (first ? first : 1);
+  while (n < need && n < most)
+    if (!mem_mul_ok(n, 2, &n)) n = need;
+  if (n > most) n = most;
+  if (n < need) n = need;
+  if (n <= *cap) return p;
+  void *grown = mem_try_realloc(p, n, size);
+  if (!grown) return NULL;
+  *cap = n;
+  return grown;
+}
+
 void *mem_try_aligned(size_t size) {
   size_t rounded;
   if (!mem_add_ok(size, 63, &rounded)) return NULL;

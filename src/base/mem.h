@@ -24,6 +24,13 @@ char *mem_strndup(const char *s, size_t n);
 __attribute__((warn_unused_result)) void *mem_try_alloc(size_t n, size_t size);
 __attribute__((warn_unused_result)) void *mem_try_zalloc(size_t n, size_t size);
 __attribute__((warn_unused_result)) void *mem_try_realloc(void *p, size_t n, size_t size);
+/* Grows p, an array of *cap elements of `size` bytes, so that `need` elements
+ * fit: the capacity doubles (from `first`) until it covers `need`, and never
+ * goes past `most` unless `need` does (then it is `need`). Like realloc, it
+ * leaves the elements gained uninitialized. Returns the new array and sets
+ * *cap; NULL, with p and *cap untouched, on overflow or exhaustion. */
+__attribute__((warn_unused_result)) void *mem_try_grow(void *p, size_t *cap, size_t need, size_t size, size_t first,
+                                                       size_t most);
 /* Cache-line aligned (64 bytes), for tensor data. Free with free(). */
 __attribute__((warn_unused_result)) void *mem_try_aligned(size_t size);
 

@@ -34,6 +34,9 @@ static const cli_option serve_options[] = {
     {"http-address", "ADDR", "HTTP address to bind (default 0.0.0.0)"},
     {"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"},
     {"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"},
+    {"http-max-header-bytes", "BYTES",
+     "largest HTTP header block, request line included; over it: 431 and the connection closes (default 65536)"},
+    {"http-max-headers", "N", "most header lines an HTTP request may have; over it: 431 (default 100)"},
     {"allow-http", "BOOL", "serve HTTP (default true)"},
     {"grpc-port", "PORT", "gRPC port (default 8001)"},
     {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
@@ -210,6 +213,12 @@ int cmd_serve(int argc, char **argv) {
     } else if (!strcmp(name, "http-max-input-size")) {
       ok = cli_parse_int(name, value, 1, 1L << 40, &value_long);
       ho.max_input_size = (size_t)value_long;
+    } else if (!strcmp(name, "http-max-header-bytes")) {
+      ok = cli_parse_int(name, value, 1024, 1L << 30, &value_long);
+      ho.max_header_bytes = (size_t)value_long;
+    } else if (!strcmp(name, "http-max-headers")) {
+      ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
+      ho.max_headers = (int)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
     } else if (!strcmp(name, "grpc-port")) {

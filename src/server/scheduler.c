@@ -168,8 +168,8 @@ static int take_batch(instance *inst, inferd_request **expired) {
     }
     int n = 1;
     if (s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
-      uint64_t delay_ns = s->cfg.max_queue_delay_us * 1000;
-      bool due = s->stopping || now - first->enqueue_ns >= delay_ns;
+      const uint64_t delay_ns = clock_us_to_ns(s->cfg.max_queue_delay_us);
+      bool due = s->stopping || now >= clock_add_sat(first->enqueue_ns, delay_ns);
       batch_rules rules = {.max_batch_size = s->cfg.max_batch_size,
                            .preferred = s->cfg.preferred,
                            .n_preferred = s->cfg.n_preferred};
@@ -177,7 +177,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
       if (!n) {
         /* Wait for more requests, for the oldest one's delay to end, or for
          * the first queue deadline, whichever comes first. */
-        uint64_t wake = first->enqueue_ns + delay_ns;
+        uint64_t wake = clock_add_sat(first->enqueue_ns, delay_ns);
         if (next_deadline && next_deadline < wake) wake = next_deadline;
         struct timespec ts = clock_deadline_after(wake > now ? wake - now : 0);
         pthread_cond_timedwait(&s->work, &s->lock, &ts);
@@ -597,10 +597,7 @@ static void request_admit(scheduler *s, inferd_request *r) {
   r->enqueue_ns = now;
   uint64_t timeout = s->cfg.default_timeout_us;
   if (r->timeout_us && (s->cfg.allow_timeout_override || !timeout)) timeout = r->timeout_us;
-  /* A client's timeout is any 64-bit count: past UINT64_MAX it means never. */
-  uint64_t timeout_ns;
-  if (__builtin_mul_overflow(timeout, 1000, &timeout_ns) || __builtin_add_overflow(now, timeout_ns, &r->deadline_ns) || !timeout)
-    r->deadline_ns = 0;
+  r->deadline_ns = timeout ? clock_add_sat(now, clock_us_to_ns(timeout)) : 0;
   uint64_t levels = (uint64_t)s->cfg.priority_levels;
   r->priority_level = r->priority ? (int)(r->priority > levels ? levels : r->priority) : s->cfg.default_priority_level;
 }

@@ -807,6 +807,97 @@ def test_bad_compression_level_is_refused(inferd_bin, tmp_path):
     assert "'max' is not none, low, medium or high" in proc.stderr
 
 
+def test_huge_timeouts_do_not_expire_at_once(server, pb):
+    """parameters.timeout near 2^63 us once wrapped now + timeout * 1000
+    into the past, and the request timed out at once; "simple" batches with
+    a delay, so each request waits in the queue where deadlines are checked."""
+    msgs, Stub = pb
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = Stub(channel)
+        for kind, value in (("uint64_param", 2**64 - 1), ("uint64_param", 2**63), ("int64_param", 2**63 - 1)):
+            req = msgs.ModelInferRequest(model_name="simple")
+            for name in ("INPUT0", "INPUT1"):
+                req.inputs.add(name=name, datatype="FP32", shape=[1, 16])
+                req.raw_input_contents.append(np.ones(16, np.float32).tobytes())
+            setattr(req.parameters["timeout"], kind, value)
+            resp = stub.ModelInfer(req, timeout=60)
+            out = np.frombuffer(resp.raw_output_contents[0], np.float32)
+            np.testing.assert_array_equal(out, np.full(16, 2, np.float32))
+
+
+@pytest.mark.parametrize("shape", [[0], [0, 4], [1, 0]])
+def test_empty_tensor_without_contents_is_answered(server, pb, shape):
+    """An FP32 input with a 0 in its shape and no contents message once
+    dereferenced NULL in the decoder. An empty tensor is valid input: the
+    model answers it, or refuses it with INVALID_ARGUMENT naming the input."""
+    msgs, Stub = pb
+    with grpc.insecure_channel(server.grpc_url) as channel:
+        stub = Stub(channel)
+        req = msgs.ModelInferRequest(model_name="identity")
+        req.inputs.add(name="INPUT0", datatype="FP32", shape=shape)
+        try:
+            resp = stub.ModelInfer(req, timeout=60)
+            assert list(resp.outputs[0].shape) == shape and not resp.raw_output_contents[0], resp
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "INPUT0" in e.details(), e
+    assert grpcclient.InferenceServerClient(server.grpc_url).is_server_live()
+
+
+def _h2_frame(kind, flags, stream, payload=b""):
+    import struct
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+
+def _h2_request_headers(path):
+    """An HPACK block of literal fields (no indexing, no Huffman coding)."""
+    block = b""
+    for name, value in ((b":method", b"POST"), (b":scheme", b"http"), (b":path", path), (b":authority", b"x"),
+                        (b"content-type", b"application/grpc"), (b"te", b"trailers")):
+        block += b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    return block
+
+
+def _vm_size_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+
+
+def test_announced_message_size_is_not_reserved(server):
+    """A message prefix announcing 2 GiB once made the server reserve the
+    2 GiB at once, for every stream (64 connections of them aborted the
+    process). Eight calls, unary and streaming, each announce just under
+    2 GiB (within the default limit) and send 1000 bytes; once a PING sent
+    after them is acknowledged the server has taken their DATA, and its
+    address space has not grown by the announced sizes."""
+    import socket
+    import struct
+    before = _vm_size_kib(server.proc.pid)
+    host, port = server.grpc_url.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0)
+        for k in range(8):
+            stream = 2 * k + 1
+            method = b"ModelStreamInfer" if k % 2 else b"ModelInfer"
+            out += _h2_frame(1, 4, stream, _h2_request_headers(b"/inference.GRPCInferenceService/" + method))
+            out += _h2_frame(0, 0, stream, b"\x00" + struct.pack(">I", 2**31 - 1) + b"\x00" * 1000)
+        out += _h2_frame(6, 0, 0, b"inferd!!")
+        sock.sendall(out)
+        got = b""
+        while True:
+            while len(got) < 9 or len(got) < 9 + int.from_bytes(got[:3], "big"):
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection"
+                got += chunk
+            n = int.from_bytes(got[:3], "big")
+            kind, flags, payload = got[3], got[4], got[9:9 + n]
+            got = got[9 + n:]
+            if kind == 6 and flags & 1 and payload == b"inferd!!":
+                break
+        grown_mib = (_vm_size_kib(server.proc.pid) - before) / 1024
+        assert grown_mib < 1024, f"the server's address space grew by {grown_mib:.0f} MiB"
+    assert grpcclient.InferenceServerClient(server.grpc_url).is_server_live()
+
+
 # ---- malformed traffic on the gRPC port ---------------------------------------------
 
 def _h2_call(url, path, frame_path, *headers):

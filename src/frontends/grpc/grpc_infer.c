@@ -85,7 +85,8 @@ inferd_error *grpc_contents_to_buffer(const Inference__InferTensorContents *c, i
   void *out = mem_try_aligned(bytes ? bytes : 1);
   if (!out) return err_new(INFERD_ERROR_NO_MEMORY, "input '%s': cannot allocate %zu bytes", name, bytes);
   inferd_error *err = NULL;
-  switch (datatype) {
+  /* An empty tensor may come with no contents message at all (c NULL). */
+  switch (count ? datatype : INFERD_TYPE_INVALID) {
     case INFERD_TYPE_BOOL:
       for (size_t i = 0; i < count; i++) ((uint8_t *)out)[i] = c->bool_contents[i] ? 1 : 0;
       break;

@@ -179,16 +179,22 @@ static inferd_error *inflate_message(const uint8_t *data, size_t size, encoding 
   z_stream z = {0};
   if (inflateInit2(&z, e == ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK)
     return err_new(INFERD_ERROR_INTERNAL, "cannot start inflating a message");
-  size_t cap = size * 4 + 64, len = 0;
-  uint8_t *buf = mem_alloc(cap);
+  /* The buffer grows with what inflating produces, from the size of what
+   * came; running out of memory is an error for this call, not an abort. */
+  size_t cap = (size < limit ? size : limit) + 64, len = 0;
+  uint8_t *buf = mem_try_alloc(cap, 1);
   z.next_in = (Bytef *)data;
   z.avail_in = (uInt)size;
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
+  int rc = buf ? Z_OK : Z_MEM_ERROR;
+  while (buf && rc != Z_STREAM_END) {
     if (len == cap) {
       if (cap > limit) break;
-      cap *= 2;
-      buf = mem_realloc(buf, cap);
+      uint8_t *grown = mem_try_grow(buf, &cap, cap + 1, 1, cap, limit + 1);
+      if (!grown) {
+        rc = Z_MEM_ERROR;
+        break;
+      }
+      buf = grown;
     }
     z.next_out = buf + len;
     z.avail_out = (uInt)(cap - len > UINT_MAX ? UINT_MAX : cap - len);
@@ -199,6 +205,10 @@ static inferd_error *inflate_message(const uint8_t *data, size_t size, encoding 
     if (rc == Z_OK && z.avail_in == 0 && before == z.avail_out) break;
   }
   inflateEnd(&z);
+  if (rc == Z_MEM_ERROR) {
+    free(buf);
+    return err_new(INFERD_ERROR_NO_MEMORY, "out of memory inflating a message of %zu bytes", size);
+  }
   if (len > limit) {
     free(buf);
     return err_new(INFERD_ERROR_TOO_LARGE, "received message inflates to more than the limit of %zu bytes", limit);
@@ -507,26 +517,22 @@ static bool take_message(h2_stream *s, const uint8_t *p, size_t avail, size_t *c
   return true;
 }
 
-/* Appends DATA to the stream's input. Once the head message's prefix is in,
- * there is room for all of it at once (within the limit), so a large
- * message is not copied again at every doubling. */
-static void input_append(h2_stream *s, const uint8_t *data, size_t len) {
-  const size_t need = s->in_len + len;
+/* Appends DATA to the stream's input; false when there is no memory for it.
+ * The buffer grows with the bytes that came, doubling, and once the head
+ * message's prefix is in, not past that message's end: what a prefix
+ * announces (anyone can send one) is never reserved up front. */
+static bool input_append(h2_stream *s, const uint8_t *data, size_t len) {
+  size_t need;
+  if (!mem_add_ok(s->in_len, len, &need)) return false;
   if (need > s->in_cap) {
-    size_t cap = s->in_cap ? s->in_cap : 1024;
-    while (cap < need) cap *= 2;
-    s->in = mem_realloc(s->in, cap);
-    s->in_cap = cap;
+    const size_t most = s->in_len >= PREFIX ? PREFIX + prefix_length(s->in) : SIZE_MAX;
+    uint8_t *grown = mem_try_grow(s->in, &s->in_cap, need, 1, 1024, most);
+    if (!grown) return false;
+    s->in = grown;
   }
   memcpy(s->in + s->in_len, data, len);
   s->in_len = need;
-  if (s->in_len >= PREFIX) {
-    const size_t len_announced = prefix_length(s->in);
-    if (len_announced <= s->conn->thread->frontend->max_message && PREFIX + len_announced > s->in_cap) {
-      s->in = mem_realloc(s->in, PREFIX + len_announced);
-      s->in_cap = PREFIX + len_announced;
-    }
-  }
+  return true;
 }
 
 /* The unary call's one message, once the client has ended its side. */
@@ -810,7 +816,11 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, c
   (void)user_data;
   h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
   if (!s || s->discard_input) return 0;
-  input_append(s, data, len);
+  if (!input_append(s, data, len)) {
+    stream_fail(s, err_new(INFERD_ERROR_NO_MEMORY, "cannot buffer %zu more bytes of the request (%zu held)", len,
+                           s->in_len));
+    return 0;
+  }
   if (grpc_methods[s->method].streaming) {
     stream_take_messages(s);
   } else if (s->in_len >= PREFIX) {

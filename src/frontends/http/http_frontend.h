@@ -20,10 +20,12 @@
 typedef struct http_frontend http_frontend;
 
 typedef struct http_frontend_options {
-  const char *address;   /* NULL: "0.0.0.0" */
-  int port;              /* 0: any free port (see http_frontend_port) */
-  int threads;           /* network threads; <= 0: 1 */
-  size_t max_input_size; /* bytes a request body may have, after inflating too; 0: 64 MiB */
+  const char *address;     /* NULL: "0.0.0.0" */
+  int port;                /* 0: any free port (see http_frontend_port) */
+  int threads;             /* network threads; <= 0: 1 */
+  size_t max_input_size;   /* bytes a request body may have, after inflating too; 0: 64 MiB */
+  size_t max_header_bytes; /* bytes a header block may have, request line included; 0: 64 KiB */
+  int max_headers;         /* header lines a request may have; <= 0: 100 */
 } http_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

@@ -1,6 +1,7 @@
 /* Locates inputs[i].data arrays in an inference request; see http_json_scan.h. */
 #include "frontends/http/http_json_scan.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,14 +99,12 @@ static bool next_member(scanner *s, char close, bool *more) {
 }
 
 static bool scan_input(scanner *s, size_t index) {
-  if (index >= s->span_cap) {
-    const size_t cap = s->span_cap ? s->span_cap * 2 : 8;
-    http_data_span *spans = mem_try_realloc(s->spans, cap, sizeof(*spans));
-    if (!spans) return false;
-    s->spans = spans;
-    s->span_cap = cap;
-  }
-  s->spans[index] = (http_data_span){0};
+  http_data_span *spans = mem_try_grow(s->spans, &s->span_cap, index + 1, sizeof(*spans), 8, SIZE_MAX);
+  if (!spans) return false;
+  s->spans = spans;
+  /* Inputs that are not objects get no span (the decoder reports them):
+   * their entries, between the last object and this one, are empty. */
+  for (size_t i = s->span_count; i <= index; i++) s->spans[i] = (http_data_span){0};
   s->span_count = index + 1;
   s->p++; /* '{' */
   skip_ws(s);

@@ -372,7 +372,12 @@ static double decimal_to_double(const decimal *d, bool *exact) {
   } else if (d->exponent >= POW10_MIN && d->exponent <= POW10_MAX) {
     v = (double)d->mantissa * pow10_of(d->exponent);
   } else if (d->exponent > POW10_MAX) {
-    v = HUGE_VAL;
+    v = HUGE_VAL; /* the mantissa is at least 1 */
+  } else if (d->exponent <= POW10_MIN - 36) {
+    /* The mantissa is below 1e19, so the value is below 1e-324, under half
+     * the smallest subnormal: it rounds to zero, and the table ends above. */
+    *exact = true;
+    v = 0.0;
   } else {
     /* Below 1e-307 times a 19-digit mantissa: scale in two steps. */
     v = (double)d->mantissa * pow10_of(d->exponent + 300) * 1e-300;

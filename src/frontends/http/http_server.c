@@ -29,6 +29,8 @@
  * such a request into a body-less one the handler answers with a JSON 413,
  * and drops the body as it arrives, so the client, which sends the whole
  * body before it reads, sees the 413 and can go on using the connection.
+ * The guard refuses ambiguous framing and oversized header blocks the same
+ * way, and those answers close the connection.
  * A chunked body is stopped by evhttp as it crosses the limit (413 with
  * evhttp's own page), which then reads and discards the rest (lingering
  * close) so that the client sees the 413 rather than a reset.
@@ -58,7 +60,12 @@
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
 
-enum { DEFAULT_MAX_INPUT = 64 << 20, SHUTDOWN_GRACE_SECS = 10 };
+enum {
+  DEFAULT_MAX_INPUT = 64 << 20,
+  DEFAULT_MAX_HEADER_BYTES = 64 << 10,
+  DEFAULT_MAX_HEADERS = 100,
+  SHUTDOWN_GRACE_SECS = 10
+};
 
 struct http_thread {
   http_frontend *frontend;
@@ -80,6 +87,7 @@ struct http_thread {
 struct http_frontend {
   inferd_server *server;
   size_t max_input_size;
+  http_guard_limits limits;
   evutil_socket_t fd;
   int port;
   int thread_count;
@@ -222,12 +230,16 @@ static void on_request(struct evhttp_request *req, void *arg) {
   struct evhttp_connection *conn = evhttp_request_get_connection(req);
   if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
   find_headers(evhttp_request_get_input_headers(req), ex);
-  const char *refused = ex->headers.refused;
-  if (refused) {
-    http_exchange_send_error(ex, err_new(INFERD_ERROR_TOO_LARGE,
-                                         "request body of %s bytes is over the limit of %zu bytes "
-                                         "(--http-max-input-size)",
-                                         refused, ex->max_input_size));
+  int status;
+  bool close;
+  const char *message;
+  if (ex->headers.refused && http_guard_refusal(ex->headers.refused, &status, &close, &message)) {
+    /* The guard refused the request's framing (see http_guard.h). */
+    log_verbose("http: %d %s", status, message);
+    if (close) evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    size_t len = 0;
+    char *json = http_error_json(message, &len);
+    http_exchange_send_json(ex, status, json, len);
     return;
   }
   http_handle_request(ex, evhttp_request_get_command(req));
@@ -315,7 +327,7 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   if (!t->http || !t->wake || !t->grace || !t->finish)
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
-  t->guard.limit = f->max_input_size;
+  t->guard.limits = f->limits;
   evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -366,6 +378,10 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   f->fd = -1;
   f->max_input_size = options && options->max_input_size ? options->max_input_size : DEFAULT_MAX_INPUT;
   if (f->max_input_size > (size_t)INT64_MAX / 2) f->max_input_size = (size_t)INT64_MAX / 2;
+  f->limits = (http_guard_limits){
+      .body = f->max_input_size,
+      .header_bytes = options && options->max_header_bytes ? options->max_header_bytes : DEFAULT_MAX_HEADER_BYTES,
+      .headers = options && options->max_headers > 0 ? options->max_headers : DEFAULT_MAX_HEADERS};
   inferd_error *err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
   if (err) {
     frontend_free(f);

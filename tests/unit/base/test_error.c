@@ -57,12 +57,41 @@ static void test_try_alloc_overflow(void **state) {
   mem_pool_delete(pool);
 }
 
+/* mem_try_grow covers the index asked for however far past the capacity it
+ * is, keeps what was there, stops at `most` and fails without harm. */
+static void test_try_grow(void **state) {
+  (void)state;
+  size_t cap = 0;
+  int *a = mem_try_grow(NULL, &cap, 1, sizeof(int), 8, SIZE_MAX);
+  assert_non_null(a);
+  assert_int_equal(cap, 8);
+  a[7] = 7;
+  int *b = mem_try_grow(a, &cap, 1000, sizeof(int), 8, SIZE_MAX);
+  assert_non_null(b);
+  assert_int_equal(cap, 1024);
+  assert_int_equal(b[7], 7);
+  b[1023] = 1023;
+  assert_ptr_equal(mem_try_grow(b, &cap, 10, sizeof(int), 8, SIZE_MAX), b); /* fits: unchanged */
+  size_t small = 0;
+  char *c = mem_try_grow(NULL, &small, 1, 1, 4096, 100);
+  assert_non_null(c);
+  assert_int_equal(small, 100); /* `most` under `first`: `most` wins */
+  char *e = mem_try_grow(c, &small, 150, 1, 4096, 100);
+  assert_non_null(e);
+  assert_int_equal(small, 150); /* `need` past `most`: exactly `need` */
+  free(e);
+  assert_null(mem_try_grow(b, &cap, SIZE_MAX / 2, sizeof(int), 8, SIZE_MAX));
+  assert_int_equal(cap, 1024);
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_error_table),
       cmocka_unit_test(test_error_format_and_wrap),
       cmocka_unit_test(test_datatypes),
       cmocka_unit_test(test_try_alloc_overflow),
+      cmocka_unit_test(test_try_grow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -201,6 +201,28 @@ static void test_contents_errors(void **state) {
   inferd_error_delete(err);
 }
 
+/* An empty tensor (a 0 in its shape) with no contents message once
+ * dereferenced NULL; it is a valid tensor of 0 bytes, for every datatype
+ * that has typed contents. */
+static void test_empty_tensor_without_contents(void **state) {
+  (void)state;
+  const inferd_datatype types[] = {INFERD_TYPE_BOOL,  INFERD_TYPE_UINT8, INFERD_TYPE_UINT16, INFERD_TYPE_UINT32,
+                                   INFERD_TYPE_UINT64, INFERD_TYPE_INT8,  INFERD_TYPE_INT16,  INFERD_TYPE_INT32,
+                                   INFERD_TYPE_INT64,  INFERD_TYPE_FP32,  INFERD_TYPE_FP64,   INFERD_TYPE_BYTES};
+  Inference__InferTensorContents empty = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
+  for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+    for (int with_message = 0; with_message < 2; with_message++) {
+      void *buf = NULL;
+      size_t size = 7;
+      inferd_error *err = grpc_contents_to_buffer(with_message ? &empty : NULL, types[i], 0, "x", &buf, &size);
+      if (err) fail_msg("%s: %s", inferd_datatype_name(types[i]), inferd_error_message(err));
+      assert_non_null(buf);
+      assert_int_equal(size, 0);
+      free(buf);
+    }
+  }
+}
+
 /* Packs a request and runs it through grpc_infer_decode. */
 static inferd_error *decode_request(Inference__ModelInferRequest *req, grpc_infer_decoded *d) {
   const size_t size = protobuf_c_message_get_packed_size(&req->base);
@@ -281,6 +303,16 @@ static void test_decode_request(void **state) {
   err = decode_request(&req, &d);
   assert_non_null(strstr(inferd_error_message(err), "fp32_contents holds 0 elements but the shape needs 2"));
   inferd_error_delete(err);
+  int64_t empty_shape[] = {0};
+  in.shape = empty_shape;
+  in.n_shape = 1;
+  err = decode_request(&req, &d); /* [0] with no contents message: a valid empty tensor */
+  if (err) fail_msg("decode: %s", inferd_error_message(err));
+  assert_int_equal(d.input_count, 1);
+  assert_int_equal(d.inputs[0].byte_size, 0);
+  grpc_infer_decoded_free(&d);
+  in.shape = shape;
+  in.n_shape = 2;
   err = grpc_infer_decode((const uint8_t *)"\377\377\377", 3, &d);
   assert_int_equal(inferd_error_code_of(err), INFERD_ERROR_INVALID_ARG);
   assert_null(d.message);
@@ -293,6 +325,7 @@ int main(void) {
       cmocka_unit_test(test_config_json),         cmocka_unit_test(test_statistics_and_index_json),
       cmocka_unit_test(test_json_type_errors),    cmocka_unit_test(test_contents_round_trip),
       cmocka_unit_test(test_contents_errors),     cmocka_unit_test(test_decode_request),
+      cmocka_unit_test(test_empty_tensor_without_contents),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,6 +61,24 @@ static void test_scanner_finds_data_arrays(void **state) {
   assert_false(http_json_scan_data("[1]", 3, &scan));
 }
 
+/* Non-objects before an object leave more entries than the first capacity
+ * without a span; the decoder then names the first of them. */
+static void test_scanner_many_non_objects_before_an_object(void **state) {
+  (void)state;
+  char text[512];
+  int n = snprintf(text, sizeof(text), "{\"inputs\":[");
+  for (int i = 0; i < 40; i++) n += snprintf(text + n, sizeof(text) - (size_t)n, "%s,", i % 2 ? "[1]" : "0");
+  snprintf(text + n, sizeof(text) - (size_t)n, "{\"data\":[7,8]}]}");
+  http_json_scan scan;
+  assert_true(http_json_scan_data(text, strlen(text), &scan));
+  assert_int_equal(scan.span_count, 41);
+  for (int i = 0; i < 40; i++) assert_int_equal(scan.spans[i].begin, scan.spans[i].end);
+  assert_memory_equal(text + scan.spans[40].begin, "[7,8]", scan.spans[40].end - scan.spans[40].begin);
+  http_json_scan_free(&scan);
+  decode_text_fails("{\"inputs\":[0,0,0,0,0,0,0,0,0,{}]}", "inputs[0] must be an object");
+  decode_text_fails(text, "inputs[0] must be an object");
+}
+
 static void test_decode_json_request(void **state) {
   (void)state;
   const char *body =
@@ -386,7 +404,8 @@ static void test_compression_bombs_and_garbage(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scanner_finds_data_arrays), cmocka_unit_test(test_decode_json_request),
+      cmocka_unit_test(test_scanner_finds_data_arrays),
+      cmocka_unit_test(test_scanner_many_non_objects_before_an_object), cmocka_unit_test(test_decode_json_request),
       cmocka_unit_test(test_decode_binary_request),     cmocka_unit_test(test_decode_validation_errors),
       cmocka_unit_test(test_encode_response),           cmocka_unit_test(test_accept_encoding),
       cmocka_unit_test(test_compression_round_trips),   cmocka_unit_test(test_compression_bombs_and_garbage),

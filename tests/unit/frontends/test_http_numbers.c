@@ -130,6 +130,41 @@ static void test_float_special_values(void **state) {
   parse_fails("[+1]", INFERD_TYPE_FP32, 1, "expected a number");
 }
 
+/* Exponents beyond the power-of-ten table on both sides: tiny values round
+ * to zero or a subnormal as strtod has them, huge ones are out of range. */
+static void test_exponents_far_outside_the_table(void **state) {
+  (void)state;
+  double *d = parse_ok("[5e-648, -5e-648, 1e-100000000, 1e-343, 9999999999999999999e-343, 25e-325, "
+                       "2.4703282292062328e-324, 1.5e-320]",
+                       INFERD_TYPE_FP64, 8, NULL);
+  assert_true(d[0] == 0.0 && !signbit(d[0]));
+  assert_true(d[1] == 0.0 && signbit(d[1]));
+  assert_true(d[2] == 0.0 && d[3] == 0.0 && d[4] == 0.0);
+  assert_true(d[5] == 4.9e-324 && d[6] == 4.9e-324);
+  assert_true(d[7] == strtod("1.5e-320", NULL));
+  free(d);
+  /* 700 leading zeros after the point put the exponent below -700. */
+  char text[800] = "[0.";
+  memset(text + 3, '0', 700);
+  strcpy(text + 703, "5, 5e-648]");
+  float *f = parse_ok(text, INFERD_TYPE_FP32, 2, NULL);
+  assert_true(f[0] == 0.0f && f[1] == 0.0f);
+  free(f);
+  uint16_t *h = parse_ok("[5e-648, -5e-648]", INFERD_TYPE_FP16, 2, NULL);
+  assert_true(h[0] == 0 && h[1] == 0x8000);
+  free(h);
+  h = parse_ok("[5e-648]", INFERD_TYPE_BF16, 1, NULL);
+  assert_true(h[0] == 0);
+  free(h);
+  parse_fails("[1e400]", INFERD_TYPE_FP64, 1, "1e400 is out of range for FP64");
+  parse_fails("[-1e400]", INFERD_TYPE_FP32, 1, "-1e400 is out of range for FP32");
+  parse_fails("[1e100000000]", INFERD_TYPE_FP64, 1, "out of range for FP64");
+  parse_fails("[1e100000000]", INFERD_TYPE_FP16, 1, "out of range for FP16");
+  d = parse_ok("[0e100000000]", INFERD_TYPE_FP64, 1, NULL);
+  assert_true(d[0] == 0.0);
+  free(d);
+}
+
 static void test_half_and_bfloat16(void **state) {
   (void)state;
   uint16_t *h = parse_ok("[1, -2, 65504, 6e-8, 0.1, 65519.99]", INFERD_TYPE_FP16, 6, NULL);
@@ -330,6 +365,7 @@ int main(void) {
       cmocka_unit_test(test_integers_every_type),
       cmocka_unit_test(test_integer_bounds),
       cmocka_unit_test(test_float_special_values),
+      cmocka_unit_test(test_exponents_far_outside_the_table),
       cmocka_unit_test(test_half_and_bfloat16),
       cmocka_unit_test(test_float_printing_round_trips),
       cmocka_unit_test(test_float_parsing_matches_strtod),

@@ -434,6 +434,114 @@ static void test_body_over_limit(void **state) {
   close(fd);
 }
 
+/* Sends `raw` on a new connection and expects one JSON error with `status`
+ * naming `needle`, then the connection closed by the server: no second
+ * answer to what followed the refused request. */
+static void refused_then_closed(const char *raw, size_t len, int status, const char *needle) {
+  int fd = connect_client();
+  send_all(fd, raw, len);
+  http_reply r;
+  read_reply(fd, &r);
+  expect_error(&r, status, needle);
+  const char *conn = reply_header(&r, "Connection");
+  if (!conn || strcasecmp(conn, "close")) fail_msg("no 'Connection: close' on the %d", status);
+  free(r.body);
+  char byte;
+  if (recv(fd, &byte, 1, 0) != 0) fail_msg("the connection stayed open after the %d", status);
+  close(fd);
+}
+
+static void test_ambiguous_framing_is_refused_and_closed(void **state) {
+  (void)state;
+  /* Two lengths: evhttp took the first and read the rest as a request. */
+  const char *two = "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 40\r\n\r\n"
+                    "12345GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  refused_then_closed(two, strlen(two), 400, "two different Content-Length headers (5 and 40)");
+  const char *both = "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+  refused_then_closed(both, strlen(both), 400, "Content-Length together with Transfer-Encoding");
+  const char *coding = "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n";
+  refused_then_closed(coding, strlen(coding), 501, "Transfer-Encoding 'gzip' is not supported");
+  /* 20 digits: once no answer while the body was dropped forever. */
+  const char *digits = "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000000000\r\n\r\n";
+  refused_then_closed(digits, strlen(digits), 413, "Content-Length of 21 digits is over the limit");
+  /* GET bodies are framed by evhttp too. */
+  const char *get = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+  refused_then_closed(get, strlen(get), 400, "two different Content-Length headers (1 and 2)");
+  /* The server goes on serving. */
+  http_reply r;
+  once("POST", "/v2/models/echo/infer", NULL, infer_json, &r);
+  check_echo_json(&r);
+  free(r.body);
+}
+
+static void test_header_limits_are_431(void **state) {
+  (void)state;
+  /* 101 headers (the default allows 100). */
+  static char block[200 * 1024];
+  size_t n = (size_t)snprintf(block, sizeof(block), "GET /v2/health/live HTTP/1.1\r\n");
+  for (int i = 0; i < 101; i++) n += (size_t)snprintf(block + n, sizeof(block) - n, "X-%d: %d\r\n", i, i);
+  n += (size_t)snprintf(block + n, sizeof(block) - n, "\r\n");
+  refused_then_closed(block, n, 431, "more than 100 headers (--http-max-headers)");
+  /* 100 headers pass. */
+  int fd = connect_client();
+  n = (size_t)snprintf(block, sizeof(block), "GET /v2/health/live HTTP/1.1\r\n");
+  for (int i = 0; i < 99; i++) n += (size_t)snprintf(block + n, sizeof(block) - n, "X-%d: %d\r\n", i, i);
+  n += (size_t)snprintf(block + n, sizeof(block) - n, "Host: x\r\n\r\n");
+  send_all(fd, block, n);
+  http_reply r;
+  read_reply(fd, &r);
+  assert_int_equal(r.status, 200);
+  free(r.body);
+  /* A line of 10 KiB (longer than the guard reads at once) is fine, and the
+   * guard still frames what follows it. */
+  n = (size_t)snprintf(block, sizeof(block), "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nCookie: ");
+  memset(block + n, 'c', 10240);
+  n += 10240;
+  n += (size_t)snprintf(block + n, sizeof(block) - n, "\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+  send_all(fd, block, n);
+  read_reply(fd, &r);
+  expect_error(&r, 400, "two different Content-Length headers");
+  free(r.body);
+  close(fd);
+  /* Headers over 64 KiB in all, and one line over 64 KiB that never ends:
+   * the answer comes as soon as the limit is crossed. */
+  n = (size_t)snprintf(block, sizeof(block), "GET /v2/health/live HTTP/1.1\r\n");
+  while (n < 70 * 1024) n += (size_t)snprintf(block + n, sizeof(block) - n, "X-Padding: %01000d\r\n", 0);
+  n += (size_t)snprintf(block + n, sizeof(block) - n, "\r\n");
+  refused_then_closed(block, n, 431, "over 65536 bytes (--http-max-header-bytes)");
+  n = (size_t)snprintf(block, sizeof(block), "GET /v2/health/live HTTP/1.1\r\nX-Long: ");
+  memset(block + n, 'a', 100 * 1024);
+  refused_then_closed(block, n + 100 * 1024, 431, "over 65536 bytes");
+  n = (size_t)snprintf(block, sizeof(block), "GET /");
+  memset(block + n, 'a', 100 * 1024);
+  refused_then_closed(block, n + 100 * 1024, 431, "over 65536 bytes");
+}
+
+/* The guard follows chunked bodies (trailers included), so the request
+ * after one on the same connection is judged as well. */
+static void test_chunked_body_then_next_request(void **state) {
+  (void)state;
+  int fd = connect_client();
+  char head[256];
+  int n = snprintf(head, sizeof(head),
+                   "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n",
+                   strlen(infer_json));
+  send_all(fd, head, (size_t)n);
+  send_all(fd, infer_json, strlen(infer_json));
+  const char *rest = "\r\n0\r\nX-Trailer: 1\r\n\r\n"
+                     "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
+  send_all(fd, rest, strlen(rest));
+  http_reply r;
+  read_reply(fd, &r);
+  check_echo_json(&r);
+  free(r.body);
+  read_reply(fd, &r);
+  expect_error(&r, 400, "two different Content-Length headers (3 and 4)");
+  free(r.body);
+  close(fd);
+}
+
 static void test_client_leaves_before_response(void **state) {
   (void)state;
   const int before = atomic_load(&fake_requests_seen);
@@ -552,6 +660,9 @@ int main(void) {
       cmocka_unit_test(test_infer_binary),
       cmocka_unit_test(test_compression),
       cmocka_unit_test(test_body_over_limit),
+      cmocka_unit_test(test_ambiguous_framing_is_refused_and_closed),
+      cmocka_unit_test(test_header_limits_are_431),
+      cmocka_unit_test(test_chunked_body_then_next_request),
       cmocka_unit_test(test_client_leaves_before_response),
       cmocka_unit_test(test_many_connections),
       cmocka_unit_test_teardown(test_graceful_stop_delivers_in_flight, NULL),

@@ -161,6 +161,31 @@ static void test_queue_full_and_timeout(void **state) {
   model_version_release(mv);
 }
 
+/* Timeouts near 2^63 microseconds once wrapped now + timeout * 1000 into
+ * the past, so the request timed out at once; they must mean "never". */
+static void test_huge_timeouts_never_expire(void **state) {
+  (void)state;
+  scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .max_queue_delay_us = 1000,
+                          .priority_levels = 1, .instance_count = 1, .threads_per_instance = 1,
+                          .allow_timeout_override = true};
+  model_version *mv;
+  inferd_plan_options po = {0};
+  assert_null(model_version_load("relu", 1, model_path, &po, &cfg, NULL, &mv));
+  result res = {.lock = PTHREAD_MUTEX_INITIALIZER};
+  static call calls[4];
+  const uint64_t timeouts[4] = {UINT64_C(1) << 63, (UINT64_C(1) << 63) - 1, UINT64_MAX, UINT64_MAX / 1000 + 1};
+  for (int i = 0; i < 4; i++) {
+    calls[i].res = &res;
+    inferd_request *r = make_request(&calls[i], 1, (float)i);
+    assert_null(inferd_request_set_timeout_us(r, timeouts[i]));
+    assert_null(scheduler_enqueue(mv->sched, r));
+  }
+  wait_done(&res, 4);
+  if (res.errors) fail_msg("%d requests failed: %s", res.errors, res.last_error);
+  assert_int_equal(res.wrong, 0);
+  model_version_release(mv);
+}
+
 static void test_inline_fast_path(void **state) {
   (void)state;
   scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .priority_levels = 1, .instance_count = 1,
@@ -337,6 +362,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches_and_splits),
       cmocka_unit_test(test_queue_full_and_timeout),
+      cmocka_unit_test(test_huge_timeouts_never_expire),
       cmocka_unit_test(test_inline_fast_path),
       cmocka_unit_test(test_lone_request_between_preferred_sizes_is_answered),
       cmocka_unit_test(test_cancel_queued_answers_unavailable),
