@@ -25,6 +25,11 @@ typedef struct instance {
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
+  /* A request with a tensor in GPU memory runs alone on these: the staging
+   * tensors with that request's GPU tensors put in place of the staging
+   * (see run_batch). run_out is the output array of the last run. */
+  inferd_tensor *direct_in, *direct_out;
+  inferd_tensor *run_out;
   inferd_request **batch;  /* requests of the batch being run */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
 } instance;
@@ -173,11 +178,21 @@ static int take_batch(instance *inst, inferd_request **expired) {
         pthread_cond_timedwait(&s->work, &s->lock, &ts);
         continue;
       }
+      /* A request with tensors in GPU memory is a batch of its own. */
       int total = 0;
-      for (int l = 0; l < s->cfg.priority_levels; l++)
+      bool solo = false;
+      for (int l = 0; l < s->cfg.priority_levels && !solo; l++)
         while (s->queues[l].head && total + s->queues[l].head->batch <= target) {
+          if (n > 0 && s->queues[l].head->direct) {
+            solo = true;
+            break;
+          }
           total += s->queues[l].head->batch;
           inst->batch[n++] = queue_pop(&s->queues[l]);
+          if (inst->batch[0]->direct) {
+            solo = true;
+            break;
+          }
         }
     }
     s->queued -= n;
@@ -223,6 +238,24 @@ static size_t classify(const float *scores, int64_t count, int k, const schedule
   return n;
 }
 
+/* Puts `bytes` bytes of output o into the shared memory `want` names:
+ * copied from src (host memory), or already there when `in_place` (the
+ * engine wrote a GPU output into the region itself). */
+static inferd_error *output_to_shm(const requested_output *want, response_output *o, const void *src, size_t bytes,
+                                   bool in_place) {
+  if (bytes > want->shm_byte_size)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "output '%s' has %zu bytes but its span of shared memory region '%s' has %llu "
+                   "(shared_memory_byte_size)",
+                   o->name, bytes, shm_region_name(want->region), (unsigned long long)want->shm_byte_size);
+  if (!in_place && bytes) memcpy(want->shm_data, src, bytes);
+  o->data = NULL;
+  o->byte_size = bytes;
+  o->shm_region = mem_strdup(shm_region_name(want->region));
+  o->shm_offset = want->shm_offset;
+  return NULL;
+}
+
 /* Fills the response's outputs for request r, items [offset, offset+r->batch)
  * of the batch's staging outputs. */
 static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset, inferd_response **out) {
@@ -237,7 +270,8 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
       }
       classes = r->outputs[w].classification_count;
     }
-    const inferd_tensor *t = &inst->out[k];
+    const inferd_tensor *t = &inst->run_out[k];
+    const requested_output *want_shm = r->n_outputs && r->outputs[w].region ? &r->outputs[w] : NULL;
     response_output *o = &resp->outputs[w];
     o->name = mem_strdup(s->out_info[k].name);
     o->rank = t->rank;
@@ -267,6 +301,15 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
       for (int d = 0; d < oi->rank; d++) o->shape[lead + d] = oi->dims[d];
       if (lead) o->shape[0] = r->batch;
     }
+    if (!classes && want_shm) {
+      o->datatype = t->datatype;
+      inferd_error *e = output_to_shm(want_shm, o, src, bytes, t->memory == INFERD_MEMORY_GPU);
+      if (e) {
+        inferd_response_delete(resp);
+        return e;
+      }
+      continue;
+    }
     if (!classes) {
       o->datatype = t->datatype;
       o->byte_size = bytes;
@@ -291,11 +334,18 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     size_t total = 0;
     for (int b = 0; b < items; b++)
       total += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], NULL);
-    o->data = mem_alloc(total ? total : 1);
-    o->byte_size = 0;
+    if (want_shm) {
+      inferd_error *e = output_to_shm(want_shm, o, NULL, total, true); /* checks the room; written below */
+      if (e) {
+        inferd_response_delete(resp);
+        return e;
+      }
+    }
+    char *dst = want_shm ? want_shm->shm_data : (o->data = mem_alloc(total ? total : 1));
+    size_t written = 0;
     for (int b = 0; b < items; b++)
-      o->byte_size += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k],
-                               (char *)o->data + o->byte_size);
+      written += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], dst + written);
+    o->byte_size = written;
     o->datatype = INFERD_TYPE_BYTES;
     if (s->dynamic) {
       o->rank = 2;
@@ -330,6 +380,42 @@ static void answer(scheduler *s, inferd_request *r, inferd_response *resp) {
     request_complete(first, first->answer);
   }
   pthread_mutex_unlock(&s->order_lock);
+}
+
+/* The tensors of a run of request r alone, which has tensors in GPU memory
+ * (CUDA shared memory): the staging, gathered as for any batch, except
+ * that r's GPU inputs and its outputs asked for in CUDA regions are handed
+ * to the engine where they are, so no host code touches device memory. A
+ * plan whose backend cannot read GPU memory refuses them with an error
+ * naming the tensor. This is chosen over copying through the host: such
+ * requests come from clients that placed tensors on the GPU to avoid
+ * copies, and batching them with others would need device-to-device
+ * gathers that the backend, not the scheduler, knows how to do. */
+static void direct_tensors(instance *inst, const inferd_request *r) {
+  scheduler *s = inst->s;
+  for (int k = 0; k < s->n_in; k++) {
+    inst->direct_in[k] = inst->in[k];
+    const int at = find_input(r, s->in_info[k].name);
+    if (at < 0 || r->inputs[at].memory != INFERD_MEMORY_GPU) continue;
+    inferd_tensor *t = &inst->direct_in[k];
+    t->data = (void *)r->inputs[at].data;
+    t->byte_size = r->inputs[at].byte_size;
+    t->memory = INFERD_MEMORY_GPU;
+    t->memory_id = r->inputs[at].memory_id;
+  }
+  for (int k = 0; k < s->n_out; k++) {
+    inst->direct_out[k] = inst->out[k];
+    for (int w = 0; w < r->n_outputs; w++) {
+      const requested_output *o = &r->outputs[w];
+      if (!o->region || shm_region_kind(o->region) != INFERD_SHM_CUDA || strcmp(o->name, s->out_info[k].name) != 0)
+        continue;
+      inferd_tensor *t = &inst->direct_out[k];
+      t->data = o->shm_data;
+      t->byte_size = (size_t)o->shm_byte_size;
+      t->memory = INFERD_MEMORY_GPU;
+      t->memory_id = shm_region_device(o->region);
+    }
+  }
 }
 
 static void run_batch(instance *inst, int n) {
@@ -377,7 +463,8 @@ static void run_batch(instance *inst, int n) {
         continue;
       }
       const request_input *in = &r->inputs[at];
-      if (in->byte_size) memcpy((char *)t->data + off, in->data, in->byte_size);
+      /* GPU memory is never read here: direct_tensors hands it over. */
+      if (in->byte_size && in->memory != INFERD_MEMORY_GPU) memcpy((char *)t->data + off, in->data, in->byte_size);
       off += in->byte_size;
     }
     t->byte_size = t->datatype == INFERD_TYPE_BYTES ? off : s->dynamic ? item * (size_t)total : item;
@@ -385,10 +472,17 @@ static void run_batch(instance *inst, int n) {
   }
   for (int k = 0; k < s->n_out; k++)
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
+  const inferd_tensor *run_in = inst->in;
+  inst->run_out = inst->out;
+  if (n == 1 && inst->batch[0]->direct) {
+    direct_tensors(inst, inst->batch[0]);
+    run_in = inst->direct_in;
+    inst->run_out = inst->direct_out;
+  }
   uint64_t t1 = clock_now_ns();
   inferd_error *e = staging_error ? staging_error
-                                  : inferd_context_run(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in, inst->out,
-                                                       s->n_out);
+                                  : inferd_context_run(inst->ctx, s->dynamic ? total : 1, run_in, s->n_in,
+                                                       inst->run_out, s->n_out);
   uint64_t t2 = clock_now_ns();
   int offset = 0;
   inferd_response **responses = mem_zalloc((size_t)(n + 1) * sizeof(*responses));
@@ -486,6 +580,8 @@ static void instances_free(scheduler *s) {
     free(inst->in_cap);
     free(inst->in);
     free(inst->out);
+    free(inst->direct_in);
+    free(inst->direct_out);
     free(inst->batch);
   }
   free(s->instances);
@@ -546,6 +642,8 @@ inferd_error *scheduler_create(inferd_plan *plan, const scheduler_config *config
     inst->index = i;
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
+    inst->direct_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
+    inst->direct_out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));
     /* A BYTES input's staging (item size 0) grows to each batch's need. */

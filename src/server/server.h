@@ -13,6 +13,7 @@
 
 #include "inferd.h"
 #include "server/model.h"
+#include "server/shm_registry.h"
 
 typedef enum model_state {
   MODEL_STATE_UNKNOWN = 0, /* in the repository, never loaded */
@@ -59,6 +60,7 @@ struct inferd_server {
   /* Serializes loads and unloads (one model change at a time). */
   pthread_mutex_t load_lock;
   bool latency_summaries; /* versions keep latency windows for the metrics */
+  shm_registry *shm;      /* shared-memory regions clients registered */
 };
 
 /* Called once per answered request (request.c). */
