@@ -438,6 +438,22 @@ INFERD_API inferd_error *inferd_request_add_input(inferd_request *request, const
  * instead of the tensor (Triton's classification extension). */
 INFERD_API inferd_error *inferd_request_add_requested_output(inferd_request *request, const char *name,
                                                              int classification_count);
+/* Adds an input whose bytes are in shared memory: byte_size bytes at
+ * `offset` in registered region `region` (see the shared-memory section
+ * below). The request holds a reference on the region until it is deleted,
+ * so an unregister meanwhile does not unmap it; the bytes are read when the
+ * request runs. INVALID_ARG for an unknown region or a span outside it. */
+INFERD_API inferd_error *inferd_request_add_input_shm(inferd_request *request, const char *name,
+                                                      inferd_datatype datatype, const int64_t *shape, int rank,
+                                                      const char *region, uint64_t offset, uint64_t byte_size);
+/* Asks for an output to be written into shared memory: at most byte_size
+ * bytes at `offset` in region `region` (reference held as above). The
+ * response then carries the output's shape and datatype and where its bytes
+ * went (inferd_response_output_shm), but no data; an output larger than
+ * the span fails the request with INVALID_ARG naming both. */
+INFERD_API inferd_error *inferd_request_add_requested_output_shm(inferd_request *request, const char *name,
+                                                                 int classification_count, const char *region,
+                                                                 uint64_t offset, uint64_t byte_size);
 INFERD_API void inferd_request_set_callbacks(inferd_request *request, inferd_request_release_fn release,
                                              void *release_userp, inferd_response_fn respond, void *respond_userp);
 INFERD_API inferd_error *inferd_server_infer(inferd_server *server, inferd_request *request);
@@ -453,7 +469,53 @@ INFERD_API int inferd_response_output_count(const inferd_response *response);
 INFERD_API inferd_error *inferd_response_output(const inferd_response *response, int index, const char **name,
                                                 inferd_datatype *datatype, const int64_t **shape, int *rank,
                                                 const void **data, size_t *byte_size);
+/* Where output `index` was written when it was asked for in shared
+ * memory: the region's name (valid until the response is deleted), with
+ * the offset and the bytes written; NULL for an output whose bytes are in
+ * the response (then data and byte_size of inferd_response_output hold
+ * them; for a shared-memory output data is NULL). */
+INFERD_API const char *inferd_response_output_shm(const inferd_response *response, int index, uint64_t *offset,
+                                                  uint64_t *byte_size);
 INFERD_API void inferd_response_delete(inferd_response *response);
+
+/* ---- shared memory: Triton's system and CUDA shared-memory extensions ----
+ * A client registers a region (a name for a span of a POSIX shared memory
+ * object, or of GPU memory it exported with cudaIpcGetMemHandle), then
+ * names it in requests for inputs to read and outputs to write, so tensors
+ * do not travel through the socket. Names are one namespace over both
+ * kinds. At most 256 regions are registered at a time.
+ */
+typedef enum inferd_shm_kind {
+  INFERD_SHM_SYSTEM = 0,
+  INFERD_SHM_CUDA,
+} inferd_shm_kind;
+
+/* Maps bytes [offset, offset + byte_size) of shared memory object `key`
+ * (a shm_open name, e.g. "/input_data") read-write as region `name`.
+ * INVALID_ARG for a bad name or key, an object that cannot be opened or a
+ * range beyond its size; ALREADY_EXISTS when the name is taken;
+ * TOO_LARGE when the table is full. */
+INFERD_API inferd_error *inferd_server_shm_register_system(inferd_server *server, const char *name,
+                                                           const char *key, uint64_t offset, uint64_t byte_size);
+/* Opens a CUDA IPC memory handle (the 64 bytes of a cudaIpcMemHandle_t,
+ * copied here) made on GPU device_id, as region `name` of byte_size bytes.
+ * UNSUPPORTED when this build has no CUDA or no GPU can be used (the
+ * message says which, with CUDA's own words); INVALID_ARG for a bad handle,
+ * device or size. Tensors in such a region reach the engine as GPU memory;
+ * a model whose backend cannot read GPU memory fails those requests. */
+INFERD_API inferd_error *inferd_server_shm_register_cuda(inferd_server *server, const char *name,
+                                                         const void *raw_handle, size_t handle_size,
+                                                         int64_t device_id, uint64_t byte_size);
+/* Unregisters region `name` of `kind`; NULL or "" unregisters every region
+ * of that kind. A name not registered is no error. Requests already holding
+ * the region keep it mapped until they are done. */
+INFERD_API inferd_error *inferd_server_shm_unregister(inferd_server *server, inferd_shm_kind kind, const char *name);
+/* Status of `kind`'s regions (name NULL or "": all) as a JSON array of
+ * {"name", "key", "offset", "byte_size"} (system) or {"name", "device_id",
+ * "byte_size"} (CUDA), the shape of Triton's HTTP answer; *json is malloc'd
+ * and the caller frees it. NOT_FOUND for a name not registered. */
+INFERD_API inferd_error *inferd_server_shm_status(inferd_server *server, inferd_shm_kind kind, const char *name,
+                                                  char **json);
 
 /* ---- metrics: Prometheus exposition ----
  * A metrics object renders the server's per-model counters (Triton's

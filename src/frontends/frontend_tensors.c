@@ -34,10 +34,17 @@ inferd_error *frontend_request_new(inferd_server *server, const char *model, int
   if (!err && timeout_us) err = inferd_request_set_timeout_us(r, timeout_us);
   for (int i = 0; i < input_count && !err; i++) {
     const frontend_input *in = &inputs[i];
-    err = inferd_request_add_input(r, in->name, in->datatype, in->shape, in->rank, in->data, in->byte_size);
+    err = in->shm_region ? inferd_request_add_input_shm(r, in->name, in->datatype, in->shape, in->rank, in->shm_region,
+                                                        in->shm_offset, in->shm_byte_size)
+                         : inferd_request_add_input(r, in->name, in->datatype, in->shape, in->rank, in->data,
+                                                    in->byte_size);
   }
-  for (int i = 0; i < output_count && !err; i++)
-    err = inferd_request_add_requested_output(r, outputs[i].name, outputs[i].classification);
+  for (int i = 0; i < output_count && !err; i++) {
+    const frontend_output *o = &outputs[i];
+    err = o->shm_region ? inferd_request_add_requested_output_shm(r, o->name, o->classification, o->shm_region,
+                                                                  o->shm_offset, o->shm_byte_size)
+                        : inferd_request_add_requested_output(r, o->name, o->classification);
+  }
   if (err) {
     inferd_request_delete(r);
     return err;

@@ -21,12 +21,18 @@ typedef struct frontend_input {
   int64_t shape[INFERD_MAX_RANK];
   const void *data; /* into the request body, or owned by the decoded request */
   size_t byte_size;
+  /* Parameter shared_memory_region: the bytes are in that region instead,
+   * shm_byte_size of them at shm_offset (data is NULL). */
+  const char *shm_region;
+  uint64_t shm_offset, shm_byte_size;
 } frontend_input;
 
 typedef struct frontend_output {
   const char *name;   /* valid while the decoded request lives */
   bool binary;        /* HTTP: binary data after the JSON; gRPC: raw rather than typed contents */
   int classification; /* top-k classes asked for; 0 for the tensor itself */
+  const char *shm_region; /* write the output into this region (binary is then moot) */
+  uint64_t shm_offset, shm_byte_size;
 } frontend_output;
 
 /* Adds p (malloc'd) to a list of buffers to free with the decoded request;

@@ -1,6 +1,7 @@
 /* Building, answering and freeing inference requests and responses. */
 #include "server/request.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,8 +26,14 @@ inferd_error *inferd_request_new(inferd_server *server, const char *model, int64
 
 void inferd_request_delete(inferd_request *r) {
   if (!r) return;
-  for (int i = 0; i < r->n_inputs; i++) free(r->inputs[i].name);
-  for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i].name);
+  for (int i = 0; i < r->n_inputs; i++) {
+    free(r->inputs[i].name);
+    shm_region_release(r->inputs[i].region);
+  }
+  for (int i = 0; i < r->n_outputs; i++) {
+    free(r->outputs[i].name);
+    shm_region_release(r->outputs[i].region);
+  }
   free(r->inputs);
   free(r->outputs);
   free(r->model_name);
@@ -51,8 +58,9 @@ inferd_error *inferd_request_set_timeout_us(inferd_request *r, uint64_t timeout_
   return NULL;
 }
 
-inferd_error *inferd_request_add_input(inferd_request *r, const char *name, inferd_datatype datatype,
-                                       const int64_t *shape, int rank, const void *data, size_t byte_size) {
+/* Checks an input's description before it is added. */
+static inferd_error *input_check(const inferd_request *r, const char *name, inferd_datatype datatype,
+                                 const int64_t *shape, int rank) {
   if (!name || !*name) return err_new(INFERD_ERROR_INVALID_ARG, "an input needs a name");
   if (rank < 0 || rank > INFERD_MAX_RANK)
     return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has rank %d; at most %d dimensions are supported", name,
@@ -66,15 +74,62 @@ inferd_error *inferd_request_add_input(inferd_request *r, const char *name, infe
     if (shape[d] < 0)
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has a negative dimension %lld", name,
                      (long long)shape[d]);
-  MEM_GROW(r->inputs, r->cap_inputs, (size_t)r->n_inputs + 1);
-  request_input *in = &r->inputs[r->n_inputs++];
-  *in = (request_input){.name = mem_strdup(name), .datatype = datatype, .rank = rank, .data = data,
-                        .byte_size = byte_size};
-  if (rank) memcpy(in->shape, shape, (size_t)rank * sizeof(int64_t));
   return NULL;
 }
 
-inferd_error *inferd_request_add_requested_output(inferd_request *r, const char *name, int classification_count) {
+static request_input *input_append(inferd_request *r, const char *name, inferd_datatype datatype,
+                                   const int64_t *shape, int rank) {
+  MEM_GROW(r->inputs, r->cap_inputs, (size_t)r->n_inputs + 1);
+  request_input *in = &r->inputs[r->n_inputs++];
+  *in = (request_input){.name = mem_strdup(name), .datatype = datatype, .rank = rank};
+  if (rank) memcpy(in->shape, shape, (size_t)rank * sizeof(int64_t));
+  return in;
+}
+
+inferd_error *inferd_request_add_input(inferd_request *r, const char *name, inferd_datatype datatype,
+                                       const int64_t *shape, int rank, const void *data, size_t byte_size) {
+  ERR_TRY(input_check(r, name, datatype, shape, rank));
+  request_input *in = input_append(r, name, datatype, shape, rank);
+  in->data = data;
+  in->byte_size = byte_size;
+  return NULL;
+}
+
+/* Region `region` referenced, with the address of [offset, offset+size). */
+static inferd_error *shm_span(inferd_request *r, const char *what, const char *region, uint64_t offset,
+                              uint64_t size, shm_region **out, void **ptr) {
+  inferd_error *e = shm_registry_acquire(r->server->shm, region, out);
+  if (e) return err_wrap(e, "%s", what);
+  if (size > SIZE_MAX) e = err_new(INFERD_ERROR_INVALID_ARG, "%s: shared_memory_byte_size is too large", what);
+  if (!e) e = shm_region_span(*out, what, offset, size, ptr);
+  if (e) {
+    shm_region_release(*out);
+    *out = NULL;
+  }
+  return e;
+}
+
+inferd_error *inferd_request_add_input_shm(inferd_request *r, const char *name, inferd_datatype datatype,
+                                           const int64_t *shape, int rank, const char *region, uint64_t offset,
+                                           uint64_t byte_size) {
+  ERR_TRY(input_check(r, name, datatype, shape, rank));
+  char what[300];
+  snprintf(what, sizeof(what), "input '%s'", name);
+  shm_region *reg;
+  void *ptr;
+  ERR_TRY(shm_span(r, what, region, offset, byte_size, &reg, &ptr));
+  request_input *in = input_append(r, name, datatype, shape, rank);
+  in->data = ptr;
+  in->byte_size = (size_t)byte_size;
+  in->region = reg;
+  if (shm_region_kind(reg) == INFERD_SHM_CUDA) {
+    in->memory = INFERD_MEMORY_GPU;
+    in->memory_id = shm_region_device(reg);
+  }
+  return NULL;
+}
+
+static inferd_error *output_check(const inferd_request *r, const char *name, int classification_count) {
   if (!name || !*name) return err_new(INFERD_ERROR_INVALID_ARG, "a requested output needs a name");
   if (classification_count < 0)
     return err_new(INFERD_ERROR_INVALID_ARG, "output '%s': classification count %d is negative", name,
@@ -82,8 +137,35 @@ inferd_error *inferd_request_add_requested_output(inferd_request *r, const char 
   for (int i = 0; i < r->n_outputs; i++)
     if (strcmp(r->outputs[i].name, name) == 0)
       return err_new(INFERD_ERROR_INVALID_ARG, "output '%s' is requested twice", name);
+  return NULL;
+}
+
+static requested_output *output_append(inferd_request *r, const char *name, int classification_count) {
   MEM_GROW(r->outputs, r->cap_outputs, (size_t)r->n_outputs + 1);
-  r->outputs[r->n_outputs++] = (requested_output){.name = mem_strdup(name), .classification_count = classification_count};
+  requested_output *o = &r->outputs[r->n_outputs++];
+  *o = (requested_output){.name = mem_strdup(name), .classification_count = classification_count};
+  return o;
+}
+
+inferd_error *inferd_request_add_requested_output(inferd_request *r, const char *name, int classification_count) {
+  ERR_TRY(output_check(r, name, classification_count));
+  output_append(r, name, classification_count);
+  return NULL;
+}
+
+inferd_error *inferd_request_add_requested_output_shm(inferd_request *r, const char *name, int classification_count,
+                                                      const char *region, uint64_t offset, uint64_t byte_size) {
+  ERR_TRY(output_check(r, name, classification_count));
+  char what[300];
+  snprintf(what, sizeof(what), "output '%s'", name);
+  shm_region *reg;
+  void *ptr;
+  ERR_TRY(shm_span(r, what, region, offset, byte_size, &reg, &ptr));
+  requested_output *o = output_append(r, name, classification_count);
+  o->region = reg;
+  o->shm_offset = offset;
+  o->shm_byte_size = byte_size;
+  o->shm_data = ptr;
   return NULL;
 }
 
@@ -150,11 +232,19 @@ inferd_error *inferd_response_output(const inferd_response *r, int index, const 
   return NULL;
 }
 
+const char *inferd_response_output_shm(const inferd_response *r, int index, uint64_t *offset, uint64_t *byte_size) {
+  if (index < 0 || index >= r->n_outputs || !r->outputs[index].shm_region) return NULL;
+  if (offset) *offset = r->outputs[index].shm_offset;
+  if (byte_size) *byte_size = r->outputs[index].byte_size;
+  return r->outputs[index].shm_region;
+}
+
 void inferd_response_delete(inferd_response *r) {
   if (!r) return;
   for (int i = 0; i < r->n_outputs; i++) {
     free(r->outputs[i].name);
     free(r->outputs[i].data);
+    free(r->outputs[i].shm_region);
   }
   free(r->outputs);
   free(r->id);

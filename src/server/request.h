@@ -8,22 +8,32 @@
 #ifndef INFERD_SERVER_REQUEST_H
 #define INFERD_SERVER_REQUEST_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "inferd.h"
+#include "server/shm_registry.h"
 
 typedef struct request_input {
   char *name;
   inferd_datatype datatype;
   int rank;
   int64_t shape[INFERD_MAX_RANK];
-  const void *data; /* borrowed until the release callback */
+  const void *data; /* borrowed until the release callback, or into `region` */
   size_t byte_size;
+  shm_region *region;        /* referenced while the request lives; NULL: data is the caller's */
+  inferd_memory_kind memory; /* GPU for an input in a CUDA region */
+  int memory_id;
 } request_input;
 
 typedef struct requested_output {
   char *name;
   int classification_count; /* 0: the tensor itself */
+  /* Shared memory the output goes to (referenced while the request lives),
+   * the span's address and its size; region NULL: into the response. */
+  shm_region *region;
+  uint64_t shm_offset, shm_byte_size;
+  void *shm_data;
 } requested_output;
 
 struct model_version;
@@ -48,6 +58,7 @@ struct inferd_request {
   /* Set when submitted: */
   struct model_version *mv; /* holds a reference while the request lives */
   int batch;                /* items along the batch dimension; 1 when the model does not batch */
+  bool direct;              /* a tensor is in GPU memory: run alone, handed to the engine in place */
   int priority_level;       /* queue index */
   uint64_t enqueue_ns, deadline_ns;
   uint64_t seq;            /* admission order, for preserve_ordering */
@@ -60,8 +71,10 @@ typedef struct response_output {
   inferd_datatype datatype;
   int rank;
   int64_t shape[INFERD_MAX_RANK];
-  void *data; /* owned */
+  void *data; /* owned; NULL when the bytes went to shared memory */
   size_t byte_size;
+  char *shm_region; /* owned; the region the bytes were written to, or NULL */
+  uint64_t shm_offset;
 } response_output;
 
 struct inferd_response {

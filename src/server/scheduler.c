@@ -30,6 +30,11 @@ typedef struct instance {
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
+  /* A request with a tensor in GPU memory runs alone on these: the staging
+   * tensors with that request's GPU tensors put in place of the staging
+   * (see run_batch). run_out is the output array of the last run. */
+  inferd_tensor *direct_in, *direct_out;
+  inferd_tensor *run_out;
   inferd_request **batch;  /* requests of the batch being run */
   int *sizes;              /* batch sizes of queued requests, for batcher_pick */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
@@ -132,6 +137,7 @@ static int queued_sizes(const scheduler *s, instance *inst) {
   int n = 0, items = 0;
   for (int l = 0; l < s->cfg.priority_levels; l++)
     for (const inferd_request *r = s->queues[l].head; r; r = r->next) {
+      if (r->direct) return n; /* it goes alone: the batch ends before it */
       inst->sizes[n++] = r->batch;
       items += r->batch;
       if (items > s->cfg.max_batch_size || n > s->cfg.max_batch_size) return n;
@@ -167,7 +173,9 @@ static int take_batch(instance *inst, inferd_request **expired) {
       continue;
     }
     int n = 1;
-    if (s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
+    /* A request with tensors in GPU memory is a batch of its own (its
+     * pointers go to the engine as they are). */
+    if (!first->direct && s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
       const uint64_t delay_ns = clock_us_to_ns(s->cfg.max_queue_delay_us);
       bool due = s->stopping || now >= clock_add_sat(first->enqueue_ns, delay_ns);
       batch_rules rules = {.max_batch_size = s->cfg.max_batch_size,
@@ -228,6 +236,24 @@ static size_t classify(const float *scores, int64_t count, int k, const schedule
   return n;
 }
 
+/* Puts `bytes` bytes of output o into the shared memory `want` names:
+ * copied from src (host memory), or already there when `in_place` (the
+ * engine wrote a GPU output into the region itself). */
+static inferd_error *output_to_shm(const requested_output *want, response_output *o, const void *src, size_t bytes,
+                                   bool in_place) {
+  if (bytes > want->shm_byte_size)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "output '%s' has %zu bytes but its span of shared memory region '%s' has %llu "
+                   "(shared_memory_byte_size)",
+                   o->name, bytes, shm_region_name(want->region), (unsigned long long)want->shm_byte_size);
+  if (!in_place && bytes) memcpy(want->shm_data, src, bytes);
+  o->data = NULL;
+  o->byte_size = bytes;
+  o->shm_region = mem_strdup(shm_region_name(want->region));
+  o->shm_offset = want->shm_offset;
+  return NULL;
+}
+
 /* Fills the response's outputs for request r, items [offset, offset+r->batch)
  * of the batch's staging outputs. */
 static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset, inferd_response **out) {
@@ -242,7 +268,8 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
       }
       classes = r->outputs[w].classification_count;
     }
-    const inferd_tensor *t = &inst->out[k];
+    const inferd_tensor *t = &inst->run_out[k];
+    const requested_output *want_shm = r->n_outputs && r->outputs[w].region ? &r->outputs[w] : NULL;
     response_output *o = &resp->outputs[w];
     o->name = mem_strdup(s->out_info[k].name);
     o->rank = t->rank;
@@ -272,6 +299,15 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
       for (int d = 0; d < oi->rank; d++) o->shape[lead + d] = oi->dims[d];
       if (lead) o->shape[0] = r->batch;
     }
+    if (!classes && want_shm) {
+      o->datatype = t->datatype;
+      inferd_error *e = output_to_shm(want_shm, o, src, bytes, t->memory == INFERD_MEMORY_GPU);
+      if (e) {
+        inferd_response_delete(resp);
+        return e;
+      }
+      continue;
+    }
     if (!classes) {
       o->datatype = t->datatype;
       o->byte_size = bytes;
@@ -296,11 +332,18 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     size_t total = 0;
     for (int b = 0; b < items; b++)
       total += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], NULL);
-    o->data = mem_alloc(total ? total : 1);
-    o->byte_size = 0;
+    if (want_shm) {
+      inferd_error *e = output_to_shm(want_shm, o, NULL, total, true); /* checks the room; written below */
+      if (e) {
+        inferd_response_delete(resp);
+        return e;
+      }
+    }
+    char *dst = want_shm ? want_shm->shm_data : (o->data = mem_alloc(total ? total : 1));
+    size_t written = 0;
     for (int b = 0; b < items; b++)
-      o->byte_size += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k],
-                               (char *)o->data + o->byte_size);
+      written += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], dst + written);
+    o->byte_size = written;
     o->datatype = INFERD_TYPE_BYTES;
     if (s->dynamic) {
       o->rank = 2;
@@ -335,6 +378,42 @@ static void answer(scheduler *s, inferd_request *r, inferd_response *resp) {
     request_complete(first, first->answer);
   }
   pthread_mutex_unlock(&s->order_lock);
+}
+
+/* The tensors of a run of request r alone, which has tensors in GPU memory
+ * (CUDA shared memory): the staging, gathered as for any batch, except
+ * that r's GPU inputs and its outputs asked for in CUDA regions are handed
+ * to the engine where they are, so no host code touches device memory. A
+ * plan whose backend cannot read GPU memory refuses them with an error
+ * naming the tensor. This is chosen over copying through the host: such
+ * requests come from clients that placed tensors on the GPU to avoid
+ * copies, and batching them with others would need device-to-device
+ * gathers that the backend, not the scheduler, knows how to do. */
+static void direct_tensors(instance *inst, const inferd_request *r) {
+  scheduler *s = inst->s;
+  for (int k = 0; k < s->n_in; k++) {
+    inst->direct_in[k] = inst->in[k];
+    const int at = find_input(r, s->in_info[k].name);
+    if (at < 0 || r->inputs[at].memory != INFERD_MEMORY_GPU) continue;
+    inferd_tensor *t = &inst->direct_in[k];
+    t->data = (void *)r->inputs[at].data;
+    t->byte_size = r->inputs[at].byte_size;
+    t->memory = INFERD_MEMORY_GPU;
+    t->memory_id = r->inputs[at].memory_id;
+  }
+  for (int k = 0; k < s->n_out; k++) {
+    inst->direct_out[k] = inst->out[k];
+    for (int w = 0; w < r->n_outputs; w++) {
+      const requested_output *o = &r->outputs[w];
+      if (!o->region || shm_region_kind(o->region) != INFERD_SHM_CUDA || strcmp(o->name, s->out_info[k].name) != 0)
+        continue;
+      inferd_tensor *t = &inst->direct_out[k];
+      t->data = o->shm_data;
+      t->byte_size = (size_t)o->shm_byte_size;
+      t->memory = INFERD_MEMORY_GPU;
+      t->memory_id = shm_region_device(o->region);
+    }
+  }
 }
 
 static void run_batch(instance *inst, int n) {
@@ -384,7 +463,8 @@ static void run_batch(instance *inst, int n) {
         continue;
       }
       const request_input *in = &r->inputs[at];
-      if (in->byte_size) memcpy((char *)t->data + off, in->data, in->byte_size);
+      /* GPU memory is never read here: direct_tensors hands it over. */
+      if (in->byte_size && in->memory != INFERD_MEMORY_GPU) memcpy((char *)t->data + off, in->data, in->byte_size);
       off += in->byte_size;
     }
     t->byte_size = t->datatype == INFERD_TYPE_BYTES ? off : s->dynamic ? item * (size_t)total : item;
@@ -392,13 +472,20 @@ static void run_batch(instance *inst, int n) {
   }
   for (int k = 0; k < s->n_out; k++)
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
+  const inferd_tensor *run_in = inst->in;
+  inst->run_out = inst->out;
+  if (n == 1 && inst->batch[0]->direct) {
+    direct_tensors(inst, inst->batch[0]);
+    run_in = inst->direct_in;
+    inst->run_out = inst->direct_out;
+  }
   uint64_t t1 = clock_now_ns();
   /* Queued on the context's stream, then waited for: a GPU instance's copies
    * and kernels run asynchronously from the pinned staging; the CPU runs to
    * completion in the first call. */
   inferd_error *e = staging_error ? staging_error
-                                  : inferd_context_run_async(inst->ctx, s->dynamic ? total : 1, inst->in, s->n_in,
-                                                             inst->out, s->n_out);
+                                  : inferd_context_run_async(inst->ctx, s->dynamic ? total : 1, run_in, s->n_in,
+                                                             inst->run_out, s->n_out);
   if (!e) e = inferd_context_wait(inst->ctx);
   uint64_t t2 = clock_now_ns();
   int offset = 0;
@@ -499,6 +586,8 @@ static void instances_free(scheduler *s) {
     free(inst->in_cap);
     free(inst->in);
     free(inst->out);
+    free(inst->direct_in);
+    free(inst->direct_out);
     free(inst->batch);
     free(inst->sizes);
   }
@@ -562,6 +651,8 @@ inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config
     inst->plan = plans[i];
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
+    inst->direct_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
+    inst->direct_out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
     inst->sizes = mem_zalloc((size_t)(s->cfg.max_batch_size + 2) * sizeof(int));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));

@@ -83,6 +83,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   pthread_cond_init(&s->poll_cond, NULL);
   pthread_mutex_init(&s->load_lock, NULL);
   atomic_init(&s->accepting, true);
+  s->shm = shm_registry_new(SHM_REGISTRY_DEFAULT_MAX_REGIONS);
   inferd_error *e = repository_start(s, options);
   if (e) {
     inferd_server_delete(s);
@@ -110,6 +111,7 @@ void inferd_server_delete(inferd_server *s) {
   inferd_server_drain(s, -1);
   for (int i = 0; i < s->n_models; i++) entry_free(s->models[i]);
   free(s->models);
+  shm_registry_delete(s->shm); /* after the drain: no request holds a region now */
   pthread_mutex_destroy(&s->lock);
   pthread_mutex_destroy(&s->flight_lock);
   pthread_cond_destroy(&s->flight_cond);
@@ -215,6 +217,42 @@ static const char *shape_text(const int64_t *dims, int rank, char *buf, size_t s
   return buf;
 }
 
+/* An output asked for in shared memory: whether it can go there, and,
+ * when its size is known before the run, whether it fits. */
+static inferd_error *check_shm_output(const model_version *mv, bool batching, inferd_request *r,
+                                      const requested_output *o) {
+  inferd_tensor_info info = {0};
+  for (int k = 0; k < inferd_plan_output_count(mv->plan); k++) {
+    inferd_plan_output(mv->plan, k, &info);
+    if (strcmp(info.name, o->name) == 0) break;
+  }
+  const char *region = shm_region_name(o->region);
+  if (shm_region_kind(o->region) == INFERD_SHM_CUDA) {
+    if (o->classification_count)
+      return err_new(INFERD_ERROR_UNSUPPORTED,
+                     "output '%s': classification results cannot be written to CUDA shared memory region '%s'",
+                     o->name, region);
+    if (info.datatype == INFERD_TYPE_BYTES)
+      return err_new(INFERD_ERROR_UNSUPPORTED, "output '%s': BYTES tensors cannot be written to CUDA shared memory",
+                     o->name);
+    r->direct = true;
+  }
+  if (o->classification_count || info.datatype == INFERD_TYPE_BYTES) return NULL; /* sized after the run */
+  size_t need = inferd_datatype_size(info.datatype);
+  for (int d = 0; d < info.rank; d++) {
+    int64_t dim = info.dims[d];
+    if (dim < 0 && d == 0) dim = batching ? r->batch : 1;
+    if (dim < 0) return NULL;
+    need *= (size_t)dim;
+  }
+  if (need > o->shm_byte_size)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "output '%s' needs %zu bytes but its span of shared memory region '%s' has %llu "
+                   "(shared_memory_byte_size)",
+                   o->name, need, region, (unsigned long long)o->shm_byte_size);
+  return NULL;
+}
+
 /* Checks the request against the model and sets request->batch. */
 inferd_error *server_check_request(const model_version *mv, int max_batch, inferd_request *r) {
   inferd_plan *plan = mv->plan;
@@ -269,6 +307,12 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape %s, model '%s' expects %s", info.name,
                      shape_text(in->shape, in->rank, got, sizeof(got)), mv->name, shape_text(want, rank, exp, sizeof(exp)));
     }
+    if (in->memory == INFERD_MEMORY_GPU) {
+      if (info.datatype == INFERD_TYPE_BYTES)
+        return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s': BYTES tensors cannot be read from CUDA shared memory",
+                       info.name);
+      r->direct = true;
+    }
     if (info.datatype == INFERD_TYPE_BYTES) {
       size_t count = 1;
       for (int d = 0; d < rank; d++) count *= (size_t)want[d];
@@ -294,6 +338,8 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
       return err_new(INFERD_ERROR_INVALID_ARG, "model '%s' has no output named '%s'", mv->name, r->outputs[i].name);
   }
   r->batch = batch > 0 ? batch : 1;
+  for (int i = 0; i < r->n_outputs; i++)
+    if (r->outputs[i].region) ERR_TRY(check_shm_output(mv, batching, r, &r->outputs[i]));
   return NULL;
 }
 
@@ -334,7 +380,8 @@ static inferd_error *dump(json_t *root, char **out) {
 inferd_error *inferd_server_metadata(inferd_server *s, char **json) {
   json_t *ext = json_array();
   static const char *const extensions[] = {"classification", "model_repository", "schedule_policy",
-                                           "model_configuration", "statistics", "binary_tensor_data"};
+                                           "model_configuration", "statistics", "binary_tensor_data",
+                                           "system_shared_memory", "cuda_shared_memory"};
   for (size_t i = 0; i < sizeof(extensions) / sizeof(extensions[0]); i++) json_array_append_new(ext, json_string(extensions[i]));
   /* Beyond KServe's three fields, which clients read by name (the gRPC
    * message has no room for the rest and leaves it out): the devices, and

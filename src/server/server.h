@@ -14,6 +14,7 @@
 #include "inferd.h"
 #include "server/gpus.h"
 #include "server/model.h"
+#include "server/shm_registry.h"
 
 typedef enum model_state {
   MODEL_STATE_UNKNOWN = 0, /* in the repository, never loaded */
@@ -65,6 +66,7 @@ struct inferd_server {
   inferd_cuda_memory_pool *cuda_memory_pools;
   int cuda_memory_pool_count;
   uint64_t pinned_memory_pool_byte_size;
+  shm_registry *shm;      /* shared-memory regions clients registered */
 };
 
 /* Called once per answered request (request.c). */

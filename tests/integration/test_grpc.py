@@ -511,12 +511,22 @@ def test_every_rpc_with_a_raw_stub(inferd_bin, repo, pb):
             assert stub.ServerMetadata(msgs.ServerMetadataRequest()).name == "inferd"
             meta = stub.ModelMetadata(msgs.ModelMetadataRequest(name="simple", version="1"))
             assert [t.name for t in meta.outputs] == ["OUTPUT0", "OUTPUT1"] and list(meta.outputs[0].shape) == [-1, 16]
-            unsupported = msgs.ModelInferRequest(model_name="identity")
-            t = unsupported.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+            unknown = msgs.ModelInferRequest(model_name="identity")
+            t = unknown.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
             t.parameters["shared_memory_region"].string_param = "region0"
+            t.parameters["shared_memory_byte_size"].int64_param = 16
             with pytest.raises(grpc.RpcError) as e:
-                stub.ModelInfer(unsupported)
-            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED and "shared memory" in e.value.details()
+                stub.ModelInfer(unknown)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "unknown shared memory region 'region0'" in e.value.details()
+            assert stub.SystemSharedMemoryStatus(msgs.SystemSharedMemoryStatusRequest()).regions == {}
+            with pytest.raises(grpc.RpcError) as e:
+                stub.SystemSharedMemoryRegister(msgs.SystemSharedMemoryRegisterRequest(
+                    name="r", key="/inferd_no_such_object", byte_size=8))
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "cannot open key" in e.value.details()
+            stub.SystemSharedMemoryUnregister(msgs.SystemSharedMemoryUnregisterRequest())
+            assert stub.CudaSharedMemoryStatus(msgs.CudaSharedMemoryStatusRequest()).regions == {}
+            stub.CudaSharedMemoryUnregister(msgs.CudaSharedMemoryUnregisterRequest(name="none"))
             cfg = stub.ModelConfig(msgs.ModelConfigRequest(name="simple")).config
             assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
             assert cfg.input[0].data_type == msgs.TYPE_FP32

@@ -8,6 +8,7 @@
  * response callback, which encodes the response on the thread that produced
  * it and hands the bytes to the connection's loop.
  */
+#include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,6 +198,107 @@ static void handle_load_unload(grpc_unary *c, bool load) {
 static void handle_load(grpc_unary *c) { handle_load_unload(c, true); }
 static void handle_unload(grpc_unary *c) { handle_load_unload(c, false); }
 
+/* ---- shared memory ------------------------------------------------------------ */
+
+/* The status requests, and the unregister ones, of both kinds are one
+ * string field `name`; the system status request's descriptor reads them
+ * all. */
+static Inference__SystemSharedMemoryStatusRequest *shm_name_request(grpc_unary *c) {
+  return (Inference__SystemSharedMemoryStatusRequest *)grpc_unary_request(
+      c, &inference__system_shared_memory_status_request__descriptor);
+}
+
+/* The server's status array as the response's map, keyed by region name. */
+static void handle_shm_status(grpc_unary *c, inferd_shm_kind kind, const ProtobufCMessageDescriptor *descriptor) {
+  Inference__SystemSharedMemoryStatusRequest *q = shm_name_request(c);
+  if (!q) return;
+  char *json = NULL;
+  inferd_error *err = inferd_server_shm_status(c->server, kind, q->name, &json);
+  protobuf_c_message_free_unpacked(&q->base, NULL);
+  json_t *list = err ? NULL : json_loads(json, 0, NULL);
+  free(json);
+  if (!err && !list) err = err_new(INFERD_ERROR_INTERNAL, "the shared memory status is not JSON");
+  json_t *wrap = NULL;
+  if (!err) {
+    json_t *regions = json_object();
+    size_t i;
+    json_t *region;
+    json_array_foreach(list, i, region) {
+      json_object_set(regions, json_string_value(json_object_get(region, "name")), region);
+    }
+    wrap = json_pack("{s:o}", "regions", regions);
+  }
+  json_decref(list);
+  ProtobufCMessage *m = NULL;
+  if (!err) {
+    m = mem_zalloc(descriptor->sizeof_message);
+    descriptor->message_init(m);
+    err = grpc_json_to_message(wrap, m);
+  }
+  json_decref(wrap);
+  if (err) {
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    grpc_unary_fail(c, err);
+    return;
+  }
+  grpc_unary_reply(c, m);
+  protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void handle_system_shm_status(grpc_unary *c) {
+  handle_shm_status(c, INFERD_SHM_SYSTEM, &inference__system_shared_memory_status_response__descriptor);
+}
+
+static void handle_cuda_shm_status(grpc_unary *c) {
+  handle_shm_status(c, INFERD_SHM_CUDA, &inference__cuda_shared_memory_status_response__descriptor);
+}
+
+static void handle_system_shm_register(grpc_unary *c) {
+  ProtobufCMessage *m = grpc_unary_request(c, &inference__system_shared_memory_register_request__descriptor);
+  if (!m) return;
+  const Inference__SystemSharedMemoryRegisterRequest *q = (const Inference__SystemSharedMemoryRegisterRequest *)m;
+  inferd_error *err = inferd_server_shm_register_system(c->server, q->name, q->key, q->offset, q->byte_size);
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (err) {
+    grpc_unary_fail(c, err);
+    return;
+  }
+  Inference__SystemSharedMemoryRegisterResponse r = INFERENCE__SYSTEM_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
+  grpc_unary_reply(c, &r.base);
+}
+
+static void handle_cuda_shm_register(grpc_unary *c) {
+  ProtobufCMessage *m = grpc_unary_request(c, &inference__cuda_shared_memory_register_request__descriptor);
+  if (!m) return;
+  const Inference__CudaSharedMemoryRegisterRequest *q = (const Inference__CudaSharedMemoryRegisterRequest *)m;
+  inferd_error *err = inferd_server_shm_register_cuda(c->server, q->name, q->raw_handle.data, q->raw_handle.len,
+                                                      q->device_id, q->byte_size);
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (err) {
+    grpc_unary_fail(c, err);
+    return;
+  }
+  Inference__CudaSharedMemoryRegisterResponse r = INFERENCE__CUDA_SHARED_MEMORY_REGISTER_RESPONSE__INIT;
+  grpc_unary_reply(c, &r.base);
+}
+
+static void handle_shm_unregister(grpc_unary *c, inferd_shm_kind kind) {
+  Inference__SystemSharedMemoryStatusRequest *q = shm_name_request(c);
+  if (!q) return;
+  inferd_error *err = inferd_server_shm_unregister(c->server, kind, q->name);
+  protobuf_c_message_free_unpacked(&q->base, NULL);
+  if (err) {
+    grpc_unary_fail(c, err);
+    return;
+  }
+  /* Both kinds' unregister responses are the empty message. */
+  Inference__SystemSharedMemoryUnregisterResponse r = INFERENCE__SYSTEM_SHARED_MEMORY_UNREGISTER_RESPONSE__INIT;
+  grpc_unary_reply(c, &r.base);
+}
+
+static void handle_system_shm_unregister(grpc_unary *c) { handle_shm_unregister(c, INFERD_SHM_SYSTEM); }
+static void handle_cuda_shm_unregister(grpc_unary *c) { handle_shm_unregister(c, INFERD_SHM_CUDA); }
+
 /* ---- inference -------------------------------------------------------------- */
 
 static void on_release(inferd_request *request, void *userp) {
@@ -260,5 +362,11 @@ const grpc_method_info grpc_methods[] = {
     {SERVICE "RepositoryIndex", false, handle_repository_index},
     {SERVICE "RepositoryModelLoad", false, handle_load},
     {SERVICE "RepositoryModelUnload", false, handle_unload},
+    {SERVICE "SystemSharedMemoryStatus", false, handle_system_shm_status},
+    {SERVICE "SystemSharedMemoryRegister", false, handle_system_shm_register},
+    {SERVICE "SystemSharedMemoryUnregister", false, handle_system_shm_unregister},
+    {SERVICE "CudaSharedMemoryStatus", false, handle_cuda_shm_status},
+    {SERVICE "CudaSharedMemoryRegister", false, handle_cuda_shm_register},
+    {SERVICE "CudaSharedMemoryUnregister", false, handle_cuda_shm_unregister},
 };
 const int grpc_method_count = (int)(sizeof(grpc_methods) / sizeof(grpc_methods[0]));

@@ -287,6 +287,31 @@ static inferd_error *decode_parameters(grpc_infer_decoded *d) {
   return NULL;
 }
 
+/* A tensor's shared_memory_region (a string), _byte_size (required with
+ * it) and _offset parameters; *region stays NULL without them. */
+static inferd_error *decode_shm(const Inference__InferParameter *region, const Inference__InferParameter *size,
+                                const Inference__InferParameter *offset, const char *what, const char **out_region,
+                                uint64_t *out_offset, uint64_t *out_size) {
+  *out_region = NULL;
+  if (!region) {
+    if (size || offset) return invalid("%s has shared_memory_byte_size or _offset but no shared_memory_region", what);
+    return NULL;
+  }
+  if (region->parameter_choice_case != INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM ||
+      !*region->string_param)
+    return invalid("%s: parameter 'shared_memory_region' must be a non-empty string", what);
+  if (!size)
+    return invalid("%s: parameter 'shared_memory_byte_size' is missing (it goes with shared_memory_region)", what);
+  char name[340];
+  snprintf(name, sizeof(name), "%s: parameter 'shared_memory_byte_size'", what);
+  ERR_TRY(param_uint(size, name, out_size));
+  *out_offset = 0;
+  snprintf(name, sizeof(name), "%s: parameter 'shared_memory_offset'", what);
+  if (offset) ERR_TRY(param_uint(offset, name, out_offset));
+  *out_region = region->string_param;
+  return NULL;
+}
+
 static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
   const Inference__ModelInferRequest__InferInputTensor *t = d->message->inputs[index];
   grpc_infer_input *in = &d->inputs[index];
@@ -304,16 +329,23 @@ static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
     in->shape[k] = t->shape[k];
     if (!mem_mul_ok(count, (size_t)t->shape[k], &count)) return invalid("input '%s': shape is too large", t->name);
   }
-  const Inference__InferParameter *shm;
-  FIND_PARAM(shm, t->parameters, t->n_parameters, "shared_memory_region");
-  if (shm)
-    return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "shared memory inputs are not supported");
+  char what[300];
+  snprintf(what, sizeof(what), "input '%s'", t->name);
+  const Inference__InferParameter *shm_region, *shm_size, *shm_offset;
+  FIND_PARAM(shm_region, t->parameters, t->n_parameters, "shared_memory_region");
+  FIND_PARAM(shm_size, t->parameters, t->n_parameters, "shared_memory_byte_size");
+  FIND_PARAM(shm_offset, t->parameters, t->n_parameters, "shared_memory_offset");
+  ERR_TRY(decode_shm(shm_region, shm_size, shm_offset, what, &in->shm_region, &in->shm_offset, &in->shm_byte_size));
+  const char *field;
+  const bool typed = typed_count(t->contents, in->datatype, &field) || (t->contents && t->contents->n_bytes_contents);
+  if (in->shm_region) {
+    if (typed) return invalid("input '%s' has both contents and 'shared_memory_region'", t->name);
+    return NULL; /* it has no entry in raw_input_contents */
+  }
   const Inference__ModelInferRequest *m = d->message;
   if (m->n_raw_input_contents) {
-    const char *field;
-    if (typed_count(t->contents, in->datatype, &field) || (t->contents && t->contents->n_bytes_contents))
-      return invalid("input '%s' has typed contents but the request uses raw_input_contents", t->name);
-    const ProtobufCBinaryData *raw = &m->raw_input_contents[index];
+    if (typed) return invalid("input '%s' has typed contents but the request uses raw_input_contents", t->name);
+    const ProtobufCBinaryData *raw = &m->raw_input_contents[d->raw_used++];
     if (in->datatype == INFERD_TYPE_BYTES) {
       ERR_TRY(bytes_tensor_read(t->name, "raw contents", raw->data, raw->len, count, NULL));
     } else {
@@ -366,10 +398,12 @@ static inferd_error *decode_output(grpc_infer_decoded *d, size_t index) {
     ERR_TRY(param_bool(p, what, &binary));
     out->binary = binary;
   }
+  const Inference__InferParameter *shm_size, *shm_offset;
   FIND_PARAM(p, t->parameters, t->n_parameters, "shared_memory_region");
-  if (p)
-    return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "shared memory outputs are not supported");
-  return NULL;
+  FIND_PARAM(shm_size, t->parameters, t->n_parameters, "shared_memory_byte_size");
+  FIND_PARAM(shm_offset, t->parameters, t->n_parameters, "shared_memory_offset");
+  snprintf(what, sizeof(what), "output '%s'", t->name);
+  return decode_shm(p, shm_size, shm_offset, what, &out->shm_region, &out->shm_offset, &out->shm_byte_size);
 }
 
 static inferd_error *decode(grpc_infer_decoded *d) {
@@ -377,9 +411,17 @@ static inferd_error *decode(grpc_infer_decoded *d) {
   if (!*m->model_name) return invalid("the request names no model (model_name is empty)");
   ERR_TRY(grpc_parse_version(m->model_version, &d->version));
   ERR_TRY(decode_parameters(d));
-  if (m->n_raw_input_contents && m->n_raw_input_contents != m->n_inputs)
-    return invalid("raw_input_contents has %zu entries for %zu inputs (one per input is needed)",
-                   m->n_raw_input_contents, m->n_inputs);
+  /* Inputs in shared memory have no raw entry; the others one each. */
+  size_t in_body = 0;
+  for (size_t i = 0; i < m->n_inputs; i++) {
+    const Inference__InferParameter *shm;
+    FIND_PARAM(shm, m->inputs[i]->parameters, m->inputs[i]->n_parameters, "shared_memory_region");
+    in_body += shm == NULL;
+  }
+  if (m->n_raw_input_contents && m->n_raw_input_contents != in_body)
+    return invalid("raw_input_contents has %zu entries for %zu inputs not in shared memory (one per such input is "
+                   "needed)",
+                   m->n_raw_input_contents, in_body);
   if (m->n_inputs > INT32_MAX || m->n_outputs > INT32_MAX) return invalid("too many tensors");
   d->inputs = mem_try_zalloc(m->n_inputs ? m->n_inputs : 1, sizeof(*d->inputs));
   d->outputs = mem_try_zalloc(m->n_outputs ? m->n_outputs : 1, sizeof(*d->outputs));
@@ -421,6 +463,31 @@ static bool output_typed(const grpc_infer_decoded *d, const char *name) {
   return !d->binary_outputs;
 }
 
+/* The parameters of an output written to shared memory, in storage of
+ * their own (the message points at it while it is packed). */
+typedef struct shm_params {
+  Inference__ModelInferResponse__InferOutputTensor__ParametersEntry entries[3];
+  Inference__ModelInferResponse__InferOutputTensor__ParametersEntry *entry_ptrs[3];
+  Inference__InferParameter values[3];
+} shm_params;
+
+static void shm_params_fill(shm_params *p, const char *region, size_t byte_size, uint64_t offset) {
+  static const char *const keys[3] = {"shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"};
+  for (int k = 0; k < 3; k++) {
+    inference__model_infer_response__infer_output_tensor__parameters_entry__init(&p->entries[k]);
+    inference__infer_parameter__init(&p->values[k]);
+    p->entries[k].key = (char *)keys[k];
+    p->entries[k].value = &p->values[k];
+    p->entry_ptrs[k] = &p->entries[k];
+  }
+  p->values[0].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM;
+  p->values[0].string_param = (char *)region;
+  p->values[1].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  p->values[1].int64_param = (int64_t)byte_size;
+  p->values[2].parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+  p->values[2].int64_param = (int64_t)offset;
+}
+
 static uint8_t *pack(const ProtobufCMessage *m, size_t *size) {
   *size = protobuf_c_message_get_packed_size(m);
   uint8_t *bytes = mem_try_alloc(*size ? *size : 1, 1);
@@ -439,11 +506,12 @@ inferd_error *grpc_infer_encode_response(const inferd_response *response, const 
   Inference__ModelInferResponse__InferOutputTensor **tensor_ptrs = mem_try_zalloc(cap, sizeof(*tensor_ptrs));
   Inference__InferTensorContents *contents = mem_try_zalloc(cap, sizeof(*contents));
   ProtobufCBinaryData *raw = mem_try_zalloc(cap, sizeof(*raw));
+  shm_params *shm = mem_try_zalloc(cap, sizeof(*shm));
   char version[24];
   inferd_error *err = NULL;
   int built = 0;
   bool all_typed = n > 0;
-  if (!tensors || !tensor_ptrs || !contents || !raw) {
+  if (!tensors || !tensor_ptrs || !contents || !raw || !shm) {
     err = err_new(INFERD_ERROR_NO_MEMORY, "out of memory for the response");
     goto out;
   }
@@ -465,6 +533,17 @@ inferd_error *grpc_infer_encode_response(const inferd_response *response, const 
     t->shape = (int64_t *)shape;
     tensor_ptrs[i] = t;
     raw[i] = (ProtobufCBinaryData){.len = byte_size, .data = (uint8_t *)data};
+    uint64_t shm_offset;
+    const char *shm_region = inferd_response_output_shm(response, i, &shm_offset, NULL);
+    if (shm_region) {
+      /* Its bytes are in the region: the parameters say where, and its
+       * raw entry (kept so later outputs keep their index) is empty. */
+      shm_params_fill(&shm[i], shm_region, byte_size, shm_offset);
+      t->n_parameters = shm_offset ? 3 : 2;
+      t->parameters = shm[i].entry_ptrs;
+      raw[i] = (ProtobufCBinaryData){0};
+      continue;
+    }
     if (!output_typed(d, name)) {
       all_typed = false;
       continue;
@@ -499,6 +578,7 @@ out:
   free(tensor_ptrs);
   free(contents);
   free(raw);
+  free(shm);
   return err;
 }
 

@@ -43,6 +43,7 @@ typedef struct grpc_infer_decoded {
   int output_count;
   void **owned;
   int owned_count;
+  size_t raw_used; /* raw_input_contents entries taken so far (inputs in shared memory have none) */
 } grpc_infer_decoded;
 
 /* Parses a model version string: "" is the latest (-1). */

@@ -17,6 +17,7 @@
 #include "base/mem.h"
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
+#include "frontends/http/http_shm.h"
 
 void http_exchange_release_payload(http_exchange *ex) {
   http_infer_request_free(&ex->decoded);
@@ -163,6 +164,56 @@ static void handle_load_unload(http_exchange *ex) {
   }
 }
 
+/* ---- shared memory ---------------------------------------------------------- */
+
+static void handle_shm_register(http_exchange *ex) {
+  size_t size;
+  const char *body = take_body(ex, &size);
+  if (!body) {
+    http_exchange_send_error(ex, err_new(INFERD_ERROR_NO_MEMORY, "out of memory"));
+    return;
+  }
+  inferd_error *err;
+  if (ex->route.shm_kind == INFERD_SHM_CUDA) {
+    http_shm_cuda_register q;
+    err = http_shm_parse_cuda_register(body, size, &q);
+    if (!err)
+      err = inferd_server_shm_register_cuda(ex->server, ex->route.region, q.raw_handle, sizeof(q.raw_handle),
+                                            q.device_id, q.byte_size);
+  } else {
+    http_shm_system_register q;
+    err = http_shm_parse_system_register(body, size, &q);
+    if (!err) err = inferd_server_shm_register_system(ex->server, ex->route.region, q.key, q.offset, q.byte_size);
+    http_shm_system_register_free(&q);
+  }
+  if (err)
+    http_exchange_send_error(ex, err);
+  else
+    http_exchange_send_empty(ex, 200);
+}
+
+static void handle_shm(http_exchange *ex) {
+  const inferd_shm_kind kind = (inferd_shm_kind)ex->route.shm_kind;
+  inferd_error *err;
+  char *json = NULL;
+  switch (ex->route.kind) {
+    case HTTP_ROUTE_SHM_STATUS:
+      err = inferd_server_shm_status(ex->server, kind, ex->route.region, &json);
+      send_json_result(ex, err, json);
+      return;
+    case HTTP_ROUTE_SHM_REGISTER:
+      handle_shm_register(ex);
+      return;
+    default:
+      err = inferd_server_shm_unregister(ex->server, kind, ex->route.region);
+      if (err)
+        http_exchange_send_error(ex, err);
+      else
+        http_exchange_send_empty(ex, 200);
+      return;
+  }
+}
+
 /* ---- inference ------------------------------------------------------------ */
 
 /* Keeps a response alive while its binary outputs are referenced by the
@@ -213,7 +264,8 @@ static void infer_complete(http_exchange *ex) {
     http_output_view *v = &views[i];
     err = inferd_response_output(response, i, &v->name, &v->datatype, &v->shape, &v->rank, &v->data, &v->byte_size);
     if (err) break;
-    v->binary = output_is_binary(&ex->decoded, v->name);
+    v->shm_region = inferd_response_output_shm(response, i, &v->shm_offset, NULL);
+    v->binary = !v->shm_region && output_is_binary(&ex->decoded, v->name);
     any_binary |= v->binary;
   }
   struct evbuffer *body = err ? NULL : evbuffer_new();
@@ -401,6 +453,11 @@ void http_handle_request(http_exchange *ex, enum evhttp_cmd_type method) {
     case HTTP_ROUTE_MODEL_LOAD:
     case HTTP_ROUTE_MODEL_UNLOAD:
       handle_load_unload(ex);
+      return;
+    case HTTP_ROUTE_SHM_STATUS:
+    case HTTP_ROUTE_SHM_REGISTER:
+    case HTTP_ROUTE_SHM_UNREGISTER:
+      handle_shm(ex);
       return;
     default:
       http_exchange_send_error(ex, err_new(INFERD_ERROR_NOT_FOUND, "no endpoint at %s", path));

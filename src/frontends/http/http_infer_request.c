@@ -80,6 +80,31 @@ static inferd_error *decode_parameters(const json_t *params, http_infer_request 
   return NULL;
 }
 
+/* A tensor's shared_memory_region, _byte_size and _offset parameters
+ * (Triton's shared-memory extension): *region stays NULL without them. */
+static inferd_error *decode_shm(const json_t *params, const char *what, const char **region, uint64_t *offset,
+                                uint64_t *byte_size) {
+  *region = NULL;
+  const json_t *name = params ? json_object_get(params, "shared_memory_region") : NULL;
+  const json_t *size = params ? json_object_get(params, "shared_memory_byte_size") : NULL;
+  const json_t *off = params ? json_object_get(params, "shared_memory_offset") : NULL;
+  if (!name) {
+    if (size || off) return invalid("%s has shared_memory_byte_size or _offset but no shared_memory_region", what);
+    return NULL;
+  }
+  if (!json_is_string(name) || !*json_string_value(name))
+    return invalid("%s: parameter 'shared_memory_region' must be a non-empty string", what);
+  if (!size) return invalid("%s: parameter 'shared_memory_byte_size' is missing (it goes with shared_memory_region)",
+                            what);
+  if (!get_uint(size, byte_size))
+    return invalid("%s: parameter 'shared_memory_byte_size' must be a non-negative integer", what);
+  *offset = 0;
+  if (off && !get_uint(off, offset))
+    return invalid("%s: parameter 'shared_memory_offset' must be a non-negative integer", what);
+  *region = json_string_value(name);
+  return NULL;
+}
+
 typedef struct binary_cursor {
   const unsigned char *p;
   size_t left;
@@ -118,10 +143,16 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
   const json_t *params = json_object_get(obj, "parameters");
   if (params && !json_is_object(params)) return invalid("input '%s': 'parameters' must be an object", in->name);
   const json_t *bds = params ? json_object_get(params, "binary_data_size") : NULL;
-  if (params && json_object_get(params, "shared_memory_region"))
-    return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "shared memory inputs are not supported");
   const json_t *data = json_object_get(obj, "data");
   const bool has_span = index < scan->span_count && scan->spans[index].begin != scan->spans[index].end;
+  char what[300];
+  snprintf(what, sizeof(what), "input '%s'", in->name);
+  ERR_TRY(decode_shm(params, what, &in->shm_region, &in->shm_offset, &in->shm_byte_size));
+  if (in->shm_region) {
+    if (data || has_span) return invalid("input '%s' has both 'data' and 'shared_memory_region'", in->name);
+    if (bds) return invalid("input '%s' has both 'binary_data_size' and 'shared_memory_region'", in->name);
+    return NULL;
+  }
 
   if (bds) {
     uint64_t size64;
@@ -210,9 +241,9 @@ static inferd_error *decode_output(http_infer_request *r, const json_t *obj, siz
       return invalid("output '%s': 'classification' must be a non-negative integer", out->name);
     out->classification = (int)k;
   }
-  if (json_object_get(params, "shared_memory_region"))
-    return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "shared memory outputs are not supported");
-  return NULL;
+  char what[300];
+  snprintf(what, sizeof(what), "output '%s'", out->name);
+  return decode_shm(params, what, &out->shm_region, &out->shm_offset, &out->shm_byte_size);
 }
 
 static inferd_error *decode(const char *body, size_t size, const char *header_length, http_infer_request *r) {

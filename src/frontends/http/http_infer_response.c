@@ -80,6 +80,19 @@ static inferd_error *write_output(http_text *t, const http_output_view *o) {
       return err_new(INFERD_ERROR_INTERNAL, "output '%s': invalid shape", o->name);
   }
   http_text_putc(t, ']');
+  if (o->shm_region) {
+    char num[HTTP_NUMBER_MAX_CHARS];
+    http_text_puts(t, ",\"parameters\":{\"shared_memory_region\":");
+    http_text_json_string(t, o->shm_region, strlen(o->shm_region));
+    http_text_puts(t, ",\"shared_memory_byte_size\":");
+    http_text_append(t, num, http_format_i64((int64_t)o->byte_size, num));
+    if (o->shm_offset) {
+      http_text_puts(t, ",\"shared_memory_offset\":");
+      http_text_append(t, num, http_format_i64((int64_t)o->shm_offset, num));
+    }
+    http_text_puts(t, "}}");
+    return NULL;
+  }
   if (o->binary) {
     char num[HTTP_NUMBER_MAX_CHARS];
     http_text_puts(t, ",\"parameters\":{\"binary_data_size\":");

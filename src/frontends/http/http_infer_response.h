@@ -23,6 +23,10 @@ typedef struct http_output_view {
   const void *data;
   size_t byte_size;
   bool binary; /* send as binary data after the JSON */
+  /* Written to this shared-memory region (byte_size bytes at shm_offset):
+   * the JSON carries the shared_memory_* parameters and no data. */
+  const char *shm_region;
+  uint64_t shm_offset;
 } http_output_view;
 
 /* Appends the response to `out`: the JSON, then binary outputs. Binary

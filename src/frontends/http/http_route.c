@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/mem.h"
+#include "inferd.h"
 
 enum { MAX_SEGMENTS = 8 };
 
@@ -82,6 +83,30 @@ static void route_model(const segment *seg, int n, http_route *r) {
   if (!r->model) r->kind = HTTP_ROUTE_NOT_FOUND;
 }
 
+/* Routes under /v2/{system,cuda}sharedmemory: seg[0] is the word after it. */
+static void route_shm(const segment *seg, int n, http_route *r) {
+  if (n == 1 && seg_is(seg[0], "status")) {
+    r->kind = HTTP_ROUTE_SHM_STATUS;
+  } else if (n == 1 && seg_is(seg[0], "unregister")) {
+    r->kind = HTTP_ROUTE_SHM_UNREGISTER;
+    r->method = HTTP_METHOD_POST;
+  } else if (n == 3 && seg_is(seg[0], "region")) {
+    if (seg_is(seg[2], "status")) {
+      r->kind = HTTP_ROUTE_SHM_STATUS;
+    } else if (seg_is(seg[2], "register")) {
+      r->kind = HTTP_ROUTE_SHM_REGISTER;
+      r->method = HTTP_METHOD_POST;
+    } else if (seg_is(seg[2], "unregister")) {
+      r->kind = HTTP_ROUTE_SHM_UNREGISTER;
+      r->method = HTTP_METHOD_POST;
+    } else {
+      return;
+    }
+    r->region = decode_segment(seg[1]);
+    if (!r->region) r->kind = HTTP_ROUTE_NOT_FOUND;
+  }
+}
+
 void http_route_parse(const char *path, http_route *r) {
   *r = (http_route){.kind = HTTP_ROUTE_NOT_FOUND, .method = HTTP_METHOD_GET, .version = -1};
   if (!path) return;
@@ -110,6 +135,9 @@ void http_route_parse(const char *path, http_route *r) {
     } else if (n >= 3) {
       route_model(seg + 2, n - 2, r);
     }
+  } else if (n >= 3 && (seg_is(seg[1], "systemsharedmemory") || seg_is(seg[1], "cudasharedmemory"))) {
+    r->shm_kind = seg_is(seg[1], "cudasharedmemory") ? INFERD_SHM_CUDA : INFERD_SHM_SYSTEM;
+    route_shm(seg + 2, n - 2, r);
   } else if (seg_is(seg[1], "repository")) {
     r->method = HTTP_METHOD_POST;
     if (n == 3 && seg_is(seg[2], "index")) {
@@ -124,4 +152,6 @@ void http_route_parse(const char *path, http_route *r) {
 void http_route_free(http_route *r) {
   free(r->model);
   r->model = NULL;
+  free(r->region);
+  r->region = NULL;
 }

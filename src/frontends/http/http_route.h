@@ -23,6 +23,11 @@ typedef enum http_route_kind {
   HTTP_ROUTE_MODEL_LOAD,       /* POST /v2/repository/models/{m}/load */
   HTTP_ROUTE_MODEL_UNLOAD,     /* POST /v2/repository/models/{m}/unload */
   HTTP_ROUTE_BAD_VERSION,      /* a version segment that is not a number */
+  /* Shared memory, under /v2/systemsharedmemory or /v2/cudasharedmemory
+   * (route.shm_kind says which): */
+  HTTP_ROUTE_SHM_STATUS,     /* GET .../status, GET .../region/{r}/status */
+  HTTP_ROUTE_SHM_REGISTER,   /* POST .../region/{r}/register */
+  HTTP_ROUTE_SHM_UNREGISTER, /* POST .../unregister, POST .../region/{r}/unregister */
 } http_route_kind;
 
 typedef enum http_method { HTTP_METHOD_GET = 1, HTTP_METHOD_POST = 2 } http_method;
@@ -32,6 +37,8 @@ typedef struct http_route {
   http_method method; /* the one the endpoint takes */
   char *model;        /* percent-decoded; NULL when the route has none; free() */
   int64_t version;    /* -1: latest */
+  char *region;       /* shared-memory routes: the region, percent-decoded; NULL for all; free() */
+  int shm_kind;       /* shared-memory routes: an inferd_shm_kind */
 } http_route;
 
 /* Parses the path part of a request URI (no query). Never fails: unknown

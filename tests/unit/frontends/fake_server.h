@@ -154,6 +154,40 @@ FAKE_WEAK inferd_error *inferd_request_add_requested_output(inferd_request *r, c
   snprintf(r->outputs[r->n_outputs++], 64, "%s", name);
   return NULL;
 }
+/* Shared memory is not faked: defined here so that the frontends' calls do
+ * not pull the real request and registry code into these tests. */
+FAKE_WEAK inferd_error *inferd_request_add_input_shm(inferd_request *r, const char *name, inferd_datatype dt,
+                                                     const int64_t *shape, int rank, const char *region,
+                                                     uint64_t offset, uint64_t size) {
+  (void)r, (void)name, (void)dt, (void)shape, (void)rank, (void)offset, (void)size;
+  return inferd_error_new(INFERD_ERROR_INVALID_ARG, region);
+}
+FAKE_WEAK inferd_error *inferd_request_add_requested_output_shm(inferd_request *r, const char *name, int k,
+                                                                const char *region, uint64_t offset,
+                                                                uint64_t size) {
+  (void)r, (void)name, (void)k, (void)offset, (void)size;
+  return inferd_error_new(INFERD_ERROR_INVALID_ARG, region);
+}
+FAKE_WEAK inferd_error *inferd_server_shm_register_system(inferd_server *s, const char *name, const char *key,
+                                                          uint64_t offset, uint64_t size) {
+  (void)s, (void)name, (void)key, (void)offset, (void)size;
+  return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
+}
+FAKE_WEAK inferd_error *inferd_server_shm_register_cuda(inferd_server *s, const char *name, const void *handle,
+                                                        size_t handle_size, int64_t device, uint64_t size) {
+  (void)s, (void)name, (void)handle, (void)handle_size, (void)device, (void)size;
+  return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
+}
+FAKE_WEAK inferd_error *inferd_server_shm_unregister(inferd_server *s, inferd_shm_kind kind, const char *name) {
+  (void)s, (void)kind, (void)name;
+  return NULL;
+}
+FAKE_WEAK inferd_error *inferd_server_shm_status(inferd_server *s, inferd_shm_kind kind, const char *name,
+                                                 char **json) {
+  (void)s, (void)kind, (void)name;
+  *json = strdup("[]");
+  return NULL;
+}
 FAKE_WEAK void inferd_request_set_callbacks(inferd_request *r, inferd_request_release_fn rel, void *ru,
                                             inferd_response_fn resp, void *rp) {
   r->release = rel, r->release_userp = ru, r->respond = resp, r->respond_userp = rp;
@@ -208,6 +242,10 @@ FAKE_WEAK inferd_error *inferd_response_output(const inferd_response *r, int i, 
                                                const int64_t **shape, int *rank, const void **data, size_t *size) {
   const fake_tensor *o = &r->outputs[i];
   *name = o->name, *dt = o->datatype, *shape = o->shape, *rank = o->rank, *data = o->data, *size = o->byte_size;
+  return NULL;
+}
+FAKE_WEAK const char *inferd_response_output_shm(const inferd_response *r, int i, uint64_t *offset, uint64_t *size) {
+  (void)r, (void)i, (void)offset, (void)size;
   return NULL;
 }
 FAKE_WEAK void inferd_response_delete(inferd_response *r) {

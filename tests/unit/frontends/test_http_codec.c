@@ -222,13 +222,85 @@ static void test_decode_validation_errors(void **state) {
   decode_text_fails("{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"classification\":\"3\"}}]}",
                     "output 'y': 'classification' must be a non-negative integer");
   decode_text_fails("{\"inputs\":[],\"outputs\":[{\"parameters\":{}}]}", "outputs[0] has no 'name'");
-  const char *shm =
-      "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
-      "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4}}]}";
-  decode_fails(shm, strlen(shm), NULL, INFERD_ERROR_UNSUPPORTED, "shared memory");
+#define SHM_INPUT(params) \
+  "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\"," params "}]}"
+  decode_text_fails(SHM_INPUT("\"data\":[1],\"parameters\":{\"shared_memory_region\":\"r\","
+                              "\"shared_memory_byte_size\":4}"),
+                    "input 'x' has both 'data' and 'shared_memory_region'");
+  decode_text_fails(SHM_INPUT("\"parameters\":{\"shared_memory_region\":\"r\"}"),
+                    "input 'x': parameter 'shared_memory_byte_size' is missing");
+  decode_text_fails(SHM_INPUT("\"parameters\":{\"shared_memory_region\":7,\"shared_memory_byte_size\":4}"),
+                    "'shared_memory_region' must be a non-empty string");
+  decode_text_fails(SHM_INPUT("\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":-4}"),
+                    "'shared_memory_byte_size' must be a non-negative integer");
+  decode_text_fails(SHM_INPUT("\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4,"
+                              "\"shared_memory_offset\":\"8\"}"),
+                    "'shared_memory_offset' must be a non-negative integer");
+  decode_text_fails(SHM_INPUT("\"parameters\":{\"shared_memory_offset\":8}"),
+                    "no shared_memory_region");
+  decode_text_fails("{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"shared_memory_region\":\"r\"}}]}",
+                    "output 'y': parameter 'shared_memory_byte_size' is missing");
+}
+
+/* An input and an output in shared memory: the region, offset and size
+ * come through, the input has no data. */
+static void test_decode_shared_memory(void **state) {
+  (void)state;
+  const char *text = SHM_INPUT("\"parameters\":{\"shared_memory_region\":\"in\",\"shared_memory_byte_size\":4,"
+                               "\"shared_memory_offset\":16}")
+      ;
+  http_infer_request r;
+  decode_ok(text, strlen(text), NULL, &r);
+  assert_int_equal(r.input_count, 1);
+  assert_string_equal(r.inputs[0].shm_region, "in");
+  assert_int_equal(r.inputs[0].shm_offset, 16);
+  assert_int_equal(r.inputs[0].shm_byte_size, 4);
+  assert_null(r.inputs[0].data);
+  http_infer_request_free(&r);
+  const char *out = "{\"inputs\":[],\"outputs\":[{\"name\":\"y\",\"parameters\":{\"shared_memory_region\":\"o\","
+                    "\"shared_memory_byte_size\":64}}]}";
+  decode_ok(out, strlen(out), NULL, &r);
+  assert_string_equal(r.outputs[0].shm_region, "o");
+  assert_int_equal(r.outputs[0].shm_offset, 0);
+  assert_int_equal(r.outputs[0].shm_byte_size, 64);
+  http_infer_request_free(&r);
 }
 
 static int cleanups;
+static void count_cleanup(const void *data, size_t len, void *arg);
+
+/* An output written to shared memory: its parameters, no data, no binary
+ * bytes after the JSON. */
+static void test_encode_shared_memory_output(void **state) {
+  (void)state;
+  const int64_t shape[1] = {4};
+  http_output_view views[2] = {
+      {.name = "S", .datatype = INFERD_TYPE_FP32, .shape = shape, .rank = 1, .byte_size = 16, .shm_region = "out",
+       .shm_offset = 32},
+      {.name = "T", .datatype = INFERD_TYPE_FP32, .shape = shape, .rank = 1, .byte_size = 16, .shm_region = "o2"},
+  };
+  struct evbuffer *out = evbuffer_new();
+  size_t json_len;
+  int refs;
+  assert_null(http_infer_response_encode("m", 1, NULL, views, 2, out, count_cleanup, &cleanups, &json_len, &refs));
+  assert_int_equal(refs, 0);
+  assert_int_equal(evbuffer_get_length(out), json_len);
+  json_error_t jerr;
+  json_t *root = json_loadb((const char *)evbuffer_pullup(out, -1), json_len, 0, &jerr);
+  assert_non_null(root);
+  json_t *o = json_array_get(json_object_get(root, "outputs"), 0);
+  assert_null(json_object_get(o, "data"));
+  json_t *p = json_object_get(o, "parameters");
+  assert_string_equal(json_string_value(json_object_get(p, "shared_memory_region")), "out");
+  assert_int_equal(json_integer_value(json_object_get(p, "shared_memory_byte_size")), 16);
+  assert_int_equal(json_integer_value(json_object_get(p, "shared_memory_offset")), 32);
+  assert_null(json_object_get(p, "binary_data_size"));
+  p = json_object_get(json_array_get(json_object_get(root, "outputs"), 1), "parameters");
+  assert_null(json_object_get(p, "shared_memory_offset")); /* 0 is left out */
+  json_decref(root);
+  evbuffer_free(out);
+}
+
 static void count_cleanup(const void *data, size_t len, void *arg) {
   (void)data, (void)len;
   assert_ptr_equal(arg, &cleanups);
@@ -409,6 +481,7 @@ int main(void) {
       cmocka_unit_test(test_decode_binary_request),     cmocka_unit_test(test_decode_validation_errors),
       cmocka_unit_test(test_encode_response),           cmocka_unit_test(test_accept_encoding),
       cmocka_unit_test(test_compression_round_trips),   cmocka_unit_test(test_compression_bombs_and_garbage),
+      cmocka_unit_test(test_decode_shared_memory),      cmocka_unit_test(test_encode_shared_memory_output),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
