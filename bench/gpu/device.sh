@@ -6,8 +6,11 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 mode=${1:-quick}
-OUT=${OUT:-/tmp/inferd-out}
-mkdir -p "$OUT" /tmp/inferd
+FINAL_OUT=${OUT:-/tmp/inferd-out}
+# Everything goes to one folder, packed at the end (the device tool returns few files).
+OUT=/tmp/inferd-results
+export OUT
+mkdir -p "$OUT" "$FINAL_OUT" /tmp/inferd
 tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
 venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
@@ -56,4 +59,11 @@ if [ "${PEER:-1}" = 1 ]; then
   PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-240}" python3 bench/gpu/torch_peer.py --batch "$batches" --modes "${PEER_MODES:-eager,graph}" \
     | tee "$OUT/torch.jsonl" | python3 -c "import json,sys; [print(d['mode'], d['precision'], d['batch'], round(d['images_per_sec']), round(d['latency_ms_p50'],3)) for d in map(json.loads, sys.stdin)]"
 fi
+if [ "${SERVE:-1}" = 1 ]; then
+  echo "== served: ResNet-50 FP16 on KIND_GPU, gRPC from inferd perf"
+  INFERD=$B bash bench/server_gpu.sh || status=1
+  python3 -c "import json,sys; [print('served c=%d' % d['concurrency'], round(d['requests_per_sec']), 'req/s p50 %.2f ms' % (d['latency_us_p50']/1000), 'cpu %.1f us/req' % d['server_cpu_us_per_request']) for d in map(json.loads, open(sys.argv[1]))]" "$OUT/server-gpu.jsonl" || true
+  grep -E '"batch_stats"|execution_count' "$OUT/server-gpu-stats.json" | head -3 | cut -c1-600
+fi
+tar -C "$OUT" -czf "$FINAL_OUT/results.tgz" .
 exit $status

@@ -17,6 +17,7 @@ inferd_error *engine_cuda_ipc_open(int device, const void *handle, size_t handle
   return cuda_ipc_open(device, handle, byte_size, device_ptr);
 #else
   (void)device;
+  (void)handle;
   (void)byte_size;
   return err_new(INFERD_ERROR_UNSUPPORTED, "this inferd was built without CUDA");
 #endif
