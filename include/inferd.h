@@ -184,6 +184,9 @@ typedef struct inferd_plan_options {
    * and batch size), read at load when it matches the device and library
    * versions and rewritten after new timings; NULL: time at every load. */
   const char *tactic_cache;
+  /* Prepare every batch size at load (a GPU plan builds, autotunes and
+   * captures each batch bucket then) instead of on first use. */
+  bool build_all_batch_sizes;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {

@@ -40,6 +40,7 @@ typedef struct backend_plan_config {
   inferd_device device;
   inferd_precision precision;  /* never DEFAULT: the engine resolves it */
   const char *tactic_cache;    /* autotuning cache file, or NULL */
+  bool build_all_batch_sizes;  /* prepare every batch size at load */
 } backend_plan_config;
 
 /* The tensors of one run. Kinds may be NULL, meaning all host memory. */

@@ -250,7 +250,8 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
                                 .threads = plan->threads,
                                 .device = plan->device,
                                 .precision = plan->precision,
-                                .tactic_cache = options ? options->tactic_cache : NULL};
+                                .tactic_cache = options ? options->tactic_cache : NULL,
+                                .build_all_batch_sizes = options && options->build_all_batch_sizes};
   ERR_TRY(plan->backend->plan_create(g, &config, &plan->impl));
   if (plan->backend->owns_constant)
     for (int v = 0; v < g->n_values; v++)

@@ -38,7 +38,21 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
     if (p == mv->n_plans) {
       char where[32];
       device_name(o.device, where, sizeof(where));
+      /* A GPU plan times its kernels once per batch bucket, at load (so no
+       * request waits for it), and keeps the winners next to the model so
+       * the next load skips the timing. */
+      char *tactics = NULL;
+      if (o.device.kind == INFERD_DEVICE_CUDA) {
+        o.build_all_batch_sizes = true;
+        if (!o.tactic_cache) {
+          size_t len = strlen(model_path) + 16;
+          tactics = mem_alloc(len);
+          snprintf(tactics, len, "%s.tactics", model_path);
+          o.tactic_cache = tactics;
+        }
+      }
       e = inferd_plan_load(model_path, &o, &mv->plans[p]);
+      free(tactics);
       if (e) {
         e = err_wrap(e, "instance %s on %s", instances ? instances[i].name : "0", where);
         break;

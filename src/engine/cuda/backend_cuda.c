@@ -194,11 +194,13 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
   for (int b = 1; b < config->max_batch_size && plan->n_buckets < CUDA_MAX_BUCKETS - 1; b *= 2)
     plan->buckets[plan->n_buckets++] = b;
   plan->buckets[plan->n_buckets++] = config->max_batch_size;
-  /* The largest and the smallest bucket now: a model the backend cannot run
-   * fails at load, and the first requests need no autotuning. */
+  /* The largest and the smallest bucket now (all of them when asked): a
+   * model the backend cannot run fails at load, and the first requests
+   * need no autotuning. */
   cuda_program *p;
   ERR_TRY(program_get(plan, plan->n_buckets - 1, &p));
   if (plan->n_buckets > 1) ERR_TRY(program_get(plan, 0, &p));
+  for (int b = 1; config->build_all_batch_sizes && b < plan->n_buckets - 1; b++) ERR_TRY(program_get(plan, b, &p));
   return NULL;
 }
 
@@ -266,20 +268,31 @@ static void context_free(cuda_context *ctx) {
   if (ctx->lt) ctx->plan->libs->cublasLtDestroy(ctx->lt);
   cudaFree(ctx->arena);
   cudaFree(ctx->workspace);
+  if (ctx->done) cudaEventDestroy(ctx->done);
   if (ctx->stream) cudaStreamDestroy(ctx->stream);
   free(ctx->step_ms);
   free(ctx);
 }
 
+static inferd_error *run_program(cuda_context *ctx, int bucket, const cuda_program *p);
+
 static inferd_error *context_init(cuda_context *ctx) {
   cuda_plan *plan = ctx->plan;
   CUDA_TRY(cudaSetDevice(plan->device), "selecting the GPU");
   CUDA_TRY(cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking), "creating a stream");
+  /* A server thread waiting for its batch yields its core to the network
+   * threads instead of spinning on it. */
+  CUDA_TRY(cudaEventCreateWithFlags(&ctx->done, cudaEventBlockingSync | cudaEventDisableTiming), "creating an event");
   CUDNN_TRY(plan->libs, plan->libs->cudnnCreate(&ctx->dnn), "creating a cuDNN handle");
   CUDNN_TRY(plan->libs, plan->libs->cudnnSetStream(ctx->dnn, ctx->stream), "setting the cuDNN stream");
   CUBLASLT_TRY(plan->libs->cublasLtCreate(&ctx->lt), "creating a cuBLASLt handle");
   for (int i = 0; i < plan->n_buckets; i++)
     if (plan->programs[i]) ERR_TRY(ensure_memory(ctx, plan->programs[i]));
+  /* A server's context runs each bucket twice now, so its CUDA graph is
+   * captured before the first request (on whatever the arena holds). */
+  for (int i = 0; plan->config.build_all_batch_sizes && i < plan->n_buckets; i++)
+    for (int k = 0; k < 2 && plan->programs[i]; k++) ERR_TRY(run_program(ctx, i, plan->programs[i]));
+  CUDA_TRY(cudaStreamSynchronize(ctx->stream), "warming up the CUDA graphs");
   return NULL;
 }
 
@@ -382,7 +395,8 @@ static inferd_error *iface_execute(backend_context *c, int batch, const backend_
 
 static inferd_error *iface_wait(backend_context *c) {
   cuda_context *ctx = as_context(c);
-  CUDA_TRY(cudaStreamSynchronize(ctx->stream), "running on the GPU");
+  CUDA_TRY(cudaEventRecord(ctx->done, ctx->stream), "recording the end of a run");
+  CUDA_TRY(cudaEventSynchronize(ctx->done), "running on the GPU");
   return NULL;
 }
 

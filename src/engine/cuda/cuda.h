@@ -233,6 +233,7 @@ struct cuda_plan {
 struct cuda_context {
   cuda_plan *plan;
   cudaStream_t stream;
+  cudaEvent_t done; /* recorded after each run; waited for by blocking, not spinning */
   cudnnHandle_t dnn;
   cublasLtHandle_t lt;
   void *arena;
