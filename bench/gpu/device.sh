@@ -39,10 +39,11 @@ if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance
     --exclusions tests/conformance/exclusions.txt >"$OUT/conformance-cuda.txt" 2>&1
   tail -4 "$OUT/conformance-cuda.txt"
 fi
-echo "== engine benchmark"
 batches=1,8,32,64,128,256
 [ "$mode" = quick ] && batches=1,8,256
+[ "${BENCH:-1}" = 1 ] && echo "== engine benchmark"
 for prec in fp16 tf32; do
+  [ "${BENCH:-1}" = 1 ] || break
   for mem in device pinned; do
     $B bench --model "$M" --device cuda --precision "$prec" --batch "$batches" --duration 2 --warmup 10 --json \
       --input-memory $mem --tactic-cache "/tmp/tactics-$prec.txt" >"$OUT/bench-$prec-$mem.json" 2>"$OUT/bench-$prec-$mem.log" ||
@@ -50,10 +51,12 @@ for prec in fp16 tf32; do
     python3 -c "import json,sys; [print('$prec $mem', r.get('batch'), round(r.get('images_per_sec',0)), r.get('latency_ms_p50'), r.get('latency_ms_p99'), r.get('load_ms')) for r in json.load(open(sys.argv[1]))]" "$OUT/bench-$prec-$mem.json" || true
   done
 done
-echo "== per-step profile, fp16 batch 256"
-$B bench --model "$M" --device cuda --precision fp16 --batch 256 --iterations 3 --profile --input-memory device \
-  --tactic-cache /tmp/tactics-fp16.txt >"$OUT/profile-fp16-256.txt" 2>&1 || status=1
-grep -A14 "by kind" "$OUT/profile-fp16-256.txt"
+if [ "${BENCH:-1}" = 1 ]; then
+  echo "== per-step profile, fp16 batch 256"
+  $B bench --model "$M" --device cuda --precision fp16 --batch 256 --iterations 3 --profile --input-memory device \
+    --tactic-cache /tmp/tactics-fp16.txt >"$OUT/profile-fp16-256.txt" 2>&1 || status=1
+  grep -A14 "by kind" "$OUT/profile-fp16-256.txt"
+fi
 if [ "${PEER:-1}" = 1 ]; then
   echo "== PyTorch peer"
   PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-240}" python3 bench/gpu/torch_peer.py --batch "$batches" --modes "${PEER_MODES:-eager,graph}" \
@@ -64,6 +67,13 @@ if [ "${SERVE:-1}" = 1 ]; then
   INFERD=$B bash bench/server_gpu.sh || status=1
   python3 -c "import json,sys; [print('served c=%d' % d['concurrency'], round(d['requests_per_sec']), 'req/s p50 %.2f ms' % (d['latency_us_p50']/1000), 'cpu %.1f us/req' % d['server_cpu_us_per_request']) for d in map(json.loads, open(sys.argv[1]))]" "$OUT/server-gpu.jsonl" || true
   grep -E '"batch_stats"|execution_count' "$OUT/server-gpu-stats.json" | head -3 | cut -c1-600
+fi
+if [ "${PYTEST:-1}" = 1 ] && ls .devcarry/whl/*.whl >/dev/null 2>&1; then
+  echo "== GPU integration tests (pytest, tritonclient carried as wheels)"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl/*.whl &&
+    PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-200}" python3 -m pytest -q -rs \
+      tests/integration/test_gpu_server.py tests/integration/test_shared_memory.py -k "gpu or cuda" 2>&1 |
+    tee "$OUT/pytest-gpu.txt" | tail -25 || status=1
 fi
 tar -C "$OUT" -czf "$FINAL_OUT/results.tgz" .
 exit $status
