@@ -32,6 +32,18 @@ for p in fp32:1e-4 tf32:1e-2 fp16:2e-2 bf16:6e-2; do
     echo "run $prec failed:"; tail -5 "$OUT/run-$prec.log"; status=1
   fi
 done
+if [ "${UNIT:-1}" = 1 ]; then
+  echo "== unit tests (the GPU visible: backend consistency runs on cuda too)"
+  pass=0 fail=0
+  for t in /tmp/inferd/tests/*_test_*; do
+    if INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd timeout 120 "$t" >"$OUT/unit-$(basename "$t").txt" 2>&1; then
+      pass=$((pass + 1))
+    else
+      fail=$((fail + 1)); echo "unit FAIL $(basename "$t")"; tail -5 "$OUT/unit-$(basename "$t").txt"
+    fi
+  done
+  echo "unit tests: $pass passed, $fail failed"
+fi
 echo "== ONNX conformance on the cuda backend"
 if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance ]; then
   mkdir -p /tmp/onnx-testdata && tar -C /tmp/onnx-testdata -xzf .devcarry/onnx-testdata.tgz

@@ -7,8 +7,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out=.devcarry
 rm -rf "$out/stage" && mkdir -p "$out/stage/lib" "$out/stage/tests"
 cp build/inferd "$out/stage/"
+# Every test binary by default (the unit tests and the conformance runner).
+if [ $# -eq 0 ]; then set -- $(cd build/tests && ls); fi
 for t in "$@"; do cp "build/tests/$t" "$out/stage/tests/"; done
-ldd build/inferd | awk '$3 ~ /^\// {print $3}' | grep -vE '/(libc|libm|libstdc\+\+|libgcc_s|libdl|libpthread|librt)\.so' |
+{ ldd build/inferd; for t in "$@"; do ldd "build/tests/$t"; done; } | awk '$3 ~ /^\// {print $3}' | sort -u | grep -vE '/(libc|libm|libstdc\+\+|libgcc_s|libdl|libpthread|librt)\.so' |
   while read -r lib; do cp -L "$lib" "$out/stage/lib/"; done
 tar -C "$out/stage" -czf "$out/inferd-bundle.tar.gz" .
 rm -rf "$out/stage"
