@@ -97,12 +97,13 @@ static bool cuda_supports_node(const ir_graph *g, const ir_node *n, inferd_preci
       break;
     default: return false;
   }
-  /* Data inputs are floating point; Reshape's shape and Clip's bounds are
-   * constants read at build time. */
+  /* Data inputs are floating point; Reshape's shape is a constant read at
+   * build time. Clip's bounds have the input's type and may be computed at
+   * run time. */
   for (int k = 0; k < n->n_inputs; k++) {
     const int v = n->inputs[k];
     if (v < 0) continue;
-    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze || n->op == IR_OP_Clip) && k > 0)
+    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze) && k > 0)
       continue;
     if (!float_type(g->values[v].dtype)) return false;
   }

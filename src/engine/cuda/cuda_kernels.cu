@@ -100,6 +100,8 @@ __global__ void binary_kernel(strided3 d, int64_t total, int op, void *out, int 
       case CUDA_BIN_SUB: r = u - v; break;
       case CUDA_BIN_MUL: r = u * v; break;
       case CUDA_BIN_DIV: r = u / v; break;
+      case CUDA_BIN_MAX: r = fmaxf(u, v); break;
+      case CUDA_BIN_MIN: r = fminf(u, v); break;
       default: r = u + v; break;
     }
     store_from_float(out, o, out_t, apply_epilogue(e, r, 0.f));

@@ -64,7 +64,15 @@ typedef struct cuda_operand {
   int64_t strides[CUDA_MAX_DIMS];
 } cuda_operand;
 
-typedef enum cuda_binary_op { CUDA_BIN_ADD = 0, CUDA_BIN_SUB, CUDA_BIN_MUL, CUDA_BIN_DIV } cuda_binary_op;
+/* MAX and MIN are Clip with bounds known only at run time. */
+typedef enum cuda_binary_op {
+  CUDA_BIN_ADD = 0,
+  CUDA_BIN_SUB,
+  CUDA_BIN_MUL,
+  CUDA_BIN_DIV,
+  CUDA_BIN_MAX,
+  CUDA_BIN_MIN,
+} cuda_binary_op;
 
 /* out = convert(in), then the epilogue's activations (sums not allowed). */
 int cuda_launch_copy(cuda_stream_t stream, const cuda_index_space *space, const cuda_operand *out,

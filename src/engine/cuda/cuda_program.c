@@ -421,12 +421,73 @@ static float const_scalar(const builder *b, const ir_node *n, int k, float fallb
   return read_float(&b->g->values[v], 0);
 }
 
+/* Input k is present but known only at run time (a graph input or the
+ * output of another node). */
+static bool runtime_input(const builder *b, const ir_node *n, int k) {
+  const int v = ir_node_input(n, k);
+  return v >= 0 && !(b->g->values[v].kind == IR_VALUE_CONST && b->g->values[v].data);
+}
+
+/* An element-wise step out = a op b over out's index space, a and b
+ * broadcast to it. */
+static cuda_step *add_binary(builder *b, cuda_binary_op op, int a, int bt, int out, const char *what) {
+  const cuda_tensor *ot = &b->p->tensors[out];
+  cuda_step *s = step_add(b, CUDA_STEP_BINARY, what);
+  s->binary = op;
+  int order[IR_MAX_RANK];
+  space_for(ot, &s->space, order);
+  view_over(b, out, ot, order, s->space.rank, &s->out);
+  view_over(b, a, ot, order, s->space.rank, &s->a);
+  view_over(b, bt, ot, order, s->space.rank, &s->b);
+  touch(b, a), touch(b, bt), touch(b, out);
+  return s;
+}
+
+static void epilogue_append(cuda_epilogue *e, const cuda_epilogue *more) {
+  for (int i = 0; i < more->n_ops && e->n_ops < CUDA_MAX_EPILOGUE; i++)
+    if (!more->ops[i].is_sum) e->ops[e->n_ops++] = more->ops[i];
+}
+
+/* Clip whose bounds are computed at run time: y = max(x, min) and then
+ * y = min(y, max) as binary steps reading the bound as a broadcast scalar,
+ * in that order so that min > max gives max, as ONNX says. A bound that is
+ * a constant (or absent) rides in the first step's epilogue. */
+static inferd_error *build_runtime_clip(builder *b, const ir_node *n, int x, int y) {
+  const float lowest = -3.402823466e38f, highest = 3.402823466e38f;
+  const bool lo_runtime = runtime_input(b, n, 1), hi_runtime = runtime_input(b, n, 2);
+  cuda_epilogue first = {.n_ops = 1};
+  first.ops[0] = (cuda_epilogue_op){.act = CUDA_ACT_CLIP,
+                                    .alpha = lo_runtime ? lowest : const_scalar(b, n, 1, lowest),
+                                    .beta = hi_runtime ? highest : const_scalar(b, n, 2, highest)};
+  cuda_step *s;
+  if (lo_runtime) {
+    int lo;
+    ERR_TRY(value_any(b, n->inputs[1], &lo));
+    s = add_binary(b, CUDA_BIN_MAX, x, lo, y, "clip min");
+  } else {
+    add_copy(b, x, y, "clip", NULL);
+    s = &b->p->steps[b->p->n_steps - 1];
+  }
+  s->epilogue = first;
+  if (hi_runtime) {
+    int hi;
+    ERR_TRY(value_any(b, n->inputs[2], &hi));
+    s = add_binary(b, CUDA_BIN_MIN, y, hi, y, "clip max");
+  }
+  const cuda_epilogue more = epilogue_of(n);
+  epilogue_append(&s->epilogue, &more);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
 static inferd_error *build_unary(builder *b, const ir_node *n) {
   int x;
   ERR_TRY(value_any(b, n->inputs[0], &x));
   const cuda_layout layout = b->p->tensors[x].layout;
   if (layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1]) ERR_TRY(value_plain(b, n->inputs[0], &x));
   int y = tensor_for_value(b, n->outputs[0], b->p->tensors[x].layout);
+  if (n->op == IR_OP_Clip && b->g->opset >= 11 && (runtime_input(b, n, 1) || runtime_input(b, n, 2)))
+    return build_runtime_clip(b, n, x, y);
   cuda_epilogue e = {.n_ops = 1};
   cuda_epilogue_op *op = &e.ops[0];
   op->act = act_of(n->op);
@@ -448,9 +509,8 @@ static inferd_error *build_unary(builder *b, const ir_node *n) {
     default: break;
   }
   /* Post-ops fused into the node run after its own function. */
-  cuda_epilogue more = epilogue_of(n);
-  for (int i = 0; i < more.n_ops && e.n_ops < CUDA_MAX_EPILOGUE; i++)
-    if (!more.ops[i].is_sum) e.ops[e.n_ops++] = more.ops[i];
+  const cuda_epilogue more = epilogue_of(n);
+  epilogue_append(&e, &more);
   add_copy(b, x, y, ir_op_name(n->op), &e);
   b->value_t[n->outputs[0]] = y;
   return NULL;
@@ -477,19 +537,14 @@ static inferd_error *build_binary(builder *b, const ir_node *n) {
   }
   int y = tensor_add(b, n->outputs[0], nhwc ? CUDA_LAYOUT_NHWC : CUDA_LAYOUT_PLAIN, b->plan->dtype, rank ? rank : 1,
                      rank ? dims : (int64_t[]){1});
-  const cuda_tensor *out = &b->p->tensors[y];
-  cuda_step *s = step_add(b, CUDA_STEP_BINARY, ir_op_name(n->op));
-  s->binary = n->op == IR_OP_Sub ? CUDA_BIN_SUB : n->op == IR_OP_Mul ? CUDA_BIN_MUL : n->op == IR_OP_Div ? CUDA_BIN_DIV
-                                                                                                       : CUDA_BIN_ADD;
-  int order[IR_MAX_RANK];
-  space_for(out, &s->space, order);
-  view_over(b, y, out, order, s->space.rank, &s->out);
-  view_over(b, in[0], out, order, s->space.rank, &s->a);
-  view_over(b, in[1], out, order, s->space.rank, &s->b);
+  const cuda_binary_op op = n->op == IR_OP_Sub   ? CUDA_BIN_SUB
+                            : n->op == IR_OP_Mul ? CUDA_BIN_MUL
+                            : n->op == IR_OP_Div ? CUDA_BIN_DIV
+                                                 : CUDA_BIN_ADD;
+  cuda_step *s = add_binary(b, op, in[0], in[1], y, ir_op_name(n->op));
   s->epilogue = epilogue_of(n);
   for (int i = 0; i < s->epilogue.n_ops; i++)
     if (s->epilogue.ops[i].is_sum) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a fused sum after %s", ir_op_name(n->op));
-  touch(b, in[0]), touch(b, in[1]), touch(b, y);
   b->value_t[n->outputs[0]] = y;
   return NULL;
 }
