@@ -52,7 +52,7 @@ typedef struct cuda_context cuda_context;
 #define CUDA_CUBLASLT_FUNCS(X)                                                                           \
   X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtMatmulDescCreate)                \
   X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute) X(cublasLtMatrixLayoutCreate)          \
-  X(cublasLtMatrixLayoutDestroy) X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)   \
+  X(cublasLtMatrixLayoutDestroy) X(cublasLtMatrixLayoutSetAttribute) X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)   \
   X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic) X(cublasLtMatmul)
 
 typedef struct cuda_libs {
@@ -151,8 +151,17 @@ typedef struct cuda_conv {
   bool borrowed;   /* plan belongs to an earlier step */
 } cuda_conv;
 
+/* y[M,N] = alpha * x[M,K] * w[N,K]^T (+ bias[N]) (+ beta * y), `batch`
+ * times over strided matrices. Weights stored [K,N] (a MatMul's right
+ * operand computed at run time) have w_kn set, an x stored [K,M] (Gemm's
+ * transA) x_km; both are read through cuBLASLt's transposes, no copies. */
 typedef struct cuda_gemm {
   int64_t m, n, k;
+  bool w_kn, x_km;
+  int batch;
+  int64_t stride_x, stride_w, stride_y; /* elements between matrices of a batch */
+  float alpha;
+  float beta; /* y holds C (copied in by an earlier step) when nonzero */
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;

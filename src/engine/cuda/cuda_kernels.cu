@@ -138,7 +138,8 @@ __global__ void pool_kernel(cuda_pool_desc d, const T *x, T *y) {
           const float v = to_f(x[((n * d.h + iy) * d.w + ix) * d.c + ch]);
           acc = d.is_max ? fmaxf(acc, v) : acc + v;
           count++;
-        } else if (d.count_include_pad) {
+        } else if (d.count_include_pad && iy >= -d.pad_t && iy < d.h + d.pad_b && ix >= -d.pad_l &&
+                   ix < d.w + d.pad_r) {
           count++;
         }
       }
@@ -169,7 +170,8 @@ __global__ void pool8_kernel(cuda_pool_desc d, const T *x, T *y) {
       for (int kx = 0; kx < d.kw; kx++) {
         const int ix = ox * d.sw - d.pad_l + kx * d.dw;
         if (iy < 0 || iy >= d.h || ix < 0 || ix >= d.w) {
-          if (d.count_include_pad) count++;
+          if (d.count_include_pad && iy >= -d.pad_t && iy < d.h + d.pad_b && ix >= -d.pad_l && ix < d.w + d.pad_r)
+            count++;
           continue;
         }
         const uint4 raw = *reinterpret_cast<const uint4 *>(x + ((n * d.h + iy) * d.w + ix) * d.c + cg * 8);

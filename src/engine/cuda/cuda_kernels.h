@@ -92,6 +92,7 @@ typedef struct cuda_pool_desc {
   int64_t oh, ow;          /* output */
   int kh, kw, sh, sw, dh, dw;
   int pad_t, pad_l;
+  int pad_b, pad_r;        /* end padding: taps past it (ceil_mode) never count */
   int is_max;
   int count_include_pad;   /* AveragePool */
 } cuda_pool_desc;
