@@ -100,18 +100,27 @@ static bool cuda_supports_node(const ir_graph *g, const ir_node *n, inferd_preci
     case IR_OP_HardSwish: case IR_OP_Tanh: case IR_OP_Add: case IR_OP_Sub: case IR_OP_Mul: case IR_OP_Div:
     case IR_OP_Flatten: case IR_OP_Reshape: case IR_OP_Squeeze:
     case IR_OP_Unsqueeze: case IR_OP_Identity: case IR_OP_Dropout: case IR_OP_Softmax: case IR_OP_Transpose:
-    case IR_OP_Concat:
+    case IR_OP_Concat: case IR_OP_ReduceMean: case IR_OP_Pad: case IR_OP_Cast:
+      break;
+    /* Inference only: one output, per-channel (spatial) statistics. */
+    case IR_OP_BatchNormalization:
+      if (ir_node_attr_int(n, "training_mode", 0) != 0 || ir_node_attr_int(n, "spatial", 1) != 1) return false;
+      for (int k = 1; k < n->n_outputs; k++)
+        if (n->outputs[k] >= 0 && g->values[n->outputs[k]].use_count > 0) return false;
       break;
     default: return false;
   }
-  /* Data inputs are floating point; Reshape's shape is a constant read at
-   * build time. Clip's bounds have the input's type and may be computed at
-   * run time. */
+  /* Data inputs are floating point. Shapes, axes and pads (integers) and
+   * Dropout's ratio and training mode are constants read at build time;
+   * Clip's bounds and Pad's value have the input's type and may be computed
+   * at run time. */
   for (int k = 0; k < n->n_inputs; k++) {
     const int v = n->inputs[k];
     if (v < 0) continue;
-    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze) && k > 0)
+    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze ||
+         n->op == IR_OP_ReduceMean || n->op == IR_OP_Dropout) && k > 0)
       continue;
+    if (n->op == IR_OP_Pad && (k == 1 || k == 3)) continue;
     if (!float_type(g->values[v].dtype)) return false;
   }
   for (int k = 0; k < n->n_outputs; k++)

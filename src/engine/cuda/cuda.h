@@ -123,6 +123,9 @@ typedef enum cuda_step_kind {
   CUDA_STEP_POOL,
   CUDA_STEP_SOFTMAX,
   CUDA_STEP_TO_NHWC, /* a model's fp32 NCHW input to NHWC, channels padded */
+  CUDA_STEP_BATCHNORM,
+  CUDA_STEP_REDUCE,
+  CUDA_STEP_PAD,
 } cuda_step_kind;
 
 /* An operand of an element-wise step: a tensor, an element offset into it
@@ -184,8 +187,13 @@ typedef struct cuda_step {
   cuda_conv conv;
   cuda_gemm gemm;
   cuda_pool_desc pool;
-  int64_t rows, cols; /* softmax, bias epilogue */
+  int64_t rows, cols; /* softmax: rows x cols; batchnorm: elements x channels */
+  int64_t inner;      /* softmax and batchnorm: elements between neighbours along the axis */
   int log_softmax;
+  int params[4];      /* batchnorm: scale, bias, mean, var; pad: params[0] the fill value or -1 */
+  float epsilon;
+  cuda_reduce_desc reduce;
+  cuda_pad_desc pad;
 } cuda_step;
 
 typedef struct cuda_program {

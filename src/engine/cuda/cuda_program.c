@@ -739,7 +739,7 @@ static inferd_error *build_gemm(builder *b, const ir_node *n) {
 static inferd_error *build_view(builder *b, const ir_node *n) {
   const int v = n->inputs[0];
   int t;
-  if (n->op == IR_OP_Identity || n->op == IR_OP_Dropout) {
+  if (n->op == IR_OP_Identity || n->op == IR_OP_Dropout || n->op == IR_OP_Cast) {
     ERR_TRY(value_any(b, v, &t));
   } else {
     ERR_TRY(value_plain(b, v, &t));
@@ -760,21 +760,137 @@ static inferd_error *build_softmax(builder *b, const ir_node *n) {
   const cuda_tensor *xt = &b->p->tensors[x];
   int64_t axis = ir_node_attr_int(n, "axis", b->g->opset >= 13 ? -1 : 1);
   if (axis < 0) axis += xt->rank;
-  int64_t cols = 1, rows = 1;
-  /* Before opset 13 the input is flattened at `axis`; from 13 only the last
-   * axis can run here. */
+  /* Before opset 13 the input is flattened at `axis` (rows of the dims
+   * from it on); from 13 the softmax runs along `axis` alone, its rows
+   * `inner` elements apart. */
+  int64_t rows = 1, cols = 1, inner = 1;
   for (int d = 0; d < xt->rank; d++) {
-    if (d >= axis) cols *= xt->dims[d];
-    else rows *= xt->dims[d];
+    if (d < axis) rows *= xt->dims[d];
+    else if (d == axis || b->g->opset < 13) cols *= xt->dims[d];
+    else inner *= xt->dims[d];
   }
-  if (b->g->opset >= 13 && axis != xt->rank - 1)
-    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Softmax over axis %lld of %d runs on the CPU only",
-                         (long long)axis, xt->rank);
   int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
-  cuda_step *s = step_add(b, CUDA_STEP_SOFTMAX, "softmax");
-  s->x = x, s->y = y, s->rows = rows, s->cols = cols;
+  cuda_step *s = step_add(b, CUDA_STEP_SOFTMAX, inner > 1 ? "softmax (strided)" : "softmax");
+  s->x = x, s->y = y, s->rows = rows, s->cols = cols, s->inner = inner;
   touch(b, x), touch(b, y);
   b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+/* Inference BatchNormalization, its four vectors constants or computed at
+ * run time alike. (One after a convolution with constants is folded into
+ * it before the backend sees the graph.) */
+static inferd_error *build_batchnorm(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_any(b, n->inputs[0], &x));
+  if (b->p->tensors[x].layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1])
+    ERR_TRY(value_plain(b, n->inputs[0], &x));
+  int params[4];
+  for (int k = 0; k < 4; k++) ERR_TRY(value_plain(b, n->inputs[k + 1], &params[k]));
+  const cuda_layout layout = b->p->tensors[x].layout;
+  int y = tensor_for_value(b, n->outputs[0], layout);
+  const cuda_tensor *xt = &b->p->tensors[x];
+  cuda_step *s = step_add(b, CUDA_STEP_BATCHNORM, "batchnorm");
+  s->x = x, s->y = y;
+  memcpy(s->params, params, sizeof(params));
+  s->epsilon = ir_node_attr_float(n, "epsilon", 1e-5f);
+  s->rows = (int64_t)(xt->bytes / cuda_dtype_size(xt->dtype));
+  s->cols = xt->rank > 1 ? xt->dims[1] : 1;
+  s->inner = 1;
+  if (layout == CUDA_LAYOUT_PLAIN)
+    for (int d = 2; d < xt->rank; d++) s->inner *= xt->dims[d];
+  touch(b, x), touch(b, y);
+  for (int k = 0; k < 4; k++) touch(b, params[k]);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_reduce(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const int rank = b->g->values[n->inputs[0]].shape.rank;
+  bool mask[IR_MAX_RANK], noop = rank == 0;
+  if (rank > 0) ERR_TRY(ops_reduce_mask(b->g, n, rank, mask, &noop));
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  if (noop) {
+    add_copy(b, x, y, "reduce (identity)", NULL);
+    b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+    return NULL;
+  }
+  if (rank > CUDA_MAX_DIMS)
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a reduction over a rank-%d tensor", rank);
+  const cuda_tensor *xt = &b->p->tensors[x];
+  int64_t ls[IR_MAX_RANK];
+  logical_strides(xt, ls);
+  cuda_step *s = step_add(b, CUDA_STEP_REDUCE, ir_op_name(n->op));
+  s->x = x, s->y = y;
+  s->reduce.mean = n->op == IR_OP_ReduceMean;
+  for (int d = 0; d < rank; d++) {
+    cuda_index_space *sp = mask[d] ? &s->reduce.reduced : &s->reduce.kept;
+    int64_t *st = mask[d] ? s->reduce.reduced_strides : s->reduce.kept_strides;
+    st[sp->rank] = ls[d];
+    sp->dims[sp->rank++] = xt->dims[d];
+  }
+  touch(b, x), touch(b, y);
+  b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_pad(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const int rank = b->g->values[n->inputs[0]].shape.rank;
+  if (rank > CUDA_MAX_DIMS) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Pad of a rank-%d tensor", rank);
+  int64_t pads[2 * IR_MAX_RANK];
+  ops_pad_mode mode;
+  ERR_TRY(ops_pad_args(b->g, n, NULL, rank, pads, &mode));
+  int fill = -1;
+  float value = 0.0f;
+  if (b->g->opset < 11) value = ir_node_attr_float(n, "value", 0.0f);
+  else if (runtime_input(b, n, 2)) ERR_TRY(value_plain(b, n->inputs[2], &fill));
+  else value = const_scalar(b, n, 2, 0.0f);
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  const cuda_tensor *xt = &b->p->tensors[x], *yt = &b->p->tensors[y];
+  cuda_step *s = step_add(b, CUDA_STEP_PAD, "pad");
+  s->x = x, s->y = y, s->params[0] = fill;
+  s->pad = (cuda_pad_desc){.rank = rank,
+                           .mode = mode == OPS_PAD_EDGE      ? CUDA_PAD_EDGE
+                                   : mode == OPS_PAD_REFLECT ? CUDA_PAD_REFLECT
+                                                             : CUDA_PAD_CONSTANT,
+                           .value = value};
+  for (int d = 0; d < rank; d++) {
+    s->pad.in_dims[d] = xt->dims[d];
+    s->pad.out_dims[d] = yt->dims[d];
+    s->pad.pad_begin[d] = pads[d];
+  }
+  touch(b, x), touch(b, y), touch(b, fill);
+  b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+  return NULL;
+}
+
+/* Cast between floating-point types. Values live in the compute type, so
+ * a Cast to it, or to fp32, which holds every compute type exactly, is a
+ * view; a Cast to a narrower type rounds through a tensor of that type. */
+static inferd_error *build_cast(builder *b, const ir_node *n) {
+  cuda_dtype to;
+  if (!dtype_of(b->g->values[n->outputs[0]].dtype, &to))
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Cast to %s does not run on the GPU",
+                         inferd_datatype_name(b->g->values[n->outputs[0]].dtype));
+  if (to == b->plan->dtype || to == CUDA_F32) return build_view(b, n);
+  int x;
+  ERR_TRY(value_any(b, n->inputs[0], &x));
+  if (b->p->tensors[x].layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1])
+    ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const cuda_layout layout = b->p->tensors[x].layout;
+  int64_t dims[IR_MAX_RANK];
+  memcpy(dims, b->p->tensors[x].dims, sizeof(dims));
+  const int rank = b->p->tensors[x].rank;
+  int narrow = tensor_add(b, n->outputs[0], layout, to, rank, dims);
+  add_copy(b, x, narrow, "cast", NULL);
+  int y = tensor_add(b, n->outputs[0], layout, b->plan->dtype, rank, dims);
+  add_copy(b, narrow, y, "cast back", NULL);
+  b->value_t[n->outputs[0]] = y;
+  if (layout == CUDA_LAYOUT_PLAIN) b->value_plain[n->outputs[0]] = y;
   return NULL;
 }
 
@@ -852,6 +968,10 @@ static inferd_error *build_node(builder *b, const ir_node *n) {
     case IR_OP_Identity:
     case IR_OP_Dropout: return build_view(b, n);
     case IR_OP_Softmax: return build_softmax(b, n);
+    case IR_OP_BatchNormalization: return build_batchnorm(b, n);
+    case IR_OP_ReduceMean: return build_reduce(b, n);
+    case IR_OP_Pad: return build_pad(b, n);
+    case IR_OP_Cast: return build_cast(b, n);
     case IR_OP_Transpose: return build_transpose(b, n);
     case IR_OP_Concat: return build_concat(b, n);
     default: return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "not supported by the cuda backend");
@@ -1072,8 +1192,29 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
                               cuda_tensor_ptr(p, s->y, arena));
         break;
       case CUDA_STEP_SOFTMAX:
-        rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
-                                 cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
+        if (s->inner > 1)
+          rc = cuda_launch_softmax_strided((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols, s->inner,
+                                           cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena),
+                                           s->log_softmax);
+        else
+          rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
+                                   cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
+        break;
+      case CUDA_STEP_BATCHNORM:
+        rc = cuda_launch_batchnorm((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols, s->inner,
+                                   cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena),
+                                   cuda_tensor_ptr(p, s->params[0], arena), cuda_tensor_ptr(p, s->params[1], arena),
+                                   cuda_tensor_ptr(p, s->params[2], arena), cuda_tensor_ptr(p, s->params[3], arena),
+                                   s->epsilon);
+        break;
+      case CUDA_STEP_REDUCE:
+        rc = cuda_launch_reduce((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->reduce,
+                                cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena));
+        break;
+      case CUDA_STEP_PAD:
+        rc = cuda_launch_pad((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->pad, cuda_tensor_ptr(p, s->x, arena),
+                             cuda_tensor_ptr(p, s->y, arena),
+                             s->params[0] >= 0 ? cuda_tensor_ptr(p, s->params[0], arena) : NULL);
         break;
     }
     if (rc) e = cuda_rt_error((cudaError_t)rc, s->what);
