@@ -437,7 +437,8 @@ int cuda_launch_bias_epilogue(cuda_stream_t stream, cuda_dtype dtype, void *y, i
 }
 
 int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_desc *d, const void *x, void *y) {
-  const bool global = d->oh == 1 && d->ow == 1 && d->kh == d->h && d->kw == d->w && d->pad_t == 0 && d->pad_l == 0;
+  const bool global = d->oh == 1 && d->ow == 1 && d->kh == d->h && d->kw == d->w && d->pad_t == 0 && d->pad_l == 0 &&
+                      d->pad_b == 0 && d->pad_r == 0;
   const int64_t total = global ? d->n * d->c : d->n * d->oh * d->ow * d->c;
   if (total == 0) return 0;
   const unsigned g = grid_for(total, 256);

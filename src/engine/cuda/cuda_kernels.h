@@ -2,7 +2,8 @@
  * The CUDA backend's own kernels, for what cuDNN and cuBLASLt do not fuse:
  * strided copies that convert layout and precision (model inputs and
  * outputs, NCHW <-> NHWC, Transpose, Concat), broadcasting binary ops,
- * activations, pooling in NHWC, softmax, the bias-and-activation epilogue
+ * activations, pooling in NHWC, softmax along any axis, inference batch
+ * normalization, reductions, padding, the bias-and-activation epilogue
  * of a convolution that cuDNN runs unfused, and a direct convolution for
  * shapes no cuDNN engine takes. Every launcher queues its kernel on
  * `stream` and returns the launch's error code (0 is success).
