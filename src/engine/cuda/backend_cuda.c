@@ -80,30 +80,47 @@ static bool float_type(inferd_datatype t) {
 static bool cuda_supports_node(const ir_graph *g, const ir_node *n, inferd_precision precision) {
   (void)precision;
   switch (n->op) {
+    /* Window ops run 2-D, a 1-D one with a height of 1; 3-D ones are not done. */
     case IR_OP_Conv:
     case IR_OP_MaxPool:
     case IR_OP_AveragePool:
-      if (g->values[n->inputs[0]].shape.rank != 4) return false;
-      break;
     case IR_OP_GlobalAveragePool:
-    case IR_OP_GlobalMaxPool:
-      if (g->values[n->inputs[0]].shape.rank != 4) return false;
+    case IR_OP_GlobalMaxPool: {
+      const int rank = g->values[n->inputs[0]].shape.rank;
+      if (rank != 3 && rank != 4) return false;
+      break;
+    }
+    /* Products of matrices, batched (numpy broadcasting) past two dims; a
+     * 1-D operand is not done. */
+    case IR_OP_Gemm:
+    case IR_OP_MatMul:
+      if (g->values[n->inputs[0]].shape.rank < 2 || g->values[n->inputs[1]].shape.rank < 2) return false;
       break;
     case IR_OP_Relu: case IR_OP_LeakyRelu: case IR_OP_Clip: case IR_OP_Sigmoid: case IR_OP_HardSigmoid:
     case IR_OP_HardSwish: case IR_OP_Tanh: case IR_OP_Add: case IR_OP_Sub: case IR_OP_Mul: case IR_OP_Div:
-    case IR_OP_Gemm: case IR_OP_MatMul: case IR_OP_Flatten: case IR_OP_Reshape: case IR_OP_Squeeze:
+    case IR_OP_Flatten: case IR_OP_Reshape: case IR_OP_Squeeze:
     case IR_OP_Unsqueeze: case IR_OP_Identity: case IR_OP_Dropout: case IR_OP_Softmax: case IR_OP_Transpose:
-    case IR_OP_Concat:
+    case IR_OP_Concat: case IR_OP_ReduceMean: case IR_OP_Pad: case IR_OP_Cast:
+      break;
+    /* Inference only: one output, per-channel (spatial) statistics. */
+    case IR_OP_BatchNormalization:
+      if (ir_node_attr_int(n, "training_mode", 0) != 0 || ir_node_attr_int(n, "spatial", 1) != 1) return false;
+      for (int k = 1; k < n->n_outputs; k++)
+        if (n->outputs[k] >= 0 && g->values[n->outputs[k]].use_count > 0) return false;
       break;
     default: return false;
   }
-  /* Data inputs are floating point; Reshape's shape and Clip's bounds are
-   * constants read at build time. */
+  /* Data inputs are floating point. Shapes, axes and pads (integers) and
+   * Dropout's ratio and training mode are constants read at build time;
+   * Clip's bounds and Pad's value have the input's type and may be computed
+   * at run time. */
   for (int k = 0; k < n->n_inputs; k++) {
     const int v = n->inputs[k];
     if (v < 0) continue;
-    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze || n->op == IR_OP_Clip) && k > 0)
+    if ((n->op == IR_OP_Reshape || n->op == IR_OP_Squeeze || n->op == IR_OP_Unsqueeze ||
+         n->op == IR_OP_ReduceMean || n->op == IR_OP_Dropout) && k > 0)
       continue;
+    if (n->op == IR_OP_Pad && (k == 1 || k == 3)) continue;
     if (!float_type(g->values[v].dtype)) return false;
   }
   for (int k = 0; k < n->n_outputs; k++)

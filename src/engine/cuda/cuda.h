@@ -52,7 +52,7 @@ typedef struct cuda_context cuda_context;
 #define CUDA_CUBLASLT_FUNCS(X)                                                                           \
   X(cublasLtCreate) X(cublasLtDestroy) X(cublasLtGetVersion) X(cublasLtMatmulDescCreate)                \
   X(cublasLtMatmulDescDestroy) X(cublasLtMatmulDescSetAttribute) X(cublasLtMatrixLayoutCreate)          \
-  X(cublasLtMatrixLayoutDestroy) X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)   \
+  X(cublasLtMatrixLayoutDestroy) X(cublasLtMatrixLayoutSetAttribute) X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)   \
   X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic) X(cublasLtMatmul)
 
 typedef struct cuda_libs {
@@ -123,6 +123,9 @@ typedef enum cuda_step_kind {
   CUDA_STEP_POOL,
   CUDA_STEP_SOFTMAX,
   CUDA_STEP_TO_NHWC, /* a model's fp32 NCHW input to NHWC, channels padded */
+  CUDA_STEP_BATCHNORM,
+  CUDA_STEP_REDUCE,
+  CUDA_STEP_PAD,
 } cuda_step_kind;
 
 /* An operand of an element-wise step: a tensor, an element offset into it
@@ -151,8 +154,17 @@ typedef struct cuda_conv {
   bool borrowed;   /* plan belongs to an earlier step */
 } cuda_conv;
 
+/* y[M,N] = alpha * x[M,K] * w[N,K]^T (+ bias[N]) (+ beta * y), `batch`
+ * times over strided matrices. Weights stored [K,N] (a MatMul's right
+ * operand computed at run time) have w_kn set, an x stored [K,M] (Gemm's
+ * transA) x_km; both are read through cuBLASLt's transposes, no copies. */
 typedef struct cuda_gemm {
   int64_t m, n, k;
+  bool w_kn, x_km;
+  int batch;
+  int64_t stride_x, stride_w, stride_y; /* elements between matrices of a batch */
+  float alpha;
+  float beta; /* y holds C (copied in by an earlier step) when nonzero */
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;
@@ -175,8 +187,13 @@ typedef struct cuda_step {
   cuda_conv conv;
   cuda_gemm gemm;
   cuda_pool_desc pool;
-  int64_t rows, cols; /* softmax, bias epilogue */
+  int64_t rows, cols; /* softmax: rows x cols; batchnorm: elements x channels */
+  int64_t inner;      /* softmax and batchnorm: elements between neighbours along the axis */
   int log_softmax;
+  int params[4];      /* batchnorm: scale, bias, mean, var; pad: params[0] the fill value or -1 */
+  float epsilon;
+  cuda_reduce_desc reduce;
+  cuda_pad_desc pad;
 } cuda_step;
 
 typedef struct cuda_program {

@@ -1,10 +1,13 @@
 /*
- * Products through cuBLASLt: y[M,N] = x[M,K] * w[N,K]^T (+ bias[N]), all row
- * major. cuBLASLt is column-major, so it computes y^T = w * x^T: matrix A is
- * the weights read transposed (K x N, leading dimension K), B the
- * activations (K x M), D the result (N x M). The bias (and a ReLU, when that
- * is the node's only post-op) ride in the epilogue; other post-ops run in
- * the epilogue kernel. The heuristics' best candidates are timed once.
+ * Products through cuBLASLt: y[M,N] = alpha * x[M,K] * w[N,K]^T (+ bias[N])
+ * (+ beta * y), all row major. cuBLASLt is column-major, so it computes
+ * y^T = w * x^T: matrix A is the weights read transposed (K x N, leading
+ * dimension K; or N x K read as is when they are stored [K,N]), B the
+ * activations (K x M; or M x K transposed for Gemm's transA), C = D the
+ * result (N x M). A batch runs as one strided-batch product. The bias (and
+ * a ReLU, when that is the node's only post-op) ride in the epilogue; other
+ * post-ops run in the epilogue kernel. The heuristics' best candidates are
+ * timed once.
  */
 #include <string.h>
 
@@ -38,7 +41,7 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
   const cublasComputeType_t compute = plan->dtype == CUDA_F32 && plan->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
                                                                            : CUBLAS_COMPUTE_32F;
   CUBLASLT_TRY(l->cublasLtMatmulDescCreate(&g->op, compute, CUDA_R_32F), "creating a matmul descriptor");
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  const cublasOperation_t ta = g->w_kn ? CUBLAS_OP_N : CUBLAS_OP_T, tb = g->x_km ? CUBLAS_OP_T : CUBLAS_OP_N;
   CUBLASLT_TRY(l->cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "transa");
   CUBLASLT_TRY(l->cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "transb");
   if (s->bias >= 0) {
@@ -51,9 +54,24 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
     const cublasLtEpilogue_t ep = CUBLASLT_EPILOGUE_RELU;
     CUBLASLT_TRY(l->cublasLtMatmulDescSetAttribute(g->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)), "epilogue");
   }
-  CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->a, t, (uint64_t)g->k, (uint64_t)g->n, g->k), "layout A");
-  CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->b, t, (uint64_t)g->k, (uint64_t)g->m, g->k), "layout B");
+  if (g->w_kn) CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->a, t, (uint64_t)g->n, (uint64_t)g->k, g->n), "layout A");
+  else CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->a, t, (uint64_t)g->k, (uint64_t)g->n, g->k), "layout A");
+  if (g->x_km) CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->b, t, (uint64_t)g->m, (uint64_t)g->k, g->m), "layout B");
+  else CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->b, t, (uint64_t)g->k, (uint64_t)g->m, g->k), "layout B");
   CUBLASLT_TRY(l->cublasLtMatrixLayoutCreate(&g->c, t, (uint64_t)g->n, (uint64_t)g->m, g->n), "layout C");
+  if (g->batch > 1) {
+    const int32_t count = g->batch;
+    const cublasLtMatrixLayout_t layouts[3] = {g->a, g->b, g->c};
+    const int64_t strides[3] = {g->stride_w, g->stride_x, g->stride_y};
+    for (int i = 0; i < 3; i++) {
+      CUBLASLT_TRY(l->cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
+                                                       sizeof(count)),
+                   "batch count");
+      CUBLASLT_TRY(l->cublasLtMatrixLayoutSetAttribute(layouts[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                       &strides[i], sizeof(strides[i])),
+                   "batch stride");
+    }
+  }
   cublasLtMatmulPreference_t pref;
   CUBLASLT_TRY(l->cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
   const uint64_t cap = workspace_cap;
@@ -64,8 +82,8 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
                                                         results, &found);
   l->cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-    return err_new(INFERD_ERROR_UNSUPPORTED, "node '%s': cuBLASLt has no algorithm for a %lldx%lldx%lld product",
-                   s->name, (long long)g->m, (long long)g->n, (long long)g->k);
+    return err_new(INFERD_ERROR_UNSUPPORTED, "node '%s': cuBLASLt has no algorithm for a %lldx%lldx%lld product (batch %d)",
+                   s->name, (long long)g->m, (long long)g->n, (long long)g->k, g->batch);
   double best = -1;
   int best_i = -1;
   timed_gemm timed = {.plan = plan, .p = p, .s = s, .arena = arena, .workspace = workspace};
@@ -88,7 +106,7 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
 inferd_error *cuda_gemm_run(cublasLtHandle_t lt, const cuda_libs *l, cudaStream_t stream, const cuda_program *p,
                             const cuda_step *s, void *arena, void *workspace) {
   const cuda_gemm *g = &s->gemm;
-  const float alpha = 1.0f, beta = 0.0f;
+  const float alpha = g->alpha, beta = g->beta;
   const void *w = cuda_tensor_ptr(p, s->w, arena), *x = cuda_tensor_ptr(p, s->x, arena);
   void *y = cuda_tensor_ptr(p, s->y, arena);
   CUBLASLT_TRY(l->cublasLtMatmul(lt, g->op, &alpha, w, g->a, x, g->b, &beta, y, g->c, y, g->c, &g->algo, workspace,
@@ -96,7 +114,7 @@ inferd_error *cuda_gemm_run(cublasLtHandle_t lt, const cuda_libs *l, cudaStream_
                "running a matrix product");
   const bool in_epilogue = relu_only(&s->epilogue);
   if (s->epilogue.n_ops && !in_epilogue)
-    KERNEL_TRY(cuda_launch_bias_epilogue((cuda_stream_t)stream, p->tensors[s->y].dtype, y, g->m, g->n, NULL,
+    KERNEL_TRY(cuda_launch_bias_epilogue((cuda_stream_t)stream, p->tensors[s->y].dtype, y, g->batch * g->m, g->n, NULL,
                                          s->sum >= 0 ? cuda_tensor_ptr(p, s->sum, arena) : NULL, &s->epilogue),
                "the product's epilogue kernel");
   return NULL;

@@ -100,6 +100,8 @@ __global__ void binary_kernel(strided3 d, int64_t total, int op, void *out, int 
       case CUDA_BIN_SUB: r = u - v; break;
       case CUDA_BIN_MUL: r = u * v; break;
       case CUDA_BIN_DIV: r = u / v; break;
+      case CUDA_BIN_MAX: r = fmaxf(u, v); break;
+      case CUDA_BIN_MIN: r = fminf(u, v); break;
       default: r = u + v; break;
     }
     store_from_float(out, o, out_t, apply_epilogue(e, r, 0.f));
@@ -136,7 +138,8 @@ __global__ void pool_kernel(cuda_pool_desc d, const T *x, T *y) {
           const float v = to_f(x[((n * d.h + iy) * d.w + ix) * d.c + ch]);
           acc = d.is_max ? fmaxf(acc, v) : acc + v;
           count++;
-        } else if (d.count_include_pad) {
+        } else if (d.count_include_pad && iy >= -d.pad_t && iy < d.h + d.pad_b && ix >= -d.pad_l &&
+                   ix < d.w + d.pad_r) {
           count++;
         }
       }
@@ -167,7 +170,8 @@ __global__ void pool8_kernel(cuda_pool_desc d, const T *x, T *y) {
       for (int kx = 0; kx < d.kw; kx++) {
         const int ix = ox * d.sw - d.pad_l + kx * d.dw;
         if (iy < 0 || iy >= d.h || ix < 0 || ix >= d.w) {
-          if (d.count_include_pad) count++;
+          if (d.count_include_pad && iy >= -d.pad_t && iy < d.h + d.pad_b && ix >= -d.pad_l && ix < d.w + d.pad_r)
+            count++;
           continue;
         }
         const uint4 raw = *reinterpret_cast<const uint4 *>(x + ((n * d.h + iy) * d.w + ix) * d.c + cg * 8);
@@ -239,6 +243,81 @@ __global__ void softmax_kernel(int64_t cols, const T *x, T *y, int log) {
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
     const float v = to_f(row[j]) - m;
     out[j] = from_f<T>(log ? v - ls : __expf(v) * inv);
+  }
+}
+
+/* One thread per row; the threads of a warp take neighbouring rows, so
+ * each step along the axis reads consecutive elements. */
+__global__ void softmax_strided_kernel(int64_t outer, int64_t cols, int64_t inner, const void *x, void *y, int dtype,
+                                       int log) {
+  const int64_t rows = outer * inner;
+  for (int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; r < rows; r += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t base = (r / inner) * cols * inner + r % inner;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < cols; j++) m = fmaxf(m, load_as_float(x, base + j * inner, dtype));
+    float sum = 0.f;
+    for (int64_t j = 0; j < cols; j++) sum += __expf(load_as_float(x, base + j * inner, dtype) - m);
+    const float ls = logf(sum), inv = 1.f / sum;
+    for (int64_t j = 0; j < cols; j++) {
+      const float v = load_as_float(x, base + j * inner, dtype) - m;
+      store_from_float(y, base + j * inner, dtype, log ? v - ls : __expf(v) * inv);
+    }
+  }
+}
+
+__global__ void batchnorm_kernel(int64_t total, int64_t c, int64_t inner, const void *x, void *y, const void *scale,
+                                 const void *bias, const void *mean, const void *var, float eps, int dtype) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t ch = (i / inner) % c;
+    const float inv = rsqrtf(load_as_float(var, ch, dtype) + eps) * load_as_float(scale, ch, dtype);
+    const float v = (load_as_float(x, i, dtype) - load_as_float(mean, ch, dtype)) * inv + load_as_float(bias, ch, dtype);
+    store_from_float(y, i, dtype, v);
+  }
+}
+
+__device__ __forceinline__ int64_t offset_in(const cuda_index_space &s, const int64_t *strides, int64_t linear) {
+  int64_t off = 0;
+  for (int k = s.rank - 1; k >= 0; k--) {
+    off += (linear % s.dims[k]) * strides[k];
+    linear /= s.dims[k];
+  }
+  return off;
+}
+
+/* One thread per output element, walking its reduced elements in fp32. */
+__global__ void reduce_kernel(cuda_reduce_desc d, int64_t n_out, int64_t n_red, const void *x, void *y, int dtype) {
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < n_out; o += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t base = offset_in(d.kept, d.kept_strides, o);
+    float acc = 0.f;
+    for (int64_t j = 0; j < n_red; j++) acc += load_as_float(x, base + offset_in(d.reduced, d.reduced_strides, j), dtype);
+    store_from_float(y, o, dtype, d.mean && n_red ? acc / (float)n_red : acc);
+  }
+}
+
+__device__ __forceinline__ int64_t reflect_index(int64_t i, int64_t size) {
+  if (size == 1) return 0;
+  const int64_t period = 2 * (size - 1);
+  int64_t m = i % period;
+  if (m < 0) m += period;
+  return m < size ? m : period - m;
+}
+
+__global__ void pad_kernel(cuda_pad_desc d, int64_t total, const void *x, void *y, const void *value_ptr, int dtype) {
+  const float fill = value_ptr ? load_as_float(value_ptr, 0, dtype) : d.value;
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total; o += (int64_t)gridDim.x * blockDim.x) {
+    int64_t rest = o, off = 0, stride = 1;
+    bool inside = true;
+    for (int k = d.rank - 1; k >= 0; k--) {
+      int64_t i = rest % d.out_dims[k] - d.pad_begin[k];
+      rest /= d.out_dims[k];
+      if (i < 0 || i >= d.in_dims[k]) {
+        if (d.mode == CUDA_PAD_CONSTANT) inside = false;
+        else i = d.mode == CUDA_PAD_EDGE ? (i < 0 ? 0 : d.in_dims[k] - 1) : reflect_index(i, d.in_dims[k]);
+      }
+      off += i * stride;
+      stride *= d.in_dims[k];
+    }
+    store_from_float(y, o, dtype, inside ? load_as_float(x, off, dtype) : fill);
   }
 }
 
@@ -358,7 +437,8 @@ int cuda_launch_bias_epilogue(cuda_stream_t stream, cuda_dtype dtype, void *y, i
 }
 
 int cuda_launch_pool(cuda_stream_t stream, cuda_dtype dtype, const cuda_pool_desc *d, const void *x, void *y) {
-  const bool global = d->oh == 1 && d->ow == 1 && d->kh == d->h && d->kw == d->w && d->pad_t == 0 && d->pad_l == 0;
+  const bool global = d->oh == 1 && d->ow == 1 && d->kh == d->h && d->kw == d->w && d->pad_t == 0 && d->pad_l == 0 &&
+                      d->pad_b == 0 && d->pad_r == 0;
   const int64_t total = global ? d->n * d->c : d->n * d->oh * d->ow * d->c;
   if (total == 0) return 0;
   const unsigned g = grid_for(total, 256);
@@ -427,6 +507,39 @@ int cuda_launch_softmax(cuda_stream_t stream, cuda_dtype dtype, int64_t rows, in
       softmax_kernel<<<g, 256, 0, stream>>>(cols, static_cast<const float *>(x), static_cast<float *>(y), log);
       break;
   }
+  return last_error();
+}
+
+int cuda_launch_softmax_strided(cuda_stream_t stream, cuda_dtype dtype, int64_t outer, int64_t cols, int64_t inner,
+                                const void *x, void *y, int log) {
+  const int64_t rows = outer * inner;
+  if (rows == 0 || cols == 0) return 0;
+  softmax_strided_kernel<<<grid_for(rows, 128), 128, 0, stream>>>(outer, cols, inner, x, y, (int)dtype, log);
+  return last_error();
+}
+
+int cuda_launch_batchnorm(cuda_stream_t stream, cuda_dtype dtype, int64_t total, int64_t c, int64_t inner,
+                          const void *x, void *y, const void *scale, const void *bias, const void *mean,
+                          const void *var, float epsilon) {
+  if (total == 0) return 0;
+  batchnorm_kernel<<<grid_for(total, 256), 256, 0, stream>>>(total, c, inner, x, y, scale, bias, mean, var, epsilon,
+                                                             (int)dtype);
+  return last_error();
+}
+
+int cuda_launch_reduce(cuda_stream_t stream, cuda_dtype dtype, const cuda_reduce_desc *d, const void *x, void *y) {
+  const int64_t n_out = space_total(&d->kept), n_red = space_total(&d->reduced);
+  if (n_out == 0) return 0;
+  reduce_kernel<<<grid_for(n_out, 128), 128, 0, stream>>>(*d, n_out, n_red, x, y, (int)dtype);
+  return last_error();
+}
+
+int cuda_launch_pad(cuda_stream_t stream, cuda_dtype dtype, const cuda_pad_desc *d, const void *x, void *y,
+                    const void *value_ptr) {
+  int64_t total = 1;
+  for (int k = 0; k < d->rank; k++) total *= d->out_dims[k];
+  if (total == 0) return 0;
+  pad_kernel<<<grid_for(total, 256), 256, 0, stream>>>(*d, total, x, y, value_ptr, (int)dtype);
   return last_error();
 }
 

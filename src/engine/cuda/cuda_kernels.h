@@ -2,7 +2,8 @@
  * The CUDA backend's own kernels, for what cuDNN and cuBLASLt do not fuse:
  * strided copies that convert layout and precision (model inputs and
  * outputs, NCHW <-> NHWC, Transpose, Concat), broadcasting binary ops,
- * activations, pooling in NHWC, softmax, the bias-and-activation epilogue
+ * activations, pooling in NHWC, softmax along any axis, inference batch
+ * normalization, reductions, padding, the bias-and-activation epilogue
  * of a convolution that cuDNN runs unfused, and a direct convolution for
  * shapes no cuDNN engine takes. Every launcher queues its kernel on
  * `stream` and returns the launch's error code (0 is success).
@@ -64,7 +65,15 @@ typedef struct cuda_operand {
   int64_t strides[CUDA_MAX_DIMS];
 } cuda_operand;
 
-typedef enum cuda_binary_op { CUDA_BIN_ADD = 0, CUDA_BIN_SUB, CUDA_BIN_MUL, CUDA_BIN_DIV } cuda_binary_op;
+/* MAX and MIN are Clip with bounds known only at run time. */
+typedef enum cuda_binary_op {
+  CUDA_BIN_ADD = 0,
+  CUDA_BIN_SUB,
+  CUDA_BIN_MUL,
+  CUDA_BIN_DIV,
+  CUDA_BIN_MAX,
+  CUDA_BIN_MIN,
+} cuda_binary_op;
 
 /* out = convert(in), then the epilogue's activations (sums not allowed). */
 int cuda_launch_copy(cuda_stream_t stream, const cuda_index_space *space, const cuda_operand *out,
@@ -84,6 +93,7 @@ typedef struct cuda_pool_desc {
   int64_t oh, ow;          /* output */
   int kh, kw, sh, sw, dh, dw;
   int pad_t, pad_l;
+  int pad_b, pad_r;        /* end padding: taps past it (ceil_mode) never count */
   int is_max;
   int count_include_pad;   /* AveragePool */
 } cuda_pool_desc;
@@ -99,6 +109,43 @@ int cuda_launch_nchw_to_nhwc(cuda_stream_t stream, cuda_dtype dtype, int64_t n, 
 /* Softmax (or LogSoftmax) over the last axis of rows x cols, dense. */
 int cuda_launch_softmax(cuda_stream_t stream, cuda_dtype dtype, int64_t rows, int64_t cols, const void *x, void *y,
                         int log);
+
+/* Softmax (or LogSoftmax) over the middle dim of a dense [outer, cols,
+ * inner] tensor: rows whose elements lie `inner` apart (a non-last axis). */
+int cuda_launch_softmax_strided(cuda_stream_t stream, cuda_dtype dtype, int64_t outer, int64_t cols, int64_t inner,
+                                const void *x, void *y, int log);
+
+/* Inference BatchNormalization over a dense tensor of `total` elements
+ * whose channel index is (i / inner) % c (inner = 1 for NHWC):
+ * y = (x - mean) / sqrt(var + epsilon) * scale + bias, the four vectors of c
+ * elements in the tensor's type. */
+int cuda_launch_batchnorm(cuda_stream_t stream, cuda_dtype dtype, int64_t total, int64_t c, int64_t inner,
+                          const void *x, void *y, const void *scale, const void *bias, const void *mean,
+                          const void *var, float epsilon);
+
+/* A reduction: for each element of the (dense) output, indexed over `kept`
+ * with the input strides `kept_strides`, the sum (or mean) of the input
+ * over `reduced` with strides `reduced_strides`. */
+typedef struct cuda_reduce_desc {
+  cuda_index_space kept, reduced;
+  int64_t kept_strides[CUDA_MAX_DIMS], reduced_strides[CUDA_MAX_DIMS];
+  int mean;
+} cuda_reduce_desc;
+int cuda_launch_reduce(cuda_stream_t stream, cuda_dtype dtype, const cuda_reduce_desc *d, const void *x, void *y);
+
+/* Pad of a dense tensor into a dense one: output position o reads input
+ * o - pad_begin per dim; outside the input it takes `value` (or element 0
+ * of `value_ptr`, in the tensors' type, when that is not NULL), the edge
+ * element, or the element mirrored about the edges (repeatedly). */
+typedef enum cuda_pad_mode { CUDA_PAD_CONSTANT = 0, CUDA_PAD_REFLECT, CUDA_PAD_EDGE } cuda_pad_mode;
+typedef struct cuda_pad_desc {
+  int rank;
+  int64_t out_dims[CUDA_MAX_DIMS], in_dims[CUDA_MAX_DIMS], pad_begin[CUDA_MAX_DIMS];
+  cuda_pad_mode mode;
+  float value;
+} cuda_pad_desc;
+int cuda_launch_pad(cuda_stream_t stream, cuda_dtype dtype, const cuda_pad_desc *d, const void *x, void *y,
+                    const void *value_ptr);
 
 typedef struct cuda_conv_desc {
   int64_t n, h, w, c;   /* input NHWC, c = channels as stored */

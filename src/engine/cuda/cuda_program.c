@@ -235,7 +235,8 @@ static inferd_error *const_tensor(builder *b, int value, int kind, int64_t cphys
   void *host = NULL;
   size_t bytes = 0;
   if (kind == CUDA_WEIGHT_KRSC) {
-    const int64_t k = dims[0], c = dims[1], r = dims[2], s = dims[3], cp = cphys;
+    /* A 1-D filter [K,C,S] is a 2-D one with R = 1. */
+    const int64_t k = dims[0], c = dims[1], r = rank == 4 ? dims[2] : 1, s = dims[rank - 1], cp = cphys;
     bytes = (size_t)(k * r * s * cp) * cuda_dtype_size(t);
     host = mem_zalloc(bytes);
     for (int64_t ki = 0; ki < k; ki++)
@@ -329,28 +330,115 @@ static inferd_error *value_nhwc(builder *b, int v, int *out) {
 
 /* ---- op builders ---------------------------------------------------------- */
 
+/* Input k is present but known only at run time (a graph input or the
+ * output of another node). */
+static bool runtime_input(const builder *b, const ir_node *n, int k) {
+  const int v = ir_node_input(n, k);
+  return v >= 0 && !(b->g->values[v].kind == IR_VALUE_CONST && b->g->values[v].data);
+}
+
+/* Window ops (convolutions, pools) run 2-D; a 1-D one as 2-D with H = 1.
+ * Value v as an NHWC tensor: a 1-D (N,C,L) value through a copy into
+ * [N,C,1,L], 4-D values as value_nhwc gives them. */
+static inferd_error *value_nhwc_spatial(builder *b, int v, int *out) {
+  if (b->g->values[v].shape.rank != 3) return value_nhwc(b, v, out);
+  int t;
+  ERR_TRY(value_plain(b, v, &t));
+  const cuda_dtype dtype = b->p->tensors[t].dtype;
+  const int64_t dims[4] = {b->p->tensors[t].dims[0], b->p->tensors[t].dims[1], 1, b->p->tensors[t].dims[2]};
+  int as4 = view_of(b, t, v, CUDA_LAYOUT_PLAIN, 4, dims);
+  int nhwc = tensor_add(b, v, CUDA_LAYOUT_NHWC, dtype, 4, dims);
+  add_copy(b, as4, nhwc, "ncw->nhwc", NULL);
+  *out = nhwc;
+  return NULL;
+}
+
+/* The NHWC output tensor of a window op writing value v. */
+static int spatial_output(builder *b, int v) {
+  int rank;
+  int64_t dims[IR_MAX_RANK];
+  value_dims(b, v, &rank, dims);
+  if (rank == 3) dims[3] = dims[2], dims[2] = 1, rank = 4;
+  return tensor_add(b, v, CUDA_LAYOUT_NHWC, b->plan->dtype, rank, dims);
+}
+
+/* Records y as value v's tensor; a 1-D result goes back to (N,C,L) through
+ * a copy, since its consumers index it with three dims. */
+static void set_spatial_result(builder *b, int v, int y) {
+  if (b->g->values[v].shape.rank != 3) {
+    b->value_t[v] = y;
+    return;
+  }
+  int64_t dims[4];
+  memcpy(dims, b->p->tensors[y].dims, sizeof(dims));
+  int plain = tensor_add(b, v, CUDA_LAYOUT_PLAIN, b->p->tensors[y].dtype, 4, dims);
+  add_copy(b, y, plain, "nhwc->ncw", NULL);
+  const int64_t d3[3] = {dims[0], dims[1], dims[3]};
+  b->value_t[v] = b->value_plain[v] = view_of(b, plain, v, CUDA_LAYOUT_PLAIN, 3, d3);
+}
+
+/* The window of a node over `nsp` (1 or 2) spatial dims of the 4-D NHWC
+ * tensor xt, as a 2-D window (a 1-D one moves to the width, the height
+ * taking a window of 1). */
+static inferd_error *window_2d(builder *b, const ir_node *n, const cuda_tensor *xt, int nsp, const int64_t *kernel,
+                               bool ceil_mode, ops_window *w) {
+  const int64_t in_sp[2] = {nsp == 2 ? xt->dims[2] : xt->dims[3], xt->dims[3]};
+  ERR_TRY(ops_window_init(b->g, n, nsp, in_sp, kernel, ceil_mode, w));
+  if (nsp == 1) {
+    w->stride[1] = w->stride[0], w->dilation[1] = w->dilation[0];
+    w->pad_begin[1] = w->pad_begin[0], w->pad_end[1] = w->pad_end[0];
+    w->stride[0] = w->dilation[0] = 1;
+    w->pad_begin[0] = w->pad_end[0] = 0;
+  }
+  return NULL;
+}
+
+/* A filter computed at run time, [K,C/g,(R,)S] plain in the compute type,
+ * copied each run into the KRSC layout the convolution reads. */
+static inferd_error *runtime_krsc(builder *b, const ir_node *n, int64_t cphys, int *out) {
+  int src;
+  ERR_TRY(value_plain(b, n->inputs[1], &src));
+  const cuda_tensor *st = &b->p->tensors[src];
+  const int64_t k = st->dims[0], c = st->dims[1], r = st->rank == 4 ? st->dims[2] : 1, s = st->dims[st->rank - 1];
+  if (cphys != c)
+    return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "a filter computed at run time for a channel-padded input");
+  int w = tensor_add(b, n->inputs[1], CUDA_LAYOUT_PLAIN, st->dtype, 4, (int64_t[]){k, r, s, c});
+  cuda_step *cp = step_add(b, CUDA_STEP_COPY, "filter->krsc");
+  cp->space = (cuda_index_space){.rank = 4, .dims = {k, r, s, c}};
+  cp->out = (cuda_view){.tensor = w, .strides = {r * s * c, s * c, c, 1}};
+  cp->a = (cuda_view){.tensor = src, .strides = {c * r * s, s, 1, r * s}};
+  touch(b, src), touch(b, w);
+  *out = w;
+  return NULL;
+}
+
 static inferd_error *build_conv(builder *b, const ir_node *n) {
   int x;
-  ERR_TRY(value_nhwc(b, n->inputs[0], &x));
+  ERR_TRY(value_nhwc_spatial(b, n->inputs[0], &x));
   const cuda_tensor *xt = &b->p->tensors[x];
   const ir_value *wv = &b->g->values[n->inputs[1]];
+  const int nsp = wv->shape.rank - 2;
   const int groups = (int)ir_node_attr_int(n, "group", 1);
-  const int64_t k = wv->shape.dims[0], r = wv->shape.dims[2], s = wv->shape.dims[3];
+  const int64_t k = wv->shape.dims[0], r = nsp == 2 ? wv->shape.dims[2] : 1, s = wv->shape.dims[wv->shape.rank - 1];
   /* A padded input (channels rounded up for the tensor cores) takes filters
    * padded alike; grouped filters keep their own channel count. */
   const int64_t cphys = groups == 1 ? xt->cphys : wv->shape.dims[1];
   int w;
-  ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_KRSC, cphys, false, &w));
+  if (runtime_input(b, n, 1)) ERR_TRY(runtime_krsc(b, n, cphys, &w));
+  else ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_KRSC, cphys, false, &w));
   int bias = -1;
-  if (ir_node_input(n, 2) >= 0 && n->sum_input != 2) ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+  if (ir_node_input(n, 2) >= 0 && n->sum_input != 2) {
+    if (runtime_input(b, n, 2)) ERR_TRY(value_plain(b, n->inputs[2], &bias));
+    else ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+  }
   int sum = -1;
-  if (n->sum_input >= 0) ERR_TRY(value_nhwc(b, n->inputs[n->sum_input], &sum));
-  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_NHWC);
+  if (n->sum_input >= 0) ERR_TRY(value_nhwc_spatial(b, n->inputs[n->sum_input], &sum));
+  int y = spatial_output(b, n->outputs[0]);
   xt = &b->p->tensors[x];
   const cuda_tensor *yt = &b->p->tensors[y];
   ops_window win;
-  const int64_t in_sp[2] = {xt->dims[2], xt->dims[3]}, ker[2] = {r, s};
-  ERR_TRY(ops_window_init(b->g, n, 2, in_sp, ker, false, &win));
+  const int64_t ker[2] = {nsp == 2 ? r : s, s};
+  ERR_TRY(window_2d(b, n, xt, nsp, ker, false, &win));
   cuda_step *st = step_add(b, CUDA_STEP_CONV, n->sum_input >= 0 ? "conv+sum" : "conv");
   st->x = x, st->w = w, st->bias = bias, st->sum = sum, st->y = y;
   st->epilogue = epilogue_of(n);
@@ -363,14 +451,14 @@ static inferd_error *build_conv(builder *b, const ir_node *n) {
     return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "grouped convolution of a channel-padded input");
   st->gflop = 2.0 * (double)(xt->dims[0] * yt->dims[2] * yt->dims[3] * k) * (double)(r * s * (xt->dims[1] / groups)) * 1e-9;
   touch(b, x), touch(b, w), touch(b, bias), touch(b, sum), touch(b, y);
-  b->value_t[n->outputs[0]] = y;
+  set_spatial_result(b, n->outputs[0], y);
   return NULL;
 }
 
 static inferd_error *build_pool(builder *b, const ir_node *n) {
   int x;
-  ERR_TRY(value_nhwc(b, n->inputs[0], &x));
-  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_NHWC);
+  ERR_TRY(value_nhwc_spatial(b, n->inputs[0], &x));
+  int y = spatial_output(b, n->outputs[0]);
   const cuda_tensor *xt = &b->p->tensors[x], *yt = &b->p->tensors[y];
   cuda_step *s = step_add(b, CUDA_STEP_POOL, "pool");
   s->x = x, s->y = y;
@@ -386,19 +474,21 @@ static inferd_error *build_pool(builder *b, const ir_node *n) {
   } else {
     int nk;
     const int64_t *kernel = ir_node_attr_ints(n, "kernel_shape", &nk);
-    if (!kernel || nk != 2) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "only 2-D pooling runs on the GPU");
+    const int nsp = b->g->values[n->inputs[0]].shape.rank - 2;
+    if (!kernel || nk != nsp || nsp < 1 || nsp > 2)
+      return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "only 1-D and 2-D pooling runs on the GPU");
     ops_window win;
-    const int64_t in_sp[2] = {xt->dims[2], xt->dims[3]};
-    ERR_TRY(ops_window_init(b->g, n, 2, in_sp, kernel, ir_node_attr_int(n, "ceil_mode", 0) != 0, &win));
-    s->pool.kh = (int)kernel[0], s->pool.kw = (int)kernel[1];
+    ERR_TRY(window_2d(b, n, xt, nsp, kernel, ir_node_attr_int(n, "ceil_mode", 0) != 0, &win));
+    s->pool.kh = nsp == 2 ? (int)kernel[0] : 1, s->pool.kw = (int)kernel[nsp - 1];
     s->pool.sh = (int)win.stride[0], s->pool.sw = (int)win.stride[1];
     s->pool.dh = (int)win.dilation[0], s->pool.dw = (int)win.dilation[1];
     s->pool.pad_t = (int)win.pad_begin[0], s->pool.pad_l = (int)win.pad_begin[1];
+    s->pool.pad_b = (int)win.pad_end[0], s->pool.pad_r = (int)win.pad_end[1];
     s->pool.count_include_pad = (int)ir_node_attr_int(n, "count_include_pad", 0);
     s->what = s->pool.is_max ? "maxpool" : "avgpool";
   }
   touch(b, x), touch(b, y);
-  b->value_t[n->outputs[0]] = y;
+  set_spatial_result(b, n->outputs[0], y);
   return NULL;
 }
 
@@ -421,12 +511,66 @@ static float const_scalar(const builder *b, const ir_node *n, int k, float fallb
   return read_float(&b->g->values[v], 0);
 }
 
+/* An element-wise step out = a op b over out's index space, a and b
+ * broadcast to it. */
+static cuda_step *add_binary(builder *b, cuda_binary_op op, int a, int bt, int out, const char *what) {
+  const cuda_tensor *ot = &b->p->tensors[out];
+  cuda_step *s = step_add(b, CUDA_STEP_BINARY, what);
+  s->binary = op;
+  int order[IR_MAX_RANK];
+  space_for(ot, &s->space, order);
+  view_over(b, out, ot, order, s->space.rank, &s->out);
+  view_over(b, a, ot, order, s->space.rank, &s->a);
+  view_over(b, bt, ot, order, s->space.rank, &s->b);
+  touch(b, a), touch(b, bt), touch(b, out);
+  return s;
+}
+
+static void epilogue_append(cuda_epilogue *e, const cuda_epilogue *more) {
+  for (int i = 0; i < more->n_ops && e->n_ops < CUDA_MAX_EPILOGUE; i++)
+    if (!more->ops[i].is_sum) e->ops[e->n_ops++] = more->ops[i];
+}
+
+/* Clip whose bounds are computed at run time: y = max(x, min) and then
+ * y = min(y, max) as binary steps reading the bound as a broadcast scalar,
+ * in that order so that min > max gives max, as ONNX says. A bound that is
+ * a constant (or absent) rides in the first step's epilogue. */
+static inferd_error *build_runtime_clip(builder *b, const ir_node *n, int x, int y) {
+  const float lowest = -3.402823466e38f, highest = 3.402823466e38f;
+  const bool lo_runtime = runtime_input(b, n, 1), hi_runtime = runtime_input(b, n, 2);
+  cuda_epilogue first = {.n_ops = 1};
+  first.ops[0] = (cuda_epilogue_op){.act = CUDA_ACT_CLIP,
+                                    .alpha = lo_runtime ? lowest : const_scalar(b, n, 1, lowest),
+                                    .beta = hi_runtime ? highest : const_scalar(b, n, 2, highest)};
+  cuda_step *s;
+  if (lo_runtime) {
+    int lo;
+    ERR_TRY(value_any(b, n->inputs[1], &lo));
+    s = add_binary(b, CUDA_BIN_MAX, x, lo, y, "clip min");
+  } else {
+    add_copy(b, x, y, "clip", NULL);
+    s = &b->p->steps[b->p->n_steps - 1];
+  }
+  s->epilogue = first;
+  if (hi_runtime) {
+    int hi;
+    ERR_TRY(value_any(b, n->inputs[2], &hi));
+    s = add_binary(b, CUDA_BIN_MIN, y, hi, y, "clip max");
+  }
+  const cuda_epilogue more = epilogue_of(n);
+  epilogue_append(&s->epilogue, &more);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
 static inferd_error *build_unary(builder *b, const ir_node *n) {
   int x;
   ERR_TRY(value_any(b, n->inputs[0], &x));
   const cuda_layout layout = b->p->tensors[x].layout;
   if (layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1]) ERR_TRY(value_plain(b, n->inputs[0], &x));
   int y = tensor_for_value(b, n->outputs[0], b->p->tensors[x].layout);
+  if (n->op == IR_OP_Clip && b->g->opset >= 11 && (runtime_input(b, n, 1) || runtime_input(b, n, 2)))
+    return build_runtime_clip(b, n, x, y);
   cuda_epilogue e = {.n_ops = 1};
   cuda_epilogue_op *op = &e.ops[0];
   op->act = act_of(n->op);
@@ -448,9 +592,8 @@ static inferd_error *build_unary(builder *b, const ir_node *n) {
     default: break;
   }
   /* Post-ops fused into the node run after its own function. */
-  cuda_epilogue more = epilogue_of(n);
-  for (int i = 0; i < more.n_ops && e.n_ops < CUDA_MAX_EPILOGUE; i++)
-    if (!more.ops[i].is_sum) e.ops[e.n_ops++] = more.ops[i];
+  const cuda_epilogue more = epilogue_of(n);
+  epilogue_append(&e, &more);
   add_copy(b, x, y, ir_op_name(n->op), &e);
   b->value_t[n->outputs[0]] = y;
   return NULL;
@@ -477,55 +620,117 @@ static inferd_error *build_binary(builder *b, const ir_node *n) {
   }
   int y = tensor_add(b, n->outputs[0], nhwc ? CUDA_LAYOUT_NHWC : CUDA_LAYOUT_PLAIN, b->plan->dtype, rank ? rank : 1,
                      rank ? dims : (int64_t[]){1});
-  const cuda_tensor *out = &b->p->tensors[y];
-  cuda_step *s = step_add(b, CUDA_STEP_BINARY, ir_op_name(n->op));
-  s->binary = n->op == IR_OP_Sub ? CUDA_BIN_SUB : n->op == IR_OP_Mul ? CUDA_BIN_MUL : n->op == IR_OP_Div ? CUDA_BIN_DIV
-                                                                                                       : CUDA_BIN_ADD;
-  int order[IR_MAX_RANK];
-  space_for(out, &s->space, order);
-  view_over(b, y, out, order, s->space.rank, &s->out);
-  view_over(b, in[0], out, order, s->space.rank, &s->a);
-  view_over(b, in[1], out, order, s->space.rank, &s->b);
+  const cuda_binary_op op = n->op == IR_OP_Sub   ? CUDA_BIN_SUB
+                            : n->op == IR_OP_Mul ? CUDA_BIN_MUL
+                            : n->op == IR_OP_Div ? CUDA_BIN_DIV
+                                                 : CUDA_BIN_ADD;
+  cuda_step *s = add_binary(b, op, in[0], in[1], y, ir_op_name(n->op));
   s->epilogue = epilogue_of(n);
   for (int i = 0; i < s->epilogue.n_ops; i++)
     if (s->epilogue.ops[i].is_sum) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a fused sum after %s", ir_op_name(n->op));
-  touch(b, in[0]), touch(b, in[1]), touch(b, y);
   b->value_t[n->outputs[0]] = y;
   return NULL;
+}
+
+/* Elements in dims [0, rank - 2): a matrix operand's batch. */
+static int64_t batch_count(const cuda_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d + 2 < t->rank; d++) n *= t->dims[d];
+  return n;
+}
+
+/* A batched product's operand t as strided matrices over the output's
+ * batch (`out_rank` dims of extents `out_dims`, the last two its own
+ * matrix): its own tensor when its batch is the whole batch, else a dense
+ * copy with the broadcast batch dims repeated. */
+static int batched_operand(builder *b, int t, int value, int out_rank, const int64_t *out_dims) {
+  const cuda_tensor *src = &b->p->tensors[t];
+  int64_t total = 1;
+  for (int d = 0; d + 2 < out_rank; d++) total *= out_dims[d];
+  if (batch_count(src) == total) return t;
+  int64_t dims[IR_MAX_RANK];
+  for (int d = 0; d + 2 < out_rank; d++) dims[d] = out_dims[d];
+  dims[out_rank - 2] = src->dims[src->rank - 2];
+  dims[out_rank - 1] = src->dims[src->rank - 1];
+  int full = tensor_add(b, value, CUDA_LAYOUT_PLAIN, src->dtype, out_rank, dims);
+  add_copy(b, t, full, "batch broadcast", NULL);
+  return full;
+}
+
+/* Whether Gemm's C is a constant row of N, for the product's bias
+ * epilogue; any other C is broadcast into y by a copy, which the product
+ * then accumulates into with beta. */
+static bool bias_is_row(const ir_value *c, int64_t n) {
+  return c->kind == IR_VALUE_CONST && c->data && c->shape.rank >= 1 && c->shape.dims[c->shape.rank - 1] == n &&
+         ir_shape_numel(&c->shape, 1) == n;
 }
 
 static inferd_error *build_gemm(builder *b, const ir_node *n) {
   const bool gemm = n->op == IR_OP_Gemm;
   int x;
   ERR_TRY(value_plain(b, n->inputs[0], &x));
-  const cuda_tensor *xt = &b->p->tensors[x];
   const ir_value *wv = &b->g->values[n->inputs[1]];
-  if (wv->shape.rank != 2) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a product with a %d-D right operand", wv->shape.rank);
-  if (gemm && (ir_node_attr_int(n, "transA", 0) || ir_node_attr_float(n, "alpha", 1.0f) != 1.0f ||
-               (ir_node_input(n, 2) >= 0 && ir_node_attr_float(n, "beta", 1.0f) != 1.0f)))
-    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Gemm with transA, alpha or beta runs on the CPU only");
+  const int xrank = b->p->tensors[x].rank;
+  if (wv->shape.rank < 2 || xrank < 2)
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a product with a 1-D operand");
+  const bool trans_a = gemm && ir_node_attr_int(n, "transA", 0);
   const bool trans_b = gemm && ir_node_attr_int(n, "transB", 0);
+  const float alpha = gemm ? ir_node_attr_float(n, "alpha", 1.0f) : 1.0f;
+  const float beta = gemm ? ir_node_attr_float(n, "beta", 1.0f) : 1.0f;
+  int rank;
+  int64_t odims[IR_MAX_RANK];
+  value_dims(b, n->outputs[0], &rank, odims);
+  cuda_gemm gd = {.batch = 1, .alpha = alpha, .x_km = trans_a};
   int w;
-  ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_NK, 0, !trans_b, &w));
-  const int64_t nn = b->p->tensors[w].dims[0], kk = b->p->tensors[w].dims[1];
-  int64_t m = 1;
-  for (int d = 0; d < xt->rank - 1; d++) m *= xt->dims[d];
-  if (xt->dims[xt->rank - 1] != kk) return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "product dimensions disagree");
-  int bias = -1;
-  if (gemm && ir_node_input(n, 2) >= 0) {
-    const ir_value *cv = &b->g->values[n->inputs[2]];
-    if (ir_shape_numel(&cv->shape, 1) != nn)
-      return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a Gemm bias that is not one row of %lld", (long long)nn);
-    ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+  if (wv->shape.rank == 2 && !runtime_input(b, n, 1)) {
+    /* Weights: [N,K] on the device, converted once. */
+    ERR_TRY(const_tensor(b, n->inputs[1], CUDA_WEIGHT_NK, 0, !trans_b, &w));
+  } else {
+    ERR_TRY(value_plain(b, n->inputs[1], &w));
+    gd.w_kn = !trans_b;
   }
+  const cuda_tensor *wt = &b->p->tensors[w], *xt = &b->p->tensors[x];
+  gd.n = gd.w_kn ? wt->dims[wt->rank - 1] : wt->dims[wt->rank - 2];
+  gd.k = gd.w_kn ? wt->dims[wt->rank - 2] : wt->dims[wt->rank - 1];
+  if (wt->rank == 2) {
+    /* x's leading dims fold into M. */
+    gd.m = 1;
+    for (int d = 0; d < xt->rank - 1; d++) gd.m *= xt->dims[d];
+    if (trans_a) gd.m = xt->dims[1];
+    if ((trans_a ? xt->dims[0] : xt->dims[xt->rank - 1]) != gd.k)
+      return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "product dimensions disagree");
+  } else {
+    /* Batched MatMul: both operands as strided matrices over y's batch. */
+    gd.m = xt->dims[xt->rank - 2];
+    if (xt->dims[xt->rank - 1] != gd.k) return ir_node_error(b->g, n, INFERD_ERROR_INTERNAL, "product dimensions disagree");
+    x = batched_operand(b, x, n->inputs[0], rank, odims);
+    w = batched_operand(b, w, n->inputs[1], rank, odims);
+    int64_t total = 1;
+    for (int d = 0; d + 2 < rank; d++) total *= odims[d];
+    if (total > INT32_MAX) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a batch of %lld products", (long long)total);
+    gd.batch = (int)total;
+    gd.stride_x = gd.m * gd.k, gd.stride_w = gd.k * gd.n, gd.stride_y = gd.m * gd.n;
+  }
+  int bias = -1;
   int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
-  cuda_step *s = step_add(b, CUDA_STEP_GEMM, "gemm");
+  if (gemm && ir_node_input(n, 2) >= 0 && beta != 0.0f) {
+    const ir_value *cv = &b->g->values[n->inputs[2]];
+    if (beta == 1.0f && bias_is_row(cv, gd.n)) {
+      ERR_TRY(const_tensor(b, n->inputs[2], CUDA_WEIGHT_PLAIN, 0, false, &bias));
+    } else {
+      int c;
+      ERR_TRY(value_plain(b, n->inputs[2], &c));
+      add_copy(b, c, y, "gemm C", NULL);
+      gd.beta = beta;
+    }
+  }
+  cuda_step *s = step_add(b, CUDA_STEP_GEMM, gd.batch > 1 ? "batched gemm" : "gemm");
   s->x = x, s->w = w, s->bias = bias, s->y = y;
   s->epilogue = epilogue_of(n);
   for (int i = 0; i < s->epilogue.n_ops; i++)
     if (s->epilogue.ops[i].is_sum) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a fused sum after a product");
-  s->gemm.m = m, s->gemm.n = nn, s->gemm.k = kk;
-  s->gflop = 2.0 * (double)m * (double)nn * (double)kk * 1e-9;
+  s->gemm = gd;
+  s->gflop = 2.0 * (double)gd.batch * (double)gd.m * (double)gd.n * (double)gd.k * 1e-9;
   touch(b, x), touch(b, w), touch(b, bias), touch(b, y);
   b->value_t[n->outputs[0]] = y;
   return NULL;
@@ -534,7 +739,7 @@ static inferd_error *build_gemm(builder *b, const ir_node *n) {
 static inferd_error *build_view(builder *b, const ir_node *n) {
   const int v = n->inputs[0];
   int t;
-  if (n->op == IR_OP_Identity || n->op == IR_OP_Dropout) {
+  if (n->op == IR_OP_Identity || n->op == IR_OP_Dropout || n->op == IR_OP_Cast) {
     ERR_TRY(value_any(b, v, &t));
   } else {
     ERR_TRY(value_plain(b, v, &t));
@@ -555,21 +760,137 @@ static inferd_error *build_softmax(builder *b, const ir_node *n) {
   const cuda_tensor *xt = &b->p->tensors[x];
   int64_t axis = ir_node_attr_int(n, "axis", b->g->opset >= 13 ? -1 : 1);
   if (axis < 0) axis += xt->rank;
-  int64_t cols = 1, rows = 1;
-  /* Before opset 13 the input is flattened at `axis`; from 13 only the last
-   * axis can run here. */
+  /* Before opset 13 the input is flattened at `axis` (rows of the dims
+   * from it on); from 13 the softmax runs along `axis` alone, its rows
+   * `inner` elements apart. */
+  int64_t rows = 1, cols = 1, inner = 1;
   for (int d = 0; d < xt->rank; d++) {
-    if (d >= axis) cols *= xt->dims[d];
-    else rows *= xt->dims[d];
+    if (d < axis) rows *= xt->dims[d];
+    else if (d == axis || b->g->opset < 13) cols *= xt->dims[d];
+    else inner *= xt->dims[d];
   }
-  if (b->g->opset >= 13 && axis != xt->rank - 1)
-    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Softmax over axis %lld of %d runs on the CPU only",
-                         (long long)axis, xt->rank);
   int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
-  cuda_step *s = step_add(b, CUDA_STEP_SOFTMAX, "softmax");
-  s->x = x, s->y = y, s->rows = rows, s->cols = cols;
+  cuda_step *s = step_add(b, CUDA_STEP_SOFTMAX, inner > 1 ? "softmax (strided)" : "softmax");
+  s->x = x, s->y = y, s->rows = rows, s->cols = cols, s->inner = inner;
   touch(b, x), touch(b, y);
   b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+/* Inference BatchNormalization, its four vectors constants or computed at
+ * run time alike. (One after a convolution with constants is folded into
+ * it before the backend sees the graph.) */
+static inferd_error *build_batchnorm(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_any(b, n->inputs[0], &x));
+  if (b->p->tensors[x].layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1])
+    ERR_TRY(value_plain(b, n->inputs[0], &x));
+  int params[4];
+  for (int k = 0; k < 4; k++) ERR_TRY(value_plain(b, n->inputs[k + 1], &params[k]));
+  const cuda_layout layout = b->p->tensors[x].layout;
+  int y = tensor_for_value(b, n->outputs[0], layout);
+  const cuda_tensor *xt = &b->p->tensors[x];
+  cuda_step *s = step_add(b, CUDA_STEP_BATCHNORM, "batchnorm");
+  s->x = x, s->y = y;
+  memcpy(s->params, params, sizeof(params));
+  s->epsilon = ir_node_attr_float(n, "epsilon", 1e-5f);
+  s->rows = (int64_t)(xt->bytes / cuda_dtype_size(xt->dtype));
+  s->cols = xt->rank > 1 ? xt->dims[1] : 1;
+  s->inner = 1;
+  if (layout == CUDA_LAYOUT_PLAIN)
+    for (int d = 2; d < xt->rank; d++) s->inner *= xt->dims[d];
+  touch(b, x), touch(b, y);
+  for (int k = 0; k < 4; k++) touch(b, params[k]);
+  b->value_t[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_reduce(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const int rank = b->g->values[n->inputs[0]].shape.rank;
+  bool mask[IR_MAX_RANK], noop = rank == 0;
+  if (rank > 0) ERR_TRY(ops_reduce_mask(b->g, n, rank, mask, &noop));
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  if (noop) {
+    add_copy(b, x, y, "reduce (identity)", NULL);
+    b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+    return NULL;
+  }
+  if (rank > CUDA_MAX_DIMS)
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "a reduction over a rank-%d tensor", rank);
+  const cuda_tensor *xt = &b->p->tensors[x];
+  int64_t ls[IR_MAX_RANK];
+  logical_strides(xt, ls);
+  cuda_step *s = step_add(b, CUDA_STEP_REDUCE, ir_op_name(n->op));
+  s->x = x, s->y = y;
+  s->reduce.mean = n->op == IR_OP_ReduceMean;
+  for (int d = 0; d < rank; d++) {
+    cuda_index_space *sp = mask[d] ? &s->reduce.reduced : &s->reduce.kept;
+    int64_t *st = mask[d] ? s->reduce.reduced_strides : s->reduce.kept_strides;
+    st[sp->rank] = ls[d];
+    sp->dims[sp->rank++] = xt->dims[d];
+  }
+  touch(b, x), touch(b, y);
+  b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+  return NULL;
+}
+
+static inferd_error *build_pad(builder *b, const ir_node *n) {
+  int x;
+  ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const int rank = b->g->values[n->inputs[0]].shape.rank;
+  if (rank > CUDA_MAX_DIMS) return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Pad of a rank-%d tensor", rank);
+  int64_t pads[2 * IR_MAX_RANK];
+  ops_pad_mode mode;
+  ERR_TRY(ops_pad_args(b->g, n, NULL, rank, pads, &mode));
+  int fill = -1;
+  float value = 0.0f;
+  if (b->g->opset < 11) value = ir_node_attr_float(n, "value", 0.0f);
+  else if (runtime_input(b, n, 2)) ERR_TRY(value_plain(b, n->inputs[2], &fill));
+  else value = const_scalar(b, n, 2, 0.0f);
+  int y = tensor_for_value(b, n->outputs[0], CUDA_LAYOUT_PLAIN);
+  const cuda_tensor *xt = &b->p->tensors[x], *yt = &b->p->tensors[y];
+  cuda_step *s = step_add(b, CUDA_STEP_PAD, "pad");
+  s->x = x, s->y = y, s->params[0] = fill;
+  s->pad = (cuda_pad_desc){.rank = rank,
+                           .mode = mode == OPS_PAD_EDGE      ? CUDA_PAD_EDGE
+                                   : mode == OPS_PAD_REFLECT ? CUDA_PAD_REFLECT
+                                                             : CUDA_PAD_CONSTANT,
+                           .value = value};
+  for (int d = 0; d < rank; d++) {
+    s->pad.in_dims[d] = xt->dims[d];
+    s->pad.out_dims[d] = yt->dims[d];
+    s->pad.pad_begin[d] = pads[d];
+  }
+  touch(b, x), touch(b, y), touch(b, fill);
+  b->value_t[n->outputs[0]] = b->value_plain[n->outputs[0]] = y;
+  return NULL;
+}
+
+/* Cast between floating-point types. Values live in the compute type, so
+ * a Cast to it, or to fp32, which holds every compute type exactly, is a
+ * view; a Cast to a narrower type rounds through a tensor of that type. */
+static inferd_error *build_cast(builder *b, const ir_node *n) {
+  cuda_dtype to;
+  if (!dtype_of(b->g->values[n->outputs[0]].dtype, &to))
+    return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "Cast to %s does not run on the GPU",
+                         inferd_datatype_name(b->g->values[n->outputs[0]].dtype));
+  if (to == b->plan->dtype || to == CUDA_F32) return build_view(b, n);
+  int x;
+  ERR_TRY(value_any(b, n->inputs[0], &x));
+  if (b->p->tensors[x].layout == CUDA_LAYOUT_NHWC && b->p->tensors[x].cphys != b->p->tensors[x].dims[1])
+    ERR_TRY(value_plain(b, n->inputs[0], &x));
+  const cuda_layout layout = b->p->tensors[x].layout;
+  int64_t dims[IR_MAX_RANK];
+  memcpy(dims, b->p->tensors[x].dims, sizeof(dims));
+  const int rank = b->p->tensors[x].rank;
+  int narrow = tensor_add(b, n->outputs[0], layout, to, rank, dims);
+  add_copy(b, x, narrow, "cast", NULL);
+  int y = tensor_add(b, n->outputs[0], layout, b->plan->dtype, rank, dims);
+  add_copy(b, narrow, y, "cast back", NULL);
+  b->value_t[n->outputs[0]] = y;
+  if (layout == CUDA_LAYOUT_PLAIN) b->value_plain[n->outputs[0]] = y;
   return NULL;
 }
 
@@ -647,14 +968,19 @@ static inferd_error *build_node(builder *b, const ir_node *n) {
     case IR_OP_Identity:
     case IR_OP_Dropout: return build_view(b, n);
     case IR_OP_Softmax: return build_softmax(b, n);
+    case IR_OP_BatchNormalization: return build_batchnorm(b, n);
+    case IR_OP_ReduceMean: return build_reduce(b, n);
+    case IR_OP_Pad: return build_pad(b, n);
+    case IR_OP_Cast: return build_cast(b, n);
     case IR_OP_Transpose: return build_transpose(b, n);
     case IR_OP_Concat: return build_concat(b, n);
     default: return ir_node_error(b->g, n, INFERD_ERROR_UNSUPPORTED, "not supported by the cuda backend");
   }
 }
 
-/* Every consumer of graph input v is a dense 2-D convolution: its NHWC copy
- * may carry channels padded to a multiple of 8, which the tensor cores want. */
+/* Every consumer of graph input v is a dense 2-D convolution with constant
+ * filters: its NHWC copy may carry channels padded to a multiple of 8, which
+ * the tensor cores want (the filters are padded alike when uploaded). */
 static bool only_dense_convs_read(const ir_graph *g, int v) {
   bool any = false;
   for (int i = 0; i < g->n_nodes; i++) {
@@ -662,7 +988,9 @@ static bool only_dense_convs_read(const ir_graph *g, int v) {
     if (n->dead) continue;
     for (int k = 0; k < n->n_inputs; k++)
       if (n->inputs[k] == v) {
-        if (n->op != IR_OP_Conv || k != 0 || ir_node_attr_int(n, "group", 1) != 1) return false;
+        if (n->op != IR_OP_Conv || k != 0 || ir_node_attr_int(n, "group", 1) != 1 ||
+            g->values[n->inputs[1]].kind != IR_VALUE_CONST)
+          return false;
         any = true;
       }
   }
@@ -864,8 +1192,29 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
                               cuda_tensor_ptr(p, s->y, arena));
         break;
       case CUDA_STEP_SOFTMAX:
-        rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
-                                 cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
+        if (s->inner > 1)
+          rc = cuda_launch_softmax_strided((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols, s->inner,
+                                           cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena),
+                                           s->log_softmax);
+        else
+          rc = cuda_launch_softmax((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols,
+                                   cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena), s->log_softmax);
+        break;
+      case CUDA_STEP_BATCHNORM:
+        rc = cuda_launch_batchnorm((cuda_stream_t)stream, p->tensors[s->y].dtype, s->rows, s->cols, s->inner,
+                                   cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena),
+                                   cuda_tensor_ptr(p, s->params[0], arena), cuda_tensor_ptr(p, s->params[1], arena),
+                                   cuda_tensor_ptr(p, s->params[2], arena), cuda_tensor_ptr(p, s->params[3], arena),
+                                   s->epsilon);
+        break;
+      case CUDA_STEP_REDUCE:
+        rc = cuda_launch_reduce((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->reduce,
+                                cuda_tensor_ptr(p, s->x, arena), cuda_tensor_ptr(p, s->y, arena));
+        break;
+      case CUDA_STEP_PAD:
+        rc = cuda_launch_pad((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->pad, cuda_tensor_ptr(p, s->x, arena),
+                             cuda_tensor_ptr(p, s->y, arena),
+                             s->params[0] >= 0 ? cuda_tensor_ptr(p, s->params[0], arena) : NULL);
         break;
     }
     if (rc) e = cuda_rt_error((cudaError_t)rc, s->what);

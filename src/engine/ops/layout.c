@@ -131,20 +131,15 @@ inferd_error *op_ref_Concat(const ir_graph *g, const ir_node *n, const ir_tensor
 
 /* ---- Pad ---- */
 
-typedef enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE } pad_mode;
-
-/* Pads per dim (begin in pads[d], end in pads[rank + d]) and the mode. At
- * load `in` is NULL and the pads come from known values; in the kernel from
- * the tensors. */
-static inferd_error *pad_args(const ir_graph *g, const ir_node *n, const ir_tensor *in, int rank, int64_t *pads,
-                              pad_mode *mode) {
+inferd_error *ops_pad_args(const ir_graph *g, const ir_node *n, const ir_tensor *in, int rank, int64_t *pads,
+                           ops_pad_mode *mode) {
   const char *m = ir_node_attr_string(n, "mode", "constant");
   if (strcmp(m, "constant") == 0)
-    *mode = PAD_CONSTANT;
+    *mode = OPS_PAD_CONSTANT;
   else if (strcmp(m, "reflect") == 0)
-    *mode = PAD_REFLECT;
+    *mode = OPS_PAD_REFLECT;
   else if (strcmp(m, "edge") == 0)
-    *mode = PAD_EDGE;
+    *mode = OPS_PAD_EDGE;
   else
     return ir_node_error(g, n, INFERD_ERROR_UNSUPPORTED, "mode '%s' is not supported (constant, reflect, edge)", m);
   int64_t given[2 * IR_MAX_RANK], axes[IR_MAX_RANK];
@@ -185,8 +180,8 @@ inferd_error *op_infer_Pad(ir_graph *g, int node) {
   ERR_TRY(ops_check_fixed_size(g, n, 0));
   const ir_value *x = ops_input(g, n, 0), *value = ops_input(g, n, 2);
   int64_t pads[2 * IR_MAX_RANK];
-  pad_mode mode;
-  ERR_TRY(pad_args(g, n, NULL, x->shape.rank, pads, &mode));
+  ops_pad_mode mode;
+  ERR_TRY(ops_pad_args(g, n, NULL, x->shape.rank, pads, &mode));
   if (g->opset >= 11 && value) {
     ERR_TRY(ops_check_same_dtype(g, n, 0, 2));
     if (!ir_shape_is_static(&value->shape) || ir_shape_numel(&value->shape, 1) > 1)
@@ -202,9 +197,9 @@ inferd_error *op_infer_Pad(ir_graph *g, int node) {
     if (begin > INT32_MAX || end > INT32_MAX || begin < -dim || end < -dim || dim + begin + end < 0)
       return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG,
                            "pads %" PRId64 ", %" PRId64 " are invalid for dim %d (%" PRId64 ")", begin, end, d, dim);
-    if (mode != PAD_CONSTANT && dim == 0)
+    if (mode != OPS_PAD_CONSTANT && dim == 0)
       return ir_node_error(g, n, INFERD_ERROR_INVALID_ARG, "cannot %s-pad the empty dim %d",
-                           mode == PAD_EDGE ? "edge" : "reflect", d);
+                           mode == OPS_PAD_EDGE ? "edge" : "reflect", d);
     out.dims[d] = dim + begin + end;
   }
   ops_set_output(g, n, 0, x->dtype, &out);
@@ -225,8 +220,8 @@ inferd_error *op_ref_Pad(const ir_graph *g, const ir_node *n, const ir_tensor *i
   const ir_tensor *x = &in[0];
   int rank = x->rank;
   int64_t pads[2 * IR_MAX_RANK];
-  pad_mode mode;
-  ERR_TRY(pad_args(g, n, in, rank, pads, &mode));
+  ops_pad_mode mode;
+  ERR_TRY(ops_pad_args(g, n, in, rank, pads, &mode));
   size_t esize = ir_dtype_size(x->dtype);
   /* The fill value, converted once to the element type. */
   uint64_t fill = 0;
@@ -245,11 +240,11 @@ inferd_error *op_ref_Pad(const ir_graph *g, const ir_node *n, const ir_tensor *i
     for (int d = 0; d < rank; d++) {
       int64_t i = idx[d] - pads[d];
       if (i < 0 || i >= x->dims[d]) {
-        if (mode == PAD_CONSTANT) {
+        if (mode == OPS_PAD_CONSTANT) {
           inside = false;
           break;
         }
-        i = mode == PAD_EDGE ? (i < 0 ? 0 : x->dims[d] - 1) : reflect_index(i, x->dims[d]);
+        i = mode == OPS_PAD_EDGE ? (i < 0 ? 0 : x->dims[d] - 1) : reflect_index(i, x->dims[d]);
       }
       off += i * strides[d];
     }

@@ -119,9 +119,7 @@ inferd_error *op_ref_Softmax(const ir_graph *g, const ir_node *n, const ir_tenso
   return NULL;
 }
 
-/* Which dims ReduceMean reduces: a mask over the input's dims. An empty
- * mask with *noop set means the op is the identity. */
-static inferd_error *reduce_axes(const ir_graph *g, const ir_node *n, int rank, bool *mask, bool *noop) {
+inferd_error *ops_reduce_mask(const ir_graph *g, const ir_node *n, int rank, bool *mask, bool *noop) {
   int64_t axes[IR_MAX_RANK + 1];
   int count = 0;
   *noop = false;
@@ -156,7 +154,7 @@ inferd_error *op_infer_ReduceMean(ir_graph *g, int node) {
   const ir_value *x = ops_input(g, n, 0);
   ERR_TRY(ops_check_dtype(g, n, 0, fp32_only, 1));
   bool mask[IR_MAX_RANK], noop;
-  ERR_TRY(reduce_axes(g, n, x->shape.rank, mask, &noop));
+  ERR_TRY(ops_reduce_mask(g, n, x->shape.rank, mask, &noop));
   bool keepdims = ir_node_attr_int(n, "keepdims", 1) != 0;
   ir_shape out = {.rank = 0};
   for (int d = 0; d < x->shape.rank; d++) {
@@ -172,7 +170,7 @@ inferd_error *op_infer_ReduceMean(ir_graph *g, int node) {
 inferd_error *op_ref_ReduceMean(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *out) {
   const ir_tensor *x = &in[0];
   bool mask[IR_MAX_RANK], noop;
-  ERR_TRY(reduce_axes(g, n, x->rank, mask, &noop));
+  ERR_TRY(ops_reduce_mask(g, n, x->rank, mask, &noop));
   int64_t strides[IR_MAX_RANK];
   ops_strides(x->rank, x->dims, strides);
   /* Split dims into kept (walked for each output element, in order) and

@@ -94,6 +94,18 @@ void ops_window_pad3(const ops_window *w, ops_window3 *c);
  * lies inside [0, in). */
 void ops_valid_range(int64_t offset, int64_t stride, int64_t in, int64_t out, int64_t *lo, int64_t *hi);
 
+/* Which dims ReduceMean reduces: a mask over the input's `rank` dims. An
+ * empty mask with *noop set means the op is the identity. Axes given as an
+ * input must be known at load. */
+inferd_error *ops_reduce_mask(const ir_graph *g, const ir_node *n, int rank, bool *mask, bool *noop);
+
+/* Pad's pads per dim (begin in pads[d], end in pads[rank + d]) and mode. At
+ * load `in` is NULL and the pads come from known values; in a kernel from
+ * the tensors. */
+typedef enum ops_pad_mode { OPS_PAD_CONSTANT, OPS_PAD_REFLECT, OPS_PAD_EDGE } ops_pad_mode;
+inferd_error *ops_pad_args(const ir_graph *g, const ir_node *n, const ir_tensor *in, int rank, int64_t *pads,
+                           ops_pad_mode *mode);
+
 /* ---- reference kernels -------------------------------------------------- */
 
 /* Kernel input k's data, or NULL when it is omitted or past the node's

@@ -5,7 +5,10 @@
  * and run at a dynamic batch of 3 on the same pseudo-random data; the outputs
  * must agree. The optimizer runs as it does in production, so fused forms
  * (BatchNormalization folded into Conv, activations and residual sums as
- * post-ops) are checked too.
+ * post-ops) are checked too. Where a GPU is present the cuda backend runs
+ * every case as well, against the reference with tolerances for TF32 (its
+ * default precision for fp32 models); without one those runs are skipped
+ * with a message.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -81,8 +84,29 @@ static float *run_model(const char *path, const char *backend, const float *inpu
   return out;
 }
 
-/* Exports the graph (x is its input, y its output), runs it on both
- * backends and compares. */
+/* Whether the cuda backend can run here; says once when it cannot. */
+static bool cuda_present(void) {
+  static int present = -1;
+  if (present < 0) {
+    present = inferd_device_count(INFERD_DEVICE_CUDA) > 0;
+    if (!present) fprintf(stderr, "no CUDA device: the cuda backend's runs are skipped\n");
+  }
+  return present;
+}
+
+/* Element by element within abs + rel * |ref|. */
+static void compare(const char *what, const char *backend, const float *got, const float *ref, size_t n, float abs,
+                    float rel) {
+  for (size_t i = 0; i < n; i++) {
+    if (!(fabsf(got[i] - ref[i]) <= abs + rel * fabsf(ref[i]))) {
+      fprintf(stderr, "%s: element %zu: %s %.9g, ref %.9g\n", what, i, backend, got[i], ref[i]);
+      fail();
+    }
+  }
+}
+
+/* Exports the graph (x is its input, y its output), runs it on the
+ * backends and compares each with the reference. */
 static void check(ir_graph *g, int x, int y, const char *what) {
   ir_graph_add_output(g, y);
   assert_null(ir_infer_shapes(g));
@@ -98,14 +122,16 @@ static void check(ir_graph *g, int x, int y, const char *what) {
   size_t n_cpu, n_ref;
   float *cpu = run_model(path, "cpu", input, count, &n_cpu);
   float *ref = run_model(path, "ref", input, count, &n_ref);
-  unlink(path);
   assert_int_equal(n_cpu, n_ref);
-  for (size_t i = 0; i < n_cpu; i++) {
-    if (!(fabsf(cpu[i] - ref[i]) <= 1e-4f + 1e-4f * fabsf(ref[i]))) {
-      fprintf(stderr, "%s: element %zu: cpu %.9g, ref %.9g\n", what, i, cpu[i], ref[i]);
-      fail();
-    }
+  compare(what, "cpu", cpu, ref, n_cpu, 1e-4f, 1e-4f);
+  if (cuda_present()) {
+    size_t n_cuda;
+    float *cuda = run_model(path, "cuda", input, count, &n_cuda);
+    assert_int_equal(n_cuda, n_ref);
+    compare(what, "cuda", cuda, ref, n_cuda, 1e-2f, 1e-2f);
+    free(cuda);
   }
+  unlink(path);
   free(input);
   free(cpu);
   free(ref);
@@ -216,6 +242,74 @@ static void test_layout_and_reductions(void **state) {
   check(g, x, t_out(g, mul, 0), "layout and reductions");
 }
 
+/* Softmax along a middle axis (the GPU's strided kernel), then Pad in each
+ * mode. */
+static void test_softmax_axis_and_pads(void **state) {
+  (void)state;
+  const char *modes[] = {"constant", "reflect", "edge"};
+  for (int m = 0; m < 3; m++) {
+    ir_graph *g = t_graph(13);
+    int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 3, 4, 5));
+    int sm = t_node(g, IR_OP_Softmax, "softmax", INS(x), 1);
+    t_attr_int(g, sm, "axis", 1);
+    int pad = t_node(g, IR_OP_Pad, "pad",
+                     INS(t_out(g, sm, 0), t_const_i64(g, "pads", 8, (int64_t[]){0, 0, 1, 2, 0, 1, 2, 1})), 1);
+    t_attr_string(g, pad, "mode", modes[m]);
+    check(g, x, t_out(g, pad, 0), modes[m]);
+  }
+}
+
+/* A BatchNormalization that follows no convolution (so nothing folds it),
+ * then ReduceMean over two axes without keepdims. */
+static void test_batchnorm_and_reduce(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 4, 3, 5));
+  int bn = t_node(g, IR_OP_BatchNormalization, "bn",
+                  INS(x, rnd_const(g, "s", DIMS(4)), rnd_const(g, "bb", DIMS(4)), rnd_const(g, "m", DIMS(4)),
+                      rnd_positive(g, "v", 4)),
+                  1);
+  int rm = t_node(g, IR_OP_ReduceMean, "mean", INS(t_out(g, bn, 0)), 1);
+  t_attr_ints(g, rm, "axes", 2, (int64_t[]){1, 3});
+  t_attr_int(g, rm, "keepdims", 0);
+  check(g, x, t_out(g, rm, 0), "batchnorm and reduce");
+}
+
+/* 1-D convolution and pools (the GPU runs them as 2-D with H = 1), the
+ * average one with ceil_mode and count_include_pad. */
+static void test_1d_windows(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 4, 11));
+  int conv = t_node(g, IR_OP_Conv, "conv", INS(x, rnd_const(g, "w", DIMS(6, 4, 3)), rnd_const(g, "b", DIMS(6))), 1);
+  t_attr_ints(g, conv, "pads", 2, (int64_t[]){1, 1});
+  int mp = t_node(g, IR_OP_MaxPool, "maxpool", INS(t_out(g, conv, 0)), 1);
+  t_attr_ints(g, mp, "kernel_shape", 1, (int64_t[]){2});
+  int ap = t_node(g, IR_OP_AveragePool, "avgpool", INS(t_out(g, mp, 0)), 1);
+  t_attr_ints(g, ap, "kernel_shape", 1, (int64_t[]){3});
+  t_attr_ints(g, ap, "strides", 1, (int64_t[]){2});
+  t_attr_ints(g, ap, "pads", 2, (int64_t[]){1, 1});
+  t_attr_int(g, ap, "ceil_mode", 1);
+  t_attr_int(g, ap, "count_include_pad", 1);
+  check(g, x, t_out(g, ap, 0), "1-D windows");
+}
+
+/* Gemm with alpha and beta: a C row with beta 1 rides in the product's
+ * bias epilogue, any other is copied into y and accumulated with beta. */
+static void test_gemm_alpha_beta(void **state) {
+  (void)state;
+  const float betas[] = {1.0f, 2.0f, 2.0f};
+  for (int i = 0; i < 3; i++) {
+    ir_graph *g = t_graph(13);
+    int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 6));
+    int c = i == 2 ? rnd_const(g, "c", DIMS(1, 1)) : rnd_const(g, "c", DIMS(1, 5));
+    int gemm = t_node(g, IR_OP_Gemm, "gemm", INS(x, rnd_const(g, "w", DIMS(6, 5)), c), 1);
+    t_attr_float(g, gemm, "alpha", 0.75f);
+    t_attr_float(g, gemm, "beta", betas[i]);
+    check(g, x, t_out(g, gemm, 0), "gemm with alpha and beta");
+  }
+}
+
 /* Serializes `count` strings as a BYTES tensor (4-byte length, bytes). */
 static size_t serialize(const char *const *words, size_t count, uint8_t *out) {
   size_t off = 0;
@@ -306,6 +400,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_variants), cmocka_unit_test(test_conv_block_fused),      cmocka_unit_test(test_pools),
       cmocka_unit_test(test_dense_head),    cmocka_unit_test(test_layout_and_reductions),
+      cmocka_unit_test(test_softmax_axis_and_pads), cmocka_unit_test(test_batchnorm_and_reduce),
+      cmocka_unit_test(test_1d_windows),    cmocka_unit_test(test_gemm_alpha_beta),
       cmocka_unit_test(test_bytes_data_movement),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
