@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The served figure on the GPU machine: ResNet-50 FP16 on KIND_GPU instances
 # with dynamic batching, driven over gRPC by `inferd perf` on the same host
-# (raw tensors in the requests), at several concurrencies; the server's CPU
-# time per request from /proc. Run by bench/gpu/device.sh after the engine
+# at several concurrencies, with the tensors in the requests (raw), then in
+# system and in CUDA shared memory regions (`--shared-memory`, each row
+# tagged "shared_memory"); the server's CPU time per request from /proc. Run by bench/gpu/device.sh after the engine
 # benchmark (its bundle unpacked at /tmp/inferd); writes $OUT/server-gpu.jsonl.
 set -uo pipefail
 B=${INFERD:-/tmp/inferd/inferd}
@@ -30,20 +31,23 @@ for _ in $(seq 600); do
 done
 cpu_ticks() { awk '{print $14+$15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
+for shm in none system cuda; do
 for c in 1 16 64 128 256; do
   t0=$(cpu_ticks)
   res=$("$B" perf --url 127.0.0.1:18001 --model resnet50 --concurrency $c --connections $(( c < 8 ? c : 8 )) \
-        --warmup 2 --duration 6 --json 2>>"$OUT/server-gpu.log")
+        --shared-memory $shm --warmup 2 --duration 6 --json 2>>"$OUT/server-gpu.log") ||
+    { echo "perf --shared-memory $shm at concurrency $c failed (see server-gpu.log)"; continue; }
   t1=$(cpu_ticks)
-  python3 - "$c" "$res" "$t0" "$t1" "$hz" <<'PY' | tee -a "$OUT/server-gpu.jsonl"
+  python3 - "$c" "$res" "$t0" "$t1" "$hz" "$shm" <<'PY' | tee -a "$OUT/server-gpu.jsonl"
 import json, sys
 c, res, t0, t1, hz = int(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rps = res.get("requests_per_sec") or res.get("throughput") or 0
 dur = 6 + 2
 cpu_us = (t1 - t0) / hz * 1e6
-res.update({"concurrency": c, "server_cpu_us_per_request": cpu_us / max(rps * dur, 1)})
+res.update({"concurrency": c, "shared_memory": sys.argv[6], "server_cpu_us_per_request": cpu_us / max(rps * dur, 1)})
 print(json.dumps(res))
 PY
+done
 done
 curl -s http://127.0.0.1:18000/v2/models/resnet50/stats >"$OUT/server-gpu-stats.json" 2>/dev/null ||
   python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:18000/v2/models/resnet50/stats').read().decode())" >"$OUT/server-gpu-stats.json"

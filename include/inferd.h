@@ -520,6 +520,26 @@ INFERD_API inferd_error *inferd_server_shm_unregister(inferd_server *server, inf
 INFERD_API inferd_error *inferd_server_shm_status(inferd_server *server, inferd_shm_kind kind, const char *name,
                                                   char **json);
 
+/* The client's half of CUDA shared memory, for a process that hands GPU
+ * tensors to a server (`inferd perf --shared-memory cuda` uses it): GPU
+ * memory it allocates and exports as a CUDA IPC handle, which it then
+ * registers with inferd_server_shm_register_cuda or the register endpoints.
+ * These need only the CUDA runtime, not the CUDA backend. */
+#define INFERD_CUDA_IPC_HANDLE_SIZE 64
+/* Allocates `size` bytes on GPU `device` and writes the allocation's
+ * cudaIpcMemHandle_t (INFERD_CUDA_IPC_HANDLE_SIZE bytes) to `handle`.
+ * *device_ptr belongs to the caller, who frees it with
+ * inferd_cuda_ipc_free once no server uses it (unregister first).
+ * UNSUPPORTED when this build has no CUDA or no GPU can be used (the
+ * message says which, with CUDA's words), INVALID_ARG for a GPU that does
+ * not exist, NO_MEMORY when the GPU lacks the room. */
+INFERD_API inferd_error *inferd_cuda_ipc_export(int device, size_t size, void **device_ptr, void *handle);
+/* Copies `size` bytes of host memory `src` to `device_ptr` (memory from
+ * inferd_cuda_ipc_export), returning when the copy is done. */
+INFERD_API inferd_error *inferd_cuda_ipc_upload(void *device_ptr, const void *src, size_t size);
+/* Frees memory from inferd_cuda_ipc_export; NULL is ignored. */
+INFERD_API void inferd_cuda_ipc_free(void *device_ptr);
+
 /* ---- metrics: Prometheus exposition ----
  * A metrics object renders the server's per-model counters (Triton's
  * nv_inference_* families, labelled model and version; failures also by

@@ -77,13 +77,17 @@ def main():
         json.dump({"commit": commit, "device": version, "command": "bench/server_gpu.sh (from bench/engine_gpu.sh)",
                    "rows": server}, open(os.path.join(dst, "server_gpu.json"), "w"), indent=1)
         with open(os.path.join(dst, "server_gpu.md"), "w") as f:
-            f.write("# ResNet-50 FP16 served on the H200 over gRPC (raw tensors)\n\n")
+            f.write("# ResNet-50 FP16 served on the H200 over gRPC (raw tensors and shared memory)\n\n")
             f.write(f"Command: `bench/server_gpu.sh` (commit {commit}): 2 KIND_GPU instances, dynamic batching "
-                    "(preferred 32/64/128, 500 us), `inferd perf` on the same host, batch-1 requests of 602 KB.\n\n")
-            f.write("| concurrency | requests/s | p50 ms | p99 ms | server CPU us/request |\n|---|---|---|---|---|\n")
+                    "(preferred 32/64/128, 500 us), `inferd perf` on the same host, batch-1 requests of 602 KB, "
+                    "the tensors in the requests (none) or in system or CUDA shared memory "
+                    "(`--shared-memory`).\n\n")
+            f.write("| shared memory | concurrency | requests/s | p50 ms | p99 ms | server CPU us/request |\n"
+                    "|---|---|---|---|---|---|\n")
             for r in server:
-                f.write(f"| {r['concurrency']} | {r['requests_per_sec']:,.0f} | {r['latency_us_p50'] / 1000:.2f} | "
-                        f"{r['latency_us_p99'] / 1000:.2f} | {r['server_cpu_us_per_request']:.0f} |\n")
+                f.write(f"| {r.get('shared_memory', 'none')} | {r['concurrency']} | {r['requests_per_sec']:,.0f} | "
+                        f"{r['latency_us_p50'] / 1000:.2f} | {r['latency_us_p99'] / 1000:.2f} | "
+                        f"{r['server_cpu_us_per_request']:.0f} |\n")
     print("wrote", dst)
 
 

@@ -21,6 +21,11 @@ static const cli_option perf_options[] = {
     {"warmup", "SECONDS", "unmeasured calls first (default 1)"},
     {"duration", "SECONDS", "measured window (default 5)"},
     {"streaming", NULL, "send the requests on ModelStreamInfer streams (one per connection)"},
+    {"shared-memory", "none|system|cuda",
+     "where the tensors travel: in the requests (default), or in system or CUDA (GPU 0) shared memory regions "
+     "registered with the server, each call its own spans"},
+    {"output-shared-memory-size", "BYTES",
+     "room of each output in shared memory (default: its size from the metadata)"},
     {"json", NULL, "print the result as JSON"},
     {NULL, NULL, NULL},
 };
@@ -64,6 +69,12 @@ int cmd_perf(int argc, char **argv) {
       o.duration_s = (double)v;
     } else if (!strcmp(name, "streaming")) {
       o.streaming = true;
+    } else if (!strcmp(name, "shared-memory")) {
+      ok = perf_shm_kind_from_name(value, &o.shared_memory);
+      if (!ok) fprintf(stderr, "inferd perf: --shared-memory: '%s' is not none, system or cuda\n", value);
+    } else if (!strcmp(name, "output-shared-memory-size")) {
+      ok = cli_parse_int(name, value, 1, 1L << 40, &v);
+      o.output_shm_size = (size_t)v;
     } else if (!strcmp(name, "json")) {
       json = true;
     }
@@ -82,16 +93,18 @@ int cmd_perf(int argc, char **argv) {
     return 1;
   }
   if (json) {
-    printf("{\"model\": \"%s\", \"concurrency\": %d, \"batch\": %d, \"seconds\": %.3f, \"requests\": %llu, "
-           "\"errors\": %llu, \"requests_per_sec\": %.2f, \"latency_us_mean\": %.1f, \"latency_us_p50\": %.1f, "
-           "\"latency_us_p90\": %.1f, \"latency_us_p99\": %.1f}\n",
-           o.model, o.concurrency, o.batch, res.seconds, (unsigned long long)res.requests,
+    printf("{\"model\": \"%s\", \"concurrency\": %d, \"batch\": %d, \"shared_memory\": \"%s\", \"seconds\": %.3f, "
+           "\"requests\": %llu, \"errors\": %llu, \"requests_per_sec\": %.2f, \"latency_us_mean\": %.1f, "
+           "\"latency_us_p50\": %.1f, \"latency_us_p90\": %.1f, \"latency_us_p99\": %.1f}\n",
+           o.model, o.concurrency, o.batch, perf_shm_kind_name(o.shared_memory), res.seconds,
+           (unsigned long long)res.requests,
            (unsigned long long)res.errors, res.requests_per_sec, res.mean_us, res.p50_us, res.p90_us, res.p99_us);
   } else {
-    printf("%s at concurrency %d: %.1f requests/s, latency mean %.1f us, p50 %.1f us, p90 %.1f us, p99 %.1f us "
+    printf("%s at concurrency %d%s%s: %.1f requests/s, latency mean %.1f us, p50 %.1f us, p90 %.1f us, p99 %.1f us "
            "(%llu requests, %llu errors in %.1f s)\n",
-           o.model, o.concurrency, res.requests_per_sec, res.mean_us, res.p50_us, res.p90_us, res.p99_us,
-           (unsigned long long)res.requests, (unsigned long long)res.errors, res.seconds);
+           o.model, o.concurrency, o.shared_memory ? ", shared memory " : "",
+           o.shared_memory ? perf_shm_kind_name(o.shared_memory) : "", res.requests_per_sec, res.mean_us, res.p50_us,
+           res.p90_us, res.p99_us, (unsigned long long)res.requests, (unsigned long long)res.errors, res.seconds);
   }
   if (res.errors) fprintf(stderr, "inferd perf: first error: %s\n", res.first_error);
   return res.errors && !res.requests ? 1 : 0;

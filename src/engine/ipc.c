@@ -7,6 +7,13 @@
 #include "engine/cuda/cuda_ipc.h"
 #endif
 
+/* Without CUDA in the build every call is refused the same way. */
+#ifndef INFERD_HAVE_CUDA_IPC
+static inferd_error *built_without_cuda(void) {
+  return err_new(INFERD_ERROR_UNSUPPORTED, "this inferd was built without CUDA");
+}
+#endif
+
 inferd_error *engine_cuda_ipc_open(int device, const void *handle, size_t handle_size, size_t byte_size,
                                    void **device_ptr) {
   *device_ptr = NULL;
@@ -19,13 +26,44 @@ inferd_error *engine_cuda_ipc_open(int device, const void *handle, size_t handle
   (void)device;
   (void)handle;
   (void)byte_size;
-  return err_new(INFERD_ERROR_UNSUPPORTED, "this inferd was built without CUDA");
+  return built_without_cuda();
 #endif
 }
 
 void engine_cuda_ipc_close(void *device_ptr) {
 #ifdef INFERD_HAVE_CUDA_IPC
   cuda_ipc_close(device_ptr);
+#else
+  (void)device_ptr;
+#endif
+}
+
+inferd_error *inferd_cuda_ipc_export(int device, size_t size, void **device_ptr, void *handle) {
+  *device_ptr = NULL;
+#ifdef INFERD_HAVE_CUDA_IPC
+  return cuda_ipc_export(device, size, device_ptr, handle);
+#else
+  (void)device;
+  (void)size;
+  (void)handle;
+  return built_without_cuda();
+#endif
+}
+
+inferd_error *inferd_cuda_ipc_upload(void *device_ptr, const void *src, size_t size) {
+#ifdef INFERD_HAVE_CUDA_IPC
+  return cuda_ipc_upload(device_ptr, src, size);
+#else
+  (void)device_ptr;
+  (void)src;
+  (void)size;
+  return built_without_cuda();
+#endif
+}
+
+void inferd_cuda_ipc_free(void *device_ptr) {
+#ifdef INFERD_HAVE_CUDA_IPC
+  cuda_ipc_free(device_ptr);
 #else
   (void)device_ptr;
 #endif

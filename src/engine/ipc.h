@@ -2,7 +2,8 @@
  * Memory shared with other processes, for the server's shared-memory
  * regions: GPU memory exported with a CUDA IPC handle. This wrapper is what
  * the server calls whether or not the build has CUDA, so nothing above the
- * engine knows the CUDA runtime.
+ * engine knows the CUDA runtime. The exporting side, for clients, is public
+ * (inferd_cuda_ipc_export in inferd.h) and is implemented here too.
  */
 #ifndef INFERD_ENGINE_IPC_H
 #define INFERD_ENGINE_IPC_H
@@ -12,7 +13,7 @@
 #include "inferd.h"
 
 /* Bytes of a CUDA IPC memory handle (cudaIpcMemHandle_t). */
-#define ENGINE_CUDA_IPC_HANDLE_SIZE 64
+#define ENGINE_CUDA_IPC_HANDLE_SIZE INFERD_CUDA_IPC_HANDLE_SIZE
 
 /* Opens a CUDA IPC handle of `handle_size` bytes (which must be
  * ENGINE_CUDA_IPC_HANDLE_SIZE) on GPU `device`, for byte_size bytes. The

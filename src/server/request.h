@@ -58,7 +58,7 @@ struct inferd_request {
   /* Set when submitted: */
   struct model_version *mv; /* holds a reference while the request lives */
   int batch;                /* items along the batch dimension; 1 when the model does not batch */
-  bool direct;              /* a tensor is in GPU memory: run alone, handed to the engine in place */
+  bool gpu_tensors;         /* a tensor is in GPU memory (a CUDA region): see the scheduler's run_batch */
   int priority_level;       /* queue index */
   uint64_t enqueue_ns, deadline_ns;
   uint64_t seq;            /* admission order, for preserve_ordering */

@@ -27,13 +27,14 @@ typedef struct instance {
   pthread_t thread;
   bool started;
   inferd_plan *plan; /* compiled for this instance's device (shared with the others there) */
+  inferd_device device;
   inferd_context *ctx;
   inferd_tensor *in, *out; /* staging tensors, max_batch items each */
   size_t *in_cap;          /* bytes allocated for each BYTES input, which grows as needed */
-  /* A request with a tensor in GPU memory runs alone on these: the staging
-   * tensors with that request's GPU tensors put in place of the staging
-   * (see run_batch). run_out is the output array of the last run. */
-  inferd_tensor *direct_in, *direct_out;
+  /* A run in place (see runs_in_place) runs on these: the staging tensors
+   * with that request's GPU tensors put in place of the staging. run_out
+   * is the output array of the last run. */
+  inferd_tensor *in_place_in, *in_place_out;
   inferd_tensor *run_out;
   inferd_request **batch;  /* requests of the batch being run */
   int *sizes;              /* batch sizes of queued requests, for batcher_pick */
@@ -131,13 +132,22 @@ static uint64_t collect_expired(scheduler *s, uint64_t now, inferd_request **exp
   return earliest;
 }
 
+/* A request with tensors in GPU memory batches with others on a GPU
+ * instance, whose gather and scatter copy them (see run_batch); a CPU
+ * instance cannot read them, so such a request runs alone there and fails
+ * with the engine's message naming the tensor, leaving the other requests
+ * alone. */
+static bool runs_alone(const instance *inst, const inferd_request *r) {
+  return r->gpu_tensors && inst->device.kind != INFERD_DEVICE_CUDA;
+}
+
 /* Lists the batch sizes of the queued requests in take order into
  * inst->sizes, as far as they can fill one batch; returns the count. */
 static int queued_sizes(const scheduler *s, instance *inst) {
   int n = 0, items = 0;
   for (int l = 0; l < s->cfg.priority_levels; l++)
     for (const inferd_request *r = s->queues[l].head; r; r = r->next) {
-      if (r->direct) return n; /* it goes alone: the batch ends before it */
+      if (runs_alone(inst, r)) return n; /* the batch ends before it */
       inst->sizes[n++] = r->batch;
       items += r->batch;
       if (items > s->cfg.max_batch_size || n > s->cfg.max_batch_size) return n;
@@ -173,9 +183,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
       continue;
     }
     int n = 1;
-    /* A request with tensors in GPU memory is a batch of its own (its
-     * pointers go to the engine as they are). */
-    if (!first->direct && s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
+    if (!runs_alone(inst, first) && s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
       const uint64_t delay_ns = clock_us_to_ns(s->cfg.max_queue_delay_us);
       bool due = s->stopping || now >= clock_add_sat(first->enqueue_ns, delay_ns);
       batch_rules rules = {.max_batch_size = s->cfg.max_batch_size,
@@ -237,16 +245,24 @@ static size_t classify(const float *scores, int64_t count, int k, const schedule
 }
 
 /* Puts `bytes` bytes of output o into the shared memory `want` names:
- * copied from src (host memory), or already there when `in_place` (the
- * engine wrote a GPU output into the region itself). */
-static inferd_error *output_to_shm(const requested_output *want, response_output *o, const void *src, size_t bytes,
-                                   bool in_place) {
+ * copied from src (the staging), by the plan's device when the region is
+ * GPU memory, or already there when `in_place` (the engine wrote a GPU
+ * output into the region itself). */
+static inferd_error *output_to_shm(const instance *inst, const requested_output *want, response_output *o,
+                                   const void *src, size_t bytes, bool in_place) {
   if (bytes > want->shm_byte_size)
     return err_new(INFERD_ERROR_INVALID_ARG,
                    "output '%s' has %zu bytes but its span of shared memory region '%s' has %llu "
                    "(shared_memory_byte_size)",
                    o->name, bytes, shm_region_name(want->region), (unsigned long long)want->shm_byte_size);
-  if (!in_place && bytes) memcpy(want->shm_data, src, bytes);
+  if (!in_place && bytes && shm_region_kind(want->region) == INFERD_SHM_CUDA) {
+    inferd_error *e =
+        inferd_plan_memory_copy(inst->plan, want->shm_data, INFERD_MEMORY_GPU, src, STAGING_MEMORY, bytes);
+    if (e)
+      return err_wrap(e, "output '%s' into CUDA shared memory region '%s'", o->name, shm_region_name(want->region));
+  } else if (!in_place && bytes) {
+    memcpy(want->shm_data, src, bytes);
+  }
   o->data = NULL;
   o->byte_size = bytes;
   o->shm_region = mem_strdup(shm_region_name(want->region));
@@ -301,7 +317,7 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     }
     if (!classes && want_shm) {
       o->datatype = t->datatype;
-      inferd_error *e = output_to_shm(want_shm, o, src, bytes, t->memory == INFERD_MEMORY_GPU);
+      inferd_error *e = output_to_shm(inst, want_shm, o, src, bytes, t->memory == INFERD_MEMORY_GPU);
       if (e) {
         inferd_response_delete(resp);
         return e;
@@ -333,7 +349,7 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     for (int b = 0; b < items; b++)
       total += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], NULL);
     if (want_shm) {
-      inferd_error *e = output_to_shm(want_shm, o, NULL, total, true); /* checks the room; written below */
+      inferd_error *e = output_to_shm(inst, want_shm, o, NULL, total, true); /* checks the room; written below */
       if (e) {
         inferd_response_delete(resp);
         return e;
@@ -380,34 +396,52 @@ static void answer(scheduler *s, inferd_request *r, inferd_response *resp) {
   pthread_mutex_unlock(&s->order_lock);
 }
 
-/* The tensors of a run of request r alone, which has tensors in GPU memory
- * (CUDA shared memory): the staging, gathered as for any batch, except
- * that r's GPU inputs and its outputs asked for in CUDA regions are handed
- * to the engine where they are, so no host code touches device memory. A
- * plan whose backend cannot read GPU memory refuses them with an error
- * naming the tensor. This is chosen over copying through the host: such
- * requests come from clients that placed tensors on the GPU to avoid
- * copies, and batching them with others would need device-to-device
- * gathers that the backend, not the scheduler, knows how to do. */
-static void direct_tensors(instance *inst, const inferd_request *r) {
+/* Whether every GPU tensor of r is on GPU `device`. */
+static bool gpu_tensors_on(const inferd_request *r, int device) {
+  for (int i = 0; i < r->n_inputs; i++)
+    if (r->inputs[i].memory == INFERD_MEMORY_GPU && r->inputs[i].memory_id != device) return false;
+  for (int w = 0; w < r->n_outputs; w++)
+    if (r->outputs[w].region && shm_region_kind(r->outputs[w].region) == INFERD_SHM_CUDA &&
+        shm_region_device(r->outputs[w].region) != device)
+      return false;
+  return true;
+}
+
+/* Whether the run of batch [0, n) hands its one request's GPU tensors to
+ * the engine where they are instead of copying them through the staging:
+ * a request that runs alone on a CPU instance (where the engine refuses
+ * them with a message naming the tensor), or a batch of one request whose
+ * GPU tensors are on the instance's GPU, which then costs no copies. A
+ * batch of several is gathered into the staging and scattered from it by
+ * the plan's device (inferd_plan_memory_copy), as the client's bytes must
+ * sit side by side along the batch dimension. */
+static bool runs_in_place(const instance *inst, int n) {
+  const inferd_request *r = inst->batch[0];
+  return n == 1 && r->gpu_tensors && (runs_alone(inst, r) || gpu_tensors_on(r, inst->device.ordinal));
+}
+
+/* The tensors of a run in place (see runs_in_place): the staging, gathered
+ * as for any batch, except that r's GPU inputs and its outputs asked for in
+ * CUDA regions are handed to the engine where they are. */
+static void in_place_tensors(instance *inst, const inferd_request *r) {
   scheduler *s = inst->s;
   for (int k = 0; k < s->n_in; k++) {
-    inst->direct_in[k] = inst->in[k];
+    inst->in_place_in[k] = inst->in[k];
     const int at = find_input(r, s->in_info[k].name);
     if (at < 0 || r->inputs[at].memory != INFERD_MEMORY_GPU) continue;
-    inferd_tensor *t = &inst->direct_in[k];
+    inferd_tensor *t = &inst->in_place_in[k];
     t->data = (void *)r->inputs[at].data;
     t->byte_size = r->inputs[at].byte_size;
     t->memory = INFERD_MEMORY_GPU;
     t->memory_id = r->inputs[at].memory_id;
   }
   for (int k = 0; k < s->n_out; k++) {
-    inst->direct_out[k] = inst->out[k];
+    inst->in_place_out[k] = inst->out[k];
     for (int w = 0; w < r->n_outputs; w++) {
       const requested_output *o = &r->outputs[w];
       if (!o->region || shm_region_kind(o->region) != INFERD_SHM_CUDA || strcmp(o->name, s->out_info[k].name) != 0)
         continue;
-      inferd_tensor *t = &inst->direct_out[k];
+      inferd_tensor *t = &inst->in_place_out[k];
       t->data = o->shm_data;
       t->byte_size = (size_t)o->shm_byte_size;
       t->memory = INFERD_MEMORY_GPU;
@@ -426,6 +460,7 @@ static void run_batch(instance *inst, int n) {
   }
   /* Gather: each model input is the requests' tensors one after another
    * along the batch dimension. */
+  const bool in_place = runs_in_place(inst, n);
   inferd_error *staging_error = NULL;
   for (int k = 0; k < s->n_in && !staging_error; k++) {
     inferd_tensor *t = &inst->in[k];
@@ -451,7 +486,7 @@ static void run_batch(instance *inst, int n) {
       }
       item = 0;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !staging_error; i++) {
       const inferd_request *r = inst->batch[i];
       const int at = find_input(r, s->in_info[k].name);
       if (at < 0) { /* an optional input left out: its default, per item */
@@ -463,8 +498,11 @@ static void run_batch(instance *inst, int n) {
         continue;
       }
       const request_input *in = &r->inputs[at];
-      /* GPU memory is never read here: direct_tensors hands it over. */
-      if (in->byte_size && in->memory != INFERD_MEMORY_GPU) memcpy((char *)t->data + off, in->data, in->byte_size);
+      char *dst = (char *)t->data + off;
+      if (in->byte_size && in->memory != INFERD_MEMORY_GPU) memcpy(dst, in->data, in->byte_size);
+      else if (in->byte_size && !in_place)
+        staging_error =
+            inferd_plan_memory_copy(inst->plan, dst, STAGING_MEMORY, in->data, INFERD_MEMORY_GPU, in->byte_size);
       off += in->byte_size;
     }
     t->byte_size = t->datatype == INFERD_TYPE_BYTES ? off : s->dynamic ? item * (size_t)total : item;
@@ -474,10 +512,10 @@ static void run_batch(instance *inst, int n) {
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
   const inferd_tensor *run_in = inst->in;
   inst->run_out = inst->out;
-  if (n == 1 && inst->batch[0]->direct) {
-    direct_tensors(inst, inst->batch[0]);
-    run_in = inst->direct_in;
-    inst->run_out = inst->direct_out;
+  if (in_place) {
+    in_place_tensors(inst, inst->batch[0]);
+    run_in = inst->in_place_in;
+    inst->run_out = inst->in_place_out;
   }
   uint64_t t1 = clock_now_ns();
   /* Queued on the context's stream, then waited for: a GPU instance's copies
@@ -586,8 +624,8 @@ static void instances_free(scheduler *s) {
     free(inst->in_cap);
     free(inst->in);
     free(inst->out);
-    free(inst->direct_in);
-    free(inst->direct_out);
+    free(inst->in_place_in);
+    free(inst->in_place_out);
     free(inst->batch);
     free(inst->sizes);
   }
@@ -649,10 +687,11 @@ inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config
     inst->s = s;
     inst->index = i;
     inst->plan = plans[i];
+    inst->device = inferd_plan_device(plans[i]);
     inst->in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
-    inst->direct_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
-    inst->direct_out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
+    inst->in_place_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
+    inst->in_place_out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
     inst->sizes = mem_zalloc((size_t)(s->cfg.max_batch_size + 2) * sizeof(int));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));

@@ -235,7 +235,7 @@ static inferd_error *check_shm_output(const model_version *mv, bool batching, in
     if (info.datatype == INFERD_TYPE_BYTES)
       return err_new(INFERD_ERROR_UNSUPPORTED, "output '%s': BYTES tensors cannot be written to CUDA shared memory",
                      o->name);
-    r->direct = true;
+    r->gpu_tensors = true;
   }
   if (o->classification_count || info.datatype == INFERD_TYPE_BYTES) return NULL; /* sized after the run */
   size_t need = inferd_datatype_size(info.datatype);
@@ -311,7 +311,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
       if (info.datatype == INFERD_TYPE_BYTES)
         return err_new(INFERD_ERROR_UNSUPPORTED, "input '%s': BYTES tensors cannot be read from CUDA shared memory",
                        info.name);
-      r->direct = true;
+      r->gpu_tensors = true;
     }
     if (info.datatype == INFERD_TYPE_BYTES) {
       size_t count = 1;

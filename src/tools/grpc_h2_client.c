@@ -30,6 +30,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/mem.h"
 
@@ -629,4 +630,49 @@ void grpc_h2_client_delete(grpc_h2_client *client) {
   free(client->read_buffer);
   free(client->target);
   free(client);
+}
+
+/* ---- one call that waits for its answer ------------------------------------ */
+
+typedef struct unary_reply {
+  bool done;
+  int status;
+  char message[256];
+  uint8_t *bytes; /* the last message, malloc'd */
+  size_t size;
+} unary_reply;
+
+static void unary_on_message(void *user, const uint8_t *message, size_t size) {
+  unary_reply *r = user;
+  free(r->bytes);
+  r->bytes = mem_try_alloc(size ? size : 1, 1);
+  r->size = size;
+  if (r->bytes) memcpy(r->bytes, message, size);
+}
+
+static void unary_on_close(void *user, int status, const char *message) {
+  unary_reply *r = user;
+  r->done = true;
+  r->status = status;
+  snprintf(r->message, sizeof(r->message), "%s", message);
+}
+
+inferd_error *grpc_h2_unary(grpc_h2_client *client, const char *path, const uint8_t *framed, size_t size,
+                           int timeout_s, uint8_t **reply, size_t *reply_size) {
+  static const grpc_h2_call_handlers handlers = {.on_message = unary_on_message, .on_close = unary_on_close};
+  unary_reply r = {0};
+  grpc_h2_call *call = grpc_h2_call_start(client, 0, path, &handlers, &r);
+  if (!call) return err_new(INFERD_ERROR_UNAVAILABLE, "cannot start a call to %s", path);
+  grpc_h2_call_send(call, framed, size);
+  grpc_h2_call_close_send(call);
+  const uint64_t deadline = clock_now_ns() + (uint64_t)timeout_s * 1000000000u;
+  while (!r.done && clock_now_ns() < deadline) grpc_h2_client_poll(client, 100);
+  if (!r.done) return err_new(INFERD_ERROR_TIMEOUT, "%s: no answer in %d s", path, timeout_s);
+  if (r.status != 0 || !r.bytes) {
+    free(r.bytes);
+    return err_new(INFERD_ERROR_UNAVAILABLE, "%s: status %d: %s", path, r.status, r.message);
+  }
+  *reply = r.bytes;
+  *reply_size = r.size;
+  return NULL;
 }

@@ -73,4 +73,14 @@ void grpc_h2_call_close_send(grpc_h2_call *call);
  * than a gRPC message can be. */
 uint8_t *grpc_h2_frame(const ProtobufCMessage *message, size_t *size);
 
+/* One call on connection 0 that sends `framed` and polls until its answer
+ * or `timeout_s`: *reply is the response message, malloc'd (free() it).
+ * A status other than OK is UNAVAILABLE with the path, the status and the
+ * server's message. TIMEOUT: the call stays open, pointing at `framed` and
+ * at this function's frame, so the caller must not poll the client again:
+ * it deletes the client (which drops the call unanswered), then frees
+ * `framed`. */
+inferd_error *grpc_h2_unary(grpc_h2_client *client, const char *path, const uint8_t *framed, size_t size,
+                           int timeout_s, uint8_t **reply, size_t *reply_size);
+
 #endif

@@ -7,7 +7,9 @@
  * generator itself costs little CPU on a machine it shares with the server. Reports throughput and latency
  * percentiles of the calls that completed within the measured window (after
  * the warmup). With `streaming`, the requests travel on one ModelStreamInfer
- * stream per connection instead, as perf_analyzer --streaming does.
+ * stream per connection instead, as perf_analyzer --streaming does. With
+ * `shared_memory`, the tensors are in regions registered with the server
+ * and the requests name them, as perf_analyzer --shared-memory does.
  */
 #ifndef INFERD_TOOLS_PERF_GRPC_H
 #define INFERD_TOOLS_PERF_GRPC_H
@@ -16,6 +18,7 @@
 #include <stdint.h>
 
 #include "inferd.h"
+#include "tools/perf_shm.h"
 
 typedef struct perf_grpc_options {
   const char *target;  /* host:port */
@@ -27,6 +30,10 @@ typedef struct perf_grpc_options {
   double warmup_s;     /* calls before this are not measured */
   double duration_s;   /* measured window */
   bool streaming;      /* ModelStreamInfer: one stream per connection carries the calls */
+  /* Where the tensors travel: in the requests (NONE), or in system or
+   * CUDA shared memory regions the run registers (see perf_shm.h). */
+  perf_shm_kind shared_memory;
+  size_t output_shm_size; /* bytes of each output's span; 0: its size from the metadata */
 } perf_grpc_options;
 
 typedef struct perf_grpc_result {

@@ -130,3 +130,36 @@ def test_version_names_the_gpu(run_inferd, gpu):
     lines = run_inferd("--version", check=True).stdout.splitlines()
     gpu_line = next(l for l in lines if l.startswith("gpu: "))
     assert "not built" not in gpu_line
+
+
+@pytest.mark.parametrize("shared_memory", ["cuda", "system"])
+def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50, gpu, shared_memory):
+    """`inferd perf --shared-memory cuda|system` against two KIND_GPU
+    instances in FP16: every call succeeds, the requests are batched together
+    (CUDA regions included: the statistics show batches of more than one),
+    and perf leaves no region registered."""
+    import subprocess
+    import urllib.request
+    repo = tmp_path / "models"
+    (repo / "resnet_gpu" / "1").mkdir(parents=True)
+    (repo / "resnet_gpu" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    (repo / "resnet_gpu" / "config.pbtxt").write_text(
+        resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]", FP16))
+    s = Server(inferd_bin, repo, timeout=300)
+    try:
+        proc = subprocess.run([str(inferd_bin), "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
+                               "--concurrency=8", "--connections=2", "--warmup=1", "--duration=3",
+                               f"--shared-memory={shared_memory}", "--json"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["requests"] > 0 and out["errors"] == 0, (out, proc.stderr)
+        assert out["shared_memory"] == shared_memory
+        with urllib.request.urlopen(f"http://{s.url}/v2/models/resnet_gpu/stats") as r:
+            stats = json.loads(r.read())["model_stats"][0]
+        assert max(b["batch_size"] for b in stats["batch_stats"]) > 1, stats["batch_stats"]
+        for kind in ("systemsharedmemory", "cudasharedmemory"):
+            with urllib.request.urlopen(f"http://{s.url}/v2/{kind}/status") as r:
+                assert json.loads(r.read()) == [], kind
+    finally:
+        assert s.stop() == 0, s.output()

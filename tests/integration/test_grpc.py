@@ -6,6 +6,7 @@ one model, and the graceful stop with calls in flight. Each test starts its
 own server on free ports."""
 import concurrent.futures
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -732,6 +733,127 @@ def test_perf_load_generator(server, inferd_bin):
     bad = subprocess.run([str(inferd_bin), "perf", f"--url={server.grpc_url}", "--model=no_such_model", "--duration=1"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "no_such_model" in bad.stderr
+
+
+def _perf(inferd_bin, url, *args, timeout=60):
+    return subprocess.run([str(inferd_bin), "perf", f"--url={url}", "--warmup=0", "--duration=1", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _shm_regions(server):
+    """The names of the system and CUDA regions the server has registered."""
+    import urllib.request
+    names = []
+    for kind in ("systemsharedmemory", "cudasharedmemory"):
+        with urllib.request.urlopen(f"http://{server.url}/v2/{kind}/status") as r:
+            names += [region["name"] for region in json.loads(r.read())]
+    return names
+
+
+def _perf_shm_objects():
+    """perf's shared memory objects in /dev/shm (named after its pid)."""
+    import glob
+    return set(glob.glob("/dev/shm/inferd_perf_*"))
+
+
+def test_perf_system_shared_memory(server, inferd_bin):
+    """`inferd perf --shared-memory system`: the calls' tensors are in two
+    regions perf registers (each slot with spans of its own), unary and on
+    streams; afterwards the server holds no region and /dev/shm no object
+    of perf's."""
+    before = _perf_shm_objects()
+    for extra in ([], ["--streaming", "--connections=2"]):
+        proc = _perf(inferd_bin, server.grpc_url, "--model=simple", "--concurrency=4", "--batch=2",
+                     "--shared-memory=system", "--json", *extra)
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["requests"] > 0 and out["errors"] == 0, (extra, out, proc.stderr)
+        assert out["shared_memory"] == "system"
+        assert _shm_regions(server) == []
+    assert _perf_shm_objects() - before == set()
+    plain = _perf(inferd_bin, server.grpc_url, "--model=simple", "--json")
+    assert plain.returncode == 0 and json.loads(plain.stdout)["shared_memory"] == "none", plain.stderr
+
+
+def test_perf_shared_memory_bad_flags(server, inferd_bin):
+    bad = _perf(inferd_bin, server.grpc_url, "--model=simple", "--shared-memory=gpu")
+    assert bad.returncode == 2 and "--shared-memory: 'gpu' is not none, system or cuda" in bad.stderr
+    size = _perf(inferd_bin, server.grpc_url, "--model=simple", "--shared-memory=system",
+                 "--output-shared-memory-size=0")
+    assert size.returncode == 2 and "--output-shared-memory-size" in size.stderr
+
+
+def test_perf_shared_memory_output_room_too_small(server, inferd_bin):
+    """--output-shared-memory-size below what an output needs: every call
+    fails with the server's message, perf exits 1, and its regions are gone."""
+    proc = _perf(inferd_bin, server.grpc_url, "--model=simple", "--shared-memory=system",
+                 "--output-shared-memory-size=16")
+    assert proc.returncode == 1, proc.stderr
+    assert "output 'OUTPUT0' needs 64 bytes" in proc.stderr, proc.stderr
+    assert _shm_regions(server) == []
+
+
+def test_perf_shared_memory_region_refused(server, inferd_bin, tmp_path):
+    """The server refuses perf's output region (its table is full): perf
+    exits 1 printing the server's message, and unregisters the input region
+    it had registered."""
+    import tritonclient.utils.shared_memory as shm
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    key = f"/inferd_test_refused_{os.getpid()}"
+    h = shm.create_shared_memory_region("refused", key, 64)
+    try:
+        # Room for exactly one more region: perf's input takes it.
+        for i in range(255):
+            c.register_system_shared_memory(f"filler_{i}", key, 64)
+        proc = _perf(inferd_bin, server.grpc_url, "--model=simple", "--shared-memory=system")
+        assert proc.returncode == 1, proc.stderr
+        assert "the server refused system shared memory region 'inferd_perf_" in proc.stderr, proc.stderr
+        assert "regions are registered, the most allowed" in proc.stderr, proc.stderr
+        assert sorted(_shm_regions(server)) == sorted(f"filler_{i}" for i in range(255))
+    finally:
+        c.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(h)
+    assert _shm_regions(server) == []
+
+
+def test_perf_cuda_shared_memory_without_gpu(server, inferd_bin, usable_gpus, server_devices):
+    """--shared-memory cuda where no GPU is usable: exit 1 with the reason,
+    and nothing left registered."""
+    if usable_gpus:
+        pytest.skip("a GPU is usable here: test_gpu_server.py runs perf with CUDA shared memory on it")
+    proc = _perf(inferd_bin, server.grpc_url, "--model=simple", "--shared-memory=cuda")
+    assert proc.returncode == 1, proc.stderr
+    assert "--shared-memory cuda: " in proc.stderr, proc.stderr
+    assert "built without CUDA" in proc.stderr or "no GPU: cudaGetDeviceCount failed: " in proc.stderr, proc.stderr
+    assert _shm_regions(server) == []
+
+
+# simple's configuration with a long queue delay, so that batches form.
+BATCHING_CONFIG = SIMPLE_CONFIG.replace('name: "simple"', 'name: "batching"').replace(
+    "max_queue_delay_microseconds: 2000", "max_queue_delay_microseconds: 50000")
+assert "50000" in BATCHING_CONFIG
+
+
+def test_system_shared_memory_requests_batch(inferd_bin, tmp_path):
+    """Requests whose tensors are in system shared memory are batched like
+    any others: with 8 calls in flight and a long queue delay the model's
+    statistics show batches of more than one request."""
+    import urllib.request
+    repo = tmp_path / "models"
+    write_model(repo, "batching", add_sub_graph(), BATCHING_CONFIG)
+    s = Server(inferd_bin, repo)
+    try:
+        proc = _perf(inferd_bin, s.grpc_url, "--model=batching", "--concurrency=8", "--shared-memory=system",
+                     "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["errors"] == 0
+        with urllib.request.urlopen(f"http://{s.url}/v2/models/batching/stats") as r:
+            stats = json.loads(r.read())["model_stats"][0]
+        sizes = [b["batch_size"] for b in stats["batch_stats"]]
+        assert max(sizes) > 1, stats["batch_stats"]
+        assert stats["inference_count"] > stats["execution_count"], stats
+    finally:
+        assert s.stop() == 0, s.output()
 
 
 BIG_CONFIG = """

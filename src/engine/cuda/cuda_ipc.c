@@ -26,8 +26,10 @@ static address_range_fn address_range(void) {
   return (address_range_fn)fn;
 }
 
-inferd_error *cuda_ipc_open(int device, const void *handle64, size_t byte_size, void **device_ptr) {
-  *device_ptr = NULL;
+/* Checks that GPU `device` exists and makes it current, leaving the one
+ * that was current in *previous for the caller to restore. `what` names the
+ * device in messages as the caller's caller knows it ("device_id", "GPU"). */
+static inferd_error *enter_device(int device, const char *what, int *previous) {
   int count = 0;
   cudaError_t rc = cudaGetDeviceCount(&count);
   if (rc != cudaSuccess) {
@@ -35,12 +37,20 @@ inferd_error *cuda_ipc_open(int device, const void *handle64, size_t byte_size, 
     return err_new(INFERD_ERROR_UNSUPPORTED, "no GPU: cudaGetDeviceCount failed: %s", cudaGetErrorString(rc));
   }
   if (device < 0 || device >= count)
-    return err_new(INFERD_ERROR_INVALID_ARG, "device_id %d: this machine has %d GPU%s", device, count,
+    return err_new(INFERD_ERROR_INVALID_ARG, "%s %d: this machine has %d GPU%s", what, device, count,
                    count == 1 ? "" : "s");
-  int previous = 0;
-  cudaGetDevice(&previous);
+  *previous = 0;
+  cudaGetDevice(previous);
   if ((rc = cudaSetDevice(device)) != cudaSuccess)
     return err_new(INFERD_ERROR_UNSUPPORTED, "no GPU: cudaSetDevice(%d) failed: %s", device, cudaGetErrorString(rc));
+  return NULL;
+}
+
+inferd_error *cuda_ipc_open(int device, const void *handle64, size_t byte_size, void **device_ptr) {
+  *device_ptr = NULL;
+  int previous;
+  cudaError_t rc;
+  ERR_TRY(enter_device(device, "device_id", &previous));
   cudaIpcMemHandle_t handle;
   memcpy(&handle, handle64, sizeof(handle));
   void *ptr = NULL;
@@ -70,4 +80,39 @@ inferd_error *cuda_ipc_open(int device, const void *handle64, size_t byte_size, 
 
 void cuda_ipc_close(void *device_ptr) {
   if (device_ptr) cudaIpcCloseMemHandle(device_ptr);
+}
+
+inferd_error *cuda_ipc_export(int device, size_t size, void **device_ptr, void *handle64) {
+  *device_ptr = NULL;
+  int previous;
+  ERR_TRY(enter_device(device, "GPU", &previous));
+  void *ptr = NULL;
+  cudaIpcMemHandle_t handle;
+  inferd_error *err = NULL;
+  cudaError_t rc = cudaMalloc(&ptr, size ? size : 1);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();
+    err = err_new(INFERD_ERROR_NO_MEMORY, "cudaMalloc of %zu bytes failed on GPU %d: %s", size, device,
+                  cudaGetErrorString(rc));
+  } else if ((rc = cudaIpcGetMemHandle(&handle, ptr)) != cudaSuccess) {
+    cudaGetLastError();
+    err = err_new(INFERD_ERROR_UNSUPPORTED, "cudaIpcGetMemHandle failed on GPU %d: %s", device, cudaGetErrorString(rc));
+    cudaFree(ptr);
+  }
+  cudaSetDevice(previous);
+  if (err) return err;
+  memcpy(handle64, &handle, sizeof(handle));
+  *device_ptr = ptr;
+  return NULL;
+}
+
+inferd_error *cuda_ipc_upload(void *device_ptr, const void *src, size_t size) {
+  const cudaError_t rc = cudaMemcpy(device_ptr, src, size, cudaMemcpyHostToDevice);
+  if (rc == cudaSuccess) return NULL;
+  cudaGetLastError();
+  return err_new(INFERD_ERROR_INTERNAL, "copying %zu bytes to the GPU failed: %s", size, cudaGetErrorString(rc));
+}
+
+void cuda_ipc_free(void *device_ptr) {
+  if (device_ptr) cudaFree(device_ptr);
 }
