@@ -32,7 +32,7 @@ done
 cpu_ticks() { awk '{print $14+$15}' /proc/$pid/stat; }
 hz=$(getconf CLK_TCK)
 for shm in none system cuda; do
-for c in 1 16 64 128 256; do
+for c in ${CONCURRENCIES:-1 16 64 128 256}; do
   t0=$(cpu_ticks)
   res=$("$B" perf --url 127.0.0.1:18001 --model resnet50 --concurrency $c --connections $(( c < 8 ? c : 8 )) \
         --shared-memory $shm --warmup 2 --duration 6 --json 2>>"$OUT/server-gpu.log") ||

@@ -11,6 +11,8 @@ FINAL_OUT=${OUT:-/tmp/inferd-out}
 OUT=/tmp/inferd-results
 export OUT
 mkdir -p "$OUT" "$FINAL_OUT" /tmp/inferd
+# Packed after every stage, so a run cut short still brings back what it measured.
+save() { tar -C "$OUT" -czf "$FINAL_OUT/results.tgz" . 2>/dev/null; }
 tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
 venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
@@ -44,6 +46,7 @@ if [ "${UNIT:-1}" = 1 ]; then
   done
   echo "unit tests: $pass passed, $fail failed"
 fi
+save
 echo "== ONNX conformance on the cuda backend"
 if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance ]; then
   mkdir -p /tmp/onnx-testdata && tar -C /tmp/onnx-testdata -xzf .devcarry/onnx-testdata.tgz
@@ -51,12 +54,13 @@ if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance
     --exclusions tests/conformance/exclusions.txt >"$OUT/conformance-cuda.txt" 2>&1
   tail -4 "$OUT/conformance-cuda.txt"
 fi
+save
 batches=1,8,32,64,128,256
 [ "$mode" = quick ] && batches=1,8,256
 [ "${BENCH:-1}" = 1 ] && echo "== engine benchmark"
-for prec in fp16 tf32; do
+for prec in ${BENCH_PRECS:-fp16 tf32}; do
   [ "${BENCH:-1}" = 1 ] || break
-  for mem in device pinned; do
+  for mem in ${BENCH_MEMS:-device pinned}; do
     $B bench --model "$M" --device cuda --precision "$prec" --batch "$batches" --duration 2 --warmup 10 --json \
       --input-memory $mem --tactic-cache "/tmp/tactics-$prec.txt" >"$OUT/bench-$prec-$mem.json" 2>"$OUT/bench-$prec-$mem.log" ||
       { status=1; tail -5 "$OUT/bench-$prec-$mem.log"; }
@@ -69,17 +73,20 @@ if [ "${BENCH:-1}" = 1 ]; then
     --tactic-cache /tmp/tactics-fp16.txt >"$OUT/profile-fp16-256.txt" 2>&1 || status=1
   grep -A14 "by kind" "$OUT/profile-fp16-256.txt"
 fi
+save
 if [ "${PEER:-1}" = 1 ]; then
   echo "== PyTorch peer"
   PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-240}" python3 bench/gpu/torch_peer.py --batch "$batches" --modes "${PEER_MODES:-eager,graph}" \
     | tee "$OUT/torch.jsonl" | python3 -c "import json,sys; [print(d['mode'], d['precision'], d['batch'], round(d['images_per_sec']), round(d['latency_ms_p50'],3)) for d in map(json.loads, sys.stdin)]"
 fi
+save
 if [ "${SERVE:-1}" = 1 ]; then
   echo "== served: ResNet-50 FP16 on KIND_GPU, gRPC from inferd perf"
   INFERD=$B bash bench/server_gpu.sh || status=1
   python3 -c "import json,sys; [print('served c=%d' % d['concurrency'], round(d['requests_per_sec']), 'req/s p50 %.2f ms' % (d['latency_us_p50']/1000), 'cpu %.1f us/req' % d['server_cpu_us_per_request']) for d in map(json.loads, open(sys.argv[1]))]" "$OUT/server-gpu.jsonl" || true
   grep -E '"batch_stats"|execution_count' "$OUT/server-gpu-stats.json" | head -3 | cut -c1-600
 fi
+save
 if [ "${PYTEST:-1}" = 1 ] && ls .devcarry/whl/*.whl >/dev/null 2>&1; then
   echo "== GPU integration tests (pytest, tritonclient carried as wheels)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl/*.whl &&
