@@ -84,17 +84,20 @@ output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]
 """
 
 
+def place_model(source: Path, model: Path) -> None:
+    """Puts a model file into a model folder, hard linked (or copied across
+    file systems): a symlink in a model folder may not point out of it."""
+    try:
+        os.link(source, model)
+    except OSError:
+        shutil.copyfile(source, model)
+
+
 def resnet_repo(tmp_path: Path, zoo_resnet50: Path, config: str) -> Path:
-    """A repository whose resnet50 is the zoo model (~50 ms a run), hard
-    linked (or copied across file systems): a symlink in a model folder may
-    not point out of it."""
+    """A repository whose resnet50 is the zoo model (~50 ms a run)."""
     repo = tmp_path / "slow_models"
     (repo / "resnet50" / "1").mkdir(parents=True)
-    model = repo / "resnet50" / "1" / "model.onnx"
-    try:
-        os.link(zoo_resnet50, model)
-    except OSError:
-        shutil.copyfile(zoo_resnet50, model)
+    place_model(zoo_resnet50, repo / "resnet50" / "1" / "model.onnx")
     (repo / "resnet50" / "config.pbtxt").write_text(config)
     return repo
 

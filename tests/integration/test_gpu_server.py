@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from server_fixtures import RESNET_IO, Server
+from server_fixtures import RESNET_IO, Server, place_model
 
 TOLERANCE = {"fp16": 2e-2, "tf32": 5e-3, "fp32": 1e-4}
 
@@ -48,7 +48,7 @@ def resnet_pair_repo(tmp_path, zoo_resnet50, gpu, precision):
                                 precision),
                                ("resnet_cpu", "instance_group [ { kind: KIND_CPU count: 1 } ]", "")):
         (repo / name / "1").mkdir(parents=True)
-        (repo / name / "1" / "model.onnx").symlink_to(zoo_resnet50)
+        place_model(zoo_resnet50, repo / name / "1" / "model.onnx")
         (repo / name / "config.pbtxt").write_text(resnet_config(name, group, extra))
     return repo
 
@@ -142,7 +142,7 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
     import urllib.request
     repo = tmp_path / "models"
     (repo / "resnet_gpu" / "1").mkdir(parents=True)
-    (repo / "resnet_gpu" / "1" / "model.onnx").symlink_to(zoo_resnet50)
+    place_model(zoo_resnet50, repo / "resnet_gpu" / "1" / "model.onnx")
     (repo / "resnet_gpu" / "config.pbtxt").write_text(
         resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]", FP16))
     s = Server(inferd_bin, repo, timeout=300)

@@ -250,7 +250,12 @@ struct cuda_plan {
 struct cuda_context {
   cuda_plan *plan;
   cudaStream_t stream;
-  cudaEvent_t done; /* recorded after each run; waited for by blocking, not spinning */
+  cudaEvent_t done; /* recorded after each run */
+  /* How long each bucket's runs take (a moving average, ms): a wait for a
+   * short run polls, a long one sleeps on the event. */
+  double expected_ms[CUDA_MAX_BUCKETS];
+  int last_bucket;
+  uint64_t started_ns;
   cudnnHandle_t dnn;
   cublasLtHandle_t lt;
   void *arena;
