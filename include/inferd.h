@@ -13,6 +13,7 @@
 #ifndef INFERD_H
 #define INFERD_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -460,6 +461,15 @@ INFERD_API inferd_error *inferd_request_add_requested_output_shm(inferd_request 
 INFERD_API void inferd_request_set_callbacks(inferd_request *request, inferd_request_release_fn release,
                                              void *release_userp, inferd_response_fn respond, void *respond_userp);
 INFERD_API inferd_error *inferd_server_infer(inferd_server *server, inferd_request *request);
+/* Cancellation: `flag` (borrowed; it must outlive the request's response)
+ * is read by the server while the request waits in a queue. Once the
+ * caller sets it (its client has gone), the request is not run: it is
+ * answered CANCELLED when it is next looked at, or at once after
+ * inferd_server_cancel_flagged. A request already running completes. */
+INFERD_API void inferd_request_set_cancel_flag(inferd_request *request, const atomic_bool *flag);
+/* Answers CANCELLED every queued request whose cancel flag is set, without
+ * running it; returns how many. */
+INFERD_API int inferd_server_cancel_flagged(inferd_server *server);
 
 /* ---- responses ---- */
 /* NULL on success; else the request's error (owned by the response). */

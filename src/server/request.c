@@ -177,6 +177,8 @@ void inferd_request_set_callbacks(inferd_request *r, inferd_request_release_fn r
   r->respond_userp = respond_userp;
 }
 
+void inferd_request_set_cancel_flag(inferd_request *r, const atomic_bool *flag) { r->cancel = flag; }
+
 inferd_response *response_new(const inferd_request *request, int64_t version, int n_outputs) {
   inferd_response *resp = mem_zalloc(sizeof(*resp));
   resp->id = request->id ? mem_strdup(request->id) : NULL;

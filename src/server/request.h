@@ -55,6 +55,7 @@ struct inferd_request {
   void *release_userp;
   inferd_response_fn respond;
   void *respond_userp;
+  const atomic_bool *cancel; /* the caller's: set once nobody waits for the answer */
   /* Set when submitted: */
   struct model_version *mv; /* holds a reference while the request lives */
   int batch;                /* items along the batch dimension; 1 when the model does not batch */

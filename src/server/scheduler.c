@@ -105,15 +105,18 @@ static inferd_request *first_request(const scheduler *s) {
 /* Removes requests whose queue deadline passed (with timeout_action REJECT)
  * into *expired, to be answered outside the lock. Returns the earliest
  * deadline of those left (0: none), for the batcher's wait. */
+static bool is_cancelled(const inferd_request *r) {
+  return r->cancel && atomic_load_explicit(r->cancel, memory_order_relaxed);
+}
+
 static uint64_t collect_expired(scheduler *s, uint64_t now, inferd_request **expired) {
-  if (s->cfg.delay_on_timeout) return 0;
   uint64_t earliest = 0;
   for (int l = 0; l < s->cfg.priority_levels; l++) {
     request_queue *q = &s->queues[l];
     inferd_request *prev = NULL, *r = q->head;
     while (r) {
       inferd_request *next = r->next;
-      if (r->deadline_ns && now >= r->deadline_ns) {
+      if (is_cancelled(r) || (!s->cfg.delay_on_timeout && r->deadline_ns && now >= r->deadline_ns)) {
         if (prev)
           prev->next = next;
         else
@@ -123,7 +126,8 @@ static uint64_t collect_expired(scheduler *s, uint64_t now, inferd_request **exp
         *expired = r;
         s->queued--;
       } else {
-        if (r->deadline_ns && (!earliest || r->deadline_ns < earliest)) earliest = r->deadline_ns;
+        if (!s->cfg.delay_on_timeout && r->deadline_ns && (!earliest || r->deadline_ns < earliest))
+          earliest = r->deadline_ns;
         prev = r;
       }
       r = next;
@@ -582,6 +586,13 @@ static void *instance_main(void *arg) {
     int n = take_batch(inst, &expired);
     while (expired) {
       inferd_request *next = expired->next;
+      if (is_cancelled(expired)) {
+        stat_fail(s->stats, STAT_FAILURE_CANCELED, clock_now_ns() - expired->enqueue_ns);
+        answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_CANCELLED,
+                                      "request of model '%s' not run: its client has gone", expired->model_name)));
+        expired = next;
+        continue;
+      }
       stat_fail(s->stats, STAT_FAILURE_REJECTED, clock_now_ns() - expired->enqueue_ns);
       answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_UNAVAILABLE,
                                     "request timed out in the queue of model '%s' after %llu us",
@@ -768,11 +779,13 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
     stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
     return err_new(INFERD_ERROR_UNAVAILABLE, "model '%s' is being unloaded", r->model_name);
   }
-  if (s->cfg.max_queue_size && (uint32_t)s->queued >= s->cfg.max_queue_size) {
+  const uint32_t bound = s->cfg.max_queue_size ? s->cfg.max_queue_size : SCHEDULER_DEFAULT_MAX_QUEUE_SIZE;
+  if ((uint32_t)s->queued >= bound) {
     pthread_mutex_unlock(&s->lock);
     stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
-    return err_new(INFERD_ERROR_UNAVAILABLE, "the queue of model '%s' is full (max_queue_size %u)", r->model_name,
-                   s->cfg.max_queue_size);
+    return err_new(INFERD_ERROR_UNAVAILABLE,
+                   "the queue of model '%s' is full (max_queue_size %u%s); retry later, or elsewhere", r->model_name,
+                   bound, s->cfg.max_queue_size ? "" : ", the default");
   }
   r->seq = s->next_seq++;
   queue_push(&s->queues[r->priority_level - 1], r);
@@ -798,6 +811,18 @@ int scheduler_queued(scheduler *s) {
   return n;
 }
 
+/* Answers a list of requests taken from the queues without running them:
+ * `code` saying `why`, counted as `reason`. */
+static void answer_unrun(scheduler *s, inferd_request *list, stat_failure_reason reason, inferd_error_code code,
+                         const char *why) {
+  while (list) {
+    inferd_request *next = list->next;
+    stat_fail(s->stats, reason, clock_now_ns() - list->enqueue_ns);
+    answer(s, list, response_for_error(list, err_new(code, "request of model '%s' not run: %s", list->model_name, why)));
+    list = next;
+  }
+}
+
 int scheduler_cancel_queued(scheduler *s, const char *why) {
   inferd_request *list = NULL;
   pthread_mutex_lock(&s->lock);
@@ -809,13 +834,37 @@ int scheduler_cancel_queued(scheduler *s, const char *why) {
     }
   s->queued = 0;
   pthread_mutex_unlock(&s->lock);
-  while (list) {
-    inferd_request *next = list->next;
-    stat_fail(s->stats, STAT_FAILURE_REJECTED, clock_now_ns() - list->enqueue_ns);
-    answer(s, list, response_for_error(list, err_new(INFERD_ERROR_UNAVAILABLE, "request of model '%s' not run: %s",
-                                                     list->model_name, why)));
-    list = next;
+  answer_unrun(s, list, STAT_FAILURE_REJECTED, INFERD_ERROR_UNAVAILABLE, why);
+  return n;
+}
+
+int scheduler_cancel_flagged(scheduler *s, const char *why) {
+  inferd_request *list = NULL;
+  int n = 0;
+  pthread_mutex_lock(&s->lock);
+  for (int l = 0; l < s->cfg.priority_levels; l++) {
+    request_queue *q = &s->queues[l];
+    inferd_request *prev = NULL, *r = q->head;
+    while (r) {
+      inferd_request *next = r->next;
+      if (is_cancelled(r)) {
+        if (prev)
+          prev->next = next;
+        else
+          q->head = next;
+        if (q->tail == r) q->tail = prev;
+        r->next = list;
+        list = r;
+        n++;
+      } else {
+        prev = r;
+      }
+      r = next;
+    }
   }
+  s->queued -= n;
+  pthread_mutex_unlock(&s->lock);
+  answer_unrun(s, list, STAT_FAILURE_CANCELED, INFERD_ERROR_CANCELLED, why);
   return n;
 }
 

@@ -84,6 +84,12 @@ int scheduler_queued(scheduler *s);
  * UNAVAILABLE, saying `why`; batches already running finish. Returns how
  * many were answered. */
 int scheduler_cancel_queued(scheduler *s, const char *why);
+/* Answers CANCELLED every queued request whose cancel flag is set (its
+ * client has gone, `why`), without running it; returns how many. */
+int scheduler_cancel_flagged(scheduler *s, const char *why);
+/* The queue bound of a model whose configuration sets none: a request past
+ * it is refused UNAVAILABLE rather than queued without bound. */
+enum { SCHEDULER_DEFAULT_MAX_QUEUE_SIZE = 4096 };
 /* Refuses new requests, runs everything queued, joins the instances. */
 void scheduler_delete(scheduler *s);
 

@@ -150,9 +150,9 @@ int inferd_server_drain(inferd_server *s, int timeout_ms) {
   return left;
 }
 
-int inferd_server_cancel_queued(inferd_server *s) {
-  /* Versions are retained under the table lock and cancelled outside it:
-   * answering runs response callbacks. */
+/* Runs cancel on the scheduler of every served version: retained under
+ * the table lock, cancelled outside it (answering runs response callbacks). */
+static int cancel_in_every_version(inferd_server *s, int (*cancel)(scheduler *, const char *), const char *why) {
   pthread_mutex_lock(&s->lock);
   int n = 0;
   for (int i = 0; i < s->n_models; i++) n += s->models[i]->n_versions;
@@ -166,11 +166,19 @@ int inferd_server_cancel_queued(inferd_server *s) {
   pthread_mutex_unlock(&s->lock);
   int cancelled = 0;
   for (int i = 0; i < n; i++) {
-    cancelled += scheduler_cancel_queued(versions[i]->sched, "the server is stopping (its exit timeout passed)");
+    cancelled += cancel(versions[i]->sched, why);
     model_version_release(versions[i]);
   }
   free(versions);
   return cancelled;
+}
+
+int inferd_server_cancel_queued(inferd_server *s) {
+  return cancel_in_every_version(s, scheduler_cancel_queued, "the server is stopping (its exit timeout passed)");
+}
+
+int inferd_server_cancel_flagged(inferd_server *s) {
+  return cancel_in_every_version(s, scheduler_cancel_flagged, "its client has gone");
 }
 
 void server_request_done(inferd_server *s) {
