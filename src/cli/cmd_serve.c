@@ -37,11 +37,24 @@ static const cli_option serve_options[] = {
     {"http-max-header-bytes", "BYTES",
      "largest HTTP header block, request line included; over it: 431 and the connection closes (default 65536)"},
     {"http-max-headers", "N", "most header lines an HTTP request may have; over it: 431 (default 100)"},
+    {"http-idle-timeout-secs", "N",
+     "an HTTP connection silent this long (between requests, or within one) is closed (default 60; 0: never)"},
+    {"http-read-timeout-secs", "N",
+     "an HTTP request must arrive whole, headers and body, within N s of its first byte, or its connection is closed "
+     "(default 30; 0: never)"},
     {"allow-http", "BOOL", "serve HTTP (default true)"},
     {"grpc-port", "PORT", "gRPC port (default 8001)"},
     {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
     {"allow-grpc", "BOOL", "serve gRPC (default true)"},
     {"grpc-thread-count", "N", "gRPC network threads (default: half the cores, 1 to 8)"},
+    {"grpc-idle-timeout-secs", "N",
+     "a gRPC connection with no call open and nothing received for N s gets GOAWAY and is closed (default 300; 0: "
+     "never); one that does not complete the HTTP/2 preface and settings within --http-read-timeout-secs is closed"},
+    {"grpc-max-inflight-per-connection", "N",
+     "inference requests one gRPC connection may have with the server; past it the connection is not read until "
+     "answers come back (default 256)"},
+    {"max-connections", "N",
+     "gRPC connections open at once; past it a new one is accepted and closed at once (default 10000)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
     {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
     {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
@@ -219,6 +232,20 @@ int cmd_serve(int argc, char **argv) {
     } else if (!strcmp(name, "http-max-headers")) {
       ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
       ho.max_headers = (int)value_long;
+    } else if (!strcmp(name, "http-idle-timeout-secs") || !strcmp(name, "http-read-timeout-secs") ||
+               !strcmp(name, "grpc-idle-timeout-secs")) {
+      /* 0 means never here; the frontends take 0 as their default. */
+      ok = cli_parse_int(name, value, 0, 86400, &value_long);
+      const int secs = value_long ? (int)value_long : -1;
+      if (!strcmp(name, "http-idle-timeout-secs")) ho.idle_timeout_secs = secs;
+      else if (!strcmp(name, "http-read-timeout-secs")) ho.read_timeout_secs = go.handshake_timeout_secs = secs;
+      else go.idle_timeout_secs = secs;
+    } else if (!strcmp(name, "grpc-max-inflight-per-connection")) {
+      ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
+      go.max_inflight_per_connection = (int)value_long;
+    } else if (!strcmp(name, "max-connections")) {
+      ok = cli_parse_int(name, value, 1, 1 << 24, &value_long);
+      go.max_connections = (int)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
     } else if (!strcmp(name, "grpc-port")) {

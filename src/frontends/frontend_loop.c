@@ -2,6 +2,7 @@
 #include "frontends/frontend_loop.h"
 
 #include <errno.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
 #include <netdb.h>
@@ -13,7 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/error.h"
+#include "base/log.h"
 
 enum { LISTEN_BACKLOG = 1024 };
 
@@ -113,3 +116,95 @@ struct event_base *frontend_loop_base(void) {
   event_config_free(cfg);
   return base;
 }
+
+bool frontend_ratelimit_allow(frontend_ratelimit *r, uint64_t now_ns, uint64_t *held_back) {
+  if (r->last_ns && now_ns - r->last_ns < r->interval_ns) {
+    r->held_back++;
+    return false;
+  }
+  *held_back = r->held_back;
+  r->held_back = 0;
+  r->last_ns = now_ns ? now_ns : 1;
+  return true;
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  frontend_acceptor *a = arg;
+  if (a->listener) evconnlistener_enable(a->listener);
+}
+
+/* The error callback gets the listener's accept argument (evhttp's own
+ * object for HTTP), so acceptors are found by listener; only on errors. */
+static pthread_mutex_t acceptors_lock = PTHREAD_MUTEX_INITIALIZER;
+static frontend_acceptor *acceptors;
+
+static frontend_acceptor *acceptor_of(const struct evconnlistener *listener) {
+  pthread_mutex_lock(&acceptors_lock);
+  frontend_acceptor *a = acceptors;
+  while (a && a->listener != listener) a = a->next;
+  pthread_mutex_unlock(&acceptors_lock);
+  return a;
+}
+
+/* libevent calls this for every accept error it does not retry itself (not
+ * EAGAIN, EINTR or ECONNABORTED); without it, it logs and goes on at once. */
+static void on_accept_error(struct evconnlistener *listener, void *arg) {
+  (void)arg;
+  frontend_acceptor *a = acceptor_of(listener);
+  if (!a) return;
+  const int err = EVUTIL_SOCKET_ERROR();
+  evconnlistener_disable(listener);
+  const struct timeval backoff = {0, FRONTEND_ACCEPT_BACKOFF_MS * 1000};
+  evtimer_add(a->resume, &backoff);
+  uint64_t held_back;
+  if (frontend_ratelimit_allow(&a->error_log, clock_now_ns(), &held_back))
+    log_warn("%s: cannot accept connections: %s; pausing %d ms (%llu more such errors since the last report)",
+             a->what, evutil_socket_error_to_string(err), FRONTEND_ACCEPT_BACKOFF_MS, (unsigned long long)held_back);
+}
+
+bool frontend_acceptor_init(frontend_acceptor *a, const char *what, struct event_base *base,
+                            struct evconnlistener *listener, atomic_int *connections, int max_connections) {
+  *a = (frontend_acceptor){.what = what,
+                           .listener = listener,
+                           .connections = connections,
+                           .max_connections = max_connections,
+                           .error_log = {.interval_ns = 1000000000ull},
+                           .refusal_log = {.interval_ns = 1000000000ull}};
+  a->resume = evtimer_new(base, on_accept_resume, a);
+  if (!a->resume) return false;
+  pthread_mutex_lock(&acceptors_lock);
+  a->next = acceptors;
+  acceptors = a;
+  pthread_mutex_unlock(&acceptors_lock);
+  evconnlistener_set_error_cb(listener, on_accept_error);
+  return true;
+}
+
+void frontend_acceptor_destroy(frontend_acceptor *a) {
+  pthread_mutex_lock(&acceptors_lock);
+  for (frontend_acceptor **link = &acceptors; *link; link = &(*link)->next)
+    if (*link == a) {
+      *link = a->next;
+      break;
+    }
+  pthread_mutex_unlock(&acceptors_lock);
+  if (a->resume) event_free(a->resume);
+  a->resume = NULL;
+  a->listener = NULL;
+}
+
+bool frontend_acceptor_admit(frontend_acceptor *a) {
+  const int now = atomic_fetch_add(a->connections, 1) + 1;
+  if (a->max_connections <= 0 || now <= a->max_connections) return true;
+  atomic_fetch_sub(a->connections, 1);
+  uint64_t held_back;
+  if (frontend_ratelimit_allow(&a->refusal_log, clock_now_ns(), &held_back))
+    log_warn("%s: connection refused: %d connections open (--max-connections); %llu more refused since the last "
+             "report",
+             a->what, a->max_connections, (unsigned long long)held_back);
+  return false;
+}
+
+void frontend_acceptor_release(frontend_acceptor *a) { atomic_fetch_sub(a->connections, 1); }

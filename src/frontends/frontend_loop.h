@@ -9,7 +9,9 @@
 
 #include <event2/event.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "inferd.h"
 
@@ -54,5 +56,49 @@ void frontend_mailbox_post(frontend_mailbox *m, frontend_post *p);
 void frontend_mailbox_signal(frontend_mailbox *m, bool stop);
 /* On the loop: everything posted, in order, and the orders given. */
 frontend_post *frontend_mailbox_take(frontend_mailbox *m, bool *stop_listening, bool *stop);
+
+
+/* A log line that could repeat without bound (an accept error for every
+ * attempt, a refusal for every connection of a flood) is printed at most
+ * once per interval; the lines held back in between are counted and said
+ * with the next one printed. For one loop: no locking. */
+typedef struct frontend_ratelimit {
+  uint64_t interval_ns;
+  uint64_t last_ns; /* when the last line was printed; 0: never */
+  uint64_t held_back;
+} frontend_ratelimit;
+
+/* true: print the line now; *held_back gets the count of lines held back
+ * since the last one printed. false: hold this one back (counted). */
+bool frontend_ratelimit_allow(frontend_ratelimit *r, uint64_t now_ns, uint64_t *held_back);
+
+/* How long a listener rests after an accept error that is not the client's
+ * (descriptors or memory ran out): retrying at once would spin a core on a
+ * connection that stays in the backlog. */
+enum { FRONTEND_ACCEPT_BACKOFF_MS = 100 };
+
+/* The accepting side of one loop: the listener's error handling (the back
+ * off above, logged once a second at most) and the connection limit, whose
+ * count `connections` the frontend's loops share. */
+typedef struct frontend_acceptor frontend_acceptor;
+struct frontend_acceptor {
+  frontend_acceptor *next; /* every acceptor of the process (found by listener on an error) */
+  const char *what; /* the protocol, for the log */
+  struct evconnlistener *listener;
+  struct event *resume;
+  atomic_int *connections;
+  int max_connections; /* 0: no limit */
+  frontend_ratelimit error_log, refusal_log;
+};
+
+/* Takes over the listener's errors. false when the timer cannot be made. */
+bool frontend_acceptor_init(frontend_acceptor *a, const char *what, struct event_base *base,
+                            struct evconnlistener *listener, atomic_int *connections, int max_connections);
+void frontend_acceptor_destroy(frontend_acceptor *a);
+/* A new connection: counted and true, or false when the limit is reached
+ * (the caller closes it at once; the refusal is logged, rate-limited). */
+bool frontend_acceptor_admit(frontend_acceptor *a);
+/* A connection admitted before is gone. */
+void frontend_acceptor_release(frontend_acceptor *a);
 
 #endif

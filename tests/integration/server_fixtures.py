@@ -78,6 +78,17 @@ def write_classifier(repo: Path):
     write_model(repo, "classifier", classifier_graph(), CLASSIFIER_CONFIG)
 
 
+# "held" keeps its requests queued for an hour (its batching delay), so a
+# test can observe and act on queued requests.
+HELD_CONFIG = """
+name: "held"
+max_batch_size: 64
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
+dynamic_batching { max_queue_delay_microseconds: 3600000000 }
+"""
+
+
 RESNET_IO = """
 input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
 output [ { name: "output" data_type: TYPE_FP32 dims: [ 1000 ] } ]

@@ -16,8 +16,8 @@ import tritonclient.http as httpclient
 from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
-                             pending_requests, resnet_repo, wait_until, write_classifier, write_model)
+from server_fixtures import (DTYPES, HELD_CONFIG, RESNET_IO, Server, add_sub_graph, datatype_sample,
+                             identity_graph, pending_requests, resnet_repo, wait_until, write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -306,14 +306,6 @@ def test_sigterm_drains_without_losing_requests(inferd_bin, repo):
     assert "SIGTERM" in log
     assert "still in flight" not in log, log
 
-
-HELD_CONFIG = """
-name: "held"
-max_batch_size: 64
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 3600000000 }
-"""
 
 
 def test_exit_timeout_answers_every_request_exactly_once(inferd_bin, tmp_path, zoo_resnet50):

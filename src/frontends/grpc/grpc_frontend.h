@@ -47,6 +47,21 @@ typedef struct grpc_frontend_options {
    * --grpc-infer-response-compression-level): 0 none, 1 low, 2 medium,
    * 3 high. */
   int response_compression_level;
+  /* A connection with no call open and nothing received for this long gets
+   * GOAWAY and is closed; 0: 300 s, < 0: never. */
+  int idle_timeout_secs;
+  /* A connection that has not sent the HTTP/2 preface and its SETTINGS
+   * (TLS handshake included) this long after it was accepted is closed;
+   * 0: 30 s, < 0: never. */
+  int handshake_timeout_secs;
+  /* Inference requests of one connection the server may hold at once (the
+   * stream's and unary calls'); past it the connection is not read until
+   * answers come back, so a client that sends without reading is slowed,
+   * not queued without bound. 0: 256. */
+  int max_inflight_per_connection;
+  /* Connections open at once over the loops; past it a new connection is
+   * closed as soon as it is accepted. 0: 10000. */
+  int max_connections;
 } grpc_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

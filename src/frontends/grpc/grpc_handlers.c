@@ -335,6 +335,7 @@ static void handle_infer(grpc_unary *c) {
   /* The release callback holds the call (and the inputs in c->decoded). */
   atomic_fetch_add(&c->refs, 1);
   inferd_request_set_callbacks(r, on_release, c, on_response, c);
+  inferd_request_set_cancel_flag(r, c->cancel);
   err = inferd_server_infer(c->server, r);
   if (err) {
     /* Nothing was taken: neither callback will come. */

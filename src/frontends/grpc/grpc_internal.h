@@ -37,6 +37,7 @@ struct grpc_unary {
   struct grpc_frontend *frontend;
   struct h2_stream *stream; /* the HTTP/2 stream the call came on */
   inferd_server *server;
+  const atomic_bool *cancel; /* the stream's: set once its client has gone (it outlives the call's request) */
   int method;
   /* The request message, valid while the handler runs. */
   const uint8_t *payload;

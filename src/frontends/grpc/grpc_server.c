@@ -22,6 +22,16 @@
  * error_message and the stream stays open. When the client has closed its
  * side and every request is answered, the stream ends with OK.
  *
+ * Limits. A connection with no call open that has received nothing for the
+ * idle timeout gets GOAWAY and is closed, and one that has not sent the
+ * HTTP/2 preface and SETTINGS within the handshake timeout is closed; one
+ * timer per connection does both. Requests of one connection the server
+ * holds are bounded: past the bound the socket is not read (nghttp2 is fed
+ * no more input, so a stream's client, which cannot send more than the
+ * flow-control windows allow, waits) until answers come back. A stream the
+ * client resets, or a connection that goes, flags its requests cancelled,
+ * and those still queued are answered without being run.
+ *
  * Lifetimes, all on the loop: an HTTP/2 stream object lives until nghttp2
  * closes the stream and every answer it waits for has come back (`holds`);
  * a connection lives until its socket is gone and its last stream object is
@@ -57,6 +67,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -73,6 +84,11 @@ enum {
   CONNECTION_WINDOW = 16 << 20, /* connection receive window */
   MAX_STREAMS = 1024,           /* concurrent streams per connection */
   OUTPUT_HIGH = 4 << 20,        /* output buffered per connection before nghttp2 waits */
+  READ_SLICE = 16 << 10,        /* input handed to nghttp2 at once, between checks of the in-flight bound */
+  DEFAULT_IDLE_TIMEOUT_SECS = 300,
+  DEFAULT_HANDSHAKE_TIMEOUT_SECS = 30,
+  DEFAULT_MAX_INFLIGHT = 256,
+  DEFAULT_MAX_CONNECTIONS = 10000,
 };
 
 typedef enum { ENC_IDENTITY = 0, ENC_GZIP = 1, ENC_DEFLATE = 2, ENC_UNKNOWN = 3 } encoding;
@@ -89,6 +105,7 @@ struct h2_thread {
   struct evconnlistener *listener;
   struct event *wake;
   struct event *grace;
+  frontend_acceptor acceptor;
   frontend_mailbox mailbox; /* answers from server threads, the order to stop */
   /* Loop only: */
   h2_conn *conns; /* every connection object, open or waiting for answers */
@@ -102,6 +119,11 @@ struct h2_conn {
   nghttp2_session *session;
   h2_stream *streams; /* every stream object of the connection */
   struct event *ping_timer, *ping_timeout;
+  struct event *idle_timer; /* the handshake's deadline, then the idle timeout */
+  uint64_t last_active_ns;  /* bytes received or a call ended */
+  int inflight;             /* requests the server holds for this connection */
+  bool settings_received;   /* the client's preface and SETTINGS came */
+  bool paused;              /* not read: inflight reached the bound */
   bool closing;  /* close once the output is written */
   bool in_close; /* conn_close is walking the streams */
 };
@@ -136,6 +158,9 @@ struct h2_stream {
   int status;
   char *message;
   encoding response_encoding; /* messages compressed with it (identity: not) */
+  /* Set when the client resets the stream or the connection goes: the
+   * server drops what it still has queued (see inferd_request_set_cancel_flag). */
+  atomic_bool cancelled;
   /* Answers and requests still to come back from other threads. */
   int holds;
   int in_flight; /* the stream: requests the server holds */
@@ -149,6 +174,9 @@ struct grpc_frontend {
   int compression_level; /* zlib level for inference answers; 0: off */
   int keepalive_time_ms, keepalive_timeout_ms;
   int shutdown_grace_ms;
+  int idle_timeout_ms, handshake_timeout_ms; /* 0: none */
+  int max_inflight, max_connections;
+  atomic_int connections;
   SSL_CTX *tls;
   h2_thread *threads;
   int thread_count;
@@ -162,11 +190,17 @@ struct grpc_frontend {
 
 static void conn_flush(h2_conn *c);
 static void conn_close(h2_conn *c);
+static void conn_inflight_done(h2_conn *c);
 static void stream_maybe_free(h2_stream *s);
 
 /* ---- handing work to a loop ---------------------------------------------------- */
 
 static void thread_post(h2_thread *t, grpc_post *p) { frontend_mailbox_post(&t->mailbox, &p->base); }
+
+static void arm_ms(struct event *e, int ms) {
+  const struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+  evtimer_add(e, &tv);
+}
 
 /* ---- compression ----------------------------------------------------------------- */
 
@@ -396,7 +430,7 @@ static grpc_unary *unary_new(grpc_frontend *f, h2_stream *s) {
   if (f->pool_count) c = f->pool[--f->pool_count];
   pthread_mutex_unlock(&f->lock);
   if (!c) c = mem_alloc(sizeof(*c));
-  *c = (grpc_unary){.frontend = f, .stream = s, .server = f->server, .method = s->method};
+  *c = (grpc_unary){.frontend = f, .stream = s, .server = f->server, .method = s->method, .cancel = &s->cancelled};
   atomic_init(&c->refs, 1);
   return c;
 }
@@ -436,6 +470,7 @@ static void unary_answer(grpc_post *p) {
   }
   /* The hold keeps the stream, and so the connection, through the flush. */
   conn_flush(conn);
+  conn_inflight_done(conn);
   s->holds--;
   stream_maybe_free(s);
   grpc_unary_unref(c);
@@ -559,6 +594,7 @@ static void unary_dispatch(h2_stream *s) {
   c->payload = msg;
   c->payload_size = size;
   s->holds++;
+  s->conn->inflight++;
   grpc_methods[s->method].handle(c);
   /* The message was needed only while the handler ran. */
   free(owned);
@@ -603,6 +639,7 @@ static void stream_request_answer(grpc_post *p) {
   s->in_flight--;
   stream_maybe_finish(s);
   conn_flush(s->conn);
+  conn_inflight_done(s->conn);
   s->holds--;
   stream_maybe_free(s);
 }
@@ -648,12 +685,15 @@ static void stream_handle(h2_stream *s, const uint8_t *msg, size_t size) {
     atomic_init(&r->callbacks_left, 2);
     s->in_flight++;
     s->holds++;
+    s->conn->inflight++;
     inferd_request_set_callbacks(request, on_stream_release, r, on_stream_response, r);
+    inferd_request_set_cancel_flag(request, &s->cancelled);
     err = inferd_server_infer(f->server, request);
     if (!err) return;
     inferd_request_delete(request);
     s->in_flight--;
     s->holds--;
+    s->conn->inflight--;
   }
   const Inference__ModelInferRequest *m = r->decoded.message;
   stream_send_error(s, inferd_error_message(err), m ? m->model_name : NULL, m ? m->id : NULL);
@@ -802,6 +842,16 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if ((frame->hd.flags & NGHTTP2_FLAG_ACK) && c->ping_timeout) evtimer_del(c->ping_timeout);
     return 0;
   }
+  if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK) && !c->settings_received) {
+    /* The preface and SETTINGS are in: the idle timeout rules from now. */
+    c->settings_received = true;
+    grpc_frontend *f = c->thread->frontend;
+    if (c->idle_timer) {
+      evtimer_del(c->idle_timer);
+      if (f->idle_timeout_ms) arm_ms(c->idle_timer, f->idle_timeout_ms);
+    }
+    return 0;
+  }
   if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
   h2_stream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
   if (!s) return 0;
@@ -837,8 +887,14 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
   h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
   if (!s) return 0;
   nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+  h2_conn *c = s->conn;
+  c->last_active_ns = clock_now_ns();
   s->closed = true;
+  /* Reset before its answers were all sent: nobody waits for them. */
+  const bool cut = s->holds > 0 && !s->answered;
+  if (cut) atomic_store(&s->cancelled, true);
   stream_maybe_free(s);
+  if (cut) inferd_server_cancel_flagged(c->thread->frontend->server);
   return 0;
 }
 
@@ -864,16 +920,25 @@ static void conn_close(h2_conn *c) {
     c->bev = NULL;
     if (c->ping_timer) event_free(c->ping_timer);
     if (c->ping_timeout) event_free(c->ping_timeout);
-    c->ping_timer = c->ping_timeout = NULL;
-    /* Streams nghttp2 still had open are closed for good. */
+    if (c->idle_timer) event_free(c->idle_timer);
+    c->ping_timer = c->ping_timeout = c->idle_timer = NULL;
+    frontend_acceptor_release(&c->thread->acceptor);
+    /* Streams nghttp2 still had open are closed for good; what the server
+     * still has queued for them is dropped. */
+    bool cut = false;
     c->in_close = true;
     for (h2_stream *s = c->streams; s;) {
       h2_stream *next = s->next;
+      if (s->holds > 0) {
+        atomic_store(&s->cancelled, true);
+        cut = true;
+      }
       s->closed = true;
       stream_maybe_free(s);
       s = next;
     }
     c->in_close = false;
+    if (cut) inferd_server_cancel_flagged(c->thread->frontend->server);
   }
   if (c->streams) return;
   h2_thread *t = c->thread;
@@ -902,27 +967,41 @@ static void conn_flush(h2_conn *c) {
   }
 }
 
+static bool conn_over_inflight(const h2_conn *c) { return c->inflight >= c->thread->frontend->max_inflight; }
+
+/* Hands the input to nghttp2 a slice at a time; stops, leaving the rest
+ * in the buffer and the socket unread, once the in-flight bound is reached
+ * (conn_inflight_done reads on). */
 static void on_read(struct bufferevent *bev, void *arg) {
   h2_conn *c = arg;
   struct evbuffer *in = bufferevent_get_input(bev);
-  struct evbuffer_iovec v[8];
-  for (;;) {
-    const int n = evbuffer_peek(in, -1, NULL, v, 8);
-    if (n <= 0) break;
-    size_t used = 0;
-    for (int i = 0; i < n && i < 8; i++) {
-      const ssize_t rv = nghttp2_session_mem_recv(c->session, v[i].iov_base, v[i].iov_len);
-      if (rv < 0) {
-        log_verbose("grpc: closing a connection: %s", nghttp2_strerror((int)rv));
-        conn_close(c);
-        return;
-      }
-      used += v[i].iov_len;
+  c->last_active_ns = clock_now_ns();
+  struct evbuffer_iovec v;
+  while (!conn_over_inflight(c) && evbuffer_peek(in, READ_SLICE, NULL, &v, 1) >= 1) {
+    const size_t len = v.iov_len < READ_SLICE ? v.iov_len : READ_SLICE;
+    const ssize_t rv = nghttp2_session_mem_recv(c->session, v.iov_base, len);
+    if (rv < 0) {
+      log_verbose("grpc: closing a connection: %s", nghttp2_strerror((int)rv));
+      conn_close(c);
+      return;
     }
-    evbuffer_drain(in, used);
+    evbuffer_drain(in, len);
     if (!c->bev) return;
   }
+  if (conn_over_inflight(c) && !c->paused) {
+    c->paused = true;
+    bufferevent_disable(bev, EV_READ);
+  }
   conn_flush(c);
+}
+
+static void conn_inflight_done(h2_conn *c) {
+  c->inflight--;
+  if (!c->paused || conn_over_inflight(c) || !c->bev) return;
+  c->paused = false;
+  bufferevent_enable(c->bev, EV_READ);
+  /* What came before the pause is still in the buffer. */
+  if (evbuffer_get_length(bufferevent_get_input(c->bev))) on_read(c->bev, c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg) {
@@ -955,11 +1034,49 @@ static void on_ping_timer(evutil_socket_t fd, short what, void *arg) {
   (void)what;
   h2_conn *c = arg;
   grpc_frontend *f = c->thread->frontend;
+  const struct timeval next = {f->keepalive_time_ms / 1000, (f->keepalive_time_ms % 1000) * 1000};
+  if (c->paused) {
+    /* The answer could not be read: wait for reading to go on. */
+    evtimer_add(c->ping_timer, &next);
+    return;
+  }
   nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL);
   const struct timeval period = {f->keepalive_time_ms / 1000, (f->keepalive_time_ms % 1000) * 1000};
   const struct timeval wait = {f->keepalive_timeout_ms / 1000, (f->keepalive_timeout_ms % 1000) * 1000};
   evtimer_add(c->ping_timer, &period);
   evtimer_add(c->ping_timeout, &wait);
+  conn_flush(c);
+}
+
+static bool conn_has_open_call(const h2_conn *c) {
+  for (const h2_stream *s = c->streams; s; s = s->next)
+    if (!s->closed) return true;
+  return false;
+}
+
+/* First the handshake's deadline, then the idle timeout: a connection with
+ * no call open and nothing received that long is told GOAWAY and closed
+ * (once the GOAWAY is written). */
+static void on_idle_timer(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  h2_conn *c = arg;
+  grpc_frontend *f = c->thread->frontend;
+  if (!c->settings_received) {
+    log_verbose("grpc: closing a connection that did not complete the HTTP/2 preface within %d ms",
+                f->handshake_timeout_ms);
+    conn_close(c);
+    return;
+  }
+  if (!f->idle_timeout_ms) return;
+  const uint64_t idle_ns = (uint64_t)f->idle_timeout_ms * 1000000ull, now = clock_now_ns();
+  if (conn_has_open_call(c) || c->inflight > 0 || now - c->last_active_ns < idle_ns) {
+    const uint64_t left = conn_has_open_call(c) || c->inflight > 0 ? idle_ns : idle_ns - (now - c->last_active_ns);
+    arm_ms(c->idle_timer, (int)(left / 1000000ull) + 1);
+    return;
+  }
+  log_verbose("grpc: closing a connection idle for %d ms", f->idle_timeout_ms);
+  nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
   conn_flush(c);
 }
 
@@ -970,12 +1087,17 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
   (void)len;
   h2_thread *t = arg;
   grpc_frontend *f = t->frontend;
+  if (!frontend_acceptor_admit(&t->acceptor)) {
+    evutil_closesocket(fd);
+    return;
+  }
   const int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   struct bufferevent *bev;
   if (f->tls) {
     SSL *ssl = SSL_new(f->tls);
     if (!ssl) {
+      frontend_acceptor_release(&t->acceptor);
       evutil_closesocket(fd);
       return;
     }
@@ -984,13 +1106,16 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
   }
   if (!bev) {
+    frontend_acceptor_release(&t->acceptor);
     evutil_closesocket(fd);
     return;
   }
   h2_conn *c = mem_zalloc(sizeof(*c));
   c->thread = t;
   c->bev = bev;
+  c->last_active_ns = clock_now_ns();
   if (nghttp2_session_server_new2(&c->session, f->callbacks, c, f->h2_options) != 0) {
+    frontend_acceptor_release(&t->acceptor);
     bufferevent_free(bev);
     free(c);
     return;
@@ -1010,6 +1135,10 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
   c->ping_timeout = evtimer_new(t->base, on_ping_timeout, c);
   const struct timeval period = {f->keepalive_time_ms / 1000, (f->keepalive_time_ms % 1000) * 1000};
   if (c->ping_timer) evtimer_add(c->ping_timer, &period);
+  c->idle_timer = evtimer_new(t->base, on_idle_timer, c);
+  if (c->idle_timer && f->handshake_timeout_ms) arm_ms(c->idle_timer, f->handshake_timeout_ms);
+  else if (!f->handshake_timeout_ms) c->settings_received = true; /* no deadline: idle rules from the start */
+  if (c->idle_timer && !f->handshake_timeout_ms && f->idle_timeout_ms) arm_ms(c->idle_timer, f->idle_timeout_ms);
   if (t->stopping) nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
   conn_flush(c);
 }
@@ -1047,6 +1176,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   if (stop && !t->stopping) {
     t->stopping = true;
     if (t->listener) {
+      frontend_acceptor_destroy(&t->acceptor);
       evconnlistener_free(t->listener);
       t->listener = NULL;
     }
@@ -1081,12 +1211,15 @@ static inferd_error *thread_init(grpc_frontend *f, h2_thread *t) {
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   /* The listener shares the socket: it must not close it when freed. */
   t->listener = evconnlistener_new(t->base, on_accept, t, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
-  if (!t->wake || !t->grace || !t->listener) return err_new(INFERD_ERROR_INTERNAL, "cannot start the gRPC loops");
+  if (!t->wake || !t->grace || !t->listener ||
+      !frontend_acceptor_init(&t->acceptor, "grpc", t->base, t->listener, &f->connections, f->max_connections))
+    return err_new(INFERD_ERROR_INTERNAL, "cannot start the gRPC loops");
   return NULL;
 }
 
 /* After the loop has ended, with every connection gone. */
 static void thread_destroy(h2_thread *t) {
+  frontend_acceptor_destroy(&t->acceptor);
   if (t->listener) evconnlistener_free(t->listener);
   if (t->wake) {
     frontend_mailbox_destroy(&t->mailbox);
@@ -1195,6 +1328,12 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
   f->keepalive_time_ms = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000;
   f->keepalive_timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000;
   f->shutdown_grace_ms = o->shutdown_grace_ms > 0 ? o->shutdown_grace_ms : SHUTDOWN_GRACE_MS;
+  const int idle = o->idle_timeout_secs, handshake = o->handshake_timeout_secs;
+  f->idle_timeout_ms = (idle > 0 ? (idle > INT_MAX / 1000 ? INT_MAX / 1000 : idle) : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0) * 1000;
+  f->handshake_timeout_ms =
+      (handshake > 0 ? (handshake > INT_MAX / 1000 ? INT_MAX / 1000 : handshake) : handshake == 0 ? DEFAULT_HANDSHAKE_TIMEOUT_SECS : 0) * 1000;
+  f->max_inflight = o->max_inflight_per_connection > 0 ? o->max_inflight_per_connection : DEFAULT_MAX_INFLIGHT;
+  f->max_connections = o->max_connections > 0 ? o->max_connections : DEFAULT_MAX_CONNECTIONS;
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
   nghttp2_session_callbacks_new(&f->callbacks);

@@ -26,6 +26,14 @@ typedef struct http_frontend_options {
   size_t max_input_size;   /* bytes a request body may have, after inflating too; 0: 64 MiB */
   size_t max_header_bytes; /* bytes a header block may have, request line included; 0: 64 KiB */
   int max_headers;         /* header lines a request may have; <= 0: 100 */
+  /* A connection silent this long is closed: between requests (keep-alive)
+   * or while one arrives (evhttp's timeout, also the write timeout of a
+   * reader that stalls); 0: 60 s, < 0: never. */
+  int idle_timeout_secs;
+  /* A request must arrive whole, headers and body, within this long of its
+   * first byte, or the connection is closed (slow clients holding a
+   * connection with a trickle); 0: 30 s, < 0: never. */
+  int read_timeout_secs;
 } http_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "base/clock.h"
 
 /* Lines are judged from their first MAX_LINE bytes (a name, or a value
  * that is already too long); longer lines count whole toward the limit. */
@@ -44,7 +48,9 @@ struct http_guard_conn {
   uint64_t remaining;
   size_t scanned;
   conn_state state;
-  bool busy; /* the guard is editing the buffer */
+  bool busy;           /* the guard is editing the buffer */
+  uint64_t deadline_ns; /* a request is arriving: it must be whole by then (0: none) */
+  ino_t socket_ino;     /* the socket's inode, to know it is still the same one */
 };
 
 /* The guard of the thread whose loop is running (set by the bufferevent
@@ -384,6 +390,35 @@ static void frame(struct evbuffer *buf, http_guard_conn *c, const http_guard_lim
   }
 }
 
+/* Frames what came and keeps the request's deadline: set when a request
+ * starts arriving, cleared once its last byte is in. */
+static void frame_timed(struct evbuffer *buf, http_guard_conn *c, const http_guard *g) {
+  frame(buf, c, &g->limits);
+  if (!g->read_timeout_ns) return;
+  const bool arriving = c->state == GUARD_BODY || c->state == GUARD_DISCARD || c->state == GUARD_CHUNK_SIZE ||
+                        c->state == GUARD_CHUNK_DATA ||
+                        (c->state == GUARD_HEADERS &&
+                         (c->head.lines > 0 || c->head.trailer || evbuffer_get_length(buf) > c->scanned));
+  if (!arriving)
+    c->deadline_ns = 0;
+  else if (!c->deadline_ns)
+    c->deadline_ns = clock_add_sat(clock_now_ns(), g->read_timeout_ns);
+}
+
+int http_guard_sweep(http_guard *g, uint64_t now_ns) {
+  int cut = 0;
+  for (size_t fd = 0; fd < g->conn_cap; fd++) {
+    http_guard_conn *c = &g->conns[fd];
+    if (!c->deadline_ns || now_ns < c->deadline_ns) continue;
+    c->deadline_ns = 0;
+    struct stat st;
+    if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_ino != c->socket_ino) continue; /* gone */
+    shutdown((int)fd, SHUT_RDWR);
+    cut++;
+  }
+  return cut;
+}
+
 static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg) {
   http_guard *g = tls_guard;
   const size_t fd = (size_t)(intptr_t)arg;
@@ -393,7 +428,7 @@ static void on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, 
   c->scanned = c->scanned > info->n_deleted ? c->scanned - info->n_deleted : 0;
   if (info->n_added == 0) return;
   c->busy = true;
-  frame(buf, c, &g->limits);
+  frame_timed(buf, c, g);
   c->busy = false;
 }
 
@@ -416,8 +451,9 @@ static void on_first_input(struct evbuffer *buf, const struct evbuffer_cb_info *
   evbuffer_remove_cb(buf, on_first_input, arg);
   if (!evbuffer_add_cb(buf, on_input, (void *)(intptr_t)fd)) return;
   http_guard_conn *c = &g->conns[fd];
-  *c = (http_guard_conn){.state = GUARD_HEADERS, .busy = true};
-  frame(buf, c, &g->limits);
+  struct stat st;
+  *c = (http_guard_conn){.state = GUARD_HEADERS, .busy = true, .socket_ino = fstat(fd, &st) == 0 ? st.st_ino : 0};
+  frame_timed(buf, c, g);
   c->busy = false;
 }
 

@@ -33,6 +33,17 @@
  * The guard's state lives in a per-thread table indexed by socket, so a
  * connection costs no allocation of its own and nothing is left behind
  * when evhttp frees it.
+ *
+ * The read timeout. As the guard follows the framing it knows when a
+ * request has begun to arrive and when its last byte came; a request must
+ * arrive whole within `read_timeout_ns` of its first byte (evhttp's own
+ * timeout only bounds the silence between two reads, which a client
+ * sending a byte a second never reaches). The loop calls
+ * http_guard_sweep now and then; a connection past its deadline is shut
+ * down (both ways), so that evhttp reads the end of the stream and frees it
+ * as it would for a client that left. evhttp tells the guard nothing when
+ * it frees a connection, so a slot may outlive its socket: the sweep
+ * touches a socket only when it is still the same one (its inode).
  */
 #ifndef INFERD_FRONTENDS_HTTP_GUARD_H
 #define INFERD_FRONTENDS_HTTP_GUARD_H
@@ -58,6 +69,7 @@ typedef struct http_guard_limits {
 
 typedef struct http_guard {
   http_guard_limits limits;
+  uint64_t read_timeout_ns; /* 0: none */
   http_guard_conn *conns;
   size_t conn_cap;
 } http_guard;
@@ -65,6 +77,9 @@ typedef struct http_guard {
 /* evhttp's bufferevent callback (evhttp_set_bevcb, arg = the thread's
  * guard): a socket bufferevent whose input the guard watches. */
 struct bufferevent *http_guard_bufferevent(struct event_base *base, void *guard);
+/* Shuts down the connections whose request has not arrived whole by its
+ * deadline; returns how many. */
+int http_guard_sweep(http_guard *g, uint64_t now_ns);
 /* Frees the table (the thread's connections must be gone). */
 void http_guard_free(http_guard *g);
 

@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -64,6 +65,8 @@ enum {
   DEFAULT_MAX_INPUT = 64 << 20,
   DEFAULT_MAX_HEADER_BYTES = 64 << 10,
   DEFAULT_MAX_HEADERS = 100,
+  DEFAULT_IDLE_TIMEOUT_SECS = 60,
+  DEFAULT_READ_TIMEOUT_SECS = 30,
   SHUTDOWN_GRACE_SECS = 10
 };
 
@@ -77,6 +80,8 @@ struct http_thread {
   struct event *wake;
   struct event *grace;
   struct event *finish;
+  struct event *sweep; /* the guard's read deadlines (with a read timeout) */
+  frontend_acceptor acceptor;
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
   /* Loop only: */
@@ -88,10 +93,12 @@ struct http_frontend {
   inferd_server *server;
   size_t max_input_size;
   http_guard_limits limits;
+  int idle_timeout_secs, read_timeout_secs; /* 0: none */
   evutil_socket_t fd;
   int port;
   int thread_count;
   http_thread *threads;
+  atomic_int connections; /* the acceptors' count (no limit on HTTP: evhttp shows no closes) */
 };
 
 /* ---- exchanges ---------------------------------------------------------- */
@@ -247,6 +254,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
 
 static void stop_listening_now(http_thread *t) {
   if (t->bound) {
+    frontend_acceptor_destroy(&t->acceptor);
     evhttp_del_accept_socket(t->http, t->bound);
     t->bound = NULL;
   }
@@ -307,6 +315,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   }
 }
 
+static void on_sweep(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_thread *t = arg;
+  const int cut = http_guard_sweep(&t->guard, clock_now_ns());
+  if (cut) log_verbose("http: closed %d connections whose request did not arrive within %d s", cut,
+                       t->frontend->read_timeout_secs);
+}
+
 static void *thread_main(void *arg) {
   http_thread *t = arg;
   event_base_loop(t->base, EVLOOP_NO_EXIT_ON_EMPTY);
@@ -328,6 +345,16 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
   t->guard.limits = f->limits;
+  t->guard.read_timeout_ns = (uint64_t)f->read_timeout_secs * 1000000000ull;
+  if (f->idle_timeout_secs) evhttp_set_timeout(t->http, f->idle_timeout_secs);
+  if (f->read_timeout_secs) {
+    /* A deadline is met to within a quarter of the timeout (at most 1 s). */
+    const long ms = f->read_timeout_secs >= 4 ? 1000 : f->read_timeout_secs * 250L;
+    const struct timeval period = {ms / 1000, (ms % 1000) * 1000};
+    t->sweep = event_new(t->base, -1, EV_PERSIST, on_sweep, t);
+    if (!t->sweep || event_add(t->sweep, &period) != 0)
+      return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
+  }
   evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
@@ -342,11 +369,15 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
     evconnlistener_free(listener);
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   }
+  if (!frontend_acceptor_init(&t->acceptor, "http", t->base, listener, &f->connections, 0))
+    return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   return NULL;
 }
 
 static void thread_destroy(http_thread *t) {
+  frontend_acceptor_destroy(&t->acceptor);
   if (t->http) evhttp_free(t->http);
+  if (t->sweep) event_free(t->sweep);
   if (t->wake) {
     frontend_mailbox_destroy(&t->mailbox);
     event_free(t->wake);
@@ -382,6 +413,9 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
       .body = f->max_input_size,
       .header_bytes = options && options->max_header_bytes ? options->max_header_bytes : DEFAULT_MAX_HEADER_BYTES,
       .headers = options && options->max_headers > 0 ? options->max_headers : DEFAULT_MAX_HEADERS};
+  const int idle = options ? options->idle_timeout_secs : 0, read = options ? options->read_timeout_secs : 0;
+  f->idle_timeout_secs = idle > 0 ? idle : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0;
+  f->read_timeout_secs = read > 0 ? read : read == 0 ? DEFAULT_READ_TIMEOUT_SECS : 0;
   inferd_error *err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
   if (err) {
     frontend_free(f);
