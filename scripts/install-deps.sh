@@ -12,6 +12,7 @@ DEBIAN_PACKAGES=(
   libssl-dev                             # TLS for the gRPC server (OpenSSL under libevent)
   nghttp2-client                         # h2load: gRPC bytes on the wire in the compression test
   libcmocka-dev                          # unit tests
+  clang-14 libclang-rt-14-dev libomp-14-dev  # fuzz targets: libFuzzer with ASan+UBSan (tests/fuzz)
   libonnx-testdata                       # ONNX conformance tests
   libevent-dev libjansson-dev            # HTTP frontend
   libturbojpeg0-dev libpng-dev zlib1g-dev

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds the release and sanitizer trees, and runs
-# every test: unit and conformance tests under ctest (both trees), then the
-# integration tests under pytest. Exits non-zero if anything fails.
+# every test: unit and conformance tests under ctest (both trees), the fuzz
+# targets for a bounded time (tests/fuzz/run.sh, INFERD_FUZZ_SECONDS each),
+# then the integration tests under pytest. Exits non-zero if anything fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh || exit 1
@@ -13,6 +14,8 @@ echo "== unit and conformance tests (release build)"
 echo "== unit and conformance tests (ASan+UBSan build, LeakSanitizer on)"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --output-on-failure -j "$(nproc)") || status=1
+echo "== fuzzing (libFuzzer, ASan+UBSan: each target ${INFERD_FUZZ_SECONDS:-20} s from its seeds)"
+tests/fuzz/run.sh "${INFERD_FUZZ_SECONDS:-20}" || status=1
 echo "== integration tests (pytest)"
 if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then
   INFERD_BUILD_DIR="$PWD/build" python3 -m pytest -q tests/integration || status=1

@@ -797,9 +797,9 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
   model_parameter *p = &c->parameters[c->parameter_count++];
   size_t mark;
   ERR_TRY(begin_string_entry(r, entry, &key, key_node, p, &mark));
+  unsigned seen = 0;
   if (value) {
     ERR_TRY(expect_message(r, value));
-    unsigned seen = 0;
     const char *last = NULL;
     for (const pbtxt_node *n = value->first_child; n; n = n->next) {
       size_t m2 = enter_field(r, n);
@@ -813,6 +813,10 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
       path_pop(r, m2);
     }
   }
+  /* Without a string_value the precision is "", refused like any unknown
+   * name (as the configuration's JSON, which prints it, would be). */
+  if (!seen && is_precision_parameter(key))
+    ERR_TRY(check_precision_parameter(r, value ? value : entry, key, p->string_value));
   path_pop(r, mark);
   return NULL;
 }

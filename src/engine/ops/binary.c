@@ -27,16 +27,20 @@ static bool sym_apply(bin_op op, ir_symint a, ir_symint b, ir_symint *r) {
   bool overflow = false;
   switch (op) {
   case BIN_ADD:
-    overflow = __builtin_add_overflow(a.value, b.value, &r->value) | __builtin_add_overflow(a.coef, b.coef, &r->coef);
+    overflow = __builtin_add_overflow(a.value, b.value, &r->value);
+    overflow |= __builtin_add_overflow(a.coef, b.coef, &r->coef);
     break;
   case BIN_SUB:
-    overflow = __builtin_sub_overflow(a.value, b.value, &r->value) | __builtin_sub_overflow(a.coef, b.coef, &r->coef);
+    overflow = __builtin_sub_overflow(a.value, b.value, &r->value);
+    overflow |= __builtin_sub_overflow(a.coef, b.coef, &r->coef);
     break;
   case BIN_MUL: {
     if (a.coef && b.coef) return false;
     int64_t c1, c2;
-    overflow = __builtin_mul_overflow(a.value, b.value, &r->value) | __builtin_mul_overflow(a.coef, b.value, &c1) |
-               __builtin_mul_overflow(b.coef, a.value, &c2) | __builtin_add_overflow(c1, c2, &r->coef);
+    overflow = __builtin_mul_overflow(a.value, b.value, &r->value);
+    overflow |= __builtin_mul_overflow(a.coef, b.value, &c1);
+    overflow |= __builtin_mul_overflow(b.coef, a.value, &c2);
+    overflow |= __builtin_add_overflow(c1, c2, &r->coef);
     break;
   }
   case BIN_DIV:

@@ -72,6 +72,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "frontends/frontend_loop.h"
+#include "frontends/grpc/grpc_frame.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/grpc/grpc_internal.h"
 
@@ -79,7 +80,7 @@ enum {
   GRPC_METHOD_INFER = 0,
   GRPC_METHOD_STREAM = 1,
   SHUTDOWN_GRACE_MS = 10000, /* default of grpc_frontend_options.shutdown_grace_ms */
-  PREFIX = 5,                   /* gRPC message prefix: compressed flag, 32-bit big-endian length */
+  PREFIX = GRPC_FRAME_PREFIX,   /* gRPC message prefix: compressed flag, 32-bit big-endian length */
   STREAM_WINDOW = 4 << 20,      /* per-stream receive window: an image arrives without waiting */
   CONNECTION_WINDOW = 16 << 20, /* connection receive window */
   MAX_STREAMS = 1024,           /* concurrent streams per connection */
@@ -90,8 +91,6 @@ enum {
   DEFAULT_MAX_INFLIGHT = 256,
   DEFAULT_MAX_CONNECTIONS = 10000,
 };
-
-typedef enum { ENC_IDENTITY = 0, ENC_GZIP = 1, ENC_DEFLATE = 2, ENC_UNKNOWN = 3 } encoding;
 
 typedef struct h2_thread h2_thread;
 typedef struct h2_conn h2_conn;
@@ -141,7 +140,7 @@ struct h2_stream {
   int32_t id;
   int method; /* -1: not a method of the service */
   bool grpc_content_type;
-  encoding request_encoding;
+  grpc_encoding request_encoding;
   bool accepts_gzip, accepts_deflate;
   /* Input: the DATA received and not yet taken as messages. */
   uint8_t *in;
@@ -157,7 +156,7 @@ struct h2_stream {
   bool answered;         /* the end of the response is submitted */
   int status;
   char *message;
-  encoding response_encoding; /* messages compressed with it (identity: not) */
+  grpc_encoding response_encoding; /* messages compressed with it (identity: not) */
   /* Set when the client resets the stream or the connection goes: the
    * server drops what it still has queued (see inferd_request_set_cancel_flag). */
   atomic_bool cancelled;
@@ -204,64 +203,12 @@ static void arm_ms(struct event *e, int ms) {
 
 /* ---- compression ----------------------------------------------------------------- */
 
-static const char *encoding_name(encoding e) { return e == ENC_GZIP ? "gzip" : e == ENC_DEFLATE ? "deflate" : "identity"; }
-
-/* Inflates a gzip or zlib ("deflate" in gRPC) message of at most `limit`
- * bytes inflated. */
-static inferd_error *inflate_message(const uint8_t *data, size_t size, encoding e, size_t limit, uint8_t **out,
-                                     size_t *out_size) {
-  z_stream z = {0};
-  if (inflateInit2(&z, e == ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK)
-    return err_new(INFERD_ERROR_INTERNAL, "cannot start inflating a message");
-  /* The buffer grows with what inflating produces, from the size of what
-   * came; running out of memory is an error for this call, not an abort. */
-  size_t cap = (size < limit ? size : limit) + 64, len = 0;
-  uint8_t *buf = mem_try_alloc(cap, 1);
-  z.next_in = (Bytef *)data;
-  z.avail_in = (uInt)size;
-  int rc = buf ? Z_OK : Z_MEM_ERROR;
-  while (buf && rc != Z_STREAM_END) {
-    if (len == cap) {
-      if (cap > limit) break;
-      uint8_t *grown = mem_try_grow(buf, &cap, cap + 1, 1, cap, limit + 1);
-      if (!grown) {
-        rc = Z_MEM_ERROR;
-        break;
-      }
-      buf = grown;
-    }
-    z.next_out = buf + len;
-    z.avail_out = (uInt)(cap - len > UINT_MAX ? UINT_MAX : cap - len);
-    const uInt before = z.avail_out;
-    rc = inflate(&z, Z_NO_FLUSH);
-    len += before - z.avail_out;
-    if (rc != Z_OK && rc != Z_STREAM_END) break;
-    if (rc == Z_OK && z.avail_in == 0 && before == z.avail_out) break;
-  }
-  inflateEnd(&z);
-  if (rc == Z_MEM_ERROR) {
-    free(buf);
-    return err_new(INFERD_ERROR_NO_MEMORY, "out of memory inflating a message of %zu bytes", size);
-  }
-  if (len > limit) {
-    free(buf);
-    return err_new(INFERD_ERROR_TOO_LARGE, "received message inflates to more than the limit of %zu bytes", limit);
-  }
-  if (rc != Z_STREAM_END) {
-    free(buf);
-    return err_new(INFERD_ERROR_INVALID_ARG, "the request message cannot be inflated (%s)", encoding_name(e));
-  }
-  *out = buf;
-  *out_size = len;
-  return NULL;
-}
-
 /* A framed message of `bytes`, compressed with `e` unless identity. */
-static h2_chunk *frame_message(const uint8_t *bytes, size_t size, encoding e, int level) {
+static h2_chunk *frame_message(const uint8_t *bytes, size_t size, grpc_encoding e, int level) {
   h2_chunk *k;
-  if (e != ENC_IDENTITY) {
+  if (e != GRPC_ENCODING_IDENTITY) {
     z_stream z = {0};
-    if (deflateInit2(&z, level, Z_DEFLATED, e == ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS, 8, Z_DEFAULT_STRATEGY) ==
+    if (deflateInit2(&z, level, Z_DEFLATED, e == GRPC_ENCODING_GZIP ? 16 + MAX_WBITS : MAX_WBITS, 8, Z_DEFAULT_STRATEGY) ==
         Z_OK) {
       const size_t bound = deflateBound(&z, (uLong)size);
       k = mem_alloc(sizeof(*k) + PREFIX + bound);
@@ -378,8 +325,8 @@ static void start_response(h2_stream *s) {
   size_t n = 0;
   nva[n++] = (nghttp2_nv)NV(":status", "200", 3);
   nva[n++] = (nghttp2_nv)NV("content-type", "application/grpc", 16);
-  if (s->response_encoding != ENC_IDENTITY) {
-    const char *name = encoding_name(s->response_encoding);
+  if (s->response_encoding != GRPC_ENCODING_IDENTITY) {
+    const char *name = grpc_encoding_name(s->response_encoding);
     nva[n++] = (nghttp2_nv)NV("grpc-encoding", name, strlen(name));
   }
   nghttp2_data_provider provider = {.source.ptr = s, .read_callback = read_output};
@@ -511,45 +458,19 @@ ProtobufCMessage *grpc_unary_request(grpc_unary *c, const ProtobufCMessageDescri
 /* ---- messages in ------------------------------------------------------------------- */
 
 /* The length a message's 5-byte prefix (at p) announces. */
-static size_t prefix_length(const uint8_t *p) {
-  return (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
-}
+static size_t prefix_length(const uint8_t *p) { return grpc_frame_length(p); }
 
 /* RESOURCE_EXHAUSTED when the prefix at p announces more than the limit. */
 static inferd_error *check_length(const h2_stream *s, const uint8_t *p) {
-  const size_t len = prefix_length(p), max = s->conn->thread->frontend->max_message;
-  return len > max ? err_new(INFERD_ERROR_TOO_LARGE, "received message larger than max (%zu vs. %zu)", len, max)
-                   : NULL;
+  return grpc_frame_check_length(p, s->conn->thread->frontend->max_message);
 }
 
-/* Takes the message at the head of `avail` bytes of input at p: false when
- * it is not complete yet; *error when it is bad. *owned is set when the
- * message was inflated into a new buffer. */
+/* Takes the message at the head of `avail` bytes of input at p (see
+ * grpc_frame_take). */
 static bool take_message(h2_stream *s, const uint8_t *p, size_t avail, size_t *consumed, const uint8_t **msg,
                          size_t *size, uint8_t **owned, inferd_error **error) {
-  *owned = NULL;
-  *error = NULL;
-  if (avail < PREFIX) return false;
-  if ((*error = check_length(s, p))) return true;
-  const size_t len = prefix_length(p);
-  if (avail - PREFIX < len) return false;
-  *consumed = PREFIX + len;
-  if (p[0] == 0) {
-    *msg = p + PREFIX;
-    *size = len;
-    return true;
-  }
-  if (p[0] != 1) {
-    *error = err_new(INFERD_ERROR_INVALID_ARG, "bad gRPC message flag %u", p[0]);
-    return true;
-  }
-  if (s->request_encoding == ENC_IDENTITY || s->request_encoding == ENC_UNKNOWN) {
-    *error = err_new(INFERD_ERROR_INVALID_ARG, "a compressed message without a known grpc-encoding");
-    return true;
-  }
-  *error = inflate_message(p + PREFIX, len, s->request_encoding, s->conn->thread->frontend->max_message, owned, size);
-  *msg = *owned;
-  return true;
+  return grpc_frame_take(p, avail, s->request_encoding, s->conn->thread->frontend->max_message, consumed, msg, size,
+                         owned, error);
 }
 
 /* Appends DATA to the stream's input; false when there is no memory for it.
@@ -778,11 +699,11 @@ static bool has_token(const uint8_t *list, size_t len, const char *token) {
   return false;
 }
 
-static encoding encoding_of(const uint8_t *v, size_t len) {
-  if (len == 8 && memcmp(v, "identity", 8) == 0) return ENC_IDENTITY;
-  if (len == 4 && memcmp(v, "gzip", 4) == 0) return ENC_GZIP;
-  if (len == 7 && memcmp(v, "deflate", 7) == 0) return ENC_DEFLATE;
-  return ENC_UNKNOWN;
+static grpc_encoding encoding_of(const uint8_t *v, size_t len) {
+  if (len == 8 && memcmp(v, "identity", 8) == 0) return GRPC_ENCODING_IDENTITY;
+  if (len == 4 && memcmp(v, "gzip", 4) == 0) return GRPC_ENCODING_GZIP;
+  if (len == 7 && memcmp(v, "deflate", 7) == 0) return GRPC_ENCODING_DEFLATE;
+  return GRPC_ENCODING_UNKNOWN;
 }
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
@@ -818,13 +739,13 @@ static void stream_begin(h2_stream *s) {
     stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "no such method in inference.GRPCInferenceService"));
     return;
   }
-  if (s->request_encoding == ENC_UNKNOWN) {
+  if (s->request_encoding == GRPC_ENCODING_UNKNOWN) {
     stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "unsupported grpc-encoding (identity, gzip and deflate are)"));
     return;
   }
   const bool inference = s->method == GRPC_METHOD_INFER || s->method == GRPC_METHOD_STREAM;
   if (inference && f->compression_level > 0)
-    s->response_encoding = s->accepts_gzip ? ENC_GZIP : s->accepts_deflate ? ENC_DEFLATE : ENC_IDENTITY;
+    s->response_encoding = s->accepts_gzip ? GRPC_ENCODING_GZIP : s->accepts_deflate ? GRPC_ENCODING_DEFLATE : GRPC_ENCODING_IDENTITY;
 }
 
 static void stream_remote_done(h2_stream *s) {

@@ -218,6 +218,14 @@ static void test_precision_from_model_parameters(void **state) {
   parse_fails("parameters { key: \"inferd_precision\" value: { string_value: \"int8\" } }",
               "config.pbtxt:1:61: parameter 'inferd_precision': unknown precision 'int8'");
   parse_fails("parameters { key: \"precision\" value: { string_value: \"default\" } }", "unknown precision 'default'");
+  /* A precision without its string_value (found by the fuzzer: its JSON did not read back). */
+  parse_fails("parameters { key: \"precision\" value: { } }", "parameter 'precision': unknown precision ''");
+  parse_fails("parameters { key: \"inferd_precision\" }", "parameter 'inferd_precision': unknown precision ''");
+  json = "{\"parameters\": {\"precision\": {}}}";
+  inferd_error *e = model_config_parse_json(json, strlen(json), NULL, &c);
+  assert_non_null(e);
+  assert_non_null(strstr(inferd_error_message(e), "unknown precision ''"));
+  inferd_error_delete(e);
   parse_fails("parameters { key: \"precision\" value: { string_value: \"fp16\" } }\n"
               "parameters { key: \"inferd_precision\" value: { string_value: \"bf16\" } }",
               "config.pbtxt:2:1: parameters 'precision' (fp16) and 'inferd_precision' (bf16) disagree");

@@ -1,0 +1,2 @@
+#m!
+config{"max_batch_size": 8}
