@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -45,7 +44,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -61,6 +59,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "frontends/frontend_loop.h"
+#include "frontends/frontend_tls.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/grpc/grpc_internal.h"
 
@@ -974,12 +973,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   struct bufferevent *bev;
   if (f->tls) {
-    SSL *ssl = SSL_new(f->tls);
-    if (!ssl) {
-      evutil_closesocket(fd);
-      return;
-    }
-    bev = bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    bev = frontend_tls_bufferevent(t->base, f->tls, fd);
   } else {
     bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
   }
@@ -1115,44 +1109,20 @@ static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static inferd_error *check_pem(const char *what, const char *path) {
-  if (!path || !*path) return err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS needs %s (a PEM file)", what);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return err_new(INFERD_ERROR_IO, "gRPC TLS: cannot open %s '%s': %s", what, path, strerror(errno));
-  fclose(fp);
-  return NULL;
-}
-
 static inferd_error *make_tls(const grpc_frontend_options *o, SSL_CTX **out) {
   *out = NULL;
-  if (!o->use_ssl) {
-    if (o->use_ssl_mutual)
-      return err_new(INFERD_ERROR_INVALID_ARG, "--grpc-use-ssl-mutual needs --grpc-use-ssl=true");
-    return NULL;
-  }
-  ERR_TRY(check_pem("--grpc-server-cert", o->server_cert));
-  ERR_TRY(check_pem("--grpc-server-key", o->server_key));
-  if (o->use_ssl_mutual) ERR_TRY(check_pem("--grpc-root-cert", o->root_cert));
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (!ctx) return err_new(INFERD_ERROR_INTERNAL, "gRPC TLS: cannot create an OpenSSL context");
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  inferd_error *err = NULL;
-  if (SSL_CTX_use_certificate_chain_file(ctx, o->server_cert) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, o->server_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
-    err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the certificate or key is not usable");
-  if (!err && o->use_ssl_mutual) {
-    if (SSL_CTX_load_verify_locations(ctx, o->root_cert, NULL) != 1)
-      err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the root certificate '%s' is not usable", o->root_cert);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-  }
-  ERR_clear_error();
-  if (err) {
-    SSL_CTX_free(ctx);
-    return err;
-  }
-  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
-  *out = ctx;
+  if (!o->use_ssl && o->use_ssl_mutual)
+    return err_new(INFERD_ERROR_INVALID_ARG, "--grpc-use-ssl-mutual needs --grpc-use-ssl=true");
+  const frontend_tls_options tls = {.use_ssl = o->use_ssl,
+                                    .use_ssl_mutual = o->use_ssl_mutual,
+                                    .server_cert = o->server_cert,
+                                    .server_key = o->server_key,
+                                    .root_cert = o->root_cert,
+                                    .cert_flag = "--grpc-server-cert",
+                                    .key_flag = "--grpc-server-key",
+                                    .root_flag = "--grpc-root-cert"};
+  ERR_TRY(frontend_tls_context("gRPC", &tls, out));
+  if (*out) SSL_CTX_set_alpn_select_cb(*out, select_h2, NULL);
   return NULL;
 }
 
