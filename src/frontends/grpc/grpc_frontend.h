@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "frontends/frontend_restricted.h"
 #include "inferd.h"
 
 typedef struct grpc_frontend grpc_frontend;
@@ -47,6 +48,9 @@ typedef struct grpc_frontend_options {
    * --grpc-infer-response-compression-level): 0 none, 1 low, 2 medium,
    * 3 high. */
   int response_compression_level;
+  /* Categories that need a metadata key (--grpc-restricted-protocol);
+   * NULL: all open. Borrowed: it must outlive the frontend. */
+  const frontend_restrictions *restricted;
 } grpc_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

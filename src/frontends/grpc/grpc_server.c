@@ -120,6 +120,9 @@ struct h2_stream {
   bool grpc_content_type;
   encoding request_encoding;
   bool accepts_gzip, accepts_deflate;
+  /* The method's category is restricted: its metadata key was seen, with
+   * the right value (only the verdict is kept, never the value). */
+  bool restriction_seen, restriction_allowed;
   /* Input: the DATA received and not yet taken as messages. */
   uint8_t *in;
   size_t in_len, in_cap;
@@ -149,6 +152,8 @@ struct grpc_frontend {
   int keepalive_time_ms, keepalive_timeout_ms;
   int shutdown_grace_ms;
   SSL_CTX *tls;
+  /* By method index: the restriction of its category, NULL when open. */
+  const frontend_restriction **method_restrictions;
   h2_thread *threads;
   int thread_count;
   nghttp2_session_callbacks *callbacks;
@@ -744,6 +749,13 @@ static encoding encoding_of(const uint8_t *v, size_t len) {
   return ENC_UNKNOWN;
 }
 
+/* Whether a header is the metadata key the stream's method is restricted by
+ * (names arrive lower-cased; the flag's may not be). */
+static bool restriction_key_is(const h2_stream *s, const uint8_t *name, size_t namelen) {
+  const frontend_restriction *r = s->conn->thread->frontend->method_restrictions[s->method];
+  return r && strlen(r->key) == namelen && strncasecmp(r->key, (const char *)name, namelen) == 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
   (void)flags;
@@ -755,6 +767,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     for (int m = 0; m < grpc_method_count; m++)
       if (strlen(grpc_methods[m].path) == valuelen && memcmp(grpc_methods[m].path, value, valuelen) == 0)
         s->method = m;
+  } else if (s->method >= 0 && restriction_key_is(s, name, namelen)) {
+    /* HTTP/2 sends pseudo-headers first, so :path is known here. The
+     * first of repeated keys counts. */
+    if (!s->restriction_seen)
+      s->restriction_allowed =
+          frontend_restriction_matches(s->conn->thread->frontend->method_restrictions[s->method],
+                                       (const char *)value, valuelen);
+    s->restriction_seen = true;
   } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
     s->grpc_content_type = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0;
   } else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
@@ -775,6 +795,12 @@ static void stream_begin(h2_stream *s) {
   }
   if (s->method < 0) {
     stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "no such method in inference.GRPCInferenceService"));
+    return;
+  }
+  const frontend_restriction *restriction = f->method_restrictions[s->method];
+  if (restriction && !s->restriction_allowed) {
+    stream_fail(s, frontend_restriction_denied(
+                       restriction, frontend_api_of_grpc_method(grpc_methods[s->method].path), "metadata key"));
     return;
   }
   if (s->request_encoding == ENC_UNKNOWN) {
@@ -1135,6 +1161,7 @@ static void frontend_free(grpc_frontend *f) {
   free(f->threads);
   if (f->fd >= 0) close(f->fd);
   if (f->tls) SSL_CTX_free(f->tls);
+  free(f->method_restrictions);
   if (f->callbacks) nghttp2_session_callbacks_del(f->callbacks);
   if (f->h2_options) nghttp2_option_del(f->h2_options);
   for (int i = 0; i < f->pool_count; i++) free(f->pool[i]);
@@ -1165,6 +1192,9 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
   f->keepalive_time_ms = o->keepalive_time_ms > 0 ? o->keepalive_time_ms : 7200000;
   f->keepalive_timeout_ms = o->keepalive_timeout_ms > 0 ? o->keepalive_timeout_ms : 20000;
   f->shutdown_grace_ms = o->shutdown_grace_ms > 0 ? o->shutdown_grace_ms : SHUTDOWN_GRACE_MS;
+  f->method_restrictions = mem_zalloc((size_t)grpc_method_count * sizeof(*f->method_restrictions));
+  for (int m = 0; m < grpc_method_count; m++)
+    f->method_restrictions[m] = frontend_restriction_of(o->restricted, frontend_api_of_grpc_method(grpc_methods[m].path));
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
   nghttp2_session_callbacks_new(&f->callbacks);

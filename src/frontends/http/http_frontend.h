@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "frontends/frontend_restricted.h"
+#include "frontends/frontend_tls.h"
 #include "inferd.h"
 
 typedef struct http_frontend http_frontend;
@@ -26,6 +28,10 @@ typedef struct http_frontend_options {
   size_t max_input_size;   /* bytes a request body may have, after inflating too; 0: 64 MiB */
   size_t max_header_bytes; /* bytes a header block may have, request line included; 0: 64 KiB */
   int max_headers;         /* header lines a request may have; <= 0: 100 */
+  /* Categories that need a header (--http-restricted-api); NULL: all open.
+   * Borrowed: it must outlive the frontend. */
+  const frontend_restrictions *restricted;
+  frontend_tls_options tls; /* HTTPS, with client certificates optionally */
 } http_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

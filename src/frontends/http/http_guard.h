@@ -65,6 +65,9 @@ typedef struct http_guard {
 /* evhttp's bufferevent callback (evhttp_set_bevcb, arg = the thread's
  * guard): a socket bufferevent whose input the guard watches. */
 struct bufferevent *http_guard_bufferevent(struct event_base *base, void *guard);
+/* The same watch on a bufferevent made elsewhere (a TLS one: the guard
+ * reads the decrypted input), on the guard's loop; false when it cannot. */
+bool http_guard_watch(http_guard *guard, struct bufferevent *bev);
 /* Frees the table (the thread's connections must be gone). */
 void http_guard_free(http_guard *g);
 
