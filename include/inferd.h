@@ -45,7 +45,8 @@ extern "C" {
   X(IO, "I/O error", 500, 13)                                                   \
   X(TOO_LARGE, "too large", 413, 8)                                             \
   X(CANCELLED, "cancelled", 499, 1)                                             \
-  X(TIMEOUT, "deadline exceeded", 504, 4)
+  X(TIMEOUT, "deadline exceeded", 504, 4)                                       \
+  X(PERMISSION_DENIED, "permission denied", 403, 7)
 
 typedef enum inferd_error_code {
 #define INFERD_ERROR_ENUM_(name, text, http, grpc) INFERD_ERROR_##name,

@@ -35,6 +35,9 @@ void cli_print_help(FILE *out, const char *usage, const char *summary, const cli
 /* Parses an integer option value in [lo, hi]; prints an error and returns
  * false otherwise. */
 bool cli_parse_int(const char *option, const char *text, long lo, long hi, long *out);
+/* Parses true/1/on or false/0/off; prints an error naming the option and
+ * returns false otherwise. */
+bool cli_parse_bool(const char *option, const char *text, bool *out);
 /* Parses "1,8,32" into up to `cap` positive integers. */
 bool cli_parse_int_list(const char *option, const char *text, int *out, int cap, int *count);
 

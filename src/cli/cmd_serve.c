@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "cli/cli.h"
+#include "cli/serve_security.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/http/http_frontend.h"
 #include "frontends/metrics/metrics_frontend.h"
@@ -87,21 +88,11 @@ static const cli_option serve_options[] = {
     {"log-verbose", "N", "verbose logging at level N (0 = off)"},
     {"log-format", "FORMAT", "default or ISO8601"},
     {"id", "ID", "server id reported by server metadata (default inferd)"},
+    SERVE_SECURITY_OPTIONS,
     {NULL, NULL, NULL},
 };
 
-static bool parse_bool(const char *option, const char *text, bool *out) {
-  if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "on")) {
-    *out = true;
-    return true;
-  }
-  if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "off")) {
-    *out = false;
-    return true;
-  }
-  fprintf(stderr, "inferd serve: --%s: '%s' is not a boolean (true or false)\n", option, text);
-  return false;
-}
+static bool parse_bool(const char *option, const char *text, bool *out) { return cli_parse_bool(option, text, out); }
 
 /* One --metrics-config KEY=VALUE, with Triton's keys. */
 static bool parse_metrics_config(const char *text, inferd_server_options *so, inferd_metrics_options *mo) {
@@ -168,7 +159,7 @@ static bool parse_compute_capability(const char *text, double *out) {
   return true;
 }
 
-int cmd_serve(int argc, char **argv) {
+static int serve(int argc, char **argv, serve_security *security) {
   inferd_server_options so = {.repository_poll_secs = 15, .pinned_memory_pool_byte_size = 256u << 20};
   inferd_cuda_memory_pool *pools = mem_zalloc((size_t)(argc + 1) * sizeof(*pools));
   int n_pools = 0;
@@ -328,6 +319,8 @@ int cmd_serve(int argc, char **argv) {
       }
     } else if (!strcmp(name, "id")) {
       so.server_id = value;
+    } else {
+      ok = serve_security_option(security, name, value) >= 0;
     }
     if (!ok) {
       free(startup);
@@ -349,6 +342,11 @@ int cmd_serve(int argc, char **argv) {
   }
   /* Triton's --grpc-use-ssl-mutual implies TLS. */
   if (go.use_ssl_mutual) go.use_ssl = true;
+  serve_security_finish(security);
+  ho.restricted = &security->http_restricted;
+  ho.tls = security->http_tls;
+  go.restricted = &security->grpc_restricted;
+  fo.tls = security->metrics_tls;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
@@ -425,4 +423,14 @@ int cmd_serve(int argc, char **argv) {
   free(pools);
   log_info("stopped");
   return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+  /* The security flags' values (restricted-API keys) are freed, and wiped,
+   * on every way out. */
+  serve_security security;
+  serve_security_init(&security);
+  const int rc = serve(argc, argv, &security);
+  serve_security_free(&security);
+  return rc;
 }

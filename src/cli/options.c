@@ -65,6 +65,19 @@ void cli_print_help(FILE *out, const char *usage, const char *summary, const cli
   fprintf(out, "  %-30s %s\n", "--help", "show this help");
 }
 
+bool cli_parse_bool(const char *option, const char *text, bool *out) {
+  if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "on")) {
+    *out = true;
+    return true;
+  }
+  if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "off")) {
+    *out = false;
+    return true;
+  }
+  fprintf(stderr, "inferd: --%s: '%s' is not a boolean (true or false)\n", option, text);
+  return false;
+}
+
 bool cli_parse_int(const char *option, const char *text, long lo, long hi, long *out) {
   char *end;
   errno = 0;

@@ -55,6 +55,16 @@ def add_sub_graph():
     return helper.make_graph(nodes, "add_sub", [io("INPUT0"), io("INPUT1")], [io("OUTPUT0"), io("OUTPUT1")])
 
 
+def simple_config(extra: str = "") -> str:
+    """config.pbtxt of Triton's simple model (add_sub_graph) as "simple",
+    batching up to 8, with `extra` lines (dynamic_batching ...) after it."""
+    return ('name: "simple"\nmax_batch_size: 8\n'
+            'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] },\n'
+            '        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
+            'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] },\n'
+            '         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]\n' + extra)
+
+
 def classifier_graph(classes=5):
     """OUTPUT0 = INPUT0 @ W: a tiny linear classifier over [N,3]."""
     w = numpy_helper.from_array(np.arange(3 * classes, dtype=np.float32).reshape(3, classes) / 10.0, "W")
@@ -156,10 +166,51 @@ def pending_requests(server, model) -> int:
     return total
 
 
+# ---- TLS certificates, made with the openssl command line -----------------------
+
+_SAN = "subjectAltName=DNS:localhost,IP:127.0.0.1"
+
+
+def self_signed_cert(folder: Path, name: str):
+    """A self-signed certificate for localhost and 127.0.0.1: (key, cert)."""
+    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=localhost", "-addext", _SAN],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def certificate_authority(folder: Path, name: str = "ca"):
+    """A CA that signs other certificates: (key, cert)."""
+    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+                    "-out", str(cert), "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def signed_cert(folder: Path, name: str, ca, san: str = _SAN):
+    """A certificate for localhost and 127.0.0.1 (or what `san` names)
+    signed by ca = (key, cert), good for a server or a client: (key, cert)."""
+    ca_key, ca_cert = ca
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    ext = folder / f"{name}.ext"
+    ext.write_text(f"{san}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    subprocess.run(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                    "-subj", f"/CN={name}"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                    "-CAcreateserial", "-days", "1", "-out", str(cert), "-extfile", str(ext)],
+                   check=True, capture_output=True)
+    return key, cert
+
+
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
 
-    def __init__(self, inferd_bin, repo, *args, timeout=60, env=None):
+    def __init__(self, inferd_bin, repo, *args, timeout=60, env=None, probe=None):
+        """probe(server) -> bool says the server is up, when a plain GET of
+        /v2/health/live cannot (HTTPS, a restricted health API)."""
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
         # Every server gets its own gRPC port too, so that servers of tests
@@ -184,9 +235,13 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"inferd serve exited {self.proc.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(f"http://{self.url}/v2/health/live", timeout=1) as r:
-                    if r.status == 200 and self._grpc_listening(args):
+                if probe is not None:
+                    if probe(self) and self._grpc_listening(args):
                         return
+                else:
+                    with urllib.request.urlopen(f"http://{self.url}/v2/health/live", timeout=1) as r:
+                        if r.status == 200 and self._grpc_listening(args):
+                            return
             except Exception:
                 pass
             time.sleep(0.05)

@@ -23,17 +23,10 @@ from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
 from server_fixtures import (DTYPES, RESNET_IO, Server, add_sub_graph, datatype_sample, identity_graph,
-                             resnet_repo, write_classifier, write_model)
+                             resnet_repo, self_signed_cert, simple_config, write_classifier, write_model)
 
-SIMPLE_CONFIG = """
-name: "simple"
-max_batch_size: 8
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 2000 priority_levels: 2 default_priority_level: 2 }
-"""
+SIMPLE_CONFIG = simple_config(
+    "dynamic_batching { max_queue_delay_microseconds: 2000 priority_levels: 2 default_priority_level: 2 }\n")
 
 
 @pytest.fixture(scope="module")
@@ -594,21 +587,13 @@ def test_typed_contents_round_trip(server, pb, name, values):
 
 # ---- TLS -------------------------------------------------------------------------
 
-def _self_signed(folder, name):
-    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
-                    "-out", str(cert), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return key, cert
-
-
 @pytest.mark.parametrize("mutual", [False, True])
 def test_tls(inferd_bin, repo, tmp_path, mutual):
-    key, cert = _self_signed(tmp_path, "server")
+    key, cert = self_signed_cert(tmp_path, "server")
     args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
     client_key = client_cert = None
     if mutual:
-        client_key, client_cert = _self_signed(tmp_path, "client")
+        client_key, client_cert = self_signed_cert(tmp_path, "client")
         args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={client_cert}"]
     s = Server(inferd_bin, repo, *args)
     try:

@@ -19,17 +19,9 @@ import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import Server, add_sub_graph, write_classifier, write_model
+from server_fixtures import Server, add_sub_graph, simple_config, write_classifier, write_model
 
-SIMPLE_CONFIG = """
-name: "simple"
-max_batch_size: 8
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
-        { name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] },
-         { name: "OUTPUT1" data_type: TYPE_FP32 dims: [ 16 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 1000 }
-"""
+SIMPLE_CONFIG = simple_config("dynamic_batching { max_queue_delay_microseconds: 1000 }\n")
 
 PROTOCOLS = ["http", "grpc"]
 

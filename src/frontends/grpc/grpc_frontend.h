@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "frontends/frontend_restricted.h"
 #include "inferd.h"
 
 typedef struct grpc_frontend grpc_frontend;
@@ -62,6 +63,9 @@ typedef struct grpc_frontend_options {
   /* Connections open at once over the loops; past it a new connection is
    * closed as soon as it is accepted. 0: 10000. */
   int max_connections;
+  /* Categories that need a metadata key (--grpc-restricted-protocol);
+   * NULL: all open. Borrowed: it must outlive the frontend. */
+  const frontend_restrictions *restricted;
 } grpc_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

@@ -46,7 +46,6 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -55,7 +54,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -73,6 +71,7 @@
 #include "base/mem.h"
 #include "frontends/frontend_loop.h"
 #include "frontends/grpc/grpc_frame.h"
+#include "frontends/frontend_tls.h"
 #include "frontends/grpc/grpc_frontend.h"
 #include "frontends/grpc/grpc_internal.h"
 
@@ -142,6 +141,9 @@ struct h2_stream {
   bool grpc_content_type;
   grpc_encoding request_encoding;
   bool accepts_gzip, accepts_deflate;
+  /* The method's category is restricted: its metadata key was seen, with
+   * the right value (only the verdict is kept, never the value). */
+  bool restriction_seen, restriction_allowed;
   /* Input: the DATA received and not yet taken as messages. */
   uint8_t *in;
   size_t in_len, in_cap;
@@ -177,6 +179,8 @@ struct grpc_frontend {
   int max_inflight, max_connections;
   atomic_int connections;
   SSL_CTX *tls;
+  /* By method index: the restriction of its category, NULL when open. */
+  const frontend_restriction **method_restrictions;
   h2_thread *threads;
   int thread_count;
   nghttp2_session_callbacks *callbacks;
@@ -706,6 +710,13 @@ static grpc_encoding encoding_of(const uint8_t *v, size_t len) {
   return GRPC_ENCODING_UNKNOWN;
 }
 
+/* Whether a header is the metadata key the stream's method is restricted by
+ * (names arrive lower-cased; the flag's may not be). */
+static bool restriction_key_is(const h2_stream *s, const uint8_t *name, size_t namelen) {
+  const frontend_restriction *r = s->conn->thread->frontend->method_restrictions[s->method];
+  return r && strlen(r->key) == namelen && strncasecmp(r->key, (const char *)name, namelen) == 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data) {
   (void)flags;
@@ -717,6 +728,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     for (int m = 0; m < grpc_method_count; m++)
       if (strlen(grpc_methods[m].path) == valuelen && memcmp(grpc_methods[m].path, value, valuelen) == 0)
         s->method = m;
+  } else if (s->method >= 0 && restriction_key_is(s, name, namelen)) {
+    /* HTTP/2 sends pseudo-headers first, so :path is known here. The
+     * first of repeated keys counts. */
+    if (!s->restriction_seen)
+      s->restriction_allowed =
+          frontend_restriction_matches(s->conn->thread->frontend->method_restrictions[s->method],
+                                       (const char *)value, valuelen);
+    s->restriction_seen = true;
   } else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
     s->grpc_content_type = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0;
   } else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
@@ -737,6 +756,12 @@ static void stream_begin(h2_stream *s) {
   }
   if (s->method < 0) {
     stream_fail(s, err_new(INFERD_ERROR_UNSUPPORTED, "no such method in inference.GRPCInferenceService"));
+    return;
+  }
+  const frontend_restriction *restriction = f->method_restrictions[s->method];
+  if (restriction && !s->restriction_allowed) {
+    stream_fail(s, frontend_restriction_denied(
+                       restriction, frontend_api_of_grpc_method(grpc_methods[s->method].path), "metadata key"));
     return;
   }
   if (s->request_encoding == GRPC_ENCODING_UNKNOWN) {
@@ -1016,13 +1041,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   struct bufferevent *bev;
   if (f->tls) {
-    SSL *ssl = SSL_new(f->tls);
-    if (!ssl) {
-      frontend_acceptor_release(&t->acceptor);
-      evutil_closesocket(fd);
-      return;
-    }
-    bev = bufferevent_openssl_socket_new(t->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    bev = frontend_tls_bufferevent(t->base, f->tls, fd);
   } else {
     bev = bufferevent_socket_new(t->base, fd, BEV_OPT_CLOSE_ON_FREE);
   }
@@ -1169,44 +1188,20 @@ static int select_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static inferd_error *check_pem(const char *what, const char *path) {
-  if (!path || !*path) return err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS needs %s (a PEM file)", what);
-  FILE *fp = fopen(path, "rb");
-  if (!fp) return err_new(INFERD_ERROR_IO, "gRPC TLS: cannot open %s '%s': %s", what, path, strerror(errno));
-  fclose(fp);
-  return NULL;
-}
-
 static inferd_error *make_tls(const grpc_frontend_options *o, SSL_CTX **out) {
   *out = NULL;
-  if (!o->use_ssl) {
-    if (o->use_ssl_mutual)
-      return err_new(INFERD_ERROR_INVALID_ARG, "--grpc-use-ssl-mutual needs --grpc-use-ssl=true");
-    return NULL;
-  }
-  ERR_TRY(check_pem("--grpc-server-cert", o->server_cert));
-  ERR_TRY(check_pem("--grpc-server-key", o->server_key));
-  if (o->use_ssl_mutual) ERR_TRY(check_pem("--grpc-root-cert", o->root_cert));
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (!ctx) return err_new(INFERD_ERROR_INTERNAL, "gRPC TLS: cannot create an OpenSSL context");
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  inferd_error *err = NULL;
-  if (SSL_CTX_use_certificate_chain_file(ctx, o->server_cert) != 1 ||
-      SSL_CTX_use_PrivateKey_file(ctx, o->server_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
-    err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the certificate or key is not usable");
-  if (!err && o->use_ssl_mutual) {
-    if (SSL_CTX_load_verify_locations(ctx, o->root_cert, NULL) != 1)
-      err = err_new(INFERD_ERROR_INVALID_ARG, "gRPC TLS: the root certificate '%s' is not usable", o->root_cert);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-  }
-  ERR_clear_error();
-  if (err) {
-    SSL_CTX_free(ctx);
-    return err;
-  }
-  SSL_CTX_set_alpn_select_cb(ctx, select_h2, NULL);
-  *out = ctx;
+  if (!o->use_ssl && o->use_ssl_mutual)
+    return err_new(INFERD_ERROR_INVALID_ARG, "--grpc-use-ssl-mutual needs --grpc-use-ssl=true");
+  const frontend_tls_options tls = {.use_ssl = o->use_ssl,
+                                    .use_ssl_mutual = o->use_ssl_mutual,
+                                    .server_cert = o->server_cert,
+                                    .server_key = o->server_key,
+                                    .root_cert = o->root_cert,
+                                    .cert_flag = "--grpc-server-cert",
+                                    .key_flag = "--grpc-server-key",
+                                    .root_flag = "--grpc-root-cert"};
+  ERR_TRY(frontend_tls_context("gRPC", &tls, out));
+  if (*out) SSL_CTX_set_alpn_select_cb(*out, select_h2, NULL);
   return NULL;
 }
 
@@ -1219,6 +1214,7 @@ static void frontend_free(grpc_frontend *f) {
   free(f->threads);
   if (f->fd >= 0) close(f->fd);
   if (f->tls) SSL_CTX_free(f->tls);
+  free(f->method_restrictions);
   if (f->callbacks) nghttp2_session_callbacks_del(f->callbacks);
   if (f->h2_options) nghttp2_option_del(f->h2_options);
   for (int i = 0; i < f->pool_count; i++) free(f->pool[i]);
@@ -1255,6 +1251,9 @@ inferd_error *grpc_frontend_start(inferd_server *server, const grpc_frontend_opt
       (handshake > 0 ? (handshake > INT_MAX / 1000 ? INT_MAX / 1000 : handshake) : handshake == 0 ? DEFAULT_HANDSHAKE_TIMEOUT_SECS : 0) * 1000;
   f->max_inflight = o->max_inflight_per_connection > 0 ? o->max_inflight_per_connection : DEFAULT_MAX_INFLIGHT;
   f->max_connections = o->max_connections > 0 ? o->max_connections : DEFAULT_MAX_CONNECTIONS;
+  f->method_restrictions = mem_zalloc((size_t)grpc_method_count * sizeof(*f->method_restrictions));
+  for (int m = 0; m < grpc_method_count; m++)
+    f->method_restrictions[m] = frontend_restriction_of(o->restricted, frontend_api_of_grpc_method(grpc_methods[m].path));
   f->pool_cap = o->infer_allocation_pool_size > 0 ? o->infer_allocation_pool_size : 0;
   f->pool = mem_zalloc((size_t)(f->pool_cap ? f->pool_cap : 1) * sizeof(*f->pool));
   nghttp2_session_callbacks_new(&f->callbacks);

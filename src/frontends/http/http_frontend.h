@@ -15,6 +15,8 @@
 
 #include <stddef.h>
 
+#include "frontends/frontend_restricted.h"
+#include "frontends/frontend_tls.h"
 #include "inferd.h"
 
 typedef struct http_frontend http_frontend;
@@ -34,6 +36,10 @@ typedef struct http_frontend_options {
    * first byte, or the connection is closed (slow clients holding a
    * connection with a trickle); 0: 30 s, < 0: never. */
   int read_timeout_secs;
+  /* Categories that need a header (--http-restricted-api); NULL: all open.
+   * Borrowed: it must outlive the frontend. */
+  const frontend_restrictions *restricted;
+  frontend_tls_options tls; /* HTTPS, with client certificates optionally */
 } http_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the

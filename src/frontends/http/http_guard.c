@@ -457,10 +457,14 @@ static void on_first_input(struct evbuffer *buf, const struct evbuffer_cb_info *
   c->busy = false;
 }
 
-struct bufferevent *http_guard_bufferevent(struct event_base *base, void *guard) {
+bool http_guard_watch(http_guard *guard, struct bufferevent *bev) {
   tls_guard = guard;
+  return evbuffer_add_cb(bufferevent_get_input(bev), on_first_input, bev) != NULL;
+}
+
+struct bufferevent *http_guard_bufferevent(struct event_base *base, void *guard) {
   struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-  if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), on_first_input, bev)) {
+  if (bev && !http_guard_watch(guard, bev)) {
     bufferevent_free(bev);
     return NULL;
   }

@@ -80,6 +80,10 @@ struct bufferevent *http_guard_bufferevent(struct event_base *base, void *guard)
 /* Shuts down the connections whose request has not arrived whole by its
  * deadline; returns how many. */
 int http_guard_sweep(http_guard *g, uint64_t now_ns);
+
+/* The same watch on a bufferevent made elsewhere (a TLS one: the guard
+ * reads the decrypted input), on the guard's loop; false when it cannot. */
+bool http_guard_watch(http_guard *guard, struct bufferevent *bev);
 /* Frees the table (the thread's connections must be gone). */
 void http_guard_free(http_guard *g);
 

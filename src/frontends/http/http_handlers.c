@@ -365,6 +365,19 @@ static void handle_infer(http_exchange *ex) {
 
 /* ---- routing -------------------------------------------------------------- */
 
+/* --http-restricted-api: a request to a restricted category goes on only
+ * with the category's header and value; else 403 (the message names the
+ * category and the header, never the value). */
+static bool restriction_allows(http_exchange *ex) {
+  const frontend_api api = frontend_api_of_http_route(ex->route.kind);
+  const frontend_restriction *restriction = frontend_restriction_of(ex->restricted, api);
+  if (!restriction) return true;
+  const char *given = evhttp_find_header(evhttp_request_get_input_headers(ex->req), restriction->key);
+  if (frontend_restriction_matches(restriction, given, given ? strlen(given) : 0)) return true;
+  http_exchange_send_error(ex, frontend_restriction_denied(restriction, api, "header"));
+  return false;
+}
+
 static const char *method_name(enum evhttp_cmd_type m) {
   switch (m) {
     case EVHTTP_REQ_GET:
@@ -400,6 +413,7 @@ void http_handle_request(http_exchange *ex, enum evhttp_cmd_type method) {
     http_exchange_send_error(ex, err_new(INFERD_ERROR_INVALID_ARG, "invalid model version in '%s'", path));
     return;
   }
+  if (!restriction_allows(ex)) return;
   const enum evhttp_cmd_type want = route->method == HTTP_METHOD_POST ? EVHTTP_REQ_POST : EVHTTP_REQ_GET;
   if (method != want) {
     evhttp_add_header(evhttp_request_get_output_headers(ex->req), "Allow", method_name(want));

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 
 #include "frontends/frontend_loop.h"
+#include "frontends/frontend_restricted.h"
 #include "frontends/http/http_compress.h"
 #include "frontends/http/http_infer_request.h"
 #include "frontends/http/http_route.h"
@@ -36,6 +37,7 @@ struct http_exchange {
   http_thread *thread;
   inferd_server *server;
   size_t max_input_size;
+  const frontend_restrictions *restricted; /* NULL: every API open */
   struct evhttp_request *req; /* NULL once the client is gone */
   http_exchange_state state;
   http_route route;

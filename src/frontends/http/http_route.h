@@ -28,6 +28,7 @@ typedef enum http_route_kind {
   HTTP_ROUTE_SHM_STATUS,     /* GET .../status, GET .../region/{r}/status */
   HTTP_ROUTE_SHM_REGISTER,   /* POST .../region/{r}/register */
   HTTP_ROUTE_SHM_UNREGISTER, /* POST .../unregister, POST .../region/{r}/unregister */
+  HTTP_ROUTE_KIND_COUNT_
 } http_route_kind;
 
 typedef enum http_method { HTTP_METHOD_GET = 1, HTTP_METHOD_POST = 2 } http_method;

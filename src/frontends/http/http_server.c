@@ -42,6 +42,7 @@
 #include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -56,6 +57,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "frontends/frontend_loop.h"
+#include "frontends/frontend_tls.h"
 #include "frontends/http/http_frontend.h"
 #include "frontends/http/http_guard.h"
 #include "frontends/http/http_infer_response.h"
@@ -94,6 +96,8 @@ struct http_frontend {
   size_t max_input_size;
   http_guard_limits limits;
   int idle_timeout_secs, read_timeout_secs; /* 0: none */
+  const frontend_restrictions *restricted;
+  SSL_CTX *tls; /* NULL: plain HTTP */
   evutil_socket_t fd;
   int port;
   int thread_count;
@@ -232,6 +236,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
                         .server = t->frontend->server,
                         .req = req,
                         .max_input_size = t->frontend->max_input_size,
+                        .restricted = t->frontend->restricted,
                         .state = HTTP_EXCHANGE_HANDLING};
   t->live++;
   struct evhttp_connection *conn = evhttp_request_get_connection(req);
@@ -332,6 +337,14 @@ static void *thread_main(void *arg) {
 
 static void thread_signal(http_thread *t, bool stop) { frontend_mailbox_signal(&t->mailbox, stop); }
 
+/* HTTPS: the guard watches the decrypted input. */
+static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg) {
+  http_thread *t = arg;
+  struct bufferevent *bev = frontend_tls_evhttp_bufferevent(base, t->frontend->tls);
+  if (bev && !http_guard_watch(&t->guard, bev)) log_warn("http: a TLS connection goes unguarded (out of memory)");
+  return bev;
+}
+
 static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->frontend = f;
   t->base = frontend_loop_base();
@@ -355,7 +368,10 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
     if (!t->sweep || event_add(t->sweep, &period) != 0)
       return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   }
-  evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
+  if (f->tls)
+    evhttp_set_bevcb(t->http, tls_bufferevent, t);
+  else
+    evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_default_content_type(t->http, NULL);
@@ -390,10 +406,18 @@ static void thread_destroy(http_thread *t) {
 
 
 
+/* --http-use-ssl-mutual asks for TLS too, as gRPC's flag does. */
+static inferd_error *http_tls_context(const frontend_tls_options *o, SSL_CTX **out) {
+  frontend_tls_options tls = *o;
+  if (tls.use_ssl_mutual) tls.use_ssl = true;
+  return frontend_tls_context("HTTP", &tls, out);
+}
+
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
   free(f->threads);
   if (f->fd >= 0) close(f->fd);
+  if (f->tls) SSL_CTX_free(f->tls);
   free(f);
 }
 
@@ -413,10 +437,12 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
       .body = f->max_input_size,
       .header_bytes = options && options->max_header_bytes ? options->max_header_bytes : DEFAULT_MAX_HEADER_BYTES,
       .headers = options && options->max_headers > 0 ? options->max_headers : DEFAULT_MAX_HEADERS};
+  f->restricted = options ? options->restricted : NULL;
   const int idle = options ? options->idle_timeout_secs : 0, read = options ? options->read_timeout_secs : 0;
   f->idle_timeout_secs = idle > 0 ? idle : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0;
   f->read_timeout_secs = read > 0 ? read : read == 0 ? DEFAULT_READ_TIMEOUT_SECS : 0;
-  inferd_error *err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
+  inferd_error *err = options ? http_tls_context(&options->tls, &f->tls) : NULL;
+  if (!err) err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
   if (err) {
     frontend_free(f);
     return err;
@@ -440,7 +466,8 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
     frontend_free(f);
     return err;
   }
-  log_info("Started HTTPService at %s:%d", address, f->port);
+  log_info("Started HTTPService at %s:%d%s", address, f->port,
+           !f->tls ? "" : options->tls.use_ssl_mutual ? " (TLS, client certificates required)" : " (TLS)");
   *out = f;
   return NULL;
 }

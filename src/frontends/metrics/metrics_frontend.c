@@ -5,6 +5,7 @@
 #include <event2/http.h>
 #include <event2/thread.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@ struct metrics_frontend {
   inferd_metrics *metrics;
   struct event_base *base;
   struct evhttp *http;
+  SSL_CTX *tls; /* NULL: plain HTTP */
   int port;
   pthread_t thread;
   bool started;
@@ -73,6 +75,7 @@ static void process_setup(void) { evthread_use_pthreads(); }
 static void frontend_free(metrics_frontend *f) {
   if (f->http) evhttp_free(f->http);
   if (f->base) event_base_free(f->base);
+  if (f->tls) SSL_CTX_free(f->tls);
   free(f);
 }
 
@@ -83,8 +86,15 @@ inferd_error *metrics_frontend_start(inferd_metrics *metrics, const metrics_fron
   const char *address = options && options->address ? options->address : "0.0.0.0";
   const int port = options ? options->port : 8002;
   if (port < 0 || port > 65535) return err_new(INFERD_ERROR_INVALID_ARG, "invalid metrics port %d", port);
+  SSL_CTX *tls = NULL;
+  if (options) {
+    frontend_tls_options o = options->tls;
+    o.use_ssl_mutual = false;
+    ERR_TRY(frontend_tls_context("metrics", &o, &tls));
+  }
   metrics_frontend *f = mem_zalloc(sizeof(*f));
   f->metrics = metrics;
+  f->tls = tls;
   f->base = event_base_new();
   f->http = f->base ? evhttp_new(f->base) : NULL;
   if (!f->http) {
@@ -92,6 +102,7 @@ inferd_error *metrics_frontend_start(inferd_metrics *metrics, const metrics_fron
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the metrics HTTP server");
   }
   evhttp_set_gencb(f->http, on_request, f);
+  if (f->tls) evhttp_set_bevcb(f->http, frontend_tls_evhttp_bufferevent, f->tls);
   evhttp_set_allowed_methods(f->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                           EVHTTP_REQ_DELETE);
   evhttp_set_max_body_size(f->http, 1 << 16);
@@ -113,7 +124,7 @@ inferd_error *metrics_frontend_start(inferd_metrics *metrics, const metrics_fron
     return err_new(INFERD_ERROR_INTERNAL, "cannot start the metrics thread");
   }
   f->started = true;
-  log_info("Started Metrics Service at %s:%d", address, f->port);
+  log_info("Started Metrics Service at %s:%d%s", address, f->port, f->tls ? " (TLS)" : "");
   *out = f;
   return NULL;
 }

@@ -8,6 +8,7 @@
 #ifndef INFERD_FRONTENDS_METRICS_FRONTEND_H
 #define INFERD_FRONTENDS_METRICS_FRONTEND_H
 
+#include "frontends/frontend_tls.h"
 #include "inferd.h"
 
 typedef struct metrics_frontend metrics_frontend;
@@ -15,6 +16,7 @@ typedef struct metrics_frontend metrics_frontend;
 typedef struct metrics_frontend_options {
   const char *address; /* NULL: "0.0.0.0" */
   int port;            /* 0: any free port (see metrics_frontend_port) */
+  frontend_tls_options tls; /* HTTPS (use_ssl_mutual is not offered here) */
 } metrics_frontend_options;
 
 /* Binds address:port (an error naming both when it cannot) and starts the
