@@ -29,6 +29,26 @@ static void check_scan(const char *text, size_t len) {
   http_json_scan_free(&scan);
 }
 
+/* Whether bytes are well-formed UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF). */
+static bool utf8_valid(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    const uint8_t c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || i + len > n) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3) return 0;
   const uint8_t *body = data + 3;
@@ -62,9 +82,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   /* What the scanner's envelope let through must be JSON in its own right
    * (but for NaN and Infinity, which the number parser takes and jansson
-   * does not; integers past int64 are read as reals, as that parser does). */
-  if (!memmem(body, json_len, "NaN", 3) && !memmem(body, json_len, "Infinity", 8)) {
-    json_t *whole = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+   * does not; integers past int64 are read as reals, as that parser does;
+   * and for bytes that are not UTF-8, which BYTES strings carry as they
+   * come while jansson refuses them). */
+  if (!memmem(body, json_len, "NaN", 3) && !memmem(body, json_len, "Infinity", 8) && utf8_valid(body, json_len)) {
+    json_t *whole = json_loadb((const char *)body, json_len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL | JSON_ALLOW_NUL, NULL);
     if (!whole) fprintf(stderr, "decoded a body that is not JSON: %.*s\n", (int)json_len, (const char *)body);
     FUZZ_CHECK(whole != NULL);
     json_decref(whole);
