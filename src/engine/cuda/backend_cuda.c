@@ -236,13 +236,6 @@ static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_con
 
 static void iface_plan_delete(backend_plan *p) { plan_free(as_plan(p)); }
 
-/* Weights were converted into the plan's own device copies. */
-static bool iface_owns_constant(const backend_plan *p, int value) {
-  (void)p;
-  (void)value;
-  return false;
-}
-
 static size_t iface_plan_weight_bytes(const backend_plan *p) { return as_const_plan(p)->weight_bytes; }
 
 /* ---- contexts ------------------------------------------------------------------- */
@@ -449,6 +442,8 @@ static int iface_profile(const backend_context *c, inferd_profile_entry *entries
   return p->n_steps;
 }
 
+/* No owns_constant: buckets built on first use convert the graph's weights
+ * then, so the graph keeps them. */
 const inferd_backend_ops backend_cuda_ops = {
     .name = "cuda",
     .device_kind = INFERD_DEVICE_CUDA,
@@ -459,7 +454,6 @@ const inferd_backend_ops backend_cuda_ops = {
     .supports_node = cuda_supports_node,
     .plan_create = iface_plan_create,
     .plan_delete = iface_plan_delete,
-    .owns_constant = iface_owns_constant,
     .plan_weight_bytes = iface_plan_weight_bytes,
     .memory_alloc = cuda_memory_alloc,
     .memory_free = cuda_memory_free,

@@ -147,8 +147,6 @@ typedef struct cuda_conv {
   cudnnBackendDescriptor_t keep[48]; /* the graph's descriptors, alive as long as the plan */
   int n_keep;
   size_t workspace;
-  int64_t uids[5]; /* x, w, bias, sum, y; 0 when absent */
-  int n_uids;
   char engine[48]; /* chosen tactic, for profiles and the cache */
   char key[224];   /* layer signature: steps with equal keys share one plan */
   bool borrowed;   /* plan belongs to an earlier step */
@@ -169,7 +167,6 @@ typedef struct cuda_gemm {
   cublasLtMatrixLayout_t a, b, c;
   cublasLtMatmulAlgo_t algo;
   size_t workspace;
-  int has_algo;
 } cuda_gemm;
 
 typedef struct cuda_step {
@@ -218,7 +215,6 @@ typedef struct cuda_weight {
   cuda_dtype dtype;
   int64_t cphys;
   void *data;
-  size_t bytes;
 } cuda_weight;
 
 enum { CUDA_WEIGHT_PLAIN = 0, CUDA_WEIGHT_KRSC, CUDA_WEIGHT_NK };

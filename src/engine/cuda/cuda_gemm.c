@@ -91,7 +91,6 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
     g->algo = results[i].algo;
     g->workspace = results[i].workspaceSize;
-    g->has_algo = 1;
     double ms = found == 1 ? 0 : cuda_time_ms(plan, run_timed, &timed);
     if (ms >= 0 && (best < 0 || ms < best)) best = ms, best_i = i;
   }
@@ -99,7 +98,6 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
     return err_new(INFERD_ERROR_INTERNAL, "node '%s': no cuBLASLt algorithm ran", s->name);
   g->algo = results[best_i].algo;
   g->workspace = results[best_i].workspaceSize;
-  g->has_algo = 1;
   return NULL;
 }
 

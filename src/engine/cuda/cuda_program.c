@@ -190,7 +190,6 @@ static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys,
   w->kind = kind;
   w->cphys = cphys;
   w->dtype = dtype;
-  w->bytes = bytes;
   cudaError_t st = cudaMalloc(&w->data, bytes ? bytes : 16);
   if (st == cudaSuccess) st = cudaMemcpy(w->data, host, bytes, cudaMemcpyHostToDevice);
   if (st != cudaSuccess) {
