@@ -3,7 +3,7 @@
  * whichever backend serves that kind, so nothing here knows a device
  * library.
  */
-#include "engine/devices.h"
+#include "inferd.h"
 
 #include <stdio.h>
 #include <stdlib.h>
