@@ -253,7 +253,7 @@ inferd_error *ir_graph_add_const_alloc(ir_graph *g, const char *name, inferd_dat
 
 inferd_error *ir_graph_add_const_copy(ir_graph *g, const char *name, inferd_datatype dtype, const ir_shape *shape,
                                       const void *data, int *value_id) {
-  void *block;
+  void *block = NULL;
   ERR_TRY(ir_graph_add_const_alloc(g, name, dtype, shape, &block, value_id));
   memcpy(block, data, g->values[*value_id].nbytes);
   return NULL;

@@ -213,7 +213,7 @@ inferd_error *cpu_plain_slot(cpu_builder *b, int value, int *slot) {
     *slot = b->value_plain_slot[value];
     return NULL;
   }
-  int s;
+  int s = -1;
   ERR_TRY(cpu_value_slot(b, value, &s));
   if (cpu_md_is_plain(&b->p->slots[s].md)) {
     b->value_plain_slot[value] = *slot = s;
