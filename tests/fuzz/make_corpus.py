@@ -130,6 +130,27 @@ def http_shm():
     write("http_shm", "system-no-offset.json", b'\x00{"key":"k","byte_size":1}')
 
 
+# ---- HTTP request targets (http_route) ----
+
+def http_route():
+    targets = {
+        "server.txt": "/v2",
+        "health.txt": "/v2/health/ready",
+        "model.txt": "/v2/models/simple",
+        "infer-version.txt": "/v2/models/res%2Fnet/versions/3/infer?timeout=1#f",
+        "config.txt": "//v2//models/m%00x/config",
+        "stats.txt": "/v2/models/stats",
+        "bad-version.txt": "/v2/models/m/versions/-1/ready",
+        "load.txt": "/v2/repository/models/..%2f..%2fetc/load",
+        "index.txt": "http://host:8000/v2/repository/index?ready=1",
+        "shm-register.txt": "/v2/systemsharedmemory/region/r%20%zz/register",
+        "shm-status.txt": "/v2/cudasharedmemory/status",
+        "too-many.txt": "/v2/models/m/versions/1/a/b/c/d/e/f",
+    }
+    for name, target in targets.items():
+        write("http_route", name, target)
+
+
 # ---- gRPC: mode byte, then the message or the stream ----
 
 def grpc_infer():
@@ -308,6 +329,7 @@ if __name__ == "__main__":
     http_inflate()
     http_guard()
     http_shm()
+    http_route()
     grpc_infer()
     model_config()
     onnx_models()

@@ -20,7 +20,7 @@ seconds=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(http_infer http_guard http_inflate http_shm grpc_infer model_config onnx_import npy)
+  targets=(http_infer http_guard http_inflate http_shm http_route grpc_infer model_config onnx_import npy)
 fi
 jobs=${FUZZ_JOBS:-$(nproc)}
 cc=${FUZZ_CC:-clang-14}
@@ -36,6 +36,7 @@ dict_of() {
   case "$1" in
     http_infer | http_shm) echo tests/fuzz/json.dict ;;
     http_guard) echo tests/fuzz/http.dict ;;
+    http_route) echo tests/fuzz/route.dict ;;
     model_config) echo tests/fuzz/pbtxt.dict ;;
   esac
 }
