@@ -215,6 +215,31 @@ def grpc_infer():
         write("grpc_infer", "message-%02d.pb" % index, bytes([3 | (index << 2)]) + m.SerializeToString())
 
 
+# ---- gRPC call input: settings byte, cut points, then the DATA (grpc_frame) ----
+
+def grpc_frame():
+    def frame(msg, compressed=False):
+        return bytes([1 if compressed else 0]) + struct.pack(">I", len(msg)) + msg
+
+    def seed(name, data, encoding=0, limit=2, unary=False, cuts=()):
+        settings = encoding | (limit << 2) | (16 if unary else 0)
+        write("grpc_frame", name, bytes([settings, len(cuts)]) + b"".join(struct.pack("<H", c) for c in cuts) + data)
+
+    body = bytes(range(40))
+    three = frame(b"first") + frame(b"") + frame(body)
+    seed("stream-three.bin", three + frame(b"cut short")[:7], cuts=(2, 5, 9, 12, 13, 30))
+    seed("stream-gzip.bin", frame(gzip.compress(body * 4, mtime=0), True) + frame(b"plain"), encoding=1, cuts=(3, 40))
+    seed("stream-deflate.bin", frame(zlib.compress(body), True) * 2, encoding=2, cuts=(4,))
+    seed("stream-over-limit.bin", frame(b"ok") + frame(body), limit=1, cuts=(1, 8, 10))
+    seed("stream-bad-flag.bin", frame(b"ok") + b"\x02" + struct.pack(">I", 1) + b"x", cuts=(6,))
+    seed("stream-compressed-identity.bin", frame(zlib.compress(body), True), encoding=0, cuts=(5,))
+    seed("unary.bin", frame(body), unary=True, cuts=(1, 5, 6))
+    seed("unary-two.bin", frame(b"one") + frame(b"two"), unary=True, cuts=(8, 9))
+    seed("unary-cut-short.bin", frame(body)[:20], unary=True, cuts=(4,))
+    seed("unary-gzip.bin", frame(gzip.compress(body, mtime=0), True), encoding=1, unary=True, cuts=(2, 10))
+    seed("unary-bomb.bin", frame(zlib.compress(b"\0" * 10000), True), encoding=2, limit=2, unary=True)
+
+
 # ---- configurations: form byte, then the text ----
 
 def model_config():
@@ -331,6 +356,7 @@ if __name__ == "__main__":
     http_shm()
     http_route()
     grpc_infer()
+    grpc_frame()
     model_config()
     onnx_models()
     npy()
