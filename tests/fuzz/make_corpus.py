@@ -5,9 +5,12 @@ Seeds are small valid (and a few nearly valid) inputs taken from what the
 unit and integration tests send: inference request bodies, HTTP request
 streams, ModelInferRequest messages, config.pbtxt files, ONNX models built
 with onnx.helper, .npy files. Each file's name says what it holds; inputs
-that once crashed a target are kept beside them as regress-*, and this script
-leaves those alone. Run it again after changing a seed; the output is
-deterministic.
+that once crashed a target are kept beside them as regress-*, and inputs a
+long run found that add coverage as the SHA-1 names libFuzzer's -merge=1 gives
+them (bench/results/fuzz.md); this script leaves both alone. Run it again
+after changing a seed; the output is deterministic (but for the protobuf
+messages of grpc_infer, whose map fields some protobuf versions write in
+another order).
 
 Needs numpy, onnx and tritonclient[grpc] (scripts/requirements.txt).
 """
