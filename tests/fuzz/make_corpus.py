@@ -8,9 +8,8 @@ with onnx.helper, .npy files. Each file's name says what it holds; inputs
 that once crashed a target are kept beside them as regress-*, and inputs a
 long run found that add coverage as the SHA-1 names libFuzzer's -merge=1 gives
 them (bench/results/fuzz.md); this script leaves both alone. Run it again
-after changing a seed; the output is deterministic (but for the protobuf
-messages of grpc_infer, whose map fields some protobuf versions write in
-another order).
+after changing a seed; the output is deterministic (protobuf messages are
+written with their map fields in key order).
 
 Needs numpy, onnx and tritonclient[grpc] (scripts/requirements.txt).
 """
@@ -173,7 +172,7 @@ def grpc_infer():
         o = r.outputs.add(name="y")
         o.parameters["binary_data"].bool_param = False
         o.parameters["classification"].int64_param = 2
-        return r.SerializeToString()
+        return r.SerializeToString(deterministic=True)
 
     def typed_request():
         r = pb.ModelInferRequest(model_name="m")
@@ -191,7 +190,7 @@ def grpc_infer():
         t.parameters["shared_memory_region"].string_param = "r"
         t.parameters["shared_memory_byte_size"].int64_param = 16
         t.parameters["shared_memory_offset"].int64_param = 0
-        return r.SerializeToString()
+        return r.SerializeToString(deterministic=True)
 
     def frame(msg, compressed=False):
         return bytes([1 if compressed else 0]) + struct.pack(">I", len(msg)) + msg
@@ -215,7 +214,7 @@ def grpc_infer():
         (6, pb.ModelStatisticsRequest(name="m", version="")),
     ]
     for index, m in others:
-        write("grpc_infer", "message-%02d.pb" % index, bytes([3 | (index << 2)]) + m.SerializeToString())
+        write("grpc_infer", "message-%02d.pb" % index, bytes([3 | (index << 2)]) + m.SerializeToString(deterministic=True))
 
 
 # ---- gRPC call input: settings byte, cut points, then the DATA (grpc_frame) ----
