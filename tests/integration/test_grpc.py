@@ -1036,13 +1036,16 @@ def _h2_call(url, path, frame_path, *headers):
      "cut short: 3 of its 9 bytes came"),
     ("/inference.GRPCInferenceService/ModelInfer", ["content-type: application/grpc"], "compressed", 3,
      "compressed message without a known grpc-encoding"),
+    ("/inference.GRPCInferenceService/ModelInfer", ["content-type: application/grpc"], "two", 3,
+     "a unary call carries one message"),
 ])
 def test_malformed_calls_get_a_grpc_status(server, tmp_path, path, headers, frame, status, message):
     """Calls a gRPC library would never send get a status and a message
     that names the problem; the server goes on serving."""
     import struct
     body = {"good": _grpc_frame("identity", [1, 4]), "cut": b"\x00" + struct.pack(">I", 9) + b"abc",
-            "compressed": b"\x01" + struct.pack(">I", 3) + b"abc"}[frame]
+            "compressed": b"\x01" + struct.pack(">I", 3) + b"abc",
+            "two": _grpc_frame("identity", [1, 4]) * 2}[frame]
     f = tmp_path / "frame.bin"
     f.write_bytes(body)
     out = _h2_call(server.grpc_url, path, f, *headers)
