@@ -27,7 +27,7 @@ from onnx import TensorProto
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import Server, free_port, identity_graph, write_model
+from server_fixtures import Server, compile_c, free_port, identity_graph, run_inferd_command, write_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -91,11 +91,7 @@ def repo(tmp_path_factory):
 def fake_nvml(tmp_path_factory):
     """Folder holding a libnvidia-ml.so.1 built from fake_nvml/fake_nvml.c."""
     out = tmp_path_factory.mktemp("nvml")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.fail("no C compiler to build the stand-in NVML library")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libnvidia-ml.so.1"),
-                    str(Path(__file__).parent / "fake_nvml" / "fake_nvml.c")], check=True)
+    compile_c(Path(__file__).parent / "fake_nvml" / "fake_nvml.c", out / "libnvidia-ml.so.1", "-shared", "-fPIC", "-O1")
     return out
 
 
@@ -317,12 +313,11 @@ def test_defaults_no_summaries_and_switches(inferd_bin, repo, tmp_path):
 
 
 def test_bad_metrics_flags_are_refused(inferd_bin, repo):
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", "--metrics-config=colour=blue"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", "--metrics-config=colour=blue",
+                              timeout=60)
     assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
-                           f"--metrics-port={free_port()}", "--metrics-config=summary_quantiles=0.5"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
+                              f"--metrics-port={free_port()}", "--metrics-config=summary_quantiles=0.5", timeout=60)
     assert proc.returncode == 1 and "summary_quantiles" in proc.stderr
     # The metrics port is taken: the server says so and exits.
     import socket
@@ -330,9 +325,8 @@ def test_bad_metrics_flags_are_refused(inferd_bin, repo):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
-                               "--http-address=127.0.0.1", f"--metrics-port={port}"],
-                              capture_output=True, text=True, timeout=60)
+        proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
+                                  "--http-address=127.0.0.1", f"--metrics-port={port}", timeout=60)
     assert proc.returncode == 1 and f"cannot listen for metrics on 127.0.0.1:{port}" in proc.stderr
 
 
