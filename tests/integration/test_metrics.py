@@ -27,6 +27,7 @@ from onnx import TensorProto
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
+from sanitizer import scaled
 from server_fixtures import Server, compile_c, free_port, identity_graph, run_inferd_command, write_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,15 +40,17 @@ input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 dynamic_batching { }
 """
-# Requests wait up to 300 ms for company but may only wait 50 ms: a lone
-# request times out in the queue (REJECTED).
+# Requests wait up to IMPATIENT_DELAY_S (300 ms, stretched for a sanitizer
+# build: a test must see two of them queued inside it) for company but may
+# only wait 50 ms: a lone request times out in the queue (REJECTED).
+IMPATIENT_DELAY_S = scaled(0.3)
 IMPATIENT_CONFIG = """
 name: "impatient"
 max_batch_size: 8
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 300000 default_queue_policy { default_timeout_microseconds: 50000 } }
-"""
+dynamic_batching { max_queue_delay_microseconds: %d default_queue_policy { default_timeout_microseconds: 50000 } }
+""" % round(IMPATIENT_DELAY_S * 1e6)
 # Classification needs FP32 scores: asking it of INT32 fails in the run (BACKEND).
 INTS_CONFIG = """
 name: "ints"
@@ -242,12 +245,12 @@ def test_summaries_quantiles_and_counts(server):
 
 
 def test_pending_request_count_shows_queued_requests(server):
-    """A request to `impatient` waits 300 ms in its queue for company (then
-    times out): meanwhile the gauge counts it."""
+    """A request to `impatient` waits IMPATIENT_DELAY_S in its queue for
+    company (then times out): meanwhile the gauge counts it."""
     ident = {"model": "impatient", "version": "1"}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(infer, server.url, "impatient") for _ in range(2)]
-        deadline, seen = time.time() + 0.25, 0
+        deadline, seen = time.time() + IMPATIENT_DELAY_S, 0
         while time.time() < deadline and seen < 2:
             seen = value(server.scrape(), "nv_inference_pending_request_count", **ident)
         assert seen == 2
