@@ -6,7 +6,8 @@ Where reports go. AddressSanitizer and LeakSanitizer write their reports to
 files when ASAN_OPTIONS names a log_path; pytest_configure (conftest.py) sets
 one in a folder of its own, so every inferd process the tests start, however
 it is started, leaves `report.<pid>` there when it has something to say: a
-memory error, or leaks found at exit. UndefinedBehaviorSanitizer does not
+memory error, or leaks found at exit (or a mere warning, which is not a
+report: only files with a report's marker count). UndefinedBehaviorSanitizer does not
 follow: with GCC its runtime is a second library whose report path cannot be
 set from the environment, so its "runtime error:" reports stay on stderr,
 and every place that starts inferd looks for them there (check_output).
@@ -109,7 +110,11 @@ class ReportFolder:
         environ["ASAN_OPTIONS"] = ":".join([o for o in [options] if o] + extra)
 
     def files(self) -> set:
-        return {p for p in self.path.glob(f"{self.PREFIX}.*") if p.is_file()}
+        """The report files that hold a report. ASan also writes warnings
+        there that are no fault: with allocator_may_return_null=1, "failed
+        to allocate" for a size the server then refuses."""
+        return {p for p in self.path.glob(f"{self.PREFIX}.*")
+                if p.is_file() and report_in(p.read_text(errors="replace")) is not None}
 
     def unclaimed(self) -> set:
         return self.files() - self.claimed
@@ -125,7 +130,7 @@ class ReportFolder:
     def claim_process(self, pid: int) -> str | None:
         """The report of process `pid` if it wrote one and no check has reported it yet."""
         f = self.path / f"{self.PREFIX}.{pid}"
-        if f in self.claimed or not f.is_file():
+        if f in self.claimed or f not in self.files():
             return None
         return self.claim([f])
 

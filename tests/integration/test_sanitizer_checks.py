@@ -1,8 +1,9 @@
 """The checks that make a sanitizer report fail the test behind it
 (sanitizer.py), tried on a stand-in for a faulty inferd
 (sanitizer_probe/probe.c, built here with ASan and UBSan) that leaks, writes
-out of bounds or overflows a signed integer on request. The report-file
-checks exist only on a sanitizer build; the output check runs on both."""
+out of bounds or overflows a signed integer on request, or has a huge
+allocation refused (no fault). The report-file checks exist only on a
+sanitizer build; the output check runs on both."""
 import os
 import subprocess
 import sys
@@ -27,6 +28,14 @@ def probe(tmp_path_factory):
 def test_a_clean_run_passes(probe):
     proc = run_inferd_command(probe, "clean")
     assert proc.returncode == 0 and proc.stdout == "clean\n"
+
+
+@needs_report_files
+def test_a_refused_allocation_is_no_report(probe):
+    """malloc of 32 TiB returns NULL (allocator_may_return_null=1, as the
+    server's mem_try_* expect); ASan's warning about it fails nothing."""
+    proc = run_inferd_command(probe, "huge")
+    assert proc.returncode == 0 and proc.stdout == "refused\n", proc.stderr
 
 
 @needs_report_files
@@ -58,6 +67,7 @@ def test_plain_subprocess_that_leaks():
 
 def test_clean():
     subprocess.run([PROBE, "clean"], capture_output=True, timeout=60)
+    subprocess.run([PROBE, "huge"], capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 /* A stand-in for a faulty inferd, built with the sanitizers by
  * test_sanitizer_checks.py: it commits the fault its argument names, so the
  * tests can check that the fixtures turn each kind of report into a failure.
- * "clean" exits 0 having done nothing wrong. */
+ * "clean" and "huge" exit 0 having done nothing wrong. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +22,14 @@ int main(int argc, char **argv) {
     char *small = malloc(4);
     small[3 + one] = 1;
     free(small);
+    return 0;
+  }
+  if (strcmp(fault, "huge") == 0) {
+    /* No fault: an allocation that cannot be had returns NULL (ASan then
+     * warns in its report file), as a server refusing a client's size does. */
+    void *huge = malloc((size_t)1 << 45);
+    printf("%s\n", huge ? "allocated" : "refused");
+    free(huge);
     return 0;
   }
   if (strcmp(fault, "undefined") == 0) {
