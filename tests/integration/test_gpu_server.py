@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from server_fixtures import RESNET_IO, Server, place_model
+from server_fixtures import RESNET_IO, Server, place_model, run_inferd_command
 
 TOLERANCE = {"fp16": 2e-2, "tf32": 5e-3, "fp32": 1e-4}
 
@@ -138,7 +138,6 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
     instances in FP16: every call succeeds, the requests are batched together
     (CUDA regions included: the statistics show batches of more than one),
     and perf leaves no region registered."""
-    import subprocess
     import urllib.request
     repo = tmp_path / "models"
     (repo / "resnet_gpu" / "1").mkdir(parents=True)
@@ -147,10 +146,9 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
         resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]", FP16))
     s = Server(inferd_bin, repo, timeout=300)
     try:
-        proc = subprocess.run([str(inferd_bin), "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
-                               "--concurrency=8", "--connections=2", "--warmup=1", "--duration=3",
-                               f"--shared-memory={shared_memory}", "--json"],
-                              capture_output=True, text=True, timeout=120)
+        proc = run_inferd_command(inferd_bin, "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
+                                  "--concurrency=8", "--connections=2", "--warmup=1", "--duration=3",
+                                  f"--shared-memory={shared_memory}", "--json", timeout=120)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["requests"] > 0 and out["errors"] == 0, (out, proc.stderr)
