@@ -184,7 +184,6 @@ static void plan_free(cuda_plan *plan) {
   }
   cuda_tactics_close(plan->tactics);
   if (plan->libs) tuner_close(plan->libs, &plan->tuner);
-  for (int i = 0; i < plan->n_tuners; i++) tuner_close(plan->libs, &plan->tuners[i]);
   pthread_mutex_destroy(&plan->lock);
   pthread_mutex_destroy(&plan->weights_lock);
   pthread_mutex_destroy(&plan->timing_lock);
@@ -203,79 +202,14 @@ static inferd_error *program_get(cuda_plan *plan, int bucket, cuda_program **out
   return e;
 }
 
-/* Builds at load run on up to this many threads, each with its own stream
- * and handles: most of a build is the CPU compiling cuDNN's runtime-fused
- * kernels, which threads share well; candidates are timed one at a time
- * (timing_lock), so timings stay those of an idle GPU. INFERD_CUDA_BUILD_THREADS
- * overrides it (1: one after another). */
-enum { BUILD_THREADS_MAX = CUDA_MAX_TUNERS };
-
-typedef struct bucket_builds {
-  cuda_plan *plan;
-  const int *which;
-  int n;
-  int next; /* under plan->lock */
-  inferd_error *error;
-} bucket_builds;
-
-typedef struct build_worker {
-  bucket_builds *bb;
-  const cuda_tuner *tuner;
-} build_worker;
-
-static void *build_thread(void *arg) {
-  const build_worker *w = arg;
-  bucket_builds *bb = w->bb;
-  cuda_plan *plan = bb->plan;
-  const cudaError_t st = cudaSetDevice(plan->device);
-  inferd_error *e = st == cudaSuccess ? NULL : cuda_rt_error(st, "selecting the GPU");
-  for (;;) {
-    pthread_mutex_lock(&plan->lock);
-    const int i = bb->error || e ? bb->n : bb->next++;
-    if (e && !bb->error) bb->error = e, e = NULL;
-    pthread_mutex_unlock(&plan->lock);
-    if (i >= bb->n) break;
-    cuda_program *p = NULL;
-    e = cuda_program_build(plan, w->tuner, bb->which[i], &p);
-    pthread_mutex_lock(&plan->lock);
-    plan->programs[bb->which[i]] = p;
-    pthread_mutex_unlock(&plan->lock);
-  }
-  inferd_error_delete(e);
-  return NULL;
-}
-
-static int build_threads(int buckets) {
-  const char *env = getenv("INFERD_CUDA_BUILD_THREADS");
-  int n = env && *env ? atoi(env) : BUILD_THREADS_MAX;
-  if (n < 1) n = 1;
-  return n < buckets ? n : buckets;
-}
-
-/* Builds buckets `which[0..n)`, the first (the largest) alone: the weights
- * it uploads are then shared by the others, which build in parallel. */
+/* Builds buckets `which[0..n)` one after another, the largest first. A
+ * build on several threads (a stream and handles each, timings taken one
+ * at a time) was tried and gave wrong answers on the GPU in a batched run
+ * that was not explained, so builds stay serial. */
 static inferd_error *build_buckets(cuda_plan *plan, const int *which, int n) {
   cuda_program *p;
-  ERR_TRY(program_get(plan, which[0], &p));
-  if (n == 1) return NULL;
-  bucket_builds bb = {.plan = plan, .which = which + 1, .n = n - 1};
-  /* The plans cuDNN finalizes keep the handle they were made with, so the
-   * builders' tuners live as long as the plan. */
-  const int threads = build_threads(n - 1);
-  build_worker workers[BUILD_THREADS_MAX];
-  pthread_t ids[BUILD_THREADS_MAX];
-  int started = 0;
-  for (int i = 1; i < threads && plan->n_tuners < CUDA_MAX_TUNERS; i++) {
-    ERR_TRY(tuner_open(plan->libs, &plan->tuners[plan->n_tuners]));
-    workers[started] = (build_worker){.bb = &bb, .tuner = &plan->tuners[plan->n_tuners++]};
-    if (pthread_create(&ids[started], NULL, build_thread, &workers[started]) != 0) break;
-    started++;
-  }
-  /* This thread builds too, on the plan's own tuner. */
-  build_worker self = {.bb = &bb, .tuner = &plan->tuner};
-  build_thread(&self);
-  for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
-  return bb.error;
+  for (int i = 0; i < n; i++) ERR_TRY(program_get(plan, which[i], &p));
+  return NULL;
 }
 
 static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend_plan_config *config) {

@@ -219,10 +219,10 @@ typedef struct cuda_weight {
 
 enum { CUDA_WEIGHT_PLAIN = 0, CUDA_WEIGHT_KRSC, CUDA_WEIGHT_NK };
 
-enum { CUDA_MAX_BUCKETS = 24, CUDA_MAX_TUNERS = 8 };
+enum { CUDA_MAX_BUCKETS = 24 };
 
-/* What one thread building programs times candidates with: its own stream
- * and library handles (programs of several buckets build in parallel). */
+/* What a program build times candidates with: a stream and library handles
+ * of its own. */
 typedef struct cuda_tuner {
   cudaStream_t stream;
   cudnnHandle_t dnn;
@@ -245,11 +245,8 @@ struct cuda_plan {
   cuda_program *programs[CUDA_MAX_BUCKETS];
   cuda_weight *weights;
   size_t weight_bytes;
-  /* Builds after load (a bucket's first use) time candidates on this; the
-   * threads that build at load on the others. */
+  /* Builds time candidates on this. */
   cuda_tuner tuner;
-  cuda_tuner tuners[CUDA_MAX_TUNERS];
-  int n_tuners;
   /* Tactic cache (cuda_tactics.c). */
   struct cuda_tactics *tactics;
 };
