@@ -429,6 +429,7 @@ static int serve(int argc, char **argv, serve_security *security) {
     if (left) {
       /* A batch still running cannot be interrupted: leave it behind. */
       log_warn("exit timeout: abandoning %d running requests", left);
+      log_flush_suppressed();
       fflush(NULL);
       _exit(0);
     }
@@ -441,6 +442,7 @@ static int serve(int argc, char **argv, serve_security *security) {
   inferd_server_delete(server);
   free(startup);
   free(pools);
+  log_flush_suppressed();
   log_info("stopped");
   return 0;
 }
