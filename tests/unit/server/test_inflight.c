@@ -1,7 +1,8 @@
 /*
  * The server's bound on in-flight bytes, on the tiny model (x, y: FP32
  * [N,4], so one row is 16 bytes in and 16 out) whose batching delay of an
- * hour keeps requests queued until the test answers them: requests are
+ * hour keeps requests queued until the test answers them (as long as they
+ * are fewer than a full batch of 8 rows, which runs at once): requests are
  * admitted while their tensors fit, the next one is refused OVERLOADED
  * naming the bytes and the limit, one larger than the bound alone is
  * TOO_LARGE, and the bytes come back exactly once however a request is
@@ -211,12 +212,13 @@ static void test_no_bound_admits_and_still_counts(void **state) {
   (void)state;
   reset_answers();
   inferd_server *s = start(0, 100);
-  for (int i = 0; i < 20; i++) assert_null(inferd_server_infer(s, request(s, 8, NULL)));
+  /* Seven rows: one short of a full batch, which would run at once. */
+  for (int i = 0; i < 7; i++) assert_null(inferd_server_infer(s, request(s, 1, NULL)));
   uint64_t limit = 1;
-  assert_int_equal(inferd_server_inflight_bytes(s, &limit), 20 * 256);
+  assert_int_equal(inferd_server_inflight_bytes(s, &limit), 7 * 32);
   assert_int_equal(limit, 0);
-  assert_int_equal(inferd_server_cancel_queued(s), 20);
-  wait_answers(20);
+  assert_int_equal(inferd_server_cancel_queued(s), 7);
+  wait_answers(7);
   assert_int_equal(inflight(s), 0);
   inferd_server_delete(s);
 }
