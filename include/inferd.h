@@ -46,7 +46,8 @@ extern "C" {
   X(TOO_LARGE, "too large", 413, 8)                                             \
   X(CANCELLED, "cancelled", 499, 1)                                             \
   X(TIMEOUT, "deadline exceeded", 504, 4)                                       \
-  X(PERMISSION_DENIED, "permission denied", 403, 7)
+  X(PERMISSION_DENIED, "permission denied", 403, 7)                            \
+  X(OVERLOADED, "overloaded, retry later", 503, 14)
 
 typedef enum inferd_error_code {
 #define INFERD_ERROR_ENUM_(name, text, http, grpc) INFERD_ERROR_##name,
@@ -66,6 +67,13 @@ INFERD_API const char *inferd_error_message(const inferd_error *error);
 INFERD_API const char *inferd_error_code_name(inferd_error_code code);
 INFERD_API int inferd_error_code_http_status(inferd_error_code code);
 INFERD_API int inferd_error_code_grpc_status(inferd_error_code code);
+/* How long a client should wait before it retries a request refused with
+ * this code, in ms: the HTTP frontend sends it as Retry-After (in whole
+ * seconds) and the gRPC frontend as grpc-retry-pushback-ms. 0 for codes
+ * that carry no retry hint. OVERLOADED (a bound on queued or in-flight
+ * work is reached, or the server is stopping: the request itself is fine,
+ * later or elsewhere it may be served) is the code that has one. */
+INFERD_API int inferd_error_code_retry_after_ms(inferd_error_code code);
 INFERD_API void inferd_error_delete(inferd_error *error);
 
 /* ---- data types ---------------------------------------------------------
@@ -384,6 +392,14 @@ typedef struct inferd_server_options {
   uint64_t pinned_memory_pool_byte_size;
   /* GPUs below this compute capability are not used (0: Triton's 6.0). */
   double min_compute_capability;
+  /* Bound on the bytes of tensors the server holds for requests accepted
+   * and not yet answered, over every model and frontend: a request's input
+   * tensors (those not in shared memory) and the outputs it will get back
+   * whose size is known before the run. A request that would cross it is
+   * refused OVERLOADED, one larger than the bound alone TOO_LARGE. 0: no
+   * bound (`inferd serve` passes --max-inflight-bytes, whose default is
+   * 2 GiB or a quarter of the physical memory, whichever is less). */
+  uint64_t max_inflight_bytes;
 } inferd_server_options;
 
 /* Creates the server and loads the startup models. A model that fails to
@@ -397,13 +413,14 @@ INFERD_API bool inferd_server_is_live(const inferd_server *server);
 /* Ready: live, not shutting down, and every model asked for at start loaded. */
 INFERD_API bool inferd_server_is_ready(const inferd_server *server);
 /* Begins a graceful stop: readiness turns false and new requests are
- * refused (UNAVAILABLE); queued and running requests complete. */
+ * refused (OVERLOADED: retry elsewhere); queued and running requests
+ * complete. */
 INFERD_API void inferd_server_stop_accepting(inferd_server *server);
 /* Waits until no request is queued or running, at most timeout_ms; returns
  * the number still pending (0 when drained). */
 INFERD_API int inferd_server_drain(inferd_server *server, int timeout_ms);
 /* The end of a drain that ran out of time: answers every request still
- * queued, on every model, with UNAVAILABLE (saying the server is stopping);
+ * queued, on every model, with OVERLOADED (saying the server is stopping);
  * batches already running are left to finish. Returns how many were
  * answered. */
 INFERD_API int inferd_server_cancel_queued(inferd_server *server);
@@ -478,7 +495,16 @@ INFERD_API inferd_error *inferd_request_add_requested_output_shm(inferd_request 
                                                                  uint64_t offset, uint64_t byte_size);
 INFERD_API void inferd_request_set_callbacks(inferd_request *request, inferd_request_release_fn release,
                                              void *release_userp, inferd_response_fn respond, void *respond_userp);
+/* Checks the request against the model and queues it (or runs it at once).
+ * Refusals: NOT_FOUND / UNAVAILABLE for a model that is unknown or not
+ * ready, INVALID_ARG for tensors that do not match it, OVERLOADED when the
+ * model's queue is full, the server's in-flight bytes would cross their
+ * bound (inferd_server_options.max_inflight_bytes) or the server is
+ * stopping. */
 INFERD_API inferd_error *inferd_server_infer(inferd_server *server, inferd_request *request);
+/* Bytes of tensors held for requests accepted and not yet answered, and
+ * their bound (0: none). */
+INFERD_API uint64_t inferd_server_inflight_bytes(inferd_server *server, uint64_t *limit);
 /* Cancellation: `flag` (borrowed; it must outlive the request's response)
  * is read by the server while the request waits in a queue. Once the
  * caller sets it (its client has gone), the request is not run: it is

@@ -97,6 +97,14 @@ int inferd_error_code_grpc_status(inferd_error_code code) {
   return error_table[code].grpc;
 }
 
+/* One second: long enough for a full queue to move on, short enough not to
+ * hold a client back much. */
+enum { OVERLOAD_RETRY_AFTER_MS = 1000 };
+
+int inferd_error_code_retry_after_ms(inferd_error_code code) {
+  return code == INFERD_ERROR_OVERLOADED ? OVERLOAD_RETRY_AFTER_MS : 0;
+}
+
 void inferd_error_delete(inferd_error *error) {
   if (error && error != (inferd_error *)&out_of_memory_error) free(error);
 }

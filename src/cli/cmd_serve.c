@@ -54,6 +54,10 @@ static const cli_option serve_options[] = {
     {"grpc-max-inflight-per-connection", "N",
      "inference requests one gRPC connection may have with the server; past it the connection is not read until "
      "answers come back (default 256)"},
+    {"max-inflight-bytes", "BYTES",
+     "bytes of tensors held for requests accepted and not yet answered, over all models, HTTP and gRPC (inputs, "
+     "and outputs whose size is known); a request past it gets 503 / UNAVAILABLE with a retry hint (default 2 GiB "
+     "or a quarter of the physical memory, whichever is less; 0: no bound)"},
     {"max-connections", "N",
      "gRPC connections open at once; past it a new one is accepted and closed at once (default 10000)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
@@ -121,6 +125,17 @@ static bool parse_metrics_config(const char *text, inferd_server_options *so, in
  * finish before the process exits without them. */
 enum { EXIT_RUNNING_GRACE_SECS = 5 };
 
+/* The default of --max-inflight-bytes: 2 GiB, or a quarter of the physical
+ * memory on a smaller machine, so that a flood of large requests is
+ * refused before it can take the memory the models need. */
+static uint64_t default_max_inflight_bytes(void) {
+  const uint64_t most = 2ull << 30;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return most;
+  const uint64_t quarter = (uint64_t)pages / 4 * (uint64_t)page;
+  return quarter < most ? quarter : most;
+}
+
 /* One --cuda-memory-pool-byte-size=<gpu>:<bytes>, as Triton spells it. */
 static bool parse_cuda_pool(const char *text, inferd_cuda_memory_pool *pools, int *count) {
   static const char option[] = "cuda-memory-pool-byte-size";
@@ -160,7 +175,9 @@ static bool parse_compute_capability(const char *text, double *out) {
 }
 
 static int serve(int argc, char **argv, serve_security *security) {
-  inferd_server_options so = {.repository_poll_secs = 15, .pinned_memory_pool_byte_size = 256u << 20};
+  inferd_server_options so = {.repository_poll_secs = 15,
+                              .pinned_memory_pool_byte_size = 256u << 20,
+                              .max_inflight_bytes = default_max_inflight_bytes()};
   inferd_cuda_memory_pool *pools = mem_zalloc((size_t)(argc + 1) * sizeof(*pools));
   int n_pools = 0;
   http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
@@ -234,6 +251,9 @@ static int serve(int argc, char **argv, serve_security *security) {
     } else if (!strcmp(name, "grpc-max-inflight-per-connection")) {
       ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
       go.max_inflight_per_connection = (int)value_long;
+    } else if (!strcmp(name, "max-inflight-bytes")) {
+      ok = cli_parse_int(name, value, 0, LONG_MAX, &value_long);
+      so.max_inflight_bytes = (uint64_t)value_long;
     } else if (!strcmp(name, "max-connections")) {
       ok = cli_parse_int(name, value, 1, 1 << 24, &value_long);
       go.max_connections = (int)value_long;
@@ -409,6 +429,7 @@ static int serve(int argc, char **argv, serve_security *security) {
     if (left) {
       /* A batch still running cannot be interrupted: leave it behind. */
       log_warn("exit timeout: abandoning %d running requests", left);
+      log_flush_suppressed();
       fflush(NULL);
       _exit(0);
     }
@@ -421,6 +442,7 @@ static int serve(int argc, char **argv, serve_security *security) {
   inferd_server_delete(server);
   free(startup);
   free(pools);
+  log_flush_suppressed();
   log_info("stopped");
   return 0;
 }

@@ -229,7 +229,7 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
         e = server_check_request(mv, max_batch, r);
         if (!e) e = scheduler_enqueue(mv->sched, r);
         if (e) {
-          server_request_done(s);
+          server_request_done(s, 0); /* warmup is not counted against the in-flight bytes */
         } else {
           r = NULL; /* the scheduler answers and frees it */
           pthread_mutex_lock(&wait.lock);

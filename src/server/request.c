@@ -198,8 +198,9 @@ void request_complete(inferd_request *request, inferd_response *response) {
   /* Only requests the server accepted (they hold a version) count as in
    * flight. */
   inferd_server *server = request->mv ? request->server : NULL;
+  const uint64_t flight_bytes = request->flight_bytes;
   inferd_request_delete(request);
-  if (server) server_request_done(server);
+  if (server) server_request_done(server, flight_bytes);
 }
 
 inferd_response *response_for_error(const inferd_request *request, inferd_error *error) {

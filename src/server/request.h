@@ -63,6 +63,7 @@ struct inferd_request {
   int priority_level;       /* queue index */
   uint64_t enqueue_ns, deadline_ns;
   uint64_t seq;            /* admission order, for preserve_ordering */
+  uint64_t flight_bytes;   /* counted against the server's in-flight bound until answered */
   inferd_response *answer; /* held back until earlier requests are answered */
   inferd_request *next;
 };

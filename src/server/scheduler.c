@@ -895,7 +895,7 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
   if ((uint32_t)s->queued >= bound) {
     pthread_mutex_unlock(&s->lock);
     stat_fail(s->stats, STAT_FAILURE_REJECTED, 0);
-    return err_new(INFERD_ERROR_UNAVAILABLE,
+    return err_new(INFERD_ERROR_OVERLOADED,
                    "the queue of model '%s' is full (max_queue_size %u%s); retry later, or elsewhere", r->model_name,
                    bound, s->cfg.max_queue_size ? "" : ", the default");
   }
@@ -946,7 +946,7 @@ int scheduler_cancel_queued(scheduler *s, const char *why) {
     }
   s->queued = 0;
   pthread_mutex_unlock(&s->lock);
-  answer_unrun(s, list, STAT_FAILURE_REJECTED, INFERD_ERROR_UNAVAILABLE, why);
+  answer_unrun(s, list, STAT_FAILURE_REJECTED, INFERD_ERROR_OVERLOADED, why);
   return n;
 }
 

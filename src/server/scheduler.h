@@ -63,9 +63,9 @@ typedef struct scheduler scheduler;
 inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config *config,
                                const scheduler_output_info *outputs, model_stats *stats, int64_t version,
                                scheduler **out);
-/* Queues a checked request (request->batch set). UNAVAILABLE when the queue
- * is full or the scheduler is stopping; the caller still owns the request
- * then. */
+/* Queues a checked request (request->batch set). OVERLOADED when the queue
+ * is full, UNAVAILABLE when the scheduler is stopping (its model is being
+ * unloaded); the caller still owns the request then. */
 inferd_error *scheduler_enqueue(scheduler *s, inferd_request *request);
 /* The fast path for small models: when nothing is queued, an instance is
  * idle and the model's runs are known to take microseconds, runs the request
@@ -81,14 +81,14 @@ int scheduler_pending(scheduler *s);
 /* Requests queued, not yet taken by an instance (the metrics' pending count). */
 int scheduler_queued(scheduler *s);
 /* Answers every request still queued (not yet taken by an instance) with
- * UNAVAILABLE, saying `why`; batches already running finish. Returns how
+ * OVERLOADED (the server is stopping: retry elsewhere), saying `why`; batches already running finish. Returns how
  * many were answered. */
 int scheduler_cancel_queued(scheduler *s, const char *why);
 /* Answers CANCELLED every queued request whose cancel flag is set (its
  * client has gone, `why`), without running it; returns how many. */
 int scheduler_cancel_flagged(scheduler *s, const char *why);
 /* The queue bound of a model whose configuration sets none: a request past
- * it is refused UNAVAILABLE rather than queued without bound. */
+ * it is refused OVERLOADED rather than queued without bound. */
 enum { SCHEDULER_DEFAULT_MAX_QUEUE_SIZE = 4096 };
 /* Refuses new requests, runs everything queued, joins the instances. */
 void scheduler_delete(scheduler *s);

@@ -67,6 +67,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
   s->latency_summaries = options->latency_summaries;
   s->pinned_memory_pool_byte_size = options->pinned_memory_pool_byte_size;
+  s->max_inflight_bytes = options->max_inflight_bytes;
   s->cuda_memory_pool_count = options->cuda_memory_pool_count;
   s->cuda_memory_pools = mem_zalloc((size_t)(s->cuda_memory_pool_count + 1) * sizeof(*s->cuda_memory_pools));
   if (s->cuda_memory_pool_count)
@@ -181,10 +182,86 @@ int inferd_server_cancel_flagged(inferd_server *s) {
   return cancel_in_every_version(s, scheduler_cancel_flagged, "its client has gone");
 }
 
-void server_request_done(inferd_server *s) {
+void server_request_done(inferd_server *s, uint64_t flight_bytes) {
   pthread_mutex_lock(&s->flight_lock);
+  s->in_flight_bytes -= flight_bytes;
   if (--s->in_flight == 0) pthread_cond_broadcast(&s->flight_cond);
   pthread_mutex_unlock(&s->flight_lock);
+}
+
+uint64_t inferd_server_inflight_bytes(inferd_server *s, uint64_t *limit) {
+  pthread_mutex_lock(&s->flight_lock);
+  const uint64_t bytes = s->in_flight_bytes;
+  if (limit) *limit = s->max_inflight_bytes;
+  pthread_mutex_unlock(&s->flight_lock);
+  return bytes;
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+  uint64_t sum;
+  return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
+}
+
+static uint64_t mul_sat(uint64_t a, uint64_t b) {
+  uint64_t product;
+  return __builtin_mul_overflow(a, b, &product) ? UINT64_MAX : product;
+}
+
+/* Bytes of output `info` for a request of `batch` items; 0 when its size
+ * is known only after the run (BYTES, a dynamic dimension past the batch). */
+static uint64_t output_bytes(const inferd_tensor_info *info, bool batching, int batch) {
+  if (info->datatype == INFERD_TYPE_BYTES) return 0;
+  uint64_t bytes = inferd_datatype_size(info->datatype);
+  for (int d = 0; d < info->rank; d++) {
+    int64_t dim = info->dims[d];
+    if (dim < 0 && d == 0) dim = batching ? batch : 1;
+    if (dim < 0) return 0;
+    bytes = mul_sat(bytes, (uint64_t)dim);
+  }
+  return bytes;
+}
+
+uint64_t request_flight_bytes(const model_version *mv, int max_batch, const inferd_request *r) {
+  const bool batching = max_batch > 0 && inferd_plan_has_dynamic_batch(mv->plan);
+  uint64_t bytes = 0;
+  for (int i = 0; i < r->n_inputs; i++)
+    if (!r->inputs[i].region) bytes = add_sat(bytes, r->inputs[i].byte_size);
+  for (int k = 0; k < inferd_plan_output_count(mv->plan); k++) {
+    inferd_tensor_info info;
+    inferd_plan_output(mv->plan, k, &info);
+    /* Asked for none: every output comes back in the response. */
+    bool returned = r->n_outputs == 0;
+    for (int i = 0; i < r->n_outputs; i++)
+      if (strcmp(r->outputs[i].name, info.name) == 0)
+        returned = !r->outputs[i].region && !r->outputs[i].classification_count;
+    if (returned) bytes = add_sat(bytes, output_bytes(&info, batching, r->batch));
+  }
+  return bytes;
+}
+
+/* Counts request r's tensors against the server's in-flight bound, or
+ * says why it cannot be taken now (OVERLOADED) or ever (TOO_LARGE). */
+static inferd_error *admit_flight(inferd_server *s, const model_version *mv, int max_batch, inferd_request *r) {
+  const uint64_t need = request_flight_bytes(mv, max_batch, r);
+  inferd_error *e = NULL;
+  pthread_mutex_lock(&s->flight_lock);
+  const uint64_t limit = s->max_inflight_bytes, held = s->in_flight_bytes;
+  if (limit && need > limit) {
+    e = err_new(INFERD_ERROR_TOO_LARGE,
+                "the request's tensors take %llu bytes, more than the server's in-flight limit of %llu bytes "
+                "(--max-inflight-bytes) allows for all requests together",
+                (unsigned long long)need, (unsigned long long)limit);
+  } else if (limit && need > limit - held) {
+    e = err_new(INFERD_ERROR_OVERLOADED,
+                "server overloaded: %llu bytes in flight, limit %llu (this request needs %llu); retry later",
+                (unsigned long long)held, (unsigned long long)limit, (unsigned long long)need);
+  } else {
+    s->in_flight++;
+    s->in_flight_bytes = held + need;
+    r->flight_bytes = need;
+  }
+  pthread_mutex_unlock(&s->flight_lock);
+  return e;
 }
 
 /* The version to serve: `version`, or the newest when -1; retained. With
@@ -353,7 +430,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
 
 inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   if (!atomic_load(&s->accepting))
-    return err_new(INFERD_ERROR_UNAVAILABLE, "the server is shutting down and accepts no new requests");
+    return err_new(INFERD_ERROR_OVERLOADED, "the server is shutting down and accepts no new requests");
   model_version *mv;
   int max_batch;
   ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
@@ -363,16 +440,20 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
     model_version_release(mv);
     return e;
   }
+  e = admit_flight(s, mv, max_batch, r);
+  if (e) {
+    stat_fail(&mv->stats, STAT_FAILURE_REJECTED, 0);
+    model_version_release(mv);
+    return e;
+  }
   r->mv = mv;
-  pthread_mutex_lock(&s->flight_lock);
-  s->in_flight++;
-  pthread_mutex_unlock(&s->flight_lock);
   if (scheduler_try_inline(mv->sched, r)) return NULL;
   e = scheduler_enqueue(mv->sched, r);
   if (e) {
     r->mv = NULL;
     model_version_release(mv);
-    server_request_done(s);
+    server_request_done(s, r->flight_bytes);
+    r->flight_bytes = 0;
   }
   return e;
 }

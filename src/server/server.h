@@ -49,10 +49,13 @@ struct inferd_server {
   size_t cap_models;
   bool startup_complete;
   atomic_bool accepting;
-  /* Requests submitted and not yet answered, for drain. */
+  /* Requests submitted and not yet answered, for drain, and the bytes of
+   * tensors they hold (see request_flight_bytes) against their bound
+   * (0: none); in_flight_bytes <= max_inflight_bytes whenever there is one. */
   pthread_mutex_t flight_lock;
   pthread_cond_t flight_cond;
   int in_flight;
+  uint64_t in_flight_bytes, max_inflight_bytes;
   /* Repository poll thread. */
   pthread_t poll_thread;
   bool poll_started;
@@ -69,8 +72,16 @@ struct inferd_server {
   shm_registry *shm;      /* shared-memory regions clients registered */
 };
 
-/* Called once per answered request (request.c). */
-void server_request_done(inferd_server *server);
+/* Called once per answered request (request.c), with the bytes counted
+ * for it when it was admitted. */
+void server_request_done(inferd_server *server, uint64_t flight_bytes);
+
+/* The bytes of tensors the server holds for request r while it is in
+ * flight: its inputs, except those in shared memory, and the outputs it
+ * will get back whose size is known before the run (fixed dims, not BYTES,
+ * not classification, not into shared memory). Saturates at UINT64_MAX.
+ * After server_check_request (r->batch set). */
+uint64_t request_flight_bytes(const model_version *mv, int max_batch, const inferd_request *r);
 
 /* Checks a request against a version's tensors (names, datatypes, shapes
  * with the batch as the first dimension when max_batch > 0, byte sizes) and

@@ -108,7 +108,7 @@ def test_float_exponents_far_below_the_table_parse_to_zero(server):
     body = body.replace(b"5e-648", b"1e400")
     status, message = error_of(exchange(server, post(b"/v2/models/identity/infer", body,
                                                      b"Connection: close\r\n"))[0])
-    assert status == 400 and "1e400 is out of range for FP32" in message
+    assert status == 400 and "element 0 is out of range for FP32" in message and "1e400" not in message
 
 
 @pytest.mark.parametrize("timeout", [2**63 - 1, 2**62, 18446744073709552])

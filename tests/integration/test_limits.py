@@ -1,8 +1,16 @@
 """Connection limits and overload (issue 11, defects 15 and 16): idle and
 slow connections are closed after their timeouts, one gRPC stream cannot
 make the server queue without bound, and requests of a client that has
-gone are not computed. Every wait is on an observed state (EOF on a socket,
-the server's statistics) with a generous bound; no test assumes a speed."""
+gone are not computed. The server-wide bound on in-flight tensor bytes,
+the retry hints of every overload refusal (Retry-After, gRPC's
+grpc-retry-pushback-ms), shapes that claim more than a request carries,
+and the rate-limited log under a flood of failures. Every wait is on an
+observed state (EOF on a socket, the server's statistics, queued counts)
+with a generous bound; no test assumes a speed."""
+import http.client
+import json
+import re
+import signal
 import socket
 import threading
 import time
@@ -200,3 +208,263 @@ def test_requests_queued_for_a_closed_grpc_connection_are_not_computed(inferd_bi
         assert httpclient.InferenceServerClient(s.url).is_server_ready()
     finally:
         s.stop()
+
+
+# ---- in-flight bytes, overload refusals and their retry hints -------------------------
+
+def _http(s, method, path, body=None, conn=None):
+    """One HTTP exchange: (status, headers with lower-cased names, body as JSON or None)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    try:
+        data = json.dumps(body).encode() if isinstance(body, (dict, list)) else body
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
+        r = conn.getresponse()
+        raw = r.read()
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        return r.status, headers, json.loads(raw) if raw else None
+    finally:
+        if own:
+            conn.close()
+
+
+def _identity_body(batch=1):
+    return {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [batch, 4], "data": [1.0] * (4 * batch)}]}
+
+
+def _grpc_infer_error(s, req):
+    """A ModelInfer call expected to fail: the grpc.RpcError."""
+    with grpc.insecure_channel(s.grpc_url) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        try:
+            stub.ModelInfer(req, timeout=60)
+        except grpc.RpcError as e:
+            return e
+    raise AssertionError("the call succeeded")
+
+
+def _trailers(e):
+    return {m.key: m.value for m in (e.trailing_metadata() or ())}
+
+
+def _hold_stream(s, model, n):
+    """A stream that sends n requests to `model` and stays open: (answers, channel, gate)."""
+    channel = grpc.insecure_channel(s.grpc_url)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    gate = threading.Event()
+
+    def requests():
+        for i in range(n):
+            yield _infer_request(model, i)
+        gate.wait(120)
+
+    answers = stub.ModelStreamInfer(requests(), timeout=120)
+    wait_until(lambda: pending_requests(s, model) == n, f"{n} requests of {model} to be queued")
+    return answers, channel, gate
+
+
+def test_inflight_bytes_bound_refuses_with_a_retry_hint_and_gives_the_bytes_back(inferd_bin, tmp_path):
+    """--max-inflight-bytes=100: three requests held in "held" take 96
+    bytes (16 in, 16 out each), so a fourth request of any model, over
+    either protocol, is refused 503 / UNAVAILABLE with the retry hint; one
+    larger than the bound alone is 413; once the held requests are
+    cancelled, their bytes are back and requests are served again."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(name="held"), HELD_CONFIG)
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo, "--max-inflight-bytes=100")
+    try:
+        answers, channel, gate = _hold_stream(s, "held", 3)
+        status, headers, body = _http(s, "POST", "/v2/models/identity/infer", _identity_body())
+        assert status == 503, body
+        assert headers.get("retry-after") == "1", headers
+        assert "server overloaded: 96 bytes in flight, limit 100 (this request needs 32)" in body["error"], body
+        e = _grpc_infer_error(s, _infer_request("identity", 0))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE and "server overloaded" in e.details(), e
+        assert _trailers(e).get("grpc-retry-pushback-ms") == "1000", e.trailing_metadata()
+        # Never servable here: 413 without a hint.
+        status, headers, body = _http(s, "POST", "/v2/models/identity/infer", _identity_body(batch=4))
+        assert status == 413 and "retry-after" not in headers, (status, headers, body)
+        assert "128 bytes" in body["error"] and "in-flight limit of 100 bytes" in body["error"], body
+        answers.cancel()
+        channel.close()
+        gate.set()
+        wait_until(lambda: _http(s, "POST", "/v2/models/identity/infer", _identity_body())[0] == 200,
+                   "the cancelled requests' bytes to come back")
+        stats = _stats(s, "held")
+        assert int(stats["inference_count"]) == 0 and int(stats["inference_stats"]["fail"]["count"]) == 3
+    finally:
+        s.stop()
+
+
+def test_full_queue_is_503_with_retry_after_and_pushback(inferd_bin, tmp_path):
+    """A queue of one held request: the next is refused with the hint on
+    both protocols; an UNAVAILABLE that is not overload (a model that
+    failed to load) carries none."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(name="held"),
+                HELD_CONFIG.replace("dynamic_batching { ", "dynamic_batching { default_queue_policy { max_queue_size: 1 } "))
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    s = Server(inferd_bin, repo)
+    try:
+        answers, channel, gate = _hold_stream(s, "held", 1)
+        status, headers, body = _http(s, "POST", "/v2/models/held/infer", _identity_body())
+        assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
+        assert "queue of model 'held' is full (max_queue_size 1)" in body["error"], body
+        e = _grpc_infer_error(s, _infer_request("held", 1))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE and "full" in e.details(), e
+        assert _trailers(e).get("grpc-retry-pushback-ms") == "1000", e.trailing_metadata()
+        status, headers, body = _http(s, "POST", "/v2/models/broken/infer", _identity_body())
+        assert status == 503 and "not ready" in body["error"] and "retry-after" not in headers, (status, headers)
+        e = _grpc_infer_error(s, _infer_request("broken", 0))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE and "grpc-retry-pushback-ms" not in _trailers(e), e
+        answers.cancel()
+        channel.close()
+        gate.set()
+    finally:
+        s.stop()
+
+
+def test_stopping_server_refuses_with_retry_after(inferd_bin, tmp_path):
+    """After SIGTERM, while a held request keeps the server draining, a
+    request on a connection opened before is refused 503 with Retry-After;
+    the held request's client leaves, and the server exits."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(name="held"), HELD_CONFIG)
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=600")
+    conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    try:
+        assert _http(s, "GET", "/v2/health/ready", conn=conn)[0] == 200
+        answers, channel, gate = _hold_stream(s, "held", 1)
+        s.proc.send_signal(signal.SIGTERM)
+        # Not ready is 400, as Triton answers it.
+        wait_until(lambda: _http(s, "GET", "/v2/health/ready", conn=conn)[0] == 400, "readiness to turn false")
+        status, headers, body = _http(s, "POST", "/v2/models/identity/infer", _identity_body(), conn=conn)
+        assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
+        assert "shutting down" in body["error"], body
+        e = _grpc_infer_error(s, _infer_request("identity", 0))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in e.details(), e
+        assert _trailers(e).get("grpc-retry-pushback-ms") == "1000", e.trailing_metadata()
+        answers.cancel()
+        channel.close()
+        gate.set()
+        assert s.proc.wait(120) == 0
+    finally:
+        conn.close()
+        s.stop()
+
+
+def test_request_queued_at_the_exit_timeout_gets_retry_after(inferd_bin, tmp_path):
+    """A request still queued when the exit timeout passes is answered 503
+    with Retry-After, saying the server stops (retry elsewhere)."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(name="held"), HELD_CONFIG)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=1")
+    answer = []
+    body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 4], "data": [1.0] * 4}]}
+    t = threading.Thread(target=lambda: answer.append(_http(s, "POST", "/v2/models/held/infer", body)))
+    try:
+        t.start()
+        wait_until(lambda: pending_requests(s, "held") == 1, "the request to be queued")
+        assert s.stop() == 0
+        t.join(120)
+        (status, headers, reply), = answer
+        assert status == 503 and headers.get("retry-after") == "1", (status, headers, reply)
+        assert "the server is stopping" in reply["error"], reply
+    finally:
+        s.stop()
+
+
+def test_declared_shapes_beyond_the_data_are_refused_before_allocating(inferd_bin, tmp_path):
+    """A tensor whose shape implies more elements or bytes than the request
+    carries (here up to 2^40 rows of a [N,4] FP32 model: 16 TiB) is refused
+    INVALID_ARGUMENT / 400 from the counts alone, never with an attempt to
+    allocate (which would be an out-of-memory 500 at best); the server's
+    memory does not move and it goes on serving."""
+    repo = tmp_path / "models"
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo)
+    try:
+        before = _rss_kib(s.proc.pid)
+        huge = 1 << 40
+        cases = [
+            ({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [huge, 4], "data": [1, 2, 3, 4]}]},
+             f"shape has {huge * 4} elements but 'data' has 4"),
+            ({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1 << 32, 1 << 32, 1 << 32],
+                          "data": [1]}]}, "shape is too large"),
+            ({"inputs": [{"name": "INPUT0", "datatype": "BYTES", "shape": [huge], "data": ["a"]}]},
+             f"shape has {huge} elements but 'data' has 1"),
+        ]
+        for body, words in cases:
+            status, _, reply = _http(s, "POST", "/v2/models/identity/infer", body)
+            assert status == 400 and words in reply["error"], (status, reply)
+        # Binary data: the size the shape needs is checked against binary_data_size.
+        header = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [huge, 4],
+                                         "parameters": {"binary_data_size": 16}}]}).encode()
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        conn.request("POST", "/v2/models/identity/infer", body=header + b"\0" * 16,
+                     headers={"Inference-Header-Content-Length": str(len(header))})
+        r = conn.getresponse()
+        reply = json.loads(r.read())
+        conn.close()
+        assert r.status == 400 and "binary_data_size is 16 bytes but shape" in reply["error"], reply
+        # gRPC: raw contents and typed contents alike.
+        req = service_pb2.ModelInferRequest(model_name="identity")
+        req.inputs.add(name="INPUT0", datatype="FP32", shape=[huge, 4])
+        req.raw_input_contents.append(np.zeros(4, np.float32).tobytes())
+        e = _grpc_infer_error(s, req)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "raw_input_contents has 16 bytes" in e.details(), e
+        req = service_pb2.ModelInferRequest(model_name="identity")
+        t = req.inputs.add(name="INPUT0", datatype="FP32", shape=[huge, 4])
+        t.contents.fp32_contents.extend([1.0, 2.0, 3.0, 4.0])
+        e = _grpc_infer_error(s, req)
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+        assert f"fp32_contents holds 4 elements but the shape needs {huge * 4}" in e.details(), e
+        assert _rss_kib(s.proc.pid) - before < 64 * 1024
+        assert _http(s, "POST", "/v2/models/identity/infer", _identity_body())[0] == 200
+    finally:
+        s.stop()
+
+
+def test_a_flood_of_failing_loads_writes_a_bounded_log(inferd_bin, tmp_path):
+    """10000 model loads that fail (each logged as an error) write at most
+    LOG_BURST lines per 10 s window of the flood, and the lines plus the
+    'similar messages suppressed' counts account for every failure. The
+    bound is derived from the flood's own duration, so it holds on any
+    machine."""
+    repo = tmp_path / "models"
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo, "--model-control-mode=explicit")
+    n, burst, window = 10000, 10, 10
+    body = {"parameters": {"config": json.dumps({"max_batch_size": 2147483647})}}
+    failures = []
+    started = time.monotonic()
+
+    def worker(count):
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        for _ in range(count):
+            status, _, reply = _http(s, "POST", "/v2/repository/models/identity/load", body, conn=conn)
+            failures.append(status == 400 and "max_batch_size must be between" in reply["error"])
+        conn.close()
+
+    try:
+        threads = [threading.Thread(target=worker, args=(n // 4,)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        elapsed = time.monotonic() - started
+        assert len(failures) == n and all(failures)
+        assert s.stop() == 0
+    finally:
+        s.stop()
+    log = s.output().splitlines()
+    printed = [l for l in log if "max_batch_size must be between" in l]
+    summaries = [l for l in log if "similar messages suppressed" in l and "(from repository.c:" in l]
+    held = sum(int(m.group(1)) for l in printed + summaries
+               for m in [re.search(r"(\d+) similar messages suppressed", l)] if m)
+    assert len(printed) + held == n, (len(printed), held)
+    windows = int(elapsed // window) + 2
+    assert len(printed) <= burst * windows, (len(printed), elapsed)

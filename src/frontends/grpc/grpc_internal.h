@@ -42,11 +42,13 @@ struct grpc_unary {
   /* The request message, valid while the handler runs. */
   const uint8_t *payload;
   size_t payload_size;
-  /* The answer: a serialized reply (status 0) or a status and its message. */
+  /* The answer: a serialized reply (status 0) or a status and its message,
+   * with a retry hint for an overload refusal (0: none). */
   int status;
   uint8_t *reply;
   size_t reply_size;
   char *details;
+  int retry_ms;
   /* Inference: released by the answer and the request's release. */
   atomic_int refs;
   grpc_infer_decoded decoded;

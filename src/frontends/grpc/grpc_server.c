@@ -157,6 +157,7 @@ struct h2_stream {
   bool answered;         /* the end of the response is submitted */
   int status;
   char *message;
+  int retry_ms; /* sent as grpc-retry-pushback-ms with the status (0: not sent) */
   grpc_encoding response_encoding; /* messages compressed with it (identity: not) */
   /* Set when the client resets the stream or the connection goes: the
    * server drops what it still has queued (see inferd_request_set_cancel_flag). */
@@ -263,12 +264,14 @@ static char *percent_encode(const char *text) {
   return out;
 }
 
-/* The status trailers (or headers, trailers-only) of a stream. */
+/* The status trailers (or headers, trailers-only) of a stream. An overload
+ * refusal also carries grpc-retry-pushback-ms, the trailer gRPC's retry
+ * policy reads as the server's word on when to try again. */
 static void submit_status(h2_stream *s, bool trailers_only) {
-  char status[16];
+  char status[16], pushback[16];
   const int status_len = snprintf(status, sizeof(status), "%d", s->status);
   char *message = s->message && *s->message ? percent_encode(s->message) : NULL;
-  nghttp2_nv nva[5];
+  nghttp2_nv nva[6];
   size_t n = 0;
   if (trailers_only) {
     nva[n++] = (nghttp2_nv)NV(":status", "200", 3);
@@ -276,6 +279,10 @@ static void submit_status(h2_stream *s, bool trailers_only) {
   }
   nva[n++] = (nghttp2_nv)NV("grpc-status", status, (size_t)status_len);
   if (message) nva[n++] = (nghttp2_nv)NV("grpc-message", message, strlen(message));
+  if (s->status != 0 && s->retry_ms > 0) {
+    const int pushback_len = snprintf(pushback, sizeof(pushback), "%d", s->retry_ms);
+    nva[n++] = (nghttp2_nv)NV("grpc-retry-pushback-ms", pushback, (size_t)pushback_len);
+  }
   if (trailers_only)
     nghttp2_submit_response(s->conn->session, s->id, nva, n, NULL);
   else
@@ -349,10 +356,12 @@ static void stream_write(h2_stream *s, const uint8_t *bytes, size_t size) {
   start_response(s);
 }
 
-/* Ends the response with a status (0: OK) after what is queued. */
-static void stream_end(h2_stream *s, int status, const char *message) {
+/* Ends the response with a status (0: OK) after what is queued, with a
+ * retry hint in ms (0: none). */
+static void stream_end(h2_stream *s, int status, const char *message, int retry_ms) {
   if (s->closed || s->answered || s->finishing) return;
   s->status = status;
+  s->retry_ms = retry_ms;
   free(s->message);
   s->message = message ? mem_strdup(message) : NULL;
   if (!s->response_started) {
@@ -367,7 +376,8 @@ static void stream_fail(h2_stream *s, inferd_error *error) {
   const int status = inferd_error_code_grpc_status(inferd_error_code_of(error));
   log_verbose("grpc: %s: %s %s", s->method >= 0 ? grpc_methods[s->method].path : "(unknown method)",
               inferd_error_code_name(inferd_error_code_of(error)), inferd_error_message(error));
-  stream_end(s, status ? status : 2, inferd_error_message(error));
+  stream_end(s, status ? status : 2, inferd_error_message(error),
+             inferd_error_code_retry_after_ms(inferd_error_code_of(error)));
   s->discard_input = true;
   inferd_error_delete(error);
 }
@@ -411,12 +421,12 @@ static void unary_answer(grpc_post *p) {
   if (c->status == 0 && c->reply_size > f->max_message) {
     char msg[128];
     snprintf(msg, sizeof(msg), "sent message larger than max (%zu vs. %zu)", c->reply_size, f->max_message);
-    stream_end(s, 8 /* RESOURCE_EXHAUSTED */, msg);
+    stream_end(s, 8 /* RESOURCE_EXHAUSTED */, msg, 0);
   } else if (c->status == 0) {
     stream_write(s, c->reply, c->reply_size);
-    stream_end(s, 0, NULL);
+    stream_end(s, 0, NULL, 0);
   } else {
-    stream_end(s, c->status, c->details);
+    stream_end(s, c->status, c->details, c->retry_ms);
   }
   /* The hold keeps the stream, and so the connection, through the flush. */
   conn_flush(conn);
@@ -447,6 +457,7 @@ void grpc_unary_fail(grpc_unary *c, inferd_error *error) {
               inferd_error_message(error));
   c->status = status ? status : 2 /* UNKNOWN */;
   c->details = mem_strdup(inferd_error_message(error));
+  c->retry_ms = inferd_error_code_retry_after_ms(inferd_error_code_of(error));
   inferd_error_delete(error);
   c->post.run = unary_answer;
   thread_post(c->stream->conn->thread, &c->post);
@@ -495,7 +506,7 @@ typedef struct stream_request {
 } stream_request;
 
 static void stream_maybe_finish(h2_stream *s) {
-  if (s->remote_done && s->in_flight == 0) stream_end(s, 0, NULL);
+  if (s->remote_done && s->in_flight == 0) stream_end(s, 0, NULL, 0);
 }
 
 static void stream_send_error(h2_stream *s, const char *message, const char *model, const char *id) {

@@ -167,20 +167,34 @@ static inline void skip_ws(array_parser *ps) {
   while (ps->p < ps->end && is_ws(*ps->p)) ps->p++;
 }
 
-/* A short quote of the text at p for error messages. */
-static int snippet_len(const char *p, const char *end) {
-  int n = 0;
-  while (p + n < end && n < 24 && p[n] != ',' && p[n] != ']' && !is_ws(p[n])) n++;
-  return n ? n : (p < end ? 1 : 0);
+/* What kind of text is at p, for error messages. The text itself is never
+ * quoted: it is tensor data, and error messages reach the log. A single
+ * character of JSON punctuation is syntax, not data, and is named. */
+static const char *token_kind(const char *p, const char *end, char *buf, size_t size) {
+  if (p >= end) return "the end of the data";
+  const unsigned char c = (unsigned char)*p;
+  if (c == '"') return "a string";
+  if (c == '[') return "an array";
+  if (c == '{') return "an object";
+  if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.') return "a malformed number";
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return "a bare word (NaN, Infinity and names are not JSON values)";
+  if (c > 0x20 && c < 0x7f)
+    snprintf(buf, size, "'%c'", c);
+  else
+    snprintf(buf, size, "the byte 0x%02x", c);
+  return buf;
 }
 
 static inferd_error *element_error(const array_parser *ps, size_t index, const char *what) {
-  const int n = snippet_len(ps->p, ps->end);
-  if (n == 0)
-    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected %s, got the end of the data", ps->input,
-                   index, what);
-  return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected %s, got '%.*s'", ps->input, index, what,
-                 n, ps->p);
+  char buf[16];
+  return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected %s, got %s", ps->input, index, what,
+                 token_kind(ps->p, ps->end, buf, sizeof(buf)));
+}
+
+/* A value that does not fit the tensor's type; not quoted, as above. */
+static inferd_error *range_error(const array_parser *ps, size_t index) {
+  return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu is out of range for %s", ps->input, index,
+                 inferd_datatype_name(ps->type));
 }
 
 static bool match_literal(array_parser *ps, const char *lit, size_t n) {
@@ -203,22 +217,21 @@ static inferd_error *lex_integer(array_parser *ps, size_t index, bool *negative,
     p++;
   } else {
     while (p < end && *p >= '0' && *p <= '9') {
-      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v)) {
-        return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: %.*s is out of range for %s", ps->input,
-                       index, snippet_len(ps->p, end), ps->p, inferd_datatype_name(ps->type));
-      }
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*p - '0'), &v))
+        return range_error(ps, index);
       p++;
     }
   }
-  if (p < end && (*p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')))
-    return element_error(ps, index, "an integer");
+  if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected an integer, got a fraction or an exponent",
+                   ps->input, index);
+  if (p < end && *p >= '0' && *p <= '9') return element_error(ps, index, "an integer"); /* "01" */
   *magnitude = v;
   ps->p = p;
   return NULL;
 }
 
 static inferd_error *parse_integer(array_parser *ps, size_t index) {
-  const char *start = ps->p;
   bool negative = false;
   uint64_t mag = 0;
   ERR_TRY(lex_integer(ps, index, &negative, &mag));
@@ -252,9 +265,7 @@ static inferd_error *parse_integer(array_parser *ps, size_t index) {
   }
   /* -0 is fine for unsigned types; other negatives must fit -lo. */
   const bool in_range = negative ? (mag == 0 || (lo < 0 && mag <= (uint64_t)(-(lo + 1)) + 1)) : mag <= hi;
-  if (!in_range)
-    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: %.*s is out of range for %s", ps->input, index,
-                   (int)(ps->p - start), start, inferd_datatype_name(ps->type));
+  if (!in_range) return range_error(ps, index);
   if (!ps->out || index >= ps->expected) return NULL;
   /* Two's complement negation of the magnitude gives the value. */
   const uint64_t bits = negative ? (uint64_t)0 - mag : mag;
@@ -385,11 +396,6 @@ static double decimal_to_double(const decimal *d, bool *exact) {
   return d->negative ? -v : v;
 }
 
-static inferd_error *out_of_range(const array_parser *ps, size_t index, const decimal *d) {
-  return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: %.*s is out of range for %s", ps->input, index,
-                 (int)(d->end - d->begin), d->begin, inferd_datatype_name(ps->type));
-}
-
 static inferd_error *parse_float(array_parser *ps, size_t index) {
   double v;
   bool special = false;
@@ -410,7 +416,7 @@ static inferd_error *parse_float(array_parser *ps, size_t index) {
     case INFERD_TYPE_FP64:
       if (!exact) v = token_to_double(&d, false, &ok);
       if (!ok) return err_new(INFERD_ERROR_NO_MEMORY, "input '%s': out of memory", ps->input);
-      if (!special && isinf(v)) return out_of_range(ps, index, &d);
+      if (!special && isinf(v)) return range_error(ps, index);
       if (store) ((double *)ps->out)[index] = v;
       return NULL;
     case INFERD_TYPE_FP32: {
@@ -425,7 +431,7 @@ static inferd_error *parse_float(array_parser *ps, size_t index) {
         f = (float)token_to_double(&d, true, &ok);
         if (!ok) return err_new(INFERD_ERROR_NO_MEMORY, "input '%s': out of memory", ps->input);
       }
-      if (!special && isinf(f)) return out_of_range(ps, index, &d);
+      if (!special && isinf(f)) return range_error(ps, index);
       if (store) ((float *)ps->out)[index] = f;
       return NULL;
     }
@@ -433,7 +439,7 @@ static inferd_error *parse_float(array_parser *ps, size_t index) {
     case INFERD_TYPE_BF16: {
       const uint16_t h = ps->type == INFERD_TYPE_FP16 ? http_double_to_half(v) : http_double_to_bf16(v);
       const uint16_t exp_mask = ps->type == INFERD_TYPE_FP16 ? 0x7c00 : 0x7f80;
-      if (!special && (h & 0x7fff) == exp_mask) return out_of_range(ps, index, &d);
+      if (!special && (h & 0x7fff) == exp_mask) return range_error(ps, index);
       if (store) ((uint16_t *)ps->out)[index] = h;
       return NULL;
     }
@@ -627,8 +633,9 @@ static inferd_error *walk_array(array_parser *ps, size_t *count) {
       state = AFTER_COMMA;
       continue;
     } else if (c != ']') {
-      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected ',' or ']' but got '%.*s'", ps->input,
-                     n ? n - 1 : 0, snippet_len(ps->p, ps->end), ps->p);
+      char buf[16];
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s': element %zu: expected ',' or ']' but got %s", ps->input,
+                     n ? n - 1 : 0, token_kind(ps->p, ps->end, buf, sizeof(buf)));
     }
     ps->p++; /* ']' */
     state = AFTER_VALUE;

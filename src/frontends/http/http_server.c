@@ -200,7 +200,16 @@ void http_exchange_send_json(http_exchange *ex, int status, char *json, size_t l
 void http_exchange_send_empty(http_exchange *ex, int status) { http_exchange_send(ex, status, NULL, NULL, 0, false); }
 
 void http_exchange_send_error(http_exchange *ex, inferd_error *error) {
-  const int status = inferd_error_code_http_status(inferd_error_code_of(error));
+  const inferd_error_code code = inferd_error_code_of(error);
+  const int status = inferd_error_code_http_status(code);
+  /* An overload refusal says when to come back: Retry-After counts whole
+   * seconds (RFC 9110), rounded up so that it is never 0. */
+  const int retry_ms = inferd_error_code_retry_after_ms(code);
+  if (retry_ms > 0 && ex->req) {
+    char seconds[16];
+    snprintf(seconds, sizeof(seconds), "%d", (retry_ms + 999) / 1000);
+    evhttp_add_header(evhttp_request_get_output_headers(ex->req), "Retry-After", seconds);
+  }
   size_t len = 0;
   char *json = http_error_json(inferd_error_message(error), &len);
   log_verbose("http: %d %s", status, inferd_error_message(error));

@@ -17,6 +17,13 @@ static void test_error_table(void **state) {
   assert_int_equal(inferd_error_code_grpc_status(INFERD_ERROR_INVALID_ARG), 3);
   assert_string_equal(inferd_error_code_name(INFERD_ERROR_TOO_LARGE), "TOO_LARGE");
   assert_string_equal(inferd_error_code_name((inferd_error_code)999), "UNKNOWN");
+  /* An overload refusal is a 503 / UNAVAILABLE that says when to retry;
+   * nothing else carries a hint. */
+  assert_int_equal(inferd_error_code_http_status(INFERD_ERROR_OVERLOADED), 503);
+  assert_int_equal(inferd_error_code_grpc_status(INFERD_ERROR_OVERLOADED), 14);
+  assert_int_equal(inferd_error_code_retry_after_ms(INFERD_ERROR_OVERLOADED), 1000);
+  for (int c = 0; c < INFERD_ERROR_CODE_COUNT_; c++)
+    if (c != INFERD_ERROR_OVERLOADED) assert_int_equal(inferd_error_code_retry_after_ms((inferd_error_code)c), 0);
 }
 
 static void test_error_format_and_wrap(void **state) {

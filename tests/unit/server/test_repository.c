@@ -68,9 +68,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-  return system(cmd) == 0 ? 0 : -1;
+  return tiny_test_dir_remove(root);
 }
 
 static inferd_server *start(void) {

@@ -1,7 +1,7 @@
 /*
  * The scheduler on a tiny model (y = Relu(x), x: [N,4]): requests submitted
  * together are batched (fewer executions than requests) and each gets its
- * own rows back; a full queue refuses with UNAVAILABLE; an expired request
+ * own rows back; a full queue refuses with OVERLOADED; an expired request
  * is answered with an error, not run; a lone request that cannot make a
  * preferred size runs once its delay ends; cancelling answers what is
  * queued; and random configurations and request streams answer every
@@ -150,7 +150,7 @@ static void test_queue_full_and_timeout(void **state) {
   inferd_request *third = make_request(&calls[2], 1, 0);
   inferd_error *e = scheduler_enqueue(mv->sched, third);
   assert_non_null(e);
-  assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_UNAVAILABLE);
+  assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_OVERLOADED);
   assert_non_null(strstr(inferd_error_message(e), "full"));
   inferd_error_delete(e);
   inferd_request_delete(third); /* refused: still ours */
@@ -254,7 +254,7 @@ static void test_lone_request_between_preferred_sizes_is_answered(void **state) 
   model_version_release(mv);
 }
 
-static void test_cancel_queued_answers_unavailable(void **state) {
+static void test_cancel_queued_answers_every_queued_request(void **state) {
   (void)state;
   /* A delay far beyond the test keeps requests queued until cancelled. */
   scheduler_config cfg = {.max_batch_size = 8, .dynamic_batching = true, .max_queue_delay_us = 600000000,
@@ -323,7 +323,7 @@ static void test_random_streams_answer_every_request_once(void **state) {
       }
       inferd_error *e = scheduler_enqueue(mv->sched, r);
       if (e) {
-        assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_UNAVAILABLE);
+        assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_OVERLOADED);
         assert_non_null(strstr(inferd_error_message(e), "full"));
         inferd_error_delete(e);
         inferd_request_delete(r); /* refused: still ours */
@@ -365,7 +365,7 @@ int main(void) {
       cmocka_unit_test(test_huge_timeouts_never_expire),
       cmocka_unit_test(test_inline_fast_path),
       cmocka_unit_test(test_lone_request_between_preferred_sizes_is_answered),
-      cmocka_unit_test(test_cancel_queued_answers_unavailable),
+      cmocka_unit_test(test_cancel_queued_answers_every_queued_request),
       cmocka_unit_test(test_random_streams_answer_every_request_once),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,8 +2,19 @@
 #ifndef INFERD_TESTS_TINY_MODEL_H
 #define INFERD_TESTS_TINY_MODEL_H
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "engine/ir.h"
 #include "engine/onnx/onnx.h"
+
+/* Removes a test's temporary folder `root` and what it holds: 0 when done,
+ * -1 when not (cmocka's teardown convention). */
+static inline int tiny_test_dir_remove(const char *root) {
+  char cmd[300];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+  return system(cmd) == 0 ? 0 : -1;
+}
 
 /* Writes the model as an ONNX file at `path`. */
 static inline inferd_error *tiny_relu_model_write(const char *path) {
