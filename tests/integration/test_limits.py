@@ -3,6 +3,7 @@ slow connections are closed after their timeouts, one gRPC stream cannot
 make the server queue without bound, and requests of a client that has
 gone are not computed. Every wait is on an observed state (EOF on a socket,
 the server's statistics) with a generous bound; no test assumes a speed."""
+import signal
 import socket
 import threading
 import time
@@ -199,3 +200,41 @@ def test_requests_queued_for_a_closed_grpc_connection_are_not_computed(inferd_bi
         assert httpclient.InferenceServerClient(s.url).is_server_ready()
     finally:
         s.stop()
+
+
+def test_new_http_connection_during_the_drain_is_refused_at_once(inferd_bin, tmp_path):
+    """After SIGTERM the HTTP listeners were removed but the socket stayed
+    open, so the kernel kept completing new connections into its backlog:
+    unanswered for the whole drain (here up to 600 s, a queued request
+    holds it), then reset at exit. Now the socket closes with the
+    listeners and a new connection is refused at once, while gRPC keeps
+    answering; the queued request's client leaving ends the drain."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=600")
+    channel = grpc.insecure_channel(s.grpc_url)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    call = stub.ModelInfer.future(_infer_request("held", 1), timeout=600)
+    try:
+        wait_until(lambda: pending_requests(s, "held") == 1, "the request to be queued")
+        s.proc.send_signal(signal.SIGTERM)
+        # gRPC says it is stopping (not ready) while the queued request holds the drain.
+        wait_until(lambda: not stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=30).ready,
+                   "the server to begin its drain")
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", s.port), timeout=10).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+            except OSError:  # a connect left in a full backlog times out
+                return False
+
+        wait_until(refused, "a new HTTP connection to be refused", timeout=60)
+        assert s.proc.poll() is None, "the drain ended early: the test shows nothing"
+    finally:
+        call.cancel()
+        channel.close()
+        code = s.stop(timeout=120)
+    assert code == 0, s.output()

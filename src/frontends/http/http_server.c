@@ -18,8 +18,11 @@
  * response, when it comes, is dropped and freed. A write that fails ends the
  * same way.
  *
- * Shutdown. stop_listening removes each thread's listener on its loop.
- * delete then asks each loop to stop: it waits until its exchanges are all
+ * Shutdown. stop_listening removes each thread's listener on its loop, and
+ * the last thread to do so closes the listening socket: a socket still open
+ * but no longer accepted from would let the kernel complete new connections
+ * into its backlog, unanswered through the whole drain and reset at exit,
+ * where a closed one refuses them at once. delete then asks each loop to stop: it waits until its exchanges are all
  * written or dropped (those with the server must come back first, the
  * server answers every request), with a grace period for slow readers after
  * which their connections are closed, then frees its evhttp and exits.
@@ -98,7 +101,8 @@ struct http_frontend {
   int idle_timeout_secs, read_timeout_secs; /* 0: none */
   const frontend_restrictions *restricted;
   SSL_CTX *tls; /* NULL: plain HTTP */
-  evutil_socket_t fd;
+  _Atomic evutil_socket_t fd; /* the listening socket; -1 once closed */
+  atomic_int listening;        /* threads that still accept from fd */
   int port;
   int thread_count;
   http_thread *threads;
@@ -257,11 +261,17 @@ static void on_request(struct evhttp_request *req, void *arg) {
   http_handle_request(ex, evhttp_request_get_command(req));
 }
 
+static void close_listening_socket(http_frontend *f) {
+  const evutil_socket_t fd = atomic_exchange(&f->fd, -1);
+  if (fd >= 0) close(fd);
+}
+
 static void stop_listening_now(http_thread *t) {
   if (t->bound) {
     frontend_acceptor_destroy(&t->acceptor);
     evhttp_del_accept_socket(t->http, t->bound);
     t->bound = NULL;
+    if (atomic_fetch_sub(&t->frontend->listening, 1) == 1) close_listening_socket(t->frontend);
   }
 }
 
@@ -378,13 +388,14 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   /* The listener shares the socket: it must not close it when freed. */
-  struct evconnlistener *listener = evconnlistener_new(t->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
+  struct evconnlistener *listener = evconnlistener_new(t->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, atomic_load(&f->fd));
   if (!listener) return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   t->bound = evhttp_bind_listener(t->http, listener);
   if (!t->bound) {
     evconnlistener_free(listener);
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   }
+  atomic_fetch_add(&f->listening, 1);
   if (!frontend_acceptor_init(&t->acceptor, "http", t->base, listener, &f->connections, 0))
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   return NULL;
@@ -416,7 +427,7 @@ static inferd_error *http_tls_context(const frontend_tls_options *o, SSL_CTX **o
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
   free(f->threads);
-  if (f->fd >= 0) close(f->fd);
+  close_listening_socket(f);
   if (f->tls) SSL_CTX_free(f->tls);
   free(f);
 }
@@ -442,7 +453,9 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   f->idle_timeout_secs = idle > 0 ? idle : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0;
   f->read_timeout_secs = read > 0 ? read : read == 0 ? DEFAULT_READ_TIMEOUT_SECS : 0;
   inferd_error *err = options ? http_tls_context(&options->tls, &f->tls) : NULL;
-  if (!err) err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
+  evutil_socket_t fd = -1;
+  if (!err) err = frontend_listen("HTTP", address, port, &fd, &f->port);
+  atomic_store(&f->fd, fd);
   if (err) {
     frontend_free(f);
     return err;
