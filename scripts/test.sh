@@ -2,7 +2,9 @@
 # Installs what is missing, builds the release and sanitizer trees, and runs
 # every test: unit and conformance tests under ctest (both trees), the fuzz
 # targets for a bounded time (tests/fuzz/run.sh, INFERD_FUZZ_SECONDS each),
-# then the integration tests under pytest. Exits non-zero if anything fails.
+# the integration tests under pytest, then the soak (tests/soak,
+# INFERD_SOAK_SECONDS of load, 120 by default, then SIGTERM). Exits non-zero
+# if anything fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh || exit 1
@@ -25,4 +27,7 @@ if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; t
     tests/integration/test_bytes.py tests/integration/test_optional_inputs.py tests/integration/test_metrics.py \
     tests/integration/test_grpc.py || status=1
 fi
+echo "== soak (${INFERD_SOAK_SECONDS:-120} s of mixed HTTP and gRPC load, malformed and slow clients, reloads, then SIGTERM)"
+# -s lets the soak print its summary line (requests, answers after SIGTERM, peak RSS and descriptors, exit time).
+INFERD_BUILD_DIR="$PWD/build" python3 -m pytest -q -s tests/soak || status=1
 exit $status
