@@ -79,8 +79,8 @@ static const cli_option serve_options[] = {
      "counter_latencies=false (no *_duration_us counters); repeatable"},
     {"exit-timeout-secs", "N",
      "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30); then queued ones are answered "
-     "UNAVAILABLE, gRPC streams still open are closed (at least 1 s after the last answer), running batches get "
-     "up to 5 s more, and the process exits 0"},
+     "UNAVAILABLE, gRPC streams still open and HTTP answers still being read are closed (at least 1 s after the "
+     "last answer), running batches get up to 5 s more, and the process exits 0"},
     {"instance-threads", "N", "CPU threads per model instance (default: cores / CPU instances)"},
     {"cuda-memory-pool-byte-size", "GPU:BYTES",
      "GPU memory pool of GPU number GPU, in bytes (default 67108864 per GPU); repeatable, one per GPU"},
@@ -413,17 +413,21 @@ static int serve(int argc, char **argv, serve_security *security) {
       _exit(0);
     }
   }
-  if (grpc) {
-    /* gRPC calls a client keeps open (a stream, idle now: every answer is
-     * given) end when the exit timeout passes, counted from the signal, not
-     * a whole timeout after the drain (which made a 10 s timeout 20 s); they
-     * get at least 1 s (the whole timeout when it is shorter) for the last
-     * answers to be written. */
-    const int64_t spent_ms = (int64_t)((clock_now_ns() - stop_ns) / 1000000u);
-    const int64_t left_ms = exit_timeout * 1000 - spent_ms;
-    const int64_t floor_ms = exit_timeout >= 1 ? 1000 : 1;
-    grpc_frontend_set_shutdown_grace(grpc, (int)(left_ms > floor_ms ? left_ms : floor_ms));
-  }
+  /* gRPC calls a client keeps open (a stream, idle now: every answer is
+   * given) and HTTP responses a client reads slowly end when the exit
+   * timeout passes, counted from the signal, not 10 s after the drain (which
+   * made a 10 s timeout 20 s), and never more than those 10 s; they get at
+   * least 1 s (the whole timeout when it is shorter) for the last answers to
+   * be written. */
+  enum { FRONTEND_GRACE_MAX_MS = 10000 };
+  const int64_t spent_ms = (int64_t)((clock_now_ns() - stop_ns) / 1000000u);
+  const int64_t left_ms = exit_timeout * 1000 - spent_ms;
+  const int64_t floor_ms = exit_timeout >= 1 ? 1000 : 1;
+  const int grace_ms = (int)(left_ms > FRONTEND_GRACE_MAX_MS ? FRONTEND_GRACE_MAX_MS
+                             : left_ms > floor_ms             ? left_ms
+                                                              : floor_ms);
+  if (grpc) grpc_frontend_set_shutdown_grace(grpc, grace_ms);
+  if (http) http_frontend_set_shutdown_grace(http, grace_ms);
   grpc_frontend_delete(grpc);
   http_frontend_delete(http);
   /* Metrics stay served through the drain, so a scraper sees it. */

@@ -238,3 +238,39 @@ def test_new_http_connection_during_the_drain_is_refused_at_once(inferd_bin, tmp
         channel.close()
         code = s.stop(timeout=120)
     assert code == 0, s.output()
+
+
+def test_slow_http_reader_does_not_hold_the_exit_past_its_timeout(inferd_bin, tmp_path):
+    """A client that sends a request with a 32 MiB answer and never reads
+    it: the answer is computed, but stays unwritten. On SIGTERM with a 1 s
+    exit timeout the connection used to get 10 s more; it is now closed
+    when the timeout passes (at least 1 s after the drain), within the
+    documented bound of the timeout plus 5 s (a bound on the server's own
+    deadline, far from the time it takes)."""
+    import json
+    exit_timeout, running_grace = 1, 5
+    n = 8 << 20
+    repo = tmp_path / "models"
+    write_model(repo, "wide", identity_graph(dims=(n,), name="wide"),
+                f'name: "wide"\nmax_batch_size: 1\ninput [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {n} ] }} ]\n'
+                f'output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {n} ] }} ]\n')
+    s = Server(inferd_bin, repo, f"--exit-timeout-secs={exit_timeout}")
+    header = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, n],
+                                     "parameters": {"binary_data_size": 4 * n}}],
+                         "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}]}).encode()
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        reader.connect(("127.0.0.1", s.port))
+        reader.sendall(b"POST /v2/models/wide/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: %d\r\n"
+                       b"Content-Length: %d\r\n\r\n" % (len(header), len(header) + 4 * n) + header +
+                       bytes(4 * n))
+        wait_until(lambda: int(_stats(s, "wide")["inference_stats"]["success"]["count"]) == 1,
+                   "the answer to be computed")
+        code, took = s.terminate_timed()
+    finally:
+        reader.close()
+        s.stop()
+    assert code == 0, s.output()
+    assert took <= exit_timeout + running_grace, f"exited {took:.1f} s after SIGTERM"
+    assert "responses still unwritten" in s.output()

@@ -415,10 +415,7 @@ def test_open_grpc_stream_does_not_hold_the_exit_past_its_timeout(inferd_bin, tm
     reader.start()
     try:
         wait_until(lambda: pending_requests(s, "held") == 1, "the stream's request to be queued")
-        t0 = time.monotonic()
-        s.proc.send_signal(signal.SIGTERM)
-        code = s.proc.wait(120)
-        took = time.monotonic() - t0
+        code, took = s.terminate_timed()
     finally:
         gate.set()
         reader.join(60)

@@ -22,10 +22,12 @@
  * the last thread to do so closes the listening socket: a socket still open
  * but no longer accepted from would let the kernel complete new connections
  * into its backlog, unanswered through the whole drain and reset at exit,
- * where a closed one refuses them at once. delete then asks each loop to stop: it waits until its exchanges are all
- * written or dropped (those with the server must come back first, the
- * server answers every request), with a grace period for slow readers after
- * which their connections are closed, then frees its evhttp and exits.
+ * where a closed one refuses them at once. delete then asks each loop to
+ * stop: it waits until its exchanges are all written or dropped (those with
+ * the server must come back first, the server answers every request), with
+ * a grace period for slow readers after which their connections are closed
+ * (10 s, or what http_frontend_set_shutdown_grace says), then frees its
+ * evhttp and exits.
  *
  * Request bodies larger than max_input_size are refused from their
  * Content-Length before they are buffered: the guard (http_guard.h) turns
@@ -72,7 +74,7 @@ enum {
   DEFAULT_MAX_HEADERS = 100,
   DEFAULT_IDLE_TIMEOUT_SECS = 60,
   DEFAULT_READ_TIMEOUT_SECS = 30,
-  SHUTDOWN_GRACE_SECS = 10
+  SHUTDOWN_GRACE_MS = 10000
 };
 
 struct http_thread {
@@ -99,6 +101,7 @@ struct http_frontend {
   size_t max_input_size;
   http_guard_limits limits;
   int idle_timeout_secs, read_timeout_secs; /* 0: none */
+  int shutdown_grace_ms;                     /* see http_frontend_set_shutdown_grace */
   const frontend_restrictions *restricted;
   SSL_CTX *tls; /* NULL: plain HTTP */
   _Atomic evutil_socket_t fd; /* the listening socket; -1 once closed */
@@ -324,7 +327,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   if (stop_listening) stop_listening_now(t);
   if (stop && !t->stopping) {
     t->stopping = true;
-    const struct timeval grace = {SHUTDOWN_GRACE_SECS, 0};
+    const int ms = t->frontend->shutdown_grace_ms;
+    const struct timeval grace = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(t->grace, &grace);
     thread_check_exit(t);
   }
@@ -442,6 +446,7 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   http_frontend *f = mem_zalloc(sizeof(*f));
   f->server = server;
   f->fd = -1;
+  f->shutdown_grace_ms = SHUTDOWN_GRACE_MS;
   f->max_input_size = options && options->max_input_size ? options->max_input_size : DEFAULT_MAX_INPUT;
   if (f->max_input_size > (size_t)INT64_MAX / 2) f->max_input_size = (size_t)INT64_MAX / 2;
   f->limits = (http_guard_limits){
@@ -489,6 +494,11 @@ int http_frontend_port(const http_frontend *f) { return f->port; }
 
 void http_frontend_stop_listening(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_signal(&f->threads[i], false);
+}
+
+void http_frontend_set_shutdown_grace(http_frontend *f, int ms) {
+  /* The loops read it after delete's signal, which the mailbox's lock orders after this store. */
+  f->shutdown_grace_ms = ms > 0 ? ms : 1;
 }
 
 void http_frontend_delete(http_frontend *f) {
