@@ -387,7 +387,7 @@ def write_report(results, out_dir):
              "first, then runs it); the build's tree: `--build-dir`, `build/` by default.", "",
              "## (a) Peak server RSS under a flood of large HTTP requests", "",
              f"{results['flood'][0]['clients']} connections at once, each sending "
-             f"{results['flood'][0]['requests_each']} binary-tensor requests to an identity model (FP32 [L]), "
+             f"{results['flood'][0]['requests_each']} binary-tensor requests to an identity model of that size (FP32 [1, body / 4]), "
              "one after the other; the answer carries the tensor back. RSS sampled every 50 ms.", "",
              "| case | body | answers | RSS before (MiB) | peak RSS (MiB) |", "|---|---:|---|---:|---:|"]
     for r in results["flood"]:
