@@ -208,14 +208,20 @@ def test_new_http_connection_during_the_drain_is_refused_at_once(inferd_bin, tmp
     unanswered for the whole drain (here up to 600 s, a queued request
     holds it), then reset at exit. Now the socket closes with the
     listeners and a new connection is refused at once, while gRPC keeps
-    answering; the queued request's client leaving ends the drain."""
+    answering; a connection kept alive from before is answered with
+    "Connection: close" and closed, so its client does not write another
+    request on it as it closes. The queued request's client leaving ends
+    the drain."""
     repo = tmp_path / "models"
     write_model(repo, "held", identity_graph(), HELD_CONFIG)
     s = Server(inferd_bin, repo, "--exit-timeout-secs=600")
     channel = grpc.insecure_channel(s.grpc_url)
     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
     call = stub.ModelInfer.future(_infer_request("held", 1), timeout=600)
+    kept = socket.create_connection(("127.0.0.1", s.port), timeout=30)  # kept alive across the SIGTERM
     try:
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in kept.recv(4096)
         wait_until(lambda: pending_requests(s, "held") == 1, "the request to be queued")
         s.proc.send_signal(signal.SIGTERM)
         # gRPC says it is stopping (not ready) while the queued request holds the drain.
@@ -232,8 +238,16 @@ def test_new_http_connection_during_the_drain_is_refused_at_once(inferd_bin, tmp
                 return False
 
         wait_until(refused, "a new HTTP connection to be refused", timeout=60)
+        # A connection kept alive from before is still answered, and told to close.
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := kept.recv(4096):
+            answer += chunk
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, answer
         assert s.proc.poll() is None, "the drain ended early: the test shows nothing"
     finally:
+        kept.close()
         call.cancel()
         channel.close()
         code = s.stop(timeout=120)

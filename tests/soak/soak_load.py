@@ -194,10 +194,11 @@ def http_infer_worker(name, server, ledger, ctl, model, binary):
     answer), http (a status other than 200, with its error text),
     not_sent (connection refused), closed (the connection ended before an
     answer; the detail says whether the connection had been reused after a
-    keep-alive answer), error (anything else). After SIGTERM the client
-    goes on until a request is refused or cannot be sent."""
+    keep-alive answer, and whether that answer came before SIGTERM), error
+    (anything else). After SIGTERM the client goes on, as one that retries
+    does, until a request cannot be sent or its connection is closed."""
     host, port = server.url.rsplit(":", 1)
-    conn, reused, i = None, False, 0
+    conn, reused, reused_before, i = None, False, False, 0
     path = f"/v2/models/{model}/infer"
     while ctl.gate(name):
         i += 1
@@ -227,7 +228,10 @@ def http_infer_worker(name, server, ledger, ctl, model, binary):
             continue
         except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
                 http.client.IncompleteRead) as e:
-            ledger.answer(key, "closed", f"{'reused' if reused else 'fresh'} connection: {e!r}")
+            # Whether the connection was kept alive by an answer given before SIGTERM:
+            # since the drain's answers say "Connection: close", only such a one may race its close.
+            how = "fresh" if not reused else "reused-before-sigterm" if reused_before else "reused"
+            ledger.answer(key, "closed", f"{how} connection: {e!r}")
             conn.close()
             conn = None
             if ledger.sigterm.is_set():
@@ -252,9 +256,7 @@ def http_infer_worker(name, server, ledger, ctl, model, binary):
             conn.close()
             conn = None
         else:
-            reused = True
-        if ledger.sigterm.is_set() and resp.status != 200:
-            return
+            reused, reused_before = True, not ledger.sigterm.is_set()
 
 
 # ---- well-formed gRPC -------------------------------------------------------------

@@ -16,8 +16,9 @@ What must hold (each a bound stated here, none a timing):
   one got its documented refusal; after it, a request is a success, a
   refusal naming the stop (503 / UNAVAILABLE), or was not sent (connection
   refused). HTTP/1.1's one unavoidable race is tolerated: a request written
-  on a kept-alive connection as the stopping server closes it, once per
-  connection at most (RFC 9112, 9.3.1); every other silence fails;
+  on a connection kept alive by an answer from before SIGTERM, as the
+  stopping server closes it, once per client at most (RFC 9112, 9.3.1; the
+  drain's own answers say "Connection: close"); every other silence fails;
 - at each checkpoint, the server's success and failure counts of "simple"
   equal the clients' (successes; wrong shapes, which reach the model);
 - RSS stays under RSS_BOUND_MIB and grows by at most RSS_GROWTH_MIB from the
@@ -295,7 +296,7 @@ def check_answers(sent, answers, late_keys, sigterm_sent, closed_per_worker):
         refusal = text.startswith("503 ") or text.startswith("unavailable ") or worker.startswith("grpc_stream")
         if late and kind in ("http", "grpc") and refusal and any(w in text for w in STOP_WORDS):
             continue
-        if late and kind == "closed" and detail.startswith("reused"):
+        if late and kind == "closed" and detail.startswith("reused-before-sigterm"):
             closed_per_worker[worker] += 1
             if closed_per_worker[worker] <= 1:
                 continue

@@ -22,7 +22,8 @@
  * the last thread to do so closes the listening socket: a socket still open
  * but no longer accepted from would let the kernel complete new connections
  * into its backlog, unanswered through the whole drain and reset at exit,
- * where a closed one refuses them at once. delete then asks each loop to
+ * where a closed one refuses them at once; from then on every answer says
+ * "Connection: close" and closes its connection. delete then asks each loop to
  * stop: it waits until its exchanges are all written or dropped (those with
  * the server must come back first, the server answers every request), with
  * a grace period for slow readers after which their connections are closed
@@ -92,7 +93,8 @@ struct http_thread {
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
   /* Loop only: */
-  size_t live; /* exchanges not yet freed */
+  size_t live;   /* exchanges not yet freed */
+  bool draining; /* the listener is gone: answers close their connections */
   bool stopping;
 };
 
@@ -167,6 +169,12 @@ void http_exchange_send(http_exchange *ex, int status, struct evbuffer *body, co
     }
   }
   if (content_type) evhttp_add_header(headers, "Content-Type", content_type);
+  /* While the server drains, a kept-alive connection would only be closed
+   * under a client that may be writing its next request on it (which then
+   * gets no answer); telling the client with the answer makes it open a new
+   * connection, which is refused at once, as nginx does when it stops. */
+  if (ex->thread->draining && !evhttp_find_header(headers, "Connection"))
+    evhttp_add_header(headers, "Connection", "close");
   if (header_length) {
     char num[32];
     snprintf(num, sizeof(num), "%zu", header_length);
@@ -270,6 +278,7 @@ static void close_listening_socket(http_frontend *f) {
 }
 
 static void stop_listening_now(http_thread *t) {
+  t->draining = true;
   if (t->bound) {
     frontend_acceptor_destroy(&t->acceptor);
     evhttp_del_accept_socket(t->http, t->bound);
