@@ -387,8 +387,8 @@ def write_report(results, out_dir):
              "first, then runs it); the build's tree: `--build-dir`, `build/` by default.", "",
              "## (a) Peak server RSS under a flood of large HTTP requests", "",
              f"{results['flood'][0]['clients']} connections at once, each sending "
-             f"{results['flood'][0]['requests_each']} binary-tensor requests to an identity model of that size (FP32 [1, body / 4]), "
-             "one after the other; the answer carries the tensor back. RSS sampled every 50 ms.", "",
+             f"{results['flood'][0]['requests_each']} binary-tensor requests to an identity model of that size "
+             "(FP32 [1, body / 4]), one after the other; the answer carries the tensor back. RSS sampled every 50 ms.", "",
              "| case | body | answers | RSS before (MiB) | peak RSS (MiB) |", "|---|---:|---|---:|---:|"]
     for r in results["flood"]:
         lines.append(f"| {r['case']} | {r['body_mib']} MiB | {r['statuses']} | {r['rss_before_mib']} | "
@@ -409,7 +409,8 @@ def write_report(results, out_dir):
               f"the server had {b['server_fds_during']} descriptors open during the run; it cut "
               f"{b['slowloris_cut_by_server']} of {b['slowloris_opened']} slow connections opened "
               "(--http-read-timeout-secs, 30 s by default), which were reopened.", "",
-              "| protocol | alone p50 / p99 (ms) | during slowloris p50 / p99 (ms) | requests alone / during | errors |",
+              "| protocol | alone p50 / p99 (ms) | during slowloris p50 / p99 (ms) | requests alone / during "
+              "| errors |",
               "|---|---:|---:|---:|---:|"]
     for proto in ("http", "grpc"):
         a, d = b["alone"][proto], b["during"][proto]
