@@ -3,7 +3,8 @@
 # every test: unit and conformance tests under ctest (both trees), the fuzz
 # targets for a bounded time (tests/fuzz/run.sh, INFERD_FUZZ_SECONDS each),
 # then the integration tests under pytest (both trees, the whole suite each
-# time). Exits non-zero if anything fails.
+# time), then the soak (tests/soak, INFERD_SOAK_SECONDS of load, 120 by
+# default, then SIGTERM). Exits non-zero if anything fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh || exit 1
@@ -29,4 +30,7 @@ if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; t
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 INFERD_BUILD_DIR="$PWD/build-asan" \
     python3 -m pytest -q tests/integration || status=1
 fi
+echo "== soak (${INFERD_SOAK_SECONDS:-120} s of mixed HTTP and gRPC load, malformed and slow clients, reloads, then SIGTERM)"
+# -s lets the soak print its summary line (requests, answers after SIGTERM, peak RSS and descriptors, exit time).
+INFERD_BUILD_DIR="$PWD/build" python3 -m pytest -q -s tests/soak || status=1
 exit $status

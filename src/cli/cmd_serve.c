@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -82,7 +83,8 @@ static const cli_option serve_options[] = {
      "counter_latencies=false (no *_duration_us counters); repeatable"},
     {"exit-timeout-secs", "N",
      "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30); then queued ones are answered "
-     "UNAVAILABLE, running batches get up to 5 s more, and the process exits 0"},
+     "UNAVAILABLE, gRPC streams still open and HTTP answers still being read are closed (at least 1 s after the "
+     "last answer), running batches get up to 5 s more, and the process exits 0"},
     {"instance-threads", "N", "CPU threads per model instance (default: cores / CPU instances)"},
     {"cuda-memory-pool-byte-size", "GPU:BYTES",
      "GPU memory pool of GPU number GPU, in bytes (default 67108864 per GPU); repeatable, one per GPU"},
@@ -371,9 +373,6 @@ static int serve(int argc, char **argv, serve_security *security) {
   if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
   if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
   if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
-  /* gRPC calls a client keeps open after the drain (a stream) are closed
-   * within the exit timeout too, never later than gRPC's own 10 s. */
-  go.shutdown_grace_ms = exit_timeout >= 10 ? 10000 : exit_timeout > 0 ? (int)exit_timeout * 1000 : 1;
   so.startup_models = startup;
   so.startup_model_count = n_startup;
   so.cuda_memory_pools = pools;
@@ -412,6 +411,7 @@ static int serve(int argc, char **argv, serve_security *security) {
   }
   int sig = 0;
   sigwait(&stop, &sig);
+  const uint64_t stop_ns = clock_now_ns();
   log_info("received %s: no new requests; waiting up to %ld s for those in flight", sig == SIGINT ? "SIGINT" : "SIGTERM",
            exit_timeout);
   inferd_server_stop_accepting(server);
@@ -434,6 +434,21 @@ static int serve(int argc, char **argv, serve_security *security) {
       _exit(0);
     }
   }
+  /* gRPC calls a client keeps open (a stream, idle now: every answer is
+   * given) and HTTP responses a client reads slowly end when the exit
+   * timeout passes, counted from the signal, not 10 s after the drain (which
+   * made a 10 s timeout 20 s), and never more than those 10 s; they get at
+   * least 1 s (the whole timeout when it is shorter) for the last answers to
+   * be written. */
+  enum { FRONTEND_GRACE_MAX_MS = 10000 };
+  const int64_t spent_ms = (int64_t)((clock_now_ns() - stop_ns) / 1000000u);
+  const int64_t left_ms = exit_timeout * 1000 - spent_ms;
+  const int64_t floor_ms = exit_timeout >= 1 ? 1000 : 1;
+  const int grace_ms = (int)(left_ms > FRONTEND_GRACE_MAX_MS ? FRONTEND_GRACE_MAX_MS
+                             : left_ms > floor_ms             ? left_ms
+                                                              : floor_ms);
+  if (grpc) grpc_frontend_set_shutdown_grace(grpc, grace_ms);
+  if (http) http_frontend_set_shutdown_grace(http, grace_ms);
   grpc_frontend_delete(grpc);
   http_frontend_delete(http);
   /* Metrics stay served through the drain, so a scraper sees it. */

@@ -307,6 +307,14 @@ class Server:
             self.log.flush()
         return self.log_path.read_text()
 
+    def terminate_timed(self, timeout=120):
+        """Sends SIGTERM and waits for the exit: (exit code, seconds from the
+        signal to the exit), for tests that check the exit timeout's bound."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - t0
+
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
         """Stops the server (waiting `timeout` s, stretched for a sanitizer
         build); under a sanitizer build, any report it printed or left in its

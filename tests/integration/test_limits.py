@@ -468,3 +468,89 @@ def test_a_flood_of_failing_loads_writes_a_bounded_log(inferd_bin, tmp_path):
     assert len(printed) + held == n, (len(printed), held)
     windows = int(elapsed // window) + 2
     assert len(printed) <= burst * windows, (len(printed), elapsed)
+def test_new_http_connection_during_the_drain_is_refused_at_once(inferd_bin, tmp_path):
+    """After SIGTERM the HTTP listeners were removed but the socket stayed
+    open, so the kernel kept completing new connections into its backlog:
+    unanswered for the whole drain (here up to 600 s, a queued request
+    holds it), then reset at exit. Now the socket closes with the
+    listeners and a new connection is refused at once, while gRPC keeps
+    answering; a connection kept alive from before is answered with
+    "Connection: close" and closed, so its client does not write another
+    request on it as it closes. The queued request's client leaving ends
+    the drain."""
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo, "--exit-timeout-secs=600")
+    channel = grpc.insecure_channel(s.grpc_url)
+    stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    call = stub.ModelInfer.future(_infer_request("held", 1), timeout=600)
+    kept = socket.create_connection(("127.0.0.1", s.port), timeout=30)  # kept alive across the SIGTERM
+    try:
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in kept.recv(4096)
+        wait_until(lambda: pending_requests(s, "held") == 1, "the request to be queued")
+        s.proc.send_signal(signal.SIGTERM)
+        # gRPC says it is stopping (not ready) while the queued request holds the drain.
+        wait_until(lambda: not stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=30).ready,
+                   "the server to begin its drain")
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", s.port), timeout=10).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+            except OSError:  # a connect left in a full backlog times out
+                return False
+
+        wait_until(refused, "a new HTTP connection to be refused", timeout=60)
+        # A connection kept alive from before is still answered, and told to close.
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := kept.recv(4096):
+            answer += chunk
+        head = answer.split(b"\r\n\r\n", 1)[0].lower()
+        assert head.startswith(b"http/1.1 200") and b"connection: close" in head, answer
+        assert s.proc.poll() is None, "the drain ended early: the test shows nothing"
+    finally:
+        kept.close()
+        call.cancel()
+        channel.close()
+        code = s.stop(timeout=120)
+    assert code == 0, s.output()
+
+
+def test_slow_http_reader_does_not_hold_the_exit_past_its_timeout(inferd_bin, tmp_path):
+    """A client that sends a request with a 32 MiB answer and never reads
+    it: the answer is computed, but stays unwritten. On SIGTERM with a 1 s
+    exit timeout the connection used to get 10 s more; it is now closed
+    when the timeout passes (at least 1 s after the drain), within the
+    documented bound of the timeout plus 5 s (a bound on the server's own
+    deadline, far from the time it takes)."""
+    import json
+    exit_timeout, running_grace = 1, 5
+    n = 8 << 20
+    repo = tmp_path / "models"
+    write_model(repo, "wide", identity_graph(dims=(n,), name="wide"),
+                f'name: "wide"\nmax_batch_size: 1\ninput [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {n} ] }} ]\n'
+                f'output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {n} ] }} ]\n')
+    s = Server(inferd_bin, repo, f"--exit-timeout-secs={exit_timeout}")
+    header = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, n],
+                                     "parameters": {"binary_data_size": 4 * n}}],
+                         "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}]}).encode()
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        reader.connect(("127.0.0.1", s.port))
+        reader.sendall(b"POST /v2/models/wide/infer HTTP/1.1\r\nHost: x\r\nInference-Header-Content-Length: %d\r\n"
+                       b"Content-Length: %d\r\n\r\n" % (len(header), len(header) + 4 * n) + header +
+                       bytes(4 * n))
+        wait_until(lambda: int(_stats(s, "wide")["inference_stats"]["success"]["count"]) == 1,
+                   "the answer to be computed")
+        code, took = s.terminate_timed()
+    finally:
+        reader.close()
+        s.stop()
+    assert code == 0, s.output()
+    assert took <= exit_timeout + running_grace, f"exited {took:.1f} s after SIGTERM"
+    assert "responses still unwritten" in s.output()

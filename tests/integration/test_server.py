@@ -377,6 +377,55 @@ def test_exit_timeout_answers_every_request_exactly_once(inferd_bin, tmp_path, z
     assert "answered UNAVAILABLE" in s.output()
 
 
+def test_open_grpc_stream_does_not_hold_the_exit_past_its_timeout(inferd_bin, tmp_path):
+    """A gRPC stream whose client never closes its side, with a request
+    queued in "held": at the exit timeout (10 s) the request is answered
+    UNAVAILABLE in the stream, and the stream is closed then too. The
+    stream's grace used to be a whole exit timeout more, counted from the
+    end of the drain: 20 s for a 10 s timeout, past the documented bound of
+    the timeout plus 5 s for running batches, which is what is checked (a
+    bound on the server's own deadline, far from the time it takes)."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+    exit_timeout, running_grace = 10, 5
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo, f"--exit-timeout-secs={exit_timeout}")
+    gate = threading.Event()
+    req = service_pb2.ModelInferRequest(model_name="held", id="kept")
+    req.inputs.add(name="INPUT0", datatype="FP32", shape=[1, 4])
+    req.raw_input_contents.append(np.zeros((1, 4), dtype=np.float32).tobytes())
+
+    def requests():
+        yield req
+        gate.wait(120)  # the client's side of the stream stays open
+
+    answers, ended = [], []
+
+    def read(stream):
+        try:
+            for a in stream:
+                answers.append((a.infer_response.id, a.error_message))
+        except grpc.RpcError as e:
+            ended.append(e.code())
+
+    channel = grpc.insecure_channel(s.grpc_url)
+    reader = threading.Thread(target=read, args=(
+        service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(requests(), timeout=120),))
+    reader.start()
+    try:
+        wait_until(lambda: pending_requests(s, "held") == 1, "the stream's request to be queued")
+        code, took = s.terminate_timed()
+    finally:
+        gate.set()
+        reader.join(60)
+        channel.close()
+        s.stop()
+    assert code == 0, s.output()
+    assert len(answers) == 1 and answers[0][0] == "kept" and "the server is stopping" in answers[0][1], answers
+    assert took <= exit_timeout + running_grace, f"exited {took:.1f} s after SIGTERM"
+
+
 @pytest.fixture(scope="module")
 def dtype_server(inferd_bin, tmp_path_factory):
     repo = tmp_path_factory.mktemp("dtypes") / "models"

@@ -76,6 +76,10 @@ int grpc_frontend_port(const grpc_frontend *f);
 /* Graceful drain, step 1. Calls go on being taken and answered (see above);
  * this only marks the start of the drain in the log. */
 void grpc_frontend_stop_listening(grpc_frontend *f);
+/* Sets the grace delete gives the calls still open (shutdown_grace_ms) to
+ * `ms` (<= 0: 1 ms), for a caller that counts it from a deadline of its own
+ * (inferd serve: what is left of the exit timeout). Called before delete. */
+void grpc_frontend_set_shutdown_grace(grpc_frontend *f, int ms);
 /* Waits for the open calls to end (cancelling those still open after a
  * grace period), joins the threads and frees f. NULL is ignored. */
 void grpc_frontend_delete(grpc_frontend *f);

@@ -1267,6 +1267,11 @@ void grpc_frontend_stop_listening(grpc_frontend *f) {
   log_verbose("grpc: draining on port %d; new inferences are refused by the server", f->port);
 }
 
+void grpc_frontend_set_shutdown_grace(grpc_frontend *f, int ms) {
+  /* The loops read it after delete's signal, which the mailbox's lock orders after this store. */
+  f->shutdown_grace_ms = ms > 0 ? ms : 1;
+}
+
 void grpc_frontend_delete(grpc_frontend *f) {
   if (!f) return;
   for (int i = 0; i < f->thread_count; i++) frontend_mailbox_signal(&f->threads[i].mailbox, true);

@@ -50,6 +50,11 @@ int http_frontend_port(const http_frontend *f);
 /* Graceful drain, step 1: stop accepting new connections. Open connections
  * keep being served. */
 void http_frontend_stop_listening(http_frontend *f);
+/* Sets how long delete waits for responses still being written (a client
+ * that reads slowly) before it closes their connections to `ms` (<= 0: 1 ms;
+ * 10 s unless set), for a caller that counts it from a deadline of its own
+ * (inferd serve: what is left of the exit timeout). Called before delete. */
+void http_frontend_set_shutdown_grace(http_frontend *f, int ms);
 /* Waits for the responses in flight to be sent (those still with the server
  * included), closes every connection, joins the threads and frees f. */
 void http_frontend_delete(http_frontend *f);

@@ -18,11 +18,17 @@
  * response, when it comes, is dropped and freed. A write that fails ends the
  * same way.
  *
- * Shutdown. stop_listening removes each thread's listener on its loop.
- * delete then asks each loop to stop: it waits until its exchanges are all
- * written or dropped (those with the server must come back first, the
- * server answers every request), with a grace period for slow readers after
- * which their connections are closed, then frees its evhttp and exits.
+ * Shutdown. stop_listening removes each thread's listener on its loop, and
+ * the last thread to do so closes the listening socket: a socket still open
+ * but no longer accepted from would let the kernel complete new connections
+ * into its backlog, unanswered through the whole drain and reset at exit,
+ * where a closed one refuses them at once; from then on every answer says
+ * "Connection: close" and closes its connection. delete then asks each loop to
+ * stop: it waits until its exchanges are all written or dropped (those with
+ * the server must come back first, the server answers every request), with
+ * a grace period for slow readers after which their connections are closed
+ * (10 s, or what http_frontend_set_shutdown_grace says), then frees its
+ * evhttp and exits.
  *
  * Request bodies larger than max_input_size are refused from their
  * Content-Length before they are buffered: the guard (http_guard.h) turns
@@ -69,7 +75,7 @@ enum {
   DEFAULT_MAX_HEADERS = 100,
   DEFAULT_IDLE_TIMEOUT_SECS = 60,
   DEFAULT_READ_TIMEOUT_SECS = 30,
-  SHUTDOWN_GRACE_SECS = 10
+  SHUTDOWN_GRACE_MS = 10000
 };
 
 struct http_thread {
@@ -87,7 +93,8 @@ struct http_thread {
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
   /* Loop only: */
-  size_t live; /* exchanges not yet freed */
+  size_t live;   /* exchanges not yet freed */
+  bool draining; /* the listener is gone: answers close their connections */
   bool stopping;
 };
 
@@ -96,9 +103,11 @@ struct http_frontend {
   size_t max_input_size;
   http_guard_limits limits;
   int idle_timeout_secs, read_timeout_secs; /* 0: none */
+  int shutdown_grace_ms;                     /* see http_frontend_set_shutdown_grace */
   const frontend_restrictions *restricted;
   SSL_CTX *tls; /* NULL: plain HTTP */
-  evutil_socket_t fd;
+  _Atomic evutil_socket_t fd; /* the listening socket; -1 once closed */
+  atomic_int listening;        /* threads that still accept from fd */
   int port;
   int thread_count;
   http_thread *threads;
@@ -160,6 +169,12 @@ void http_exchange_send(http_exchange *ex, int status, struct evbuffer *body, co
     }
   }
   if (content_type) evhttp_add_header(headers, "Content-Type", content_type);
+  /* While the server drains, a kept-alive connection would only be closed
+   * under a client that may be writing its next request on it (which then
+   * gets no answer); telling the client with the answer makes it open a new
+   * connection, which is refused at once, as nginx does when it stops. */
+  if (ex->thread->draining && !evhttp_find_header(headers, "Connection"))
+    evhttp_add_header(headers, "Connection", "close");
   if (header_length) {
     char num[32];
     snprintf(num, sizeof(num), "%zu", header_length);
@@ -266,11 +281,18 @@ static void on_request(struct evhttp_request *req, void *arg) {
   http_handle_request(ex, evhttp_request_get_command(req));
 }
 
+static void close_listening_socket(http_frontend *f) {
+  const evutil_socket_t fd = atomic_exchange(&f->fd, -1);
+  if (fd >= 0) close(fd);
+}
+
 static void stop_listening_now(http_thread *t) {
+  t->draining = true;
   if (t->bound) {
     frontend_acceptor_destroy(&t->acceptor);
     evhttp_del_accept_socket(t->http, t->bound);
     t->bound = NULL;
+    if (atomic_fetch_sub(&t->frontend->listening, 1) == 1) close_listening_socket(t->frontend);
   }
 }
 
@@ -323,7 +345,8 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   if (stop_listening) stop_listening_now(t);
   if (stop && !t->stopping) {
     t->stopping = true;
-    const struct timeval grace = {SHUTDOWN_GRACE_SECS, 0};
+    const int ms = t->frontend->shutdown_grace_ms;
+    const struct timeval grace = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(t->grace, &grace);
     thread_check_exit(t);
   }
@@ -387,13 +410,14 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   evhttp_set_allowed_methods(t->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                                           EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
   /* The listener shares the socket: it must not close it when freed. */
-  struct evconnlistener *listener = evconnlistener_new(t->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, f->fd);
+  struct evconnlistener *listener = evconnlistener_new(t->base, NULL, NULL, LEV_OPT_CLOSE_ON_EXEC, 0, atomic_load(&f->fd));
   if (!listener) return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   t->bound = evhttp_bind_listener(t->http, listener);
   if (!t->bound) {
     evconnlistener_free(listener);
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   }
+  atomic_fetch_add(&f->listening, 1);
   if (!frontend_acceptor_init(&t->acceptor, "http", t->base, listener, &f->connections, 0))
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   return NULL;
@@ -425,7 +449,7 @@ static inferd_error *http_tls_context(const frontend_tls_options *o, SSL_CTX **o
 static void frontend_free(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_destroy(&f->threads[i]);
   free(f->threads);
-  if (f->fd >= 0) close(f->fd);
+  close_listening_socket(f);
   if (f->tls) SSL_CTX_free(f->tls);
   free(f);
 }
@@ -440,6 +464,7 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   http_frontend *f = mem_zalloc(sizeof(*f));
   f->server = server;
   f->fd = -1;
+  f->shutdown_grace_ms = SHUTDOWN_GRACE_MS;
   f->max_input_size = options && options->max_input_size ? options->max_input_size : DEFAULT_MAX_INPUT;
   if (f->max_input_size > (size_t)INT64_MAX / 2) f->max_input_size = (size_t)INT64_MAX / 2;
   f->limits = (http_guard_limits){
@@ -451,7 +476,9 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   f->idle_timeout_secs = idle > 0 ? idle : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0;
   f->read_timeout_secs = read > 0 ? read : read == 0 ? DEFAULT_READ_TIMEOUT_SECS : 0;
   inferd_error *err = options ? http_tls_context(&options->tls, &f->tls) : NULL;
-  if (!err) err = frontend_listen("HTTP", address, port, &f->fd, &f->port);
+  evutil_socket_t fd = -1;
+  if (!err) err = frontend_listen("HTTP", address, port, &fd, &f->port);
+  atomic_store(&f->fd, fd);
   if (err) {
     frontend_free(f);
     return err;
@@ -485,6 +512,11 @@ int http_frontend_port(const http_frontend *f) { return f->port; }
 
 void http_frontend_stop_listening(http_frontend *f) {
   for (int i = 0; i < f->thread_count; i++) thread_signal(&f->threads[i], false);
+}
+
+void http_frontend_set_shutdown_grace(http_frontend *f, int ms) {
+  /* The loops read it after delete's signal, which the mailbox's lock orders after this store. */
+  f->shutdown_grace_ms = ms > 0 ? ms : 1;
 }
 
 void http_frontend_delete(http_frontend *f) {
