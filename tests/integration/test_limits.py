@@ -339,10 +339,15 @@ def test_stopping_server_refuses_with_retry_after(inferd_bin, tmp_path):
         assert _http(s, "GET", "/v2/health/ready", conn=conn)[0] == 200
         answers, channel, gate = _hold_stream(s, "held", 1)
         s.proc.send_signal(signal.SIGTERM)
-        # Not ready is 400, as Triton answers it.
-        wait_until(lambda: _http(s, "GET", "/v2/health/ready", conn=conn)[0] == 400, "readiness to turn false")
+        # Readiness is asked over gRPC: an HTTP answer after SIGTERM closes its
+        # connection, and the first request on the one kept from before is the test.
+        with grpc.insecure_channel(s.grpc_url) as ready_channel:
+            ready = service_pb2_grpc.GRPCInferenceServiceStub(ready_channel)
+            wait_until(lambda: not ready.ServerReady(service_pb2.ServerReadyRequest(), timeout=30).ready,
+                       "readiness to turn false")
         status, headers, body = _http(s, "POST", "/v2/models/identity/infer", _identity_body(), conn=conn)
         assert status == 503 and headers.get("retry-after") == "1", (status, headers, body)
+        assert headers.get("connection") == "close", headers
         assert "shutting down" in body["error"], body
         e = _grpc_infer_error(s, _infer_request("identity", 0))
         assert e.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in e.details(), e
