@@ -55,7 +55,8 @@ static const cli_option serve_options[] = {
      "inference requests one gRPC connection may have with the server; past it the connection is not read until "
      "answers come back (default 256)"},
     {"max-connections", "N",
-     "gRPC connections open at once; past it a new one is accepted and closed at once (default 10000)"},
+     "connections open at once on each of HTTP and gRPC (counted apart); past it a new one is accepted and closed "
+     "at once, over plain HTTP after a 503 JSON error (default 10000)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
     {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
     {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
@@ -236,7 +237,7 @@ static int serve(int argc, char **argv, serve_security *security) {
       go.max_inflight_per_connection = (int)value_long;
     } else if (!strcmp(name, "max-connections")) {
       ok = cli_parse_int(name, value, 1, 1 << 24, &value_long);
-      go.max_connections = (int)value_long;
+      go.max_connections = ho.max_connections = (int)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
     } else if (!strcmp(name, "grpc-port")) {

@@ -363,6 +363,7 @@ static void handle_infer(http_exchange *ex) {
   ex->complete = infer_complete;
   ex->state = HTTP_EXCHANGE_AWAITING;
   inferd_request_set_callbacks(r, on_release, ex, on_response, ex);
+  inferd_request_set_cancel_flag(r, &ex->cancelled);
   /* From here the server owns the request (it frees it after responding). */
   ex->request = NULL;
   err = inferd_server_infer(ex->server, r);
@@ -371,7 +372,10 @@ static void handle_infer(http_exchange *ex) {
     ex->state = HTTP_EXCHANGE_HANDLING;
     inferd_request_delete(r);
     http_exchange_send_error(ex, err);
+    return;
   }
+  /* The answer comes back through this loop, so ex is still here. */
+  http_exchange_watch_departure(ex);
 }
 
 /* ---- routing -------------------------------------------------------------- */
