@@ -299,6 +299,23 @@ INFERD_API inferd_error *inferd_context_run_async(inferd_context *context, int b
                                                  int input_count, inferd_tensor *outputs, int output_count);
 INFERD_API inferd_error *inferd_context_wait(inferd_context *context);
 
+/* One copy of a batch's gather or scatter (inferd_context_copy_async). */
+typedef struct inferd_copy {
+  void *dst;
+  const void *src;
+  size_t size;
+} inferd_copy;
+/* Queues `count` copies on the context's device stream, in order with its
+ * runs: copies queued before inferd_context_run_async can fill its inputs,
+ * copies queued after it read its outputs, and all are done when the next
+ * inferd_context_wait returns (which they need even without a run). Every
+ * pointer is GPU memory of the plan's GPU or pinned host memory from
+ * inferd_plan_memory_alloc; the memory stays borrowed until that wait, and
+ * copies must not overlap each other. A plan without device memory copies
+ * at once. The server gathers requests whose tensors are in CUDA shared
+ * memory this way, many copies in one launch. */
+INFERD_API inferd_error *inferd_context_copy_async(inferd_context *context, const inferd_copy *copies, int count);
+
 /* Per-step timings of the last run, for profiling. Returns the number of steps
  * and fills up to `capacity` entries. */
 typedef struct inferd_profile_entry {

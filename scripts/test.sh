@@ -2,7 +2,8 @@
 # Installs what is missing, builds the release and sanitizer trees, and runs
 # every test: unit and conformance tests under ctest (both trees), the fuzz
 # targets for a bounded time (tests/fuzz/run.sh, INFERD_FUZZ_SECONDS each),
-# then the integration tests under pytest. Exits non-zero if anything fails.
+# then the integration tests under pytest (both trees, the whole suite each
+# time). Exits non-zero if anything fails.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/install-deps.sh || exit 1
@@ -19,10 +20,13 @@ tests/fuzz/run.sh "${INFERD_FUZZ_SECONDS:-20}" || status=1
 echo "== integration tests (pytest)"
 if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then
   INFERD_BUILD_DIR="$PWD/build" python3 -m pytest -q tests/integration || status=1
-  echo "== server integration tests against the ASan+UBSan build (any sanitizer report fails)"
-  ASAN_OPTIONS=detect_leaks=1 INFERD_BUILD_DIR="$PWD/build-asan" \
-    python3 -m pytest -q tests/integration/test_server.py tests/integration/test_http_frontend.py \
-    tests/integration/test_bytes.py tests/integration/test_optional_inputs.py tests/integration/test_metrics.py \
-    tests/integration/test_grpc.py || status=1
+  # The whole suite again on the sanitizer build. Every inferd process the
+  # tests start (servers and CLI runs alike) has its ASan and LeakSanitizer
+  # reports and its UBSan reports on stderr checked: any report fails the
+  # test that caused it, or the run (tests/integration/sanitizer.py). Wait
+  # bounds are stretched 3x for the slower build (INFERD_TEST_TIME_FACTOR).
+  echo "== integration tests against the ASan+UBSan build, LeakSanitizer on (any sanitizer report fails)"
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 INFERD_BUILD_DIR="$PWD/build-asan" \
+    python3 -m pytest -q tests/integration || status=1
 fi
 exit $status

@@ -22,9 +22,21 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.g
 $B zoo resnet50 --output /tmp/zoo >/dev/null
 M=/tmp/zoo/resnet50/1/model.onnx
 status=0
-echo "== correctness: CUDA against the CPU backend (batch 4, same random input)"
-$B run --model "$M" --random-input --batch 4 --output-dir /tmp/ref-cpu --threads 16 >/dev/null || status=1
+# torch.compile(max-autotune) compiles (minutes, mostly CPU) while the stages
+# that time nothing run, then waits for $go before it times (see torch_peer.py).
+go=/tmp/torch-go
+compile_batches=1,8,256
+[ "$mode" = quick ] && compile_batches=256
+if [ "${COMPILE:-1}" = 1 ]; then
+  PYTHONUNBUFFERED=1 timeout "${COMPILE_TIMEOUT:-900}" python3 bench/gpu/torch_peer.py --modes compile \
+    --precisions fp16 --batch "$compile_batches" --cache /tmp/torch-cache --go "$go" \
+    >"$OUT/torch-compile.jsonl" 2>"$OUT/torch-compile.log" &
+  compile_pid=$!
+fi
+[ "${CORRECT:-1}" = 1 ] && echo "== correctness: CUDA against the CPU backend (batch 4, same random input)"
+[ "${CORRECT:-1}" = 1 ] && $B run --model "$M" --random-input --batch 4 --output-dir /tmp/ref-cpu --threads 16 >/dev/null || status=1
 for p in fp32:1e-4 tf32:1e-2 fp16:2e-2 bf16:6e-2; do
+  [ "${CORRECT:-1}" = 1 ] || break
   prec=${p%%:*} tol=${p##*:}
   if $B run --model "$M" --random-input --batch 4 --device cuda --precision "$prec" --output-dir "/tmp/gpu-$prec" \
       >"$OUT/run-$prec.log" 2>&1; then
@@ -47,6 +59,29 @@ if [ "${UNIT:-1}" = 1 ]; then
   echo "unit tests: $pass passed, $fail failed"
 fi
 save
+if [ "${REAL:-1}" = 1 ] && [ -f .devcarry/realmodel/model.onnx ]; then
+  echo "== real model: EfficientNet-Lite0 on real photos, GPU against CPU FP32 (top-1 must be identical)"
+  R=.devcarry/realmodel
+  $B run --model $R/model.onnx --input input=$R/photos.npy --output-dir /tmp/rm-cpu --threads 16 >/dev/null || status=1
+  for p in fp32:1e-4 tf32:2e-2 fp16:3e-2 bf16:1e-1; do
+    prec=${p%%:*} tol=${p##*:}
+    $B run --model $R/model.onnx --input input=$R/photos.npy --device cuda --precision "$prec" \
+      --output-dir "/tmp/rm-$prec" >"$OUT/realmodel-$prec.log" 2>&1 || { status=1; tail -3 "$OUT/realmodel-$prec.log"; }
+    python3 bench/gpu/compare_outputs.py /tmp/rm-cpu "/tmp/rm-$prec" --tolerance "$tol" --label "efficientnet-lite0 $prec" \
+      $([ "$prec" = fp16 ] && echo --top1) | tee -a "$OUT/realmodel.jsonl" || status=1
+  done
+  python3 - "$R" /tmp/rm-cpu /tmp/rm-fp16 <<'PY' | tee "$OUT/realmodel-labels.txt"
+import json, sys
+import numpy as np
+r, cpu, gpu = sys.argv[1:]
+names = json.load(open(r + "/names.json"))
+labels = open(r + "/labels.txt").read().splitlines()
+a, b = np.load(cpu + "/output.npy"), np.load(gpu + "/output.npy")
+for n, x, y in zip(names, a, b):
+    print(f"{n}: cpu fp32 {labels[int(x.argmax())]!r}, gpu fp16 {labels[int(y.argmax())]!r}")
+PY
+fi
+save
 echo "== ONNX conformance on the cuda backend"
 if [ -f .devcarry/onnx-testdata.tgz ] && [ -x /tmp/inferd/tests/onnx_conformance ]; then
   mkdir -p /tmp/onnx-testdata && tar -C /tmp/onnx-testdata -xzf .devcarry/onnx-testdata.tgz
@@ -57,6 +92,20 @@ fi
 save
 batches=1,8,32,64,128,256
 [ "$mode" = quick ] && batches=1,8,256
+if [ -n "${compile_pid:-}" ]; then
+  echo "== waiting for torch.compile to finish compiling before anything is timed"
+  # Bounded, so the run's own stages fit its time: past it, the compile is
+  # stopped and reported as not done rather than timed against a busy GPU.
+  waited=0
+  while kill -0 "$compile_pid" 2>/dev/null && [ ! -f "$go.ready" ] && [ $waited -lt "${COMPILE_WAIT:-300}" ]; do
+    sleep 2; waited=$((waited + 2))
+  done
+  if [ ! -f "$go.ready" ]; then
+    echo "torch.compile did not finish compiling within the wait (${waited} s more); stopped"
+    kill "$compile_pid" 2>/dev/null; wait "$compile_pid" 2>/dev/null; compile_pid=
+  fi
+  tail -2 "$OUT/torch-compile.log"
+fi
 [ "${BENCH:-1}" = 1 ] && echo "== engine benchmark"
 for prec in ${BENCH_PRECS:-fp16 tf32}; do
   [ "${BENCH:-1}" = 1 ] || break
@@ -68,6 +117,12 @@ for prec in ${BENCH_PRECS:-fp16 tf32}; do
   done
 done
 if [ "${BENCH:-1}" = 1 ]; then
+  echo "== cached loads (tactic cache written above): fp16, one build thread against the default"
+  for threads in 1 8; do
+    INFERD_CUDA_BUILD_THREADS=$threads $B bench --model "$M" --device cuda --precision fp16 --batch 1,256 --iterations 3 \
+      --json --tactic-cache /tmp/tactics-fp16.txt >"$OUT/load-fp16-threads$threads.json" 2>/dev/null || status=1
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('cached load, $threads build threads:', r[0].get('load_ms'), 'ms')" "$OUT/load-fp16-threads$threads.json" || true
+  done
   echo "== per-step profile, fp16 batch 256"
   $B bench --model "$M" --device cuda --precision fp16 --batch 256 --iterations 3 --profile --input-memory device \
     --tactic-cache /tmp/tactics-fp16.txt >"$OUT/profile-fp16-256.txt" 2>&1 || status=1
@@ -78,6 +133,12 @@ if [ "${PEER:-1}" = 1 ]; then
   echo "== PyTorch peer"
   PYTHONUNBUFFERED=1 timeout "${PEER_TIMEOUT:-240}" python3 bench/gpu/torch_peer.py --batch "$batches" --modes "${PEER_MODES:-eager,graph}" \
     | tee "$OUT/torch.jsonl" | python3 -c "import json,sys; [print(d['mode'], d['precision'], d['batch'], round(d['images_per_sec']), round(d['latency_ms_p50'],3)) for d in map(json.loads, sys.stdin)]"
+fi
+if [ -n "${compile_pid:-}" ]; then
+  echo "== torch.compile(max-autotune) timed"
+  touch "$go"
+  wait "$compile_pid" || echo "torch.compile run ended with status $? (see torch-compile.log)"
+  python3 -c "import json,sys; [print(d['mode'], d['precision'], d['batch'], round(d['images_per_sec']), round(d['latency_ms_p50'],3), 'setup %.0f s' % d['setup_s']) for d in map(json.loads, open(sys.argv[1]))]" "$OUT/torch-compile.jsonl" || true
 fi
 save
 if [ "${SERVE:-1}" = 1 ]; then
@@ -90,7 +151,7 @@ save
 if [ "${PYTEST:-1}" = 1 ] && ls .devcarry/whl/*.whl >/dev/null 2>&1; then
   echo "== GPU integration tests (pytest, tritonclient carried as wheels)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl/*.whl &&
-    PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-200}" python3 -m pytest -q -rs \
+    PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-400}" python3 -m pytest -q -rs \
       tests/integration/test_gpu_server.py tests/integration/test_shared_memory.py -k "gpu or cuda" 2>&1 |
     tee "$OUT/pytest-gpu.txt" | tail -25 || status=1
 fi

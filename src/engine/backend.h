@@ -95,7 +95,12 @@ typedef struct inferd_backend_ops {
    * return before the work is done when wait is not NULL.
    */
   inferd_error *(*execute)(backend_context *context, int batch, const backend_io *io);
-  /* Blocks until the last execute() is done. NULL: execute is synchronous. */
+  /* Queues copies between device and pinned memory on the context's stream
+   * (see inferd_context_copy_async), done when wait() returns. NULL: the
+   * engine copies synchronously. */
+  inferd_error *(*copy_async)(backend_context *context, const inferd_copy *copies, int count);
+  /* Blocks until the last execute() and the copies queued since are done.
+   * NULL: execute is synchronous. */
   inferd_error *(*wait)(backend_context *context);
   /* Optional per-step profiling of the last run (see inferd_context_profile). */
   void (*set_profiling)(backend_context *context, bool enabled);

@@ -77,6 +77,7 @@ struct inferd_context {
   void **output_ptrs;
   inferd_memory_kind *input_kinds, *output_kinds;
   bool pending; /* an asynchronous run awaits inferd_context_wait */
+  bool copies_pending; /* so do copies queued by inferd_context_copy_async */
   int pending_batch, pending_outputs; /* that run's batch and outputs, for the BYTES step after it */
   inferd_tensor *pending_tensors;
   ir_bytes **input_views; /* per input; NULL unless BYTES */
@@ -649,10 +650,30 @@ inferd_error *inferd_context_run_async(inferd_context *ctx, int batch, const inf
   return NULL;
 }
 
+inferd_error *inferd_context_copy_async(inferd_context *ctx, const inferd_copy *copies, int count) {
+  if (count < 0 || (count > 0 && !copies))
+    return err_new(INFERD_ERROR_INVALID_ARG, "copy_async: %d copies, table %p", count, (const void *)copies);
+  const inferd_backend_ops *b = ctx->plan->backend;
+  if (b->copy_async && backend_takes(b, INFERD_MEMORY_GPU)) {
+    if (count == 0) return NULL;
+    ERR_TRY(b->copy_async(ctx->impl, copies, count));
+    ctx->copies_pending = true;
+    return NULL;
+  }
+  for (int i = 0; i < count; i++)
+    if (copies[i].size) memmove(copies[i].dst, copies[i].src, copies[i].size);
+  return NULL;
+}
+
 inferd_error *inferd_context_wait(inferd_context *ctx) {
-  if (!ctx->pending) return NULL;
-  ctx->pending = false;
   inferd_plan *plan = ctx->plan;
+  if (!ctx->pending) {
+    if (!ctx->copies_pending) return NULL;
+    ctx->copies_pending = false;
+    return plan->backend->wait ? plan->backend->wait(ctx->impl) : NULL;
+  }
+  ctx->pending = false;
+  ctx->copies_pending = false;
   if (plan->backend->wait) ERR_TRY(plan->backend->wait(ctx->impl));
   inferd_tensor *outputs = ctx->pending_tensors;
   for (int i = 0; i < ctx->pending_outputs; i++) {

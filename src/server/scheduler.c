@@ -36,6 +36,16 @@ typedef struct instance {
    * is the output array of the last run. */
   inferd_tensor *in_place_in, *in_place_out;
   inferd_tensor *run_out;
+  /* A batch of requests whose inputs are all in CUDA regions of this GPU is
+   * gathered there (see gathers_on_device) into dev_in (allocated on first
+   * use, max_batch items each), dev_run_in being the run's tensors over it;
+   * outputs asked for in such regions are scattered from the staging by the
+   * GPU too (`scattered` says so for the batch being answered). `copies`
+   * holds either list, room for every request's every tensor. */
+  void **dev_in;
+  inferd_tensor *dev_run_in;
+  inferd_copy *copies;
+  bool scattered;
   inferd_request **batch;  /* requests of the batch being run */
   int *sizes;              /* batch sizes of queued requests, for batcher_pick */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
@@ -248,6 +258,15 @@ static size_t classify(const float *scores, int64_t count, int k, const schedule
   return n;
 }
 
+/* Whether the instance's GPU puts `bytes` bytes of an output into the
+ * CUDA region `want` names (see scatter_outputs): a region of its own GPU,
+ * the tensor itself, and room for it (else output_to_shm's check answers). */
+static bool scattered_by_gpu(const instance *inst, const requested_output *want, size_t bytes) {
+  return inst->device.kind == INFERD_DEVICE_CUDA && want->region && shm_region_kind(want->region) == INFERD_SHM_CUDA &&
+         shm_region_device(want->region) == inst->device.ordinal && want->classification_count == 0 &&
+         bytes <= want->shm_byte_size;
+}
+
 /* Puts `bytes` bytes of output o into the shared memory `want` names:
  * copied from src (the staging), by the plan's device when the region is
  * GPU memory, or already there when `in_place` (the engine wrote a GPU
@@ -321,7 +340,9 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     }
     if (!classes && want_shm) {
       o->datatype = t->datatype;
-      inferd_error *e = output_to_shm(inst, want_shm, o, src, bytes, t->memory == INFERD_MEMORY_GPU);
+      const bool in_place =
+          t->memory == INFERD_MEMORY_GPU || (inst->scattered && scattered_by_gpu(inst, want_shm, bytes));
+      inferd_error *e = output_to_shm(inst, want_shm, o, src, bytes, in_place);
       if (e) {
         inferd_response_delete(resp);
         return e;
@@ -454,6 +475,78 @@ static void in_place_tensors(instance *inst, const inferd_request *r) {
   }
 }
 
+/* Whether batch [0, n) of several requests is gathered on the instance's
+ * GPU: every model input of every request is in a CUDA region of that GPU
+ * (no defaults, no BYTES). Their bytes then never cross to the host: one
+ * launch copies them side by side into dev_in. */
+static bool gathers_on_device(const instance *inst, int n) {
+  const scheduler *s = inst->s;
+  if (n < 2 || !s->dynamic || inst->device.kind != INFERD_DEVICE_CUDA) return false;
+  for (int k = 0; k < s->n_in; k++)
+    if (s->in_info[k].datatype == INFERD_TYPE_BYTES) return false;
+  for (int i = 0; i < n; i++) {
+    const inferd_request *r = inst->batch[i];
+    if (!r->gpu_tensors) return false;
+    for (int k = 0; k < s->n_in; k++) {
+      const int at = find_input(r, s->in_info[k].name);
+      if (at < 0 || r->inputs[at].memory != INFERD_MEMORY_GPU || r->inputs[at].memory_id != inst->device.ordinal)
+        return false;
+    }
+  }
+  return true;
+}
+
+/* Queues the gather of gathers_on_device on the context's stream and points
+ * dev_run_in at it. */
+static inferd_error *gather_on_device(instance *inst, int n, int total) {
+  scheduler *s = inst->s;
+  const int items = s->cfg.max_batch_size > 0 ? s->cfg.max_batch_size : 1;
+  int c = 0;
+  for (int k = 0; k < s->n_in; k++) {
+    if (!inst->dev_in[k]) {
+      const size_t bytes = s->in_item_bytes[k] * (size_t)items;
+      inferd_error *e = inferd_plan_memory_alloc(inst->plan, INFERD_MEMORY_GPU, bytes, &inst->dev_in[k]);
+      if (e) return err_wrap(e, "allocating %zu bytes of GPU staging for input '%s'", bytes, s->in_info[k].name);
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+      const request_input *in = &inst->batch[i]->inputs[find_input(inst->batch[i], s->in_info[k].name)];
+      inst->copies[c++] = (inferd_copy){.dst = (char *)inst->dev_in[k] + off, .src = in->data, .size = in->byte_size};
+      off += in->byte_size;
+    }
+    inferd_tensor *t = &inst->dev_run_in[k];
+    *t = inst->in[k];
+    t->data = inst->dev_in[k];
+    t->byte_size = s->in_item_bytes[k] * (size_t)total;
+    t->dims[0] = total;
+    t->memory = INFERD_MEMORY_GPU;
+    t->memory_id = inst->device.ordinal;
+  }
+  return inferd_context_copy_async(inst->ctx, inst->copies, c);
+}
+
+/* Queues, after the run, the copies of the outputs that go to CUDA regions
+ * of the instance's GPU (scattered_by_gpu) from the staging, so that they
+ * are there when the run is waited for. */
+static inferd_error *scatter_outputs(instance *inst, int n) {
+  scheduler *s = inst->s;
+  int c = 0, offset = 0;
+  for (int i = 0; i < n; offset += inst->batch[i]->batch, i++) {
+    const inferd_request *r = inst->batch[i];
+    for (int w = 0; w < r->n_outputs; w++) {
+      int k = 0;
+      while (k < s->n_out && strcmp(s->out_info[k].name, r->outputs[w].name) != 0) k++;
+      if (k == s->n_out || s->out_info[k].datatype == INFERD_TYPE_BYTES) continue;
+      const size_t item = s->out_item_bytes[k], bytes = item * (size_t)r->batch;
+      if (!scattered_by_gpu(inst, &r->outputs[w], bytes)) continue;
+      inst->copies[c++] = (inferd_copy){.dst = r->outputs[w].shm_data,
+                                        .src = (const char *)inst->run_out[k].data + (size_t)offset * item,
+                                        .size = bytes};
+    }
+  }
+  return inferd_context_copy_async(inst->ctx, inst->copies, c);
+}
+
 static void run_batch(instance *inst, int n) {
   scheduler *s = inst->s;
   uint64_t t0 = clock_now_ns();
@@ -465,8 +558,9 @@ static void run_batch(instance *inst, int n) {
   /* Gather: each model input is the requests' tensors one after another
    * along the batch dimension. */
   const bool in_place = runs_in_place(inst, n);
-  inferd_error *staging_error = NULL;
-  for (int k = 0; k < s->n_in && !staging_error; k++) {
+  const bool on_device = !in_place && gathers_on_device(inst, n);
+  inferd_error *staging_error = on_device ? gather_on_device(inst, n, total) : NULL;
+  for (int k = 0; k < s->n_in && !staging_error && !on_device; k++) {
     inferd_tensor *t = &inst->in[k];
     size_t item = s->in_item_bytes[k];
     size_t off = 0;
@@ -514,8 +608,9 @@ static void run_batch(instance *inst, int n) {
   }
   for (int k = 0; k < s->n_out; k++)
     inst->out[k].byte_size = s->out_item_bytes[k] * (size_t)(s->dynamic ? s->cfg.max_batch_size : 1);
-  const inferd_tensor *run_in = inst->in;
+  const inferd_tensor *run_in = on_device ? inst->dev_run_in : inst->in;
   inst->run_out = inst->out;
+  inst->scattered = false;
   if (in_place) {
     in_place_tensors(inst, inst->batch[0]);
     run_in = inst->in_place_in;
@@ -528,7 +623,15 @@ static void run_batch(instance *inst, int n) {
   inferd_error *e = staging_error ? staging_error
                                   : inferd_context_run_async(inst->ctx, s->dynamic ? total : 1, run_in, s->n_in,
                                                              inst->run_out, s->n_out);
-  if (!e) e = inferd_context_wait(inst->ctx);
+  if (!e && !in_place && inst->device.kind == INFERD_DEVICE_CUDA) {
+    e = scatter_outputs(inst, n);
+    inst->scattered = e == NULL;
+  }
+  /* Waited for even after an error, so that no copy still reads or writes
+   * a request's memory once it is answered. */
+  inferd_error *waited = inferd_context_wait(inst->ctx);
+  if (!e) e = waited;
+  else inferd_error_delete(waited);
   uint64_t t2 = clock_now_ns();
   int offset = 0;
   inferd_response **responses = mem_zalloc((size_t)(n + 1) * sizeof(*responses));
@@ -637,6 +740,11 @@ static void instances_free(scheduler *s) {
     free(inst->out);
     free(inst->in_place_in);
     free(inst->in_place_out);
+    for (int k = 0; inst->dev_in && k < s->n_in; k++)
+      inferd_plan_memory_free(inst->plan, INFERD_MEMORY_GPU, inst->dev_in[k]);
+    free(inst->dev_in);
+    free(inst->dev_run_in);
+    free(inst->copies);
     free(inst->batch);
     free(inst->sizes);
   }
@@ -703,6 +811,10 @@ inferd_error *scheduler_create(inferd_plan *const *plans, const scheduler_config
     inst->out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
     inst->in_place_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
     inst->in_place_out = mem_zalloc((size_t)(s->n_out + 1) * sizeof(inferd_tensor));
+    inst->dev_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(void *));
+    inst->dev_run_in = mem_zalloc((size_t)(s->n_in + 1) * sizeof(inferd_tensor));
+    /* A batch holds at most `items` requests (each of one item or more). */
+    inst->copies = mem_zalloc((size_t)(items + 1) * (size_t)(s->n_in + s->n_out + 1) * sizeof(inferd_copy));
     inst->batch = mem_zalloc((size_t)(items + 1) * sizeof(inferd_request *));
     inst->sizes = mem_zalloc((size_t)(s->cfg.max_batch_size + 2) * sizeof(int));
     inst->in_cap = mem_zalloc((size_t)(s->n_in + 1) * sizeof(size_t));

@@ -5,9 +5,11 @@ Seeds are small valid (and a few nearly valid) inputs taken from what the
 unit and integration tests send: inference request bodies, HTTP request
 streams, ModelInferRequest messages, config.pbtxt files, ONNX models built
 with onnx.helper, .npy files. Each file's name says what it holds; inputs
-that once crashed a target are kept beside them as regress-*, and this script
-leaves those alone. Run it again after changing a seed; the output is
-deterministic.
+that once crashed a target are kept beside them as regress-*, and inputs a
+long run found that add coverage as the SHA-1 names libFuzzer's -merge=1 gives
+them (bench/results/fuzz.md); this script leaves both alone. Run it again
+after changing a seed; the output is deterministic (protobuf messages are
+written with their map fields in key order).
 
 Needs numpy, onnx and tritonclient[grpc] (scripts/requirements.txt).
 """
@@ -134,6 +136,27 @@ def http_shm():
     write("http_shm", "system-no-offset.json", b'\x00{"key":"k","byte_size":1}')
 
 
+# ---- HTTP request targets (http_route) ----
+
+def http_route():
+    targets = {
+        "server.txt": "/v2",
+        "health.txt": "/v2/health/ready",
+        "model.txt": "/v2/models/simple",
+        "infer-version.txt": "/v2/models/res%2Fnet/versions/3/infer?timeout=1#f",
+        "config.txt": "//v2//models/m%00x/config",
+        "stats.txt": "/v2/models/stats",
+        "bad-version.txt": "/v2/models/m/versions/-1/ready",
+        "load.txt": "/v2/repository/models/..%2f..%2fetc/load",
+        "index.txt": "http://host:8000/v2/repository/index?ready=1",
+        "shm-register.txt": "/v2/systemsharedmemory/region/r%20%zz/register",
+        "shm-status.txt": "/v2/cudasharedmemory/status",
+        "too-many.txt": "/v2/models/m/versions/1/a/b/c/d/e/f",
+    }
+    for name, target in targets.items():
+        write("http_route", name, target)
+
+
 # ---- gRPC: mode byte, then the message or the stream ----
 
 def grpc_infer():
@@ -153,7 +176,7 @@ def grpc_infer():
         o = r.outputs.add(name="y")
         o.parameters["binary_data"].bool_param = False
         o.parameters["classification"].int64_param = 2
-        return r.SerializeToString()
+        return r.SerializeToString(deterministic=True)
 
     def typed_request():
         r = pb.ModelInferRequest(model_name="m")
@@ -171,7 +194,7 @@ def grpc_infer():
         t.parameters["shared_memory_region"].string_param = "r"
         t.parameters["shared_memory_byte_size"].int64_param = 16
         t.parameters["shared_memory_offset"].int64_param = 0
-        return r.SerializeToString()
+        return r.SerializeToString(deterministic=True)
 
     def frame(msg, compressed=False):
         return bytes([1 if compressed else 0]) + struct.pack(">I", len(msg)) + msg
@@ -195,7 +218,32 @@ def grpc_infer():
         (6, pb.ModelStatisticsRequest(name="m", version="")),
     ]
     for index, m in others:
-        write("grpc_infer", "message-%02d.pb" % index, bytes([3 | (index << 2)]) + m.SerializeToString())
+        write("grpc_infer", "message-%02d.pb" % index, bytes([3 | (index << 2)]) + m.SerializeToString(deterministic=True))
+
+
+# ---- gRPC call input: settings byte, cut points, then the DATA (grpc_frame) ----
+
+def grpc_frame():
+    def frame(msg, compressed=False):
+        return bytes([1 if compressed else 0]) + struct.pack(">I", len(msg)) + msg
+
+    def seed(name, data, encoding=0, limit=2, unary=False, cuts=()):
+        settings = encoding | (limit << 2) | (16 if unary else 0)
+        write("grpc_frame", name, bytes([settings, len(cuts)]) + b"".join(struct.pack("<H", c) for c in cuts) + data)
+
+    body = bytes(range(40))
+    three = frame(b"first") + frame(b"") + frame(body)
+    seed("stream-three.bin", three + frame(b"cut short")[:7], cuts=(2, 5, 9, 12, 13, 30))
+    seed("stream-gzip.bin", frame(gzip.compress(body * 4, mtime=0), True) + frame(b"plain"), encoding=1, cuts=(3, 40))
+    seed("stream-deflate.bin", frame(zlib.compress(body), True) * 2, encoding=2, cuts=(4,))
+    seed("stream-over-limit.bin", frame(b"ok") + frame(body), limit=1, cuts=(1, 8, 10))
+    seed("stream-bad-flag.bin", frame(b"ok") + b"\x02" + struct.pack(">I", 1) + b"x", cuts=(6,))
+    seed("stream-compressed-identity.bin", frame(zlib.compress(body), True), encoding=0, cuts=(5,))
+    seed("unary.bin", frame(body), unary=True, cuts=(1, 5, 6))
+    seed("unary-two.bin", frame(b"one") + frame(b"two"), unary=True, cuts=(8, 9))
+    seed("unary-cut-short.bin", frame(body)[:20], unary=True, cuts=(4,))
+    seed("unary-gzip.bin", frame(gzip.compress(body, mtime=0), True), encoding=1, unary=True, cuts=(2, 10))
+    seed("unary-bomb.bin", frame(zlib.compress(b"\0" * 10000), True), encoding=2, limit=2, unary=True)
 
 
 # ---- configurations: form byte, then the text ----
@@ -312,7 +360,9 @@ if __name__ == "__main__":
     http_inflate()
     http_guard()
     http_shm()
+    http_route()
     grpc_infer()
+    grpc_frame()
     model_config()
     onnx_models()
     npy()

@@ -6,7 +6,9 @@
 #
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]     (default: 20 s, every target)
 #
-# FUZZ_JOBS targets run at once (default: the number of cores). New inputs a
+# FUZZ_JOBS targets run at once (default: the number of cores). FUZZ_RUNS, when
+# set, also stops each target after that many executions (-runs), so that a
+# long run is `FUZZ_RUNS=10000000 tests/fuzz/run.sh 3600`. New inputs a
 # run finds go to build-fuzz/corpus/<target>, not into the committed seeds;
 # a finding is saved in build-fuzz/artifacts/<target>/ with its log in
 # build-fuzz/logs/<target>.log. To keep one as a regression input, copy it
@@ -18,7 +20,7 @@ seconds=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(http_infer http_guard http_inflate http_shm grpc_infer model_config onnx_import npy)
+  targets=(http_infer http_guard http_inflate http_shm http_route grpc_infer grpc_frame model_config onnx_import npy)
 fi
 jobs=${FUZZ_JOBS:-$(nproc)}
 cc=${FUZZ_CC:-clang-14}
@@ -34,6 +36,7 @@ dict_of() {
   case "$1" in
     http_infer | http_shm) echo tests/fuzz/json.dict ;;
     http_guard) echo tests/fuzz/http.dict ;;
+    http_route) echo tests/fuzz/route.dict ;;
     model_config) echo tests/fuzz/pbtxt.dict ;;
   esac
 }
@@ -49,14 +52,19 @@ run_target() {
   fi
   local start=$SECONDS rc
   ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    "$bin" -max_total_time="$seconds" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$out/artifacts/$t/" ${dict:+-dict="$dict"} "$out/corpus/$t" "tests/fuzz/corpus/$t" \
     >"$log" 2>&1
   rc=$?
-  local runs
+  local runs rate rss last
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
+  # libFuzzer's last status line ("#N DONE cov: C ft: F corp: N/SIZE ...").
+  last=$(grep -E '^#[0-9]+' "$log" | tail -1 | grep -oE 'cov: [0-9]+|corp: [^ ]+' | tr '\n' ' ')
   if ((rc == 0)); then
-    printf 'fuzz: %-12s ok      %10s runs in %3d s\n' "$t" "${runs:-?}" $((SECONDS - start)) >"$out/logs/$t.line"
+    printf 'fuzz: %-12s ok      %10s runs in %4d s, %s exec/s, %speak RSS %s MB\n' "$t" "${runs:-?}" \
+      $((SECONDS - start)) "${rate:-?}" "$last" "${rss:-?}" >"$out/logs/$t.line"
   else
     local what artifact
     what=$(grep -m1 -oE "ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer): [a-zA-Z-]+[^ ]*|runtime error: .*|fuzz check failed: .*" "$log")

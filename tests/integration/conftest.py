@@ -5,6 +5,7 @@ pretrained ImageNet classifier made by scripts/fetch_real_model.sh).
 """
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sanitizer
+from server_fixtures import Server, run_inferd_command
+
 
 def pytest_configure(config):
+    # On a sanitizer build every inferd process the tests start writes its
+    # AddressSanitizer and LeakSanitizer reports where the checks below and
+    # in server_fixtures look for them (sanitizer.py says how).
+    if sanitizer.SANITIZED and sanitizer.reports is None:
+        sanitizer.reports = sanitizer.ReportFolder()
+        sanitizer.reports.install(os.environ)
     # tritonclient.http's client closes itself in __del__ through gevent,
     # which fails when the collector runs it off the thread that made the
     # client (the concurrency tests make clients in worker threads). The
@@ -22,6 +32,44 @@ def pytest_configure(config):
     config.addinivalue_line(
         "filterwarnings",
         r"ignore:Exception ignored in. <function InferenceServerClient.__del__:pytest.PytestUnraisableExceptionWarning")
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports_fail_the_test():
+    """Fails the test during which an inferd process left a sanitizer report
+    that no nearer check (a Server's stop, a CLI run) has reported. Set up
+    before, so torn down after, the test's own fixtures and their servers."""
+    folder = sanitizer.reports
+    before = folder.files() if folder else set()
+    yield
+    if folder:
+        new = folder.unclaimed() - before
+        if new:
+            pytest.fail(f"an inferd process reported a sanitizer error:\n{folder.claim(new)[:8000]}", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Stops the servers tests left running (after a failure); a sanitizer
+    report no test claimed (a server stopped between tests, or now) fails
+    the run."""
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    for server in list(Server.running):
+        try:
+            server.stop()
+        except AssertionError as e:
+            terminal.write_line(f"a server left running by a test, stopped at the end: {e}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    folder = sanitizer.reports
+    if folder is None:
+        return
+    left = folder.unclaimed()
+    if left:
+        terminal.write_line(f"sanitizer reports no test claimed (kept in {folder.path}):\n{folder.claim(left)[:16000]}",
+                            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        # Every report was shown in the failure of the test that caused it.
+        shutil.rmtree(folder.path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +94,10 @@ def inferd_bin(build_dir):
 @pytest.fixture(scope="session")
 def run_inferd(inferd_bin):
     """Runs `inferd ARGS...` and returns the CompletedProcess (text output).
-    A run is bounded in time so a hang fails the test instead of CI."""
+    A run is bounded in time (stretched by sanitizer.TIME_FACTOR) so a hang
+    fails the test instead of CI; a sanitizer report fails it too."""
     def run(*args, timeout=300, check=False):
-        proc = subprocess.run([str(inferd_bin), *map(str, args)], capture_output=True, text=True,
-                              timeout=timeout)
+        proc = run_inferd_command(inferd_bin, *args, timeout=timeout)
         if check and proc.returncode != 0:
             pytest.fail(f"inferd {' '.join(map(str, args))} exited {proc.returncode}:\n"
                         f"{proc.stdout}\n{proc.stderr}")
@@ -125,7 +173,6 @@ def server_devices(inferd_bin, tmp_path_factory):
     """The devices `inferd serve` lists in its server metadata (GET /v2):
     the CPU, then every GPU the engine sees with whether it is usable."""
     import urllib.request
-    from server_fixtures import Server
     repo = tmp_path_factory.mktemp("devices") / "models"
     repo.mkdir()
     s = Server(inferd_bin, repo)

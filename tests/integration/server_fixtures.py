@@ -13,6 +13,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+import sanitizer
+from sanitizer import scaled
+
 
 _PORTS_GIVEN = set()
 
@@ -145,8 +148,9 @@ def datatype_sample(np_type):
 
 def wait_until(predicate, what, timeout=60):
     """Polls predicate() until it is true; fails naming `what` after
-    `timeout` seconds (a bound against a hang, not a speed assumption)."""
-    deadline = time.time() + timeout
+    `timeout` seconds, stretched for a sanitizer build (a bound against a
+    hang, not a speed assumption)."""
+    deadline = time.time() + scaled(timeout)
     while not predicate():
         if time.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -205,8 +209,43 @@ def signed_cert(folder: Path, name: str, ca, san: str = _SAN):
     return key, cert
 
 
+def compile_c(source: Path, output: Path, *flags) -> Path:
+    """Builds `source` into `output` with the machine's C compiler (a stand-in
+    library or program a test needs); fails the test when there is none."""
+    import pytest
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.fail(f"no C compiler to build {source.name}")
+    subprocess.run([cc, *map(str, flags), "-o", str(output), str(source)], check=True)
+    return output
+
+
+def run_inferd_command(inferd_bin, *args, timeout=60):
+    """Runs `inferd ARGS...` to its end and returns the CompletedProcess
+    (text output), as subprocess.run(capture_output=True) does, within
+    `timeout` seconds stretched for a sanitizer build. A sanitizer report it
+    printed or left in its report file fails the calling test."""
+    what = f"inferd {' '.join(map(str, args))}"
+    bound = scaled(timeout)
+    with subprocess.Popen([str(inferd_bin), *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=bound)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"{what} did not end in {bound:.0f} s:\n{out}\n{err}")
+    sanitizer.check_process(what, proc.pid, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 class Server:
     """A running `inferd serve`; stop() sends SIGTERM and returns the exit code."""
+
+    # Servers started and not stopped yet: the session's end stops those a
+    # test left running (after a failure), so that their leaks are checked
+    # too and no process outlives the run.
+    running = set()
 
     def __init__(self, inferd_bin, repo, *args, timeout=60, env=None, probe=None):
         """probe(server) -> bool says the server is up, when a plain GET of
@@ -229,10 +268,13 @@ class Server:
                                       f"--http-port={self.port}", "--http-address=127.0.0.1",
                                       f"--grpc-port={self.grpc_port}", "--grpc-address=127.0.0.1", *args],
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + timeout
+        Server.running.add(self)
+        deadline = time.time() + scaled(timeout)
         import urllib.request
         while time.time() < deadline:
             if self.proc.poll() is not None:
+                Server.running.discard(self)
+                sanitizer.check_process("inferd serve", self.proc.pid, self.output())
                 raise RuntimeError(f"inferd serve exited {self.proc.returncode}:\n{self.output()}")
             try:
                 if probe is not None:
@@ -246,7 +288,9 @@ class Server:
                 pass
             time.sleep(0.05)
         self.proc.kill()
-        raise RuntimeError(f"inferd serve did not come up in {timeout} s:\n{self.output()}")
+        self.proc.wait()
+        Server.running.discard(self)
+        raise RuntimeError(f"inferd serve did not come up in {scaled(timeout):.0f} s:\n{self.output()}")
 
     def _grpc_listening(self, args) -> bool:
         """The gRPC frontend starts after HTTP: wait for its port as well."""
@@ -264,19 +308,19 @@ class Server:
         return self.log_path.read_text()
 
     def stop(self, sig=signal.SIGTERM, timeout=60) -> int:
-        """Stops the server; under a sanitizer build, any report it printed
-        (memory error, undefined behaviour, leak at exit) fails the test."""
+        """Stops the server (waiting `timeout` s, stretched for a sanitizer
+        build); under a sanitizer build, any report it printed or left in its
+        report file (memory error, undefined behaviour, leak at exit) fails
+        the test."""
+        Server.running.discard(self)
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         if not self.log.closed:
             self.log.close()
-        text = self.log_path.read_text(errors="replace")
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            if marker in text:
-                raise AssertionError(f"inferd serve reported a sanitizer error:\n{text[-4000:]}")
+        sanitizer.check_process("inferd serve", self.proc.pid, self.log_path.read_text(errors="replace"))
         return self.proc.returncode

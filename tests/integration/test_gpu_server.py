@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from server_fixtures import RESNET_IO, Server, place_model
+from server_fixtures import RESNET_IO, Server, place_model, run_inferd_command
 
 TOLERANCE = {"fp16": 2e-2, "tf32": 5e-3, "fp32": 1e-4}
 
@@ -138,7 +138,6 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
     instances in FP16: every call succeeds, the requests are batched together
     (CUDA regions included: the statistics show batches of more than one),
     and perf leaves no region registered."""
-    import subprocess
     import urllib.request
     repo = tmp_path / "models"
     (repo / "resnet_gpu" / "1").mkdir(parents=True)
@@ -147,10 +146,9 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
         resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]", FP16))
     s = Server(inferd_bin, repo, timeout=300)
     try:
-        proc = subprocess.run([str(inferd_bin), "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
-                               "--concurrency=8", "--connections=2", "--warmup=1", "--duration=3",
-                               f"--shared-memory={shared_memory}", "--json"],
-                              capture_output=True, text=True, timeout=120)
+        proc = run_inferd_command(inferd_bin, "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
+                                  "--concurrency=8", "--connections=2", "--warmup=1", "--duration=3",
+                                  f"--shared-memory={shared_memory}", "--json", timeout=120)
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["requests"] > 0 and out["errors"] == 0, (out, proc.stderr)
@@ -163,3 +161,114 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
                 assert json.loads(r.read()) == [], kind
     finally:
         assert s.stop() == 0, s.output()
+
+
+def load_cudart():
+    """The CUDA runtime through ctypes: the system's, or the one a Python
+    package (PyTorch's nvidia-cuda-runtime) brings; None when there is none."""
+    import ctypes
+    import glob
+    import os
+    import sys
+    names = ["libcudart.so", "libcudart.so.13", "libcudart.so.12"]
+    for p in sys.path:
+        names += sorted(glob.glob(os.path.join(p, "nvidia", "cuda_runtime", "lib", "libcudart.so*")))
+        names += sorted(glob.glob(os.path.join(p, "nvidia", "cu13", "lib", "libcudart.so*")))
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+class GpuBuffer:
+    """GPU memory of this (client) process, exported for CUDA shared memory."""
+
+    def __init__(self, rt, gpu, nbytes):
+        import ctypes
+        self.rt, self.nbytes = rt, nbytes
+        assert rt.cudaSetDevice(gpu) == 0
+        self.ptr = ctypes.c_void_p()
+        assert rt.cudaMalloc(ctypes.byref(self.ptr), ctypes.c_size_t(nbytes)) == 0
+        handle = (ctypes.c_ubyte * 64)()
+        assert rt.cudaIpcGetMemHandle(handle, self.ptr) == 0
+        self.handle = bytes(handle)
+
+    def upload(self, array):
+        import ctypes
+        data = np.ascontiguousarray(array)
+        assert data.nbytes <= self.nbytes
+        assert self.rt.cudaMemcpy(self.ptr, data.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(data.nbytes), 1) == 0
+
+    def download(self, dtype, shape):
+        import ctypes
+        out = np.zeros(shape, dtype)
+        assert self.rt.cudaMemcpy(out.ctypes.data_as(ctypes.c_void_p), self.ptr, ctypes.c_size_t(out.nbytes), 2) == 0
+        return out
+
+    def free(self):
+        self.rt.cudaFree(self.ptr)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_cuda_shared_memory_batches_match_the_cpu(inferd_bin, tmp_path, zoo_resnet50, gpu, mixed):
+    """Eight requests, their inputs and outputs in CUDA shared memory (one
+    region each, at per-request offsets), form one batch on a GPU instance
+    (gathered and scattered on the GPU), or, `mixed`, four of them with four
+    requests carrying their tensors (the gather goes through the host): every
+    answer, read back from the GPU or the response, matches the model on a
+    CPU instance of the same server."""
+    import base64
+    import urllib.request
+    rt = load_cudart()
+    if rt is None:
+        pytest.skip("no CUDA runtime library for the test's own GPU buffers (libcudart.so)")
+    repo = tmp_path / "models"
+    for name, group, batching in (
+            ("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 1 gpus: [ {gpu} ] }} ]",
+             "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 }\n"),
+            ("resnet_cpu", "instance_group [ { kind: KIND_CPU count: 1 } ]", "")):
+        (repo / name / "1").mkdir(parents=True)
+        place_model(zoo_resnet50, repo / name / "1" / "model.onnx")
+        (repo / name / "config.pbtxt").write_text(f'name: "{name}"\nmax_batch_size: 8\n{RESNET_IO}\n{group}\n{batching}')
+    rng = np.random.default_rng(7)
+    images = [rng.standard_normal((1, 3, 224, 224)).astype(np.float32) for _ in range(8)]
+    in_bytes, out_bytes = images[0].nbytes, 1000 * 4
+    shm = list(range(4)) if mixed else list(range(8))
+    inputs, outputs = GpuBuffer(rt, gpu, in_bytes * 8), GpuBuffer(rt, gpu, out_bytes * 8)
+    s = Server(inferd_bin, repo, timeout=300)
+    try:
+        inputs.upload(np.concatenate(images))
+        outputs.upload(np.zeros((8, 1000), np.float32))
+        client = httpclient.InferenceServerClient(s.url)
+        client.register_cuda_shared_memory("in", base64.b64encode(inputs.handle).decode(), gpu, in_bytes * 8)
+        client.register_cuda_shared_memory("out", base64.b64encode(outputs.handle).decode(), gpu, out_bytes * 8)
+
+        def one(i):
+            c = httpclient.InferenceServerClient(s.url)
+            inp = httpclient.InferInput("input", [1, 3, 224, 224], "FP32")
+            out = httpclient.InferRequestedOutput("output", binary_data=True)
+            if i in shm:
+                inp.set_shared_memory("in", in_bytes, offset=i * in_bytes)
+                out.set_shared_memory("out", out_bytes, offset=i * out_bytes)
+            else:
+                inp.set_data_from_numpy(images[i], binary_data=True)
+            result = c.infer("resnet_gpu", [inp], outputs=[out])
+            return None if i in shm else result.as_numpy("output")
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(one, range(8)))
+        from_gpu = outputs.download(np.float32, (8, 1000))
+        got = np.stack([from_gpu[i] if i in shm else answers[i][0] for i in range(8)])
+        want = np.concatenate([infer(s.url, "resnet_cpu", x) for x in images])
+        compare(got, want, "tf32")
+        with urllib.request.urlopen(f"http://{s.url}/v2/models/resnet_gpu/stats") as r:
+            stats = json.loads(r.read())["model_stats"][0]
+        assert [b["batch_size"] for b in stats["batch_stats"]] == [8], stats["batch_stats"]
+        client.unregister_cuda_shared_memory()
+    finally:
+        code = s.stop()
+        inputs.free()
+        outputs.free()
+    assert code == 0, s.output()

@@ -12,6 +12,7 @@ import numpy as np
 import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from sanitizer import environment_for_rss_bounds
 from server_fixtures import HELD_CONFIG, Server, identity_graph, pending_requests, wait_until, write_model
 
 
@@ -131,7 +132,7 @@ def test_grpc_stream_of_2000_unread_requests_keeps_rss_bounded(inferd_bin, tmp_p
                 'name: "big"\nmax_batch_size: 8\n'
                 'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 16384 ] } ]\n'
                 'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16384 ] } ]\n')
-    s = Server(inferd_bin, repo, "--grpc-max-inflight-per-connection=16")
+    s = Server(inferd_bin, repo, "--grpc-max-inflight-per-connection=16", env=environment_for_rss_bounds())
     try:
         before = _rss_kib(s.proc.pid)
         payload = np.zeros((1, 16384), dtype=np.float32).tobytes()

@@ -27,7 +27,8 @@ from onnx import TensorProto
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import Server, free_port, identity_graph, write_model
+from sanitizer import scaled
+from server_fixtures import Server, compile_c, free_port, identity_graph, run_inferd_command, write_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -39,15 +40,17 @@ input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 dynamic_batching { }
 """
-# Requests wait up to 300 ms for company but may only wait 50 ms: a lone
-# request times out in the queue (REJECTED).
+# Requests wait up to IMPATIENT_DELAY_S (300 ms, stretched for a sanitizer
+# build: a test must see two of them queued inside it) for company but may
+# only wait 50 ms: a lone request times out in the queue (REJECTED).
+IMPATIENT_DELAY_S = scaled(0.3)
 IMPATIENT_CONFIG = """
 name: "impatient"
 max_batch_size: 8
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 300000 default_queue_policy { default_timeout_microseconds: 50000 } }
-"""
+dynamic_batching { max_queue_delay_microseconds: %d default_queue_policy { default_timeout_microseconds: 50000 } }
+""" % round(IMPATIENT_DELAY_S * 1e6)
 # Classification needs FP32 scores: asking it of INT32 fails in the run (BACKEND).
 INTS_CONFIG = """
 name: "ints"
@@ -91,11 +94,7 @@ def repo(tmp_path_factory):
 def fake_nvml(tmp_path_factory):
     """Folder holding a libnvidia-ml.so.1 built from fake_nvml/fake_nvml.c."""
     out = tmp_path_factory.mktemp("nvml")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.fail("no C compiler to build the stand-in NVML library")
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", str(out / "libnvidia-ml.so.1"),
-                    str(Path(__file__).parent / "fake_nvml" / "fake_nvml.c")], check=True)
+    compile_c(Path(__file__).parent / "fake_nvml" / "fake_nvml.c", out / "libnvidia-ml.so.1", "-shared", "-fPIC", "-O1")
     return out
 
 
@@ -246,12 +245,12 @@ def test_summaries_quantiles_and_counts(server):
 
 
 def test_pending_request_count_shows_queued_requests(server):
-    """A request to `impatient` waits 300 ms in its queue for company (then
-    times out): meanwhile the gauge counts it."""
+    """A request to `impatient` waits IMPATIENT_DELAY_S in its queue for
+    company (then times out): meanwhile the gauge counts it."""
     ident = {"model": "impatient", "version": "1"}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         waiting = [pool.submit(infer, server.url, "impatient") for _ in range(2)]
-        deadline, seen = time.time() + 0.25, 0
+        deadline, seen = time.time() + IMPATIENT_DELAY_S, 0
         while time.time() < deadline and seen < 2:
             seen = value(server.scrape(), "nv_inference_pending_request_count", **ident)
         assert seen == 2
@@ -317,12 +316,11 @@ def test_defaults_no_summaries_and_switches(inferd_bin, repo, tmp_path):
 
 
 def test_bad_metrics_flags_are_refused(inferd_bin, repo):
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", "--metrics-config=colour=blue"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", "--metrics-config=colour=blue",
+                              timeout=60)
     assert proc.returncode == 2 and "unknown key 'colour'" in proc.stderr
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
-                           f"--metrics-port={free_port()}", "--metrics-config=summary_quantiles=0.5"],
-                          capture_output=True, text=True, timeout=60)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
+                              f"--metrics-port={free_port()}", "--metrics-config=summary_quantiles=0.5", timeout=60)
     assert proc.returncode == 1 and "summary_quantiles" in proc.stderr
     # The metrics port is taken: the server says so and exits.
     import socket
@@ -330,9 +328,8 @@ def test_bad_metrics_flags_are_refused(inferd_bin, repo):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
-                               "--http-address=127.0.0.1", f"--metrics-port={port}"],
-                              capture_output=True, text=True, timeout=60)
+        proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--http-port={free_port()}",
+                                  "--http-address=127.0.0.1", f"--metrics-port={port}", timeout=60)
     assert proc.returncode == 1 and f"cannot listen for metrics on 127.0.0.1:{port}" in proc.stderr
 
 

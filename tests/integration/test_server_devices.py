@@ -5,7 +5,6 @@ configuration, Triton's GPU flags of `inferd serve` and their bad values, and
 the devices in server metadata. The tests that need a GPU to run a model are
 in test_gpu_server.py."""
 import json
-import subprocess
 import urllib.request
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from server_fixtures import Server, identity_graph, write_model
+from server_fixtures import Server, identity_graph, run_inferd_command, write_model
 
 
 def index_of(server):
@@ -157,16 +156,14 @@ def test_server_metadata_names_the_devices(inferd_bin, tmp_path, run_inferd):
     ("--min-supported-compute-capability=8.0x", "'8.0x' is not a compute capability"),
 ])
 def test_bad_gpu_flags_are_refused(inferd_bin, tmp_path, flag, words):
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={tmp_path}", flag], capture_output=True,
-                          text=True, timeout=30)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={tmp_path}", flag, timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert words in proc.stderr
 
 
 def test_the_same_gpu_pool_twice_is_refused(inferd_bin, tmp_path):
-    proc = subprocess.run([str(inferd_bin), "serve", f"--model-repository={tmp_path}",
-                           "--cuda-memory-pool-byte-size=1:1024", "--cuda-memory-pool-byte-size=1:2048"],
-                          capture_output=True, text=True, timeout=30)
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={tmp_path}",
+                              "--cuda-memory-pool-byte-size=1:1024", "--cuda-memory-pool-byte-size=1:2048", timeout=30)
     assert proc.returncode == 2 and "--cuda-memory-pool-byte-size: GPU 1 is given twice" in proc.stderr
 
 

@@ -5,12 +5,13 @@ The binary is found through INFERD_BUILD_DIR, or build/ under the repository roo
 import hashlib
 import os
 import pathlib
-import subprocess
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+
+from server_fixtures import run_inferd_command
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -24,8 +25,7 @@ def inferd_binary() -> pathlib.Path:
 
 
 def run_zoo(*args, check=True):
-    result = subprocess.run([str(inferd_binary()), "zoo", *map(str, args)], capture_output=True, text=True,
-                            timeout=120)
+    result = run_inferd_command(inferd_binary(), "zoo", *args, timeout=120)
     if check and result.returncode != 0:
         pytest.fail(f"inferd zoo {' '.join(map(str, args))} failed ({result.returncode}): {result.stderr}")
     return result

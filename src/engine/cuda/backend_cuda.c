@@ -158,6 +158,21 @@ static inferd_error *cuda_memory_copy(const backend_plan *bp, void *dst, const v
 
 /* ---- plans -------------------------------------------------------------------- */
 
+static inferd_error *tuner_open(const cuda_libs *l, cuda_tuner *t) {
+  CUDA_TRY(cudaStreamCreateWithFlags(&t->stream, cudaStreamNonBlocking), "creating a stream");
+  CUDNN_TRY(l, l->cudnnCreate(&t->dnn), "creating a cuDNN handle");
+  CUDNN_TRY(l, l->cudnnSetStream(t->dnn, t->stream), "setting the cuDNN stream");
+  CUBLASLT_TRY(l->cublasLtCreate(&t->lt), "creating a cuBLASLt handle");
+  return NULL;
+}
+
+static void tuner_close(const cuda_libs *l, cuda_tuner *t) {
+  if (t->dnn) l->cudnnDestroy(t->dnn);
+  if (t->lt) l->cublasLtDestroy(t->lt);
+  if (t->stream) cudaStreamDestroy(t->stream);
+  *t = (cuda_tuner){0};
+}
+
 static void plan_free(cuda_plan *plan) {
   if (!plan) return;
   if (plan->libs) cudaSetDevice(plan->device);
@@ -168,10 +183,11 @@ static void plan_free(cuda_plan *plan) {
     free(w);
   }
   cuda_tactics_close(plan->tactics);
-  if (plan->dnn) plan->libs->cudnnDestroy(plan->dnn);
-  if (plan->lt) plan->libs->cublasLtDestroy(plan->lt);
-  if (plan->build_stream) cudaStreamDestroy(plan->build_stream);
+  if (plan->libs) tuner_close(plan->libs, &plan->tuner);
+  for (int i = 0; i < plan->n_tuners; i++) tuner_close(plan->libs, &plan->tuners[i]);
   pthread_mutex_destroy(&plan->lock);
+  pthread_mutex_destroy(&plan->weights_lock);
+  pthread_mutex_destroy(&plan->timing_lock);
   free(plan);
 }
 
@@ -179,12 +195,87 @@ static inferd_error *program_get(cuda_plan *plan, int bucket, cuda_program **out
   pthread_mutex_lock(&plan->lock);
   inferd_error *e = NULL;
   if (!plan->programs[bucket]) {
-    e = cuda_program_build(plan, bucket, &plan->programs[bucket]);
+    e = cuda_program_build(plan, &plan->tuner, bucket, &plan->programs[bucket]);
     if (!e) cuda_tactics_save(plan->tactics);
   }
   *out = plan->programs[bucket];
   pthread_mutex_unlock(&plan->lock);
   return e;
+}
+
+/* Builds at load run on up to this many threads, each with its own stream
+ * and handles: most of a build is the CPU compiling cuDNN's runtime-fused
+ * kernels, which threads share well; candidates are timed one at a time
+ * (timing_lock), so timings stay those of an idle GPU. INFERD_CUDA_BUILD_THREADS
+ * overrides it (1: one after another). */
+enum { BUILD_THREADS_MAX = CUDA_MAX_TUNERS };
+
+typedef struct bucket_builds {
+  cuda_plan *plan;
+  const int *which;
+  int n;
+  int next; /* under plan->lock */
+  inferd_error *error;
+} bucket_builds;
+
+typedef struct build_worker {
+  bucket_builds *bb;
+  const cuda_tuner *tuner;
+} build_worker;
+
+static void *build_thread(void *arg) {
+  const build_worker *w = arg;
+  bucket_builds *bb = w->bb;
+  cuda_plan *plan = bb->plan;
+  const cudaError_t st = cudaSetDevice(plan->device);
+  inferd_error *e = st == cudaSuccess ? NULL : cuda_rt_error(st, "selecting the GPU");
+  for (;;) {
+    pthread_mutex_lock(&plan->lock);
+    const int i = bb->error || e ? bb->n : bb->next++;
+    if (e && !bb->error) bb->error = e, e = NULL;
+    pthread_mutex_unlock(&plan->lock);
+    if (i >= bb->n) break;
+    cuda_program *p = NULL;
+    e = cuda_program_build(plan, w->tuner, bb->which[i], &p);
+    pthread_mutex_lock(&plan->lock);
+    plan->programs[bb->which[i]] = p;
+    pthread_mutex_unlock(&plan->lock);
+  }
+  inferd_error_delete(e);
+  return NULL;
+}
+
+static int build_threads(int buckets) {
+  const char *env = getenv("INFERD_CUDA_BUILD_THREADS");
+  int n = env && *env ? atoi(env) : BUILD_THREADS_MAX;
+  if (n < 1) n = 1;
+  return n < buckets ? n : buckets;
+}
+
+/* Builds buckets `which[0..n)`, the first (the largest) alone: the weights
+ * it uploads are then shared by the others, which build in parallel. */
+static inferd_error *build_buckets(cuda_plan *plan, const int *which, int n) {
+  cuda_program *p;
+  ERR_TRY(program_get(plan, which[0], &p));
+  if (n == 1) return NULL;
+  bucket_builds bb = {.plan = plan, .which = which + 1, .n = n - 1};
+  /* The plans cuDNN finalizes keep the handle they were made with, so the
+   * builders' tuners live as long as the plan. */
+  const int threads = build_threads(n - 1);
+  build_worker workers[BUILD_THREADS_MAX];
+  pthread_t ids[BUILD_THREADS_MAX];
+  int started = 0;
+  for (int i = 1; i < threads && plan->n_tuners < CUDA_MAX_TUNERS; i++) {
+    ERR_TRY(tuner_open(plan->libs, &plan->tuners[plan->n_tuners]));
+    workers[started] = (build_worker){.bb = &bb, .tuner = &plan->tuners[plan->n_tuners++]};
+    if (pthread_create(&ids[started], NULL, build_thread, &workers[started]) != 0) break;
+    started++;
+  }
+  /* This thread builds too, on the plan's own tuner. */
+  build_worker self = {.bb = &bb, .tuner = &plan->tuner};
+  build_thread(&self);
+  for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
+  return bb.error;
 }
 
 static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend_plan_config *config) {
@@ -204,10 +295,7 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
     case INFERD_PRECISION_FP32: plan->dtype = CUDA_F32; break;
     default: plan->dtype = CUDA_F32, plan->tf32 = true; break;
   }
-  CUDA_TRY(cudaStreamCreateWithFlags(&plan->build_stream, cudaStreamNonBlocking), "creating a stream");
-  CUDNN_TRY(plan->libs, plan->libs->cudnnCreate(&plan->dnn), "creating a cuDNN handle");
-  CUDNN_TRY(plan->libs, plan->libs->cudnnSetStream(plan->dnn, plan->build_stream), "setting the cuDNN stream");
-  CUBLASLT_TRY(plan->libs->cublasLtCreate(&plan->lt), "creating a cuBLASLt handle");
+  ERR_TRY(tuner_open(plan->libs, &plan->tuner));
   plan->tactics = cuda_tactics_open(plan, config->tactic_cache);
   for (int b = 1; b < config->max_batch_size && plan->n_buckets < CUDA_MAX_BUCKETS - 1; b *= 2)
     plan->buckets[plan->n_buckets++] = b;
@@ -215,16 +303,20 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
   /* The largest and the smallest bucket now (all of them when asked): a
    * model the backend cannot run fails at load, and the first requests
    * need no autotuning. */
-  cuda_program *p;
-  ERR_TRY(program_get(plan, plan->n_buckets - 1, &p));
-  if (plan->n_buckets > 1) ERR_TRY(program_get(plan, 0, &p));
-  for (int b = 1; config->build_all_batch_sizes && b < plan->n_buckets - 1; b++) ERR_TRY(program_get(plan, b, &p));
+  int which[CUDA_MAX_BUCKETS], n = 0;
+  which[n++] = plan->n_buckets - 1;
+  if (plan->n_buckets > 1) which[n++] = 0;
+  for (int b = 1; config->build_all_batch_sizes && b < plan->n_buckets - 1; b++) which[n++] = b;
+  ERR_TRY(build_buckets(plan, which, n));
+  cuda_tactics_save(plan->tactics);
   return NULL;
 }
 
 static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
   cuda_plan *plan = mem_zalloc(sizeof(*plan));
   pthread_mutex_init(&plan->lock, NULL);
+  pthread_mutex_init(&plan->weights_lock, NULL);
+  pthread_mutex_init(&plan->timing_lock, NULL);
   inferd_error *e = plan_init(plan, g, config);
   if (e) {
     plan_free(plan);
@@ -279,6 +371,7 @@ static void context_free(cuda_context *ctx) {
   if (ctx->lt) ctx->plan->libs->cublasLtDestroy(ctx->lt);
   cudaFree(ctx->arena);
   cudaFree(ctx->workspace);
+  if (ctx->copies) cudaFreeHost(ctx->copies);
   if (ctx->done) cudaEventDestroy(ctx->done);
   if (ctx->stream) cudaStreamDestroy(ctx->stream);
   free(ctx->step_ms);
@@ -406,8 +499,51 @@ static inferd_error *iface_execute(backend_context *c, int batch, const backend_
   return NULL;
 }
 
+/* Copies from and to device-readable memory, queued on the stream: one
+ * plain copy alone, else one launch of the copy kernel over the entries
+ * appended to the context's table. The table grows (after the stream has
+ * drained what still reads it) and is reused after each wait. */
+static inferd_error *iface_copy_async(backend_context *c, const inferd_copy *copies, int count) {
+  cuda_context *ctx = as_context(c);
+  CUDA_TRY(cudaSetDevice(ctx->plan->device), "selecting the GPU");
+  if (count == 1) {
+    if (copies[0].size)
+      CUDA_TRY(cudaMemcpyAsync(copies[0].dst, copies[0].src, copies[0].size, cudaMemcpyDefault, ctx->stream),
+               "queueing a copy");
+    return NULL;
+  }
+  if (ctx->n_copies + count > ctx->cap_copies) {
+    CUDA_TRY(cudaStreamSynchronize(ctx->stream), "waiting for the stream");
+    int cap = ctx->cap_copies ? ctx->cap_copies : 256;
+    while (cap < ctx->n_copies + count) cap *= 2;
+    cuda_copy_entry *table = NULL;
+    CUDA_TRY(cudaHostAlloc((void **)&table, (size_t)cap * sizeof(*table),
+                           cudaHostAllocMapped | cudaHostAllocPortable),
+             "allocating the copy table");
+    if (ctx->copies) cudaFreeHost(ctx->copies);
+    ctx->copies = table;
+    ctx->cap_copies = cap;
+    ctx->n_copies = 0; /* what was queued has run */
+  }
+  cuda_copy_entry *entries = ctx->copies + ctx->n_copies;
+  uint64_t max_size = 0;
+  int n = 0;
+  for (int i = 0; i < count; i++) {
+    if (!copies[i].size) continue;
+    entries[n++] = (cuda_copy_entry){.dst = copies[i].dst, .src = copies[i].src, .size = copies[i].size};
+    if (copies[i].size > max_size) max_size = copies[i].size;
+  }
+  if (n == 0) return NULL;
+  cuda_copy_entry *device_table = NULL;
+  CUDA_TRY(cudaHostGetDevicePointer((void **)&device_table, entries, 0), "mapping the copy table");
+  KERNEL_TRY(cuda_launch_copies((cuda_stream_t)ctx->stream, device_table, n, max_size), "the copy kernel");
+  ctx->n_copies += n;
+  return NULL;
+}
+
 static inferd_error *iface_wait(backend_context *c) {
   cuda_context *ctx = as_context(c);
+  ctx->n_copies = 0; /* the table is free again once the stream is waited for below */
   CUDA_TRY(cudaEventRecord(ctx->done, ctx->stream), "recording the end of a run");
   /* Runs of a few milliseconds or more are waited for asleep, so a server's
    * instance threads leave their cores to the network threads; shorter ones
@@ -462,6 +598,7 @@ const inferd_backend_ops backend_cuda_ops = {
     .context_delete = iface_context_delete,
     .context_memory_bytes = iface_context_memory_bytes,
     .execute = iface_execute,
+    .copy_async = iface_copy_async,
     .wait = iface_wait,
     .set_profiling = iface_set_profiling,
     .profile = iface_profile,

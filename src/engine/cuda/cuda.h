@@ -219,7 +219,15 @@ typedef struct cuda_weight {
 
 enum { CUDA_WEIGHT_PLAIN = 0, CUDA_WEIGHT_KRSC, CUDA_WEIGHT_NK };
 
-enum { CUDA_MAX_BUCKETS = 24 };
+enum { CUDA_MAX_BUCKETS = 24, CUDA_MAX_TUNERS = 8 };
+
+/* What one thread building programs times candidates with: its own stream
+ * and library handles (programs of several buckets build in parallel). */
+typedef struct cuda_tuner {
+  cudaStream_t stream;
+  cudnnHandle_t dnn;
+  cublasLtHandle_t lt;
+} cuda_tuner;
 
 struct cuda_plan {
   const ir_graph *g;
@@ -229,16 +237,19 @@ struct cuda_plan {
   cuda_dtype dtype; /* compute storage type */
   bool tf32;
   struct cudaDeviceProp prop;
-  pthread_mutex_t lock; /* guards programs and weights */
+  pthread_mutex_t lock;         /* guards programs built on first use */
+  pthread_mutex_t weights_lock; /* guards weights and weight_bytes */
+  pthread_mutex_t timing_lock;  /* one candidate timed at a time, whatever thread builds */
   int buckets[CUDA_MAX_BUCKETS];
   int n_buckets;
   cuda_program *programs[CUDA_MAX_BUCKETS];
   cuda_weight *weights;
   size_t weight_bytes;
-  /* Handles used while building programs (autotuning), on their own stream. */
-  cudaStream_t build_stream;
-  cudnnHandle_t dnn;
-  cublasLtHandle_t lt;
+  /* Builds after load (a bucket's first use) time candidates on this; the
+   * threads that build at load on the others. */
+  cuda_tuner tuner;
+  cuda_tuner tuners[CUDA_MAX_TUNERS];
+  int n_tuners;
   /* Tactic cache (cuda_tactics.c). */
   struct cuda_tactics *tactics;
 };
@@ -263,11 +274,16 @@ struct cuda_context {
   bool profiling;
   double *step_ms;
   int profiled_bucket;
+  /* Copies queued by copy_async since the last wait, read by the copy
+   * kernel from this mapped pinned table; used from the start again once
+   * the stream is waited for. */
+  cuda_copy_entry *copies;
+  int n_copies, cap_copies;
 };
 
 /* cuda_program.c */
 int cuda_bucket_of(const cuda_plan *plan, int batch);
-inferd_error *cuda_program_build(cuda_plan *plan, int bucket, cuda_program **out);
+inferd_error *cuda_program_build(cuda_plan *plan, const cuda_tuner *tuner, int bucket, cuda_program **out);
 void cuda_program_free(const cuda_plan *plan, cuda_program *p);
 /* Device address of tensor t in an arena. */
 void *cuda_tensor_ptr(const cuda_program *p, int t, void *arena);
@@ -278,14 +294,16 @@ size_t cuda_dtype_size(cuda_dtype t);
 
 /* cuda_conv.c: the cuDNN graph of step s (its tensors set), autotuned with
  * the scratch buffers given; falls back as cuda_conv_mode says. */
-inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_program *p, cuda_step *s, void *arena, void *workspace,
+inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s,
+                                void *arena, void *workspace,
                                 size_t workspace_cap);
 inferd_error *cuda_conv_run(cudnnHandle_t dnn, const cuda_libs *l, cudaStream_t stream, const cuda_program *p,
                             const cuda_step *s, void *arena, void *workspace);
 void cuda_conv_release(const cuda_libs *l, cuda_conv *c);
 
 /* cuda_gemm.c */
-inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_step *s, void *arena, void *workspace,
+inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s,
+                                void *arena, void *workspace,
                                 size_t workspace_cap);
 inferd_error *cuda_gemm_run(cublasLtHandle_t lt, const cuda_libs *l, cudaStream_t stream, const cuda_program *p,
                             const cuda_step *s, void *arena, void *workspace);
@@ -294,7 +312,9 @@ void cuda_gemm_release(const cuda_libs *l, cuda_gemm *g);
 /* cuda_tactics.c: chosen tactics per layer signature, kept in a file. */
 struct cuda_tactics *cuda_tactics_open(const cuda_plan *plan, const char *path);
 /* The recorded choice for `key`, or NULL. */
-const char *cuda_tactics_find(const struct cuda_tactics *t, const char *key);
+/* Copies the choice recorded for key into out; false when there is none.
+ * The cache may be used from several threads. */
+bool cuda_tactics_find(struct cuda_tactics *t, const char *key, char *out, size_t size);
 void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choice);
 void cuda_tactics_save(struct cuda_tactics *t); /* writes the file if anything changed */
 void cuda_tactics_close(struct cuda_tactics *t); /* saves, then frees */
@@ -302,6 +322,6 @@ void cuda_tactics_close(struct cuda_tactics *t); /* saves, then frees */
 /* Times `run` (3 warm-ups, then the median of 5) on the build stream, in ms;
  * a negative result means the run failed. */
 typedef inferd_error *(*cuda_timed_fn)(void *arg);
-double cuda_time_ms(cuda_plan *plan, cuda_timed_fn run, void *arg);
+double cuda_time_ms(cuda_plan *plan, const cuda_tuner *tuner, cuda_timed_fn run, void *arg);
 
 #endif

@@ -205,6 +205,7 @@ static bool config_allowed(graph_builder *b, const cuda_plan *plan, cudnnBackend
 
 typedef struct timed_conv {
   cuda_plan *plan;
+  const cuda_tuner *tuner;
   const cuda_program *p;
   cuda_step *s;
   void *arena, *workspace;
@@ -212,7 +213,7 @@ typedef struct timed_conv {
 
 static inferd_error *run_timed(void *arg) {
   timed_conv *t = arg;
-  return cuda_conv_run(t->plan->dnn, t->plan->libs, t->plan->build_stream, t->p, t->s, t->arena, t->workspace);
+  return cuda_conv_run(t->tuner->dnn, t->plan->libs, t->tuner->stream, t->p, t->s, t->arena, t->workspace);
 }
 
 static void conv_key(const cuda_plan *plan, const cuda_step *s, bool fused, char *key, size_t size) {
@@ -228,12 +229,12 @@ static void conv_key(const cuda_plan *plan, const cuda_step *s, bool fused, char
 
 /* Tries one graph (fused or not): heuristics, then every candidate timed.
  * Leaves the winner in s->conv and returns true, or false when none ran. */
-static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool fused, void *arena,
-                      void *workspace, size_t workspace_cap) {
+static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s, bool fused,
+                      void *arena, void *workspace, size_t workspace_cap) {
   const cuda_libs *l = plan->libs;
   graph_builder b = {.l = l};
   cudnnBackendDescriptor_t graph;
-  inferd_error *e = build_graph(&b, plan->dnn, plan, s, fused, &graph);
+  inferd_error *e = build_graph(&b, tuner->dnn, plan, s, fused, &graph);
   if (e) {
     log_verbose("conv '%s': %s graph not built: %s", s->name, fused ? "fused" : "plain", inferd_error_message(e));
     inferd_error_delete(e);
@@ -242,7 +243,8 @@ static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool
   }
   char key[256];
   conv_key(plan, s, fused, key, sizeof(key));
-  const char *cached = cuda_tactics_find(plan->tactics, key);
+  char cached_text[32];
+  const char *cached = cuda_tactics_find(plan->tactics, key, cached_text, sizeof(cached_text)) ? cached_text : NULL;
   int want_index = -1;
   if (cached && sscanf(cached, "%d", &want_index) != 1) want_index = -1;
   if (cached && want_index < 0) { /* recorded: no engine takes this graph */
@@ -274,7 +276,7 @@ static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool
   int best_index = -1;
   cudnnBackendDescriptor_t best_plan = NULL;
   char best_engine[48] = "";
-  timed_conv timed = {.plan = plan, .p = p, .s = s, .arena = arena, .workspace = workspace};
+  timed_conv timed = {.plan = plan, .tuner = tuner, .p = p, .s = s, .arena = arena, .workspace = workspace};
   s->conv.mode = fused ? CUDA_CONV_FUSED : CUDA_CONV_PLAIN;
   for (int i = 0; i < n_cfgs; i++) {
     if (want_index >= 0 && i != want_index) continue;
@@ -283,7 +285,7 @@ static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool
     cudnnBackendDescriptor_t xplan;
     if (l->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &xplan)) continue;
     int64_t ws = 0, n = 0;
-    if (l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &plan->dnn) ||
+    if (l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &tuner->dnn) ||
         l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
                                     &cfgs[i]) ||
         l->cudnnBackendFinalize(xplan) ||
@@ -295,7 +297,7 @@ static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool
     s->conv.plan = xplan;
     s->conv.workspace = (size_t)ws;
     /* With a cached choice there is nothing to compare: one run checks it. */
-    double ms = want_index >= 0 ? (run_timed(&timed) ? -1 : 0) : cuda_time_ms(plan, run_timed, &timed);
+    double ms = want_index >= 0 ? (run_timed(&timed) ? -1 : 0) : cuda_time_ms(plan, tuner, run_timed, &timed);
     if (ms >= 0 && (best_ms < 0 || ms < best_ms)) {
       if (best_plan) l->cudnnBackendDestroyDescriptor(best_plan);
       best_plan = xplan;
@@ -327,8 +329,8 @@ static bool try_graph(cuda_plan *plan, const cuda_program *p, cuda_step *s, bool
   return true;
 }
 
-inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_program *p, cuda_step *s, void *arena, void *workspace,
-                                size_t workspace_cap) {
+inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s,
+                                void *arena, void *workspace, size_t workspace_cap) {
   /* A layer equal to an earlier one (ResNet repeats its blocks) takes its plan. */
   conv_key(plan, s, true, s->conv.key, sizeof(s->conv.key));
   for (const cuda_step *o = p->steps; o < s; o++)
@@ -340,8 +342,8 @@ inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
       memcpy(s->conv.engine, o->conv.engine, sizeof(s->conv.engine));
       return NULL;
     }
-  if (try_graph(plan, p, s, true, arena, workspace, workspace_cap)) return NULL;
-  if (try_graph(plan, p, s, false, arena, workspace, workspace_cap)) return NULL;
+  if (try_graph(plan, tuner, p, s, true, arena, workspace, workspace_cap)) return NULL;
+  if (try_graph(plan, tuner, p, s, false, arena, workspace, workspace_cap)) return NULL;
   log_info("conv '%s': no cuDNN engine takes it, running the direct kernel", s->name);
   s->conv.mode = CUDA_CONV_DIRECT;
   s->conv.plan = NULL;

@@ -23,6 +23,7 @@ static bool relu_only(const cuda_epilogue *e) { return e->n_ops == 1 && !e->ops[
 
 typedef struct timed_gemm {
   cuda_plan *plan;
+  const cuda_tuner *tuner;
   const cuda_program *p;
   cuda_step *s;
   void *arena, *workspace;
@@ -30,11 +31,11 @@ typedef struct timed_gemm {
 
 static inferd_error *run_timed(void *arg) {
   timed_gemm *t = arg;
-  return cuda_gemm_run(t->plan->lt, t->plan->libs, t->plan->build_stream, t->p, t->s, t->arena, t->workspace);
+  return cuda_gemm_run(t->tuner->lt, t->plan->libs, t->tuner->stream, t->p, t->s, t->arena, t->workspace);
 }
 
-inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_step *s, void *arena, void *workspace,
-                                size_t workspace_cap) {
+inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s,
+                                void *arena, void *workspace, size_t workspace_cap) {
   const cuda_libs *l = plan->libs;
   cuda_gemm *g = &s->gemm;
   const cudaDataType_t t = lt_type(plan->dtype);
@@ -78,7 +79,7 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
   l->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cap, sizeof(cap));
   cublasLtMatmulHeuristicResult_t results[MAX_ALGOS];
   int found = 0;
-  cublasStatus_t st = l->cublasLtMatmulAlgoGetHeuristic(plan->lt, g->op, g->a, g->b, g->c, g->c, pref, MAX_ALGOS,
+  cublasStatus_t st = l->cublasLtMatmulAlgoGetHeuristic(tuner->lt, g->op, g->a, g->b, g->c, g->c, pref, MAX_ALGOS,
                                                         results, &found);
   l->cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
@@ -86,12 +87,12 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_program *p, cuda_ste
                    s->name, (long long)g->m, (long long)g->n, (long long)g->k, g->batch);
   double best = -1;
   int best_i = -1;
-  timed_gemm timed = {.plan = plan, .p = p, .s = s, .arena = arena, .workspace = workspace};
+  timed_gemm timed = {.plan = plan, .tuner = tuner, .p = p, .s = s, .arena = arena, .workspace = workspace};
   for (int i = 0; i < found; i++) {
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
     g->algo = results[i].algo;
     g->workspace = results[i].workspaceSize;
-    double ms = found == 1 ? 0 : cuda_time_ms(plan, run_timed, &timed);
+    double ms = found == 1 ? 0 : cuda_time_ms(plan, tuner, run_timed, &timed);
     if (ms >= 0 && (best < 0 || ms < best)) best = ms, best_i = i;
   }
   if (best_i < 0)

@@ -164,6 +164,18 @@ int cuda_launch_conv_direct(cuda_stream_t stream, cuda_dtype dtype, const cuda_c
  * (buffers timed during autotuning hold data, not zeros). */
 int cuda_launch_fill_random(cuda_stream_t stream, cuda_dtype dtype, void *data, int64_t n, uint32_t seed);
 
+/* One copy of a gather: `size` bytes from src to dst. */
+typedef struct cuda_copy_entry {
+  void *dst;
+  const void *src;
+  uint64_t size;
+} cuda_copy_entry;
+
+/* Does `count` copies in one launch. `table` (count entries) and every
+ * pointer in it must be readable from the device: GPU memory, or pinned
+ * host memory mapped into it. `max_size` bounds the entries' sizes. */
+int cuda_launch_copies(cuda_stream_t stream, const cuda_copy_entry *table, int count, uint64_t max_size);
+
 /* The message for a launcher's error code. */
 const char *cuda_kernel_error_string(int code);
 

@@ -178,8 +178,10 @@ static void add_copy(builder *b, int from, int to, const char *what, const cuda_
 
 /* ---- weights ----------------------------------------------------------- */
 
-static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host, size_t bytes,
-                            cuda_dtype dtype, const void **device) {
+/* Weights are shared by every bucket's program; builders on several
+ * threads take turns. */
+static inferd_error *upload_locked(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host,
+                                   size_t bytes, cuda_dtype dtype, const void **device) {
   for (cuda_weight *w = plan->weights; w; w = w->next)
     if (w->value == value && w->kind == kind && w->cphys == cphys && w->dtype == dtype) {
       *device = w->data;
@@ -202,6 +204,14 @@ static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys,
   plan->weight_bytes += bytes;
   *device = w->data;
   return NULL;
+}
+
+static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host, size_t bytes,
+                            cuda_dtype dtype, const void **device) {
+  pthread_mutex_lock(&plan->weights_lock);
+  inferd_error *e = upload_locked(plan, value, kind, cphys, host, bytes, dtype, device);
+  pthread_mutex_unlock(&plan->weights_lock);
+  return e;
 }
 
 static float read_float(const ir_value *v, size_t i) {
@@ -1080,7 +1090,7 @@ static inferd_error *place(cuda_program *p) {
   return NULL;
 }
 
-static inferd_error *autotune(cuda_plan *plan, cuda_program *p) {
+static inferd_error *autotune(cuda_plan *plan, const cuda_tuner *tuner, cuda_program *p) {
   void *arena = NULL, *workspace = NULL;
   CUDA_TRY(cudaMalloc(&arena, p->arena_size ? p->arena_size : 256), "allocating the autotuning arena");
   cudaError_t st = cudaMalloc(&workspace, AUTOTUNE_WORKSPACE);
@@ -1089,24 +1099,24 @@ static inferd_error *autotune(cuda_plan *plan, cuda_program *p) {
     return cuda_rt_error(st, "allocating the autotuning workspace");
   }
   inferd_error *e = NULL;
-  if (cuda_launch_fill_random((cuda_stream_t)plan->build_stream, CUDA_F16, arena, (int64_t)(p->arena_size / 2), 7))
+  if (cuda_launch_fill_random((cuda_stream_t)tuner->stream, CUDA_F16, arena, (int64_t)(p->arena_size / 2), 7))
     e = err_new(INFERD_ERROR_INTERNAL, "filling the autotuning arena failed");
   for (int i = 0; i < p->n_steps && !e; i++) {
     cuda_step *s = &p->steps[i];
-    if (s->kind == CUDA_STEP_CONV) e = cuda_conv_prepare(plan, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
-    else if (s->kind == CUDA_STEP_GEMM) e = cuda_gemm_prepare(plan, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+    if (s->kind == CUDA_STEP_CONV) e = cuda_conv_prepare(plan, tuner, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+    else if (s->kind == CUDA_STEP_GEMM) e = cuda_gemm_prepare(plan, tuner, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
     if (e) break;
     const size_t ws = s->kind == CUDA_STEP_CONV ? s->conv.workspace : s->kind == CUDA_STEP_GEMM ? s->gemm.workspace : 0;
     if (ws > p->workspace_size) p->workspace_size = ws;
   }
-  cudaError_t sync = cudaStreamSynchronize(plan->build_stream);
+  cudaError_t sync = cudaStreamSynchronize(tuner->stream);
   if (!e && sync != cudaSuccess) e = cuda_rt_error(sync, "autotuning");
   cudaFree(arena);
   cudaFree(workspace);
   return e;
 }
 
-inferd_error *cuda_program_build(cuda_plan *plan, int bucket, cuda_program **out) {
+inferd_error *cuda_program_build(cuda_plan *plan, const cuda_tuner *tuner, int bucket, cuda_program **out) {
   const ir_graph *g = plan->g;
   cuda_program *p = mem_zalloc(sizeof(*p));
   p->batch = plan->buckets[bucket];
@@ -1118,7 +1128,7 @@ inferd_error *cuda_program_build(cuda_plan *plan, int bucket, cuda_program **out
   for (int v = 0; v < g->n_values; v++) b.value_t[v] = b.value_plain[v] = -1;
   inferd_error *e = build_io_and_nodes(&b);
   if (!e) e = place(p);
-  if (!e) e = autotune(plan, p);
+  if (!e) e = autotune(plan, tuner, p);
   free(b.value_t);
   free(b.value_plain);
   if (e) {
@@ -1231,13 +1241,15 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
   return e;
 }
 
-double cuda_time_ms(cuda_plan *plan, cuda_timed_fn run, void *arg) {
+double cuda_time_ms(cuda_plan *plan, const cuda_tuner *tuner, cuda_timed_fn run, void *arg) {
   cudaEvent_t a, b;
   if (cudaEventCreate(&a) != cudaSuccess) return -1;
   if (cudaEventCreate(&b) != cudaSuccess) {
     cudaEventDestroy(a);
     return -1;
   }
+  /* Builders on other threads compile meanwhile, but time nothing. */
+  pthread_mutex_lock(&plan->timing_lock);
   double times[5];
   double result = -1;
   for (int i = 0; i < 3; i++) {
@@ -1247,11 +1259,11 @@ double cuda_time_ms(cuda_plan *plan, cuda_timed_fn run, void *arg) {
       goto done;
     }
   }
-  if (cudaStreamSynchronize(plan->build_stream) != cudaSuccess) goto done;
+  if (cudaStreamSynchronize(tuner->stream) != cudaSuccess) goto done;
   for (int i = 0; i < 5; i++) {
-    cudaEventRecord(a, plan->build_stream);
+    cudaEventRecord(a, tuner->stream);
     inferd_error *e = run(arg);
-    cudaEventRecord(b, plan->build_stream);
+    cudaEventRecord(b, tuner->stream);
     if (e) {
       inferd_error_delete(e);
       goto done;
@@ -1270,6 +1282,7 @@ double cuda_time_ms(cuda_plan *plan, cuda_timed_fn run, void *arg) {
 done:
   /* A failed launch leaves an error behind; clear it so the next candidate starts clean. */
   cudaGetLastError();
+  pthread_mutex_unlock(&plan->timing_lock);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return result;

@@ -19,6 +19,7 @@ typedef struct tactic {
 } tactic;
 
 struct cuda_tactics {
+  pthread_mutex_t lock;
   char *path;
   char header[512];
   tactic *items;
@@ -37,6 +38,7 @@ static void header_of(const cuda_plan *plan, char *buf, size_t size) {
 
 struct cuda_tactics *cuda_tactics_open(const cuda_plan *plan, const char *path) {
   struct cuda_tactics *t = mem_zalloc(sizeof(*t));
+  pthread_mutex_init(&t->lock, NULL);
   header_of(plan, t->header, sizeof(t->header));
   if (!path) return t;
   t->path = mem_strdup(path);
@@ -62,14 +64,20 @@ struct cuda_tactics *cuda_tactics_open(const cuda_plan *plan, const char *path) 
   return t;
 }
 
-const char *cuda_tactics_find(const struct cuda_tactics *t, const char *key) {
-  for (size_t i = 0; t && i < t->n; i++)
-    if (strcmp(t->items[i].key, key) == 0) return t->items[i].choice;
-  return NULL;
+bool cuda_tactics_find(struct cuda_tactics *t, const char *key, char *out, size_t size) {
+  if (!t) return false;
+  bool found = false;
+  pthread_mutex_lock(&t->lock);
+  for (size_t i = 0; i < t->n && !found; i++)
+    if (strcmp(t->items[i].key, key) == 0) {
+      snprintf(out, size, "%s", t->items[i].choice);
+      found = true;
+    }
+  pthread_mutex_unlock(&t->lock);
+  return found;
 }
 
-void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choice) {
-  if (!t) return;
+static void put_locked(struct cuda_tactics *t, const char *key, const char *choice) {
   for (size_t i = 0; i < t->n; i++)
     if (strcmp(t->items[i].key, key) == 0) {
       if (strcmp(t->items[i].choice, choice) == 0) return;
@@ -83,8 +91,15 @@ void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choic
   t->dirty = true;
 }
 
-void cuda_tactics_save(struct cuda_tactics *t) {
-  if (t && t->path && t->dirty) {
+void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choice) {
+  if (!t) return;
+  pthread_mutex_lock(&t->lock);
+  put_locked(t, key, choice);
+  pthread_mutex_unlock(&t->lock);
+}
+
+static void save_locked(struct cuda_tactics *t) {
+  if (t->path && t->dirty) {
     size_t len = strlen(t->path) + 8;
     char *tmp = mem_alloc(len);
     snprintf(tmp, len, "%s.tmp", t->path);
@@ -102,6 +117,13 @@ void cuda_tactics_save(struct cuda_tactics *t) {
   }
 }
 
+void cuda_tactics_save(struct cuda_tactics *t) {
+  if (!t) return;
+  pthread_mutex_lock(&t->lock);
+  save_locked(t);
+  pthread_mutex_unlock(&t->lock);
+}
+
 void cuda_tactics_close(struct cuda_tactics *t) {
   if (!t) return;
   cuda_tactics_save(t);
@@ -111,5 +133,6 @@ void cuda_tactics_close(struct cuda_tactics *t) {
   }
   free(t->items);
   free(t->path);
+  pthread_mutex_destroy(&t->lock);
   free(t);
 }

@@ -3,8 +3,10 @@
  * prefix (a compressed flag, then the message's length as a 32-bit
  * big-endian number) and the message, inflated when the flag is set and the
  * call's grpc-encoding names gzip or deflate. Pure functions over bytes, so
- * a fuzzer or a unit test drives them without a connection; the transport
- * (grpc_server.c) buffers a call's input and takes messages off its head.
+ * a fuzzer or a unit test drives them without a connection. A call's input
+ * (grpc_frame_input) is buffered here too, so that what the transport
+ * (grpc_server.c) does with DATA as it comes, in chunks cut anywhere, is
+ * tested the same way.
  */
 #ifndef INFERD_FRONTENDS_GRPC_FRAME_H
 #define INFERD_FRONTENDS_GRPC_FRAME_H
@@ -47,5 +49,42 @@ bool grpc_frame_take(const uint8_t *p, size_t avail, grpc_encoding encoding, siz
  * grow. */
 inferd_error *grpc_frame_inflate(const uint8_t *data, size_t size, grpc_encoding encoding, size_t limit,
                                  uint8_t **out, size_t *out_size);
+
+/* A call's input: the DATA received and not yet taken as messages, which
+ * are taken off its head. The buffer grows with the bytes that came,
+ * doubling, and once the head message's prefix is in, not past that
+ * message's end: what a prefix announces (anyone can send one) is never
+ * reserved up front. Zero-initialized is empty. */
+typedef struct grpc_frame_input {
+  uint8_t *data;
+  size_t len, cap;
+  size_t taken; /* bytes at the front taken as messages, until compacted */
+} grpc_frame_input;
+
+/* Appends bytes of DATA (compacting first); false, with the input as it
+ * was, when there is no memory for them. */
+bool grpc_frame_input_append(grpc_frame_input *in, const uint8_t *data, size_t len);
+/* The bytes not taken yet. */
+size_t grpc_frame_input_pending(const grpc_frame_input *in);
+/* Takes the message at the head (see grpc_frame_take) and moves past it.
+ * *msg, when it is not *owned, points into the input until the next
+ * append or compact. */
+bool grpc_frame_input_take(grpc_frame_input *in, grpc_encoding encoding, size_t max, const uint8_t **msg,
+                           size_t *size, uint8_t **owned, inferd_error **error);
+/* Moves the bytes not taken to the front. */
+void grpc_frame_input_compact(grpc_frame_input *in);
+
+/* A unary call's input, checked as it comes: TOO_LARGE once the prefix
+ * announces more than `max` bytes, and once bytes come past the end of
+ * the one message, the error grpc_frame_input_take_unary would give for
+ * it (so a unary call never holds more than its message and its prefix,
+ * and the answer does not depend on where the DATA was cut). */
+inferd_error *grpc_frame_input_check_unary(const grpc_frame_input *in, grpc_encoding encoding, size_t max);
+/* Takes a unary call's one message once the client has ended its side: an
+ * error when the input is not exactly one good message. */
+inferd_error *grpc_frame_input_take_unary(grpc_frame_input *in, grpc_encoding encoding, size_t max,
+                                          const uint8_t **msg, size_t *size, uint8_t **owned);
+
+void grpc_frame_input_free(grpc_frame_input *in);
 
 #endif

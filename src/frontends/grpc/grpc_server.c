@@ -8,8 +8,9 @@
  * gRPC's core library did this job before; its per-call cost was most of
  * a tiny model's round trip (docs/grpc-transport.md has the measurements).
  *
- * Unary calls. A call's DATA is gathered until the client ends its side;
- * the one message is then handed to the method's handler on the loop. The
+ * Unary calls. A call's DATA is gathered (grpc_frame_input) until the
+ * client ends its side, and a byte past its one message ends the call at
+ * once; the one message is then handed to the method's handler on the loop. The
  * answer (from any thread) is posted back to the loop, which writes HEADERS,
  * the framed reply and the trailers in one go, or a trailers-only answer for
  * an error.
@@ -144,9 +145,7 @@ struct h2_stream {
   /* The method's category is restricted: its metadata key was seen, with
    * the right value (only the verdict is kept, never the value). */
   bool restriction_seen, restriction_allowed;
-  /* Input: the DATA received and not yet taken as messages. */
-  uint8_t *in;
-  size_t in_len, in_cap;
+  grpc_frame_input in; /* the DATA received and not yet taken as messages */
   bool discard_input; /* answered with an error already */
   bool remote_done;   /* the client ended its side */
   bool closed;        /* nghttp2 closed the stream (or the connection went) */
@@ -461,57 +460,15 @@ ProtobufCMessage *grpc_unary_request(grpc_unary *c, const ProtobufCMessageDescri
 
 /* ---- messages in ------------------------------------------------------------------- */
 
-/* The length a message's 5-byte prefix (at p) announces. */
-static size_t prefix_length(const uint8_t *p) { return grpc_frame_length(p); }
-
-/* RESOURCE_EXHAUSTED when the prefix at p announces more than the limit. */
-static inferd_error *check_length(const h2_stream *s, const uint8_t *p) {
-  return grpc_frame_check_length(p, s->conn->thread->frontend->max_message);
-}
-
-/* Takes the message at the head of `avail` bytes of input at p (see
- * grpc_frame_take). */
-static bool take_message(h2_stream *s, const uint8_t *p, size_t avail, size_t *consumed, const uint8_t **msg,
-                         size_t *size, uint8_t **owned, inferd_error **error) {
-  return grpc_frame_take(p, avail, s->request_encoding, s->conn->thread->frontend->max_message, consumed, msg, size,
-                         owned, error);
-}
-
-/* Appends DATA to the stream's input; false when there is no memory for it.
- * The buffer grows with the bytes that came, doubling, and once the head
- * message's prefix is in, not past that message's end: what a prefix
- * announces (anyone can send one) is never reserved up front. */
-static bool input_append(h2_stream *s, const uint8_t *data, size_t len) {
-  size_t need;
-  if (!mem_add_ok(s->in_len, len, &need)) return false;
-  if (need > s->in_cap) {
-    const size_t most = s->in_len >= PREFIX ? PREFIX + prefix_length(s->in) : SIZE_MAX;
-    uint8_t *grown = mem_try_grow(s->in, &s->in_cap, need, 1, 1024, most);
-    if (!grown) return false;
-    s->in = grown;
-  }
-  memcpy(s->in + s->in_len, data, len);
-  s->in_len = need;
-  return true;
-}
+static size_t max_message(const h2_stream *s) { return s->conn->thread->frontend->max_message; }
 
 /* The unary call's one message, once the client has ended its side. */
 static void unary_dispatch(h2_stream *s) {
-  size_t consumed = 0, size = 0;
+  size_t size = 0;
   const uint8_t *msg = NULL;
   uint8_t *owned;
-  inferd_error *err;
-  if (!take_message(s, s->in, s->in_len, &consumed, &msg, &size, &owned, &err)) {
-    if (s->in_len < PREFIX)
-      stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the call carries no request message"));
-    else
-      stream_fail(s, err_new(INFERD_ERROR_INVALID_ARG, "the request message is cut short: %zu of its %zu bytes came",
-                             s->in_len - PREFIX, prefix_length(s->in)));
-    return;
-  }
-  if (!err && consumed != s->in_len) err = err_new(INFERD_ERROR_INVALID_ARG, "a unary call carries one message");
+  inferd_error *err = grpc_frame_input_take_unary(&s->in, s->request_encoding, max_message(s), &msg, &size, &owned);
   if (err) {
-    free(owned);
     stream_fail(s, err);
     return;
   }
@@ -523,9 +480,7 @@ static void unary_dispatch(h2_stream *s) {
   grpc_methods[s->method].handle(c);
   /* The message was needed only while the handler ran. */
   free(owned);
-  free(s->in);
-  s->in = NULL;
-  s->in_len = s->in_cap = 0;
+  grpc_frame_input_free(&s->in);
 }
 
 /* ---- the inference stream ------------------------------------------------------------ */
@@ -631,13 +586,12 @@ static void stream_handle(h2_stream *s, const uint8_t *msg, size_t size) {
 /* Hands every complete message of the stream's input to the server, then
  * moves what is left of the next one to the front, once. */
 static void stream_take_messages(h2_stream *s) {
-  size_t off = 0;
   for (;;) {
-    size_t consumed = 0, size = 0;
+    size_t size = 0;
     const uint8_t *msg = NULL;
     uint8_t *owned;
     inferd_error *err;
-    if (!take_message(s, s->in + off, s->in_len - off, &consumed, &msg, &size, &owned, &err)) break;
+    if (!grpc_frame_input_take(&s->in, s->request_encoding, max_message(s), &msg, &size, &owned, &err)) break;
     if (err) {
       /* The framing cannot be trusted past a bad message: the call ends. */
       free(owned);
@@ -646,10 +600,8 @@ static void stream_take_messages(h2_stream *s) {
     }
     stream_handle(s, msg, size);
     free(owned);
-    off += consumed;
   }
-  memmove(s->in, s->in + off, s->in_len - off);
-  s->in_len -= off;
+  grpc_frame_input_compact(&s->in);
 }
 
 /* ---- HTTP/2 callbacks ------------------------------------------------------------------ */
@@ -666,7 +618,7 @@ static void stream_free(h2_stream *s) {
     free(k);
     k = next;
   }
-  free(s->in);
+  grpc_frame_input_free(&s->in);
   free(s->message);
   free(s);
   if (!c->bev && !c->streams && !c->in_close) conn_close(c);
@@ -812,16 +764,16 @@ static int on_data(nghttp2_session *session, uint8_t flags, int32_t stream_id, c
   (void)user_data;
   h2_stream *s = nghttp2_session_get_stream_user_data(session, stream_id);
   if (!s || s->discard_input) return 0;
-  if (!input_append(s, data, len)) {
+  if (!grpc_frame_input_append(&s->in, data, len)) {
     stream_fail(s, err_new(INFERD_ERROR_NO_MEMORY, "cannot buffer %zu more bytes of the request (%zu held)", len,
-                           s->in_len));
+                           grpc_frame_input_pending(&s->in)));
     return 0;
   }
   if (grpc_methods[s->method].streaming) {
     stream_take_messages(s);
-  } else if (s->in_len >= PREFIX) {
+  } else {
     /* Refuse an oversized message from its prefix, before it is all in. */
-    inferd_error *err = check_length(s, s->in);
+    inferd_error *err = grpc_frame_input_check_unary(&s->in, s->request_encoding, max_message(s));
     if (err) stream_fail(s, err);
   }
   return 0;

@@ -396,13 +396,101 @@ static void test_bytes_data_movement(void **state) {
   unlink(path);
 }
 
+/* inferd_context_copy_async on every backend: many copies of odd sizes and
+ * alignments (the GPU's copy kernel takes 16 bytes at a time where it can)
+ * gathered into one buffer and scattered back, in order with a run, all
+ * done by the wait. On the CPU the copies are plain; on the GPU they go
+ * between GPU and pinned memory. */
+static void test_copies_async(void **state) {
+  (void)state;
+  ir_graph *g = ir_graph_new();
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 4));
+  int r = t_node(g, IR_OP_Relu, "relu", INS(x), 1);
+  ir_graph_add_output(g, t_out(g, r, 0));
+  assert_null(ir_infer_shapes(g));
+  ir_graph_update_uses(g);
+  char path[] = "/tmp/inferd_copies_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_null(onnx_export_file(g, path));
+  ir_graph_delete(g);
+  enum { PIECES = 9, TOTAL = 200000 };
+  const size_t sizes[PIECES] = {1, 15, 16, 17, 4095, 4097, 65536, 100003, 0};
+  const char *backends[] = {"cpu", "cuda"};
+  for (int b = 0; b < 2; b++) {
+    if (b == 1 && !cuda_present()) continue;
+    inferd_plan *plan;
+    const inferd_plan_options o = {.backend = backends[b], .max_batch_size = BATCH};
+    assert_null(inferd_plan_load(path, &o, &plan));
+    inferd_context *ctx;
+    assert_null(inferd_context_create(plan, NULL, &ctx));
+    const inferd_memory_kind dev = b == 1 ? INFERD_MEMORY_GPU : INFERD_MEMORY_CPU;
+    void *host, *src, *mid, *back;
+    assert_null(inferd_plan_memory_alloc(plan, INFERD_MEMORY_CPU_PINNED, TOTAL, &host));
+    assert_null(inferd_plan_memory_alloc(plan, dev, TOTAL, &src));
+    assert_null(inferd_plan_memory_alloc(plan, dev, TOTAL, &mid));
+    assert_null(inferd_plan_memory_alloc(plan, INFERD_MEMORY_CPU_PINNED, TOTAL, &back));
+    for (size_t i = 0; i < TOTAL; i++) ((uint8_t *)host)[i] = (uint8_t)(i * 7 + 3);
+    assert_null(inferd_plan_memory_copy(plan, src, dev, host, INFERD_MEMORY_CPU_PINNED, TOTAL));
+    memset(back, 0, TOTAL);
+    /* Gather pieces from scattered (odd) offsets of src into mid, packed;
+     * then, after a run, scatter mid back into `back` at the same offsets. */
+    inferd_copy gather[PIECES], scatter[PIECES];
+    size_t at = 3, packed = 0;
+    for (int i = 0; i < PIECES; i++) {
+      gather[i] = (inferd_copy){.dst = (char *)mid + packed, .src = (char *)src + at, .size = sizes[i]};
+      scatter[i] = (inferd_copy){.dst = (char *)back + at, .src = (char *)mid + packed, .size = sizes[i]};
+      packed += sizes[i];
+      at += sizes[i] + 5;
+    }
+    assert_true(at < TOTAL);
+    assert_null(inferd_context_copy_async(ctx, gather, PIECES));
+    float in[BATCH * 4], out[BATCH * 4];
+    for (int i = 0; i < BATCH * 4; i++) in[i] = (float)(i - 6);
+    inferd_tensor it = {.name = "x", .datatype = INFERD_TYPE_FP32, .rank = 2, .dims = {BATCH, 4}, .data = in,
+                        .byte_size = sizeof(in)};
+    inferd_tensor ot = {.name = "relu_out0", .data = out, .byte_size = sizeof(out)};
+    inferd_tensor_info oi;
+    assert_null(inferd_plan_output(plan, 0, &oi));
+    ot.name = oi.name;
+    assert_null(inferd_context_run_async(ctx, BATCH, &it, 1, &ot, 1));
+    assert_null(inferd_context_copy_async(ctx, scatter, PIECES));
+    assert_null(inferd_context_wait(ctx));
+    for (int i = 0; i < BATCH * 4; i++) assert_true(out[i] == (in[i] > 0 ? in[i] : 0));
+    at = 3;
+    for (int i = 0; i < PIECES; i++) {
+      assert_memory_equal((char *)back + at, (char *)host + at, sizes[i]);
+      if (sizes[i]) assert_int_equal(((uint8_t *)back)[at + sizes[i]], 0); /* nothing past the piece */
+      at += sizes[i] + 5;
+    }
+    /* Copies alone, with no run, are done by the wait too. */
+    memset(back, 0, TOTAL);
+    assert_null(inferd_context_copy_async(ctx, scatter, 1));
+    assert_null(inferd_context_copy_async(ctx, scatter + 1, PIECES - 1));
+    assert_null(inferd_context_wait(ctx));
+    assert_memory_equal((char *)back + 3, (char *)host + 3, 1);
+    assert_memory_equal((char *)back + 9, (char *)host + 9, 15);
+    inferd_error *e = inferd_context_copy_async(ctx, NULL, 2); /* no table */
+    assert_non_null(e);
+    inferd_error_delete(e);
+    inferd_plan_memory_free(plan, INFERD_MEMORY_CPU_PINNED, host);
+    inferd_plan_memory_free(plan, dev, src);
+    inferd_plan_memory_free(plan, dev, mid);
+    inferd_plan_memory_free(plan, INFERD_MEMORY_CPU_PINNED, back);
+    inferd_context_delete(ctx);
+    inferd_plan_delete(plan);
+  }
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_variants), cmocka_unit_test(test_conv_block_fused),      cmocka_unit_test(test_pools),
       cmocka_unit_test(test_dense_head),    cmocka_unit_test(test_layout_and_reductions),
       cmocka_unit_test(test_softmax_axis_and_pads), cmocka_unit_test(test_batchnorm_and_reduce),
       cmocka_unit_test(test_1d_windows),    cmocka_unit_test(test_gemm_alpha_beta),
-      cmocka_unit_test(test_bytes_data_movement),
+      cmocka_unit_test(test_bytes_data_movement), cmocka_unit_test(test_copies_async),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
