@@ -13,7 +13,8 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from sanitizer import environment_for_rss_bounds
-from server_fixtures import HELD_CONFIG, Server, identity_graph, pending_requests, wait_until, write_model
+from server_fixtures import (HELD_CONFIG, Server, identity_graph, pending_requests, port_connections, wait_until,
+                             write_model)
 
 
 def _reads_eof(sock, bound=30):
@@ -202,30 +203,6 @@ def test_requests_queued_for_a_closed_grpc_connection_are_not_computed(inferd_bi
         s.stop()
 
 
-def _port_connections(pid, port):
-    """The connections on local port `port` that process `pid` holds open
-    (its socket descriptors matched against /proc/net/tcp, listeners aside)."""
-    import os
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except FileNotFoundError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    n = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            next(f)
-            for row in f:
-                fields = row.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] != "0A" and fields[9] in inodes:
-                    n += 1
-    return n
-
-
 def _read_all(sock, bound=30):
     """Everything the server sends until it closes the socket."""
     sock.settimeout(bound)
@@ -264,7 +241,7 @@ def test_http_connections_past_max_connections_are_refused_until_one_closes(infe
                "--http-read-timeout-secs=0")
     held = []
     try:
-        wait_until(lambda: _port_connections(s.proc.pid, s.port) == 0, "the start's probes to be closed")
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 0, "the start's probes to be closed")
         held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
         for _ in range(50):
             with socket.create_connection(("127.0.0.1", s.port)) as extra:
@@ -274,7 +251,7 @@ def test_http_connections_past_max_connections_are_refused_until_one_closes(infe
             assert b"Retry-After: 1" in head and b"Content-Type: application/json" in head
             import json
             assert "too many HTTP connections: 3 are open (--max-connections)" in json.loads(body)["error"]
-        wait_until(lambda: _port_connections(s.proc.pid, s.port) == 3, "the refused connections to be closed")
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 3, "the refused connections to be closed")
         channel = grpc.insecure_channel(s.grpc_url)
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=30).live
@@ -284,7 +261,7 @@ def test_http_connections_past_max_connections_are_refused_until_one_closes(infe
         # The served client closed again: one more may connect, the next is refused.
         held.append(socket.create_connection(("127.0.0.1", s.port)))
         assert _http_live(s.port) is None
-        assert _port_connections(s.proc.pid, s.port) <= 4
+        assert port_connections(s.proc.pid, s.port) <= 4
     finally:
         for c in held:
             c.close()
@@ -334,7 +311,7 @@ def test_requests_queued_for_a_closed_http_connection_are_not_computed(inferd_bi
         canceled = [l for l in text.splitlines()
                     if l.startswith("nv_inference_request_failure{") and 'reason="CANCELED"' in l and '"held"' in l]
         assert canceled and float(canceled[0].rsplit(" ", 1)[1]) == 5, canceled
-        wait_until(lambda: _port_connections(s.proc.pid, s.port) == 0, "the closed connections to be freed")
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 0, "the closed connections to be freed")
         # The server, and the model, go on serving: a request still queued
         # is answered when the model is unloaded, others at once.
         assert httpclient.InferenceServerClient(s.url).is_server_ready()
