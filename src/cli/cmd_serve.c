@@ -60,7 +60,8 @@ static const cli_option serve_options[] = {
      "and outputs whose size is known); a request past it gets 503 / UNAVAILABLE with a retry hint (default 2 GiB "
      "or a quarter of the physical memory, whichever is less; 0: no bound)"},
     {"max-connections", "N",
-     "gRPC connections open at once; past it a new one is accepted and closed at once (default 10000)"},
+     "connections open at once on each of HTTP and gRPC (counted apart); past it a new one is accepted and closed "
+     "at once, over plain HTTP after a 503 JSON error (default 10000)"},
     {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
     {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
     {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
@@ -258,7 +259,7 @@ static int serve(int argc, char **argv, serve_security *security) {
       so.max_inflight_bytes = (uint64_t)value_long;
     } else if (!strcmp(name, "max-connections")) {
       ok = cli_parse_int(name, value, 1, 1 << 24, &value_long);
-      go.max_connections = (int)value_long;
+      go.max_connections = ho.max_connections = (int)value_long;
     } else if (!strcmp(name, "allow-http")) {
       ok = parse_bool(name, value, &allow_http);
     } else if (!strcmp(name, "grpc-port")) {

@@ -19,7 +19,7 @@
  * number parser refuses it). */
 static void check_scan(const char *text, size_t len) {
   http_json_scan scan;
-  if (!http_json_scan_data(text, len, &scan)) return;
+  if (http_json_scan_data(text, len, &scan) != HTTP_JSON_SCANNED) return;
   FUZZ_CHECK(scan.envelope[scan.envelope_len] == '\0');
   for (size_t i = 0; i < scan.span_count; i++) {
     const http_data_span sp = scan.spans[i];

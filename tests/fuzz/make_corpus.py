@@ -80,6 +80,10 @@ def http_infer():
     # Regressions of issue 11 (scanner span array, exponent table).
     seed("nine-non-objects.json", '{"inputs":[0,0,0,0,0,0,0,0,0,{}]}')
     seed("tiny-exponent.json", '{"inputs":[{"name":"x","datatype":"FP64","shape":[1],"data":[5e-648]}]}')
+    # Triton's JSON depth limit (100): data arrays just within and just past it.
+    for name, levels in (("depth-100.json", 97), ("depth-101.json", 98)):
+        seed(name, '{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":' + "[" * levels + "1" +
+             "]" * levels + "}]}")
     head = json.dumps({"inputs": [
         {"name": "x", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}},
         {"name": "s", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": 7}},

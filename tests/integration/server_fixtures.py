@@ -157,6 +157,29 @@ def wait_until(predicate, what, timeout=60):
         time.sleep(0.01)
 
 
+def port_connections(pid, port):
+    """The connections on local port `port` that process `pid` holds open
+    (its socket descriptors matched against /proc/net/tcp, listeners aside)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for row in f:
+                fields = row.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] != "0A" and fields[9] in inodes:
+                    n += 1
+    return n
+
+
 def pending_requests(server, model) -> int:
     """The model's queued requests (not yet taken by an instance), from
     the server's own metrics (nv_inference_pending_request_count)."""

@@ -170,3 +170,49 @@ def test_header_block_within_the_limits_is_served(server):
     (status, _, _), = exchange(server, b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + headers +
                                b"Connection: close\r\n\r\n")
     assert status == 200
+
+
+def _nested(levels, inner=b"1,2,3,4"):
+    return b"[" * levels + inner + b"]" * levels
+
+
+def _deep_object(levels):
+    return b'{"a":' * levels + b"1" + b"}" * levels
+
+
+def test_data_nested_100_deep_is_served_and_101_is_400(server):
+    """Triton's JSON depth limit, 100: the root, "inputs" and the input are
+    three levels, so 97 brackets around the data are the most a request
+    may have."""
+    def infer(levels):
+        body = (b'{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":' + _nested(levels) + b"}]}")
+        return exchange(server, post(b"/v2/models/identity/infer", body, b"Connection: close\r\n"))[0]
+    status, _, reply = infer(97)
+    assert status == 200, reply
+    assert json.loads(reply)["outputs"][0]["data"] == [1, 2, 3, 4]
+    status, message = error_of(infer(98))
+    assert status == 400 and "more than 100 levels deep (the limit)" in message, message
+    # Far deeper than any parser's own limit, and not well-formed after it.
+    far = exchange(server, post(b"/v2/models/identity/infer", b'{"inputs":[' + b"[" * 100000, b"Connection: close\r\n"))
+    status, message = error_of(far[0])
+    assert status == 400 and "more than 100 levels deep" in message, message
+    assert_serving(server)
+
+
+@pytest.mark.parametrize("path, body, message", [
+    (b"/v2/repository/models/identity/load", b'{"parameters":{"x":' + _deep_object(100) + b"}}",
+     "request JSON nests arrays and objects more than 100 levels deep"),
+    (b"/v2/repository/models/identity/load",
+     json.dumps({"parameters": {"config": '{"a":' * 101 + "1" + "}" * 101}}).encode(),
+     "load parameter 'config' nests arrays and objects more than 100 levels deep"),
+    (b"/v2/repository/index", b'{"ready":' + _nested(100, b"true") + b"}",
+     "request JSON nests arrays and objects more than 100 levels deep"),
+    (b"/v2/systemsharedmemory/region/r/register", b'{"key":"/k","x":' + _deep_object(100) + b"}",
+     "register JSON nests arrays and objects more than 100 levels deep"),
+])
+def test_jansson_bodies_nested_deeper_than_100_are_400(server, path, body, message):
+    responses = exchange(server, post(path, body, b"Connection: close\r\n"))
+    assert len(responses) == 1
+    status, text = error_of(responses[0])
+    assert status == 400 and message in text, text
+    assert_serving(server)

@@ -21,7 +21,8 @@ import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from sanitizer import environment_for_rss_bounds
-from server_fixtures import HELD_CONFIG, Server, identity_graph, pending_requests, wait_until, write_model
+from server_fixtures import (HELD_CONFIG, Server, identity_graph, pending_requests, port_connections, wait_until,
+                             write_model)
 
 
 def _reads_eof(sock, bound=30):
@@ -559,3 +560,124 @@ def test_slow_http_reader_does_not_hold_the_exit_past_its_timeout(inferd_bin, tm
     assert code == 0, s.output()
     assert took <= exit_timeout + running_grace, f"exited {took:.1f} s after SIGTERM"
     assert "responses still unwritten" in s.output()
+def _read_all(sock, bound=30):
+    """Everything the server sends until it closes the socket."""
+    sock.settimeout(bound)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+
+
+def _http_live(port):
+    """One GET /v2/health/live on a new connection: its status, or None when
+    the connection is refused (503) or closed without an answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as c:
+        try:
+            c.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return None
+        reply = _read_all(c)
+    return 200 if reply.startswith(b"HTTP/1.1 200") else None
+
+
+def test_http_connections_past_max_connections_are_refused_until_one_closes(inferd_bin, tmp_path):
+    """--max-connections=3 with three silent connections held open (one
+    network thread, so they are counted in the order they connect): each
+    further connection gets a 503 naming the limit and is closed, however
+    many come, and the server's sockets do not grow with them; gRPC, counted
+    apart, is served; once a held connection closes a new client is served."""
+    repo = tmp_path / "models"
+    write_model(repo, "identity", identity_graph(), None)
+    s = Server(inferd_bin, repo, "--max-connections=3", "--http-thread-count=1", "--http-idle-timeout-secs=0",
+               "--http-read-timeout-secs=0")
+    held = []
+    try:
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 0, "the start's probes to be closed")
+        held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+        for _ in range(50):
+            with socket.create_connection(("127.0.0.1", s.port)) as extra:
+                reply = _read_all(extra)
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503"), reply
+            assert b"Retry-After: 1" in head and b"Content-Type: application/json" in head
+            import json
+            assert "too many HTTP connections: 3 are open (--max-connections)" in json.loads(body)["error"]
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 3, "the refused connections to be closed")
+        channel = grpc.insecure_channel(s.grpc_url)
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=30).live
+        channel.close()
+        held.pop().close()
+        wait_until(lambda: _http_live(s.port) == 200, "a new HTTP client to be served after a close")
+        # The served client closed again: one more may connect, the next is refused.
+        held.append(socket.create_connection(("127.0.0.1", s.port)))
+        assert _http_live(s.port) is None
+        assert port_connections(s.proc.pid, s.port) <= 4
+    finally:
+        for c in held:
+            c.close()
+        rc = s.stop()
+    assert rc == 0, s.output()
+
+
+def _post_infer(model, i):
+    body = ('{"id":"%d","inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,4],"data":[%d,%d,%d,%d]}]}'
+            % (i, i, i, i, i)).encode()
+    return (b"POST /v2/models/" + model.encode() + b"/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def test_requests_queued_for_a_closed_http_connection_are_not_computed(inferd_bin, tmp_path):
+    """HTTP requests wait in "held" (its batching delay is an hour); their
+    clients go, by a close, a reset, and a close after a second request
+    pipelined behind the first: each queued request is answered CANCELED
+    inside the server and never run, the connections are freed, and the
+    server goes on serving, the same model included."""
+    import struct
+    import urllib.request
+    repo = tmp_path / "models"
+    write_model(repo, "held", identity_graph(), HELD_CONFIG)
+    s = Server(inferd_bin, repo)
+    try:
+        clients = []
+        for i in range(4):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(_post_infer("held", i))
+            clients.append(c)
+        pipelined = socket.create_connection(("127.0.0.1", s.port))
+        pipelined.sendall(_post_infer("held", 4) + _post_infer("held", 5))
+        # evhttp reads the second request only after answering the first.
+        wait_until(lambda: pending_requests(s, "held") == 5, "the requests to be queued")
+        clients[0].setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # a reset
+        for c in clients:
+            c.close()
+        pipelined.close()
+        wait_until(lambda: pending_requests(s, "held") == 0, "the requests of the closed connections to be dropped")
+        stats = _stats(s, "held")
+        assert int(stats["inference_count"]) == 0
+        assert int(stats["execution_count"]) == 0
+        assert int(stats["inference_stats"]["fail"]["count"]) == 5
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        canceled = [l for l in text.splitlines()
+                    if l.startswith("nv_inference_request_failure{") and 'reason="CANCELED"' in l and '"held"' in l]
+        assert canceled and float(canceled[0].rsplit(" ", 1)[1]) == 5, canceled
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 0, "the closed connections to be freed")
+        # The server, and the model, go on serving: a request still queued
+        # is answered when the model is unloaded, others at once.
+        assert httpclient.InferenceServerClient(s.url).is_server_ready()
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(_post_infer("held", 6))
+        wait_until(lambda: pending_requests(s, "held") == 1, "a new request to be queued")
+        c.close()
+        wait_until(lambda: pending_requests(s, "held") == 0, "the new request to be dropped too")
+        assert int(_stats(s, "held")["inference_stats"]["fail"]["count"]) == 6
+    finally:
+        rc = s.stop()
+    assert rc == 0, s.output()

@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from server_fixtures import (Server, add_sub_graph, certificate_authority, self_signed_cert, signed_cert,
-                             simple_config, write_model)
+                             port_connections, simple_config, wait_until, write_model)
 
 
 CATEGORIES = ["health", "metadata", "inference", "shared-memory", "model-config", "model-repository", "statistics",
@@ -362,6 +362,38 @@ def test_https_with_tritonclient(inferd_bin, repo, certs):
         assert client.is_server_ready()
     finally:
         assert s.stop() == 0
+
+
+def test_https_connections_past_max_connections_are_closed_without_plain_text(inferd_bin, repo, certs):
+    """Over TLS a refused connection cannot be told why in plain text: it is
+    closed at once, and a TLS client is served once a held one closes."""
+    s = Server(inferd_bin, repo, *tls_args(certs), "--max-connections=2", "--http-thread-count=1",
+               "--http-idle-timeout-secs=0", probe=https_live(certs))
+    held = []
+    try:
+        host, port = s.url.rsplit(":", 1)
+        wait_until(lambda: port_connections(s.proc.pid, s.port) == 0, "the start's probe to be closed")
+        for _ in range(2):
+            raw = socket.create_connection((host, int(port)), timeout=30)
+            held.append(https_context(certs).wrap_socket(raw, server_hostname=host))
+        with socket.create_connection((host, int(port)), timeout=30) as refused:
+            try:
+                assert refused.recv(4096) == b""
+            except ConnectionResetError:
+                pass
+        held.pop().close()
+        wait_until(lambda: _https_live_or_none(s, certs), "a TLS client to be served after a close")
+    finally:
+        for c in held:
+            c.close()
+        assert s.stop() == 0
+
+
+def _https_live_or_none(s, certs):
+    try:
+        return https_live(certs)(s)
+    except (OSError, ssl.SSLError):
+        return False
 
 
 def test_https_insecure_skips_the_host_name_only(inferd_bin, repo, certs, tmp_path):

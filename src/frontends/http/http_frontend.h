@@ -36,6 +36,10 @@ typedef struct http_frontend_options {
    * first byte, or the connection is closed (slow clients holding a
    * connection with a trickle); 0: 30 s, < 0: never. */
   int read_timeout_secs;
+  /* HTTP connections open at once over the network threads (counted apart
+   * from gRPC's); past it a new connection is answered 503 (plain HTTP) and
+   * closed as soon as it is accepted. 0: 10000. */
+  int max_connections;
   /* Categories that need a header (--http-restricted-api); NULL: all open.
    * Borrowed: it must outlive the frontend. */
   const frontend_restrictions *restricted;

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "frontends/http/http_infer_response.h"
+#include "frontends/http/http_json_scan.h"
 #include "frontends/http/http_internal.h"
 #include "frontends/http/http_shm.h"
 
@@ -61,6 +62,9 @@ static inferd_error *parse_small_body(http_exchange *ex, json_t **out) {
   const char *body = take_body(ex, &size);
   if (!body) return err_new(INFERD_ERROR_NO_MEMORY, "out of memory");
   if (size == 0) return NULL;
+  if (http_json_depth_over(body, size, HTTP_JSON_MAX_DEPTH))
+    return err_new(INFERD_ERROR_INVALID_ARG, "request JSON nests arrays and objects more than %d levels deep (the limit)",
+                   HTTP_JSON_MAX_DEPTH);
   json_error_t jerr;
   *out = json_loadb(body, size, 0, &jerr);
   if (!*out) return err_new(INFERD_ERROR_INVALID_ARG, "malformed request JSON: %s", jerr.text);
@@ -135,6 +139,13 @@ static void handle_load_unload(http_exchange *ex) {
       if (strcmp(key, "config") == 0) {
         if (!json_is_string(value)) {
           err = err_new(INFERD_ERROR_INVALID_ARG, "load parameter 'config' must be a string of JSON");
+          break;
+        }
+        /* The configuration is JSON too: the same depth limit. */
+        if (http_json_depth_over(json_string_value(value), json_string_length(value), HTTP_JSON_MAX_DEPTH)) {
+          err = err_new(INFERD_ERROR_INVALID_ARG,
+                        "load parameter 'config' nests arrays and objects more than %d levels deep (the limit)",
+                        HTTP_JSON_MAX_DEPTH);
           break;
         }
         ex->config_json = mem_strdup(json_string_value(value));
@@ -352,6 +363,7 @@ static void handle_infer(http_exchange *ex) {
   ex->complete = infer_complete;
   ex->state = HTTP_EXCHANGE_AWAITING;
   inferd_request_set_callbacks(r, on_release, ex, on_response, ex);
+  inferd_request_set_cancel_flag(r, &ex->cancelled);
   /* From here the server owns the request (it frees it after responding). */
   ex->request = NULL;
   err = inferd_server_infer(ex->server, r);
@@ -360,7 +372,10 @@ static void handle_infer(http_exchange *ex) {
     ex->state = HTTP_EXCHANGE_HANDLING;
     inferd_request_delete(r);
     http_exchange_send_error(ex, err);
+    return;
   }
+  /* The answer comes back through this loop, so ex is still here. */
+  http_exchange_watch_departure(ex);
 }
 
 /* ---- routing -------------------------------------------------------------- */

@@ -2,7 +2,8 @@
  * Inference request decoding; see http_infer_request.h.
  *
  * The JSON part is split by http_json_scan: the envelope goes to jansson and
- * each input's "data" array to the fast number parser. Binary inputs are
+ * each input's "data" array to the fast number parser; the scan also refuses
+ * text nested deeper than HTTP_JSON_MAX_DEPTH. Binary inputs are
  * taken from the bytes after the JSON header in input order, each exactly
  * its binary_data_size long; the sizes must add up to the bytes there.
  * Binary tensors are used in place when they are aligned for their element
@@ -257,7 +258,13 @@ static inferd_error *decode(const char *body, size_t size, const char *header_le
     bin = (binary_cursor){.p = (const unsigned char *)body + json_len, .left = size - json_len, .present = true};
   }
   http_json_scan scan = {0};
-  const bool scanned = http_json_scan_data(body, json_len, &scan);
+  const http_json_scan_result scanning = http_json_scan_data(body, json_len, &scan);
+  const bool scanned = scanning == HTTP_JSON_SCANNED;
+  /* Text the scanner could not walk whole is counted before jansson reads it. */
+  if (scanning == HTTP_JSON_TOO_DEEP ||
+      (!scanned && http_json_depth_over(body, json_len, HTTP_JSON_MAX_DEPTH)))
+    return invalid("request JSON nests arrays and objects more than %d levels deep (the limit)",
+                   HTTP_JSON_MAX_DEPTH);
   json_error_t jerr;
   json_t *root = scanned ? json_loadb(scan.envelope, scan.envelope_len, JSON_REJECT_DUPLICATES, &jerr)
                          : json_loadb(body, json_len, JSON_REJECT_DUPLICATES, &jerr);

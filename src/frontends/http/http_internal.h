@@ -22,6 +22,7 @@
 
 typedef struct http_thread http_thread;
 typedef struct http_exchange http_exchange;
+typedef struct http_conn http_conn;
 
 typedef enum http_exchange_state {
   HTTP_EXCHANGE_HANDLING, /* in the request callback */
@@ -39,6 +40,7 @@ struct http_exchange {
   size_t max_input_size;
   const frontend_restrictions *restricted; /* NULL: every API open */
   struct evhttp_request *req; /* NULL once the client is gone */
+  http_conn *conn;            /* the connection it came on; NULL once gone */
   http_exchange_state state;
   http_route route;
   http_encoding response_encoding;
@@ -56,6 +58,10 @@ struct http_exchange {
   http_infer_request decoded;
   inferd_request *request;
   inferd_response *response;
+  /* The request's cancel flag (inferd_request_set_cancel_flag), set when its
+   * client goes while the server holds it; `cancellable` once submitted. */
+  atomic_bool cancelled;
+  bool cancellable;
   /* Worker jobs (load, unload): */
   char *config_json;
   inferd_error *job_error;
@@ -74,6 +80,11 @@ void http_exchange_send_empty(http_exchange *ex, int status);
 void http_exchange_send_error(http_exchange *ex, inferd_error *error);
 /* Frees an exchange whose client is gone (nothing to send). */
 void http_exchange_drop(http_exchange *ex);
+/* An inference the server now holds (its cancel flag set to ex->cancelled):
+ * until its answer is sent, the connection is watched, and a client that
+ * closes it has the request cancelled and the connection freed at once
+ * (see http_server.c). */
+void http_exchange_watch_departure(http_exchange *ex);
 
 /* The endpoint part: handles a routed request (http_handlers.c). */
 void http_handle_request(http_exchange *ex, enum evhttp_cmd_type method);

@@ -11,6 +11,7 @@ typedef struct scanner {
   const char *p, *end, *text;
   http_data_span *spans;
   size_t span_count, span_cap;
+  bool too_deep; /* the walk stopped at a container past HTTP_JSON_MAX_DEPTH */
 } scanner;
 
 static void skip_ws(scanner *s) {
@@ -33,9 +34,10 @@ static bool skip_string(scanner *s) {
   return true;
 }
 
-/* Moves past one value of any kind. Containers are skipped by counting
- * brackets outside strings; whether they match is jansson's to check. */
-static bool skip_value(scanner *s) {
+/* Moves past one value of any kind, found inside containers `outer` deep.
+ * Containers are skipped by counting brackets outside strings; whether they
+ * match is jansson's to check, their depth is checked here. */
+static bool skip_value(scanner *s, size_t outer) {
   skip_ws(s);
   if (s->p >= s->end) return false;
   if (*s->p == '"') return skip_string(s);
@@ -47,7 +49,12 @@ static bool skip_value(scanner *s) {
         if (!skip_string(s)) return false;
         continue;
       }
-      if (c == '[' || c == '{') depth++;
+      if (c == '[' || c == '{') {
+        if (++depth + outer > HTTP_JSON_MAX_DEPTH) {
+          s->too_deep = true;
+          return false;
+        }
+      }
       if (c == ']' || c == '}') {
         if (--depth == 0) {
           s->p++;
@@ -117,7 +124,7 @@ static bool scan_input(scanner *s, size_t index) {
     size_t n;
     if (!read_key(s, &key, &n)) return false;
     const char *value = s->p;
-    if (!skip_value(s)) return false;
+    if (!skip_value(s, 3)) return false; /* root, inputs, this input */
     if (*value == '[' && key_is(key, n, "data"))
       s->spans[index] = (http_data_span){(size_t)(value - s->text), (size_t)(s->p - s->text)};
     if (!next_member(s, '}', &more)) return false;
@@ -138,7 +145,7 @@ static bool scan_inputs(scanner *s) {
     if (s->p >= s->end) return false;
     if (*s->p == '{') {
       if (!scan_input(s, index)) return false;
-    } else if (!skip_value(s)) {
+    } else if (!skip_value(s, 2)) {
       return false;
     }
     if (!next_member(s, ']', &more)) return false;
@@ -158,7 +165,7 @@ static bool scan_root(scanner *s) {
     if (!read_key(s, &key, &n)) return false;
     if (*s->p == '[' && key_is(key, n, "inputs")) {
       if (!scan_inputs(s)) return false;
-    } else if (!skip_value(s)) {
+    } else if (!skip_value(s, 1)) {
       return false;
     }
     if (!next_member(s, '}', &more)) return false;
@@ -166,19 +173,19 @@ static bool scan_root(scanner *s) {
   return true;
 }
 
-bool http_json_scan_data(const char *text, size_t len, http_json_scan *out) {
+http_json_scan_result http_json_scan_data(const char *text, size_t len, http_json_scan *out) {
   *out = (http_json_scan){0};
   scanner s = {.p = text, .end = text + len, .text = text};
   if (!scan_root(&s)) {
     free(s.spans);
-    return false;
+    return s.too_deep ? HTTP_JSON_TOO_DEEP : HTTP_JSON_UNSCANNABLE;
   }
   /* Each span is at least "[]", longer than its placeholder, so the copy
    * never outgrows the text. */
   char *env = mem_try_alloc(len + 1, 1);
   if (!env) {
     free(s.spans);
-    return false;
+    return HTTP_JSON_UNSCANNABLE;
   }
   size_t from = 0, n = 0;
   for (size_t i = 0; i < s.span_count; i++) {
@@ -193,11 +200,30 @@ bool http_json_scan_data(const char *text, size_t len, http_json_scan *out) {
   n += len - from;
   env[n] = '\0';
   *out = (http_json_scan){.envelope = env, .envelope_len = n, .spans = s.spans, .span_count = s.span_count};
-  return true;
+  return HTTP_JSON_SCANNED;
 }
 
 void http_json_scan_free(http_json_scan *scan) {
   free(scan->envelope);
   free(scan->spans);
   *scan = (http_json_scan){0};
+}
+
+bool http_json_depth_over(const char *text, size_t len, int limit) {
+  scanner s = {.p = text, .end = text + len, .text = text};
+  int depth = 0;
+  while (s.p < s.end) {
+    const char c = *s.p;
+    if (c == '"') {
+      if (!skip_string(&s)) return false; /* unterminated: the parser refuses it */
+      continue;
+    }
+    if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      depth--;
+    }
+    s.p++;
+  }
+  return false;
 }

@@ -11,12 +11,33 @@
  * evthread_use_pthreads has run), and the loop then encodes, sends and frees.
  * No evhttp object is ever touched off its loop.
  *
+ * Connections. evhttp 2.1 says nothing of a connection before its first
+ * request and has no connection limit, but it asks the bufferevent callback
+ * for every connection it accepts. That callback makes the connection's
+ * record (http_conn), counts it against --max-connections and holds a
+ * reference on the bufferevent; on the loop's next turn, once evhttp has
+ * set the connection up, the record is adopted: the bufferevent's callback
+ * argument is then evhttp's connection object (bufferevent_getcb), whose
+ * close callback the record takes for the connection's life, so every
+ * close is counted. (A bufferevent evhttp already let go has its callbacks
+ * cleared; the reference kept it valid to look at.) A connection past the
+ * limit is answered 503 with a JSON error when it is plain HTTP (one
+ * non-blocking write, best effort) and freed at adoption; the listener
+ * pauses from the refusal to its close, so a flood costs one accept and one
+ * close per turn of the loop and never more descriptors than the limit and
+ * the one being refused.
+ *
  * Disconnects. evhttp stops reading a connection while a request on it is
- * being answered, so a client that leaves is noticed when its connection is
- * freed: the connection's close callback, set for the exchange's lifetime,
- * clears the exchange's request pointer (evhttp frees the request), and the
- * response, when it comes, is dropped and freed. A write that fails ends the
- * same way.
+ * being answered, so it would notice a client that leaves only when the
+ * answer fails to go out. While the server holds an inference, the socket
+ * is therefore watched for its close (EV_CLOSED, epoll's RDHUP, and a read
+ * peeked at, which also sees a reset): a client that closes has its request
+ * flagged cancelled (the server drops it unrun if it is still queued) and
+ * its connection freed at once. The connection's close callback clears the
+ * exchange's request pointer (evhttp frees the request), and the response,
+ * when it comes, is dropped and freed. A write that fails ends the same
+ * way. A client that half-closes (shuts down its sending side) after its
+ * request counts as gone, as with nginx.
  *
  * Shutdown. stop_listening removes each thread's listener on its loop, and
  * the last thread to do so closes the listening socket: a socket still open
@@ -42,6 +63,7 @@
  * close) so that the client sees the 413 rather than a reset.
  */
 #include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -69,13 +91,33 @@
 #include "frontends/http/http_infer_response.h"
 #include "frontends/http/http_internal.h"
 
+/* Adoption reads evhttp's connection from its bufferevent's callback
+ * argument, as evhttp 2.1 and 2.2 set it. */
+#if LIBEVENT_VERSION_NUMBER < 0x02010100 || LIBEVENT_VERSION_NUMBER >= 0x02030000
+#error "http_server.c adopts evhttp connections the way libevent 2.1 and 2.2 let it"
+#endif
+
 enum {
   DEFAULT_MAX_INPUT = 64 << 20,
   DEFAULT_MAX_HEADER_BYTES = 64 << 10,
   DEFAULT_MAX_HEADERS = 100,
   DEFAULT_IDLE_TIMEOUT_SECS = 60,
   DEFAULT_READ_TIMEOUT_SECS = 30,
+  DEFAULT_MAX_CONNECTIONS = 10000,
   SHUTDOWN_GRACE_MS = 10000
+};
+
+/* One client connection, from evhttp's accept to its close callback (see
+ * Connections above). */
+struct http_conn {
+  http_thread *thread;
+  struct bufferevent *bev;         /* until adopted, with a reference held */
+  struct evhttp_connection *evcon; /* once adopted */
+  evutil_socket_t fd;
+  bool admitted;           /* counted in the frontend's connections */
+  http_exchange *exchange; /* the request being handled or answered; NULL: none */
+  struct event *departure; /* watches the socket while the server holds the request */
+  http_conn *next_pending;
 };
 
 struct http_thread {
@@ -92,10 +134,16 @@ struct http_thread {
   frontend_acceptor acceptor;
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
+  struct event *adopt;      /* adopts the connections accepted this turn */
+  bool early_close;         /* the backend reports a peer's close apart from input (epoll) */
   /* Loop only: */
   size_t live;   /* exchanges not yet freed */
   bool draining; /* the listener is gone: answers close their connections */
   bool stopping;
+  http_conn *pending; /* accepted, not adopted yet */
+  http_conn **conns;  /* adopted connections by socket */
+  size_t conn_cap;
+  bool refusing; /* the listener pauses until the connections refused are closed */
 };
 
 struct http_frontend {
@@ -111,15 +159,26 @@ struct http_frontend {
   int port;
   int thread_count;
   http_thread *threads;
-  atomic_int connections; /* the acceptors' count (no limit on HTTP: evhttp shows no closes) */
+  int max_connections;
+  atomic_int connections; /* open over the threads (admitted, not yet closed) */
+  char refusal[256];      /* the 503 a connection past the limit is sent */
+  size_t refusal_len;
 };
 
 /* ---- exchanges ---------------------------------------------------------- */
 
 static void thread_check_exit(http_thread *t);
 
+static void conn_unwatch(http_conn *c) {
+  if (c->departure) event_del(c->departure);
+}
+
 static void exchange_free(http_exchange *ex) {
   http_thread *t = ex->thread;
+  if (ex->conn) {
+    conn_unwatch(ex->conn);
+    ex->conn->exchange = NULL;
+  }
   http_exchange_release_payload(ex);
   http_route_free(&ex->route);
   free(ex);
@@ -127,18 +186,9 @@ static void exchange_free(http_exchange *ex) {
   thread_check_exit(t);
 }
 
-static void on_connection_close(struct evhttp_connection *conn, void *arg) {
-  (void)conn;
-  http_exchange *ex = arg;
-  /* evhttp frees the request with the connection. */
-  ex->req = NULL;
-  if (ex->state == HTTP_EXCHANGE_WRITING) exchange_free(ex);
-}
-
 static void on_request_complete(struct evhttp_request *req, void *arg) {
+  (void)req;
   http_exchange *ex = arg;
-  struct evhttp_connection *conn = evhttp_request_get_connection(req);
-  if (conn) evhttp_connection_set_closecb(conn, NULL, NULL);
   ex->req = NULL;
   exchange_free(ex);
 }
@@ -153,6 +203,7 @@ void http_exchange_send(http_exchange *ex, int status, struct evbuffer *body, co
     exchange_free(ex);
     return;
   }
+  if (ex->conn) conn_unwatch(ex->conn);
   struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
   if (body && compress && ex->response_encoding != HTTP_ENCODING_IDENTITY && evbuffer_get_length(body) > 0) {
     struct evbuffer *z = evbuffer_new();
@@ -234,6 +285,179 @@ void http_exchange_send_error(http_exchange *ex, inferd_error *error) {
 
 void http_exchange_post(http_exchange *ex) { frontend_mailbox_post(&ex->thread->mailbox, &ex->post); }
 
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_free(http_conn *c) {
+  http_thread *t = c->thread;
+  if (c->admitted) frontend_acceptor_release(&t->acceptor);
+  if (c->fd >= 0 && (size_t)c->fd < t->conn_cap && t->conns[c->fd] == c) t->conns[c->fd] = NULL;
+  if (c->departure) event_free(c->departure);
+  free(c);
+}
+
+/* evhttp is freeing the connection (the client left, a timeout, a write
+ * that failed, the shutdown). */
+static void on_connection_close(struct evhttp_connection *evcon, void *arg) {
+  (void)evcon;
+  http_conn *c = arg;
+  http_exchange *ex = c->exchange;
+  http_thread *t = c->thread;
+  conn_free(c);
+  if (!ex) return;
+  /* evhttp frees the request with the connection. */
+  ex->req = NULL;
+  ex->conn = NULL;
+  if (ex->state == HTTP_EXCHANGE_WRITING) {
+    exchange_free(ex);
+  } else if (ex->state == HTTP_EXCHANGE_AWAITING && ex->cancellable) {
+    /* Nobody waits for the answer: what is still queued is dropped unrun. */
+    atomic_store(&ex->cancelled, true);
+    inferd_server_cancel_flagged(t->frontend->server);
+  }
+}
+
+static void conn_register(http_thread *t, http_conn *c) {
+  if ((size_t)c->fd >= t->conn_cap) {
+    size_t cap = t->conn_cap ? t->conn_cap : 64;
+    while (cap <= (size_t)c->fd) cap *= 2;
+    t->conns = mem_realloc(t->conns, cap * sizeof(*t->conns));
+    memset(t->conns + t->conn_cap, 0, (cap - t->conn_cap) * sizeof(*t->conns));
+    t->conn_cap = cap;
+  }
+  t->conns[c->fd] = c;
+  evhttp_connection_set_closecb(c->evcon, on_connection_close, c);
+}
+
+static void listener_pause(http_thread *t, bool pause) {
+  if (!t->bound || t->refusing == pause) return;
+  t->refusing = pause;
+  struct evconnlistener *listener = evhttp_bound_socket_get_listener(t->bound);
+  if (pause)
+    evconnlistener_disable(listener);
+  else
+    evconnlistener_enable(listener);
+}
+
+/* The connections accepted since the last adoption, now that evhttp has
+ * set them up: each is tracked, refused, or forgotten when evhttp already
+ * let it go. */
+static void adopt_pending(http_thread *t) {
+  while (t->pending) {
+    http_conn *c = t->pending;
+    t->pending = c->next_pending;
+    c->next_pending = NULL;
+    struct bufferevent *bev = c->bev;
+    c->bev = NULL;
+    void *owner = NULL;
+    bufferevent_getcb(bev, NULL, NULL, NULL, &owner);
+    struct evhttp_connection *evcon = owner;
+    if (evcon && evhttp_connection_get_bufferevent(evcon) == bev && bufferevent_getfd(bev) >= 0) {
+      c->evcon = evcon;
+      if (c->admitted) {
+        c->fd = bufferevent_getfd(bev);
+        conn_register(t, c);
+        c = NULL;
+      } else {
+        const http_frontend *f = t->frontend;
+        /* Best effort: a client that already sent its request may see a
+         * reset instead (the unread request makes the close one). */
+        if (!f->tls) (void)send(bufferevent_getfd(bev), f->refusal, f->refusal_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        evhttp_connection_free(evcon);
+      }
+    }
+    if (c) conn_free(c);
+    bufferevent_decref(bev);
+  }
+  listener_pause(t, false);
+}
+
+static void on_adopt(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  adopt_pending(arg);
+}
+
+/* evhttp's bufferevent callback, once per accepted connection. */
+static struct bufferevent *on_new_connection(struct event_base *base, void *arg) {
+  http_thread *t = arg;
+  struct bufferevent *bev;
+  if (t->frontend->tls) {
+    /* HTTPS: the guard watches the decrypted input. */
+    bev = frontend_tls_evhttp_bufferevent(base, t->frontend->tls);
+    if (bev && !http_guard_watch(&t->guard, bev)) log_warn("http: a TLS connection goes unguarded (out of memory)");
+  } else {
+    bev = http_guard_bufferevent(base, &t->guard);
+  }
+  /* Without one evhttp makes its own; conn_of then tracks the connection
+   * from its first request, uncounted (memory is exhausted anyway). */
+  if (!bev) return NULL;
+  http_conn *c = mem_alloc(sizeof(*c));
+  *c = (http_conn){.thread = t,
+                   .bev = bev,
+                   .fd = -1,
+                   .admitted = frontend_acceptor_admit(&t->acceptor),
+                   .next_pending = t->pending};
+  t->pending = c;
+  bufferevent_incref(bev);
+  if (!c->admitted) listener_pause(t, true);
+  event_active(t->adopt, EV_READ, 0);
+  return bev;
+}
+
+/* The record of a request's connection. */
+static http_conn *conn_of(http_thread *t, struct evhttp_connection *evcon) {
+  if (!evcon) return NULL;
+  const evutil_socket_t fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+  if (fd < 0) return NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    if ((size_t)fd < t->conn_cap && t->conns[fd] && t->conns[fd]->evcon == evcon) return t->conns[fd];
+    adopt_pending(t); /* accepted this very turn */
+  }
+  http_conn *c = mem_alloc(sizeof(*c));
+  *c = (http_conn){.thread = t, .evcon = evcon, .fd = fd};
+  conn_register(t, c);
+  return c;
+}
+
+static void conn_watch(http_conn *c, short what);
+
+static void on_departure(evutil_socket_t fd, short what, void *arg) {
+  http_conn *c = arg;
+  if (!(what & EV_CLOSED)) {
+    char byte;
+    const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      /* More bytes (a pipelined request): the client is still there, and
+       * only its close can be watched now (without early close, nothing). */
+      if (c->thread->early_close) conn_watch(c, EV_CLOSED);
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      conn_watch(c, what);
+      return;
+    }
+  }
+  /* An end of stream or a reset: on_connection_close cancels the request. */
+  log_verbose("http: a client closed its connection while the server held its request; the request is dropped");
+  evhttp_connection_free(c->evcon);
+}
+
+static void conn_watch(http_conn *c, short what) {
+  if (c->departure && event_get_events(c->departure) != what) {
+    event_free(c->departure);
+    c->departure = NULL;
+  }
+  if (!c->departure) c->departure = event_new(c->thread->base, c->fd, what, on_departure, c);
+  if (c->departure) event_add(c->departure, NULL);
+}
+
+void http_exchange_watch_departure(http_exchange *ex) {
+  ex->cancellable = true;
+  http_conn *c = ex->conn;
+  if (c && ex->req && ex->state == HTTP_EXCHANGE_AWAITING)
+    conn_watch(c, EV_READ | (c->thread->early_close ? EV_CLOSED : 0));
+}
+
 /* ---- network threads ---------------------------------------------------- */
 
 /* One walk over the request headers instead of a search per name; the
@@ -263,8 +487,11 @@ static void on_request(struct evhttp_request *req, void *arg) {
                         .restricted = t->frontend->restricted,
                         .state = HTTP_EXCHANGE_HANDLING};
   t->live++;
-  struct evhttp_connection *conn = evhttp_request_get_connection(req);
-  if (conn) evhttp_connection_set_closecb(conn, on_connection_close, ex);
+  http_conn *conn = conn_of(t, evhttp_request_get_connection(req));
+  if (conn) {
+    conn->exchange = ex;
+    ex->conn = conn;
+  }
   find_headers(evhttp_request_get_input_headers(req), ex);
   int status;
   bool close;
@@ -303,6 +530,7 @@ static void close_connections(http_thread *t) {
     struct evhttp *http = t->http;
     t->http = NULL;
     evhttp_free(http);
+    adopt_pending(t); /* forgets those accepted this turn */
   }
 }
 
@@ -369,14 +597,6 @@ static void *thread_main(void *arg) {
 
 static void thread_signal(http_thread *t, bool stop) { frontend_mailbox_signal(&t->mailbox, stop); }
 
-/* HTTPS: the guard watches the decrypted input. */
-static struct bufferevent *tls_bufferevent(struct event_base *base, void *arg) {
-  http_thread *t = arg;
-  struct bufferevent *bev = frontend_tls_evhttp_bufferevent(base, t->frontend->tls);
-  if (bev && !http_guard_watch(&t->guard, bev)) log_warn("http: a TLS connection goes unguarded (out of memory)");
-  return bev;
-}
-
 static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->frontend = f;
   t->base = frontend_loop_base();
@@ -386,7 +606,9 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   if (t->wake) frontend_mailbox_init(&t->mailbox, t->wake);
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   t->finish = event_new(t->base, -1, 0, on_finish, t);
-  if (!t->http || !t->wake || !t->grace || !t->finish)
+  t->adopt = event_new(t->base, -1, 0, on_adopt, t);
+  t->early_close = (event_base_get_features(t->base) & EV_FEATURE_EARLY_CLOSE) != 0;
+  if (!t->http || !t->wake || !t->grace || !t->finish || !t->adopt)
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
   t->guard.limits = f->limits;
@@ -400,10 +622,7 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
     if (!t->sweep || event_add(t->sweep, &period) != 0)
       return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   }
-  if (f->tls)
-    evhttp_set_bevcb(t->http, tls_bufferevent, t);
-  else
-    evhttp_set_bevcb(t->http, http_guard_bufferevent, &t->guard);
+  evhttp_set_bevcb(t->http, on_new_connection, t);
   evhttp_set_max_body_size(t->http, (ev_ssize_t)f->max_input_size);
   evhttp_set_flags(t->http, EVHTTP_SERVER_LINGERING_CLOSE);
   evhttp_set_default_content_type(t->http, NULL);
@@ -418,7 +637,7 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   }
   atomic_fetch_add(&f->listening, 1);
-  if (!frontend_acceptor_init(&t->acceptor, "http", t->base, listener, &f->connections, 0))
+  if (!frontend_acceptor_init(&t->acceptor, "http", t->base, listener, &f->connections, f->max_connections))
     return err_new(INFERD_ERROR_INTERNAL, "cannot listen on the HTTP socket");
   return NULL;
 }
@@ -433,6 +652,8 @@ static void thread_destroy(http_thread *t) {
   }
   if (t->grace) event_free(t->grace);
   if (t->finish) event_free(t->finish);
+  if (t->adopt) event_free(t->adopt);
+  free(t->conns);
   if (t->base) event_base_free(t->base);
   http_guard_free(&t->guard);
 }
@@ -452,6 +673,19 @@ static void frontend_free(http_frontend *f) {
   close_listening_socket(f);
   if (f->tls) SSL_CTX_free(f->tls);
   free(f);
+}
+
+/* The answer of a connection past --max-connections, made once. */
+static void refusal_init(http_frontend *f) {
+  char json[160];
+  const int json_len =
+      snprintf(json, sizeof(json),
+               "{\"error\":\"too many HTTP connections: %d are open (--max-connections); retry later\"}",
+               f->max_connections);
+  f->refusal_len = (size_t)snprintf(f->refusal, sizeof(f->refusal),
+                                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                    "Content-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s",
+                                    json_len, json);
 }
 
 inferd_error *http_frontend_start(inferd_server *server, const http_frontend_options *options, http_frontend **out) {
@@ -475,6 +709,8 @@ inferd_error *http_frontend_start(inferd_server *server, const http_frontend_opt
   const int idle = options ? options->idle_timeout_secs : 0, read = options ? options->read_timeout_secs : 0;
   f->idle_timeout_secs = idle > 0 ? idle : idle == 0 ? DEFAULT_IDLE_TIMEOUT_SECS : 0;
   f->read_timeout_secs = read > 0 ? read : read == 0 ? DEFAULT_READ_TIMEOUT_SECS : 0;
+  f->max_connections = options && options->max_connections > 0 ? options->max_connections : DEFAULT_MAX_CONNECTIONS;
+  refusal_init(f);
   inferd_error *err = options ? http_tls_context(&options->tls, &f->tls) : NULL;
   evutil_socket_t fd = -1;
   if (!err) err = frontend_listen("HTTP", address, port, &fd, &f->port);

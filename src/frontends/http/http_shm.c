@@ -8,12 +8,15 @@
 
 #include "base/error.h"
 #include "base/mem.h"
+#include "frontends/http/http_json_scan.h"
 
 #define invalid(...) err_new(INFERD_ERROR_INVALID_ARG, __VA_ARGS__)
 
 static inferd_error *load_object(const char *body, size_t size, json_t **out) {
   *out = NULL;
   if (size == 0) return invalid("the register request has no body (a JSON object is expected)");
+  if (http_json_depth_over(body, size, HTTP_JSON_MAX_DEPTH))
+    return invalid("register JSON nests arrays and objects more than %d levels deep (the limit)", HTTP_JSON_MAX_DEPTH);
   json_error_t jerr;
   json_t *root = json_loadb(body, size, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) return invalid("malformed register JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);

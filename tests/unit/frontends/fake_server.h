@@ -5,8 +5,10 @@
  * on the behaviour below, which the real server shares.
  *
  * Models: "echo" answers each input as an output named "OUT_<input>" of the
- * same type and shape; "slow" does the same after 300 ms. Responses come
- * from a thread of their own, as server responses do. Any other model is
+ * same type and shape; "slow" does the same after 300 ms, or answers
+ * CANCELLED then when the request's cancel flag was set meanwhile (as the
+ * real server does for a request still queued). Responses come from a
+ * thread of their own, as server responses do. Any other model is
  * NOT_FOUND.
  */
 #ifndef INFERD_TESTS_FAKE_SERVER_H
@@ -45,6 +47,7 @@ struct inferd_request {
   void *release_userp;
   inferd_response_fn respond;
   void *respond_userp;
+  const atomic_bool *cancel;
 };
 
 struct inferd_response {
@@ -193,14 +196,21 @@ FAKE_WEAK void inferd_request_set_callbacks(inferd_request *r, inferd_request_re
   r->release = rel, r->release_userp = ru, r->respond = resp, r->respond_userp = rp;
 }
 
+FAKE_WEAK void inferd_request_set_cancel_flag(inferd_request *r, const atomic_bool *flag) { r->cancel = flag; }
+FAKE_WEAK int inferd_server_cancel_flagged(inferd_server *s) {
+  (void)s;
+  return 0; /* "slow" looks at the flag once its delay is over */
+}
+
 static void *fake_run(void *arg) {
   inferd_request *r = arg;
   if (!strcmp(r->model, "slow")) usleep(300000);
+  const bool cancelled = r->cancel && atomic_load(r->cancel);
   inferd_response *resp = calloc(1, sizeof(*resp));
   atomic_fetch_add(&fake_live_responses, 1);
   snprintf(resp->id, sizeof(resp->id), "%s", r->id);
   snprintf(resp->model, sizeof(resp->model), "%s", r->model);
-  for (int i = 0; i < r->n_inputs; i++) {
+  for (int i = 0; i < r->n_inputs && !cancelled; i++) {
     const fake_tensor *in = &r->inputs[i];
     char out_name[64];
     snprintf(out_name, sizeof(out_name), "OUT_%.59s", in->name);
@@ -213,7 +223,10 @@ static void *fake_run(void *arg) {
     o->data = malloc(in->byte_size ? in->byte_size : 1);
     memcpy(o->data, in->data, in->byte_size);
   }
-  if (r->n_inputs == 0) resp->error = inferd_error_new(INFERD_ERROR_INVALID_ARG, "the model needs an input");
+  if (cancelled)
+    resp->error = inferd_error_new(INFERD_ERROR_CANCELLED, "request not run: its client has gone");
+  else if (r->n_inputs == 0)
+    resp->error = inferd_error_new(INFERD_ERROR_INVALID_ARG, "the model needs an input");
   atomic_fetch_add(&fake_requests_seen, 1);
   r->release(r, r->release_userp);
   r->respond(resp, r->respond_userp);

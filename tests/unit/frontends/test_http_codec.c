@@ -49,7 +49,7 @@ static void test_scanner_finds_data_arrays(void **state) {
       "{\"id\":\"a]\\\"[\",\"inputs\":[{\"name\":\"x\",\"data\":[[1,2],[3]],\"shape\":[3]},"
       "{\"data\":\"s\"},{\"d\\u0061ta\":[1]}],\"outputs\":[{\"data\":[9]}]}";
   http_json_scan scan;
-  assert_true(http_json_scan_data(text, strlen(text), &scan));
+  assert_int_equal(http_json_scan_data(text, strlen(text), &scan), HTTP_JSON_SCANNED);
   assert_int_equal(scan.span_count, 3);
   assert_memory_equal(text + scan.spans[0].begin, "[[1,2],[3]]", scan.spans[0].end - scan.spans[0].begin);
   assert_int_equal(scan.spans[1].begin, scan.spans[1].end);
@@ -57,8 +57,73 @@ static void test_scanner_finds_data_arrays(void **state) {
   assert_non_null(strstr(scan.envelope, "\"data\":0,\"shape\""));
   assert_non_null(strstr(scan.envelope, "\"outputs\":[{\"data\":[9]}]"));
   http_json_scan_free(&scan);
-  assert_false(http_json_scan_data("{\"inputs\":[{\"data\":[1,2}", 24, &scan));
-  assert_false(http_json_scan_data("[1]", 3, &scan));
+  assert_int_equal(http_json_scan_data("{\"inputs\":[{\"data\":[1,2}", 24, &scan), HTTP_JSON_UNSCANNABLE);
+  assert_int_equal(http_json_scan_data("[1]", 3, &scan), HTTP_JSON_UNSCANNABLE);
+}
+
+/* A request whose input 0 has a data array of `levels` brackets around one
+ * number: the document is levels + 3 deep (root, inputs, the input). */
+static char *nested_data_request(int levels, const char *datatype) {
+  char *text = malloc((size_t)levels * 2 + 256);
+  int n = sprintf(text, "{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"%s\",\"data\":", datatype);
+  for (int i = 0; i < levels; i++) text[n++] = '[';
+  text[n++] = '1';
+  for (int i = 0; i < levels; i++) text[n++] = ']';
+  strcpy(text + n, "}]}");
+  return text;
+}
+
+/* Triton's depth limit of 100, counted by the scanner over the data arrays
+ * and the rest alike: 100 levels decode, 101 are refused naming the limit. */
+static void test_scanner_depth_limit(void **state) {
+  (void)state;
+  http_json_scan scan;
+  char *at_limit = nested_data_request(HTTP_JSON_MAX_DEPTH - 3, "FP32");
+  assert_int_equal(http_json_scan_data(at_limit, strlen(at_limit), &scan), HTTP_JSON_SCANNED);
+  http_json_scan_free(&scan);
+  http_infer_request r;
+  decode_ok(at_limit, strlen(at_limit), NULL, &r);
+  assert_int_equal(r.input_count, 1);
+  http_infer_request_free(&r);
+  free(at_limit);
+  char *over = nested_data_request(HTTP_JSON_MAX_DEPTH - 2, "FP32");
+  assert_int_equal(http_json_scan_data(over, strlen(over), &scan), HTTP_JSON_TOO_DEEP);
+  decode_text_fails(over, "more than 100 levels deep");
+  free(over);
+  /* Deep elsewhere than in data (parameters, outputs), and deep text the
+   * scanner cannot walk (it falls back to jansson) are refused alike. */
+  char deep[512];
+  int n = sprintf(deep, "{\"parameters\":{\"p\":");
+  for (int i = 0; i < 100; i++) deep[n++] = '[';
+  for (int i = 0; i < 100; i++) deep[n++] = ']';
+  strcpy(deep + n, "},\"inputs\":[]}");
+  assert_int_equal(http_json_scan_data(deep, strlen(deep), &scan), HTTP_JSON_TOO_DEEP);
+  decode_text_fails(deep, "more than 100 levels deep");
+  n = sprintf(deep, "[");
+  for (int i = 0; i < 101; i++) deep[n++] = '{';
+  deep[n] = '\0';
+  assert_int_equal(http_json_scan_data(deep, strlen(deep), &scan), HTTP_JSON_UNSCANNABLE);
+  decode_text_fails(deep, "more than 100 levels deep");
+}
+
+/* The count for bodies the scanner does not walk: brackets in strings (with
+ * escaped quotes) are text, and a stray closing bracket lowers nothing. */
+static void test_json_depth_over(void **state) {
+  (void)state;
+  char text[256];
+  for (int levels = 1; levels <= 100; levels++) {
+    int n = 0;
+    for (int i = 0; i < levels; i++) text[n++] = i % 2 ? '[' : '{';
+    text[n] = '\0';
+    assert_false(http_json_depth_over(text, (size_t)n, levels));
+    assert_true(http_json_depth_over(text, (size_t)n, levels - 1));
+  }
+  const char *strings = "{\"a\":\"[[[[\\\"{{{{\",\"b\":[1]}";
+  assert_false(http_json_depth_over(strings, strlen(strings), 2));
+  assert_true(http_json_depth_over(strings, strlen(strings), 1));
+  assert_false(http_json_depth_over("]]]][[", 6, 2));
+  assert_true(http_json_depth_over("]]]][[[", 7, 2));
+  assert_false(http_json_depth_over("[\"[[[", 5, 1)); /* an unterminated string ends the count */
 }
 
 /* Non-objects before an object leave more entries than the first capacity
@@ -70,7 +135,7 @@ static void test_scanner_many_non_objects_before_an_object(void **state) {
   for (int i = 0; i < 40; i++) n += snprintf(text + n, sizeof(text) - (size_t)n, "%s,", i % 2 ? "[1]" : "0");
   snprintf(text + n, sizeof(text) - (size_t)n, "{\"data\":[7,8]}]}");
   http_json_scan scan;
-  assert_true(http_json_scan_data(text, strlen(text), &scan));
+  assert_int_equal(http_json_scan_data(text, strlen(text), &scan), HTTP_JSON_SCANNED);
   assert_int_equal(scan.span_count, 41);
   for (int i = 0; i < 40; i++) assert_int_equal(scan.spans[i].begin, scan.spans[i].end);
   assert_memory_equal(text + scan.spans[40].begin, "[7,8]", scan.spans[40].end - scan.spans[40].begin);
@@ -476,7 +541,8 @@ static void test_compression_bombs_and_garbage(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scanner_finds_data_arrays),
+      cmocka_unit_test(test_scanner_finds_data_arrays), cmocka_unit_test(test_scanner_depth_limit),
+      cmocka_unit_test(test_json_depth_over),
       cmocka_unit_test(test_scanner_many_non_objects_before_an_object), cmocka_unit_test(test_decode_json_request),
       cmocka_unit_test(test_decode_binary_request),     cmocka_unit_test(test_decode_validation_errors),
       cmocka_unit_test(test_encode_response),           cmocka_unit_test(test_accept_encoding),
