@@ -185,8 +185,6 @@ static void plan_free(cuda_plan *plan) {
   cuda_tactics_close(plan->tactics);
   if (plan->libs) tuner_close(plan->libs, &plan->tuner);
   pthread_mutex_destroy(&plan->lock);
-  pthread_mutex_destroy(&plan->weights_lock);
-  pthread_mutex_destroy(&plan->timing_lock);
   free(plan);
 }
 
@@ -249,8 +247,6 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
 static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
   cuda_plan *plan = mem_zalloc(sizeof(*plan));
   pthread_mutex_init(&plan->lock, NULL);
-  pthread_mutex_init(&plan->weights_lock, NULL);
-  pthread_mutex_init(&plan->timing_lock, NULL);
   inferd_error *e = plan_init(plan, g, config);
   if (e) {
     plan_free(plan);

@@ -237,9 +237,7 @@ struct cuda_plan {
   cuda_dtype dtype; /* compute storage type */
   bool tf32;
   struct cudaDeviceProp prop;
-  pthread_mutex_t lock;         /* guards programs built on first use */
-  pthread_mutex_t weights_lock; /* guards weights and weight_bytes */
-  pthread_mutex_t timing_lock;  /* one candidate timed at a time, whatever thread builds */
+  pthread_mutex_t lock; /* guards programs (built on first use) and weights */
   int buckets[CUDA_MAX_BUCKETS];
   int n_buckets;
   cuda_program *programs[CUDA_MAX_BUCKETS];
@@ -319,6 +317,6 @@ void cuda_tactics_close(struct cuda_tactics *t); /* saves, then frees */
 /* Times `run` (3 warm-ups, then the median of 5) on the build stream, in ms;
  * a negative result means the run failed. */
 typedef inferd_error *(*cuda_timed_fn)(void *arg);
-double cuda_time_ms(cuda_plan *plan, const cuda_tuner *tuner, cuda_timed_fn run, void *arg);
+double cuda_time_ms(const cuda_tuner *tuner, cuda_timed_fn run, void *arg);
 
 #endif

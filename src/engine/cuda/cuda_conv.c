@@ -297,7 +297,7 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     s->conv.plan = xplan;
     s->conv.workspace = (size_t)ws;
     /* With a cached choice there is nothing to compare: one run checks it. */
-    double ms = want_index >= 0 ? (run_timed(&timed) ? -1 : 0) : cuda_time_ms(plan, tuner, run_timed, &timed);
+    double ms = want_index >= 0 ? (run_timed(&timed) ? -1 : 0) : cuda_time_ms(tuner, run_timed, &timed);
     if (ms >= 0 && (best_ms < 0 || ms < best_ms)) {
       if (best_plan) l->cudnnBackendDestroyDescriptor(best_plan);
       best_plan = xplan;

@@ -92,7 +92,7 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_tuner *tuner, const 
     if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
     g->algo = results[i].algo;
     g->workspace = results[i].workspaceSize;
-    double ms = found == 1 ? 0 : cuda_time_ms(plan, tuner, run_timed, &timed);
+    double ms = found == 1 ? 0 : cuda_time_ms(tuner, run_timed, &timed);
     if (ms >= 0 && (best < 0 || ms < best)) best = ms, best_i = i;
   }
   if (best_i < 0)

@@ -178,9 +178,8 @@ static void add_copy(builder *b, int from, int to, const char *what, const cuda_
 
 /* ---- weights ----------------------------------------------------------- */
 
-/* Weights are shared by every bucket's program; builders on several
- * threads take turns. */
-static inferd_error *upload_locked(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host,
+/* Weights are shared by every bucket's program (built under plan->lock). */
+static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host,
                                    size_t bytes, cuda_dtype dtype, const void **device) {
   for (cuda_weight *w = plan->weights; w; w = w->next)
     if (w->value == value && w->kind == kind && w->cphys == cphys && w->dtype == dtype) {
@@ -204,14 +203,6 @@ static inferd_error *upload_locked(cuda_plan *plan, int value, int kind, int64_t
   plan->weight_bytes += bytes;
   *device = w->data;
   return NULL;
-}
-
-static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host, size_t bytes,
-                            cuda_dtype dtype, const void **device) {
-  pthread_mutex_lock(&plan->weights_lock);
-  inferd_error *e = upload_locked(plan, value, kind, cphys, host, bytes, dtype, device);
-  pthread_mutex_unlock(&plan->weights_lock);
-  return e;
 }
 
 static float read_float(const ir_value *v, size_t i) {
@@ -1241,15 +1232,13 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
   return e;
 }
 
-double cuda_time_ms(cuda_plan *plan, const cuda_tuner *tuner, cuda_timed_fn run, void *arg) {
+double cuda_time_ms(const cuda_tuner *tuner, cuda_timed_fn run, void *arg) {
   cudaEvent_t a, b;
   if (cudaEventCreate(&a) != cudaSuccess) return -1;
   if (cudaEventCreate(&b) != cudaSuccess) {
     cudaEventDestroy(a);
     return -1;
   }
-  /* Builders on other threads compile meanwhile, but time nothing. */
-  pthread_mutex_lock(&plan->timing_lock);
   double times[5];
   double result = -1;
   for (int i = 0; i < 3; i++) {
@@ -1282,7 +1271,6 @@ double cuda_time_ms(cuda_plan *plan, const cuda_tuner *tuner, cuda_timed_fn run,
 done:
   /* A failed launch leaves an error behind; clear it so the next candidate starts clean. */
   cudaGetLastError();
-  pthread_mutex_unlock(&plan->timing_lock);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return result;
