@@ -49,8 +49,8 @@ done
 if [ "${UNIT:-1}" = 1 ]; then
   echo "== unit tests (the GPU visible: backend consistency runs on cuda too)"
   pass=0 fail=0
-  for t in /tmp/inferd/tests/*_test_*; do
-    if INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd timeout 120 "$t" >"$OUT/unit-$(basename "$t").txt" 2>&1; then
+  for t in /tmp/inferd/tests/${UNIT_GLOB:-*_test_*}; do
+    if INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd timeout "${UNIT_TIMEOUT:-300}" "$t" >"$OUT/unit-$(basename "$t").txt" 2>&1; then
       pass=$((pass + 1))
     else
       fail=$((fail + 1)); echo "unit FAIL $(basename "$t")"; tail -5 "$OUT/unit-$(basename "$t").txt"
@@ -150,7 +150,8 @@ if [ "${PYTEST:-1}" = 1 ] && ls .devcarry/whl/*.whl >/dev/null 2>&1; then
   echo "== GPU integration tests (pytest, tritonclient carried as wheels)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl/*.whl &&
     PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-400}" python3 -m pytest -q -rs \
-      tests/integration/test_gpu_server.py tests/integration/test_shared_memory.py -k "gpu or cuda" 2>&1 |
+      --durations=8 tests/integration/test_gpu_server.py tests/integration/test_shared_memory.py \
+      -k "${PYTEST_K:-gpu or cuda}" 2>&1 |
     tee "$OUT/pytest-gpu.txt" | tail -25 || status=1
 fi
 tar -C "$OUT" -czf "$FINAL_OUT/results.tgz" .

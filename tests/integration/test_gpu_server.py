@@ -62,10 +62,14 @@ def infer(url, model, x):
 
 
 def compare(gpu_out, cpu_out, precision):
+    """Every logit within the precision's tolerance of the CPU's. The top
+    class is not compared on its own: the zoo model has random weights, so
+    near ties happen (one image's classes 114 and 305 are closer than FP16's
+    rounding moves them), and where the best two classes are further apart
+    than twice the tolerance, the logit check already keeps the top class."""
     scale = float(cpu_out.max() - cpu_out.min())
     diff = float(np.abs(gpu_out - cpu_out).max())
     assert diff <= TOLERANCE[precision] * scale, f"{precision}: max abs diff {diff} over a range of {scale}"
-    np.testing.assert_array_equal(gpu_out.argmax(1), cpu_out.argmax(1))
 
 
 @pytest.mark.parametrize("precision, extra", [("fp16", FP16), ("tf32", ""), ("fp32", STRICT_FP32)])

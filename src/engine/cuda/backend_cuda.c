@@ -185,6 +185,7 @@ static void plan_free(cuda_plan *plan) {
   cuda_tactics_close(plan->tactics);
   if (plan->libs) tuner_close(plan->libs, &plan->tuner);
   pthread_mutex_destroy(&plan->lock);
+  pthread_mutex_destroy(&plan->exec_lock);
   free(plan);
 }
 
@@ -239,14 +240,22 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
   which[n++] = plan->n_buckets - 1;
   if (plan->n_buckets > 1) which[n++] = 0;
   for (int b = 1; config->build_all_batch_sizes && b < plan->n_buckets - 1; b++) which[n++] = b;
+  const uint64_t t0 = clock_now_ns();
   ERR_TRY(build_buckets(plan, which, n));
   cuda_tactics_save(plan->tactics);
+  const cuda_load_stats *st = &plan->stats;
+  log_info("cuda plan: %d of %d batch buckets built in %.0f ms (cuDNN graphs and heuristics %.0f ms, %d execution "
+           "plans finalized in %.0f ms, kernels timed or checked %.0f ms, cuBLASLt %.0f ms, weights %.0f ms; %d "
+           "convolutions chosen from the tactic cache, %d timed)",
+           n, plan->n_buckets, (double)(clock_now_ns() - t0) * 1e-6, st->heuristics_ms, st->finalized,
+           st->finalize_ms, st->timing_ms, st->gemm_ms, st->weights_ms, st->cached, st->timed);
   return NULL;
 }
 
 static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_config *config, backend_plan **out) {
   cuda_plan *plan = mem_zalloc(sizeof(*plan));
   pthread_mutex_init(&plan->lock, NULL);
+  pthread_mutex_init(&plan->exec_lock, NULL);
   inferd_error *e = plan_init(plan, g, config);
   if (e) {
     plan_free(plan);
@@ -324,9 +333,13 @@ static inferd_error *context_init(cuda_context *ctx) {
     if (plan->programs[i]) ERR_TRY(ensure_memory(ctx, plan->programs[i]));
   /* A server's context runs each bucket twice now, so its CUDA graph is
    * captured before the first request (on whatever the arena holds). */
+  const uint64_t t0 = clock_now_ns();
   for (int i = 0; plan->config.build_all_batch_sizes && i < plan->n_buckets; i++)
     for (int k = 0; k < 2 && plan->programs[i]; k++) ERR_TRY(run_program(ctx, i, plan->programs[i]));
   CUDA_TRY(cudaStreamSynchronize(ctx->stream), "warming up the CUDA graphs");
+  if (plan->config.build_all_batch_sizes)
+    log_verbose("cuda context: %d CUDA graphs captured and run in %.0f ms", plan->n_buckets,
+                (double)(clock_now_ns() - t0) * 1e-6);
   return NULL;
 }
 
@@ -375,6 +388,7 @@ static inferd_error *run_program(cuda_context *ctx, int bucket, const cuda_progr
     CUDA_TRY(cudaGraphLaunch(ctx->graphs[bucket], ctx->stream), "launching the CUDA graph");
     return NULL;
   }
+  if (ctx->runs[bucket] == 0 && getenv("INFERD_CUDA_CHECK_GRAPHS")) ERR_TRY(cuda_program_check_graphs(ctx, p));
   if (ctx->runs[bucket]++ == 0 || getenv("INFERD_CUDA_NO_GRAPHS"))
     return cuda_program_launch(ctx, p, ctx->arena, ctx->workspace, false, NULL);
   CUDA_TRY(cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal), "starting a CUDA graph capture");

@@ -148,7 +148,7 @@ typedef struct cuda_conv {
   int n_keep;
   size_t workspace;
   char engine[48]; /* chosen tactic, for profiles and the cache */
-  char key[224];   /* layer signature: steps with equal keys share one plan */
+  char key[320];   /* layer signature: steps with equal keys share one plan */
   bool borrowed;   /* plan belongs to an earlier step */
 } cuda_conv;
 
@@ -229,6 +229,17 @@ typedef struct cuda_tuner {
   cublasLtHandle_t lt;
 } cuda_tuner;
 
+/* Where a plan's load time goes (ms), for the log line that ends it. */
+typedef struct cuda_load_stats {
+  double heuristics_ms; /* cuDNN graphs and engine heuristics */
+  double finalize_ms;   /* cuDNN execution plans finalized */
+  double timing_ms;     /* candidates timed, or a cached choice checked */
+  double gemm_ms;       /* cuBLASLt algorithms chosen */
+  double weights_ms;    /* weights converted and uploaded */
+  int finalized;        /* execution plans finalized */
+  int cached, timed;    /* layers whose choice came from the cache, or was timed */
+} cuda_load_stats;
+
 struct cuda_plan {
   const ir_graph *g;
   backend_plan_config config;
@@ -238,6 +249,13 @@ struct cuda_plan {
   bool tf32;
   struct cudaDeviceProp prop;
   pthread_mutex_t lock; /* guards programs (built on first use) and weights */
+  /* Held around every cudnnBackendExecute. The programs' cuDNN execution
+   * plans are shared by the plan's contexts, and two threads executing one
+   * at once (each with its own handle and stream) were seen to give wrong
+   * answers on the H200; with CUDA graphs the execution happens only while
+   * a bucket's graph is captured, so the lock costs nothing at steady
+   * state. */
+  pthread_mutex_t exec_lock;
   int buckets[CUDA_MAX_BUCKETS];
   int n_buckets;
   cuda_program *programs[CUDA_MAX_BUCKETS];
@@ -247,6 +265,7 @@ struct cuda_plan {
   cuda_tuner tuner;
   /* Tactic cache (cuda_tactics.c). */
   struct cuda_tactics *tactics;
+  cuda_load_stats stats; /* written by builds, under lock */
 };
 
 struct cuda_context {
@@ -286,13 +305,18 @@ void *cuda_tensor_ptr(const cuda_program *p, int t, void *arena);
 inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void *arena, void *workspace,
                                   bool profile, double *step_ms);
 size_t cuda_dtype_size(cuda_dtype t);
+/* Diagnostic (INFERD_CUDA_CHECK_GRAPHS=1): runs each step, then the whole
+ * program, directly twice and through a captured graph from one arena
+ * state, and logs every step whose results differ. */
+inferd_error *cuda_program_check_graphs(cuda_context *ctx, const cuda_program *p);
 
 /* cuda_conv.c: the cuDNN graph of step s (its tensors set), autotuned with
  * the scratch buffers given; falls back as cuda_conv_mode says. */
 inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s,
                                 void *arena, void *workspace,
                                 size_t workspace_cap);
-inferd_error *cuda_conv_run(cudnnHandle_t dnn, const cuda_libs *l, cudaStream_t stream, const cuda_program *p,
+/* Executions of cuDNN plans are serialized by plan->exec_lock (see there). */
+inferd_error *cuda_conv_run(cuda_plan *plan, cudnnHandle_t dnn, cudaStream_t stream, const cuda_program *p,
                             const cuda_step *s, void *arena, void *workspace);
 void cuda_conv_release(const cuda_libs *l, cuda_conv *c);
 

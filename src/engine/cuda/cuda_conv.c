@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/clock.h"
 #include "engine/cuda/cuda.h"
 
 enum { UID_X = 1, UID_W, UID_B, UID_Z, UID_Y, UID_VIRTUAL = 100 };
@@ -213,18 +214,21 @@ typedef struct timed_conv {
 
 static inferd_error *run_timed(void *arg) {
   timed_conv *t = arg;
-  return cuda_conv_run(t->tuner->dnn, t->plan->libs, t->tuner->stream, t->p, t->s, t->arena, t->workspace);
+  return cuda_conv_run(t->plan, t->tuner->dnn, t->tuner->stream, t->p, t->s, t->arena, t->workspace);
 }
 
 static void conv_key(const cuda_plan *plan, const cuda_step *s, bool fused, char *key, size_t size) {
   const cuda_conv_desc *c = &s->conv.desc;
-  snprintf(key, size, "conv%s n%lld h%lld w%lld c%lld k%lld r%ds%d g%d s%d,%d d%d,%d p%d,%d o%lldx%lld t%d%s b%d e%d",
-           fused ? "+fused" : "", (long long)c->n, (long long)c->h, (long long)c->w, (long long)c->c,
-           (long long)c->k, c->r, c->s, c->groups, c->sh, c->sw, c->dh, c->dw, c->pad_t, c->pad_l, (long long)c->oh,
-           (long long)c->ow, (int)plan->dtype, plan->tf32 ? "tf32" : "", s->bias >= 0,
-           fused ? s->epilogue.n_ops * 16 + (s->epilogue.n_ops ? (int)s->epilogue.ops[0].act * 2 +
-                                                                    s->epilogue.ops[0].is_sum : 0)
-                 : 0);
+  int n = snprintf(key, size, "conv%s n%lld h%lld w%lld c%lld k%lld r%ds%d g%d s%d,%d d%d,%d p%d,%d o%lldx%lld t%d%s b%d",
+                   fused ? "+fused" : "", (long long)c->n, (long long)c->h, (long long)c->w, (long long)c->c,
+                   (long long)c->k, c->r, c->s, c->groups, c->sh, c->sw, c->dh, c->dw, c->pad_t, c->pad_l,
+                   (long long)c->oh, (long long)c->ow, (int)plan->dtype, plan->tf32 ? "tf32" : "", s->bias >= 0);
+  /* A fused graph holds its whole epilogue: every operation, with its
+   * parameters (a Clip's bounds, a LeakyRelu's slope), tells graphs apart. */
+  for (int i = 0; fused && i < s->epilogue.n_ops && n > 0 && (size_t)n < size; i++) {
+    const cuda_epilogue_op *op = &s->epilogue.ops[i];
+    n += snprintf(key + n, size - (size_t)n, " e%s%d:%g:%g", op->is_sum ? "+" : "", (int)op->act, op->alpha, op->beta);
+  }
 }
 
 /* Tries one graph (fused or not): heuristics, then every candidate timed.
@@ -232,6 +236,8 @@ static void conv_key(const cuda_plan *plan, const cuda_step *s, bool fused, char
 static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s, bool fused,
                       void *arena, void *workspace, size_t workspace_cap) {
   const cuda_libs *l = plan->libs;
+  cuda_load_stats *stats = &plan->stats;
+  uint64_t t0 = clock_now_ns();
   graph_builder b = {.l = l};
   cudnnBackendDescriptor_t graph;
   inferd_error *e = build_graph(&b, tuner->dnn, plan, s, fused, &graph);
@@ -241,7 +247,7 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     builder_free(&b);
     return false;
   }
-  char key[256];
+  char key[sizeof(s->conv.key)];
   conv_key(plan, s, fused, key, sizeof(key));
   char cached_text[32];
   const char *cached = cuda_tactics_find(plan->tactics, key, cached_text, sizeof(cached_text)) ? cached_text : NULL;
@@ -249,6 +255,7 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
   if (cached && sscanf(cached, "%d", &want_index) != 1) want_index = -1;
   if (cached && want_index < 0) { /* recorded: no engine takes this graph */
     builder_free(&b);
+    stats->heuristics_ms += (double)(clock_now_ns() - t0) * 1e-6;
     return false;
   }
 
@@ -272,6 +279,9 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     if (n_cfgs > n_made) n_cfgs = n_made;
   }
 
+  stats->heuristics_ms += (double)(clock_now_ns() - t0) * 1e-6;
+  if (cached) stats->cached++;
+  else stats->timed++;
   double best_ms = -1;
   int best_index = -1;
   cudnnBackendDescriptor_t best_plan = NULL;
@@ -285,10 +295,15 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     cudnnBackendDescriptor_t xplan;
     if (l->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &xplan)) continue;
     int64_t ws = 0, n = 0;
-    if (l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &tuner->dnn) ||
-        l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                                    &cfgs[i]) ||
-        l->cudnnBackendFinalize(xplan) ||
+    t0 = clock_now_ns();
+    const bool made =
+        !l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &tuner->dnn) &&
+        !l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                     &cfgs[i]) &&
+        !l->cudnnBackendFinalize(xplan);
+    stats->finalize_ms += (double)(clock_now_ns() - t0) * 1e-6;
+    stats->finalized += made;
+    if (!made ||
         l->cudnnBackendGetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws) ||
         ws < 0 || (size_t)ws > workspace_cap) {
       l->cudnnBackendDestroyDescriptor(xplan);
@@ -297,7 +312,9 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     s->conv.plan = xplan;
     s->conv.workspace = (size_t)ws;
     /* With a cached choice there is nothing to compare: one run checks it. */
+    t0 = clock_now_ns();
     double ms = want_index >= 0 ? (run_timed(&timed) ? -1 : 0) : cuda_time_ms(tuner, run_timed, &timed);
+    stats->timing_ms += (double)(clock_now_ns() - t0) * 1e-6;
     if (ms >= 0 && (best_ms < 0 || ms < best_ms)) {
       if (best_plan) l->cudnnBackendDestroyDescriptor(best_plan);
       best_plan = xplan;
@@ -352,8 +369,9 @@ inferd_error *cuda_conv_prepare(cuda_plan *plan, const cuda_tuner *tuner, const 
   return NULL;
 }
 
-inferd_error *cuda_conv_run(cudnnHandle_t dnn, const cuda_libs *l, cudaStream_t stream, const cuda_program *p,
+inferd_error *cuda_conv_run(cuda_plan *plan, cudnnHandle_t dnn, cudaStream_t stream, const cuda_program *p,
                             const cuda_step *s, void *arena, void *workspace) {
+  const cuda_libs *l = plan->libs;
   void *x = cuda_tensor_ptr(p, s->x, arena), *w = cuda_tensor_ptr(p, s->w, arena), *y = cuda_tensor_ptr(p, s->y, arena);
   void *bias = s->bias >= 0 ? cuda_tensor_ptr(p, s->bias, arena) : NULL;
   void *sum = s->sum >= 0 ? cuda_tensor_ptr(p, s->sum, arena) : NULL;
@@ -379,7 +397,11 @@ inferd_error *cuda_conv_run(cudnnHandle_t dnn, const cuda_libs *l, cudaStream_t 
   if (!st) st = l->cudnnBackendSetAttribute(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
   if (!st) st = l->cudnnBackendFinalize(pack);
   if (!st) st = l->cudnnSetStream(dnn, stream);
-  if (!st) st = l->cudnnBackendExecute(dnn, s->conv.plan, pack);
+  if (!st) {
+    pthread_mutex_lock(&plan->exec_lock);
+    st = l->cudnnBackendExecute(dnn, s->conv.plan, pack);
+    pthread_mutex_unlock(&plan->exec_lock);
+  }
   l->cudnnBackendDestroyDescriptor(pack);
   if (st) return cuda_dnn_error(l, st, "running a convolution");
   if (!fused && (bias || s->epilogue.n_ops))

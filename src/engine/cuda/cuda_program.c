@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/clock.h"
 #include "engine/cuda/cuda.h"
 #include "engine/memplan.h"
 #include "engine/ops/op_util.h"
@@ -179,13 +180,16 @@ static void add_copy(builder *b, int from, int to, const char *what, const cuda_
 /* ---- weights ----------------------------------------------------------- */
 
 /* Weights are shared by every bucket's program (built under plan->lock). */
+static const void *find_weight(const cuda_plan *plan, int value, int kind, int64_t cphys, cuda_dtype dtype) {
+  for (const cuda_weight *w = plan->weights; w; w = w->next)
+    if (w->value == value && w->kind == kind && w->cphys == cphys && w->dtype == dtype) return w->data;
+  return NULL;
+}
+
+/* Uploads a weight converted on the host (the caller looked for it first). */
 static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys, const void *host,
                                    size_t bytes, cuda_dtype dtype, const void **device) {
-  for (cuda_weight *w = plan->weights; w; w = w->next)
-    if (w->value == value && w->kind == kind && w->cphys == cphys && w->dtype == dtype) {
-      *device = w->data;
-      return NULL;
-    }
+  const uint64_t t0 = clock_now_ns();
   cuda_weight *w = mem_zalloc(sizeof(*w));
   w->value = value;
   w->kind = kind;
@@ -202,6 +206,7 @@ static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys,
   plan->weights = w;
   plan->weight_bytes += bytes;
   *device = w->data;
+  plan->stats.weights_ms += (double)(clock_now_ns() - t0) * 1e-6;
   return NULL;
 }
 
@@ -232,38 +237,49 @@ static inferd_error *const_tensor(builder *b, int value, int kind, int64_t cphys
   int64_t dims[IR_MAX_RANK];
   for (int d = 0; d < rank; d++) dims[d] = v->shape.dims[d];
   size_t count = (size_t)ir_shape_numel(&v->shape, 1);
+  /* Every bucket's program uses the same weights: converted once. */
+  const void *device = find_weight(b->plan, value, kind, cphys, t);
+  const uint64_t t0 = clock_now_ns();
   void *host = NULL;
   size_t bytes = 0;
   if (kind == CUDA_WEIGHT_KRSC) {
     /* A 1-D filter [K,C,S] is a 2-D one with R = 1. */
     const int64_t k = dims[0], c = dims[1], r = rank == 4 ? dims[2] : 1, s = dims[rank - 1], cp = cphys;
     bytes = (size_t)(k * r * s * cp) * cuda_dtype_size(t);
-    host = mem_zalloc(bytes);
-    for (int64_t ki = 0; ki < k; ki++)
-      for (int64_t ci = 0; ci < c; ci++)
-        for (int64_t ri = 0; ri < r; ri++)
-          for (int64_t si = 0; si < s; si++)
-            write_elem(host, (size_t)(((ki * r + ri) * s + si) * cp + ci), t,
-                       read_float(v, (size_t)(((ki * c + ci) * r + ri) * s + si)));
+    if (!device) {
+      host = mem_zalloc(bytes);
+      for (int64_t ki = 0; ki < k; ki++)
+        for (int64_t ci = 0; ci < c; ci++)
+          for (int64_t ri = 0; ri < r; ri++)
+            for (int64_t si = 0; si < s; si++)
+              write_elem(host, (size_t)(((ki * r + ri) * s + si) * cp + ci), t,
+                         read_float(v, (size_t)(((ki * c + ci) * r + ri) * s + si)));
+    }
     dims[1] = cp;
   } else if (kind == CUDA_WEIGHT_NK) {
     const int64_t rows = dims[0], cols = dims[1];
     bytes = count * cuda_dtype_size(t);
-    host = mem_alloc(bytes ? bytes : 1);
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t j = 0; j < cols; j++)
-        write_elem(host, transposed ? (size_t)(j * rows + i) : (size_t)(i * cols + j), t,
-                   read_float(v, (size_t)(i * cols + j)));
+    if (!device) {
+      host = mem_alloc(bytes ? bytes : 1);
+      for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+          write_elem(host, transposed ? (size_t)(j * rows + i) : (size_t)(i * cols + j), t,
+                     read_float(v, (size_t)(i * cols + j)));
+    }
     if (transposed) dims[0] = cols, dims[1] = rows;
   } else {
     bytes = count * cuda_dtype_size(t);
-    host = mem_alloc(bytes ? bytes : 1);
-    for (size_t i = 0; i < count; i++) write_elem(host, i, t, read_float(v, i));
+    if (!device) {
+      host = mem_alloc(bytes ? bytes : 1);
+      for (size_t i = 0; i < count; i++) write_elem(host, i, t, read_float(v, i));
+    }
   }
-  const void *device = NULL;
-  inferd_error *e = upload(b->plan, value, kind, cphys, host, bytes, t, &device);
-  free(host);
-  ERR_TRY(e);
+  if (!device) {
+    b->plan->stats.weights_ms += (double)(clock_now_ns() - t0) * 1e-6;
+    inferd_error *e = upload(b->plan, value, kind, cphys, host, bytes, t, &device);
+    free(host);
+    ERR_TRY(e);
+  }
   int id = tensor_add(b, value, CUDA_LAYOUT_PLAIN, t, rank ? rank : 1, rank ? dims : (int64_t[]){1});
   b->p->tensors[id].storage = CUDA_STORAGE_CONST;
   b->p->tensors[id].const_ptr = device;
@@ -1095,7 +1111,11 @@ static inferd_error *autotune(cuda_plan *plan, const cuda_tuner *tuner, cuda_pro
   for (int i = 0; i < p->n_steps && !e; i++) {
     cuda_step *s = &p->steps[i];
     if (s->kind == CUDA_STEP_CONV) e = cuda_conv_prepare(plan, tuner, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
-    else if (s->kind == CUDA_STEP_GEMM) e = cuda_gemm_prepare(plan, tuner, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+    else if (s->kind == CUDA_STEP_GEMM) {
+      const uint64_t t0 = clock_now_ns();
+      e = cuda_gemm_prepare(plan, tuner, p, s, arena, workspace, AUTOTUNE_WORKSPACE);
+      plan->stats.gemm_ms += (double)(clock_now_ns() - t0) * 1e-6;
+    }
     if (e) break;
     const size_t ws = s->kind == CUDA_STEP_CONV ? s->conv.workspace : s->kind == CUDA_STEP_GEMM ? s->gemm.workspace : 0;
     if (ws > p->workspace_size) p->workspace_size = ws;
@@ -1152,8 +1172,9 @@ static void operand_of(const cuda_program *p, const cuda_view *v, void *arena, c
   memcpy(o->strides, v->strides, sizeof(o->strides));
 }
 
-inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void *arena, void *workspace,
-                                  bool profile, double *step_ms) {
+/* Queues steps [from, to) of p. */
+static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int from, int to, void *arena,
+                                  void *workspace, bool profile, double *step_ms) {
   const cuda_libs *l = ctx->plan->libs;
   cudaStream_t stream = ctx->stream;
   cudaEvent_t ev[2] = {NULL, NULL};
@@ -1162,7 +1183,7 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
     CUDA_TRY(cudaEventCreate(&ev[1]), "creating an event");
   }
   inferd_error *e = NULL;
-  for (int i = 0; i < p->n_steps && !e; i++) {
+  for (int i = from; i < to && !e; i++) {
     const cuda_step *s = &p->steps[i];
     if (profile) cudaEventRecord(ev[0], stream);
     cuda_operand out, a, bop;
@@ -1185,7 +1206,7 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
         operand_of(p, &s->b, arena, &bop);
         rc = cuda_launch_binary((cuda_stream_t)stream, s->binary, &s->space, &out, &a, &bop, &s->epilogue);
         break;
-      case CUDA_STEP_CONV: e = cuda_conv_run(ctx->dnn, l, stream, p, s, arena, workspace); break;
+      case CUDA_STEP_CONV: e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace); break;
       case CUDA_STEP_GEMM: e = cuda_gemm_run(ctx->lt, l, stream, p, s, arena, workspace); break;
       case CUDA_STEP_POOL:
         rc = cuda_launch_pool((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->pool, cuda_tensor_ptr(p, s->x, arena),
@@ -1274,4 +1295,132 @@ done:
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return result;
+}
+
+inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void *arena, void *workspace,
+                                  bool profile, double *step_ms) {
+  return launch_range(ctx, p, 0, p->n_steps, arena, workspace, profile, step_ms);
+}
+
+/* ---- the graph check (INFERD_CUDA_CHECK_GRAPHS) -------------------------- */
+
+/* The tensor a step writes. */
+static int step_output(const cuda_step *s) {
+  return s->kind == CUDA_STEP_COPY || s->kind == CUDA_STEP_BINARY ? s->out.tensor : s->y;
+}
+
+
+/* Bytes of tensor t that differ between arenas a and b (host copies), and
+ * the largest difference of an element read in its storage type. */
+static size_t tensor_diff(const cuda_program *p, int t, const uint8_t *a, const uint8_t *b, double *max_diff) {
+  const cuda_tensor *r = &p->tensors[root_of(p, t)];
+  size_t n = 0;
+  *max_diff = 0;
+  if (r->storage != CUDA_STORAGE_ARENA) return 0;
+  const uint8_t *x = a + r->offset, *y = b + r->offset;
+  for (size_t i = 0; i < r->bytes; i++) n += x[i] != y[i];
+  if (!n) return 0;
+  const size_t es = cuda_dtype_size(r->dtype);
+  for (size_t i = 0; i + es <= r->bytes; i += es) {
+    double u, v;
+    if (r->dtype == CUDA_F32) {
+      float fu, fv;
+      memcpy(&fu, x + i, 4), memcpy(&fv, y + i, 4);
+      u = fu, v = fv;
+    } else if (r->dtype == CUDA_F16 || r->dtype == CUDA_BF16) {
+      uint16_t hu, hv;
+      memcpy(&hu, x + i, 2), memcpy(&hv, y + i, 2);
+      u = r->dtype == CUDA_F16 ? ops_fp16_to_f32(hu) : ops_bf16_to_f32(hu);
+      v = r->dtype == CUDA_F16 ? ops_fp16_to_f32(hv) : ops_bf16_to_f32(hv);
+    } else {
+      continue;
+    }
+    const double d = fabs(u - v);
+    if (!(d <= *max_diff)) *max_diff = d;
+  }
+  return n;
+}
+
+/* Runs [from, to) three times from one arena state: directly twice and once
+ * through a graph captured from it, and copies the three results to host
+ * buffers. */
+static inferd_error *three_runs(cuda_context *ctx, const cuda_program *p, int from, int to, void *arenas[3],
+                                uint8_t *host[3]) {
+  const size_t size = p->arena_size;
+  CUDA_TRY(cudaMemcpyAsync(arenas[1], arenas[0], size, cudaMemcpyDeviceToDevice, ctx->stream), "copying the arena");
+  CUDA_TRY(cudaMemcpyAsync(arenas[2], arenas[0], size, cudaMemcpyDeviceToDevice, ctx->stream), "copying the arena");
+  ERR_TRY(launch_range(ctx, p, from, to, arenas[0], ctx->workspace, false, NULL));
+  ERR_TRY(launch_range(ctx, p, from, to, arenas[1], ctx->workspace, false, NULL));
+  CUDA_TRY(cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal), "starting a capture");
+  inferd_error *e = launch_range(ctx, p, from, to, arenas[2], ctx->workspace, false, NULL);
+  cudaGraph_t graph = NULL;
+  cudaError_t st = cudaStreamEndCapture(ctx->stream, &graph);
+  if (e) {
+    if (graph) cudaGraphDestroy(graph);
+    return e;
+  }
+  cudaGraphExec_t exec = NULL;
+  if (st == cudaSuccess) st = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (st == cudaSuccess) st = cudaGraphLaunch(exec, ctx->stream);
+  if (st == cudaSuccess) st = cudaStreamSynchronize(ctx->stream);
+  if (exec) cudaGraphExecDestroy(exec);
+  CUDA_TRY(st, "running the captured steps");
+  for (int k = 0; k < 3; k++) CUDA_TRY(cudaMemcpy(host[k], arenas[k], size, cudaMemcpyDeviceToHost), "reading back");
+  return NULL;
+}
+
+inferd_error *cuda_program_check_graphs(cuda_context *ctx, const cuda_program *p) {
+  const size_t size = p->arena_size ? p->arena_size : 256;
+  void *arenas[3] = {NULL, NULL, NULL};
+  uint8_t *host[3] = {NULL, NULL, NULL};
+  inferd_error *e = NULL;
+  for (int k = 0; k < 3 && !e; k++) {
+    cudaError_t st = cudaMalloc(&arenas[k], size);
+    if (st != cudaSuccess) e = cuda_rt_error(st, "allocating a check arena");
+    host[k] = mem_alloc(size);
+  }
+  if (!e && cuda_launch_fill_random((cuda_stream_t)ctx->stream, CUDA_F16, arenas[0], (int64_t)(size / 2), 3))
+    e = err_new(INFERD_ERROR_INTERNAL, "filling the check arena failed");
+  int bad_direct = 0, bad_graph = 0;
+  for (int i = 0; i < p->n_steps && !e; i++) {
+    e = three_runs(ctx, p, i, i + 1, arenas, host);
+    if (e) break;
+    const cuda_step *s = &p->steps[i];
+    const int t = step_output(s);
+    double d_direct, d_graph;
+    const size_t n_direct = tensor_diff(p, t, host[0], host[1], &d_direct);
+    const size_t n_graph = tensor_diff(p, t, host[0], host[2], &d_graph);
+    bad_direct += n_direct > 0;
+    bad_graph += n_graph > 0;
+    if (n_direct || n_graph)
+      log_info("graph check, batch %d, step %d '%s' (%s%s%s): a second direct run differs in %zu of %zu bytes "
+               "(largest %.4g), the captured graph in %zu (largest %.4g)",
+               p->batch, i, s->name, s->what, s->kind == CUDA_STEP_CONV ? ", " : "",
+               s->kind == CUDA_STEP_CONV ? s->conv.engine : "", n_direct, p->tensors[root_of(p, t)].bytes, d_direct,
+               n_graph, d_graph);
+  }
+  /* The whole program, from the state the steps left. */
+  if (!e) e = three_runs(ctx, p, 0, p->n_steps, arenas, host);
+  if (!e) {
+    double d_direct = 0, d_graph = 0, m;
+    size_t n_direct = 0, n_graph = 0;
+    for (int j = 0; j < p->n_steps; j++) {
+      const int t = step_output(&p->steps[j]);
+      n_direct += tensor_diff(p, t, host[0], host[1], &m);
+      d_direct = m > d_direct ? m : d_direct;
+      n_graph += tensor_diff(p, t, host[0], host[2], &m);
+      d_graph = m > d_graph ? m : d_graph;
+    }
+    log_info("graph check, batch %d: %d steps; %d differ between two direct runs, %d between a direct run and its "
+             "graph; the whole program: direct runs differ in %zu bytes (largest %.4g), the graph in %zu (largest "
+             "%.4g)",
+             p->batch, p->n_steps, bad_direct, bad_graph, n_direct, d_direct, n_graph, d_graph);
+  }
+  cudaStreamSynchronize(ctx->stream);
+  for (int k = 0; k < 3; k++) {
+    cudaFree(arenas[k]);
+    free(host[k]);
+  }
+  return e;
 }
