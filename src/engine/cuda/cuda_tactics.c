@@ -31,7 +31,7 @@ static void header_of(const cuda_plan *plan, char *buf, size_t size) {
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
-  snprintf(buf, size, "inferd tactics v2; %s; sm_%d%d; driver %d; cuda %d; cudnn %zu; cublasLt %zu", plan->prop.name,
+  snprintf(buf, size, "inferd tactics v3; %s; sm_%d%d; driver %d; cuda %d; cudnn %zu; cublasLt %zu", plan->prop.name,
            plan->prop.major, plan->prop.minor, driver, runtime, plan->libs->cudnnGetVersion(),
            plan->libs->cublasLtGetVersion());
 }
