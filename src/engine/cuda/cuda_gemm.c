@@ -77,6 +77,15 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_tuner *tuner, const 
   CUBLASLT_TRY(l->cublasLtMatmulPreferenceCreate(&pref), "matmul preference");
   const uint64_t cap = workspace_cap;
   l->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &cap, sizeof(cap));
+  /* Split-K partial sums are reduced in a step of their own, from the
+   * workspace the call itself fills. The in-place scheme adds them up in
+   * the output under counters kept in the workspace, which the context
+   * shares with cuDNN's convolutions that run between two products; TF32
+   * answers of the served ResNet-50 (whose FC layer is such a product, at
+   * small batches a split-K one) were seen off now and then on the H200
+   * while FP16 ones never were, and this is the suspected cause. */
+  const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+  l->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes));
   cublasLtMatmulHeuristicResult_t results[MAX_ALGOS];
   int found = 0;
   cublasStatus_t st = l->cublasLtMatmulAlgoGetHeuristic(tuner->lt, g->op, g->a, g->b, g->c, g->c, pref, MAX_ALGOS,
