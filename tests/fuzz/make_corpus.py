@@ -355,6 +355,17 @@ def npy():
     save("big-endian.npy", np.arange(3, dtype=">i4"))
 
 
+# ---- INT8 calibration caches ----
+
+def calib_cache():
+    head = "# inferd calibration cache v1\n"
+    write("calib_cache", "entropy.txt", head + "model sha256:0123abcd\nmethod entropy\ninput\t2.5\nconv 1/out\t0.125\n")
+    write("calib_cache", "percentile.txt", head + "model x\r\nmethod percentile 99.99\r\n# note\n\n#hash\t1e-07\n")
+    write("calib_cache", "max-no-newline.txt", head + "model m\nmethod max\na\tb\t3")
+    write("calib_cache", "bad-threshold.txt", head + "model m\nmethod max\nconv\t-1\n")
+    write("calib_cache", "duplicate.txt", head + "model m\nmethod max\nc\t1\nc\t2\n")
+
+
 if __name__ == "__main__":
     http_infer()
     http_inflate()
@@ -366,3 +377,4 @@ if __name__ == "__main__":
     model_config()
     onnx_models()
     npy()
+    calib_cache()
