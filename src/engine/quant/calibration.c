@@ -325,3 +325,50 @@ inferd_error *calib_cache_write(const calib_cache *c, const char *path) {
   free(text);
   return e;
 }
+
+/* ---- scales and collectors ------------------------------------------------ */
+
+float calib_scale(double threshold) { return threshold > 0 ? (float)(threshold / 127.0) : 1.0f; }
+
+void calib_collector_add(calib_collector *c, const char *name, const float *x, size_t n) {
+  int i = 0;
+  while (i < c->n && strcmp(c->names[i], name) != 0) i++;
+  if (i == c->n) {
+    if ((size_t)c->n + 1 > c->cap) {
+      size_t cap = c->cap;
+      MEM_GROW(c->names, cap, (size_t)c->n + 1);
+      c->hists = mem_realloc(c->hists, cap * sizeof(*c->hists));
+      c->cap = cap;
+    }
+    c->names[c->n] = mem_strdup(name);
+    c->hists[c->n] = mem_alloc(sizeof(calib_histogram));
+    calib_histogram_init(c->hists[c->n]);
+    c->n++;
+  }
+  calib_histogram_add(c->hists[i], x, n);
+}
+
+const calib_histogram *calib_collector_find(const calib_collector *c, const char *name) {
+  for (int i = 0; i < c->n; i++)
+    if (strcmp(c->names[i], name) == 0) return c->hists[i];
+  return NULL;
+}
+
+void calib_collector_thresholds(const calib_collector *c, calib_method method, double percentile,
+                                const char *checksum, calib_cache *out) {
+  memset(out, 0, sizeof(*out));
+  out->method = method;
+  out->percentile = method == CALIB_PERCENTILE ? percentile : 0;
+  out->checksum = mem_strdup(checksum ? checksum : "-");
+  for (int i = 0; i < c->n; i++) calib_cache_set(out, c->names[i], calib_threshold(c->hists[i], method, percentile));
+}
+
+void calib_collector_free(calib_collector *c) {
+  for (int i = 0; i < c->n; i++) {
+    free(c->names[i]);
+    free(c->hists[i]);
+  }
+  free(c->names);
+  free(c->hists);
+  memset(c, 0, sizeof(*c));
+}

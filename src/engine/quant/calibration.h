@@ -85,4 +85,26 @@ void calib_cache_set(calib_cache *c, const char *name, double threshold);
 double calib_cache_find(const calib_cache *c, const char *name);
 void calib_cache_free(calib_cache *c);
 
+/* The symmetric INT8 scale of a threshold (T / 127; 1 for T == 0, so a
+ * tensor of zeros quantizes to zeros). */
+float calib_scale(double threshold);
+
+/* Histograms by tensor name, filled batch by batch during calibration runs,
+ * then turned into a cache. */
+typedef struct calib_collector {
+  char **names;
+  calib_histogram **hists;
+  int n;
+  size_t cap;
+} calib_collector;
+
+void calib_collector_add(calib_collector *c, const char *name, const float *x, size_t n);
+/* The histogram of `name`, or NULL. */
+const calib_histogram *calib_collector_find(const calib_collector *c, const char *name);
+/* One threshold per tensor seen, by `method`, into a new cache (checksum
+ * copied, may be NULL). */
+void calib_collector_thresholds(const calib_collector *c, calib_method method, double percentile,
+                                const char *checksum, calib_cache *out);
+void calib_collector_free(calib_collector *c);
+
 #endif

@@ -208,6 +208,27 @@ static void test_cache_errors_say_where(void **state) {
   calib_cache_free(&c);
 }
 
+static void test_collector_to_cache(void **state) {
+  (void)state;
+  calib_collector col = {0};
+  const float a1[3] = {0.5f, -1.0f, 0.25f}, a2[2] = {2.0f, 0.0f}, b[2] = {0.0f, 0.0f};
+  calib_collector_add(&col, "a", a1, 3);
+  calib_collector_add(&col, "b", b, 2);
+  calib_collector_add(&col, "a", a2, 2); /* same tensor, a later batch */
+  assert_int_equal(col.n, 2);
+  assert_int_equal(calib_collector_find(&col, "a")->count, 5);
+  assert_null(calib_collector_find(&col, "c"));
+  calib_cache cache;
+  calib_collector_thresholds(&col, CALIB_MAX, 0, "sum", &cache);
+  assert_true(calib_cache_find(&cache, "a") == 2.0);
+  assert_true(calib_cache_find(&cache, "b") == 0.0);
+  assert_string_equal(cache.checksum, "sum");
+  assert_true(calib_scale(calib_cache_find(&cache, "a")) == (float)(2.0 / 127.0));
+  assert_true(calib_scale(0) == 1.0f);
+  calib_cache_free(&cache);
+  calib_collector_free(&col);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_range_grows_by_merging_exactly),
@@ -216,6 +237,7 @@ int main(void) {
       cmocka_unit_test(test_methods_by_name),
       cmocka_unit_test(test_cache_round_trip_and_file),
       cmocka_unit_test(test_cache_errors_say_where),
+      cmocka_unit_test(test_collector_to_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
