@@ -197,6 +197,12 @@ typedef struct inferd_plan_options {
   /* Prepare every batch size at load (a GPU plan builds, autotunes and
    * captures each batch bucket then) instead of on first use. */
   bool build_all_batch_sizes;
+  /* For INT8 calibration: the activation each convolution and matrix
+   * product reads (after optimization, where fused layers have already
+   * absorbed their activations) becomes an extra output, after the model's
+   * own, named as the value is. Graph inputs are not repeated (the caller
+   * has them), nor are values already outputs. */
+  bool calibration_outputs;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {

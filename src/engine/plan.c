@@ -201,6 +201,24 @@ static inferd_error *plan_choose_backend(const inferd_plan_options *options, inf
   return NULL;
 }
 
+/* inferd_plan_options.calibration_outputs: the data input of every live
+ * Conv, Gemm and MatMul, when it is a floating-point activation (not a
+ * constant, not a graph input) and not an output already. */
+static void add_calibration_outputs(ir_graph *g) {
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *n = &g->nodes[i];
+    if (n->dead || n->n_inputs < 1 || (n->op != IR_OP_Conv && n->op != IR_OP_Gemm && n->op != IR_OP_MatMul)) continue;
+    const int v = n->inputs[0];
+    if (v < 0) continue;
+    const ir_value *val = &g->values[v];
+    if (val->kind == IR_VALUE_CONST || val->dtype != INFERD_TYPE_FP32) continue;
+    bool listed = false;
+    for (int k = 0; k < g->n_inputs && !listed; k++) listed = g->inputs[k] == v;
+    for (int k = 0; k < g->n_outputs && !listed; k++) listed = g->outputs[k] == v;
+    if (!listed) ir_graph_add_output(g, v);
+  }
+}
+
 static inferd_error *plan_build(const char *model_path, const inferd_plan_options *options, inferd_plan *plan) {
   ERR_TRY(plan_choose_backend(options, plan));
   const char *disabled = options ? options->disabled_passes : NULL;
@@ -214,6 +232,7 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
   ERR_TRY(ir_infer_shapes(g));
   ERR_TRY(passes_run(g, disabled));
   ERR_TRY(check_graph_inputs(g));
+  if (options && options->calibration_outputs) add_calibration_outputs(g);
   if (plan->backend->supports_node) {
     for (int i = 0; i < g->n_nodes; i++)
       if (!g->nodes[i].dead && !plan->backend->supports_node(g, &g->nodes[i], plan->precision))
