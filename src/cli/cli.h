@@ -60,6 +60,7 @@ inferd_error *cli_check_device(inferd_device device);
 const char *cli_device_name(inferd_device device, char *buf, size_t size);
 
 int cmd_bench(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_zoo(int argc, char **argv);
 int cmd_perf(int argc, char **argv);

@@ -15,6 +15,7 @@ static const command commands[] = {
     {"serve", cmd_serve, "serve a model repository over HTTP and gRPC (Triton-compatible)"},
     {"bench", cmd_bench, "measure a model's throughput, latency and memory on the engine"},
     {"run", cmd_run, "run one inference on .npy inputs and save the outputs as .npy"},
+    {"calibrate", cmd_calibrate, "compute an INT8 calibration cache from .npy batches (entropy, percentile, max)"},
     {"perf", cmd_perf, "load a gRPC inference server and report requests/s and latency percentiles"},
     {"zoo", cmd_zoo, "write a built-in model (resnet50) with generated weights as a repository entry"},
 };
@@ -24,7 +25,7 @@ static void print_usage(FILE *out) {
           "usage: inferd <command> [options]\n\n"
           "inferd is a deep-learning inference server and engine compatible with Triton.\n\ncommands:\n");
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-    fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(out, "\n'inferd <command> --help' describes a command's options.\n"
                "  --version  print the version and the devices found\n  --help     show this help\n");
 }

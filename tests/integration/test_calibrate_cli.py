@@ -1,0 +1,123 @@
+"""`inferd calibrate`: the INT8 calibration cache of a small Conv -> Relu ->
+Conv -> Flatten -> Gemm model from .npy batches. With the max method every
+threshold is the largest |x| the tensor took over the data, which ONNX
+Runtime computes independently here (the model with those tensors added as
+outputs); entropy and percentile thresholds lie within (0, max]. The cache
+names the model's SHA-256, and bad usage and bad data get exit 2 and 1 with
+messages that name the problem."""
+import hashlib
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper, save
+
+HEADER = "# inferd calibration cache v1"
+
+
+def make_model(path, extra_outputs=()):
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
+             for n, s in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("w2", (4, 4, 3, 3)), ("w3", (5, 64)), ("b3", (5,)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"]),
+             helper.make_node("Flatten", ["c2"], ["f"]),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1)]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5])]
+    outs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in extra_outputs]
+    graph = helper.make_graph(nodes, "calib", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                              outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def read_cache(path):
+    lines = path.read_text().splitlines()
+    assert lines[0] == HEADER
+    meta, thresholds = {}, {}
+    for line in lines[1:]:
+        if "\t" in line:
+            name, value = line.rsplit("\t", 1)
+            thresholds[name] = float(value)
+        elif line:
+            key, value = line.split(" ", 1)
+            meta[key] = value
+    return meta, thresholds
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("calib")
+    model = make_model(d / "model.onnx")
+    data = d / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((n, 3, 6, 6)).astype(np.float32) * (k + 1) for k, n in enumerate((2, 3, 1))]
+    for k, b in enumerate(batches):
+        np.save(data / f"batch{k}.npy", b)
+    return d, model, data, batches
+
+
+def test_max_thresholds_match_onnxruntime(setup, run_inferd):
+    d, model, data, batches = setup
+    out = d / "max.cache"
+    proc = run_inferd("calibrate", "--model", model, "--data", data, "--method", "max", "--output", out, check=True)
+    assert "over 6 samples in 3 files (max)" in proc.stdout
+    meta, got = read_cache(out)
+    assert meta["model"] == "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest()
+    assert meta["method"] == "max"
+    # The input, the second convolution's input (the Relu's output, which
+    # the optimizer fused into the first) and the product's input.
+    assert len(got) == 3 and got["x"] == pytest.approx(max(np.abs(b).max() for b in batches), rel=1e-6)
+    inspect = make_model(d / "inspect.onnx", extra_outputs=("r1", "f"))
+    sess = ort.InferenceSession(str(inspect), providers=["CPUExecutionProvider"])
+    want = {"r1": 0.0, "f": 0.0}
+    for b in batches:
+        _, r1, f = sess.run(None, {"x": b})
+        want["r1"] = max(want["r1"], float(np.abs(r1).max()))
+        want["f"] = max(want["f"], float(np.abs(f).max()))
+    others = sorted(v for k, v in got.items() if k != "x")
+    assert others == pytest.approx(sorted(want.values()), rel=1e-4)
+
+
+@pytest.mark.parametrize("method, extra", [("entropy", ()), ("percentile", ("--percentile", "99"))])
+def test_clipping_methods_stay_within_the_max(setup, run_inferd, method, extra):
+    d, model, data, _ = setup
+    top = d / "top.cache"
+    run_inferd("calibrate", "--model", model, "--data", data, "--method", "max", "--output", top, check=True)
+    out = d / f"{method}.cache"
+    run_inferd("calibrate", "--model", model, "--data", data, "--method", method, *extra, "--output", out, check=True)
+    meta, got = read_cache(out)
+    assert meta["method"] == (method if not extra else "percentile 99")
+    _, maxima = read_cache(top)
+    assert got.keys() == maxima.keys()
+    for name, t in got.items():
+        assert 0 < t <= maxima[name] * (1 + 1e-6), (name, t, maxima[name])
+
+
+def test_bad_usage_and_data(setup, run_inferd, tmp_path):
+    d, model, data, _ = setup
+    proc = run_inferd("calibrate", "--model", model, "--data", data)
+    assert proc.returncode == 2 and "--output" in proc.stderr
+    proc = run_inferd("calibrate", "--model", model, "--data", data, "--output", tmp_path / "c", "--method", "kl")
+    assert proc.returncode == 2 and "unknown calibration method 'kl'" in proc.stderr
+    proc = run_inferd("calibrate", "--model", model, "--data", data, "--output", tmp_path / "c", "--percentile", "0")
+    assert proc.returncode == 2 and "(0, 100]" in proc.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_inferd("calibrate", "--model", model, "--data", empty, "--output", tmp_path / "c")
+    assert proc.returncode == 1 and "no .npy files" in proc.stderr
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    np.save(wrong / "a.npy", np.zeros((2, 3, 5, 5), np.float32))
+    proc = run_inferd("calibrate", "--model", model, "--data", wrong, "--output", tmp_path / "c")
+    assert proc.returncode == 1 and "a.npy" in proc.stderr and "shape of input 'x'" in proc.stderr
+    ints = tmp_path / "ints"
+    ints.mkdir()
+    np.save(ints / "a.npy", np.zeros((2, 3, 6, 6), np.int32))
+    proc = run_inferd("calibrate", "--model", model, "--data", ints, "--output", tmp_path / "c")
+    assert proc.returncode == 1 and "calibration data is FP32" in proc.stderr
+    assert not (tmp_path / "c").exists()
