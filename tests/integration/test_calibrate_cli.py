@@ -121,3 +121,44 @@ def test_bad_usage_and_data(setup, run_inferd, tmp_path):
     proc = run_inferd("calibrate", "--model", model, "--data", ints, "--output", tmp_path / "c")
     assert proc.returncode == 1 and "calibration data is FP32" in proc.stderr
     assert not (tmp_path / "c").exists()
+
+
+def entropy_threshold(values, bins=2048, levels=128):
+    """The entropy method computed independently in numpy, on the input's
+    values: a histogram of |x| over [0, 2^e) with 2^e the smallest power of
+    two above the max, then the clipping point whose 128-level quantization
+    diverges least (KL) from the clipped distribution."""
+    a = np.abs(values.astype(np.float64)).ravel()
+    top = a.max()
+    rng = 2.0 ** (np.floor(np.log2(top)) + 1)
+    hist = np.bincount(np.minimum((a * (bins / rng)).astype(np.int64), bins - 1), minlength=bins).astype(np.float64)
+    last = bins
+    while last > levels and hist[last - 1] == 0:
+        last -= 1
+    best, best_kl = last, np.inf
+    for i in range(levels, last + 1):
+        p = hist[:i].copy()
+        p[i - 1] += hist[i:].sum()
+        seg = hist[:i]
+        starts = (np.arange(levels + 1) * i) // levels
+        group = np.searchsorted(starts, np.arange(i), side="right") - 1
+        mass = np.bincount(group, weights=seg, minlength=levels)
+        nonzero = np.bincount(group, weights=(seg != 0).astype(np.float64), minlength=levels)
+        q = np.where(seg != 0, mass[group] / np.maximum(nonzero[group], 1), 0.0)
+        pn = p / p.sum()
+        qn = np.where(q > 0, q, 1e-4) / (q.sum() if q.sum() > 0 else 1)
+        m = p > 0
+        kl = float(np.sum(pn[m] * np.log(pn[m] / qn[m])))
+        if kl < best_kl:
+            best, best_kl = i, kl
+    return min((best + 0.5) * rng / bins, top)
+
+
+def test_entropy_threshold_matches_an_independent_computation(setup, run_inferd):
+    d, model, data, batches = setup
+    out = d / "entropy-check.cache"
+    run_inferd("calibrate", "--model", model, "--data", data, "--output", out, check=True)
+    _, got = read_cache(out)
+    want = entropy_threshold(np.concatenate([b.ravel() for b in batches]))
+    assert got["x"] == pytest.approx(want, rel=1e-6)
+    assert want < np.abs(np.concatenate([b.ravel() for b in batches])).max()
