@@ -214,7 +214,11 @@ inferd_error *calib_cache_parse(const char *text, size_t len, calib_cache *out) 
     if (n > 6 && memcmp(s, "model ", 6) == 0 && !memchr(s, '\t', n)) {
       if (have_model) e = at(line, 1, "a second 'model' line");
       else if (n - 6 > 128) e = at(line, 7, "the model checksum is longer than 128 characters");
-      else c.checksum = mem_strndup(s + 6, n - 6), have_model = true;
+      else {
+        for (size_t k = 6; k < n && !e; k++)
+          if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) e = at(line, k + 1, "a control character in the model checksum");
+        if (!e) c.checksum = mem_strndup(s + 6, n - 6), have_model = true;
+      }
       continue;
     }
     if (n > 7 && memcmp(s, "method ", 7) == 0 && !memchr(s, '\t', n)) {

@@ -182,6 +182,7 @@ static void test_cache_errors_say_where(void **state) {
   bad(HEAD "method max\n", 2, 1, "no 'model");
   bad(HEAD "model abc\n", 2, 1, "no 'method'");
   bad(HEAD "model abc\nmodel def\n", 3, 1, "a second 'model'");
+  bad(HEAD "model x\r\r\nmethod max\n", 2, 8, "a control character in the model checksum");
   bad(HEAD "model abc\nmethod kl\n", 3, 8, "unknown method");
   bad(HEAD "model abc\nmethod percentile 101\n", 3, 19, "(0, 100]");
   bad(HEAD "model abc\nmethod percentile x\n", 3, 19, "(0, 100]");
