@@ -118,6 +118,16 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
   inferd_tensor *outs = mem_zalloc((size_t)(n_out + 1) * sizeof(*outs));
   inferd_tensor_info in_info;
   if (!e) e = inferd_plan_input(plan, 0, &in_info);
+  /* Output buffers for the largest batch, reused by every file. */
+  size_t *item_floats = mem_zalloc((size_t)(n_out + 1) * sizeof(size_t));
+  for (int k = 0; k < n_out && !e; k++) {
+    inferd_tensor_info oi;
+    e = inferd_plan_output(plan, k, &oi);
+    size_t count = 1;
+    for (int d = 0; !e && d < oi.rank; d++) count *= (size_t)(oi.dims[d] < 0 ? 1 : oi.dims[d]);
+    item_floats[k] = count;
+    outs[k] = (inferd_tensor){.name = oi.name, .data = mem_alloc(count * (size_t)largest * sizeof(float) + 1)};
+  }
   for (int i = 0; i < n_files && !e; i++) {
     const npy_array *x = &batches[i];
     const int batch = batched && x->rank > 0 ? (int)x->dims[0] : 1;
@@ -130,16 +140,8 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
     inferd_tensor in = {.name = in_info.name, .datatype = INFERD_TYPE_FP32, .rank = x->rank, .data = x->data,
                         .byte_size = x->nbytes};
     memcpy(in.dims, x->dims, sizeof(in.dims));
-    for (int k = 0; k < n_out && !e; k++) {
-      inferd_tensor_info oi;
-      e = inferd_plan_output(plan, k, &oi);
-      size_t count = 1;
-      for (int d = 0; !e && d < oi.rank; d++) count *= (size_t)(oi.dims[d] < 0 ? batch : oi.dims[d]);
-      free(outs[k].data);
-      outs[k] = (inferd_tensor){.name = oi.name, .data = mem_alloc(count * sizeof(float) + 1),
-                                .byte_size = count * sizeof(float)};
-    }
-    if (!e) e = inferd_context_run(ctx, batch, &in, 1, outs, n_out);
+    for (int k = 0; k < n_out; k++) outs[k].byte_size = item_floats[k] * (size_t)batch * sizeof(float);
+    e = inferd_context_run(ctx, batch, &in, 1, outs, n_out);
     if (e) {
       e = err_wrap(e, "running '%s'", files[i]);
       break;
@@ -163,6 +165,7 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
   }
   for (int k = 0; k < n_out; k++) free(outs[k].data);
   free(outs);
+  free(item_floats);
   calib_collector_free(&col);
   if (ctx) inferd_context_delete(ctx);
   if (plan) inferd_plan_delete(plan);

@@ -336,25 +336,18 @@ float calib_scale(double threshold) { return threshold > 0 ? (float)(threshold /
 
 void calib_collector_add(calib_collector *c, const char *name, const float *x, size_t n) {
   int i = 0;
-  while (i < c->n && strcmp(c->names[i], name) != 0) i++;
+  while (i < c->n && strcmp(c->tensors[i].name, name) != 0) i++;
   if (i == c->n) {
-    if ((size_t)c->n + 1 > c->cap) {
-      size_t cap = c->cap;
-      MEM_GROW(c->names, cap, (size_t)c->n + 1);
-      c->hists = mem_realloc(c->hists, cap * sizeof(*c->hists));
-      c->cap = cap;
-    }
-    c->names[c->n] = mem_strdup(name);
-    c->hists[c->n] = mem_alloc(sizeof(calib_histogram));
-    calib_histogram_init(c->hists[c->n]);
-    c->n++;
+    MEM_GROW(c->tensors, c->cap, (size_t)c->n + 1);
+    c->tensors[c->n++] = (calib_tensor){mem_strdup(name), mem_alloc(sizeof(calib_histogram))};
+    calib_histogram_init(c->tensors[i].hist);
   }
-  calib_histogram_add(c->hists[i], x, n);
+  calib_histogram_add(c->tensors[i].hist, x, n);
 }
 
 const calib_histogram *calib_collector_find(const calib_collector *c, const char *name) {
   for (int i = 0; i < c->n; i++)
-    if (strcmp(c->names[i], name) == 0) return c->hists[i];
+    if (strcmp(c->tensors[i].name, name) == 0) return c->tensors[i].hist;
   return NULL;
 }
 
@@ -364,15 +357,15 @@ void calib_collector_thresholds(const calib_collector *c, calib_method method, d
   out->method = method;
   out->percentile = method == CALIB_PERCENTILE ? percentile : 0;
   out->checksum = mem_strdup(checksum ? checksum : "-");
-  for (int i = 0; i < c->n; i++) calib_cache_set(out, c->names[i], calib_threshold(c->hists[i], method, percentile));
+  for (int i = 0; i < c->n; i++)
+    calib_cache_set(out, c->tensors[i].name, calib_threshold(c->tensors[i].hist, method, percentile));
 }
 
 void calib_collector_free(calib_collector *c) {
   for (int i = 0; i < c->n; i++) {
-    free(c->names[i]);
-    free(c->hists[i]);
+    free(c->tensors[i].name);
+    free(c->tensors[i].hist);
   }
-  free(c->names);
-  free(c->hists);
+  free(c->tensors);
   memset(c, 0, sizeof(*c));
 }

@@ -91,9 +91,13 @@ float calib_scale(double threshold);
 
 /* Histograms by tensor name, filled batch by batch during calibration runs,
  * then turned into a cache. */
+typedef struct calib_tensor {
+  char *name;
+  calib_histogram *hist;
+} calib_tensor;
+
 typedef struct calib_collector {
-  char **names;
-  calib_histogram **hists;
+  calib_tensor *tensors;
   int n;
   size_t cap;
 } calib_collector;
