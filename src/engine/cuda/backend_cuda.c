@@ -431,6 +431,10 @@ static inferd_error *iface_execute(backend_context *c, int batch, const backend_
     CUDA_TRY(cudaMemcpyAsync(dst, io->inputs[i], rows_bytes(plan, p, g->inputs[i], t, batch), cudaMemcpyDefault,
                              ctx->stream),
              "copying an input to the GPU");
+    /* Diagnostic: the rows past a batch smaller than its bucket zeroed. */
+    const size_t used = rows_bytes(plan, p, g->inputs[i], t, batch), all = p->tensors[t].bytes;
+    if (used < all && getenv("INFERD_CUDA_ZERO_PADDING"))
+      CUDA_TRY(cudaMemsetAsync((char *)dst + used, 0, all - used, ctx->stream), "zeroing the padding rows");
   }
   ERR_TRY(run_program(ctx, bucket, p));
   for (int j = 0; j < g->n_outputs; j++) {

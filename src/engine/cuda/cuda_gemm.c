@@ -9,6 +9,7 @@
  * post-ops run in the epilogue kernel. The heuristics' best candidates are
  * timed once.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/cuda/cuda.h"
@@ -85,7 +86,9 @@ inferd_error *cuda_gemm_prepare(cuda_plan *plan, const cuda_tuner *tuner, const 
    * small batches a split-K one) were seen off now and then on the H200
    * while FP16 ones never were, and this is the suspected cause. */
   const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
-  l->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes));
+  /* Diagnostic: INFERD_CUDA_LT_ALL_SCHEMES=1 allows every scheme again. */
+  if (!getenv("INFERD_CUDA_LT_ALL_SCHEMES"))
+    l->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes));
   cublasLtMatmulHeuristicResult_t results[MAX_ALGOS];
   int found = 0;
   cublasStatus_t st = l->cublasLtMatmulAlgoGetHeuristic(tuner->lt, g->op, g->a, g->b, g->c, g->c, pref, MAX_ALGOS,

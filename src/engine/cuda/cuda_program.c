@@ -1370,20 +1370,103 @@ static inferd_error *three_runs(cuda_context *ctx, const cuda_program *p, int fr
   return NULL;
 }
 
+/* The tensors step s reads from the arena (up to 8). */
+static int step_inputs(const cuda_step *s, int *t) {
+  int n = 0;
+  switch (s->kind) {
+    case CUDA_STEP_COPY: t[n++] = s->a.tensor; break;
+    case CUDA_STEP_BINARY: t[n++] = s->a.tensor, t[n++] = s->b.tensor; break;
+    case CUDA_STEP_CONV:
+    case CUDA_STEP_GEMM:
+      t[n++] = s->x;
+      if (s->w >= 0) t[n++] = s->w;
+      if (s->sum >= 0) t[n++] = s->sum;
+      break;
+    case CUDA_STEP_BATCHNORM:
+      t[n++] = s->x;
+      for (int k = 0; k < 4; k++) t[n++] = s->params[k];
+      break;
+    case CUDA_STEP_PAD:
+      t[n++] = s->x;
+      if (s->params[0] >= 0) t[n++] = s->params[0];
+      break;
+    default: t[n++] = s->x; break;
+  }
+  return n;
+}
+
+/* Whether root tensor r holds one block of rows per batch item. */
+static bool has_rows(const cuda_program *p, int r) {
+  const cuda_tensor *x = &p->tensors[r];
+  return x->storage == CUDA_STORAGE_ARENA && x->rank > 0 && x->dims[0] == p->batch && p->batch > 1 &&
+         x->bytes % (size_t)p->batch == 0;
+}
+
+/* Fills the upper half of the rows of tensor t in `arena` with other values. */
+static int perturb_rows(cuda_context *ctx, const cuda_program *p, int t, void *arena, uint32_t seed) {
+  const int r = root_of(p, t);
+  if (t < 0 || !has_rows(p, r)) return 0;
+  const size_t row = p->tensors[r].bytes / (size_t)p->batch, lo = (size_t)(p->batch / 2) * row;
+  uint8_t *base = (uint8_t *)arena + p->tensors[r].offset + lo;
+  return cuda_launch_fill_random((cuda_stream_t)ctx->stream, CUDA_F16, base,
+                                 (int64_t)((p->tensors[r].bytes - lo) / 2), seed);
+}
+
+/* Bytes of the lower half of the rows of tensor t that differ between two host arenas. */
+static size_t lower_rows_diff(const cuda_program *p, int t, const uint8_t *a, const uint8_t *b) {
+  const int r = root_of(p, t);
+  if (!has_rows(p, r)) return 0;
+  const size_t row = p->tensors[r].bytes / (size_t)p->batch, lo = (size_t)(p->batch / 2) * row;
+  size_t n = 0;
+  for (size_t i = 0; i < lo; i++) n += a[p->tensors[r].offset + i] != b[p->tensors[r].offset + i];
+  return n;
+}
+
+/* The row check: runs [from, to) from `before` (a device arena, kept) and
+ * from a copy of it where the upper half of the rows of tensors `perturb`
+ * hold other values, and counts the bytes of the lower half of the written
+ * tensors' rows that differ: a batch item's answer must not depend on
+ * another's, nor on the rows past a batch smaller than the bucket. */
+static inferd_error *row_check(cuda_context *ctx, const cuda_program *p, int from, int to, const int *perturb,
+                               int n_perturb, void *before, void *arenas[2], uint8_t *host[2], size_t *n_diff) {
+  const size_t size = p->arena_size;
+  *n_diff = 0;
+  CUDA_TRY(cudaMemcpyAsync(arenas[0], before, size, cudaMemcpyDeviceToDevice, ctx->stream), "copying the arena");
+  CUDA_TRY(cudaMemcpyAsync(arenas[1], before, size, cudaMemcpyDeviceToDevice, ctx->stream), "copying the arena");
+  for (int k = 0; k < n_perturb; k++)
+    if (perturb_rows(ctx, p, perturb[k], arenas[1], 97u + (unsigned)k))
+      return err_new(INFERD_ERROR_INTERNAL, "filling rows for the row check failed");
+  ERR_TRY(launch_range(ctx, p, from, to, arenas[0], ctx->workspace, false, NULL));
+  ERR_TRY(launch_range(ctx, p, from, to, arenas[1], ctx->workspace, false, NULL));
+  CUDA_TRY(cudaStreamSynchronize(ctx->stream), "running the row check");
+  for (int k = 0; k < 2; k++) CUDA_TRY(cudaMemcpy(host[k], arenas[k], size, cudaMemcpyDeviceToHost), "reading back");
+  /* A whole program's intermediate tensors share memory with later ones:
+   * only its outputs are still there at the end. */
+  if (to - from > 1)
+    for (int j = 0; j < ctx->plan->g->n_outputs; j++) *n_diff += lower_rows_diff(p, p->output_tensor[j], host[0], host[1]);
+  else
+    *n_diff = lower_rows_diff(p, step_output(&p->steps[from]), host[0], host[1]);
+  return NULL;
+}
+
 inferd_error *cuda_program_check_graphs(cuda_context *ctx, const cuda_program *p) {
   const size_t size = p->arena_size ? p->arena_size : 256;
-  void *arenas[3] = {NULL, NULL, NULL};
+  void *arenas[4] = {NULL, NULL, NULL, NULL}; /* three runs' and the state before a step */
   uint8_t *host[3] = {NULL, NULL, NULL};
   inferd_error *e = NULL;
-  for (int k = 0; k < 3 && !e; k++) {
+  for (int k = 0; k < 4 && !e; k++) {
     cudaError_t st = cudaMalloc(&arenas[k], size);
     if (st != cudaSuccess) e = cuda_rt_error(st, "allocating a check arena");
-    host[k] = mem_alloc(size);
+    if (k < 3) host[k] = mem_alloc(size);
   }
   if (!e && cuda_launch_fill_random((cuda_stream_t)ctx->stream, CUDA_F16, arenas[0], (int64_t)(size / 2), 3))
     e = err_new(INFERD_ERROR_INTERNAL, "filling the check arena failed");
-  int bad_direct = 0, bad_graph = 0;
+  int bad_direct = 0, bad_graph = 0, bad_rows = 0;
   for (int i = 0; i < p->n_steps && !e; i++) {
+    if (cudaMemcpyAsync(arenas[3], arenas[0], size, cudaMemcpyDeviceToDevice, ctx->stream) != cudaSuccess) {
+      e = err_new(INFERD_ERROR_INTERNAL, "copying the check arena failed");
+      break;
+    }
     e = three_runs(ctx, p, i, i + 1, arenas, host);
     if (e) break;
     const cuda_step *s = &p->steps[i];
@@ -1399,8 +1482,31 @@ inferd_error *cuda_program_check_graphs(cuda_context *ctx, const cuda_program *p
                p->batch, i, s->name, s->what, s->kind == CUDA_STEP_CONV ? ", " : "",
                s->kind == CUDA_STEP_CONV ? s->conv.engine : "", n_direct, p->tensors[root_of(p, t)].bytes, d_direct,
                n_graph, d_graph);
+    int in[8];
+    const int n_in = step_inputs(s, in);
+    size_t n_rows = 0;
+    e = row_check(ctx, p, i, i + 1, in, n_in, arenas[3], arenas + 1, host + 1, &n_rows);
+    if (e) break;
+    if (n_rows) {
+      bad_rows++;
+      log_info("row check, batch %d, step %d '%s' (%s%s%s): other values in the upper %d rows of its inputs change "
+               "%zu bytes of the lower %d rows of its output",
+               p->batch, i, s->name, s->what, s->kind == CUDA_STEP_CONV ? ", " : "",
+               s->kind == CUDA_STEP_CONV ? s->conv.engine : "", p->batch - p->batch / 2, n_rows, p->batch / 2);
+    }
   }
-  /* The whole program, from the state the steps left. */
+  /* The whole program, from the state the steps left: its inputs' upper
+   * rows changed, then run three times. */
+  size_t whole_rows = 0;
+  if (!e && cudaMemcpy(arenas[3], arenas[0], size, cudaMemcpyDeviceToDevice) != cudaSuccess)
+    e = err_new(INFERD_ERROR_INTERNAL, "copying the check arena failed");
+  if (!e)
+    e = row_check(ctx, p, 0, p->n_steps, p->input_tensor, ctx->plan->g->n_inputs, arenas[3], arenas + 1, host + 1,
+                  &whole_rows);
+  if (!e)
+    log_info("row check, batch %d: %d steps change their lower rows with their inputs' upper rows; the whole "
+             "program, its inputs' upper rows changed: %zu bytes of the lower rows of its outputs differ",
+             p->batch, bad_rows, whole_rows);
   if (!e) e = three_runs(ctx, p, 0, p->n_steps, arenas, host);
   if (!e) {
     double d_direct = 0, d_graph = 0, m;
@@ -1418,9 +1524,7 @@ inferd_error *cuda_program_check_graphs(cuda_context *ctx, const cuda_program *p
              p->batch, p->n_steps, bad_direct, bad_graph, n_direct, d_direct, n_graph, d_graph);
   }
   cudaStreamSynchronize(ctx->stream);
-  for (int k = 0; k < 3; k++) {
-    cudaFree(arenas[k]);
-    free(host[k]);
-  }
+  for (int k = 0; k < 4; k++) cudaFree(arenas[k]);
+  for (int k = 0; k < 3; k++) free(host[k]);
   return e;
 }

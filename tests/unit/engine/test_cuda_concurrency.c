@@ -208,7 +208,10 @@ static void check_precision(inferd_precision precision, bool build_all, float cp
   /* One tactic cache per precision, kept across the tests: a later test
    * of the same precision loads without timing. */
   char *tactics = tactics_files[precision == INFERD_PRECISION_FP16];
-  if (!tactics[0]) {
+  if (!tactics[0] && getenv("INFERD_TEST_TACTIC_DIR")) {
+    /* Kept across runs of the test (on the GPU machine): loads skip the timing. */
+    snprintf(tactics, sizeof(tactics_files[0]), "%.40s/%s.tactics", getenv("INFERD_TEST_TACTIC_DIR"), name);
+  } else if (!tactics[0]) {
     snprintf(tactics, sizeof(tactics_files[0]), "/tmp/inferd_cuda_tactics_XXXXXX");
     const int fd = mkstemp(tactics);
     assert_true(fd >= 0);
@@ -232,6 +235,7 @@ static void check_precision(inferd_precision precision, bool build_all, float cp
   /* Alone: context 0, host tensors, each batch size twice (the second
    * through the graph when the first ran the steps). The two must agree,
    * and batch 8 must match the cpu backend. */
+  int unstable = 0; /* batch sizes whose second run differs from the first */
   for (int b = 1; b <= MAX_BATCH; b++) {
     free(ref[b]);
     ref[b] = calloc((size_t)b * CLASSES, sizeof(float));
@@ -247,9 +251,10 @@ static void check_precision(inferd_precision precision, bool build_all, float cp
     if (d > 0) {
       fprintf(stderr, "%s batch %d: a second run differs from the first by %.4g (row %zu)\n", name, b, d,
               at / CLASSES);
-      fail();
+      unstable++;
     }
   }
+  assert_int_equal(unstable, 0);
   const float range = range_of(cpu_ref, MAX_BATCH * CLASSES);
   for (int b = 1; b <= MAX_BATCH; b++) {
     size_t at = 0;
@@ -330,5 +335,8 @@ int main(void) {
       cmocka_unit_test(test_tf32_buckets_built_while_the_other_runs),
       cmocka_unit_test(test_tf32_buckets_built_at_load),
   };
+  /* INFERD_TEST_FILTER=name (a glob) runs one case, as on the GPU machine
+   * where each TF32 load is long. */
+  if (getenv("INFERD_TEST_FILTER")) cmocka_set_test_filter(getenv("INFERD_TEST_FILTER"));
   return cmocka_run_group_tests(tests, setup, teardown);
 }
