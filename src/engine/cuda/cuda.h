@@ -304,6 +304,9 @@ void *cuda_tensor_ptr(const cuda_program *p, int t, void *arena);
 /* Queues the program's steps on the context's stream. */
 inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void *arena, void *workspace,
                                   bool profile, double *step_ms);
+/* Steps [from, to) only. */
+inferd_error *cuda_program_launch_steps(cuda_context *ctx, const cuda_program *p, int from, int to, void *arena,
+                                        void *workspace);
 size_t cuda_dtype_size(cuda_dtype t);
 /* Diagnostic (INFERD_CUDA_CHECK_GRAPHS=1): runs each step, then the whole
  * program, directly twice and through a captured graph from one arena

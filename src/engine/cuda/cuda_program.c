@@ -1302,6 +1302,11 @@ inferd_error *cuda_program_launch(cuda_context *ctx, const cuda_program *p, void
   return launch_range(ctx, p, 0, p->n_steps, arena, workspace, profile, step_ms);
 }
 
+inferd_error *cuda_program_launch_steps(cuda_context *ctx, const cuda_program *p, int from, int to, void *arena,
+                                        void *workspace) {
+  return launch_range(ctx, p, from, to, arena, workspace, false, NULL);
+}
+
 /* ---- the graph check (INFERD_CUDA_CHECK_GRAPHS) -------------------------- */
 
 /* The tensor a step writes. */
