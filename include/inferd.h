@@ -140,16 +140,21 @@ typedef enum inferd_memory_kind {
 /* Arithmetic a plan computes in. DEFAULT is FP32 on the CPU and TF32 (FP32
  * storage, tensor-core products) on a GPU; FP32 there means strict FP32.
  * FP16 and BF16 store activations and weights in 16 bits and accumulate in
- * FP32; a model's inputs and outputs keep their own datatypes. */
+ * FP32; a model's inputs and outputs keep their own datatypes. INT8 (the
+ * CPU) runs convolutions on 8-bit integers: weights with a symmetric scale
+ * per output channel, activations with the per-tensor scales of a
+ * calibration cache (inferd_plan_options.calibration_cache, made by
+ * `inferd calibrate`); layers without a threshold there stay FP32. */
 typedef enum inferd_precision {
   INFERD_PRECISION_DEFAULT = 0,
   INFERD_PRECISION_FP32,
   INFERD_PRECISION_TF32,
   INFERD_PRECISION_FP16,
   INFERD_PRECISION_BF16,
+  INFERD_PRECISION_INT8,
 } inferd_precision;
 
-/* "fp32", "tf32", "fp16", "bf16" ("default" for DEFAULT). Static storage. */
+/* "fp32", "tf32", "fp16", "bf16", "int8" ("default" for DEFAULT). Static storage. */
 INFERD_API const char *inferd_precision_name(inferd_precision precision);
 /* Parses those names; false when unknown. */
 INFERD_API bool inferd_precision_from_name(const char *name, inferd_precision *precision);
@@ -203,6 +208,14 @@ typedef struct inferd_plan_options {
    * own, named as the value is. Graph inputs are not repeated (the caller
    * has them), nor are values already outputs. */
   bool calibration_outputs;
+  /* INT8: the calibration cache file (`inferd calibrate`) with the
+   * activation thresholds; it must have been made for this model file (its
+   * SHA-256 is checked). Required for INT8, refused otherwise. */
+  const char *calibration_cache;
+  /* INT8: convolutions kept in FP32, comma-separated node names; "first"
+   * names every convolution that reads a graph input (the image). NULL:
+   * every convolution with a threshold runs in INT8. */
+  const char *int8_keep;
 } inferd_plan_options;
 
 typedef struct inferd_tensor_info {

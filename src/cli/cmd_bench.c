@@ -22,7 +22,9 @@ static const cli_option bench_options[] = {
     {"threads", "N", "threads per execution context (default: all cores)"},
     {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
     {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
-    {"precision", "P", "fp32, tf32, fp16 or bf16 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"calibration-cache", "FILE", "INT8 activation thresholds from `inferd calibrate` (needed by --precision int8)"},
+    {"int8-keep", "LIST", "INT8: convolutions kept in FP32, comma-separated node names; 'first' is the one reading the input"},
     {"duration", "SECONDS", "measuring time per batch size (default 10)"},
     {"iterations", "N", "measure exactly N runs per batch size instead of a duration"},
     {"warmup", "N", "untimed runs before measuring (default 3)"},
@@ -248,7 +250,7 @@ int cmd_bench(int argc, char **argv) {
   int batches[MAX_BATCHES] = {1}, n_batches = 1;
   long threads = 0, iterations = 0, warmup = 3, duration_s = 10;
   bool json = false, profile = false;
-  const char *tactic_cache = NULL, *input_memory = NULL;
+  const char *tactic_cache = NULL, *input_memory = NULL, *calibration_cache = NULL, *int8_keep = NULL;
   cli_parser p;
   cli_parser_init(&p, "bench", bench_options, argc, argv);
   const char *name, *value;
@@ -283,6 +285,10 @@ int cmd_bench(int argc, char **argv) {
         return 2;
       }
       input_memory = value;
+    } else if (!strcmp(name, "calibration-cache")) {
+      calibration_cache = value;
+    } else if (!strcmp(name, "int8-keep")) {
+      int8_keep = value;
     } else if (!strcmp(name, "tactic-cache")) {
       tactic_cache = value;
     } else if (!strcmp(name, "json")) {
@@ -314,7 +320,9 @@ int cmd_bench(int argc, char **argv) {
                                  .threads = (int)threads,
                                  .device = device,
                                  .precision = precision,
-                                 .tactic_cache = tactic_cache};
+                                 .tactic_cache = tactic_cache,
+                                 .calibration_cache = calibration_cache,
+                                 .int8_keep = int8_keep};
   inferd_plan *plan = NULL;
   inferd_context *ctx = NULL;
   e = inferd_plan_load(model, &options, &plan);

@@ -5,7 +5,6 @@
  * matrix product reads, by the method asked for (engine/quant/calibration.h).
  */
 #include <dirent.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,27 +23,6 @@ static const cli_option calibrate_options[] = {
     {"threads", "N", "CPU threads (default: all cores)"},
     {NULL, NULL, NULL},
 };
-
-/* "sha256:<hex>" of the file. */
-static inferd_error *file_checksum(const char *path, char *out, size_t size) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return err_new(INFERD_ERROR_NOT_FOUND, "cannot open '%s'", path);
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-  unsigned char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(md, buf, n);
-  const bool failed = ferror(f);
-  fclose(f);
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned len = 0;
-  EVP_DigestFinal_ex(md, digest, &len);
-  EVP_MD_CTX_free(md);
-  if (failed) return err_new(INFERD_ERROR_IO, "cannot read '%s'", path);
-  size_t at = (size_t)snprintf(out, size, "sha256:");
-  for (unsigned i = 0; i < len && at + 3 <= size; i++) at += (size_t)snprintf(out + at, size - at, "%02x", digest[i]);
-  return NULL;
-}
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -154,7 +132,7 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
   }
   if (!e) {
     char checksum[96];
-    e = file_checksum(a->model, checksum, sizeof(checksum));
+    e = calib_file_checksum(a->model, checksum, sizeof(checksum));
     calib_cache cache;
     if (!e) {
       calib_collector_thresholds(&col, a->method, a->percentile, checksum, &cache);

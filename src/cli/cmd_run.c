@@ -34,7 +34,9 @@ static const cli_option run_options[] = {
     {"output-dir", "DIR", "save outputs and generated inputs there as .npy (see above)"},
     {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
     {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
-    {"precision", "P", "fp32, tf32, fp16 or bf16 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"calibration-cache", "FILE", "INT8 activation thresholds from `inferd calibrate` (needed by --precision int8)"},
+    {"int8-keep", "LIST", "INT8: convolutions kept in FP32, comma-separated node names; 'first' is the one reading the input"},
     {"threads", "N", "threads the run uses (default: all cores)"},
     {"no-opt", "PASS[,PASS]", "optimization passes to leave out (see `inferd bench --help`)"},
     {NULL, NULL, NULL},
@@ -67,6 +69,8 @@ typedef struct run_args {
   const char *backend;
   inferd_device device;
   inferd_precision precision;
+  const char *calibration_cache;
+  const char *int8_keep;
   const char *disabled_passes;
   bool random_input;
   uint64_t seed;
@@ -129,6 +133,10 @@ static int parse_args(int argc, char **argv, run_args *a) {
       if (!cli_parse_device(value, &a->device)) return EXIT_USAGE;
     } else if (strcmp(name, "precision") == 0) {
       if (!cli_parse_precision(value, &a->precision)) return EXIT_USAGE;
+    } else if (strcmp(name, "calibration-cache") == 0) {
+      a->calibration_cache = value;
+    } else if (strcmp(name, "int8-keep") == 0) {
+      a->int8_keep = value;
     } else if (strcmp(name, "threads") == 0) {
       if (!cli_parse_int(name, value, 1, 4096, &a->threads)) return EXIT_USAGE;
     } else if (strcmp(name, "no-opt") == 0) {
@@ -422,6 +430,8 @@ static inferd_error *load_plan(const run_args *a, long batch, bool guessed, infe
       .threads = (int)a->threads,
       .device = a->device,
       .precision = a->precision,
+      .calibration_cache = a->calibration_cache,
+      .int8_keep = a->int8_keep,
   };
   inferd_error *e = cli_check_device(a->device);
   if (e) return e;

@@ -136,7 +136,7 @@ bool cli_parse_device(const char *text, inferd_device *out) {
 
 bool cli_parse_precision(const char *text, inferd_precision *out) {
   if (inferd_precision_from_name(text, out) && *out != INFERD_PRECISION_DEFAULT) return true;
-  fprintf(stderr, "inferd: --precision: '%s' is not a precision (fp32, tf32, fp16 or bf16)\n", text);
+  fprintf(stderr, "inferd: --precision: '%s' is not a precision (fp32, tf32, fp16, bf16 or int8)\n", text);
   return false;
 }
 

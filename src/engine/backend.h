@@ -41,6 +41,10 @@ typedef struct backend_plan_config {
   inferd_precision precision;  /* never DEFAULT: the engine resolves it */
   const char *tactic_cache;    /* autotuning cache file, or NULL */
   bool build_all_batch_sizes;  /* prepare every batch size at load */
+  /* INT8: activation thresholds by value name (the engine keeps it alive
+   * for the plan's lifetime); NULL otherwise. */
+  const struct calib_cache *calibration;
+  const char *int8_keep; /* INT8: layers kept in FP32 (inferd_plan_options.int8_keep) */
 } backend_plan_config;
 
 /* The tensors of one run. Kinds may be NULL, meaning all host memory. */

@@ -17,12 +17,13 @@ const char *inferd_precision_name(inferd_precision p) {
     case INFERD_PRECISION_TF32: return "tf32";
     case INFERD_PRECISION_FP16: return "fp16";
     case INFERD_PRECISION_BF16: return "bf16";
+    case INFERD_PRECISION_INT8: return "int8";
     default: return "default";
   }
 }
 
 bool inferd_precision_from_name(const char *name, inferd_precision *out) {
-  static const char *const names[] = {"default", "fp32", "tf32", "fp16", "bf16"};
+  static const char *const names[] = {"default", "fp32", "tf32", "fp16", "bf16", "int8"};
   for (int i = 0; name && i < (int)(sizeof(names) / sizeof(names[0])); i++)
     if (strcmp(name, names[i]) == 0) {
       *out = (inferd_precision)i;

@@ -13,6 +13,7 @@
 #include "engine/backend.h"
 #include "engine/onnx/onnx.h"
 #include "engine/passes.h"
+#include "engine/quant/calibration.h"
 
 /* Every backend compiled in; the first of each device kind serves it. */
 static const inferd_backend_ops *const all_backends[] = {
@@ -58,6 +59,8 @@ struct inferd_plan {
   inferd_tensor_info *inputs, *outputs;
   input_default *defaults; /* inputs with a default value, found by name (the passes may drop inputs) */
   int n_defaults;
+  calib_cache *calibration; /* INT8 */
+  char *int8_keep;          /* INT8: the caller's list, copied */
 };
 
 /* BYTES tensors cross the API serialized (per element a 4-byte
@@ -195,9 +198,18 @@ static inferd_error *plan_choose_backend(const inferd_plan_options *options, inf
   plan->precision = options ? options->precision : INFERD_PRECISION_DEFAULT;
   if (plan->precision == INFERD_PRECISION_DEFAULT)
     plan->precision = plan->device.kind == INFERD_DEVICE_CUDA ? INFERD_PRECISION_TF32 : INFERD_PRECISION_FP32;
-  if (plan->device.kind == INFERD_DEVICE_CPU && plan->precision != INFERD_PRECISION_FP32)
+  const bool cpu = plan->device.kind == INFERD_DEVICE_CPU;
+  if ((cpu && plan->precision != INFERD_PRECISION_FP32 && plan->precision != INFERD_PRECISION_INT8) ||
+      (!cpu && plan->precision == INFERD_PRECISION_INT8))
     return err_new(INFERD_ERROR_UNSUPPORTED, "precision %s is not available on the %s backend yet",
                    inferd_precision_name(plan->precision), plan->backend->name);
+  const char *cache = options ? options->calibration_cache : NULL;
+  if (plan->precision == INFERD_PRECISION_INT8 && !cache)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "precision int8 needs a calibration cache (made by `inferd calibrate`) for its activation scales");
+  if (plan->precision != INFERD_PRECISION_INT8 && cache)
+    return err_new(INFERD_ERROR_INVALID_ARG, "a calibration cache is only read at precision int8, not %s",
+                   inferd_precision_name(plan->precision));
   return NULL;
 }
 
@@ -219,8 +231,29 @@ static void add_calibration_outputs(ir_graph *g) {
   }
 }
 
+/* The INT8 plan's calibration cache, which must name this model file. */
+static inferd_error *read_calibration(const char *model_path, const char *path, inferd_plan *plan) {
+  plan->calibration = mem_zalloc(sizeof(*plan->calibration));
+  ERR_TRY(calib_cache_read(path, plan->calibration));
+  char checksum[96];
+  ERR_TRY(calib_file_checksum(model_path, checksum, sizeof(checksum)));
+  if (strcmp(checksum, plan->calibration->checksum) != 0)
+    return err_new(INFERD_ERROR_INVALID_ARG,
+                   "calibration cache '%s' was made for another model (%s; this one is %s): run `inferd calibrate` "
+                   "on this model",
+                   path, plan->calibration->checksum, checksum);
+  return NULL;
+}
+
 static inferd_error *plan_build(const char *model_path, const inferd_plan_options *options, inferd_plan *plan) {
   ERR_TRY(plan_choose_backend(options, plan));
+  if (plan->precision == INFERD_PRECISION_INT8) ERR_TRY(read_calibration(model_path, options->calibration_cache, plan));
+  if (options && options->int8_keep) {
+    if (plan->precision != INFERD_PRECISION_INT8)
+      return err_new(INFERD_ERROR_INVALID_ARG, "layers to keep in FP32 are only named at precision int8, not %s",
+                     inferd_precision_name(plan->precision));
+    plan->int8_keep = mem_strdup(options->int8_keep);
+  }
   const char *disabled = options ? options->disabled_passes : NULL;
   ERR_TRY(passes_validate(disabled));
 
@@ -271,7 +304,9 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
                                 .device = plan->device,
                                 .precision = plan->precision,
                                 .tactic_cache = options ? options->tactic_cache : NULL,
-                                .build_all_batch_sizes = options && options->build_all_batch_sizes};
+                                .build_all_batch_sizes = options && options->build_all_batch_sizes,
+                                .calibration = plan->calibration,
+                                .int8_keep = plan->int8_keep};
   ERR_TRY(plan->backend->plan_create(g, &config, &plan->impl));
   if (plan->backend->owns_constant)
     for (int v = 0; v < g->n_values; v++)
@@ -352,6 +387,9 @@ void inferd_plan_delete(inferd_plan *plan) {
   if (plan->impl) plan->backend->plan_delete(plan->impl);
   ir_graph_delete(plan->graph);
   defaults_free(plan->defaults, plan->n_defaults);
+  if (plan->calibration) calib_cache_free(plan->calibration);
+  free(plan->calibration);
+  free(plan->int8_keep);
   free(plan->inputs);
   free(plan->outputs);
   free(plan);

@@ -773,6 +773,11 @@ static bool is_precision_parameter(const char *key) {
 static inferd_error *check_precision_parameter(const reader *r, const pbtxt_node *n, const char *key,
                                                const char *value) {
   inferd_precision p;
+  if (inferd_precision_from_name(value, &p) && p == INFERD_PRECISION_INT8)
+    return node_error(r, n,
+                      "parameter '%s': int8 is not served yet (INT8 plans run in `inferd run` and `inferd bench` "
+                      "with --calibration-cache)",
+                      key);
   if (!inferd_precision_from_name(value, &p) || p == INFERD_PRECISION_DEFAULT)
     return node_error(r, n, "parameter '%s': unknown precision '%.64s' (expected fp32, tf32, fp16 or bf16)", key,
                       value);

@@ -81,7 +81,7 @@ def test_profile_without_fusion(run_inferd, small_cnn):
     (["--frobnicate"], "unknown option '--frobnicate'"),
     (["--device", "gpu0"], "--device: 'gpu0' is not a device (cpu, cuda or cuda:N)"),
     (["--device", "cuda:x"], "--device: 'cuda:x' is not a device"),
-    (["--precision", "fp8"], "--precision: 'fp8' is not a precision (fp32, tf32, fp16 or bf16)"),
+    (["--precision", "fp8"], "--precision: 'fp8' is not a precision (fp32, tf32, fp16, bf16 or int8)"),
     (["--precision", "FP16"], "--precision: 'FP16' is not a precision"),
     (["--device", "cuda:1", "--backend", "ref"], "--backend ref runs on the CPU, not on --device cuda:1"),
     (["--precision", "fp16"], "precision fp16 is not available on the cpu backend yet"),

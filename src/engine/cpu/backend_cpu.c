@@ -91,6 +91,9 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
 }
 
 static bool cpu_owns_constant(const cpu_plan *plan, int value) {
+  /* INT8 programs quantize the graph's FP32 weights for every batch size
+   * they are built at: the graph keeps them. */
+  if (plan->config.precision == INFERD_PRECISION_INT8) return false;
   return plan->const_use[value] == CPU_CONST_COPIED;
 }
 

@@ -140,6 +140,10 @@ struct cpu_context {
 
 /* The CPU and oneDNN in words (cpu_device.c). */
 size_t cpu_describe(int ordinal, char *buf, size_t size);
+/* Whether oneDNN's INT8 kernels have a u8 x s8 dot product with 32-bit
+ * sums here (VNNI or AMX). Without it they add pairs of products in 16
+ * bits, which saturate unless the u8 side stays below 128. */
+bool cpu_has_int8_dot(void);
 
 /* Building programs (program.c). */
 inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out);
@@ -154,6 +158,7 @@ typedef struct cpu_builder {
   int node_index;
   int *value_slot;       /* per value: the slot holding it (any layout), -1 none yet */
   int *value_plain_slot; /* per value: a plain-layout slot, -1 none yet */
+  int *value_int8_slot;  /* per value: its INT8-quantized slot, -1 none yet */
 } cpu_builder;
 
 #define DNNL_TRY(call, what)                                                                            \
@@ -186,6 +191,9 @@ void cpu_step_arg(cpu_step *s, int arg, int slot, const dnnl_memory_desc_t *md);
 inferd_error *cpu_step_set_primitive(cpu_step *s, dnnl_primitive_desc_t pd);
 /* A reorder step from one slot to another (layouts may differ). */
 inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to);
+/* A reorder step that multiplies by `scale` on the way (f32 to u8/s8
+ * rounds to nearest and saturates). */
+inferd_error *cpu_add_scaled_reorder(cpu_builder *b, int from, int to, float scale);
 /* Marks a slot as used by the newest step (extends its buffer's lifetime). */
 void cpu_slot_touch_last(cpu_builder *b, int slot);
 /* Pads of a Conv or pool node per spatial dimension (auto_pad resolved). */
@@ -203,6 +211,11 @@ const char *cpu_pd_impl(const_dnnl_primitive_desc_t pd);
 /* Weights of `value` (a constant) reordered to `md`, cached per node. */
 inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_t *src_md,
                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory);
+/* The same for data the caller made (INT8 weights and scaled biases): `key`
+ * names it in the node's cache (a value id, or another number the caller
+ * keeps apart from the value ids); data in src_md's layout is copied. */
+inferd_error *cpu_weights_from(cpu_builder *b, int key, const void *data, const dnnl_memory_desc_t *src_md,
+                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory);
 /* Step that runs the node's reference kernel over plain slots. */
 inferd_error *cpu_build_ref(cpu_builder *b, const ir_node *node);
 

@@ -20,6 +20,16 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 
+bool cpu_has_int8_dot(void) {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx2_vnni:
+    case dnnl_cpu_isa_avx512_core_vnni:
+    case dnnl_cpu_isa_avx512_core_bf16:
+    case dnnl_cpu_isa_avx512_core_amx: return true;
+    default: return false;
+  }
+}
+
 size_t cpu_describe(int ordinal, char *buf, size_t size) {
   (void)ordinal;
   const dnnl_version_t *v = dnnl_version();

@@ -4,9 +4,13 @@
  * is reordered only when the producer's layout differs from the one the
  * fastest kernel wants, and the weights are reordered once per plan.
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "base/mem.h"
 #include "engine/cpu/cpu.h"
+#include "engine/quant/calibration.h"
 
 void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const int64_t *kernel,
                    const int64_t *strides, const int64_t *dilations, int64_t *pad_l, int64_t *pad_r) {
@@ -48,6 +52,168 @@ static bool conv_pd(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *
 }
 
 static bool impl_is_reference(const_dnnl_primitive_desc_t pd) { return strstr(cpu_pd_impl(pd), "ref") != NULL; }
+
+/* Whether value v is never negative: the output of a ReLU (alone or as the
+ * last post-op of a fused node), or of pooling, padding-free reshaping or
+ * concatenation of such values. */
+static bool nonnegative(const ir_graph *g, int v, int depth) {
+  if (v < 0 || depth > 16) return false;
+  const int p = g->values[v].producer;
+  if (p < 0) return false;
+  const ir_node *n = &g->nodes[p];
+  if (n->n_post_ops > 0) {
+    const ir_post_op *last = &n->post_ops[n->n_post_ops - 1];
+    if (last->kind == IR_POST_ELTWISE &&
+        ((last->alg == IR_ELTWISE_RELU && last->alpha == 0) ||
+         (last->alg == IR_ELTWISE_CLIP && last->alpha >= 0) || last->alg == IR_ELTWISE_SIGMOID ||
+         last->alg == IR_ELTWISE_HARD_SIGMOID))
+      return true;
+    if (last->kind == IR_POST_ELTWISE) return false;
+  }
+  switch (n->op) {
+    case IR_OP_Relu: return true;
+    case IR_OP_MaxPool:
+    case IR_OP_AveragePool:
+    case IR_OP_GlobalAveragePool:
+    case IR_OP_GlobalMaxPool:
+    case IR_OP_Reshape:
+    case IR_OP_Flatten: return n->n_post_ops == 0 && nonnegative(g, n->inputs[0], depth + 1);
+    default: return false;
+  }
+}
+
+/* Whether the INT8 plan keeps node n in FP32: its name is in the
+ * comma-separated list, or the list says "first" and n reads a graph
+ * input. */
+static bool kept_in_fp32(const char *list, const ir_graph *g, const ir_node *n) {
+  for (const char *p = list; p && *p;) {
+    const char *end = strchr(p, ',');
+    const size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == 5 && strncmp(p, "first", 5) == 0) {
+      for (int i = 0; i < g->n_inputs; i++)
+        if (g->inputs[i] == n->inputs[0]) return true;
+    } else if (n->name && strlen(n->name) == len && strncmp(p, n->name, len) == 0) {
+      return true;
+    }
+    p = end ? end + 1 : p + len;
+  }
+  return false;
+}
+
+/* The INT8 form of a convolution whose input has a calibrated threshold:
+ * the input quantized per tensor (u8 when it cannot be negative, else s8),
+ * weights per output channel (s8, symmetric), the bias and the output
+ * (FP32, in the layout the fp32 form would give) rescaled by the products
+ * of the two scales, the node's post-ops after. *pd stays NULL (and the
+ * caller builds the FP32 form) when the model's tensor has no threshold or
+ * oneDNN has only its reference kernel for it. */
+typedef struct int8_conv {
+  dnnl_primitive_desc_t pd;
+  int src_slot;
+  dnnl_memory_t w_mem, b_mem;
+  dnnl_memory_desc_t bias_md;
+} int8_conv;
+
+static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *w_plain, int wrank,
+                               const dnnl_memory_desc_t *dst_want, const int64_t *strides, const int64_t *dil,
+                               const int64_t *pl, const int64_t *pr, int8_conv *out) {
+  const ir_graph *g = b->g;
+  *out = (int8_conv){.pd = NULL, .src_slot = -1};
+  const calib_cache *cal = b->plan->config.calibration;
+  const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
+  const double threshold = cal ? calib_cache_find(cal, g->values[x].name) : -1;
+  if (threshold < 0 || !g->values[w].data) return NULL;
+  if (kept_in_fp32(b->plan->config.int8_keep, g, n)) return NULL;
+  const bool is_unsigned = nonnegative(g, x, 0);
+  /* u8 uses its whole range only where the products are summed in 32
+   * bits; s8 sources oneDNN shifts to u8 itself, halving the weights. */
+  const double levels = is_unsigned && cpu_has_int8_dot() ? 255.0 : 127.0;
+  const float sx = threshold > 0 ? (float)(levels / threshold) : 1.0f;
+
+  dnnl_dims_t xd, yd, wd;
+  cpu_value_dims(b, x, xd);
+  cpu_value_dims(b, n->outputs[0], yd);
+  const int rank = cpu_value_dims(b, w, wd);
+  const int64_t oc = wd[0];
+  size_t per_oc = 1;
+  for (int i = 1; i < rank; i++) per_oc *= (size_t)wd[i];
+  const float *wf = g->values[w].data;
+  const float *bf = bias >= 0 ? g->values[bias].data : NULL;
+  if (bias >= 0 && !bf) return NULL;
+  int8_t *wq = mem_alloc((size_t)oc * per_oc + 1);
+  float *scales = mem_alloc((size_t)oc * sizeof(float));
+  float *bq = mem_alloc((size_t)oc * sizeof(float));
+  for (int64_t o = 0; o < oc; o++) {
+    float m = 0;
+    for (size_t i = 0; i < per_oc; i++) m = fmaxf(m, fabsf(wf[(size_t)o * per_oc + i]));
+    const float sw = m > 0 ? 127.0f / m : 1.0f;
+    for (size_t i = 0; i < per_oc; i++) {
+      float q = nearbyintf(wf[(size_t)o * per_oc + i] * sw);
+      wq[(size_t)o * per_oc + i] = (int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+    }
+    /* oneDNN adds the bias to the integer sums before the output scale. */
+    scales[o] = 1.0f / (sx * sw);
+    bq[o] = bf ? bf[o] * sx * sw : 0.0f;
+  }
+
+  dnnl_memory_desc_t src_any, w_any, w_q_plain, dst_md = *dst_want;
+  dnnl_memory_desc_init_by_tag(&src_any, g->values[x].shape.rank, xd, is_unsigned ? dnnl_u8 : dnnl_s8,
+                               dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain->dims, dnnl_s8, dnnl_format_tag_any);
+  cpu_plain_md_dims(wrank, w_plain->dims, dnnl_s8, &w_q_plain);
+  cpu_plain_md_dims(1, &oc, dnnl_f32, &out->bias_md);
+  (void)yd;
+
+  inferd_error *e = NULL;
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_convolution_desc_t cd;
+  const dnnl_memory_desc_t *bias_arg = bias >= 0 ? &out->bias_md : NULL;
+  if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_any,
+                                                 &w_any, bias_arg, &dst_md, strides, dil, pl, pr) != dnnl_success)
+    goto done;
+  e = cpu_attr_for_node(n, &attr);
+  if (e) goto done;
+  if (dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) != dnnl_success) goto done;
+  if (dnnl_primitive_desc_create(&out->pd, &cd, attr, b->plan->engine, NULL) != dnnl_success) {
+    out->pd = NULL;
+    goto done;
+  }
+  if (impl_is_reference(out->pd)) {
+    dnnl_primitive_desc_destroy(out->pd);
+    out->pd = NULL;
+    goto done;
+  }
+  const dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_src_md, 0);
+  const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_weights_md, 0);
+  /* Weights and scaled bias are cached under keys apart from value ids. */
+  e = cpu_weights_from(b, -2 - 2 * w, wq, &w_q_plain, &w_md, &out->w_mem);
+  if (!e && bias >= 0) e = cpu_weights_from(b, -3 - 2 * w, bq, &out->bias_md, &out->bias_md, &out->b_mem);
+  /* The quantized input, shared by the convolutions that read it alike. */
+  if (!e) {
+    const int q = b->value_int8_slot[x];
+    if (q >= 0 && dnnl_memory_desc_equal(&b->p->slots[q].md, &src_md)) {
+      out->src_slot = q;
+    } else {
+      int from;
+      e = cpu_value_slot(b, x, &from);
+      if (!e) {
+        out->src_slot = cpu_slot_new(b, x, &src_md);
+        e = cpu_add_scaled_reorder(b, from, out->src_slot, sx);
+        b->value_int8_slot[x] = out->src_slot;
+      }
+    }
+  }
+  if (e) {
+    dnnl_primitive_desc_destroy(out->pd);
+    out->pd = NULL;
+  }
+done:
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  free(wq);
+  free(scales);
+  free(bq);
+  return e;
+}
 
 inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   const ir_graph *g = b->g;
@@ -105,38 +271,48 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
     dst_want = b->p->slots[sum_slot].md;
   }
 
-  dnnl_primitive_desc_t pd = NULL;
-  const dnnl_memory_desc_t *bias_arg = bias >= 0 ? &bias_md : NULL;
-  bool ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_want, strides, dil_dnnl, pl, pr, &pd);
-  if (!ok && sum >= 0) ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_any, strides, dil_dnnl, pl, pr, &pd);
-  if (!ok) return cpu_build_ref(b, n);
-  /* Prefer the producer's layout when a kernel as good exists for it: the
-   * first convolution reads the plain input directly that way. */
-  const dnnl_memory_desc_t *src_pref = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-  if (!dnnl_memory_desc_equal(src_pref, &x_md)) {
-    dnnl_primitive_desc_t pd2 = NULL;
-    const dnnl_memory_desc_t *dst_chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-    bool ok2 = conv_pd(b, n, &x_md, &w_any, bias_arg, dst_chosen, strides, dil_dnnl, pl, pr, &pd2);
-    if (ok2 && !impl_is_reference(pd2) && strcmp(cpu_pd_impl(pd2), cpu_pd_impl(pd)) == 0) {
+  int8_conv q = {.pd = NULL};
+  if (b->plan->config.precision == INFERD_PRECISION_INT8) {
+    ERR_TRY(conv_int8(b, n, &w_plain, wrank, &dst_want, strides, dil_dnnl, pl, pr, &q));
+    if (!q.pd && sum >= 0) ERR_TRY(conv_int8(b, n, &w_plain, wrank, &dst_any, strides, dil_dnnl, pl, pr, &q));
+  }
+  dnnl_primitive_desc_t pd = q.pd;
+  int src_slot = q.src_slot;
+  dnnl_memory_t w_mem = q.w_mem, b_mem = q.b_mem;
+  if (q.pd) bias_md = q.bias_md;
+  inferd_error *e = NULL;
+  if (!q.pd) {
+    const dnnl_memory_desc_t *bias_arg = bias >= 0 ? &bias_md : NULL;
+    bool ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_want, strides, dil_dnnl, pl, pr, &pd);
+    if (!ok && sum >= 0) ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_any, strides, dil_dnnl, pl, pr, &pd);
+    if (!ok) return cpu_build_ref(b, n);
+    /* Prefer the producer's layout when a kernel as good exists for it: the
+     * first convolution reads the plain input directly that way. */
+    const dnnl_memory_desc_t *src_pref = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    if (!dnnl_memory_desc_equal(src_pref, &x_md)) {
+      dnnl_primitive_desc_t pd2 = NULL;
+      const dnnl_memory_desc_t *dst_chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+      bool ok2 = conv_pd(b, n, &x_md, &w_any, bias_arg, dst_chosen, strides, dil_dnnl, pl, pr, &pd2);
+      if (ok2 && !impl_is_reference(pd2) && strcmp(cpu_pd_impl(pd2), cpu_pd_impl(pd)) == 0) {
+        dnnl_primitive_desc_destroy(pd);
+        pd = pd2;
+      } else if (ok2) {
+        dnnl_primitive_desc_destroy(pd2);
+      }
+    }
+    const dnnl_memory_desc_t src_fp32 = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    e = cpu_slot_in_layout(b, x, &src_fp32, &src_slot);
+    if (!e) e = cpu_weights_get(b, w, &w_plain, &w_md, &w_mem);
+    if (!e && bias >= 0) e = cpu_weights_get(b, bias, &bias_md, &bias_md, &b_mem);
+    if (e) {
       dnnl_primitive_desc_destroy(pd);
-      pd = pd2;
-    } else if (ok2) {
-      dnnl_primitive_desc_destroy(pd2);
+      return e;
     }
   }
-  dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-  dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  const dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+  const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
   dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
-
-  int src_slot;
-  inferd_error *e = cpu_slot_in_layout(b, x, &src_md, &src_slot);
-  dnnl_memory_t w_mem = NULL, b_mem = NULL;
-  if (!e) e = cpu_weights_get(b, w, &w_plain, &w_md, &w_mem);
-  if (!e && bias >= 0) e = cpu_weights_get(b, bias, &bias_md, &bias_md, &b_mem);
-  if (e) {
-    dnnl_primitive_desc_destroy(pd);
-    return e;
-  }
 
   int out_slot;
   if (sum >= 0) {
@@ -159,6 +335,8 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   }
 
   static const char *names[] = {"conv", "conv+relu", "conv+sum", "conv+sum+relu", "conv+act", "conv+sum+act"};
+  static const char *names8[] = {"conv int8",     "conv+relu int8", "conv+sum int8",
+                                 "conv+sum+relu int8", "conv+act int8",  "conv+sum+act int8"};
   bool has_sum = n->sum_input >= 0;
   bool has_relu = false, has_other = false;
   for (int i = 0; i < n->n_post_ops; i++)
@@ -166,7 +344,8 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
       if (n->post_ops[i].alg == IR_ELTWISE_RELU) has_relu = true;
       else has_other = true;
     }
-  const char *what = names[has_other ? (has_sum ? 5 : 4) : (has_sum ? 2 : 0) + (has_relu ? 1 : 0)];
+  const int name_at = has_other ? (has_sum ? 5 : 4) : (has_sum ? 2 : 0) + (has_relu ? 1 : 0);
+  const char *what = q.pd ? names8[name_at] : names[name_at];
   cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, what);
   cpu_step_arg(s, DNNL_ARG_SRC, src_slot, &src_md);
   s->args[s->n_args++] = (cpu_arg){.arg = DNNL_ARG_WEIGHTS, .slot = -1, .md = w_md, .memory = w_mem};

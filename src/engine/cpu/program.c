@@ -178,6 +178,25 @@ inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to) {
   return cpu_step_set_primitive(s, pd);
 }
 
+inferd_error *cpu_add_scaled_reorder(cpu_builder *b, int from, int to, float scale) {
+  dnnl_primitive_attr_t attr;
+  DNNL_TRY(dnnl_primitive_attr_create(&attr), "attr");
+  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_status_t st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale);
+  dnnl_primitive_desc_t pd;
+  if (st == dnnl_success)
+    st = dnnl_reorder_primitive_desc_create(&pd, &b->p->slots[from].md, b->plan->engine, &b->p->slots[to].md,
+                                            b->plan->engine, attr);
+  dnnl_primitive_attr_destroy(attr);
+  if (st != dnnl_success) return cpu_dnnl_error(st, "creating a quantizing reorder");
+  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, "quantize");
+  cpu_step_arg(s, DNNL_ARG_FROM, from, &b->p->slots[from].md);
+  cpu_step_arg(s, DNNL_ARG_TO, to, &b->p->slots[to].md);
+  slot_touch(b, from, b->p->n_steps - 1);
+  slot_touch(b, to, b->p->n_steps - 1);
+  return cpu_step_set_primitive(s, pd);
+}
+
 inferd_error *cpu_value_slot(cpu_builder *b, int value, int *slot) {
   if (b->value_slot[value] >= 0) {
     *slot = b->value_slot[value];
@@ -295,15 +314,22 @@ bool cpu_pd_create(cpu_builder *b, const_dnnl_op_desc_t desc, const ir_node *pos
 
 inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_t *src_md,
                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory) {
+  return cpu_weights_from(b, value, NULL, src_md, md, memory);
+}
+
+inferd_error *cpu_weights_from(cpu_builder *b, int key, const void *data, const dnnl_memory_desc_t *src_md,
+                               const dnnl_memory_desc_t *md, dnnl_memory_t *memory) {
   cpu_plan *plan = b->plan;
+  const int value = key;
   for (cpu_weights *w = plan->weights[b->node_index]; w; w = w->next)
     if (w->value == value && dnnl_memory_desc_equal(&w->md, md)) {
       *memory = w->memory;
       return NULL;
     }
-  /* The source: the graph's data, or (once the engine freed it) a copy the
-   * plan already made in another layout; a reorder converts either. */
-  const void *src_data = b->g->values[value].data;
+  /* The source: the caller's data, the graph's, or (once the engine freed
+   * it) a copy the plan already made in another layout; a reorder converts
+   * any of them. */
+  const void *src_data = data ? data : b->g->values[value].data;
   dnnl_memory_desc_t src_copy_md;
   if (!src_data) {
     const cpu_weights *from = NULL;
@@ -334,7 +360,7 @@ inferd_error *cpu_weights_get(cpu_builder *b, int value, const dnnl_memory_desc_
   DNNL_TRY(dnnl_memory_create(&w->memory, md, plan->engine, w->data), "weights memory");
   dnnl_memory_t src;
   DNNL_TRY(dnnl_memory_create(&src, src_md, plan->engine, (void *)src_data), "weights source");
-  plan->const_use[value] |= CPU_CONST_COPIED;
+  if (!data) plan->const_use[value] |= CPU_CONST_COPIED;
   dnnl_primitive_desc_t pd;
   dnnl_primitive_t reorder;
   dnnl_stream_t stream;
@@ -520,8 +546,10 @@ inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out) {
   cpu_builder b = {.plan = plan, .g = g, .p = p, .batch = batch, .node_index = -1};
   b.value_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
   b.value_plain_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
+  b.value_int8_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
   memset(b.value_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
   memset(b.value_plain_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
+  memset(b.value_int8_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
   inferd_error *e = NULL;
   for (int i = 0; i < g->n_inputs; i++) {
     int v = g->inputs[i];
@@ -541,6 +569,7 @@ inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out) {
   if (!e) e = bind_outputs(&b);
   free(b.value_slot);
   free(b.value_plain_slot);
+  free(b.value_int8_slot);
   if (e) {
     cpu_program_free(p);
     return e;

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,4 +370,24 @@ void calib_collector_free(calib_collector *c) {
   }
   free(c->tensors);
   memset(c, 0, sizeof(*c));
+}
+
+inferd_error *calib_file_checksum(const char *path, char *out, size_t size) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return err_new(INFERD_ERROR_NOT_FOUND, "cannot open '%s'", path);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  unsigned char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) EVP_DigestUpdate(md, buf, n);
+  const bool failed = ferror(f);
+  fclose(f);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(md, digest, &len);
+  EVP_MD_CTX_free(md);
+  if (failed) return err_new(INFERD_ERROR_IO, "cannot read '%s'", path);
+  size_t at = (size_t)snprintf(out, size, "sha256:");
+  for (unsigned i = 0; i < len && at + 3 <= size; i++) at += (size_t)snprintf(out + at, size - at, "%02x", digest[i]);
+  return NULL;
 }

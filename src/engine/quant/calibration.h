@@ -85,6 +85,10 @@ void calib_cache_set(calib_cache *c, const char *name, double threshold);
 double calib_cache_find(const calib_cache *c, const char *name);
 void calib_cache_free(calib_cache *c);
 
+/* "sha256:<hex>" of a file's bytes into out (size >= 72 holds it), the
+ * checksum a cache names its model by. */
+inferd_error *calib_file_checksum(const char *path, char *out, size_t size);
+
 /* The symmetric INT8 scale of a threshold (T / 127; 1 for T == 0, so a
  * tensor of zeros quantizes to zeros). */
 float calib_scale(double threshold);

@@ -216,7 +216,7 @@ static void test_precision_from_model_parameters(void **state) {
               "config.pbtxt:2:42: parameter 'precision': unknown precision 'FP16' (expected fp32, tf32, fp16 or "
               "bf16)");
   parse_fails("parameters { key: \"inferd_precision\" value: { string_value: \"int8\" } }",
-              "config.pbtxt:1:61: parameter 'inferd_precision': unknown precision 'int8'");
+              "config.pbtxt:1:61: parameter 'inferd_precision': int8 is not served yet");
   parse_fails("parameters { key: \"precision\" value: { string_value: \"default\" } }", "unknown precision 'default'");
   /* A precision without its string_value (found by the fuzzer: its JSON did not read back). */
   parse_fails("parameters { key: \"precision\" value: { } }", "parameter 'precision': unknown precision ''");

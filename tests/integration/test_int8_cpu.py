@@ -1,0 +1,166 @@
+"""INT8 plans on the CPU (`--precision int8 --calibration-cache`).
+
+- One convolution, its input signed (s8) or after a ReLU (u8), with a bias:
+  INT8 answers are near the FP32 ones (the error of 8-bit inputs and
+  weights, well under 5% relative L2) and not equal to them (so the layer
+  really ran in INT8), and the profile names INT8 steps.
+- The real pretrained classifier on real photos: calibrated with the max
+  method on crops of three photos, evaluated on crops and flips of the four
+  others, the first convolution kept in FP32: the logit error, top-1
+  agreement with FP32, and the same class wherever FP32 is confident (its
+  top class ahead of the next by 0.2 in probability).
+- Rows of a batch are independent: batch 3 gives each image's batch-1 answer.
+- Bad use: int8 without a cache, a cache made for another model, a cache or
+  a keep list at fp32 are load errors that name the problem (exit 1).
+"""
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper, save
+
+
+def one_conv_model(path, relu_first):
+    rng = np.random.default_rng(3)
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b")]
+    nodes = []
+    src = "x"
+    if relu_first:
+        nodes.append(helper.make_node("Relu", ["x"], ["r"]))
+        src = "r"
+    nodes.append(helper.make_node("Conv", [src, "w", "b"], ["y"], pads=[1, 1, 1, 1]))
+    graph = helper.make_graph(nodes, "int8", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16, 12, 12])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def rel_l2(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(a))
+
+
+def run_model(run_inferd, model, x, out, *extra):
+    np.save(out.parent / f"{out.name}-x.npy", x)
+    run_inferd("run", "--model", model, "--input", f"{model_input(model)}={out.parent / f'{out.name}-x.npy'}",
+               "--output-dir", out, "--threads", "2", *extra, check=True)
+    files = sorted(p for p in out.glob("*.npy") if not p.name.startswith("input_"))
+    return np.load(files[0])
+
+
+def model_input(model):
+    import onnx
+    return onnx.load(str(model), load_external_data=False).graph.input[0].name
+
+
+@pytest.mark.parametrize("relu_first", [False, True], ids=["s8-input", "u8-input"])
+def test_one_convolution_in_int8_is_close_to_fp32(run_inferd, tmp_path, relu_first):
+    model = one_conv_model(tmp_path / "m.onnx", relu_first)
+    rng = np.random.default_rng(4)
+    data = tmp_path / "cal"
+    data.mkdir()
+    np.save(data / "a.npy", rng.standard_normal((6, 8, 12, 12)).astype(np.float32))
+    cache = tmp_path / "cal.cache"
+    run_inferd("calibrate", "--model", model, "--data", data, "--output", cache, "--method", "max", check=True)
+    x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
+    fp32 = run_model(run_inferd, model, x, tmp_path / "fp32")
+    int8 = run_model(run_inferd, model, x, tmp_path / "int8", "--precision", "int8", "--calibration-cache", cache)
+    err = rel_l2(fp32, int8)
+    assert 0 < err < 0.05, f"INT8 against FP32: relative L2 {err:.4f}"
+    prof = run_inferd("bench", "--model", model, "--batch", "2", "--iterations", "1", "--profile", "--threads", "2",
+                      "--precision", "int8", "--calibration-cache", cache, check=True)
+    assert "int8" in prof.stdout + prof.stderr, "the profile names no INT8 step"
+
+
+def photo_crops(real_model, names, per_photo, seed):
+    """Square crops (35-100% of the shorter side) with random flips of real
+    photos, resized to the model's size and normalized as it wants."""
+    from PIL import Image
+    info = real_model.info
+    size = info["image_size"]
+    mean, std = np.array(info["mean"], np.float32), np.array(info["std"], np.float32)
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in names:
+        with Image.open(real_model.images[name]) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            for _ in range(per_photo):
+                s = rng.uniform(0.35, 1.0) * min(w, h)
+                x0, y0 = rng.uniform(0, w - s), rng.uniform(0, h - s)
+                c = im.crop((int(x0), int(y0), int(x0 + s), int(y0 + s))).resize((size, size), Image.BILINEAR)
+                if rng.random() < 0.5:
+                    c = c.transpose(Image.FLIP_LEFT_RIGHT)
+                out.append(((np.asarray(c, np.float32) - mean) / std).transpose(2, 0, 1))
+    return np.stack(out).astype(np.float32)
+
+
+CALIBRATION_PHOTOS = ["chelsea", "coffee", "rocket"]
+EVALUATION_PHOTOS = ["astronaut", "china", "flower", "motorcycle_left"]
+
+
+def test_real_classifier_in_int8_agrees_with_fp32(real_model, run_inferd, tmp_path):
+    data = tmp_path / "cal"
+    data.mkdir()
+    cal = photo_crops(real_model, CALIBRATION_PHOTOS, 16, 1)
+    for k in range(0, len(cal), 8):
+        np.save(data / f"b{k // 8}.npy", cal[k:k + 8])
+    cache = tmp_path / "cal.cache"
+    run_inferd("calibrate", "--model", real_model.model, "--data", data, "--output", cache, "--method", "max",
+               check=True)
+    x = photo_crops(real_model, EVALUATION_PHOTOS, 16, 2)
+    fp32 = run_model(run_inferd, real_model.model, x, tmp_path / "fp32")
+    int8 = run_model(run_inferd, real_model.model, x, tmp_path / "int8", "--precision", "int8",
+                     "--calibration-cache", cache, "--int8-keep", "first")
+    same = fp32.argmax(1) == int8.argmax(1)
+    top1 = float(np.mean(same))
+    err = rel_l2(fp32, int8)
+    # Where FP32's top class leads the next by more than 0.2 in probability,
+    # INT8 must name the same class; many random crops are ambiguous.
+    p = np.exp(fp32 - fp32.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    top2 = np.sort(p, 1)[:, -2:]
+    confident = top2[:, 1] - top2[:, 0] > 0.2
+    print(f"int8 (max, first conv FP32) on {len(x)} crops: top-1 agreement {top1:.3f}, relative L2 {err:.3f}, "
+          f"{int(confident.sum())} confident crops, agreement there {float(np.mean(same[confident])):.3f}")
+    assert 0 < err < 0.25, f"relative L2 {err:.3f}"
+    assert top1 >= 0.75, f"top-1 agreement with FP32 {top1:.3f}"
+    assert confident.sum() >= 10 and same[confident].all(), \
+        f"INT8 changed the class of {int((~same[confident]).sum())} of {int(confident.sum())} confident crops"
+
+
+def test_batch_rows_are_independent(zoo_resnet50, run_inferd, tmp_path):
+    rng = np.random.default_rng(7)
+    data = tmp_path / "cal"
+    data.mkdir()
+    np.save(data / "a.npy", rng.standard_normal((2, 3, 224, 224)).astype(np.float32))
+    cache = tmp_path / "cal.cache"
+    run_inferd("calibrate", "--model", zoo_resnet50, "--data", data, "--output", cache, "--method", "max", check=True)
+    x = rng.standard_normal((3, 3, 224, 224)).astype(np.float32)
+    args = ("--precision", "int8", "--calibration-cache", cache)
+    batch = run_model(run_inferd, zoo_resnet50, x, tmp_path / "b3", *args)
+    for i in range(3):
+        alone = run_model(run_inferd, zoo_resnet50, x[i:i + 1], tmp_path / f"b1-{i}", *args)
+        np.testing.assert_allclose(batch[i], alone[0], rtol=0, atol=1e-4 * float(np.abs(alone).max()))
+
+
+def test_bad_use_is_a_load_error_that_names_it(run_inferd, tmp_path):
+    model = one_conv_model(tmp_path / "m.onnx", False)
+    other = one_conv_model(tmp_path / "other.onnx", True)
+    data = tmp_path / "cal"
+    data.mkdir()
+    np.save(data / "a.npy", np.ones((1, 8, 12, 12), np.float32))
+    cache = tmp_path / "other.cache"
+    run_inferd("calibrate", "--model", other, "--data", data, "--output", cache, check=True)
+    base = ("run", "--model", model, "--random-input", "--batch", "1")
+    cases = [
+        (("--precision", "int8"), "needs a calibration cache"),
+        (("--precision", "int8", "--calibration-cache", cache), "made for another model"),
+        (("--precision", "int8", "--calibration-cache", tmp_path / "missing.cache"), "missing.cache"),
+        (("--calibration-cache", cache), "only read at precision int8"),
+        (("--int8-keep", "first"), "only named at precision int8"),
+    ]
+    for extra, message in cases:
+        proc = run_inferd(*base, *extra)
+        assert proc.returncode == 1, f"{extra}: exit {proc.returncode}\n{proc.stderr}"
+        assert message in proc.stderr, f"{extra}: {proc.stderr}"
