@@ -36,6 +36,17 @@ def one_conv_model(path, relu_first):
     return path
 
 
+def calibrate(run_inferd, model, batches, where, method="max"):
+    """The calibration cache of `model` from the arrays in `batches`."""
+    data = where / "cal"
+    data.mkdir()
+    for k, b in enumerate(batches):
+        np.save(data / f"b{k}.npy", b)
+    cache = where / "cal.cache"
+    run_inferd("calibrate", "--model", model, "--data", data, "--output", cache, "--method", method, check=True)
+    return cache
+
+
 def rel_l2(a, b):
     return float(np.linalg.norm(a - b) / np.linalg.norm(a))
 
@@ -57,11 +68,7 @@ def model_input(model):
 def test_one_convolution_in_int8_is_close_to_fp32(run_inferd, tmp_path, relu_first):
     model = one_conv_model(tmp_path / "m.onnx", relu_first)
     rng = np.random.default_rng(4)
-    data = tmp_path / "cal"
-    data.mkdir()
-    np.save(data / "a.npy", rng.standard_normal((6, 8, 12, 12)).astype(np.float32))
-    cache = tmp_path / "cal.cache"
-    run_inferd("calibrate", "--model", model, "--data", data, "--output", cache, "--method", "max", check=True)
+    cache = calibrate(run_inferd, model, [rng.standard_normal((6, 8, 12, 12)).astype(np.float32)], tmp_path)
     x = rng.standard_normal((4, 8, 12, 12)).astype(np.float32)
     fp32 = run_model(run_inferd, model, x, tmp_path / "fp32")
     int8 = run_model(run_inferd, model, x, tmp_path / "int8", "--precision", "int8", "--calibration-cache", cache)
@@ -100,14 +107,8 @@ EVALUATION_PHOTOS = ["astronaut", "china", "flower", "motorcycle_left"]
 
 
 def test_real_classifier_in_int8_agrees_with_fp32(real_model, run_inferd, tmp_path):
-    data = tmp_path / "cal"
-    data.mkdir()
     cal = photo_crops(real_model, CALIBRATION_PHOTOS, 16, 1)
-    for k in range(0, len(cal), 8):
-        np.save(data / f"b{k // 8}.npy", cal[k:k + 8])
-    cache = tmp_path / "cal.cache"
-    run_inferd("calibrate", "--model", real_model.model, "--data", data, "--output", cache, "--method", "max",
-               check=True)
+    cache = calibrate(run_inferd, real_model.model, [cal[k:k + 8] for k in range(0, len(cal), 8)], tmp_path)
     x = photo_crops(real_model, EVALUATION_PHOTOS, 16, 2)
     fp32 = run_model(run_inferd, real_model.model, x, tmp_path / "fp32")
     int8 = run_model(run_inferd, real_model.model, x, tmp_path / "int8", "--precision", "int8",
@@ -131,11 +132,7 @@ def test_real_classifier_in_int8_agrees_with_fp32(real_model, run_inferd, tmp_pa
 
 def test_batch_rows_are_independent(zoo_resnet50, run_inferd, tmp_path):
     rng = np.random.default_rng(7)
-    data = tmp_path / "cal"
-    data.mkdir()
-    np.save(data / "a.npy", rng.standard_normal((2, 3, 224, 224)).astype(np.float32))
-    cache = tmp_path / "cal.cache"
-    run_inferd("calibrate", "--model", zoo_resnet50, "--data", data, "--output", cache, "--method", "max", check=True)
+    cache = calibrate(run_inferd, zoo_resnet50, [rng.standard_normal((2, 3, 224, 224)).astype(np.float32)], tmp_path)
     x = rng.standard_normal((3, 3, 224, 224)).astype(np.float32)
     args = ("--precision", "int8", "--calibration-cache", cache)
     batch = run_model(run_inferd, zoo_resnet50, x, tmp_path / "b3", *args)
@@ -147,11 +144,7 @@ def test_batch_rows_are_independent(zoo_resnet50, run_inferd, tmp_path):
 def test_bad_use_is_a_load_error_that_names_it(run_inferd, tmp_path):
     model = one_conv_model(tmp_path / "m.onnx", False)
     other = one_conv_model(tmp_path / "other.onnx", True)
-    data = tmp_path / "cal"
-    data.mkdir()
-    np.save(data / "a.npy", np.ones((1, 8, 12, 12), np.float32))
-    cache = tmp_path / "other.cache"
-    run_inferd("calibrate", "--model", other, "--data", data, "--output", cache, check=True)
+    cache = calibrate(run_inferd, other, [np.ones((1, 8, 12, 12), np.float32)], tmp_path, "entropy")
     base = ("run", "--model", model, "--random-input", "--batch", "1")
     cases = [
         (("--precision", "int8"), "needs a calibration cache"),

@@ -161,16 +161,20 @@ inferd_error *cpu_step_set_primitive(cpu_step *s, dnnl_primitive_desc_t pd) {
   return NULL;
 }
 
-inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to) {
+/* A reorder step from one slot to another, multiplying by *scale on the
+ * way when scale is not NULL. */
+static inferd_error *reorder_step(cpu_builder *b, int from, int to, const float *scale, const char *what) {
   dnnl_primitive_attr_t attr;
   DNNL_TRY(dnnl_primitive_attr_create(&attr), "attr");
   dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+  dnnl_status_t st = scale ? dnnl_primitive_attr_set_output_scales(attr, 1, 0, scale) : dnnl_success;
   dnnl_primitive_desc_t pd;
-  dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, &b->p->slots[from].md, b->plan->engine,
-                                                        &b->p->slots[to].md, b->plan->engine, attr);
+  if (st == dnnl_success)
+    st = dnnl_reorder_primitive_desc_create(&pd, &b->p->slots[from].md, b->plan->engine, &b->p->slots[to].md,
+                                            b->plan->engine, attr);
   dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_dnnl_error(st, "creating a reorder");
-  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, "reorder");
+  if (st != dnnl_success) return cpu_dnnl_error(st, scale ? "creating a quantizing reorder" : "creating a reorder");
+  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, what);
   cpu_step_arg(s, DNNL_ARG_FROM, from, &b->p->slots[from].md);
   cpu_step_arg(s, DNNL_ARG_TO, to, &b->p->slots[to].md);
   slot_touch(b, from, b->p->n_steps - 1);
@@ -178,23 +182,10 @@ inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to) {
   return cpu_step_set_primitive(s, pd);
 }
 
+inferd_error *cpu_add_reorder(cpu_builder *b, int from, int to) { return reorder_step(b, from, to, NULL, "reorder"); }
+
 inferd_error *cpu_add_scaled_reorder(cpu_builder *b, int from, int to, float scale) {
-  dnnl_primitive_attr_t attr;
-  DNNL_TRY(dnnl_primitive_attr_create(&attr), "attr");
-  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-  dnnl_status_t st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale);
-  dnnl_primitive_desc_t pd;
-  if (st == dnnl_success)
-    st = dnnl_reorder_primitive_desc_create(&pd, &b->p->slots[from].md, b->plan->engine, &b->p->slots[to].md,
-                                            b->plan->engine, attr);
-  dnnl_primitive_attr_destroy(attr);
-  if (st != dnnl_success) return cpu_dnnl_error(st, "creating a quantizing reorder");
-  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, "quantize");
-  cpu_step_arg(s, DNNL_ARG_FROM, from, &b->p->slots[from].md);
-  cpu_step_arg(s, DNNL_ARG_TO, to, &b->p->slots[to].md);
-  slot_touch(b, from, b->p->n_steps - 1);
-  slot_touch(b, to, b->p->n_steps - 1);
-  return cpu_step_set_primitive(s, pd);
+  return reorder_step(b, from, to, &scale, "quantize");
 }
 
 inferd_error *cpu_value_slot(cpu_builder *b, int value, int *slot) {
