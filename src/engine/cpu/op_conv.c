@@ -112,23 +112,60 @@ typedef struct int8_conv {
   int src_slot;
   dnnl_memory_t w_mem, b_mem;
   dnnl_memory_desc_t bias_md;
+  bool int8_out; /* the output is u8 at its consumers' scale */
 } int8_conv;
+
+/* The INT8 quantization of the input x of a convolution: false when the
+ * calibration has no threshold for it; else u8 (cannot be negative) or s8,
+ * and the multiplier from real values to integers. u8 uses its whole range
+ * only where the products are summed in 32 bits; s8 sources oneDNN shifts
+ * to u8 itself, halving the weights. */
+static bool int8_input(const cpu_builder *b, int x, bool *is_unsigned, float *scale) {
+  const calib_cache *cal = b->plan->config.calibration;
+  const double threshold = cal ? calib_cache_find(cal, b->g->values[x].name) : -1;
+  if (threshold < 0) return false;
+  *is_unsigned = nonnegative(b->g, x, 0);
+  const double levels = *is_unsigned && cpu_has_int8_dot() ? 255.0 : 127.0;
+  *scale = threshold > 0 ? (float)(levels / threshold) : 1.0f;
+  return true;
+}
+
+/* Whether convolution n may write its output y as u8 for its consumers:
+ * y cannot be negative and is read only as the input of INT8
+ * convolutions (none kept in FP32), and n adds no residual. */
+static bool int8_output(const cpu_builder *b, const ir_node *n) {
+  const ir_graph *g = b->g;
+  const int y = n->outputs[0];
+  bool is_unsigned;
+  float scale;
+  if (n->sum_input >= 0 || g->values[y].is_output || !int8_input(b, y, &is_unsigned, &scale) || !is_unsigned)
+    return false;
+  int readers = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *c = &g->nodes[i];
+    if (c->dead) continue;
+    for (int k = 0; k < c->n_inputs; k++) {
+      if (c->inputs[k] != y) continue;
+      if (c->op != IR_OP_Conv || k != 0 || !g->values[c->inputs[1]].data ||
+          kept_in_fp32(b->plan->config.int8_keep, g, c) || g->values[y].shape.rank != 4)
+        return false;
+      readers++;
+    }
+  }
+  return readers > 0;
+}
 
 static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *w_plain, int wrank,
                                const dnnl_memory_desc_t *dst_want, const int64_t *strides, const int64_t *dil,
                                const int64_t *pl, const int64_t *pr, int8_conv *out) {
   const ir_graph *g = b->g;
   *out = (int8_conv){.pd = NULL, .src_slot = -1};
-  const calib_cache *cal = b->plan->config.calibration;
   const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
-  const double threshold = cal ? calib_cache_find(cal, g->values[x].name) : -1;
-  if (threshold < 0 || !g->values[w].data) return NULL;
-  if (kept_in_fp32(b->plan->config.int8_keep, g, n)) return NULL;
-  const bool is_unsigned = nonnegative(g, x, 0);
-  /* u8 uses its whole range only where the products are summed in 32
-   * bits; s8 sources oneDNN shifts to u8 itself, halving the weights. */
-  const double levels = is_unsigned && cpu_has_int8_dot() ? 255.0 : 127.0;
-  const float sx = threshold > 0 ? (float)(levels / threshold) : 1.0f;
+  bool is_unsigned, out_unsigned;
+  float sx, sy = 1.0f;
+  if (!g->values[w].data || kept_in_fp32(b->plan->config.int8_keep, g, n) || !int8_input(b, x, &is_unsigned, &sx))
+    return NULL;
+  out->int8_out = int8_output(b, n) && int8_input(b, n->outputs[0], &out_unsigned, &sy);
 
   dnnl_dims_t xd, yd, wd;
   cpu_value_dims(b, x, xd);
@@ -157,6 +194,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   }
 
   dnnl_memory_desc_t src_any, w_any, w_q_plain, dst_md = *dst_want;
+  if (out->int8_out) dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_want->dims, dnnl_u8, dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&src_any, g->values[x].shape.rank, xd, is_unsigned ? dnnl_u8 : dnnl_s8,
                                dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain->dims, dnnl_s8, dnnl_format_tag_any);
@@ -171,7 +209,8 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &src_any,
                                                  &w_any, bias_arg, &dst_md, strides, dil, pl, pr) != dnnl_success)
     goto done;
-  e = cpu_attr_for_node(n, &attr);
+  /* A u8 output takes its consumers' scale after the activations. */
+  e = cpu_attr_for_node_scaled(n, sy, &attr);
   if (e) goto done;
   if (dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) != dnnl_success) goto done;
   if (dnnl_primitive_desc_create(&out->pd, &cd, attr, b->plan->engine, NULL) != dnnl_success) {
@@ -197,9 +236,11 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
       int from;
       e = cpu_value_slot(b, x, &from);
       if (!e) {
+        /* From FP32, quantized; from its producer's u8, only relaid. */
+        const bool quantized = b->p->slots[from].md.data_type != dnnl_f32;
         out->src_slot = cpu_slot_new(b, x, &src_md);
-        e = cpu_add_scaled_reorder(b, from, out->src_slot, sx);
-        b->value_int8_slot[x] = out->src_slot;
+        e = quantized ? cpu_add_reorder(b, from, out->src_slot) : cpu_add_scaled_reorder(b, from, out->src_slot, sx);
+        if (!quantized) b->value_int8_slot[x] = out->src_slot;
       }
     }
   }
@@ -302,7 +343,16 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
     }
     const dnnl_memory_desc_t src_fp32 = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
     const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    e = cpu_slot_in_layout(b, x, &src_fp32, &src_slot);
+    if (b->p->slots[x_slot].md.data_type == dnnl_u8) {
+      /* Written as u8 by its producer for INT8 readers: back to FP32. */
+      bool is_unsigned;
+      float sx = 1.0f;
+      int8_input(b, x, &is_unsigned, &sx);
+      src_slot = cpu_slot_new(b, x, &src_fp32);
+      e = cpu_add_scaled_reorder(b, x_slot, src_slot, 1.0f / sx);
+    } else {
+      e = cpu_slot_in_layout(b, x, &src_fp32, &src_slot);
+    }
     if (!e) e = cpu_weights_get(b, w, &w_plain, &w_md, &w_mem);
     if (!e && bias >= 0) e = cpu_weights_get(b, bias, &bias_md, &bias_md, &b_mem);
     if (e) {
@@ -359,6 +409,7 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   for (int i = 0; i < spatial; i++) macs *= kernel[i];
   s->gflop = 2.0 * (double)macs * 1e-9;
   b->value_slot[y] = out_slot;
-  if (cpu_md_is_plain(&dst_md)) b->value_plain_slot[y] = out_slot;
+  if (q.int8_out) b->value_int8_slot[y] = out_slot;
+  else if (cpu_md_is_plain(&dst_md)) b->value_plain_slot[y] = out_slot;
   return cpu_step_set_primitive(s, pd);
 }

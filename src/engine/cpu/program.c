@@ -257,6 +257,10 @@ inferd_error *cpu_slot_in_layout(cpu_builder *b, int value, const dnnl_memory_de
 }
 
 inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr) {
+  return cpu_attr_for_node_scaled(node, 1.0f, attr);
+}
+
+inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float last_scale, dnnl_primitive_attr_t *attr) {
   DNNL_TRY(dnnl_primitive_attr_create(attr), "attr");
   dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
   if (!node || !node->n_post_ops) return NULL;
@@ -264,21 +268,22 @@ inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr
   DNNL_TRY(dnnl_post_ops_create(&po), "post-ops");
   for (int i = 0; i < node->n_post_ops; i++) {
     const ir_post_op *p = &node->post_ops[i];
+    const float sc = i == node->n_post_ops - 1 ? last_scale : 1.0f;
     if (p->kind == IR_POST_SUM) {
       dnnl_post_ops_append_sum(po, 1.0f);
       continue;
     }
     switch (p->alg) {
-      case IR_ELTWISE_RELU: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f); break;
-      case IR_ELTWISE_LEAKY_RELU: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, p->alpha, 0.0f); break;
-      case IR_ELTWISE_CLIP: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip_v2, p->alpha, p->beta); break;
-      case IR_ELTWISE_SIGMOID: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0.0f, 0.0f); break;
-      case IR_ELTWISE_TANH: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_tanh, 0.0f, 0.0f); break;
-      case IR_ELTWISE_HARD_SWISH: dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_hardswish, 0.0f, 0.0f); break;
+      case IR_ELTWISE_RELU: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_relu, 0.0f, 0.0f); break;
+      case IR_ELTWISE_LEAKY_RELU: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_relu, p->alpha, 0.0f); break;
+      case IR_ELTWISE_CLIP: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_clip_v2, p->alpha, p->beta); break;
+      case IR_ELTWISE_SIGMOID: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_logistic, 0.0f, 0.0f); break;
+      case IR_ELTWISE_TANH: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_tanh, 0.0f, 0.0f); break;
+      case IR_ELTWISE_HARD_SWISH: dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_hardswish, 0.0f, 0.0f); break;
       case IR_ELTWISE_HARD_SIGMOID:
         /* oneDNN 2.6 has no hardsigmoid: alpha*x+beta, then clip to [0,1]. */
         dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_linear, p->alpha, p->beta);
-        dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip_v2, 0.0f, 1.0f);
+        dnnl_post_ops_append_eltwise(po, sc, dnnl_eltwise_clip_v2, 0.0f, 1.0f);
         break;
     }
   }
