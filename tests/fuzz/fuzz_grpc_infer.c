@@ -12,6 +12,7 @@
  * The rest is the payload.
  */
 #include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
 
 #include "frontends/grpc/grpc_frame.h"
 #include "frontends/grpc/grpc_infer.h"
@@ -80,14 +81,37 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &inference__cuda_shared_memory_unregister_request__descriptor,
 };
 
+/* Whether m or any message inside it (map entries included) kept unknown
+ * fields. */
+static bool has_unknown_fields(const ProtobufCMessage *m) {
+  if (m->n_unknown_fields) return true;
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const char *at = (const char *)m + f->offset;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      const size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+      ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)at;
+      for (size_t k = 0; k < n; k++)
+        if (items[k] && has_unknown_fields(items[k])) return true;
+    } else {
+      const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)at;
+      if (sub && has_unknown_fields(sub)) return true;
+    }
+  }
+  return false;
+}
+
 /* Unpacks a request message; what unpacks must pack back to bytes that
- * unpack again. Messages with unknown fields are left out of the round
- * trip: protobuf-c keeps a field numbered 0 it read (an overlong tag) and
- * then refuses it when it reads its own packing. */
+ * unpack again. Messages with unknown fields, at any depth, are left out
+ * of the round trip: protobuf-c keeps a field numbered 0 it read (an
+ * overlong tag) and then refuses it when it reads its own packing (found
+ * in a map entry of a repository load request, kept as a seed). */
 static void unpack_request(const ProtobufCMessageDescriptor *descriptor, const uint8_t *msg, size_t size) {
   ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, size, msg);
   if (!m) return;
-  if (m->n_unknown_fields) {
+  if (has_unknown_fields(m)) {
     protobuf_c_message_free_unpacked(m, NULL);
     return;
   }
