@@ -27,9 +27,25 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
   inferd_error *e = NULL;
   for (int i = 0; i < n_instances && !e; i++) {
     inferd_plan_options o = *opts;
+    char *cache = NULL;
     if (instances) {
       o.device = instances[i].device;
       o.precision = instances[i].precision;
+      o.int8_keep = instances[i].int8_keep;
+      const char *name = instances[i].calibration_cache;
+      if (name && name[0] != '/') {
+        /* Beside config.pbtxt: the model file's directory's parent. */
+        const char *slash = strrchr(model_path, '/');
+        const size_t dir = slash ? (size_t)(slash - model_path) : 0;
+        size_t up = dir;
+        while (up > 0 && model_path[up - 1] != '/') up--;
+        const size_t len = up + strlen(name) + 2;
+        cache = mem_alloc(len);
+        snprintf(cache, len, "%.*s%s", (int)up, model_path, name);
+        o.calibration_cache = cache;
+      } else {
+        o.calibration_cache = name;
+      }
     }
     int p = 0;
     while (p < mv->n_plans && !(devices[p].kind == o.device.kind && devices[p].ordinal == o.device.ordinal &&
@@ -53,6 +69,8 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
       }
       e = inferd_plan_load(model_path, &o, &mv->plans[p]);
       free(tactics);
+      free(cache);
+      cache = NULL;
       if (e) {
         e = err_wrap(e, "instance %s on %s", instances ? instances[i].name : "0", where);
         break;
@@ -63,6 +81,7 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
       log_info("model '%s' version %lld: plan on %s (%s backend, %s)", mv->name, (long long)mv->number, where,
                inferd_plan_backend_name(mv->plans[p]), inferd_precision_name(inferd_plan_precision(mv->plans[p])));
     }
+    free(cache);
     instance_plans[i] = mv->plans[p];
     if (instances) log_verbose("model '%s' version %lld: instance %s", mv->name, (long long)mv->number, instances[i].name);
   }

@@ -22,6 +22,11 @@ typedef struct model_instance_spec {
   char name[192];
   inferd_device device;
   inferd_precision precision;
+  /* INT8 (CPU): the calibration cache as the configuration names it
+   * (relative to the model's directory unless absolute) and the layers
+   * kept in FP32; NULL otherwise. Point into the configuration. */
+  const char *calibration_cache;
+  const char *int8_keep;
 } model_instance_spec;
 
 typedef struct model_version {

@@ -81,6 +81,19 @@ static void free_tensors(model_tensor_config *t, int n) {
   free(t);
 }
 
+static void accelerators_free(model_accelerator *list, int count) {
+  for (int i = 0; i < count; i++) {
+    model_accelerator *a = &list[i];
+    free(a->name);
+    for (int k = 0; k < a->parameter_count; k++) {
+      free(a->parameters[k].key);
+      free(a->parameters[k].string_value);
+    }
+    free(a->parameters);
+  }
+  free(list);
+}
+
 void model_config_free(model_config *c) {
   if (!c) return;
   free(c->name);
@@ -102,16 +115,8 @@ void model_config_free(model_config *c) {
     free(c->parameters[i].string_value);
   }
   free(c->parameters);
-  for (int i = 0; i < c->gpu_accelerator_count; i++) {
-    model_accelerator *a = &c->gpu_accelerators[i];
-    free(a->name);
-    for (int k = 0; k < a->parameter_count; k++) {
-      free(a->parameters[k].key);
-      free(a->parameters[k].string_value);
-    }
-    free(a->parameters);
-  }
-  free(c->gpu_accelerators);
+  accelerators_free(c->gpu_accelerators, c->gpu_accelerator_count);
+  accelerators_free(c->cpu_accelerators, c->cpu_accelerator_count);
   for (int i = 0; i < c->warmup_count; i++) {
     model_warmup *w = &c->warmups[i];
     for (int k = 0; k < w->input_count; k++) {

@@ -201,6 +201,16 @@ typedef struct model_config {
    * bf16), which agree when both are given; DEFAULT when neither is. CPU
    * instances compute in FP32. */
   inferd_precision precision;
+  /* optimization.execution_accelerators.cpu_execution_accelerator: only
+   * "inferd", with parameters precision (fp32 or int8), calibration_cache
+   * (a file under the model's directory, or absolute) and int8_keep.
+   * cpu_precision is what CPU instances compute in (DEFAULT: FP32);
+   * calibration_cache and int8_keep point into the entries (or are NULL). */
+  model_accelerator *cpu_accelerators;
+  int cpu_accelerator_count;
+  inferd_precision cpu_precision;
+  const char *calibration_cache;
+  const char *int8_keep;
   model_warmup *warmups;
   int warmup_count;
   char *default_model_filename;

@@ -167,22 +167,27 @@ static json_t *optimization_json(builder *b, const model_config *c) {
   json_t *o = take(b, json_object());
   json_t *ea = take(b, json_object());
   json_t *gpu = take(b, json_array());
-  if (!o || !ea || !gpu) {
+  json_t *cpu = take(b, json_array());
+  if (!o || !ea || !gpu || !cpu) {
     json_decref(o);
     json_decref(ea);
     json_decref(gpu);
+    json_decref(cpu);
     return NULL;
   }
-  for (int i = 0; i < c->gpu_accelerator_count; i++) {
-    const model_accelerator *a = &c->gpu_accelerators[i];
-    json_t *x = take(b, json_object());
-    if (!x) break;
-    set(b, x, "name", json_string(a->name));
-    set(b, x, "parameters", string_map_json(b, a->parameters, a->parameter_count));
-    append(b, gpu, x);
+  for (int side = 0; side < 2; side++) {
+    const model_accelerator *list = side ? c->cpu_accelerators : c->gpu_accelerators;
+    const int count = side ? c->cpu_accelerator_count : c->gpu_accelerator_count;
+    for (int i = 0; i < count; i++) {
+      json_t *x = take(b, json_object());
+      if (!x) break;
+      set(b, x, "name", json_string(list[i].name));
+      set(b, x, "parameters", string_map_json(b, list[i].parameters, list[i].parameter_count));
+      append(b, side ? cpu : gpu, x);
+    }
   }
   set(b, ea, "gpu_execution_accelerator", gpu);
-  set(b, ea, "cpu_execution_accelerator", json_array());
+  set(b, ea, "cpu_execution_accelerator", cpu);
   set(b, o, "execution_accelerators", ea);
   return o;
 }
@@ -233,7 +238,7 @@ static json_t *config_json(builder *b, const model_config *c) {
   for (int i = 0; groups && i < c->instance_group_count; i++)
     append(b, groups, instance_group_json(b, &c->instance_groups[i]));
   set(b, o, "instance_group", groups);
-  if (c->gpu_accelerator_count) set(b, o, "optimization", optimization_json(b, c));
+  if (c->gpu_accelerator_count || c->cpu_accelerator_count) set(b, o, "optimization", optimization_json(b, c));
   set(b, o, "default_model_filename", json_string(c->default_model_filename));
   set(b, o, "cc_model_filenames", json_object());
   set(b, o, "metric_tags", json_object());

@@ -775,8 +775,8 @@ static inferd_error *check_precision_parameter(const reader *r, const pbtxt_node
   inferd_precision p;
   if (inferd_precision_from_name(value, &p) && p == INFERD_PRECISION_INT8)
     return node_error(r, n,
-                      "parameter '%s': int8 is not served yet (INT8 plans run in `inferd run` and `inferd bench` "
-                      "with --calibration-cache)",
+                      "parameter '%s': int8 is not served on GPUs yet (CPU instances take it from the "
+                      "cpu_execution_accelerator named \"inferd\": precision int8 with a calibration_cache)",
                       key);
   if (!inferd_precision_from_name(value, &p) || p == INFERD_PRECISION_DEFAULT)
     return node_error(r, n, "parameter '%s': unknown precision '%.64s' (expected fp32, tf32, fp16 or bf16)", key,
@@ -925,7 +925,21 @@ static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *en
   ERR_TRY(begin_string_entry(r, entry, &key, key_node, p, &mark));
   if (value) ERR_TRY(read_string(r, value, &p->string_value)); /* map<string, string> */
   bool tensorrt = strcmp(a->name, "tensorrt") == 0;
-  if (tensorrt && strcmp(key, "precision_mode") == 0) {
+  if (strcmp(a->name, "inferd") == 0) {
+    /* The CPU accelerator: what it names must be right. */
+    if (strcmp(key, "precision") == 0) {
+      if (strcmp(p->string_value, "int8") != 0 && strcmp(p->string_value, "fp32") != 0)
+        return node_error(r, value ? value : entry, "precision '%.64s' is not one the CPU runs (fp32 or int8)",
+                          p->string_value);
+    } else if (strcmp(key, "calibration_cache") == 0 || strcmp(key, "int8_keep") == 0) {
+      if (!p->string_value[0]) return node_error(r, value ? value : entry, "parameter '%s' is empty", key);
+    } else {
+      return node_error(r, entry,
+                        "unknown parameter '%.64s' of the inferd accelerator (precision, calibration_cache, "
+                        "int8_keep)",
+                        key);
+    }
+  } else if (tensorrt && strcmp(key, "precision_mode") == 0) {
     if (strcmp(p->string_value, "INT8") == 0)
       return node_error(r, value ? value : entry, "precision_mode INT8 is not supported by inferd yet (FP32 or FP16)");
     if (strcmp(p->string_value, "FP32") != 0 && strcmp(p->string_value, "FP16") != 0)
@@ -940,7 +954,7 @@ static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *en
   return NULL;
 }
 
-static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_accelerator *a) {
+static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_accelerator *a, bool cpu) {
   ERR_TRY(expect_message(r, msg));
   ERR_TRY(set_string(r, &a->name, ""));
   ERR_TRY(alloc_entries(r, msg, "parameters", true, sizeof(*a->parameters), (void **)&a->parameters));
@@ -953,6 +967,8 @@ static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_ac
       ERR_TRY(read_string(r, n, &a->name));
       path_pop(r, mark);
     }
+  if (cpu && strcmp(a->name, "inferd") != 0)
+    return node_error(r, msg, "CPU accelerator '%.64s' is not known to inferd (only 'inferd')", a->name);
   const char *last = NULL;
   for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
     if (strcmp(n->name, "name") == 0) continue;
@@ -963,7 +979,7 @@ static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_ac
       skip_field(r, n, none_ignored, &last);
     path_pop(r, mark);
   }
-  if (strcmp(a->name, "tensorrt") != 0)
+  if (!cpu && strcmp(a->name, "tensorrt") != 0)
     model_config__warn(r->cfg, msg->line, msg->column,
                        "GPU accelerator '%.64s' is ignored by inferd (only tensorrt's precision_mode is read)",
                        a->name);
@@ -976,17 +992,22 @@ static inferd_error *read_execution_accelerators(reader *r, const pbtxt_node *ms
   model_config *c = r->cfg;
   ERR_TRY(alloc_entries(r, msg, "gpu_execution_accelerator", false, sizeof(*c->gpu_accelerators),
                         (void **)&c->gpu_accelerators));
+  ERR_TRY(alloc_entries(r, msg, "cpu_execution_accelerator", false, sizeof(*c->cpu_accelerators),
+                        (void **)&c->cpu_accelerators));
   const char *last = NULL;
   for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
     size_t mark = enter_field(r, n);
     int i;
     if (strcmp(n->name, "gpu_execution_accelerator") == 0) {
       size_t m2 = enter_entry(r, n, &c->gpu_accelerator_count, &i);
-      ERR_TRY(read_accelerator(r, n, &c->gpu_accelerators[i]));
+      ERR_TRY(read_accelerator(r, n, &c->gpu_accelerators[i], false));
+      path_pop(r, m2);
+    } else if (strcmp(n->name, "cpu_execution_accelerator") == 0) {
+      size_t m2 = enter_entry(r, n, &c->cpu_accelerator_count, &i);
+      ERR_TRY(read_accelerator(r, n, &c->cpu_accelerators[i], true));
       path_pop(r, m2);
     } else {
-      static const char *const cpu_accelerators[] = {"cpu_execution_accelerator", NULL};
-      skip_field(r, n, cpu_accelerators, &last);
+      skip_field(r, n, none_ignored, &last);
     }
     path_pop(r, mark);
   }
@@ -1024,6 +1045,32 @@ static const char *tensorrt_precision_mode(const model_config *c, int *index) {
         return a->parameters[k].string_value;
       }
   }
+  return NULL;
+}
+
+/* Settles what CPU instances compute in from the inferd CPU accelerators
+ * (a later entry's parameter wins): int8 needs its calibration cache, and
+ * the cache and keep list are read only at int8. */
+static inferd_error *resolve_cpu_precision(model_config *c) {
+  const char *precision = NULL;
+  c->calibration_cache = c->int8_keep = NULL;
+  for (int i = 0; i < c->cpu_accelerator_count; i++)
+    for (int k = 0; k < c->cpu_accelerators[i].parameter_count; k++) {
+      const model_parameter *p = &c->cpu_accelerators[i].parameters[k];
+      if (strcmp(p->key, "precision") == 0) precision = p->string_value;
+      else if (strcmp(p->key, "calibration_cache") == 0) c->calibration_cache = p->string_value;
+      else if (strcmp(p->key, "int8_keep") == 0) c->int8_keep = p->string_value;
+    }
+  const bool int8 = precision && strcmp(precision, "int8") == 0;
+  c->cpu_precision = int8 ? INFERD_PRECISION_INT8 : INFERD_PRECISION_DEFAULT;
+  static const char path[] = "optimization.execution_accelerators.cpu_execution_accelerator";
+  if (int8 && !c->calibration_cache)
+    return model_config__error(c, path,
+                               "precision int8 needs the parameter calibration_cache (a file made by `inferd "
+                               "calibrate`)");
+  if (!int8 && (c->calibration_cache || c->int8_keep))
+    return model_config__error(c, path, "parameter '%s' is only read with precision int8",
+                               c->calibration_cache ? "calibration_cache" : "int8_keep");
   return NULL;
 }
 
@@ -1150,6 +1197,7 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
     err = drop_overridden(&r, c->parameters, &c->parameter_count, sizeof(*c->parameters), parameter_key,
                           parameter_release);
   if (!err) err = resolve_precision(c);
+  if (!err) err = resolve_cpu_precision(c);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

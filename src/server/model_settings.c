@@ -123,13 +123,18 @@ inferd_error *model_settings_place(model_settings *s, const model_gpu_set *gpus,
     const model_instance_group *grp = &m->instance_groups[g];
     if (grp->kind != MODEL_KIND_GPU) {
       if (gpu_precision)
-        log_warn("model '%s': precision %s applies to GPU instances; instance group '%s' runs on the CPU in fp32",
-                 s->name, inferd_precision_name(m->precision), grp->name);
+        log_warn("model '%s': precision %s applies to GPU instances; instance group '%s' runs on the CPU in %s",
+                 s->name, inferd_precision_name(m->precision), grp->name,
+                 m->cpu_precision == INFERD_PRECISION_INT8 ? "int8" : "fp32");
       for (int k = 0; k < grp->count; k++) {
         model_instance_spec *spec = &list[(*count)++];
         snprintf(spec->name, sizeof(spec->name), "%.160s_%d", grp->name, k);
         spec->device = (inferd_device){.kind = INFERD_DEVICE_CPU};
-        spec->precision = INFERD_PRECISION_DEFAULT;
+        spec->precision = m->cpu_precision;
+        if (m->cpu_precision == INFERD_PRECISION_INT8) {
+          spec->calibration_cache = m->calibration_cache;
+          spec->int8_keep = m->int8_keep;
+        }
       }
       continue;
     }

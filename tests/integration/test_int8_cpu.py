@@ -157,3 +157,66 @@ def test_bad_use_is_a_load_error_that_names_it(run_inferd, tmp_path):
         proc = run_inferd(*base, *extra)
         assert proc.returncode == 1, f"{extra}: exit {proc.returncode}\n{proc.stderr}"
         assert message in proc.stderr, f"{extra}: {proc.stderr}"
+
+
+def int8_config(name, cache=None, keep=None, precision="int8"):
+    params = f'parameters {{ key: "precision" value: "{precision}" }}'
+    if cache:
+        params += f' parameters {{ key: "calibration_cache" value: "{cache}" }}'
+    if keep:
+        params += f' parameters {{ key: "int8_keep" value: "{keep}" }}'
+    return (f'name: "{name}"\nmax_batch_size: 4\n'
+            'input [ { name: "x" data_type: TYPE_FP32 dims: [ 8, 12, 12 ] } ]\n'
+            'output [ { name: "y" data_type: TYPE_FP32 dims: [ 16, 12, 12 ] } ]\n'
+            'optimization { execution_accelerators { cpu_execution_accelerator [\n'
+            f'  {{ name: "inferd" {params} }} ] }} }}\n')
+
+
+def test_server_serves_int8_from_the_model_configuration(inferd_bin, run_inferd, tmp_path):
+    """config.pbtxt's inferd CPU accelerator (precision int8, a calibration
+    cache beside the model) makes the served plan INT8, next to the same
+    model served in FP32; a configuration that cannot be served leaves that
+    model UNAVAILABLE with the reason and the others READY."""
+    import tritonclient.http as httpclient
+    from server_fixtures import Server
+
+    repo = tmp_path / "repo"
+    rng = np.random.default_rng(5)
+    for name in ("fp32", "int8", "no_cache", "wrong_cache"):
+        (repo / name / "1").mkdir(parents=True)
+        one_conv_model(repo / name / "1" / "model.onnx", False)
+    (repo / "fp32" / "config.pbtxt").write_text(int8_config("fp32", precision="fp32"))
+    cache = calibrate(run_inferd, repo / "int8" / "1" / "model.onnx",
+                      [rng.standard_normal((6, 8, 12, 12)).astype(np.float32)], tmp_path)
+    (repo / "int8" / "cal.cache").write_bytes(cache.read_bytes())
+    (repo / "int8" / "config.pbtxt").write_text(int8_config("int8", "cal.cache"))
+    (repo / "no_cache" / "config.pbtxt").write_text(int8_config("no_cache"))
+    (repo / "wrong_cache" / "config.pbtxt").write_text(int8_config("wrong_cache", "missing.cache"))
+
+    s = Server(inferd_bin, repo)
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        index = {m["name"]: m for m in client.get_model_repository_index()}
+        assert index["fp32"]["state"] == "READY" and index["int8"]["state"] == "READY", index
+        assert index["no_cache"]["state"] == "UNAVAILABLE", index
+        assert "calibration_cache" in index["no_cache"]["reason"], index["no_cache"]
+        assert index["wrong_cache"]["state"] == "UNAVAILABLE", index
+        assert "missing.cache" in index["wrong_cache"]["reason"], index["wrong_cache"]
+
+        config = client.get_model_config("int8")
+        accel = config["optimization"]["execution_accelerators"]["cpu_execution_accelerator"][0]
+        assert accel["name"] == "inferd" and accel["parameters"]["precision"] == "int8", accel
+
+        x = rng.standard_normal((3, 8, 12, 12)).astype(np.float32)
+        answers = {}
+        for name in ("fp32", "int8"):
+            inp = httpclient.InferInput("x", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            answers[name] = client.infer(name, [inp]).as_numpy("y")
+        err = rel_l2(answers["fp32"], answers["int8"])
+        assert 0 < err < 0.05, f"served INT8 against served FP32: relative L2 {err:.4f}"
+        # The FP32 model's answer is the engine's FP32 answer, not INT8's.
+        fp32_cli = run_model(run_inferd, repo / "fp32" / "1" / "model.onnx", x, tmp_path / "cli")
+        np.testing.assert_allclose(answers["fp32"], fp32_cli, rtol=1e-5, atol=1e-5)
+    finally:
+        assert s.stop() == 0

@@ -66,6 +66,17 @@ static inline void assert_queue_policies_equal(const model_queue_policy *a, cons
 }
 
 /* Every field the struct holds, except warnings and where things came from. */
+static inline void assert_accelerators_equal(const model_accelerator *a, const model_accelerator *b, int count) {
+  for (int i = 0; i < count; i++) {
+    assert_string_equal(a[i].name, b[i].name);
+    assert_int_equal(a[i].parameter_count, b[i].parameter_count);
+    for (int k = 0; k < a[i].parameter_count; k++) {
+      assert_string_equal(a[i].parameters[k].key, b[i].parameters[k].key);
+      assert_string_equal(a[i].parameters[k].string_value, b[i].parameters[k].string_value);
+    }
+  }
+}
+
 static inline void assert_configs_equal(const model_config *a, const model_config *b) {
   assert_string_equal(a->name, b->name);
   assert_string_equal(a->platform, b->platform);
@@ -112,15 +123,11 @@ static inline void assert_configs_equal(const model_config *a, const model_confi
     assert_string_equal(a->parameters[i].string_value, b->parameters[i].string_value);
   }
   assert_int_equal(a->gpu_accelerator_count, b->gpu_accelerator_count);
-  for (int i = 0; i < a->gpu_accelerator_count; i++) {
-    const model_accelerator *x = &a->gpu_accelerators[i], *y = &b->gpu_accelerators[i];
-    assert_string_equal(x->name, y->name);
-    assert_int_equal(x->parameter_count, y->parameter_count);
-    for (int k = 0; k < x->parameter_count; k++) {
-      assert_string_equal(x->parameters[k].key, y->parameters[k].key);
-      assert_string_equal(x->parameters[k].string_value, y->parameters[k].string_value);
-    }
-  }
+  assert_accelerators_equal(a->gpu_accelerators, b->gpu_accelerators, a->gpu_accelerator_count);
+  assert_int_equal(a->cpu_accelerator_count, b->cpu_accelerator_count);
+  assert_accelerators_equal(a->cpu_accelerators, b->cpu_accelerators, a->cpu_accelerator_count);
+  assert_int_equal(a->cpu_precision, b->cpu_precision);
+
   assert_int_equal(a->precision, b->precision);
   assert_int_equal(a->warmup_count, b->warmup_count);
   for (int i = 0; i < a->warmup_count; i++) {

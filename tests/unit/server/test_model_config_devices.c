@@ -160,15 +160,16 @@ static void test_precision_from_tensorrt_precision_mode(void **state) {
   assert_int_equal(c->precision, INFERD_PRECISION_DEFAULT);
   model_config_free(c);
 
-  /* Other accelerators are kept for /config but read no further. */
-  c = parse_ok("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"cuda\" } ]\n"
-               "  cpu_execution_accelerator [ { name: \"openvino\" } ] } }");
+  /* Other GPU accelerators are kept for /config but read no further. */
+  c = parse_ok("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"cuda\" } ] } }");
   assert_int_equal(c->precision, INFERD_PRECISION_DEFAULT);
   assert_int_equal(c->gpu_accelerator_count, 1);
-  assert_int_equal(c->warning_count, 2);
+  assert_int_equal(c->warning_count, 1);
   assert_non_null(strstr(c->warnings[0], "GPU accelerator 'cuda' is ignored"));
-  assert_non_null(strstr(c->warnings[1], "config.pbtxt:2:3: field "));
   model_config_free(c);
+  /* A CPU accelerator inferd does not know is an error naming it. */
+  parse_fails("optimization { execution_accelerators {\n  cpu_execution_accelerator [ { name: \"openvino\" } ] } }",
+              "config.pbtxt:2:31: CPU accelerator 'openvino' is not known to inferd (only 'inferd')");
 
   parse_fails("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
               "  parameters { key: \"precision_mode\" value: \"FP8\" } } ] } }",
@@ -216,7 +217,7 @@ static void test_precision_from_model_parameters(void **state) {
               "config.pbtxt:2:42: parameter 'precision': unknown precision 'FP16' (expected fp32, tf32, fp16 or "
               "bf16)");
   parse_fails("parameters { key: \"inferd_precision\" value: { string_value: \"int8\" } }",
-              "config.pbtxt:1:61: parameter 'inferd_precision': int8 is not served yet");
+              "config.pbtxt:1:61: parameter 'inferd_precision': int8 is not served on GPUs yet");
   parse_fails("parameters { key: \"precision\" value: { string_value: \"default\" } }", "unknown precision 'default'");
   /* A precision without its string_value (found by the fuzzer: its JSON did not read back). */
   parse_fails("parameters { key: \"precision\" value: { } }", "parameter 'precision': unknown precision ''");
@@ -237,6 +238,51 @@ static void test_precision_from_model_parameters(void **state) {
   c = parse_ok(text);
   assert_int_equal(c->precision, INFERD_PRECISION_FP16);
   model_config_free(c);
+}
+
+/* The inferd CPU accelerator picks the CPU plans' precision. */
+static const char cpu_int8[] =
+    "optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+    "  parameters { key: \"precision\" value: \"int8\" } parameters { key: \"calibration_cache\" value: \"c.cache\" }\n"
+    "  parameters { key: \"int8_keep\" value: \"first\" } } ] } }";
+
+static void test_cpu_int8_from_the_inferd_accelerator(void **state) {
+  (void)state;
+  model_config *c = parse_ok(cpu_int8);
+  assert_int_equal(c->cpu_precision, INFERD_PRECISION_INT8);
+  assert_string_equal(c->calibration_cache, "c.cache");
+  assert_string_equal(c->int8_keep, "first");
+  assert_int_equal(c->precision, INFERD_PRECISION_DEFAULT);
+  char *text = NULL;
+  assert_no_error(model_config_to_json(c, &text));
+  model_config *back = NULL;
+  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &back));
+  assert_configs_equal(c, back);
+  assert_string_equal(back->calibration_cache, "c.cache");
+  free(text);
+  model_config_free(back);
+  model_config_free(c);
+
+  c = parse_ok("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+               "  parameters { key: \"precision\" value: \"fp32\" } } ] } }");
+  assert_int_equal(c->cpu_precision, INFERD_PRECISION_DEFAULT);
+  model_config_free(c);
+
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"precision\" value: \"int8\" } } ] } }",
+              "precision int8 needs the parameter calibration_cache");
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"calibration_cache\" value: \"c.cache\" } } ] } }",
+              "parameter 'calibration_cache' is only read with precision int8");
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"precision\" value: \"bf16\" } } ] } }",
+              "config.pbtxt:2:40: precision 'bf16' is not one the CPU runs (fp32 or int8)");
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"threads\" value: \"2\" } } ] } }",
+              "unknown parameter 'threads' of the inferd accelerator");
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"int8_keep\" value: \"\" } } ] } }",
+              "parameter 'int8_keep' is empty");
 }
 
 /* The accelerators are written back under optimization and read again. */
@@ -270,6 +316,7 @@ int main(void) {
       cmocka_unit_test(test_precision_from_tensorrt_precision_mode),
       cmocka_unit_test(test_precision_from_model_parameters),
       cmocka_unit_test(test_accelerators_round_trip_through_json),
+      cmocka_unit_test(test_cpu_int8_from_the_inferd_accelerator),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
