@@ -22,7 +22,7 @@ static const cli_option bench_options[] = {
     {"threads", "N", "threads per execution context (default: all cores)"},
     {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
     {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
-    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (CPU: fp32, bf16, int8; default: fp32 on the CPU, tf32 on a GPU)"},
     {"calibration-cache", "FILE", "INT8 activation thresholds from `inferd calibrate` (needed by --precision int8)"},
     {"int8-keep", "LIST", "INT8: convolutions kept in FP32, comma-separated node names; 'first' is the one reading the input"},
     {"duration", "SECONDS", "measuring time per batch size (default 10)"},

@@ -34,7 +34,7 @@ static const cli_option run_options[] = {
     {"output-dir", "DIR", "save outputs and generated inputs there as .npy (see above)"},
     {"backend", "NAME", "engine backend: cpu (default) or ref; --device picks the backend of a GPU"},
     {"device", "DEVICE", "where the plan runs: cpu (default), cuda (GPU 0) or cuda:N"},
-    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (default: fp32 on the CPU, tf32 on a GPU)"},
+    {"precision", "P", "fp32, tf32, fp16, bf16 or int8 (CPU: fp32, bf16, int8; default: fp32 on the CPU, tf32 on a GPU)"},
     {"calibration-cache", "FILE", "INT8 activation thresholds from `inferd calibrate` (needed by --precision int8)"},
     {"int8-keep", "LIST", "INT8: convolutions kept in FP32, comma-separated node names; 'first' is the one reading the input"},
     {"threads", "N", "threads the run uses (default: all cores)"},

@@ -199,7 +199,8 @@ static inferd_error *plan_choose_backend(const inferd_plan_options *options, inf
   if (plan->precision == INFERD_PRECISION_DEFAULT)
     plan->precision = plan->device.kind == INFERD_DEVICE_CUDA ? INFERD_PRECISION_TF32 : INFERD_PRECISION_FP32;
   const bool cpu = plan->device.kind == INFERD_DEVICE_CPU;
-  if ((cpu && plan->precision != INFERD_PRECISION_FP32 && plan->precision != INFERD_PRECISION_INT8) ||
+  if ((cpu && plan->precision != INFERD_PRECISION_FP32 && plan->precision != INFERD_PRECISION_INT8 &&
+       plan->precision != INFERD_PRECISION_BF16) ||
       (!cpu && plan->precision == INFERD_PRECISION_INT8))
     return err_new(INFERD_ERROR_UNSUPPORTED, "precision %s is not available on the %s backend yet",
                    inferd_precision_name(plan->precision), plan->backend->name);

@@ -928,8 +928,9 @@ static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *en
   if (strcmp(a->name, "inferd") == 0) {
     /* The CPU accelerator: what it names must be right. */
     if (strcmp(key, "precision") == 0) {
-      if (strcmp(p->string_value, "int8") != 0 && strcmp(p->string_value, "fp32") != 0)
-        return node_error(r, value ? value : entry, "precision '%.64s' is not one the CPU runs (fp32 or int8)",
+      if (strcmp(p->string_value, "int8") != 0 && strcmp(p->string_value, "fp32") != 0 &&
+          strcmp(p->string_value, "bf16") != 0)
+        return node_error(r, value ? value : entry, "precision '%.64s' is not one the CPU runs (fp32, bf16 or int8)",
                           p->string_value);
     } else if (strcmp(key, "calibration_cache") == 0 || strcmp(key, "int8_keep") == 0) {
       if (!p->string_value[0]) return node_error(r, value ? value : entry, "parameter '%s' is empty", key);
@@ -1048,8 +1049,8 @@ static const char *tensorrt_precision_mode(const model_config *c, int *index) {
   return NULL;
 }
 
-/* Settles what CPU instances compute in from the inferd CPU accelerators
- * (a later entry's parameter wins): int8 needs its calibration cache, and
+/* Settles what CPU instances compute in (fp32, bf16 or int8) from the
+ * inferd CPU accelerators (a later entry's parameter wins): int8 needs its calibration cache, and
  * the cache and keep list are read only at int8. */
 static inferd_error *resolve_cpu_precision(model_config *c) {
   const char *precision = NULL;
@@ -1062,7 +1063,9 @@ static inferd_error *resolve_cpu_precision(model_config *c) {
       else if (strcmp(p->key, "int8_keep") == 0) c->int8_keep = p->string_value;
     }
   const bool int8 = precision && strcmp(precision, "int8") == 0;
-  c->cpu_precision = int8 ? INFERD_PRECISION_INT8 : INFERD_PRECISION_DEFAULT;
+  c->cpu_precision = int8 ? INFERD_PRECISION_INT8
+                     : precision && strcmp(precision, "bf16") == 0 ? INFERD_PRECISION_BF16
+                                                                   : INFERD_PRECISION_DEFAULT;
   static const char path[] = "optimization.execution_accelerators.cpu_execution_accelerator";
   if (int8 && !c->calibration_cache)
     return model_config__error(c, path,

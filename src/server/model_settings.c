@@ -125,7 +125,8 @@ inferd_error *model_settings_place(model_settings *s, const model_gpu_set *gpus,
       if (gpu_precision)
         log_warn("model '%s': precision %s applies to GPU instances; instance group '%s' runs on the CPU in %s",
                  s->name, inferd_precision_name(m->precision), grp->name,
-                 m->cpu_precision == INFERD_PRECISION_INT8 ? "int8" : "fp32");
+                 inferd_precision_name(m->cpu_precision == INFERD_PRECISION_DEFAULT ? INFERD_PRECISION_FP32
+                                                                                    : m->cpu_precision));
       for (int k = 0; k < grp->count; k++) {
         model_instance_spec *spec = &list[(*count)++];
         snprintf(spec->name, sizeof(spec->name), "%.160s_%d", grp->name, k);

@@ -76,6 +76,10 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
     plan_free(plan);
     return cpu_dnnl_error(st, "creating the CPU engine");
   }
+  if (config->precision == INFERD_PRECISION_BF16 && !cpu_has_bf16_dot())
+    log_warn("precision bf16: this CPU (%s) has no BF16 instructions, and oneDNN's emulation of them is slower "
+             "than FP32: the plan runs in FP32",
+             cpu_isa_name());
   /* Build the largest batch now: every kernel and weight layout is chosen at
    * load, and a model the backend cannot run fails here, not at the first
    * request. */
@@ -91,9 +95,10 @@ static inferd_error *cpu_plan_create(const ir_graph *g, const backend_plan_confi
 }
 
 static bool cpu_owns_constant(const cpu_plan *plan, int value) {
-  /* INT8 programs quantize the graph's FP32 weights for every batch size
-   * they are built at: the graph keeps them. */
-  if (plan->config.precision == INFERD_PRECISION_INT8) return false;
+  /* INT8 and BF16 programs convert the graph's FP32 weights for every
+   * batch size they are built at (an FP32 layer among them must not read a
+   * rounded copy): the graph keeps them. */
+  if (plan->config.precision == INFERD_PRECISION_INT8 || plan->config.precision == INFERD_PRECISION_BF16) return false;
   return plan->const_use[value] == CPU_CONST_COPIED;
 }
 

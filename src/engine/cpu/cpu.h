@@ -144,6 +144,11 @@ size_t cpu_describe(int ordinal, char *buf, size_t size);
  * sums here (VNNI or AMX). Without it they add pairs of products in 16
  * bits, which saturate unless the u8 side stays below 128. */
 bool cpu_has_int8_dot(void);
+/* Whether the CPU has BF16 dot products (AVX-512 BF16 or AMX). Without them
+ * oneDNN emulates BF16 convolutions, slower than its FP32 ones. */
+bool cpu_has_bf16_dot(void);
+/* The instruction set oneDNN uses here, e.g. "AVX-512+AMX". */
+const char *cpu_isa_name(void);
 
 /* Building programs (program.c). */
 inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out);
@@ -158,7 +163,7 @@ typedef struct cpu_builder {
   int node_index;
   int *value_slot;       /* per value: the slot holding it (any layout), -1 none yet */
   int *value_plain_slot; /* per value: a plain-layout slot, -1 none yet */
-  int *value_int8_slot;  /* per value: its INT8-quantized slot, -1 none yet */
+  int *value_lowp_slot;  /* per value: its INT8-quantized or BF16 slot, -1 none yet */
 } cpu_builder;
 
 #define DNNL_TRY(call, what)                                                                            \

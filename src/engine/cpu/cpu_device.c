@@ -30,6 +30,13 @@ bool cpu_has_int8_dot(void) {
   }
 }
 
+bool cpu_has_bf16_dot(void) {
+  const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  return isa == dnnl_cpu_isa_avx512_core_bf16 || isa == dnnl_cpu_isa_avx512_core_amx;
+}
+
+const char *cpu_isa_name(void) { return isa_name(dnnl_get_effective_cpu_isa()); }
+
 size_t cpu_describe(int ordinal, char *buf, size_t size) {
   (void)ordinal;
   const dnnl_version_t *v = dnnl_version();

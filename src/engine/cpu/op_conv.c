@@ -53,6 +53,15 @@ static bool conv_pd(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *
 
 static bool impl_is_reference(const_dnnl_primitive_desc_t pd) { return strstr(cpu_pd_impl(pd), "ref") != NULL; }
 
+/* A reduced-precision form is worth having only on a real kernel: drops
+ * *pd (and says false) when oneDNN gave its reference one. */
+static bool lowp_kernel_is_real(dnnl_primitive_desc_t *pd) {
+  if (!impl_is_reference(*pd)) return true;
+  dnnl_primitive_desc_destroy(*pd);
+  *pd = NULL;
+  return false;
+}
+
 /* Whether value v is never negative: the output of a ReLU (alone or as the
  * last post-op of a fused node), or of pooling, padding-free reshaping or
  * concatenation of such values. */
@@ -100,20 +109,16 @@ static bool kept_in_fp32(const char *list, const ir_graph *g, const ir_node *n) 
   return false;
 }
 
-/* The INT8 form of a convolution whose input has a calibrated threshold:
- * the input quantized per tensor (u8 when it cannot be negative, else s8),
- * weights per output channel (s8, symmetric), the bias and the output
- * (FP32, in the layout the fp32 form would give) rescaled by the products
- * of the two scales, the node's post-ops after. *pd stays NULL (and the
- * caller builds the FP32 form) when the model's tensor has no threshold or
- * oneDNN has only its reference kernel for it. */
-typedef struct int8_conv {
+/* A convolution in reduced precision (INT8 or BF16), as its builder made
+ * it: *pd stays NULL, and the caller builds the FP32 form, when the layer
+ * cannot run so (no threshold, or only oneDNN's reference kernel). */
+typedef struct lowp_conv {
   dnnl_primitive_desc_t pd;
   int src_slot;
   dnnl_memory_t w_mem, b_mem;
   dnnl_memory_desc_t bias_md;
-  bool int8_out; /* the output is u8 at its consumers' scale */
-} int8_conv;
+  bool lowp_out; /* the output is u8 at its consumers' scale, or bf16 */
+} lowp_conv;
 
 /* The INT8 quantization of the input x of a convolution: false when the
  * calibration has no threshold for it; else u8 (cannot be negative) or s8,
@@ -155,17 +160,22 @@ static bool int8_output(const cpu_builder *b, const ir_node *n) {
   return readers > 0;
 }
 
+/* The INT8 form of a convolution whose input has a calibrated threshold:
+ * the input quantized per tensor (u8 when it cannot be negative, else s8),
+ * weights per output channel (s8, symmetric), the bias and the output
+ * (FP32, in the layout the fp32 form would give) rescaled by the products
+ * of the two scales, the node's post-ops after. */
 static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *w_plain, int wrank,
                                const dnnl_memory_desc_t *dst_want, const int64_t *strides, const int64_t *dil,
-                               const int64_t *pl, const int64_t *pr, int8_conv *out) {
+                               const int64_t *pl, const int64_t *pr, lowp_conv *out) {
   const ir_graph *g = b->g;
-  *out = (int8_conv){.pd = NULL, .src_slot = -1};
+  *out = (lowp_conv){.pd = NULL, .src_slot = -1};
   const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
   bool is_unsigned, out_unsigned;
   float sx, sy = 1.0f;
   if (!g->values[w].data || kept_in_fp32(b->plan->config.int8_keep, g, n) || !int8_input(b, x, &is_unsigned, &sx))
     return NULL;
-  out->int8_out = int8_output(b, n) && int8_input(b, n->outputs[0], &out_unsigned, &sy);
+  out->lowp_out = int8_output(b, n) && int8_input(b, n->outputs[0], &out_unsigned, &sy);
 
   dnnl_dims_t xd, yd, wd;
   cpu_value_dims(b, x, xd);
@@ -194,7 +204,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   }
 
   dnnl_memory_desc_t src_any, w_any, w_q_plain, dst_md = *dst_want;
-  if (out->int8_out) dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_want->dims, dnnl_u8, dnnl_format_tag_any);
+  if (out->lowp_out) dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_want->dims, dnnl_u8, dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&src_any, g->values[x].shape.rank, xd, is_unsigned ? dnnl_u8 : dnnl_s8,
                                dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain->dims, dnnl_s8, dnnl_format_tag_any);
@@ -217,11 +227,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
     out->pd = NULL;
     goto done;
   }
-  if (impl_is_reference(out->pd)) {
-    dnnl_primitive_desc_destroy(out->pd);
-    out->pd = NULL;
-    goto done;
-  }
+  if (!lowp_kernel_is_real(&out->pd)) goto done;
   const dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_src_md, 0);
   const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_weights_md, 0);
   /* Weights and scaled bias are cached under keys apart from value ids. */
@@ -229,7 +235,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   if (!e && bias >= 0) e = cpu_weights_from(b, -3 - 2 * w, bq, &out->bias_md, &out->bias_md, &out->b_mem);
   /* The quantized input, shared by the convolutions that read it alike. */
   if (!e) {
-    const int q = b->value_int8_slot[x];
+    const int q = b->value_lowp_slot[x];
     if (q >= 0 && dnnl_memory_desc_equal(&b->p->slots[q].md, &src_md)) {
       out->src_slot = q;
     } else {
@@ -240,7 +246,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
         const bool quantized = b->p->slots[from].md.data_type != dnnl_f32;
         out->src_slot = cpu_slot_new(b, x, &src_md);
         e = quantized ? cpu_add_reorder(b, from, out->src_slot) : cpu_add_scaled_reorder(b, from, out->src_slot, sx);
-        if (!quantized) b->value_int8_slot[x] = out->src_slot;
+        if (!quantized) b->value_lowp_slot[x] = out->src_slot;
       }
     }
   }
@@ -253,6 +259,75 @@ done:
   free(wq);
   free(scales);
   free(bq);
+  return e;
+}
+
+/* Whether convolution n of a BF16 plan may write its output as bf16: it
+ * is no graph output and only convolutions read it, as their input or
+ * their residual sum. */
+static bool bf16_output(const cpu_builder *b, const ir_node *n) {
+  const ir_graph *g = b->g;
+  const int y = n->outputs[0];
+  if (g->values[y].is_output) return false;
+  int readers = 0;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *c = &g->nodes[i];
+    if (c->dead) continue;
+    for (int k = 0; k < c->n_inputs; k++) {
+      if (c->inputs[k] != y) continue;
+      if (c->op != IR_OP_Conv || (k != 0 && k != c->sum_input) || g->values[c->inputs[1]].kind != IR_VALUE_CONST)
+        return false;
+      readers++;
+    }
+  }
+  return readers > 0;
+}
+
+/* The BF16 form of a convolution: source and weights in bf16, products
+ * summed in FP32 by oneDNN's kernels (AMX or AVX-512 BF16), the bias FP32,
+ * the output bf16 when only convolutions read it (bf16_output), else FP32.
+ * With a residual sum, the output takes the sum operand's memory when their
+ * types agree. */
+static inferd_error *conv_bf16(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *w_plain, int wrank,
+                               const dnnl_memory_desc_t *dst_want, const dnnl_memory_desc_t *bias_md,
+                               const int64_t *strides, const int64_t *dil, const int64_t *pl, const int64_t *pr,
+                               lowp_conv *out) {
+  *out = (lowp_conv){.pd = NULL, .src_slot = -1};
+  const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
+  out->lowp_out = bf16_output(b, n);
+  const dnnl_data_type_t out_type = out->lowp_out ? dnnl_bf16 : dnnl_f32;
+  dnnl_dims_t xd;
+  const int rank = cpu_value_dims(b, x, xd);
+  dnnl_memory_desc_t src_any, w_any, dst_md = *dst_want;
+  dnnl_memory_desc_init_by_tag(&src_any, rank, xd, dnnl_bf16, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain->dims, dnnl_bf16, dnnl_format_tag_any);
+  if (n->sum_input < 0 || dst_want->data_type != out_type)
+    dnnl_memory_desc_init_by_tag(&dst_md, rank, dst_want->dims, out_type, dnnl_format_tag_any);
+  out->bias_md = *bias_md;
+  if (!conv_pd(b, n, &src_any, &w_any, bias >= 0 ? bias_md : NULL, &dst_md, strides, dil, pl, pr, &out->pd)) {
+    out->pd = NULL;
+    return NULL;
+  }
+  if (!lowp_kernel_is_real(&out->pd)) return NULL;
+  const dnnl_memory_desc_t src_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_src_md, 0);
+  const dnnl_memory_desc_t w_md = *dnnl_primitive_desc_query_md(out->pd, dnnl_query_weights_md, 0);
+  inferd_error *e = cpu_weights_get(b, w, w_plain, &w_md, &out->w_mem);
+  if (!e && bias >= 0) e = cpu_weights_get(b, bias, bias_md, bias_md, &out->b_mem);
+  /* The input in bf16: the producer's own slot, or one conversion shared by
+   * the convolutions that read it alike. */
+  if (!e) {
+    const int q = b->value_lowp_slot[x];
+    if (q >= 0 && dnnl_memory_desc_equal(&b->p->slots[q].md, &src_md)) {
+      out->src_slot = q;
+    } else {
+      e = cpu_slot_in_layout(b, x, &src_md, &out->src_slot);
+      if (!e && out->src_slot != b->value_slot[x]) b->value_lowp_slot[x] = out->src_slot;
+    }
+  }
+  if (e) {
+    dnnl_primitive_desc_destroy(out->pd);
+    out->pd = NULL;
+  }
   return e;
 }
 
@@ -312,10 +387,13 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
     dst_want = b->p->slots[sum_slot].md;
   }
 
-  int8_conv q = {.pd = NULL};
-  if (b->plan->config.precision == INFERD_PRECISION_INT8) {
+  lowp_conv q = {.pd = NULL};
+  const inferd_precision precision = b->plan->config.precision;
+  if (precision == INFERD_PRECISION_INT8) {
     ERR_TRY(conv_int8(b, n, &w_plain, wrank, &dst_want, strides, dil_dnnl, pl, pr, &q));
     if (!q.pd && sum >= 0) ERR_TRY(conv_int8(b, n, &w_plain, wrank, &dst_any, strides, dil_dnnl, pl, pr, &q));
+  } else if (precision == INFERD_PRECISION_BF16 && cpu_has_bf16_dot()) {
+    ERR_TRY(conv_bf16(b, n, &w_plain, wrank, &dst_want, &bias_md, strides, dil_dnnl, pl, pr, &q));
   }
   dnnl_primitive_desc_t pd = q.pd;
   int src_slot = q.src_slot;
@@ -324,13 +402,15 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   inferd_error *e = NULL;
   if (!q.pd) {
     const dnnl_memory_desc_t *bias_arg = bias >= 0 ? &bias_md : NULL;
+    /* An FP32 form writes FP32 (a bf16 sum operand is converted into it). */
+    if (dst_want.data_type != dnnl_f32) dst_want = dst_any;
     bool ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_want, strides, dil_dnnl, pl, pr, &pd);
     if (!ok && sum >= 0) ok = conv_pd(b, n, &src_any, &w_any, bias_arg, &dst_any, strides, dil_dnnl, pl, pr, &pd);
     if (!ok) return cpu_build_ref(b, n);
     /* Prefer the producer's layout when a kernel as good exists for it: the
      * first convolution reads the plain input directly that way. */
     const dnnl_memory_desc_t *src_pref = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-    if (!dnnl_memory_desc_equal(src_pref, &x_md)) {
+    if (x_md.data_type == dnnl_f32 && !dnnl_memory_desc_equal(src_pref, &x_md)) {
       dnnl_primitive_desc_t pd2 = NULL;
       const dnnl_memory_desc_t *dst_chosen = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
       bool ok2 = conv_pd(b, n, &x_md, &w_any, bias_arg, dst_chosen, strides, dil_dnnl, pl, pr, &pd2);
@@ -387,6 +467,8 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   static const char *names[] = {"conv", "conv+relu", "conv+sum", "conv+sum+relu", "conv+act", "conv+sum+act"};
   static const char *names8[] = {"conv int8",     "conv+relu int8", "conv+sum int8",
                                  "conv+sum+relu int8", "conv+act int8",  "conv+sum+act int8"};
+  static const char *names16[] = {"conv bf16",     "conv+relu bf16", "conv+sum bf16",
+                                  "conv+sum+relu bf16", "conv+act bf16",  "conv+sum+act bf16"};
   bool has_sum = n->sum_input >= 0;
   bool has_relu = false, has_other = false;
   for (int i = 0; i < n->n_post_ops; i++)
@@ -395,7 +477,7 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
       else has_other = true;
     }
   const int name_at = has_other ? (has_sum ? 5 : 4) : (has_sum ? 2 : 0) + (has_relu ? 1 : 0);
-  const char *what = q.pd ? names8[name_at] : names[name_at];
+  const char *what = !q.pd ? names[name_at] : precision == INFERD_PRECISION_BF16 ? names16[name_at] : names8[name_at];
   cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, what);
   cpu_step_arg(s, DNNL_ARG_SRC, src_slot, &src_md);
   s->args[s->n_args++] = (cpu_arg){.arg = DNNL_ARG_WEIGHTS, .slot = -1, .md = w_md, .memory = w_mem};
@@ -409,7 +491,7 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
   for (int i = 0; i < spatial; i++) macs *= kernel[i];
   s->gflop = 2.0 * (double)macs * 1e-9;
   b->value_slot[y] = out_slot;
-  if (q.int8_out) b->value_int8_slot[y] = out_slot;
-  else if (cpu_md_is_plain(&dst_md)) b->value_plain_slot[y] = out_slot;
+  if (q.lowp_out) b->value_lowp_slot[y] = out_slot;
+  else if (cpu_md_is_plain(&dst_md) && dst_md.data_type == dnnl_f32) b->value_plain_slot[y] = out_slot;
   return cpu_step_set_primitive(s, pd);
 }

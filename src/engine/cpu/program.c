@@ -542,10 +542,10 @@ inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out) {
   cpu_builder b = {.plan = plan, .g = g, .p = p, .batch = batch, .node_index = -1};
   b.value_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
   b.value_plain_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
-  b.value_int8_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
+  b.value_lowp_slot = mem_alloc((size_t)(g->n_values + 1) * sizeof(int));
   memset(b.value_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
   memset(b.value_plain_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
-  memset(b.value_int8_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
+  memset(b.value_lowp_slot, 0xff, (size_t)(g->n_values + 1) * sizeof(int));
   inferd_error *e = NULL;
   for (int i = 0; i < g->n_inputs; i++) {
     int v = g->inputs[i];
@@ -565,7 +565,7 @@ inferd_error *cpu_program_build(cpu_plan *plan, int batch, cpu_program **out) {
   if (!e) e = bind_outputs(&b);
   free(b.value_slot);
   free(b.value_plain_slot);
-  free(b.value_int8_slot);
+  free(b.value_lowp_slot);
   if (e) {
     cpu_program_free(p);
     return e;

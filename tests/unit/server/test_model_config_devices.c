@@ -274,9 +274,16 @@ static void test_cpu_int8_from_the_inferd_accelerator(void **state) {
   parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
               "  parameters { key: \"calibration_cache\" value: \"c.cache\" } } ] } }",
               "parameter 'calibration_cache' is only read with precision int8");
+  c = parse_ok("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+               "  parameters { key: \"precision\" value: \"bf16\" } } ] } }");
+  assert_int_equal(c->cpu_precision, INFERD_PRECISION_BF16);
+  model_config_free(c);
   parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
-              "  parameters { key: \"precision\" value: \"bf16\" } } ] } }",
-              "config.pbtxt:2:40: precision 'bf16' is not one the CPU runs (fp32 or int8)");
+              "  parameters { key: \"precision\" value: \"fp16\" } } ] } }",
+              "config.pbtxt:2:40: precision 'fp16' is not one the CPU runs (fp32, bf16 or int8)");
+  parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
+              "  parameters { key: \"precision\" value: \"bf16\" } parameters { key: \"int8_keep\" value: \"first\" } } ] } }",
+              "parameter 'int8_keep' is only read with precision int8");
   parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
               "  parameters { key: \"threads\" value: \"2\" } } ] } }",
               "unknown parameter 'threads' of the inferd accelerator");
