@@ -207,9 +207,12 @@ void cpu_node_pads(const cpu_builder *b, const ir_node *node, int spatial, const
 /* A primitive_attr with user scratchpad and the node's post-ops. The caller
  * destroys it. */
 inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr);
-/* The same with the last post-op's result multiplied by last_scale (the
- * output scale of an INT8 destination, applied after the activations). */
-inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float last_scale, dnnl_primitive_attr_t *attr);
+/* The same with the residual sum's operand multiplied by sum_scale (from a
+ * u8 residual back to real values) and the last post-op's result by
+ * last_scale (the output scale of an INT8 destination, applied after the
+ * activations). */
+inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float sum_scale, float last_scale,
+                                       dnnl_primitive_attr_t *attr);
 /* Makes the primitive descriptor of `desc` with a user scratchpad and the
  * post-ops of `post_ops_of` (NULL: none). False when oneDNN has no
  * implementation for it, so the caller falls back to the reference kernel. */

@@ -136,14 +136,16 @@ static bool int8_input(const cpu_builder *b, int x, bool *is_unsigned, float *sc
 }
 
 /* Whether convolution n may write its output y as u8 for its consumers:
- * y cannot be negative and is read only as the input of INT8
- * convolutions (none kept in FP32), and n adds no residual. */
+ * y cannot be negative and is read only by INT8 convolutions (none kept
+ * in FP32), as their input or their residual sum; a residual n adds itself
+ * must be a tensor that has a u8 form too (it is summed from that). */
 static bool int8_output(const cpu_builder *b, const ir_node *n) {
   const ir_graph *g = b->g;
   const int y = n->outputs[0];
   bool is_unsigned;
   float scale;
-  if (n->sum_input >= 0 || g->values[y].is_output || !int8_input(b, y, &is_unsigned, &scale) || !is_unsigned)
+  if (g->values[y].is_output || !int8_input(b, y, &is_unsigned, &scale) || !is_unsigned) return false;
+  if (n->sum_input >= 0 && (!int8_input(b, n->inputs[n->sum_input], &is_unsigned, &scale) || !is_unsigned))
     return false;
   int readers = 0;
   for (int i = 0; i < g->n_nodes; i++) {
@@ -151,7 +153,7 @@ static bool int8_output(const cpu_builder *b, const ir_node *n) {
     if (c->dead) continue;
     for (int k = 0; k < c->n_inputs; k++) {
       if (c->inputs[k] != y) continue;
-      if (c->op != IR_OP_Conv || k != 0 || !g->values[c->inputs[1]].data ||
+      if (c->op != IR_OP_Conv || (k != 0 && k != c->sum_input) || !g->values[c->inputs[1]].data ||
           kept_in_fp32(b->plan->config.int8_keep, g, c) || g->values[y].shape.rank != 4)
         return false;
       readers++;
@@ -176,6 +178,15 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   if (!g->values[w].data || kept_in_fp32(b->plan->config.int8_keep, g, n) || !int8_input(b, x, &is_unsigned, &sx))
     return NULL;
   out->lowp_out = int8_output(b, n) && int8_input(b, n->outputs[0], &out_unsigned, &sy);
+  /* A u8 output sums a u8 residual, scaled back to real values first. */
+  float sum_scale = 1.0f;
+  const int sum = n->sum_input >= 0 ? n->inputs[n->sum_input] : -1;
+  if (out->lowp_out && sum >= 0) {
+    bool sum_unsigned;
+    float ss;
+    int8_input(b, sum, &sum_unsigned, &ss);
+    sum_scale = 1.0f / ss;
+  }
 
   dnnl_dims_t xd, yd, wd;
   cpu_value_dims(b, x, xd);
@@ -204,7 +215,11 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
   }
 
   dnnl_memory_desc_t src_any, w_any, w_q_plain, dst_md = *dst_want;
-  if (out->lowp_out) dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_want->dims, dnnl_u8, dnnl_format_tag_any);
+  const dnnl_data_type_t out_type = out->lowp_out ? dnnl_u8 : dnnl_f32;
+  if (sum >= 0 && out->lowp_out && b->value_lowp_slot[sum] >= 0 && dst_want->format_kind != dnnl_format_kind_any)
+    dst_md = b->p->slots[b->value_lowp_slot[sum]].md; /* the residual's u8 form: summed in place */
+  if (dst_md.data_type != out_type)
+    dnnl_memory_desc_init_by_tag(&dst_md, dst_want->ndims, dst_want->dims, out_type, dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&src_any, g->values[x].shape.rank, xd, is_unsigned ? dnnl_u8 : dnnl_s8,
                                dnnl_format_tag_any);
   dnnl_memory_desc_init_by_tag(&w_any, wrank, w_plain->dims, dnnl_s8, dnnl_format_tag_any);
@@ -220,7 +235,7 @@ static inferd_error *conv_int8(cpu_builder *b, const ir_node *n, const dnnl_memo
                                                  &w_any, bias_arg, &dst_md, strides, dil, pl, pr) != dnnl_success)
     goto done;
   /* A u8 output takes its consumers' scale after the activations. */
-  e = cpu_attr_for_node_scaled(n, sy, &attr);
+  e = cpu_attr_for_node_scaled(n, sum_scale, sy, &attr);
   if (e) goto done;
   if (dnnl_primitive_attr_set_output_scales(attr, oc, 1 << 1, scales) != dnnl_success) goto done;
   if (dnnl_primitive_desc_create(&out->pd, &cd, attr, b->plan->engine, NULL) != dnnl_success) {
@@ -329,6 +344,20 @@ static inferd_error *conv_bf16(cpu_builder *b, const ir_node *n, const dnnl_memo
     out->pd = NULL;
   }
   return e;
+}
+
+/* Copies residual v from its slot into the destination `to` that the
+ * convolution sums into, converting between the real values (FP32, BF16)
+ * and v's u8 form (at v's own INT8 scale) when the two types differ. */
+static inferd_error *residual_into(cpu_builder *b, int v, int from, int to) {
+  const bool from_u8 = b->p->slots[from].md.data_type == dnnl_u8;
+  const bool to_u8 = b->p->slots[to].md.data_type == dnnl_u8;
+  if (from_u8 == to_u8) return cpu_add_reorder(b, from, to);
+  bool is_unsigned;
+  float scale = 1.0f;
+  if (!int8_input(b, v, &is_unsigned, &scale))
+    return err_new(INFERD_ERROR_INTERNAL, "residual '%s' has a u8 form but no INT8 scale", b->g->values[v].name);
+  return cpu_add_scaled_reorder(b, from, to, from_u8 ? 1.0f / scale : scale);
 }
 
 inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
@@ -446,6 +475,10 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
 
   int out_slot;
   if (sum >= 0) {
+    /* A u8 destination sums the residual's u8 form, made for the
+     * convolutions that read it (or made here). */
+    const int sum_u8 = b->value_lowp_slot[sum];
+    if (dst_md.data_type == dnnl_u8 && sum_u8 >= 0 && b->p->slots[sum_u8].md.data_type == dnnl_u8) sum_slot = sum_u8;
     int r = cpu_slot_root(b->p, sum_slot);
     const cpu_slot *root = &b->p->slots[r];
     bool in_place = root->storage == CPU_STORAGE_ARENA && !root->pinned && root->last_node <= b->node_index &&
@@ -454,7 +487,7 @@ inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *n) {
       out_slot = cpu_slot_view(b, sum_slot, y, &dst_md);
     } else {
       out_slot = cpu_slot_new(b, y, &dst_md);
-      e = cpu_add_reorder(b, sum_slot, out_slot);
+      e = residual_into(b, sum, sum_slot, out_slot);
       if (e) {
         dnnl_primitive_desc_destroy(pd);
         return e;

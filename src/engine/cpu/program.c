@@ -257,10 +257,11 @@ inferd_error *cpu_slot_in_layout(cpu_builder *b, int value, const dnnl_memory_de
 }
 
 inferd_error *cpu_attr_for_node(const ir_node *node, dnnl_primitive_attr_t *attr) {
-  return cpu_attr_for_node_scaled(node, 1.0f, attr);
+  return cpu_attr_for_node_scaled(node, 1.0f, 1.0f, attr);
 }
 
-inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float last_scale, dnnl_primitive_attr_t *attr) {
+inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float sum_scale, float last_scale,
+                                       dnnl_primitive_attr_t *attr) {
   DNNL_TRY(dnnl_primitive_attr_create(attr), "attr");
   dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
   if (!node || !node->n_post_ops) return NULL;
@@ -270,7 +271,7 @@ inferd_error *cpu_attr_for_node_scaled(const ir_node *node, float last_scale, dn
     const ir_post_op *p = &node->post_ops[i];
     const float sc = i == node->n_post_ops - 1 ? last_scale : 1.0f;
     if (p->kind == IR_POST_SUM) {
-      dnnl_post_ops_append_sum(po, 1.0f);
+      dnnl_post_ops_append_sum(po, sum_scale);
       continue;
     }
     switch (p->alg) {
