@@ -10,6 +10,9 @@ what the machine it runs on must give:
 - one convolution: with BF16 kernels, near FP32 (relative L2 under 1%, the
   error of 8-bit mantissas) and not equal to it, the profile naming BF16
   steps; without them, the warning and FP32's exact answer;
+- a squeeze-and-excitation block (1x1 convolutions on pooled [N,C,1,1]
+  tensors, where blocked and plain layouts coincide, read by a sigmoid and
+  a product): near FP32, so no bf16 copy is taken for the FP32 tensor;
 - ResNet-50: rows of a batch are independent, and the answer is near FP32's;
 - the real pretrained classifier on random crops of real photos: the same
   class as FP32 wherever FP32 is confident (top class ahead by 0.2), top-1
@@ -20,6 +23,7 @@ what the machine it runs on must give:
 """
 import numpy as np
 import pytest
+from onnx import TensorProto, helper, numpy_helper, save
 
 from precision_fixtures import EVALUATION_PHOTOS, one_conv_model, photo_crops, rel_l2, run_model
 
@@ -49,6 +53,34 @@ def test_one_convolution_in_bf16(run_inferd, tmp_path, has_bf16, relu_first):
     else:
         np.testing.assert_array_equal(fp32, bf16)
         assert NO_BF16_WARNING in prof.stderr, prof.stderr
+
+
+def squeeze_excite_model(path):
+    rng = np.random.default_rng(8)
+    w = lambda name, *shape: numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+             helper.make_node("Conv", ["p", "w1", "b1"], ["s1"]),
+             helper.make_node("Relu", ["s1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["s2"]),
+             helper.make_node("Sigmoid", ["s2"], ["g"]),
+             helper.make_node("Mul", ["x", "g"], ["m"]),
+             helper.make_node("Conv", ["m", "w3"], ["y"], pads=[1, 1, 1, 1])]
+    inits = [w("w1", 4, 16, 1, 1), w("b1", 4), w("w2", 16, 4, 1, 1), w("b2", 16), w("w3", 8, 16, 3, 3)]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+def test_squeeze_excite_block_in_bf16(run_inferd, tmp_path, has_bf16):
+    model = squeeze_excite_model(tmp_path / "se.onnx")
+    x = np.random.default_rng(9).standard_normal((3, 16, 6, 6)).astype(np.float32)
+    fp32 = run_model(run_inferd, model, x, tmp_path / "fp32")
+    bf16 = run_model(run_inferd, model, x, tmp_path / "bf16", "--precision", "bf16")
+    err = rel_l2(fp32, bf16)
+    assert err < 0.01 and (err > 0) == has_bf16, f"relative L2 {err:.5f}"
 
 
 def test_resnet50_in_bf16(zoo_resnet50, real_model, run_inferd, tmp_path, has_bf16):

@@ -218,6 +218,13 @@ inferd_error *cpu_value_slot(cpu_builder *b, int value, int *slot) {
   return NULL;
 }
 
+/* The type of a value's own slots: its type, or u8 bytes for the types
+ * oneDNN lacks (cpu_plain_md). */
+static dnnl_data_type_t value_md_type(const cpu_builder *b, int value) {
+  const dnnl_data_type_t t = cpu_dnnl_type(b->g->values[value].dtype);
+  return t == dnnl_data_type_undef ? dnnl_u8 : t;
+}
+
 inferd_error *cpu_plain_slot(cpu_builder *b, int value, int *slot) {
   if (b->value_plain_slot[value] >= 0) {
     *slot = b->value_plain_slot[value];
@@ -225,7 +232,8 @@ inferd_error *cpu_plain_slot(cpu_builder *b, int value, int *slot) {
   }
   int s = -1;
   ERR_TRY(cpu_value_slot(b, value, &s));
-  if (cpu_md_is_plain(&b->p->slots[s].md)) {
+  const dnnl_memory_desc_t *have = &b->p->slots[s].md;
+  if (cpu_md_is_plain(have) && have->data_type == value_md_type(b, value)) {
     b->value_plain_slot[value] = *slot = s;
     return NULL;
   }
@@ -251,7 +259,10 @@ inferd_error *cpu_slot_in_layout(cpu_builder *b, int value, const dnnl_memory_de
   }
   int to = cpu_slot_new(b, value, md);
   ERR_TRY(cpu_add_reorder(b, s, to));
-  if (cpu_md_is_plain(md)) b->value_plain_slot[value] = to;
+  /* Only the value's own type is its plain form (a bf16 or u8 copy of an
+   * FP32 tensor in plain layout is not). */
+  if (cpu_md_is_plain(md) && md->data_type == value_md_type(b, value))
+    b->value_plain_slot[value] = to;
   *slot = to;
   return NULL;
 }
