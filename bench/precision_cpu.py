@@ -2,19 +2,20 @@
 """Reduced precision on the CPU: one model (default the zoo ResNet-50) at the
 given batch sizes and threads, in one run:
 
-  inferd fp32, inferd int8 (`inferd calibrate` over the calibration batches,
-  then --precision int8), ONNX Runtime FP32, and ONNX Runtime INT8: its
-  static QDQ quantization of the same model (onnxruntime.quantization,
-  per-channel weights, the same calibration batches, QDQ format).
+  inferd fp32, bf16 and int8 (`inferd calibrate` over the calibration
+  batches, then --precision int8), ONNX Runtime FP32, ONNX Runtime INT8 (its
+  static QDQ quantization of the same model: onnxruntime.quantization,
+  per-channel weights, the same calibration batches), and the model's
+  convolution layers alone through oneDNN in each precision
+  (build/bench_conv_layers over the layers bench/conv_layers.py lists).
 
-The four alternate in rounds (a shared machine drifts); each figure is the
-median over rounds. Calibration batches are crops and flips of the real
-photos that scripts/fetch_real_model.sh unpacks, preprocessed the ImageNet
-way. Writes JSON (every round) and a Markdown table with the machine, its
-ISA, the commands and the ratios.
-
-BF16 is not measured: oneDNN 2.6 has no BF16 convolution but its reference
-one without AVX-512 BF16 or AMX, and inferd has no BF16 CPU plans yet.
+All alternate in rounds (a shared machine drifts); each figure is the median
+over rounds. Calibration batches are crops and flips of the real photos that
+scripts/fetch_real_model.sh unpacks, preprocessed the ImageNet way. Writes
+JSON (every round) and a Markdown table with the machine, its ISA, the
+commands and the ratios. Where the CPU has no BF16 instructions inferd's
+bf16 plan runs in FP32 (it warns) and the convolution-only bf16 figure is
+left out (oneDNN has no kernel for it, or only an emulation).
 """
 import argparse
 import json
@@ -118,23 +119,62 @@ def main():
     common = ["--batch", a.batch, "--threads", str(a.threads), "--duration", str(a.duration), "--json"]
     cmds = {
         "inferd fp32": [str(inferd), "bench", "--model", str(model)] + common,
+        "inferd bf16": [str(inferd), "bench", "--model", str(model), "--precision", "bf16"] + common,
         "inferd int8": [str(inferd), "bench", "--model", str(model), "--precision", "int8", "--calibration-cache",
                         str(cache)] + common,
         "onnxruntime fp32": [sys.executable, str(ROOT / "bench" / "ort_bench.py"), "--model", str(model)] + common,
         "onnxruntime int8 (QDQ)": [sys.executable, str(ROOT / "bench" / "ort_bench.py"), "--model", str(qdq)] + common,
     }
-    runs = {k: [] for k in cmds}
+    batches_list = [int(b) for b in a.batch.split(",")]
+    # The convolution layers alone: one layer list per batch size, one
+    # bench_conv_layers run per precision and batch; a precision oneDNN has
+    # no kernel for here exits 1 and is left out.
+    conv_cmds = {}
+    for b in batches_list:
+        layers = tmp / f"layers-{b}.txt"
+        subprocess.run([sys.executable, str(ROOT / "bench" / "conv_layers.py"), "--model", str(model), "--batch",
+                        str(b), "--out", str(layers)], check=True)
+        for prec in ("fp32", "bf16", "int8"):
+            conv_cmds.setdefault(f"convolutions alone {prec}", {})[b] = [
+                str(ROOT / "build" / "bench_conv_layers"), "--layers", str(layers), "--precision", prec,
+                "--threads", str(a.threads), "--duration", str(a.duration), "--json"]
+    runs = {k: [] for k in list(cmds) + list(conv_cmds)}
+    missing = set()
     for r in range(a.rounds):
         for name, cmd in cmds.items():
             print(f"precision_cpu: round {r + 1}/{a.rounds}: {name}", file=sys.stderr)
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             runs[name].append(json.loads(out))
-    batches_list = [int(b) for b in a.batch.split(",")]
+        for name, per_batch in conv_cmds.items():
+            if name in missing:
+                continue
+            print(f"precision_cpu: round {r + 1}/{a.rounds}: {name}", file=sys.stderr)
+            rnd = []
+            for b, cmd in per_batch.items():
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(f"precision_cpu: {name}: not available here: {proc.stderr.strip()}", file=sys.stderr)
+                    missing.add(name)
+                    break
+                res = json.loads(proc.stdout)
+                if res.get("ref_layers", 0):
+                    print(f"precision_cpu: {name}: {res['ref_layers']} layers on reference kernels; left out",
+                          file=sys.stderr)
+                    missing.add(name)
+                    break
+                rnd.append(res)
+            if name not in missing:
+                runs[name].append(rnd)
+    for name in missing:
+        runs.pop(name)
+        conv_cmds.pop(name)
     median = {name: {b: statistics.median(next(x["images_per_sec"] for x in rnd if x["batch"] == b) for rnd in rs)
                      for b in batches_list} for name, rs in runs.items()}
     result = {"machine": machine(), "model": str(model.name if a.model else "zoo resnet50"), "threads": a.threads,
               "duration_s": a.duration, "rounds": a.rounds, "calibration_images": a.calibration_images,
-              "commands": {k: " ".join(v) for k, v in cmds.items()}, "median_images_per_sec": median, "runs": runs}
+              "commands": {**{k: " ".join(v) for k, v in cmds.items()},
+                           **{k: " ".join(v[batches_list[0]]) for k, v in conv_cmds.items()}},
+              "median_images_per_sec": median, "runs": runs}
     Path(a.out + ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     m = result["machine"]
     lines = [f"# Reduced precision on the CPU ({result['model']})", "",
@@ -143,13 +183,24 @@ def main():
              f"Calibration: {a.calibration_images} crops of real photos, max method (inferd) and MinMax "
              f"(ONNX Runtime, QDQ, per-channel weights).", "",
              "Command: `python3 bench/precision_cpu.py " + " ".join(sys.argv[1:]) + "`", "",
-             "| batch | inferd fp32 | inferd int8 | ORT fp32 | ORT int8 | int8 / ORT fp32 | int8 / ORT int8 "
-             "| int8 / inferd fp32 |", "|---|---|---|---|---|---|---|---|"]
+             "Convolutions alone: `build/bench_conv_layers` over the layers `bench/conv_layers.py` lists "
+             "(oneDNN only, each layer's own layouts, fused ReLU, no reorders).", "",
+             "| batch | inferd fp32 | inferd bf16 | inferd int8 | ORT fp32 | ORT int8 | bf16 / ORT fp32 "
+             "| int8 / ORT fp32 | int8 / ORT int8 |", "|---|---|---|---|---|---|---|---|---|"]
     for b in batches_list:
-        f, i = median["inferd fp32"][b], median["inferd int8"][b]
+        f, h, i = (median[f"inferd {p}"][b] for p in ("fp32", "bf16", "int8"))
         of, oi = median["onnxruntime fp32"][b], median["onnxruntime int8 (QDQ)"][b]
-        lines.append(f"| {b} | {f:.1f} | {i:.1f} | {of:.1f} | {oi:.1f} | {i / of:.2f}x | {i / oi:.2f}x | {i / f:.2f}x |")
-    lines += ["", "Figures in images/s. BF16 is not measured (no BF16 CPU plans; see the script's docstring)."]
+        lines.append(f"| {b} | {f:.1f} | {h:.1f} | {i:.1f} | {of:.1f} | {oi:.1f} | {h / of:.2f}x | {i / of:.2f}x "
+                     f"| {i / oi:.2f}x |")
+    lines += ["", "| batch | precision | whole network | convolutions alone | whole / convolutions |",
+              "|---|---|---|---|---|"]
+    for b in batches_list:
+        for p in ("fp32", "bf16", "int8"):
+            conv = median.get(f"convolutions alone {p}", {}).get(b)
+            whole = median[f"inferd {p}"][b]
+            lines.append(f"| {b} | {p} | {whole:.1f} | {conv:.1f} | {whole / conv:.0%} |" if conv else
+                         f"| {b} | {p} | {whole:.1f} | not available here | |")
+    lines += ["", "Figures in images/s."]
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
