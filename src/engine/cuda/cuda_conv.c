@@ -10,6 +10,7 @@
  * epilogue kernel; when none takes even that, the direct kernel runs it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
@@ -193,6 +194,17 @@ static bool config_allowed(graph_builder *b, const cuda_plan *plan, cudnnBackend
     return false;
   *engine_id = -1;
   b->l->cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, engine_id);
+  /* Diagnostic: INFERD_CUDA_DENY_ENGINES=3,17 keeps those cuDNN engines out
+   * (with their cached choices deleted from the tactic cache, the layers
+   * that took them are timed again without them). */
+  const char *deny = getenv("INFERD_CUDA_DENY_ENGINES");
+  for (const char *d = deny; d && *d;) {
+    char *end;
+    const long long id = strtoll(d, &end, 10);
+    if (end == d) break;
+    if (id == *engine_id) return false;
+    d = *end == ',' ? end + 1 : end;
+  }
   cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
   if (b->l->cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                                      CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n, notes) != CUDNN_STATUS_SUCCESS)
@@ -341,8 +353,9 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
   s->conv.plan = best_plan;
   s->conv.workspace = (size_t)ws;
   snprintf(s->conv.engine, sizeof(s->conv.engine), "%s", best_engine);
-  char choice[32];
-  snprintf(choice, sizeof(choice), "%d", best_index);
+  /* The candidate's index, then (for whoever reads the file) its engine. */
+  char choice[48];
+  snprintf(choice, sizeof(choice), "%d %s", best_index, best_engine);
   cuda_tactics_put(plan->tactics, key, choice);
   /* The plan may refer to the graph: keep its descriptors with it. */
   s->conv.n_keep = 0;
