@@ -1,10 +1,12 @@
 /*
  * inferd calibrate: runs a model's FP32 plan on the CPU over calibration
- * data (.npy batches of its input) and writes the INT8 calibration cache:
+ * data (.npy batches of its input, or a folder of photos given the model's
+ * preprocessing) and writes the INT8 calibration cache:
  * one threshold for the input and for every activation a convolution or a
  * matrix product reads, by the method asked for (engine/quant/calibration.h).
  */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,42 +14,64 @@
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "engine/quant/calibration.h"
+#include "tools/image.h"
 #include "tools/npy.h"
 
 static const cli_option calibrate_options[] = {
     {"model", "PATH", "ONNX model (required)"},
-    {"data", "DIR", "calibration data: every *.npy file in DIR is one batch of the model's input (required)"},
+    {"data", "DIR",
+     "calibration data (required): every *.npy file in DIR is one batch of the model's input; or DIR holds "
+     "photos (*.jpg, *.jpeg, *.png), preprocessed as the options below say"},
     {"output", "PATH", "calibration cache to write (required)"},
     {"method", "M", "entropy (default), percentile or max"},
     {"percentile", "P", "the percentile method's P, in (0, 100] (default 99.99)"},
     {"threads", "N", "CPU threads (default: all cores)"},
+    {"image-size", "S", "photos: side of the square crop (default: the model input's)"},
+    {"resize-shorter", "R", "photos: the shorter side is resized to R before the centred crop (default: S*256/224)"},
+    {"scale", "V", "photos: pixel values are divided by V (default 255)"},
+    {"mean", "A,B,C", "photos: per-channel mean after the scale, in the model's channel order (default ImageNet's)"},
+    {"std", "A,B,C", "photos: per-channel standard deviation (default ImageNet's)"},
+    {"channel-order", "O", "photos: rgb (default) or bgr"},
+    {"batch", "N", "photos: images per run (default 8)"},
     {NULL, NULL, NULL},
 };
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* The *.npy files of dir, sorted (so runs are reproducible). */
-static inferd_error *list_npy(const char *dir, char ***out, int *count) {
+/* The calibration files of dir, sorted (so runs are reproducible): its
+ * *.npy files, or else its photos (*images set). */
+static inferd_error *list_data(const char *dir, char ***out, int *count, bool *images) {
   DIR *d = opendir(dir);
   if (!d) return err_new(INFERD_ERROR_NOT_FOUND, "cannot open the calibration data folder '%s'", dir);
   char **files = NULL;
   size_t cap = 0;
-  int n = 0;
+  int n = 0, n_npy = 0;
   for (struct dirent *e; (e = readdir(d));) {
     const size_t len = strlen(e->d_name);
-    if (len < 5 || strcmp(e->d_name + len - 4, ".npy") != 0) continue;
+    const bool npy = len >= 5 && strcmp(e->d_name + len - 4, ".npy") == 0;
+    if (!npy && !image_path_is_image(e->d_name)) continue;
+    n_npy += npy;
     MEM_GROW(files, cap, (size_t)n + 1);
     files[n] = mem_alloc(strlen(dir) + len + 2);
     sprintf(files[n++], "%s/%s", dir, e->d_name);
   }
   closedir(d);
-  if (n == 0) {
+  inferd_error *err = NULL;
+  if (n == 0)
+    err = err_new(INFERD_ERROR_INVALID_ARG, "no .npy files or photos (.jpg, .jpeg, .png) in the calibration data "
+                  "folder '%s'", dir);
+  else if (n_npy > 0 && n_npy < n)
+    err = err_new(INFERD_ERROR_INVALID_ARG, "the calibration data folder '%s' holds both .npy files and photos; keep "
+                  "one kind", dir);
+  if (err) {
+    for (int i = 0; i < n; i++) free(files[i]);
     free(files);
-    return err_new(INFERD_ERROR_INVALID_ARG, "no .npy files in the calibration data folder '%s'", dir);
+    return err;
   }
   qsort(files, (size_t)n, sizeof(*files), by_name);
   *out = files;
   *count = n;
+  *images = n_npy == 0;
   return NULL;
 }
 
@@ -56,7 +80,51 @@ typedef struct calibrate_args {
   calib_method method;
   double percentile;
   long threads;
+  image_transform transform; /* size 0: the model input's; resize_shorter 0: size*256/224 */
+  long image_batch;
 } calibrate_args;
+
+/* The photos' transform completed from the model's input: its layout (3
+ * channels first or last) and, unless given, its size. */
+static inferd_error *photo_transform(const calibrate_args *a, const inferd_tensor_info *in, image_transform *t) {
+  *t = a->transform;
+  const bool nchw = in->rank == 4 && in->dims[1] == 3, nhwc = in->rank == 4 && in->dims[3] == 3 && !nchw;
+  if (!nchw && !nhwc)
+    return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' is not an image batch ([N,3,H,W] or [N,H,W,3]); give .npy "
+                   "batches instead of photos", in->name);
+  t->nhwc = nhwc;
+  const int64_t h = in->dims[nchw ? 2 : 1], w = in->dims[nchw ? 3 : 2];
+  if (t->size == 0) {
+    if (h <= 0 || h != w || h > IMAGE_MAX_SIDE)
+      return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has no fixed square size; give --image-size", in->name);
+    t->size = (int)h;
+  } else if ((h > 0 && h != t->size) || (w > 0 && w != t->size)) {
+    return err_new(INFERD_ERROR_INVALID_ARG, "--image-size %d does not fit input '%s' (%lldx%lld)", t->size, in->name,
+                   (long long)h, (long long)w);
+  }
+  if (t->resize_shorter == 0) t->resize_shorter = (int)((t->size * 256 + 112) / 224);
+  if (t->resize_shorter < t->size)
+    return err_new(INFERD_ERROR_INVALID_ARG, "--resize-shorter %d is under the crop's %d", t->resize_shorter, t->size);
+  return NULL;
+}
+
+/* Batch `index` of the photos: files[index*per .. ] preprocessed. */
+static inferd_error *photo_batch(char **files, int n_files, int index, int per, const image_transform *t,
+                                 npy_array *out) {
+  const int first = index * per, count = n_files - first < per ? n_files - first : per;
+  const size_t floats = (size_t)t->size * (size_t)t->size * 3;
+  *out = (npy_array){.dtype = INFERD_TYPE_FP32, .rank = 4, .nbytes = (size_t)count * floats * sizeof(float)};
+  const int64_t dims[4] = {count, t->nhwc ? t->size : 3, t->size, t->nhwc ? 3 : t->size};
+  memcpy(out->dims, dims, sizeof(dims));
+  out->data = mem_alloc(out->nbytes);
+  for (int k = 0; k < count; k++) {
+    image im;
+    ERR_TRY(image_read(files[first + k], &im));
+    image_preprocess(&im, t, (float *)out->data + (size_t)k * floats);
+    image_free(&im);
+  }
+  return NULL;
+}
 
 static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t *samples, int *tensors) {
   inferd_model_info *info;
@@ -70,11 +138,16 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
                    n_inputs);
   char **files = NULL;
   int n_files = 0;
-  ERR_TRY(list_npy(a->data, &files, &n_files));
+  bool photos = false;
+  ERR_TRY(list_data(a->data, &files, &n_files, &photos));
   inferd_error *e = NULL;
+  /* .npy batches are all read first (their largest batch sizes the plan);
+   * photos are decoded one batch at a time. */
+  const int per = photos ? (int)a->image_batch : 1;
+  const int n_batches = photos ? (n_files + per - 1) / per : n_files;
   npy_array *batches = mem_zalloc((size_t)n_files * sizeof(*batches));
-  int64_t largest = 1;
-  for (int i = 0; i < n_files && !e; i++) {
+  int64_t largest = photos ? per : 1;
+  for (int i = 0; i < n_files && !e && !photos; i++) {
     e = npy_read(files[i], &batches[i]);
     if (!e && batches[i].dtype != INFERD_TYPE_FP32)
       e = err_new(INFERD_ERROR_INVALID_ARG, "'%s' holds %s; calibration data is FP32", files[i],
@@ -96,6 +169,8 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
   inferd_tensor *outs = mem_zalloc((size_t)(n_out + 1) * sizeof(*outs));
   inferd_tensor_info in_info;
   if (!e) e = inferd_plan_input(plan, 0, &in_info);
+  image_transform transform;
+  if (!e && photos) e = photo_transform(a, &in_info, &transform);
   /* Output buffers for the largest batch, reused by every file. */
   size_t *item_floats = mem_zalloc((size_t)(n_out + 1) * sizeof(size_t));
   for (int k = 0; k < n_out && !e; k++) {
@@ -106,13 +181,15 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
     item_floats[k] = count;
     outs[k] = (inferd_tensor){.name = oi.name, .data = mem_alloc(count * (size_t)largest * sizeof(float) + 1)};
   }
-  for (int i = 0; i < n_files && !e; i++) {
+  for (int i = 0; i < n_batches && !e; i++) {
+    if (photos && (e = photo_batch(files, n_files, i, per, &transform, &batches[i]))) break;
     const npy_array *x = &batches[i];
+    const char *what = photos ? files[i * per] : files[i];
     const int batch = batched && x->rank > 0 ? (int)x->dims[0] : 1;
     bool fits = x->rank == in_info.rank;
     for (int d = 0; fits && d < x->rank; d++) fits = in_info.dims[d] < 0 || in_info.dims[d] == x->dims[d];
     if (!fits || batch < 1) {
-      e = err_new(INFERD_ERROR_INVALID_ARG, "'%s' does not have the shape of input '%s'", files[i], in_info.name);
+      e = err_new(INFERD_ERROR_INVALID_ARG, "'%s' does not have the shape of input '%s'", what, in_info.name);
       break;
     }
     inferd_tensor in = {.name = in_info.name, .datatype = INFERD_TYPE_FP32, .rank = x->rank, .data = x->data,
@@ -121,14 +198,15 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
     for (int k = 0; k < n_out; k++) outs[k].byte_size = item_floats[k] * (size_t)batch * sizeof(float);
     e = inferd_context_run(ctx, batch, &in, 1, outs, n_out);
     if (e) {
-      e = err_wrap(e, "running '%s'", files[i]);
+      e = err_wrap(e, "running '%s'", what);
       break;
     }
     calib_collector_add(&col, in_info.name, x->data, x->nbytes / sizeof(float));
     for (int k = model_outputs; k < n_out; k++)
       calib_collector_add(&col, outs[k].name, outs[k].data, outs[k].byte_size / sizeof(float));
     *samples += batch;
-    (*files_used)++;
+    *files_used += photos ? (int)x->dims[0] : 1;
+    if (photos) npy_free(&batches[i]);
   }
   if (!e) {
     char checksum[96];
@@ -156,10 +234,31 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
   return e;
 }
 
+/* `count` comma-separated numbers (positive ones where `positive`). */
+static bool parse_floats(const char *flag, const char *text, int count, bool positive, float *out) {
+  const char *p = text;
+  for (int i = 0; i < count; i++) {
+    char *end;
+    const double v = strtod(p, &end);
+    const bool last = i == count - 1;
+    if (end == p || !isfinite(v) || (positive && !(v > 0)) || (last ? *end != 0 : *end != ',')) {
+      fprintf(stderr, "inferd calibrate: --%s '%s' is not %d %snumber%s separated by commas\n", flag, text, count,
+              positive ? "positive " : "", count > 1 ? "s" : "");
+      return false;
+    }
+    out[i] = (float)v;
+    p = end + 1;
+  }
+  return true;
+}
+
 int cmd_calibrate(int argc, char **argv) {
   cli_parser p;
   cli_parser_init(&p, "calibrate", calibrate_options, argc, argv);
-  calibrate_args a = {.method = CALIB_ENTROPY, .percentile = 99.99};
+  calibrate_args a = {.method = CALIB_ENTROPY, .percentile = 99.99, .transform = image_transform_imagenet(),
+                      .image_batch = 8};
+  a.transform.size = a.transform.resize_shorter = 0; /* from the model */
+  long side;
   const char *name, *value;
   int r;
   while ((r = cli_next(&p, &name, &value)) > 0) {
@@ -168,7 +267,10 @@ int cmd_calibrate(int argc, char **argv) {
                      "Runs the model in FP32 on the CPU over the calibration batches in DIR and writes the INT8\n"
                      "calibration cache: one threshold (scale = threshold / 127) for the input and for every\n"
                      "activation a convolution or matrix product reads, by the entropy (KL divergence), percentile\n"
-                     "or max method, with the model file's SHA-256.",
+                     "or max method, with the model file's SHA-256. A folder of photos is decoded and preprocessed\n"
+                     "as image models are evaluated: the shorter side resized (antialiased bilinear), a centred\n"
+                     "square crop, values divided by --scale, then (v - mean) / std per channel, in the model\n"
+                     "input's layout (NCHW or NHWC, from its shape).",
                      calibrate_options);
       return 0;
     } else if (strcmp(name, "model") == 0) {
@@ -193,6 +295,25 @@ int cmd_calibrate(int argc, char **argv) {
       }
     } else if (strcmp(name, "threads") == 0) {
       if (!cli_parse_int(name, value, 1, 4096, &a.threads)) return 2;
+    } else if (strcmp(name, "image-size") == 0) {
+      if (!cli_parse_int(name, value, 1, IMAGE_MAX_SIDE, &side)) return 2;
+      a.transform.size = (int)side;
+    } else if (strcmp(name, "resize-shorter") == 0) {
+      if (!cli_parse_int(name, value, 1, IMAGE_MAX_SIDE, &side)) return 2;
+      a.transform.resize_shorter = (int)side;
+    } else if (strcmp(name, "batch") == 0) {
+      if (!cli_parse_int(name, value, 1, 4096, &a.image_batch)) return 2;
+    } else if (strcmp(name, "scale") == 0 || strcmp(name, "mean") == 0 || strcmp(name, "std") == 0) {
+      float *to = strcmp(name, "scale") == 0 ? &a.transform.scale
+                  : strcmp(name, "mean") == 0 ? a.transform.mean
+                                              : a.transform.std;
+      if (!parse_floats(name, value, strcmp(name, "scale") == 0 ? 1 : 3, strcmp(name, "mean") != 0, to)) return 2;
+    } else if (strcmp(name, "channel-order") == 0) {
+      if (strcmp(value, "rgb") != 0 && strcmp(value, "bgr") != 0) {
+        fprintf(stderr, "inferd calibrate: --channel-order '%s' is not rgb or bgr\n", value);
+        return 2;
+      }
+      a.transform.bgr = strcmp(value, "bgr") == 0;
     }
   }
   if (r < 0) return 2;

@@ -20,7 +20,7 @@ seconds=${1:-20}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(http_infer http_guard http_inflate http_shm http_route grpc_infer grpc_frame model_config onnx_import npy calib_cache)
+  targets=(http_infer http_guard http_inflate http_shm http_route grpc_infer grpc_frame model_config onnx_import npy calib_cache image)
 fi
 jobs=${FUZZ_JOBS:-$(nproc)}
 cc=${FUZZ_CC:-clang-14}
