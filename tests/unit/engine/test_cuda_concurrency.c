@@ -212,6 +212,24 @@ static inferd_plan *load(const char *name, inferd_precision precision, bool buil
   return plan;
 }
 
+/* Diagnostic: with INFERD_TEST_DUMP_DIR set, a wrong answer of batch b is
+ * written there as raw floats (b x 1000), next to the cpu backend's
+ * answer for the eight images, to tell what the wrong rows hold. */
+static void dump(const char *name, int b, const float *answer) {
+  const char *dir = getenv("INFERD_TEST_DUMP_DIR");
+  if (!dir) return;
+  char path[512];
+  const float *what[2] = {answer, cpu_ref};
+  const size_t count[2] = {(size_t)b * CLASSES, (size_t)MAX_BATCH * CLASSES};
+  for (int k = 0; k < 2; k++) {
+    snprintf(path, sizeof(path), "%.400s/%s-b%d-%s.f32", dir, name, b, k ? "cpu" : "gpu");
+    FILE *f = fopen(path, "wb");
+    if (!f) continue;
+    fwrite(what[k], sizeof(float), count[k], f);
+    fclose(f);
+  }
+}
+
 static void check_precision(inferd_precision precision, bool build_all, float cpu_tolerance) {
   const char *name = precision == INFERD_PRECISION_FP16 ? "fp16" : "tf32";
   /* One tactic cache per precision, kept across the tests: a later test
@@ -260,6 +278,7 @@ static void check_precision(inferd_precision precision, bool build_all, float cp
     if (d > 0) {
       fprintf(stderr, "%s batch %d: a second run differs from the first by %.4g (row %zu)\n", name, b, d,
               at / CLASSES);
+      dump(name, b, w[0].host_out);
       unstable++;
     }
   }
@@ -271,6 +290,7 @@ static void check_precision(inferd_precision precision, bool build_all, float cp
     if (d > cpu_tolerance * range) {
       fprintf(stderr, "%s batch %d against the cpu backend: row %zu class %zu %.6g, cpu %.6g (range %.4g)\n", name,
               b, at / CLASSES, at % CLASSES, ref[b][at], cpu_ref[at], range);
+      dump(name, b, ref[b]);
       fail();
     }
   }
