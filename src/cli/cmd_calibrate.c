@@ -33,6 +33,8 @@ static const cli_option calibrate_options[] = {
     {"std", "A,B,C", "photos: per-channel standard deviation (default ImageNet's)"},
     {"channel-order", "O", "photos: rgb (default) or bgr"},
     {"batch", "N", "photos: images per run (default 8)"},
+    {"auto-keep", "E", "keep the INT8-sensitive convolutions in FP32 until the relative L2 error of the first output "
+     "against FP32 on the calibration data is at most E (e.g. 0.05); the list goes in the cache"},
     {NULL, NULL, NULL},
 };
 
@@ -82,7 +84,127 @@ typedef struct calibrate_args {
   long threads;
   image_transform transform; /* size 0: the model input's; resize_shorter 0: size*256/224 */
   long image_batch;
+  double auto_keep; /* > 0: keep convolutions in FP32 until the error is at most this */
 } calibrate_args;
+
+/* What --auto-keep compares: the model's first output in FP32 for every
+ * calibration batch, end to end. */
+typedef struct reference {
+  const npy_array *batches;
+  int n_batches;
+  bool batched;
+  int64_t largest;
+  const inferd_tensor_info *input;
+  const char *output_name;
+  size_t item_floats;
+  float *fp32; /* every batch's output, one after the other */
+  size_t floats;
+} reference;
+
+/* The relative L2 error, against FP32, of the first output of the INT8
+ * plan keeping `keep` (NULL: none) in FP32; with `names`, also the INT8
+ * convolutions' node names (malloc'd list, comma-separated). */
+static inferd_error *int8_error(const calibrate_args *a, const reference *r, const char *keep, double *error,
+                                char **names) {
+  const inferd_plan_options o = {.backend = "cpu",
+                                 .max_batch_size = r->batched ? (int)r->largest : 0,
+                                 .threads = (int)a->threads,
+                                 .precision = INFERD_PRECISION_INT8,
+                                 .calibration_cache = a->output,
+                                 .int8_keep = keep ? keep : ""};
+  inferd_plan *plan = NULL;
+  inferd_context *ctx = NULL;
+  ERR_TRY(inferd_plan_load(a->model, &o, &plan));
+  inferd_error *e = inferd_context_create(plan, NULL, &ctx);
+  float *out = mem_alloc(r->item_floats * (size_t)r->largest * sizeof(float) + 1);
+  double diff = 0, norm = 0;
+  size_t at = 0;
+  if (!e && names) inferd_context_set_profiling(ctx, true);
+  for (int i = 0; i < r->n_batches && !e; i++) {
+    const npy_array *x = &r->batches[i];
+    const int batch = r->batched && x->rank > 0 ? (int)x->dims[0] : 1;
+    inferd_tensor in = {.name = r->input->name, .datatype = INFERD_TYPE_FP32, .rank = x->rank, .data = x->data,
+                        .byte_size = x->nbytes};
+    memcpy(in.dims, x->dims, sizeof(in.dims));
+    inferd_tensor y = {.name = r->output_name, .data = out, .byte_size = r->item_floats * (size_t)batch * sizeof(float)};
+    e = inferd_context_run(ctx, batch, &in, 1, &y, 1);
+    for (size_t k = 0; !e && k < r->item_floats * (size_t)batch; k++, at++) {
+      const double d = (double)out[k] - r->fp32[at];
+      diff += d * d;
+      norm += (double)r->fp32[at] * r->fp32[at];
+    }
+  }
+  if (!e && names) {
+    inferd_profile_entry entries[4096];
+    const int n = inferd_context_profile(ctx, entries, 4096);
+    size_t len = 0, cap = 0;
+    *names = NULL;
+    for (int i = 0; i < n && i < 4096; i++) {
+      if (strncmp(entries[i].kind, "conv", 4) != 0 || !strstr(entries[i].kind, " int8") || !entries[i].name) continue;
+      const size_t add = strlen(entries[i].name) + 2;
+      MEM_GROW(*names, cap, len + add);
+      len += (size_t)snprintf(*names + len, cap - len, "%s%s", len ? "," : "", entries[i].name);
+    }
+  }
+  *error = norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+  free(out);
+  if (ctx) inferd_context_delete(ctx);
+  inferd_plan_delete(plan);
+  return e;
+}
+
+typedef struct layer_error {
+  char *name;
+  double error; /* with this layer alone kept in FP32 */
+} layer_error;
+
+static int by_error(const void *x, const void *y) {
+  const double a = ((const layer_error *)x)->error, b = ((const layer_error *)y)->error;
+  return a < b ? -1 : a > b;
+}
+
+/* --auto-keep: every INT8 convolution's sensitivity (the error with it
+ * alone kept in FP32), then the most sensitive kept one by one until the
+ * error is at most the target, at most half of them. Leaves the list (or
+ * NULL) in *keep and the errors before and after. */
+static inferd_error *choose_keep(const calibrate_args *a, const reference *r, char **keep, double *before,
+                                 double *after, int *kept) {
+  char *names = NULL;
+  *keep = NULL;
+  *kept = 0;
+  ERR_TRY(int8_error(a, r, NULL, before, &names));
+  *after = *before;
+  if (*before <= a->auto_keep || !names) {
+    free(names);
+    return NULL;
+  }
+  layer_error *layers = NULL;
+  size_t cap = 0;
+  int n = 0;
+  inferd_error *e = NULL;
+  for (char *p = names, *save = NULL, *t = strtok_r(p, ",", &save); t && !e; t = strtok_r(NULL, ",", &save)) {
+    MEM_GROW(layers, cap, (size_t)n + 1);
+    layers[n] = (layer_error){.name = t};
+    e = int8_error(a, r, t, &layers[n].error, NULL);
+    n++;
+  }
+  if (!e) qsort(layers, (size_t)n, sizeof(*layers), by_error);
+  size_t len = 0, kcap = 0;
+  for (int i = 0; i < n && i < (n + 1) / 2 && !e && *after > a->auto_keep; i++) {
+    const size_t add = strlen(layers[i].name) + 2;
+    MEM_GROW(*keep, kcap, len + add);
+    len += (size_t)snprintf(*keep + len, kcap - len, "%s%s", len ? "," : "", layers[i].name);
+    e = int8_error(a, r, *keep, after, NULL);
+    *kept = i + 1;
+  }
+  free(layers);
+  free(names);
+  if (e) {
+    free(*keep);
+    *keep = NULL;
+  }
+  return e;
+}
 
 /* The photos' transform completed from the model's input: its layout (3
  * channels first or last) and, unless given, its size. */
@@ -181,6 +303,8 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
     item_floats[k] = count;
     outs[k] = (inferd_tensor){.name = oi.name, .data = mem_alloc(count * (size_t)largest * sizeof(float) + 1)};
   }
+  reference ref = {0};
+  size_t ref_cap = 0;
   for (int i = 0; i < n_batches && !e; i++) {
     if (photos && (e = photo_batch(files, n_files, i, per, &transform, &batches[i]))) break;
     const npy_array *x = &batches[i];
@@ -206,7 +330,14 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
       calib_collector_add(&col, outs[k].name, outs[k].data, outs[k].byte_size / sizeof(float));
     *samples += batch;
     *files_used += photos ? (int)x->dims[0] : 1;
-    if (photos) npy_free(&batches[i]);
+    if (a->auto_keep > 0) {
+      const size_t add = item_floats[0] * (size_t)batch;
+      MEM_GROW(ref.fp32, ref_cap, ref.floats + add);
+      memcpy(ref.fp32 + ref.floats, outs[0].data, add * sizeof(float));
+      ref.floats += add;
+    } else if (photos) {
+      npy_free(&batches[i]);
+    }
   }
   if (!e) {
     char checksum[96];
@@ -216,9 +347,27 @@ static inferd_error *calibrate(const calibrate_args *a, int *files_used, int64_t
       calib_collector_thresholds(&col, a->method, a->percentile, checksum, &cache);
       *tensors = cache.n;
       e = calib_cache_write(&cache, a->output);
+      if (!e && a->auto_keep > 0) {
+        ref.batches = batches;
+        ref.n_batches = n_batches;
+        ref.batched = batched;
+        ref.largest = largest;
+        ref.input = &in_info;
+        ref.output_name = outs[0].name;
+        ref.item_floats = item_floats[0];
+        double before = 0, after = 0;
+        int kept = 0;
+        e = choose_keep(a, &ref, &cache.keep, &before, &after, &kept);
+        if (!e) e = calib_cache_write(&cache, a->output);
+        if (!e)
+          printf("auto-keep: INT8 error against FP32 on the calibration data %.4f with no layer kept, %.4f with %d "
+                 "kept in FP32%s%s\n",
+                 before, after, kept, kept ? ": " : "", kept ? cache.keep : "");
+      }
       calib_cache_free(&cache);
     }
   }
+  free(ref.fp32);
   for (int k = 0; k < n_out; k++) free(outs[k].data);
   free(outs);
   free(item_floats);
@@ -308,6 +457,13 @@ int cmd_calibrate(int argc, char **argv) {
                   : strcmp(name, "mean") == 0 ? a.transform.mean
                                               : a.transform.std;
       if (!parse_floats(name, value, strcmp(name, "scale") == 0 ? 1 : 3, strcmp(name, "mean") != 0, to)) return 2;
+    } else if (strcmp(name, "auto-keep") == 0) {
+      char *end;
+      a.auto_keep = strtod(value, &end);
+      if (*end || !(a.auto_keep > 0 && a.auto_keep < 1)) {
+        fprintf(stderr, "inferd calibrate: --auto-keep '%s' is not a relative error in (0, 1)\n", value);
+        return 2;
+      }
     } else if (strcmp(name, "channel-order") == 0) {
       if (strcmp(value, "rgb") != 0 && strcmp(value, "bgr") != 0) {
         fprintf(stderr, "inferd calibrate: --channel-order '%s' is not rgb or bgr\n", value);

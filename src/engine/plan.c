@@ -254,6 +254,9 @@ static inferd_error *plan_build(const char *model_path, const inferd_plan_option
       return err_new(INFERD_ERROR_INVALID_ARG, "layers to keep in FP32 are only named at precision int8, not %s",
                      inferd_precision_name(plan->precision));
     plan->int8_keep = mem_strdup(options->int8_keep);
+  } else if (plan->precision == INFERD_PRECISION_INT8 && plan->calibration->keep) {
+    /* The list `inferd calibrate --auto-keep` chose, unless the caller gives one. */
+    plan->int8_keep = mem_strdup(plan->calibration->keep);
   }
   const char *disabled = options ? options->disabled_passes : NULL;
   ERR_TRY(passes_validate(disabled));

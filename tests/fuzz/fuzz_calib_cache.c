@@ -22,6 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   err = calib_cache_parse(t1, n1, &back);
   FUZZ_CHECK(err == NULL);
   FUZZ_CHECK(back.n == c.n && back.method == c.method && strcmp(back.checksum, c.checksum) == 0);
+  FUZZ_CHECK((back.keep == NULL) == (c.keep == NULL) && (!c.keep || strcmp(back.keep, c.keep) == 0));
   for (int i = 0; i < c.n; i++) {
     FUZZ_CHECK(strcmp(back.entries[i].name, c.entries[i].name) == 0);
     FUZZ_CHECK(back.entries[i].threshold >= 0);

@@ -149,3 +149,38 @@ def test_server_serves_int8_from_the_model_configuration(inferd_bin, run_inferd,
         np.testing.assert_allclose(answers["fp32"], fp32_cli, rtol=1e-5, atol=1e-5)
     finally:
         assert s.stop() == 0
+
+
+def test_auto_keep_chooses_the_sensitive_layers(real_model, run_inferd, tmp_path):
+    """`inferd calibrate --auto-keep E` keeps the convolutions whose FP32
+    form lowers the error most until the error on the calibration data is
+    at most E, and writes them in the cache; an INT8 plan without a keep
+    list of its own takes them (the same answers as naming them), and on
+    photos the calibration never saw the error is lower than with none."""
+    from test_calibrate_cli import read_cache
+    cal = photo_crops(real_model, CALIBRATION_PHOTOS, 16, 1)
+    batches = [cal[k:k + 8] for k in range(0, len(cal), 8)]
+    (tmp_path / "plain").mkdir()
+    plain = calibrate(run_inferd, real_model.model, batches, tmp_path / "plain")
+    data = tmp_path / "plain" / "cal"
+    auto = tmp_path / "auto.cache"
+    proc = run_inferd("calibrate", "--model", real_model.model, "--data", data, "--output", auto, "--method", "max",
+                      "--auto-keep", "0.1", check=True)
+    print(proc.stdout)
+    meta = read_cache(auto)[0]
+    assert "keep" not in read_cache(plain)[0]
+    keep = meta.get("keep", "")
+    assert keep and len(keep.split(",")) <= 25, proc.stdout
+    assert "with no layer kept" in proc.stdout and f"kept in FP32: {keep}" in proc.stdout
+    x = photo_crops(real_model, EVALUATION_PHOTOS, 16, 2)
+    fp32 = run_model(run_inferd, real_model.model, x, tmp_path / "fp32")
+    from_cache = run_model(run_inferd, real_model.model, x, tmp_path / "auto", "--precision", "int8",
+                           "--calibration-cache", auto)
+    named = run_model(run_inferd, real_model.model, x, tmp_path / "named", "--precision", "int8",
+                      "--calibration-cache", plain, "--int8-keep", keep)
+    none = run_model(run_inferd, real_model.model, x, tmp_path / "none", "--precision", "int8",
+                     "--calibration-cache", plain)
+    np.testing.assert_array_equal(from_cache, named)
+    e_auto, e_none = rel_l2(fp32, from_cache), rel_l2(fp32, none)
+    print(f"held-out crops: relative L2 {e_none:.4f} with no layer kept, {e_auto:.4f} with {keep}")
+    assert e_auto < e_none

@@ -167,6 +167,7 @@ void calib_cache_free(calib_cache *c) {
   for (int i = 0; i < c->n; i++) free(c->entries[i].name);
   free(c->entries);
   free(c->checksum);
+  free(c->keep);
   memset(c, 0, sizeof(*c));
 }
 
@@ -221,6 +222,13 @@ inferd_error *calib_cache_parse(const char *text, size_t len, calib_cache *out) 
           if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) e = at(line, k + 1, "a control character in the model checksum");
         if (!e) c.checksum = mem_strndup(s + 6, n - 6), have_model = true;
       }
+      continue;
+    }
+    if (n > 5 && memcmp(s, "keep ", 5) == 0 && !memchr(s, '\t', n)) {
+      if (c.keep) e = at(line, 1, "a second 'keep' line");
+      for (size_t k = 5; k < n && !e; k++)
+        if ((unsigned char)s[k] < 0x20 || s[k] == 0x7f) e = at(line, k + 1, "a control character in the keep list");
+      if (!e) c.keep = mem_strndup(s + 5, n - 5);
       continue;
     }
     if (n > 7 && memcmp(s, "method ", 7) == 0 && !memchr(s, '\t', n)) {
@@ -301,11 +309,13 @@ char *calib_cache_format(const calib_cache *c, size_t *len) {
   size_t cap = 256, n = 0;
   for (int i = 0; i < c->n; i++) cap += strlen(c->entries[i].name) + 40;
   cap += c->checksum ? strlen(c->checksum) : 0;
+  cap += c->keep ? strlen(c->keep) + 8 : 0;
   char *out = mem_alloc(cap);
 #define PUT(...) n += (size_t)snprintf(out + n, cap - n, __VA_ARGS__)
   PUT("%s\nmodel %s\n", CACHE_HEADER, c->checksum ? c->checksum : "-");
   if (c->method == CALIB_PERCENTILE) PUT("method percentile %.17g\n", c->percentile);
   else PUT("method %s\n", calib_method_name(c->method));
+  if (c->keep) PUT("keep %s\n", c->keep);
   for (int i = 0; i < c->n; i++) PUT("%s\t%.9g\n", c->entries[i].name, c->entries[i].threshold);
 #undef PUT
   if (len) *len = n;

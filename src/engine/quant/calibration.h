@@ -21,6 +21,8 @@
  *   # inferd calibration cache v1
  *   model <checksum of the model file>
  *   method entropy            (or max, or percentile 99.99)
+ *   keep <names>              (optional: the convolutions an INT8 plan keeps in
+ *                              FP32 when it is given no list of its own)
  *   <tensor name><TAB><threshold>
  *
  * A name is everything before the line's last tab (it may hold spaces and
@@ -67,6 +69,7 @@ typedef struct calib_cache {
   char *checksum;
   calib_method method;
   double percentile; /* CALIB_PERCENTILE */
+  char *keep;        /* convolutions to keep in FP32 (comma-separated), or NULL */
   calib_entry *entries;
   int n;
   size_t cap;

@@ -194,6 +194,8 @@ static void test_cache_errors_say_where(void **state) {
   bad(HEAD "model abc\nmethod max\nconv\t1.0x\n", 4, 6, "finite number >= 0");
   bad(HEAD "model abc\nmethod max\nconv\t\n", 4, 6, "finite number >= 0");
   bad(HEAD "model abc\nmethod max\nconv\t1\nconv\t2\n", 5, 1, "earlier line");
+  bad(HEAD "model abc\nmethod max\nkeep a\nkeep b\n", 5, 1, "a second 'keep'");
+  bad(HEAD "model abc\nmethod max\nkeep a\x01b\n", 4, 7, "a control character in the keep list");
   const char with_nul[] = HEAD "model abc\nmethod max\nco\0nv\t1\n";
   calib_cache c;
   inferd_error *e = calib_cache_parse(with_nul, sizeof(with_nul) - 1, &c);
@@ -206,6 +208,17 @@ static void test_cache_errors_say_where(void **state) {
   assert_int_equal(c.n, 1);
   assert_int_equal(c.method, CALIB_ENTROPY);
   assert_true(calib_cache_find(&c, "conv") == 0.5);
+  assert_null(c.keep);
+  calib_cache_free(&c);
+  /* The keep list `inferd calibrate --auto-keep` writes, read back and
+   * written again the same. */
+  const char *kept = HEAD "model abc\nmethod max\nkeep conv_1,blocks.0/dw\nconv_1\t2\n";
+  assert_null(calib_cache_parse(kept, strlen(kept), &c));
+  assert_string_equal(c.keep, "conv_1,blocks.0/dw");
+  size_t len;
+  char *text = calib_cache_format(&c, &len);
+  assert_string_equal(text, kept);
+  free(text);
   calib_cache_free(&c);
 }
 
