@@ -181,7 +181,9 @@ static bool number(const char *s, size_t n, double *out) {
   char buf[65];
   memcpy(buf, s, n);
   buf[n] = 0;
-  if (buf[0] == '+' || buf[0] == '-' || buf[0] == ' ' || buf[0] == '\t') return false;
+  /* Only a digit or a point may start it: strtod would skip any white
+   * space (a form feed, say) and take a sign after it. */
+  if (!((buf[0] >= '0' && buf[0] <= '9') || buf[0] == '.')) return false;
   char *end;
   errno = 0;
   const double v = strtod(buf, &end);

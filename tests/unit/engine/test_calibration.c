@@ -193,6 +193,7 @@ static void test_cache_errors_say_where(void **state) {
   bad(HEAD "model abc\nmethod max\nconv\t1e999\n", 4, 6, "finite number >= 0");
   bad(HEAD "model abc\nmethod max\nconv\t1.0x\n", 4, 6, "finite number >= 0");
   bad(HEAD "model abc\nmethod max\nconv\t\n", 4, 6, "finite number >= 0");
+  bad(HEAD "model abc\nmethod max\nconv\t\f-0\n", 4, 6, "finite number >= 0"); /* found by fuzzing */
   bad(HEAD "model abc\nmethod max\nconv\t1\nconv\t2\n", 5, 1, "earlier line");
   bad(HEAD "model abc\nmethod max\nkeep a\nkeep b\n", 5, 1, "a second 'keep'");
   bad(HEAD "model abc\nmethod max\nkeep a\x01b\n", 4, 7, "a control character in the keep list");
