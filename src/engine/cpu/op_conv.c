@@ -277,21 +277,26 @@ done:
   return e;
 }
 
-/* Whether convolution n of a BF16 plan may write its output as bf16: it
- * is no graph output and only convolutions read it, as their input or
- * their residual sum. */
-static bool bf16_output(const cpu_builder *b, const ir_node *n) {
+/* Whether a BF16 plan may keep value y in bf16: it is no graph output and
+ * only convolutions read it, as their input or their residual sum, or a
+ * max pooling (exact in bf16, at depth < 4) whose output is such a value,
+ * or a global average pooling (which writes FP32). */
+bool cpu_bf16_value(const cpu_builder *b, int y, int depth) {
   const ir_graph *g = b->g;
-  const int y = n->outputs[0];
-  if (g->values[y].is_output) return false;
+  if (g->values[y].is_output || depth > 3) return false;
   int readers = 0;
   for (int i = 0; i < g->n_nodes; i++) {
     const ir_node *c = &g->nodes[i];
     if (c->dead) continue;
     for (int k = 0; k < c->n_inputs; k++) {
       if (c->inputs[k] != y) continue;
-      if (c->op != IR_OP_Conv || (k != 0 && k != c->sum_input) || g->values[c->inputs[1]].kind != IR_VALUE_CONST)
-        return false;
+      const bool conv = c->op == IR_OP_Conv && (k == 0 || k == c->sum_input) &&
+                        g->values[c->inputs[1]].kind == IR_VALUE_CONST;
+      const bool pool = c->op == IR_OP_MaxPool && k == 0 && c->n_outputs == 1 && c->n_post_ops == 0 &&
+                        cpu_bf16_value(b, c->outputs[0], depth + 1);
+      /* A global average reads bf16 and writes FP32 (sums in FP32). */
+      const bool mean = c->op == IR_OP_GlobalAveragePool && k == 0 && c->n_post_ops == 0;
+      if (!conv && !pool && !mean) return false;
       readers++;
     }
   }
@@ -300,7 +305,7 @@ static bool bf16_output(const cpu_builder *b, const ir_node *n) {
 
 /* The BF16 form of a convolution: source and weights in bf16, products
  * summed in FP32 by oneDNN's kernels (AMX or AVX-512 BF16), the bias FP32,
- * the output bf16 when only convolutions read it (bf16_output), else FP32.
+ * the output bf16 when only convolutions read it (cpu_bf16_value), else FP32.
  * With a residual sum, the output takes the sum operand's memory when their
  * types agree. */
 static inferd_error *conv_bf16(cpu_builder *b, const ir_node *n, const dnnl_memory_desc_t *w_plain, int wrank,
@@ -309,7 +314,7 @@ static inferd_error *conv_bf16(cpu_builder *b, const ir_node *n, const dnnl_memo
                                lowp_conv *out) {
   *out = (lowp_conv){.pd = NULL, .src_slot = -1};
   const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
-  out->lowp_out = bf16_output(b, n);
+  out->lowp_out = cpu_bf16_value(b, n->outputs[0], 0);
   const dnnl_data_type_t out_type = out->lowp_out ? dnnl_bf16 : dnnl_f32;
   dnnl_dims_t xd;
   const int rank = cpu_value_dims(b, x, xd);

@@ -7,7 +7,7 @@
 
 #include "engine/cpu/cpu.h"
 
-static void strided_md(int rank, const int64_t *dims, bool swap_last, dnnl_memory_desc_t *md) {
+static void strided_md(int rank, const int64_t *dims, bool swap_last, dnnl_data_type_t type, dnnl_memory_desc_t *md) {
   /* dims are the logical [.., R, C]; with swap_last the data is stored as
    * [.., C, R]. */
   dnnl_dims_t d, s;
@@ -25,7 +25,7 @@ static void strided_md(int rank, const int64_t *dims, bool swap_last, dnnl_memor
     s[rank - 2] = cols;
     s[rank - 1] = 1;
   }
-  dnnl_memory_desc_init_by_strides(md, rank, d, dnnl_f32, s);
+  dnnl_memory_desc_init_by_strides(md, rank, d, type, s);
 }
 
 static bool bias_as_row(const ir_graph *g, int c, int64_t n) {
@@ -36,7 +36,7 @@ static bool bias_as_row(const ir_graph *g, int c, int64_t n) {
   return (s->rank == 1 && s->dims[0] == n) || (s->rank == 2 && s->dims[0] == 1 && s->dims[1] == n);
 }
 
-inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
+static inferd_error *build_matmul(cpu_builder *b, const ir_node *n, bool try_bf16) {
   const ir_graph *g = b->g;
   int a = n->inputs[0], w = n->inputs[1], c = ir_node_input(n, 2), y = n->outputs[0];
   int ra = g->values[a].shape.rank, rw = g->values[w].shape.rank;
@@ -70,13 +70,16 @@ inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
     wd[rank - 1] = wd[rank - 2];
     wd[rank - 2] = t;
   }
-  dnnl_memory_desc_t a_md, w_src_md, w_md, bias_md, y_md;
-  strided_md(rank, ad, trans_a, &a_md);
-  strided_md(rank, wd, trans_b, &w_src_md);
-  cpu_plain_md_dims(rank, yd, dnnl_f32, &y_md);
   bool w_const = g->values[w].kind == IR_VALUE_CONST;
+  /* BF16 plans multiply by constant weights in bf16 (FP32 sums and output). */
+  const bool bf16 = try_bf16 && w_const && b->plan->config.precision == INFERD_PRECISION_BF16 && cpu_has_bf16_dot();
+  const dnnl_data_type_t in_type = bf16 ? dnnl_bf16 : dnnl_f32;
+  dnnl_memory_desc_t a_md, w_src_md, w_md, bias_md, y_md;
+  strided_md(rank, ad, trans_a, in_type, &a_md);
+  strided_md(rank, wd, trans_b, dnnl_f32, &w_src_md);
+  cpu_plain_md_dims(rank, yd, dnnl_f32, &y_md);
   if (w_const)
-    dnnl_memory_desc_init_by_tag(&w_md, rank, w_src_md.dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&w_md, rank, w_src_md.dims, in_type, dnnl_format_tag_any);
   else
     w_md = w_src_md;
   dnnl_dims_t bias_dims;
@@ -87,12 +90,18 @@ inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
   dnnl_matmul_desc_t md_desc;
   DNNL_TRY(dnnl_matmul_desc_init(&md_desc, &a_md, &w_md, c >= 0 ? &bias_md : NULL, &y_md), "matmul descriptor");
   dnnl_primitive_desc_t pd;
-  if (!cpu_pd_create(b, &md_desc, n, &pd)) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &md_desc, n, &pd)) return bf16 ? build_matmul(b, n, false) : cpu_build_ref(b, n);
+  if (bf16 && strstr(cpu_pd_impl(pd), "ref")) {
+    dnnl_primitive_desc_destroy(pd);
+    return build_matmul(b, n, false);
+  }
   w_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 
   int a_slot, w_slot = -1;
   dnnl_memory_t w_mem = NULL, b_mem = NULL;
-  inferd_error *e = cpu_plain_slot(b, a, &a_slot);
+  /* A bf16 source is a converted copy in a_md's layout; an FP32 one is the
+   * plain slot a_md describes (transposed or not). */
+  inferd_error *e = bf16 ? cpu_slot_in_layout(b, a, &a_md, &a_slot) : cpu_plain_slot(b, a, &a_slot);
   if (!e && w_const) e = cpu_weights_get(b, w, &w_src_md, &w_md, &w_mem);
   if (!e && !w_const) e = cpu_plain_slot(b, w, &w_slot);
   if (!e && c >= 0) e = cpu_weights_get(b, c, &bias_md, &bias_md, &b_mem);
@@ -101,7 +110,9 @@ inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
     return e;
   }
   int out = cpu_slot_new(b, y, &y_md);
-  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, n->n_post_ops ? "matmul+act" : "matmul");
+  cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE,
+                             bf16 ? (n->n_post_ops ? "matmul+act bf16" : "matmul bf16")
+                                  : (n->n_post_ops ? "matmul+act" : "matmul"));
   cpu_step_arg(s, DNNL_ARG_SRC, a_slot, &a_md);
   if (w_const)
     s->args[s->n_args++] = (cpu_arg){.arg = DNNL_ARG_WEIGHTS, .slot = -1, .md = w_md, .memory = w_mem};
@@ -118,3 +129,5 @@ inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) {
   b->value_slot[y] = b->value_plain_slot[y] = out;
   return cpu_step_set_primitive(s, pd);
 }
+
+inferd_error *cpu_build_matmul(cpu_builder *b, const ir_node *n) { return build_matmul(b, n, true); }

@@ -51,13 +51,34 @@ inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *n) {
   int x_slot;
   ERR_TRY(cpu_value_slot(b, x, &x_slot));
   dnnl_memory_desc_t src_md = b->p->slots[x_slot].md, dst_any;
-  dnnl_memory_desc_init_by_tag(&dst_any, rank, yd, dnnl_f32, dnnl_format_tag_any);
+  /* A bf16 source (its producer knew only convolutions read this pooling's
+   * output) pools to bf16: the maximum is exact in any type. */
+  const bool bf16 = src_md.data_type == dnnl_bf16 && alg == dnnl_pooling_max;
+  const bool bf16_mean = src_md.data_type == dnnl_bf16 && global && alg != dnnl_pooling_max;
+  if (src_md.data_type != dnnl_f32 && !bf16 && !bf16_mean) {
+    int plain;
+    ERR_TRY(cpu_plain_slot(b, x, &plain));
+    x_slot = plain;
+    src_md = b->p->slots[plain].md;
+  }
+  dnnl_memory_desc_init_by_tag(&dst_any, rank, yd, bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any);
   dnnl_pooling_v2_desc_t pdesc;
   DNNL_TRY(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, alg, &src_md, &dst_any, strides, kernel,
                                              dil_dnnl, pl, pr),
            "pooling descriptor");
   dnnl_primitive_desc_t pd;
-  if (!cpu_pd_create(b, &pdesc, NULL, &pd)) return cpu_build_ref(b, n);
+  if (!cpu_pd_create(b, &pdesc, NULL, &pd)) {
+    if (!bf16_mean) return cpu_build_ref(b, n);
+    /* No kernel averages bf16 into FP32 here: from an FP32 copy. */
+    int plain;
+    ERR_TRY(cpu_plain_slot(b, x, &plain));
+    x_slot = plain;
+    src_md = b->p->slots[plain].md;
+    DNNL_TRY(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, alg, &src_md, &dst_any, strides, kernel,
+                                               dil_dnnl, pl, pr),
+             "pooling descriptor");
+    if (!cpu_pd_create(b, &pdesc, NULL, &pd)) return cpu_build_ref(b, n);
+  }
   dnnl_memory_desc_t dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
   int out = cpu_slot_new(b, y, &dst_md);
   cpu_step *s = cpu_step_new(b, CPU_STEP_PRIMITIVE, alg == dnnl_pooling_max ? "maxpool" : "avgpool");
@@ -66,6 +87,6 @@ inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *n) {
   cpu_slot_touch_last(b, x_slot);
   cpu_slot_touch_last(b, out);
   b->value_slot[y] = out;
-  if (cpu_md_is_plain(&dst_md)) b->value_plain_slot[y] = out;
+  if (cpu_md_is_plain(&dst_md) && !bf16) b->value_plain_slot[y] = out;
   return cpu_step_set_primitive(s, pd);
 }
