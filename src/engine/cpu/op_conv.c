@@ -120,14 +120,44 @@ typedef struct lowp_conv {
   bool lowp_out; /* the output is u8 at its consumers' scale, or bf16 */
 } lowp_conv;
 
+/* The calibrated threshold of value v: its own, or, for a value read only
+ * by max poolings (the stem's output, which no convolution reads), their
+ * output's, which is the same range; a max pooling's output whose input
+ * has one takes its input's, so the u8 form passes through it unchanged.
+ * Negative when there is none. */
+static double int8_threshold(const cpu_builder *b, int v, int depth) {
+  const ir_graph *g = b->g;
+  const calib_cache *cal = b->plan->config.calibration;
+  if (!cal || depth > 4) return -1;
+  const int p = g->values[v].producer;
+  if (p >= 0 && g->nodes[p].op == IR_OP_MaxPool && g->nodes[p].n_post_ops == 0) {
+    const double t = int8_threshold(b, g->nodes[p].inputs[0], depth + 1);
+    if (t >= 0) return t;
+  }
+  const double own = calib_cache_find(cal, g->values[v].name);
+  if (own >= 0 || g->values[v].is_output) return own;
+  double pooled = -1;
+  for (int i = 0; i < g->n_nodes; i++) {
+    const ir_node *c = &g->nodes[i];
+    if (c->dead) continue;
+    for (int k = 0; k < c->n_inputs; k++) {
+      if (c->inputs[k] != v) continue;
+      if (c->op != IR_OP_MaxPool || k != 0 || c->n_post_ops != 0) return -1;
+      const double t = calib_cache_find(cal, g->values[c->outputs[0]].name);
+      if (t < 0 || (pooled >= 0 && t != pooled)) return -1;
+      pooled = t;
+    }
+  }
+  return pooled;
+}
+
 /* The INT8 quantization of the input x of a convolution: false when the
  * calibration has no threshold for it; else u8 (cannot be negative) or s8,
  * and the multiplier from real values to integers. u8 uses its whole range
  * only where the products are summed in 32 bits; s8 sources oneDNN shifts
  * to u8 itself, halving the weights. */
 static bool int8_input(const cpu_builder *b, int x, bool *is_unsigned, float *scale) {
-  const calib_cache *cal = b->plan->config.calibration;
-  const double threshold = cal ? calib_cache_find(cal, b->g->values[x].name) : -1;
+  const double threshold = int8_threshold(b, x, 0);
   if (threshold < 0) return false;
   *is_unsigned = nonnegative(b->g, x, 0);
   const double levels = *is_unsigned && cpu_has_int8_dot() ? 255.0 : 127.0;
@@ -135,17 +165,16 @@ static bool int8_input(const cpu_builder *b, int x, bool *is_unsigned, float *sc
   return true;
 }
 
-/* Whether convolution n may write its output y as u8 for its consumers:
- * y cannot be negative and is read only by INT8 convolutions (none kept
- * in FP32), as their input or their residual sum; a residual n adds itself
- * must be a tensor that has a u8 form too (it is summed from that). */
-static bool int8_output(const cpu_builder *b, const ir_node *n) {
+/* Whether an INT8 plan may keep value y as u8 (at int8_input's scale): y
+ * cannot be negative, is no graph output, and only INT8 convolutions (none
+ * kept in FP32) read it, as their input or their residual sum, or max
+ * poolings whose outputs are such values. */
+static bool u8_value(const cpu_builder *b, int y, int depth) {
   const ir_graph *g = b->g;
-  const int y = n->outputs[0];
   bool is_unsigned;
   float scale;
-  if (g->values[y].is_output || !int8_input(b, y, &is_unsigned, &scale) || !is_unsigned) return false;
-  if (n->sum_input >= 0 && (!int8_input(b, n->inputs[n->sum_input], &is_unsigned, &scale) || !is_unsigned))
+  if (depth > 3 || g->values[y].is_output || g->values[y].shape.rank != 4 || !int8_input(b, y, &is_unsigned, &scale) ||
+      !is_unsigned)
     return false;
   int readers = 0;
   for (int i = 0; i < g->n_nodes; i++) {
@@ -153,13 +182,25 @@ static bool int8_output(const cpu_builder *b, const ir_node *n) {
     if (c->dead) continue;
     for (int k = 0; k < c->n_inputs; k++) {
       if (c->inputs[k] != y) continue;
-      if (c->op != IR_OP_Conv || (k != 0 && k != c->sum_input) || !g->values[c->inputs[1]].data ||
-          kept_in_fp32(b->plan->config.int8_keep, g, c) || g->values[y].shape.rank != 4)
-        return false;
+      const bool conv = c->op == IR_OP_Conv && (k == 0 || k == c->sum_input) && g->values[c->inputs[1]].data &&
+                        !kept_in_fp32(b->plan->config.int8_keep, g, c);
+      const bool pool = c->op == IR_OP_MaxPool && k == 0 && c->n_outputs == 1 && c->n_post_ops == 0 &&
+                        u8_value(b, c->outputs[0], depth + 1);
+      if (!conv && !pool) return false;
       readers++;
     }
   }
   return readers > 0;
+}
+
+/* Whether convolution n may write its output as u8 for its consumers
+ * (u8_value); a residual n adds itself must be a tensor that has a u8 form
+ * too (it is summed from that). */
+static bool int8_output(const cpu_builder *b, const ir_node *n) {
+  bool is_unsigned;
+  float scale;
+  if (!u8_value(b, n->outputs[0], 0)) return false;
+  return n->sum_input < 0 || (int8_input(b, n->inputs[n->sum_input], &is_unsigned, &scale) && is_unsigned);
 }
 
 /* The INT8 form of a convolution whose input has a calibrated threshold:

@@ -53,15 +53,18 @@ inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *n) {
   dnnl_memory_desc_t src_md = b->p->slots[x_slot].md, dst_any;
   /* A bf16 source (its producer knew only convolutions read this pooling's
    * output) pools to bf16: the maximum is exact in any type. */
+  /* So does a u8 source (the INT8 form its producer wrote for the
+   * convolutions after this pooling), at the same scale. */
+  const bool u8 = src_md.data_type == dnnl_u8 && alg == dnnl_pooling_max && g->values[x].dtype == INFERD_TYPE_FP32;
   const bool bf16 = src_md.data_type == dnnl_bf16 && alg == dnnl_pooling_max;
   const bool bf16_mean = src_md.data_type == dnnl_bf16 && global && alg != dnnl_pooling_max;
-  if (src_md.data_type != dnnl_f32 && !bf16 && !bf16_mean) {
+  if (src_md.data_type != dnnl_f32 && !bf16 && !bf16_mean && !u8) {
     int plain;
     ERR_TRY(cpu_plain_slot(b, x, &plain));
     x_slot = plain;
     src_md = b->p->slots[plain].md;
   }
-  dnnl_memory_desc_init_by_tag(&dst_any, rank, yd, bf16 ? dnnl_bf16 : dnnl_f32, dnnl_format_tag_any);
+  dnnl_memory_desc_init_by_tag(&dst_any, rank, yd, bf16 ? dnnl_bf16 : u8 ? dnnl_u8 : dnnl_f32, dnnl_format_tag_any);
   dnnl_pooling_v2_desc_t pdesc;
   DNNL_TRY(dnnl_pooling_v2_forward_desc_init(&pdesc, dnnl_forward_inference, alg, &src_md, &dst_any, strides, kernel,
                                              dil_dnnl, pl, pr),
@@ -87,6 +90,7 @@ inferd_error *cpu_build_pool(cpu_builder *b, const ir_node *n) {
   cpu_slot_touch_last(b, x_slot);
   cpu_slot_touch_last(b, out);
   b->value_slot[y] = out;
-  if (cpu_md_is_plain(&dst_md) && !bf16) b->value_plain_slot[y] = out;
+  if (u8) b->value_lowp_slot[y] = out;
+  else if (cpu_md_is_plain(&dst_md) && !bf16) b->value_plain_slot[y] = out;
   return cpu_step_set_primitive(s, pd);
 }
