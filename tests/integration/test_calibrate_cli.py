@@ -127,13 +127,16 @@ def entropy_threshold(values, bins=2048, levels=128):
     """The entropy method computed independently in numpy, on the input's
     values: a histogram of |x| over [0, 2^e) with 2^e the smallest power of
     two above the max, then the clipping point whose 128-level quantization
-    diverges least (KL) from the clipped distribution."""
+    diverges least (KL) from the clipped distribution, exact zeros left
+    out (they are exact at any scale)."""
     a = np.abs(values.astype(np.float64)).ravel()
     top = a.max()
     rng = 2.0 ** (np.floor(np.log2(top)) + 1)
     hist = np.bincount(np.minimum((a * (bins / rng)).astype(np.int64), bins - 1), minlength=bins).astype(np.float64)
+    hist_all = hist.copy()
+    hist[0] -= np.count_nonzero(a == 0)
     last = bins
-    while last > levels and hist[last - 1] == 0:
+    while last > levels and hist_all[last - 1] == 0:
         last -= 1
     best, best_kl = last, np.inf
     for i in range(levels, last + 1):
@@ -162,6 +165,14 @@ def test_entropy_threshold_matches_an_independent_computation(setup, run_inferd)
     want = entropy_threshold(np.concatenate([b.ravel() for b in batches]))
     assert got["x"] == pytest.approx(want, rel=1e-6)
     assert want < np.abs(np.concatenate([b.ravel() for b in batches])).max()
+    # Half of the values exactly zero, as after a ReLU: the same computation.
+    relu = d / "relu-data"
+    relu.mkdir()
+    for k, b in enumerate(batches):
+        np.save(relu / f"b{k}.npy", np.maximum(b, 0))
+    run_inferd("calibrate", "--model", model, "--data", relu, "--output", out, check=True)
+    want = entropy_threshold(np.concatenate([np.maximum(b, 0).ravel() for b in batches]))
+    assert read_cache(out)[1]["x"] == pytest.approx(want, rel=1e-6)
 
 
 def photo_options(info):

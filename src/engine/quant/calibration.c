@@ -55,6 +55,7 @@ void calib_histogram_add(calib_histogram *h, const float *x, size_t n) {
     if (b >= CALIB_BINS) b = CALIB_BINS - 1;
     h->bins[b]++;
     h->count++;
+    h->zeros += a == 0;
   }
 }
 
@@ -74,24 +75,36 @@ static double percentile_threshold(const calib_histogram *h, double percentile) 
 
 /* KL(P || Q) of the first `i` bins clipped there (the rest counted in bin
  * i-1) against their quantization into CALIB_LEVELS levels, each level's
- * mass spread evenly over its nonzero bins. */
+ * mass spread evenly over its nonzero bins. Exact zeros are left out of
+ * bin 0: zero is exact at every scale, and after a ReLU they are often half
+ * the values, a spike that the quantization would smear over its level's
+ * bins and that so pulled the choice towards the smallest clipping points
+ * (seen: ReLU6 outputs clipped at 1 of 6). */
 static double clipped_divergence(const calib_histogram *h, int i, double *p, double *q) {
   uint64_t outliers = 0;
   for (int b = i; b < CALIB_BINS; b++) outliers += h->bins[b];
   double total = 0;
   for (int b = 0; b < i; b++) total += (double)(p[b] = (double)h->bins[b]);
+  p[0] -= (double)h->zeros;
+  total -= (double)h->zeros;
   p[i - 1] += (double)outliers;
   total += (double)outliers;
-  if (total == 0) return INFINITY;
+  if (total <= 0) return INFINITY;
+  /* Q quantizes the bins as they were, without the outliers (TensorRT's
+   * published procedure): clipping mass shows as a divergence. */
   for (int j = 0; j < CALIB_LEVELS; j++) {
     const int start = (int)((int64_t)j * i / CALIB_LEVELS), end = (int)((int64_t)(j + 1) * i / CALIB_LEVELS);
     double mass = 0;
     int nonzero = 0;
     for (int b = start; b < end; b++) {
-      mass += (double)h->bins[b];
-      nonzero += h->bins[b] != 0;
+      const double v = (double)h->bins[b] - (b == 0 ? (double)h->zeros : 0);
+      mass += v;
+      nonzero += v != 0;
     }
-    for (int b = start; b < end; b++) q[b] = h->bins[b] && nonzero ? mass / nonzero : 0;
+    for (int b = start; b < end; b++) {
+      const double v = (double)h->bins[b] - (b == 0 ? (double)h->zeros : 0);
+      q[b] = v != 0 && nonzero ? mass / nonzero : 0;
+    }
   }
   double q_total = 0;
   for (int b = 0; b < i; b++) q_total += q[b];

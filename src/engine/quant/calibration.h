@@ -47,6 +47,7 @@ typedef struct calib_histogram {
   uint64_t bins[CALIB_BINS];
   uint64_t count;            /* finite values seen */
   uint64_t non_finite;       /* NaN and infinities, left out */
+  uint64_t zeros;            /* exact zeros (in bin 0; the entropy method leaves them out) */
   float max_abs;
 } calib_histogram;
 

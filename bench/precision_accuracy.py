@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Accuracy of inferd's reduced-precision CPU plans on the real pretrained
+classifier (EfficientNet-Lite0 of scripts/fetch_real_model.sh) and real
+photos, against ONNX Runtime's FP32 outputs as the reference.
+
+Calibration photos and evaluation photos are kept apart: calibration uses
+crops and flips of the first three photos (by name, CALIBRATION below),
+evaluation the centre crop, its flip and random crops and flips of the
+other four. For each plan -- inferd fp32 (a check of the reference), bf16,
+and int8 with each calibration method (max, percentile 99.99, entropy),
+with no layer kept in FP32, with the first convolution kept, and with the
+list `inferd calibrate --auto-keep` chose -- it reports the top-1
+agreement with the reference, the top-5 agreement (the reference's top
+class among the plan's five), and the max and mean absolute logit error.
+Everything is computed here from the .npy outputs of `inferd run` and of
+onnxruntime; nothing is taken from inferd's own reports.
+
+The photos are the seven the project's scripts unpack (scikit-image and
+scikit-learn sample images); the issue asks for at least 200, which the
+project does not have yet, so the figures are indicative.
+
+usage: bench/precision_accuracy.py [--crops 24] [--threads 2] [--out bench/results/precision_accuracy]
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from precision_cpu import machine  # noqa: E402
+
+CALIBRATION = ["chelsea", "coffee", "rocket"]
+
+
+def preprocess(im, info, box=None, flip=False):
+    from PIL import Image
+    size = info["image_size"]
+    im = im.convert("RGB")
+    if box is not None:
+        im = im.crop(box).resize((size, size), Image.BILINEAR)
+    else:
+        w, h = im.size
+        scale = info["resize_shorter_to"] / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+    if flip:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    x = (np.asarray(im, np.float32) - np.array(info["mean"], np.float32)) / np.array(info["std"], np.float32)
+    return x.transpose(2, 0, 1)
+
+
+def images(paths, info, crops, seed, centre):
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            if centre:
+                out += [preprocess(im, info), preprocess(im, info, flip=True)]
+            w, h = im.size
+            for _ in range(crops):
+                s = rng.uniform(0.35, 1.0) * min(w, h)
+                x0, y0 = rng.uniform(0, w - s), rng.uniform(0, h - s)
+                out.append(preprocess(im, info, (int(x0), int(y0), int(x0 + s), int(y0 + s)), rng.random() < 0.5))
+    return np.stack(out).astype(np.float32)
+
+
+def metrics(ref, y):
+    top1 = ref.argmax(1)
+    top5 = np.argsort(-y, 1)[:, :5]
+    err = np.abs(ref - y)
+    return {"top1_agreement": float(np.mean(y.argmax(1) == top1)),
+            "top5_agreement": float(np.mean([t in row for t, row in zip(top1, top5)])),
+            "max_abs_logit_error": float(err.max()), "mean_abs_logit_error": float(err.mean())}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--crops", type=int, default=24, help="random crops per photo (evaluation and calibration)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--auto-keep", type=float, default=0.1)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "precision_accuracy"))
+    a = ap.parse_args()
+    subprocess.run([str(ROOT / "scripts" / "fetch_real_model.sh")], check=True, stdout=subprocess.DEVNULL)
+    rdir = ROOT / "tests" / "fixtures" / "generated" / "efficientnet_lite0"
+    info = json.loads((rdir / "model_info.json").read_text())
+    model = rdir / "model.onnx"
+    photos = sorted(p for p in (rdir / "images").iterdir() if p.suffix in (".png", ".jpg"))
+    cal_paths = [p for p in photos if p.stem in CALIBRATION]
+    eval_paths = [p for p in photos if p.stem not in CALIBRATION]
+    inferd = ROOT / "build" / "inferd"
+    tmp = Path(tempfile.mkdtemp())
+    cal = images(cal_paths, info, a.crops, 1, centre=True)
+    x = images(eval_paths, info, a.crops, 2, centre=True)
+    (tmp / "cal").mkdir()
+    for k in range(0, len(cal), 8):
+        np.save(tmp / "cal" / f"b{k:03d}.npy", cal[k:k + 8])
+    np.save(tmp / "x.npy", x)
+
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    ref = np.concatenate([sess.run(None, {info["input"]: x[k:k + 8]})[0] for k in range(0, len(x), 8)])
+
+    def run(tag, *extra):
+        d = tmp / f"out-{tag}"
+        subprocess.run([str(inferd), "run", "--model", str(model), "--input", f"{info['input']}={tmp / 'x.npy'}",
+                        "--output-dir", str(d), "--threads", str(a.threads), *extra], check=True, capture_output=True)
+        return np.load(d / f"{info['output']}.npy")
+
+    rows, commands = [], {}
+    for name, extra in (("fp32", []), ("bf16", ["--precision", "bf16"])):
+        rows.append({"plan": name, **metrics(ref, run(name, *extra))})
+    for method in ("max", "percentile", "entropy"):
+        cache = tmp / f"{method}.cache"
+        auto = tmp / f"{method}-auto.cache"
+        cmd = [str(inferd), "calibrate", "--model", str(model), "--data", str(tmp / "cal"), "--method", method,
+               "--threads", str(a.threads)]
+        subprocess.run(cmd + ["--output", str(cache)], check=True, capture_output=True)
+        proc = subprocess.run(cmd + ["--output", str(auto), "--auto-keep", str(a.auto_keep)], check=True,
+                              capture_output=True, text=True)
+        kept = next((l.split("kept in FP32: ", 1)[1] for l in proc.stdout.splitlines() if "kept in FP32: " in l), "")
+        commands[method] = " ".join(cmd[:1] + ["calibrate"] + cmd[2:])
+        for keep, extra in (("none", ["--calibration-cache", str(cache)]),
+                            ("first", ["--calibration-cache", str(cache), "--int8-keep", "first"]),
+                            (f"auto {a.auto_keep}", ["--calibration-cache", str(auto)])):
+            y = run(f"{method}-{keep}", "--precision", "int8", *extra)
+            rows.append({"plan": f"int8 {method}", "kept_in_fp32": keep if not keep.startswith("auto") or kept
+                         else keep + " (none needed)", "auto_kept": kept if keep.startswith("auto") else None,
+                         **metrics(ref, y)})
+    result = {"machine": machine(), "model": "EfficientNet-Lite0 (scripts/fetch_real_model.sh)",
+              "calibration": {"photos": [p.name for p in cal_paths], "images": int(len(cal))},
+              "evaluation": {"photos": [p.name for p in eval_paths], "images": int(len(x)),
+                             "reference": f"onnxruntime {ort.__version__} FP32 (CPUExecutionProvider)"},
+              "command": "python3 bench/precision_accuracy.py " + " ".join(sys.argv[1:]), "rows": rows}
+    Path(a.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
+    m = result["machine"]
+    lines = ["# Accuracy of reduced precision on the CPU (EfficientNet-Lite0, real photos)", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores; `{' / '.join(m['inferd_version'])}`.",
+             f"Reference: ONNX Runtime {ort.__version__} FP32. Calibration: {len(cal)} images (centre crops, flips "
+             f"and {a.crops} random crops each of {', '.join(p.name for p in cal_paths)}); evaluation: {len(x)} "
+             f"images the same way of {', '.join(p.name for p in eval_paths)}. Seven photos in all (the issue "
+             "asks for 200): indicative figures.", "",
+             f"Command: `{result['command']}`", "",
+             "| plan | kept in FP32 | top-1 agreement | top-5 agreement | max abs logit error | mean abs logit error |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        keep = r.get("kept_in_fp32", "")
+        if r.get("auto_kept"):
+            keep += f": {r['auto_kept']}"
+        lines.append(f"| {r['plan']} | {keep} | {r['top1_agreement']:.3f} | {r['top5_agreement']:.3f} "
+                     f"| {r['max_abs_logit_error']:.3f} | {r['mean_abs_logit_error']:.4f} |")
+    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
