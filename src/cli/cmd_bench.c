@@ -240,7 +240,7 @@ static void usage(FILE *out) {
                  "are deterministic pseudo-random data. The JSON names the device, backend and precision.",
                  bench_options);
   fprintf(out, "\noptimization passes (for --no-opt):\n  simplify-shapes, fold-constants, fold-batchnorm, "
-               "fuse-gemm-bias, fuse-activation, fuse-residual, dead-nodes\n");
+               "fuse-gemm-bias, fuse-activation, fuse-residual, dead-nodes; all for every one\n");
 }
 
 int cmd_bench(int argc, char **argv) {

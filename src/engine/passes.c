@@ -24,7 +24,7 @@ static bool list_contains(const char *list, const char *name) {
   for (const char *s = list; *s;) {
     const char *comma = strchr(s, ',');
     size_t n = comma ? (size_t)(comma - s) : strlen(s);
-    if (n == len && strncmp(s, name, n) == 0) return true;
+    if ((n == len && strncmp(s, name, n) == 0) || (n == 3 && strncmp(s, "all", 3) == 0)) return true;
     s += n + (comma ? 1 : 0);
   }
   return false;
@@ -35,7 +35,7 @@ inferd_error *passes_validate(const char *disabled) {
   for (const char *s = disabled; *s;) {
     const char *comma = strchr(s, ',');
     size_t n = comma ? (size_t)(comma - s) : strlen(s);
-    bool known = n == 0;
+    bool known = n == 0 || (n == 3 && strncmp(s, "all", 3) == 0);
     for (const pass_info *p = passes_table; p->name && !known; p++)
       known = strlen(p->name) == n && strncmp(p->name, s, n) == 0;
     if (!known) {
@@ -44,7 +44,8 @@ inferd_error *passes_validate(const char *disabled) {
         strncat(names, p->name, sizeof(names) - strlen(names) - 2);
         if (p[1].name) strncat(names, ", ", sizeof(names) - strlen(names) - 1);
       }
-      return err_new(INFERD_ERROR_INVALID_ARG, "unknown optimization pass '%.*s' (passes: %s)", (int)n, s, names);
+      return err_new(INFERD_ERROR_INVALID_ARG, "unknown optimization pass '%.*s' (passes: %s, or all)", (int)n, s,
+                     names);
     }
     s += n + (comma ? 1 : 0);
   }

@@ -211,6 +211,10 @@ typedef struct model_config {
   inferd_precision cpu_precision;
   const char *calibration_cache;
   const char *int8_keep;
+  /* optimization.graph.level: -1 turns inferd's graph optimizations off,
+   * 0 (the default) and higher keep them all (inferd has one level). */
+  int graph_level;
+  bool has_graph_level;
   model_warmup *warmups;
   int warmup_count;
   char *default_model_filename;

@@ -161,8 +161,8 @@ static json_t *string_map_json(builder *b, const model_parameter *p, int n) {
   return o;
 }
 
-/* Only the accelerators are read (the rest of optimization is ignored), so
- * only they are written back. */
+/* Only the accelerators and the graph level are read (the rest of
+ * optimization is ignored), so only they are written back. */
 static json_t *optimization_json(builder *b, const model_config *c) {
   json_t *o = take(b, json_object());
   json_t *ea = take(b, json_object());
@@ -189,6 +189,11 @@ static json_t *optimization_json(builder *b, const model_config *c) {
   set(b, ea, "gpu_execution_accelerator", gpu);
   set(b, ea, "cpu_execution_accelerator", cpu);
   set(b, o, "execution_accelerators", ea);
+  if (c->has_graph_level) {
+    json_t *graph = take(b, json_object());
+    set(b, graph, "level", json_integer(c->graph_level));
+    set(b, o, "graph", graph);
+  }
   return o;
 }
 
@@ -238,7 +243,8 @@ static json_t *config_json(builder *b, const model_config *c) {
   for (int i = 0; groups && i < c->instance_group_count; i++)
     append(b, groups, instance_group_json(b, &c->instance_groups[i]));
   set(b, o, "instance_group", groups);
-  if (c->gpu_accelerator_count || c->cpu_accelerator_count) set(b, o, "optimization", optimization_json(b, c));
+  if (c->gpu_accelerator_count || c->cpu_accelerator_count || c->has_graph_level)
+    set(b, o, "optimization", optimization_json(b, c));
   set(b, o, "default_model_filename", json_string(c->default_model_filename));
   set(b, o, "cc_model_filenames", json_object());
   set(b, o, "metric_tags", json_object());

@@ -1015,9 +1015,33 @@ static inferd_error *read_execution_accelerators(reader *r, const pbtxt_node *ms
   return NULL;
 }
 
+/* optimization.graph: its level, the one field it has. */
+static inferd_error *read_graph_optimization(reader *r, const pbtxt_node *msg) {
+  ERR_TRY(expect_message(r, msg));
+  model_config *c = r->cfg;
+  unsigned seen = 0;
+  const char *last = NULL;
+  static const char *const none_ignored[] = {NULL};
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    if (strcmp(n->name, "level") == 0) {
+      ERR_TRY(once(r, n, &seen, 1));
+      ERR_TRY(read_int32(r, n, &c->graph_level));
+      if (c->graph_level < -1)
+        return node_error(r, n, "graph optimization level %d (expected -1 to turn optimizations off, or 0 and up)",
+                          c->graph_level);
+      c->has_graph_level = true;
+    } else {
+      skip_field(r, n, none_ignored, &last);
+    }
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
 static inferd_error *read_optimization(reader *r, const pbtxt_node *msg) {
   ERR_TRY(expect_message(r, msg));
-  static const char *const ignored[] = {"graph",           "priority", "cuda", "input_pinned_memory",
+  static const char *const ignored[] = {"priority", "cuda", "input_pinned_memory",
                                         "output_pinned_memory", "gather_kernel_buffer_threshold",
                                         "eager_batching",  NULL};
   unsigned seen = 0;
@@ -1027,6 +1051,9 @@ static inferd_error *read_optimization(reader *r, const pbtxt_node *msg) {
     if (strcmp(n->name, "execution_accelerators") == 0) {
       ERR_TRY(once(r, n, &seen, 1));
       ERR_TRY(read_execution_accelerators(r, n));
+    } else if (strcmp(n->name, "graph") == 0) {
+      ERR_TRY(once(r, n, &seen, 2));
+      ERR_TRY(read_graph_optimization(r, n));
     } else {
       skip_field(r, n, ignored, &last);
     }

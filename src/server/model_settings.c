@@ -80,6 +80,10 @@ version_policy_kind model_settings_version_policy(const model_settings *s, int *
   }
 }
 
+const char *model_settings_disabled_passes(const model_settings *s) {
+  return s->config->has_graph_level && s->config->graph_level < 0 ? "all" : NULL;
+}
+
 const char *model_settings_model_filename(const model_settings *s) {
   const char *f = s->config->default_model_filename;
   return f && *f ? f : "model.onnx";

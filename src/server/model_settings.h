@@ -29,6 +29,9 @@ void model_settings_free(model_settings *settings);
 
 version_policy_kind model_settings_version_policy(const model_settings *s, int *latest_n, const int64_t **versions,
                                                   int *n_versions);
+/* The engine's optimization passes to leave out: "all" at
+ * optimization.graph.level -1, else NULL. */
+const char *model_settings_disabled_passes(const model_settings *s);
 /* File name of the model in each version folder ("model.onnx" by default). */
 const char *model_settings_model_filename(const model_settings *s);
 /* Names of the inputs the configuration marks `optional` (a malloc'd array

@@ -333,6 +333,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     if (e) break;
     inferd_plan_options po = {.max_batch_size = sc.max_batch_size,
                               .threads = sc.threads_per_instance,
+                              .disabled_passes = model_settings_disabled_passes(ms),
                               .optional_inputs = optional,
                               .optional_input_count = n_optional};
     e = model_version_load(name, chosen[i], path, &po, &sc, instances, &versions[i]);

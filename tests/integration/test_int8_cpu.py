@@ -184,3 +184,36 @@ def test_auto_keep_chooses_the_sensitive_layers(real_model, run_inferd, tmp_path
     e_auto, e_none = rel_l2(fp32, from_cache), rel_l2(fp32, none)
     print(f"held-out crops: relative L2 {e_none:.4f} with no layer kept, {e_auto:.4f} with {keep}")
     assert e_auto < e_none
+
+
+def test_graph_optimization_level_off_is_honoured(inferd_bin, tmp_path):
+    """optimization { graph { level: -1 } } serves the model with inferd's
+    graph optimizations off (the log shows passes disabled for one model and
+    run for the other) and the same answers as the optimized model, within
+    FP32 rounding; GET .../config shows the level."""
+    import tritonclient.http as httpclient
+    from server_fixtures import Server
+
+    repo = tmp_path / "repo"
+    for name, level in (("plain", "-1"), ("optimized", "1")):
+        (repo / name / "1").mkdir(parents=True)
+        one_conv_model(repo / name / "1" / "model.onnx", True)
+        (repo / name / "config.pbtxt").write_text(
+            f'name: "{name}"\nmax_batch_size: 4\noptimization {{ graph {{ level: {level} }} }}\n')
+    s = Server(inferd_bin, repo, "--log-verbose=1")
+    try:
+        client = httpclient.InferenceServerClient(s.url)
+        assert client.get_model_config("plain")["optimization"]["graph"]["level"] == -1
+        x = np.random.default_rng(3).standard_normal((2, 8, 12, 12)).astype(np.float32)
+        answers = {}
+        for name in ("plain", "optimized"):
+            inp = httpclient.InferInput("x", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            answers[name] = client.infer(name, [inp]).as_numpy("y")
+        np.testing.assert_allclose(answers["plain"], answers["optimized"], rtol=1e-5, atol=1e-5)
+        log = s.output()
+    finally:
+        assert s.stop() == 0
+    disabled = [l for l in log.splitlines() if "optimizer: pass" in l and "disabled" in l]
+    made = [l for l in log.splitlines() if "optimizer: pass" in l and "changes" in l]
+    assert disabled and made, log

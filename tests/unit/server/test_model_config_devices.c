@@ -292,6 +292,33 @@ static void test_cpu_int8_from_the_inferd_accelerator(void **state) {
               "parameter 'int8_keep' is empty");
 }
 
+/* optimization.graph.level: -1 turns the engine's passes off. */
+static void test_graph_optimization_level(void **state) {
+  (void)state;
+  model_config *c = parse_ok("optimization { graph { level: -1 } }");
+  assert_true(c->has_graph_level);
+  assert_int_equal(c->graph_level, -1);
+  assert_int_equal(c->warning_count, 0);
+  char *text = NULL;
+  assert_no_error(model_config_to_json(c, &text));
+  assert_non_null(strstr(text, "\"graph\":{\"level\":-1}"));
+  model_config *back = NULL;
+  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &back));
+  assert_true(back->has_graph_level);
+  assert_int_equal(back->graph_level, -1);
+  free(text);
+  model_config_free(back);
+  model_config_free(c);
+  c = parse_ok("optimization { graph { level: 1 } }");
+  assert_int_equal(c->graph_level, 1);
+  model_config_free(c);
+  c = parse_ok("name: \"m\"");
+  assert_false(c->has_graph_level);
+  model_config_free(c);
+  parse_fails("optimization {\n  graph { level: -2 } }", "config.pbtxt:2:18: graph optimization level -2");
+  parse_fails("optimization { graph { level: 1 level: 2 } }", "level");
+}
+
 /* The accelerators are written back under optimization and read again. */
 static void test_accelerators_round_trip_through_json(void **state) {
   (void)state;
@@ -324,6 +351,7 @@ int main(void) {
       cmocka_unit_test(test_precision_from_model_parameters),
       cmocka_unit_test(test_accelerators_round_trip_through_json),
       cmocka_unit_test(test_cpu_int8_from_the_inferd_accelerator),
+      cmocka_unit_test(test_graph_optimization_level),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
