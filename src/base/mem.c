@@ -73,7 +73,6 @@ typedef struct pool_block {
 
 struct mem_pool {
   pool_block *head;
-  size_t bytes;
 };
 
 enum { POOL_BLOCK_SIZE = 16384 };
@@ -105,7 +104,6 @@ void *mem_pool_alloc(mem_pool *pool, size_t size) {
       b->next = pool->head;
       pool->head = b;
     }
-    pool->bytes += bsize;
   }
   void *p = b->data + b->used;
   b->used += size;
@@ -128,4 +126,3 @@ void *mem_pool_memdup(mem_pool *pool, const void *p, size_t size) {
   return d;
 }
 
-size_t mem_pool_bytes(const mem_pool *pool) { return pool->bytes; }

@@ -57,6 +57,5 @@ void *mem_pool_alloc(mem_pool *pool, size_t size);
 char *mem_pool_strdup(mem_pool *pool, const char *s);
 char *mem_pool_strndup(mem_pool *pool, const char *s, size_t n);
 void *mem_pool_memdup(mem_pool *pool, const void *p, size_t size);
-size_t mem_pool_bytes(const mem_pool *pool);
 
 #endif

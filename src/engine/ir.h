@@ -264,8 +264,6 @@ typedef struct ir_uses {
 void ir_uses_build(const ir_graph *g, ir_uses *uses);
 void ir_uses_free(ir_uses *uses);
 
-/* Writes a readable listing of the graph, for --dump and tests. */
-void ir_graph_dump(const ir_graph *g, FILE *out);
 
 /* A concrete dense tensor, for reference kernels and constant folding. */
 typedef struct ir_tensor {

@@ -211,10 +211,6 @@ inferd_response *response_for_error(const inferd_request *request, inferd_error 
   return resp;
 }
 
-void request_fail(inferd_request *request, inferd_error *error) {
-  request_complete(request, response_for_error(request, error));
-}
-
 const inferd_error *inferd_response_error(const inferd_response *r) { return r->error; }
 const char *inferd_response_id(const inferd_response *r) { return r->id ? r->id : ""; }
 const char *inferd_response_model(const inferd_response *r) { return r->model; }

@@ -93,8 +93,6 @@ inferd_response *response_new(const inferd_request *request, int64_t version, in
 /* Answers the request: calls release (inputs no longer read), then respond
  * with the response (ownership passes), then frees the request. */
 void request_complete(inferd_request *request, inferd_response *response);
-/* Answers the request with an error only. */
-void request_fail(inferd_request *request, inferd_error *error);
 /* A response carrying only `error` (taken) for the request. */
 inferd_response *response_for_error(const inferd_request *request, inferd_error *error);
 

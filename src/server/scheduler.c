@@ -909,13 +909,6 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *r) {
   return NULL;
 }
 
-int scheduler_pending(scheduler *s) {
-  pthread_mutex_lock(&s->lock);
-  int n = s->queued + s->running;
-  pthread_mutex_unlock(&s->lock);
-  return n;
-}
-
 int scheduler_queued(scheduler *s) {
   pthread_mutex_lock(&s->lock);
   int n = s->queued;

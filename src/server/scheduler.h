@@ -76,8 +76,6 @@ inferd_error *scheduler_enqueue(scheduler *s, inferd_request *request);
  * inline.
  * false: nothing happened, queue it. */
 bool scheduler_try_inline(scheduler *s, inferd_request *request);
-/* Requests queued or running. */
-int scheduler_pending(scheduler *s);
 /* Requests queued, not yet taken by an instance (the metrics' pending count). */
 int scheduler_queued(scheduler *s);
 /* Answers every request still queued (not yet taken by an instance) with
