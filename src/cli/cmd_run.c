@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "base/clock.h"
+#include "base/float16.h"
 #include "base/mem.h"
 #include "cli/cli.h"
 #include "inferd.h"
@@ -197,19 +198,6 @@ static uint64_t next_random(uint64_t *state) {
   return z ^ (z >> 31);
 }
 
-/* IEEE half of a float in [0, 1) that has at most 11 significant bits (so the
- * conversion is exact and needs no rounding). */
-static uint16_t half_of_unit_float(float f) {
-  if (f == 0.0f) return 0;
-  uint32_t bits;
-  memcpy(&bits, &f, sizeof(bits));
-  int exponent = (int)((bits >> 23) & 0xff) - 127 + 15;
-  uint32_t mantissa = bits & 0x7fffff;
-  if (exponent <= 0) /* subnormal half */
-    return (uint16_t)((mantissa | 0x800000) >> (14 - exponent));
-  return (uint16_t)((uint32_t)exponent << 10 | mantissa >> 13);
-}
-
 /* Fills `count` elements of type `t`. Floats are k / 2^bits with as many bits
  * as the type holds exactly, so the same value reaches every runtime. */
 static void fill_random(inferd_datatype t, void *data, size_t count, uint64_t *state) {
@@ -219,14 +207,8 @@ static void fill_random(inferd_datatype t, void *data, size_t count, uint64_t *s
     switch (t) {
     case INFERD_TYPE_FP32: ((float *)data)[i] = (float)(r >> 40) * 0x1p-24f; break;
     case INFERD_TYPE_FP64: ((double *)data)[i] = (double)(r >> 11) * 0x1p-53; break;
-    case INFERD_TYPE_FP16: ((uint16_t *)data)[i] = half_of_unit_float((float)(r >> 53) * 0x1p-11f); break;
-    case INFERD_TYPE_BF16: {
-      float f = (float)(r >> 56) * 0x1p-8f;
-      uint32_t bits;
-      memcpy(&bits, &f, sizeof(bits));
-      ((uint16_t *)data)[i] = (uint16_t)(bits >> 16);
-      break;
-    }
+    case INFERD_TYPE_FP16: ((uint16_t *)data)[i] = f16_from_f64((double)(r >> 53) * 0x1p-11); break;
+    case INFERD_TYPE_BF16: ((uint16_t *)data)[i] = bf16_from_f64((double)(r >> 56) * 0x1p-8); break;
     case INFERD_TYPE_BOOL: ((uint8_t *)data)[i] = (uint8_t)(r >> 63); break;
     case INFERD_TYPE_UINT8:
     case INFERD_TYPE_INT8: ((uint8_t *)data)[i] = (uint8_t)small; break;

@@ -212,16 +212,16 @@ static inferd_error *upload(cuda_plan *plan, int value, int kind, int64_t cphys,
 
 static float read_float(const ir_value *v, size_t i) {
   switch (v->dtype) {
-    case INFERD_TYPE_FP16: return ops_fp16_to_f32(((const uint16_t *)v->data)[i]);
-    case INFERD_TYPE_BF16: return ops_bf16_to_f32(((const uint16_t *)v->data)[i]);
+    case INFERD_TYPE_FP16: return f16_to_f32(((const uint16_t *)v->data)[i]);
+    case INFERD_TYPE_BF16: return bf16_to_f32(((const uint16_t *)v->data)[i]);
     default: return ((const float *)v->data)[i];
   }
 }
 
 static void write_elem(void *dst, size_t i, cuda_dtype t, float x) {
   if (t == CUDA_F32) ((float *)dst)[i] = x;
-  else if (t == CUDA_F16) ((uint16_t *)dst)[i] = ops_fp16_from_f64(x);
-  else ((uint16_t *)dst)[i] = ops_bf16_from_f64(x);
+  else if (t == CUDA_F16) ((uint16_t *)dst)[i] = f16_from_f64(x);
+  else ((uint16_t *)dst)[i] = bf16_from_f64(x);
 }
 
 /* A constant as a tensor: kind PLAIN (its own shape), KRSC (a conv filter
@@ -1335,8 +1335,8 @@ static size_t tensor_diff(const cuda_program *p, int t, const uint8_t *a, const 
     } else if (r->dtype == CUDA_F16 || r->dtype == CUDA_BF16) {
       uint16_t hu, hv;
       memcpy(&hu, x + i, 2), memcpy(&hv, y + i, 2);
-      u = r->dtype == CUDA_F16 ? ops_fp16_to_f32(hu) : ops_bf16_to_f32(hu);
-      v = r->dtype == CUDA_F16 ? ops_fp16_to_f32(hv) : ops_bf16_to_f32(hv);
+      u = r->dtype == CUDA_F16 ? f16_to_f32(hu) : bf16_to_f32(hu);
+      v = r->dtype == CUDA_F16 ? f16_to_f32(hv) : bf16_to_f32(hv);
     } else {
       continue;
     }

@@ -234,8 +234,8 @@ double ops_load_f64(const void *data, inferd_datatype t, int64_t i) {
   case INFERD_TYPE_INT16: return ((const int16_t *)data)[i];
   case INFERD_TYPE_INT32: return ((const int32_t *)data)[i];
   case INFERD_TYPE_INT64: return (double)((const int64_t *)data)[i];
-  case INFERD_TYPE_FP16: return ops_fp16_to_f32(((const uint16_t *)data)[i]);
-  case INFERD_TYPE_BF16: return ops_bf16_to_f32(((const uint16_t *)data)[i]);
+  case INFERD_TYPE_FP16: return f16_to_f32(((const uint16_t *)data)[i]);
+  case INFERD_TYPE_BF16: return bf16_to_f32(((const uint16_t *)data)[i]);
   case INFERD_TYPE_FP32: return ((const float *)data)[i];
   case INFERD_TYPE_FP64: return ((const double *)data)[i];
   default: return 0;
@@ -290,8 +290,8 @@ void ops_store_f64(void *data, inferd_datatype t, int64_t i, double v) {
     ((int64_t *)data)[i] = c >= 9223372036854775808.0 ? INT64_MAX : (int64_t)c;
     break;
   }
-  case INFERD_TYPE_FP16: ((uint16_t *)data)[i] = ops_fp16_from_f64(v); break;
-  case INFERD_TYPE_BF16: ((uint16_t *)data)[i] = ops_bf16_from_f64(v); break;
+  case INFERD_TYPE_FP16: ((uint16_t *)data)[i] = f16_from_f64(v); break;
+  case INFERD_TYPE_BF16: ((uint16_t *)data)[i] = bf16_from_f64(v); break;
   case INFERD_TYPE_FP32: ((float *)data)[i] = (float)v; break;
   case INFERD_TYPE_FP64: ((double *)data)[i] = v; break;
   default: break;
@@ -339,60 +339,3 @@ void ops_copy_strided(void *dst, const void *src, int rank, const int64_t *dims,
   }
 }
 
-/*
- * Rounds a double to a binary float format with `mant` stored mantissa bits
- * and exponent bias `bias` (max finite exponent = bias), to nearest even,
- * with subnormals and overflow to infinity. Working from the double avoids
- * the double rounding double -> float -> half would do. rint() rounds to
- * nearest even in the default rounding mode, and every scaling here is by a
- * power of two, so exact.
- */
-static uint32_t small_float_from_f64(double x, int mant, int exp_bits) {
-  int bias = (1 << (exp_bits - 1)) - 1;
-  uint32_t sign = signbit(x) ? 1u << (mant + exp_bits) : 0;
-  uint32_t exp_all = (1u << exp_bits) - 1;
-  if (isnan(x)) return sign | (exp_all << mant) | (1u << (mant - 1));
-  double a = fabs(x);
-  if (isinf(a)) return sign | (exp_all << mant);
-  if (a == 0) return sign;
-  int e;
-  frexp(a, &e); /* a = f * 2^e, f in [0.5, 1): the leading bit has exponent e-1 */
-  int unbiased = e - 1;
-  if (unbiased < 1 - bias) {
-    /* Subnormal: units of 2^(1-bias-mant). q == 2^mant rounds up into the
-     * smallest normal, whose encoding is exactly that integer. */
-    double q = rint(ldexp(a, bias - 1 + mant));
-    return sign | (uint32_t)q;
-  }
-  double q = rint(ldexp(a, mant - unbiased)); /* in [2^mant, 2^(mant+1)] */
-  if (q >= ldexp(1.0, mant + 1)) {
-    q /= 2;
-    unbiased++;
-  }
-  if (unbiased > bias) return sign | (exp_all << mant);
-  uint32_t biased = (uint32_t)(unbiased + bias);
-  return sign | (biased << mant) | ((uint32_t)q & ((1u << mant) - 1));
-}
-
-uint16_t ops_fp16_from_f64(double x) { return (uint16_t)small_float_from_f64(x, 10, 5); }
-uint16_t ops_bf16_from_f64(double x) { return (uint16_t)small_float_from_f64(x, 7, 8); }
-
-float ops_fp16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h >> 15) << 31;
-  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  float f;
-  if (exp == 0) {
-    f = ldexpf((float)mant, -24);
-    return sign ? -f : f;
-  }
-  uint32_t bits = exp == 0x1f ? sign | 0x7f800000u | (mant << 13) : sign | ((exp + 112) << 23) | (mant << 13);
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-float ops_bf16_to_f32(uint16_t h) {
-  uint32_t bits = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}

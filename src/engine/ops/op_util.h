@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/float16.h"
 #include "engine/ops/op_impl.h"
 
 /* ---- shape inference ---------------------------------------------------- */
@@ -144,12 +145,5 @@ void ops_eltwise_f32(ir_eltwise_alg alg, float alpha, float beta, const float *x
  * in place; `in` are the node's input tensors (the sum operand among them).
  * For backends that run a fused node with its reference kernel. */
 inferd_error *ops_apply_post_ops(const ir_graph *g, const ir_node *n, const ir_tensor *in, ir_tensor *y);
-
-/* IEEE half and bfloat16, rounded to nearest even from double (so no double
- * rounding through float), and back. */
-uint16_t ops_fp16_from_f64(double x);
-uint16_t ops_bf16_from_f64(double x);
-float ops_fp16_to_f32(uint16_t h);
-float ops_bf16_to_f32(uint16_t h);
 
 #endif

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/float16.h"
 #include "base/mem.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -85,70 +86,6 @@ static const double pow10_table[POW10_MAX - POW10_MIN + 1] = {
 };
 
 static inline double pow10_of(int e) { return pow10_table[e - POW10_MIN]; }
-
-/* ---- half and bfloat16 ----------------------------------------------------
- * Rounds a double to a narrower IEEE format with `exp_bits` exponent bits
- * and `mant_bits` stored mantissa bits, to nearest even, straight from the
- * double's bits so that there is one rounding only. */
-static uint16_t round_double_to_narrow(double value, int exp_bits, int mant_bits) {
-  uint64_t bits;
-  memcpy(&bits, &value, sizeof(bits));
-  const uint16_t sign = (uint16_t)((bits >> 63) << (exp_bits + mant_bits));
-  const int exp_field = (int)((bits >> 52) & 0x7ff);
-  const uint64_t mant = bits & ((UINT64_C(1) << 52) - 1);
-  const int bias = (1 << (exp_bits - 1)) - 1;
-  const uint16_t inf = (uint16_t)(((1u << exp_bits) - 1) << mant_bits);
-  if (exp_field == 0x7ff) return mant ? (uint16_t)(sign | inf | (1u << (mant_bits - 1))) : (uint16_t)(sign | inf);
-  if (exp_field == 0) return sign; /* double subnormals are far below any narrow subnormal */
-  const int exponent = exp_field - 1023;
-  if (exponent > bias) return (uint16_t)(sign | inf);
-  const uint64_t full = mant | (UINT64_C(1) << 52);
-  uint64_t q, rem, half;
-  int shift;
-  if (exponent >= 1 - bias) {
-    /* Normal in the narrow format: keep mant_bits of the mantissa. */
-    shift = 52 - mant_bits;
-    q = ((uint64_t)(exponent + bias) << mant_bits) | (mant >> shift);
-    rem = mant & ((UINT64_C(1) << shift) - 1);
-  } else {
-    /* Subnormal: count units of 2^(1 - bias - mant_bits). */
-    shift = 52 - (exponent - (1 - bias - mant_bits));
-    if (shift > 53) return sign;
-    q = full >> shift;
-    rem = full & ((UINT64_C(1) << shift) - 1);
-  }
-  half = UINT64_C(1) << (shift - 1);
-  if (rem > half || (rem == half && (q & 1))) q++; /* a carry into the exponent is right, up to infinity */
-  return (uint16_t)(sign | q);
-}
-
-uint16_t http_double_to_half(double value) { return round_double_to_narrow(value, 5, 10); }
-uint16_t http_double_to_bf16(double value) { return round_double_to_narrow(value, 8, 7); }
-
-float http_half_to_float(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  } else {
-    /* Zero or subnormal: value = mant * 2^-24, exact in float. */
-    float f = (float)mant * 0x1p-24f;
-    return sign ? -f : f;
-  }
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
-
-float http_bf16_to_float(uint16_t b) {
-  uint32_t bits = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &bits, sizeof(f));
-  return f;
-}
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -437,7 +374,7 @@ static inferd_error *parse_float(array_parser *ps, size_t index) {
     }
     case INFERD_TYPE_FP16:
     case INFERD_TYPE_BF16: {
-      const uint16_t h = ps->type == INFERD_TYPE_FP16 ? http_double_to_half(v) : http_double_to_bf16(v);
+      const uint16_t h = ps->type == INFERD_TYPE_FP16 ? f16_from_f64(v) : bf16_from_f64(v);
       const uint16_t exp_mask = ps->type == INFERD_TYPE_FP16 ? 0x7c00 : 0x7f80;
       if (!special && (h & 0x7fff) == exp_mask) return range_error(ps, index);
       if (store) ((uint16_t *)ps->out)[index] = h;
@@ -802,9 +739,9 @@ size_t http_format_element(inferd_datatype type, const void *element, char *out)
     case INFERD_TYPE_INT64:
       return http_format_i64(*(const int64_t *)element, out);
     case INFERD_TYPE_FP16:
-      return http_format_f32(http_half_to_float(*(const uint16_t *)element), out);
+      return http_format_f32(f16_to_f32(*(const uint16_t *)element), out);
     case INFERD_TYPE_BF16:
-      return http_format_f32(http_bf16_to_float(*(const uint16_t *)element), out);
+      return http_format_f32(bf16_to_f32(*(const uint16_t *)element), out);
     case INFERD_TYPE_FP32:
       return http_format_f32(*(const float *)element, out);
     case INFERD_TYPE_FP64:

@@ -46,10 +46,5 @@ size_t http_format_f64(double value, char *out);
 size_t http_format_i64(int64_t value, char *out);
 size_t http_format_u64(uint64_t value, char *out);
 
-/* IEEE half and bfloat16 conversions, rounding to nearest even. */
-uint16_t http_double_to_half(double value);
-uint16_t http_double_to_bf16(double value);
-float http_half_to_float(uint16_t half);
-float http_bf16_to_float(uint16_t bf16);
 
 #endif

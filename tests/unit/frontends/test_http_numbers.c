@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/float16.h"
 #include "frontends/http/http_numbers.h"
 
 /* Parses `text` as `count` elements, expecting success; returns the buffer. */
@@ -216,7 +217,7 @@ static void test_half_and_bfloat16(void **state) {
     char text[64] = "[";
     for (int type = 0; type < 2; type++) {
       const bool half = type == 0;
-      const float f = half ? http_half_to_float(v) : http_bf16_to_float(v);
+      const float f = half ? f16_to_f32(v) : bf16_to_f32(v);
       if (!isfinite(f)) continue;
       size_t n = http_format_element(half ? INFERD_TYPE_FP16 : INFERD_TYPE_BF16, &v, text + 1);
       text[n + 1] = ']';
@@ -227,10 +228,10 @@ static void test_half_and_bfloat16(void **state) {
     }
   }
   /* Ties round to even. */
-  assert_int_equal(http_double_to_half(1.00048828125), 0x3c00);
-  assert_int_equal(http_double_to_half(1.00146484375), 0x3c02);
-  assert_int_equal(http_double_to_half(2.98023223876953125e-8), 0x0000);
-  assert_int_equal(http_double_to_half(nextafter(0x1p-25, 1.0)), 0x0001);
+  assert_int_equal(f16_from_f64(1.00048828125), 0x3c00);
+  assert_int_equal(f16_from_f64(1.00146484375), 0x3c02);
+  assert_int_equal(f16_from_f64(2.98023223876953125e-8), 0x0000);
+  assert_int_equal(f16_from_f64(nextafter(0x1p-25, 1.0)), 0x0001);
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
