@@ -230,10 +230,6 @@ inferd_error *cpu_weights_from(cpu_builder *b, int key, const void *data, const 
 /* Step that runs the node's reference kernel over plain slots. */
 inferd_error *cpu_build_ref(cpu_builder *b, const ir_node *node);
 
-/* Whether a BF16 plan keeps value y in bf16 (read only by convolutions,
- * directly or through max pooling); depth 0 from the caller. */
-bool cpu_bf16_value(const cpu_builder *b, int y, int depth);
-
 /* Op builders: each returns NULL after adding its steps, or an error. When
  * oneDNN cannot run the node as configured they fall back to cpu_build_ref. */
 inferd_error *cpu_build_conv(cpu_builder *b, const ir_node *node);

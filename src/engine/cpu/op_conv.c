@@ -322,7 +322,7 @@ done:
  * only convolutions read it, as their input or their residual sum, or a
  * max pooling (exact in bf16, at depth < 4) whose output is such a value,
  * or a global average pooling (which writes FP32). */
-bool cpu_bf16_value(const cpu_builder *b, int y, int depth) {
+static bool bf16_value(const cpu_builder *b, int y, int depth) {
   const ir_graph *g = b->g;
   if (g->values[y].is_output || depth > 3) return false;
   int readers = 0;
@@ -334,7 +334,7 @@ bool cpu_bf16_value(const cpu_builder *b, int y, int depth) {
       const bool conv = c->op == IR_OP_Conv && (k == 0 || k == c->sum_input) &&
                         g->values[c->inputs[1]].kind == IR_VALUE_CONST;
       const bool pool = c->op == IR_OP_MaxPool && k == 0 && c->n_outputs == 1 && c->n_post_ops == 0 &&
-                        cpu_bf16_value(b, c->outputs[0], depth + 1);
+                        bf16_value(b, c->outputs[0], depth + 1);
       /* A global average reads bf16 and writes FP32 (sums in FP32). */
       const bool mean = c->op == IR_OP_GlobalAveragePool && k == 0 && c->n_post_ops == 0;
       if (!conv && !pool && !mean) return false;
@@ -355,7 +355,7 @@ static inferd_error *conv_bf16(cpu_builder *b, const ir_node *n, const dnnl_memo
                                lowp_conv *out) {
   *out = (lowp_conv){.pd = NULL, .src_slot = -1};
   const int x = n->inputs[0], w = n->inputs[1], bias = ir_node_input(n, 2);
-  out->lowp_out = cpu_bf16_value(b, n->outputs[0], 0);
+  out->lowp_out = bf16_value(b, n->outputs[0], 0);
   const dnnl_data_type_t out_type = out->lowp_out ? dnnl_bf16 : dnnl_f32;
   dnnl_dims_t xd;
   const int rank = cpu_value_dims(b, x, xd);
