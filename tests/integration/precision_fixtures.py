@@ -16,6 +16,11 @@ def one_conv_model(path, relu_first):
     nodes.append(helper.make_node("Conv", [src, "w", "b"], ["y"], pads=[1, 1, 1, 1]))
     graph = helper.make_graph(nodes, "int8", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 12, 12])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16, 12, 12])], inits)
+    return save_model(graph, path)
+
+
+def save_model(graph, path):
+    """Writes `graph` as an opset-13 ONNX model at path and returns path."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     save(model, str(path))
@@ -75,3 +80,16 @@ def photo_crops(real_model, names, per_photo, seed):
 
 CALIBRATION_PHOTOS = ["chelsea", "coffee", "rocket"]
 EVALUATION_PHOTOS = ["astronaut", "china", "flower", "motorcycle_left"]
+
+
+def int8_config(name, cache=None, keep=None, precision="int8"):
+    params = f'parameters {{ key: "precision" value: "{precision}" }}'
+    if cache:
+        params += f' parameters {{ key: "calibration_cache" value: "{cache}" }}'
+    if keep:
+        params += f' parameters {{ key: "int8_keep" value: "{keep}" }}'
+    return (f'name: "{name}"\nmax_batch_size: 4\n'
+            'input [ { name: "x" data_type: TYPE_FP32 dims: [ 8, 12, 12 ] } ]\n'
+            'output [ { name: "y" data_type: TYPE_FP32 dims: [ 16, 12, 12 ] } ]\n'
+            'optimization { execution_accelerators { cpu_execution_accelerator [\n'
+            f'  {{ name: "inferd" {params} }} ] }} }}\n')

@@ -23,9 +23,10 @@ what the machine it runs on must give:
 """
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper, save
+from onnx import TensorProto, helper, numpy_helper
 
-from precision_fixtures import EVALUATION_PHOTOS, one_conv_model, photo_crops, rel_l2, run_model
+from precision_fixtures import (EVALUATION_PHOTOS, int8_config, one_conv_model, photo_crops, rel_l2, run_model,
+                                save_model)
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +69,7 @@ def squeeze_excite_model(path):
     inits = [w("w1", 4, 16, 1, 1), w("b1", 4), w("w2", 16, 4, 1, 1), w("b2", 16), w("w3", 8, 16, 3, 3)]
     graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 6, 6])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    save(model, str(path))
-    return path
+    return save_model(graph, path)
 
 
 def test_squeeze_excite_block_in_bf16(run_inferd, tmp_path, has_bf16):
@@ -123,7 +121,6 @@ def test_real_classifier_in_bf16_agrees_with_fp32(real_model, run_inferd, tmp_pa
 def test_server_serves_bf16_from_the_model_configuration(inferd_bin, run_inferd, tmp_path, has_bf16):
     import tritonclient.http as httpclient
     from server_fixtures import Server
-    from test_int8_cpu import int8_config
 
     repo = tmp_path / "repo"
     for name in ("fp32", "bf16"):

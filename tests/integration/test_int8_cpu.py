@@ -16,8 +16,8 @@
 import numpy as np
 import pytest
 
-from precision_fixtures import (CALIBRATION_PHOTOS, EVALUATION_PHOTOS, calibrate, one_conv_model, photo_crops,
-                                rel_l2, run_model)
+from precision_fixtures import (CALIBRATION_PHOTOS, EVALUATION_PHOTOS, calibrate, int8_config, one_conv_model,
+                                photo_crops, rel_l2, run_model)
 
 
 @pytest.mark.parametrize("relu_first", [False, True], ids=["s8-input", "u8-input"])
@@ -86,19 +86,6 @@ def test_bad_use_is_a_load_error_that_names_it(run_inferd, tmp_path):
         proc = run_inferd(*base, *extra)
         assert proc.returncode == 1, f"{extra}: exit {proc.returncode}\n{proc.stderr}"
         assert message in proc.stderr, f"{extra}: {proc.stderr}"
-
-
-def int8_config(name, cache=None, keep=None, precision="int8"):
-    params = f'parameters {{ key: "precision" value: "{precision}" }}'
-    if cache:
-        params += f' parameters {{ key: "calibration_cache" value: "{cache}" }}'
-    if keep:
-        params += f' parameters {{ key: "int8_keep" value: "{keep}" }}'
-    return (f'name: "{name}"\nmax_batch_size: 4\n'
-            'input [ { name: "x" data_type: TYPE_FP32 dims: [ 8, 12, 12 ] } ]\n'
-            'output [ { name: "y" data_type: TYPE_FP32 dims: [ 16, 12, 12 ] } ]\n'
-            'optimization { execution_accelerators { cpu_execution_accelerator [\n'
-            f'  {{ name: "inferd" {params} }} ] }} }}\n')
 
 
 def test_server_serves_int8_from_the_model_configuration(inferd_bin, run_inferd, tmp_path):
