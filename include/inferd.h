@@ -343,6 +343,15 @@ typedef struct inferd_copy {
  * memory this way, many copies in one launch. */
 INFERD_API inferd_error *inferd_context_copy_async(inferd_context *context, const inferd_copy *copies, int count);
 
+/* Says that the calling thread, which runs `context`, will not run it for a
+ * while. The CPU backend then ends the thread's OpenMP workers: workers kept
+ * by idle threads count against the CPUs, and when a process keeps more
+ * than it has CPUs, every team's workers sleep between kernels and runs take
+ * up to twice as long. The next run on the thread starts them again (tens
+ * of microseconds). A server calls this when an instance has had no work
+ * for a moment; GPU contexts keep nothing per thread. */
+INFERD_API void inferd_context_idle(inferd_context *context);
+
 /* Per-step timings of the last run, for profiling. Returns the number of steps
  * and fills up to `capacity` entries. */
 typedef struct inferd_profile_entry {

@@ -106,6 +106,10 @@ typedef struct inferd_backend_ops {
   /* Blocks until the last execute() and the copies queued since are done.
    * NULL: execute is synchronous. */
   inferd_error *(*wait)(backend_context *context);
+  /* The calling thread will not run this context for a while: the backend
+   * may let go of what it keeps per thread (the CPU backend's OpenMP
+   * workers) and make it again at the next execute. NULL: nothing kept. */
+  void (*thread_idle)(backend_context *context);
   /* Optional per-step profiling of the last run (see inferd_context_profile). */
   void (*set_profiling)(backend_context *context, bool enabled);
   int (*profile)(const backend_context *context, inferd_profile_entry *entries, int capacity);

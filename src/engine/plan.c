@@ -752,6 +752,10 @@ inferd_error *inferd_context_run(inferd_context *ctx, int batch, const inferd_te
   return inferd_context_wait(ctx);
 }
 
+void inferd_context_idle(inferd_context *ctx) {
+  if (ctx->plan->backend->thread_idle) ctx->plan->backend->thread_idle(ctx->impl);
+}
+
 void inferd_context_set_profiling(inferd_context *ctx, bool enabled) {
   if (ctx->plan->backend->set_profiling) ctx->plan->backend->set_profiling(ctx->impl, enabled);
 }

@@ -49,7 +49,13 @@ typedef struct instance {
   inferd_request **batch;  /* requests of the batch being run */
   int *sizes;              /* batch sizes of queued requests, for batcher_pick */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
+  bool ran;                /* its thread has run since it last let go of its workers */
 } instance;
+
+/* An instance thread without work for this long lets go of what the backend
+ * keeps per thread (inferd_context_idle): another model's runs need the
+ * CPUs more than this instance needs its OpenMP workers warm. */
+enum { IDLE_RELEASE_NS = 100 * 1000 * 1000 };
 
 struct scheduler {
   scheduler_config cfg;
@@ -193,7 +199,22 @@ static int take_batch(instance *inst, inferd_request **expired) {
     inferd_request *first = first_request(s);
     if (!first) {
       if (s->stopping) break;
-      pthread_cond_wait(&s->work, &s->lock);
+      if (!inst->ran) {
+        pthread_cond_wait(&s->work, &s->lock);
+        continue;
+      }
+      struct timespec ts = clock_deadline_after(IDLE_RELEASE_NS);
+      if (pthread_cond_timedwait(&s->work, &s->lock, &ts) != ETIMEDOUT || first_request(s) || inst->busy ||
+          s->stopping)
+        continue;
+      /* Idle: let go outside the lock, lending the context to no caller
+       * meanwhile. */
+      inst->busy = true;
+      inst->ran = false;
+      pthread_mutex_unlock(&s->lock);
+      inferd_context_idle(inst->ctx);
+      pthread_mutex_lock(&s->lock);
+      inst->busy = false;
       continue;
     }
     int n = 1;
@@ -218,6 +239,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
     s->queued -= n;
     s->running += n;
     inst->busy = true;
+    inst->ran = true;
     /* More work left: wake another idle instance for it. */
     if (first_request(s)) pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);

@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/onnx/onnx.h"
@@ -484,6 +487,109 @@ static void test_copies_async(void **state) {
   unlink(path);
 }
 
+/* Threads of this process now. */
+static int thread_count(void) {
+  DIR *d = opendir("/proc/self/task");
+  assert_non_null(d);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+/* Waits until the process has `want` threads (workers that were told to end
+ * leave /proc a moment after); false after a minute. */
+static bool wait_threads(int want) {
+  for (int i = 0; i < 60000 && thread_count() != want; i++) nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
+  return thread_count() == want;
+}
+
+/* What a fresh thread saw running a context, resting it and running it
+ * again (cmocka's checks belong to the test's own thread). */
+typedef struct idle_probe {
+  inferd_context *ctx;
+  inferd_tensor in, out;
+  float *again;
+  int base, running, running_again;
+  bool ran, rested, ran_again, rested_again;
+} idle_probe;
+
+static void *idle_probe_main(void *arg) {
+  idle_probe *p = arg;
+  p->base = thread_count();
+  inferd_error *e = inferd_context_run(p->ctx, 1, &p->in, 1, &p->out, 1);
+  p->ran = !e;
+  inferd_error_delete(e);
+  p->running = thread_count();
+  inferd_context_idle(p->ctx);
+  p->rested = wait_threads(p->base);
+  inferd_tensor out = p->out;
+  out.data = p->again;
+  e = inferd_context_run(p->ctx, 1, &p->in, 1, &out, 1);
+  p->ran_again = !e;
+  inferd_error_delete(e);
+  p->running_again = thread_count();
+  inferd_context_idle(p->ctx);
+  p->rested_again = wait_threads(p->base);
+  return NULL;
+}
+
+/* The CPU backend keeps OpenMP workers only on threads that run contexts:
+ * building a plan leaves none behind on the loading thread, a run makes
+ * them, inferd_context_idle ends them, and the next run makes them again
+ * with the same answers. (libgomp makes every team sleep between kernels
+ * once more workers are kept than there are CPUs.) */
+static void test_cpu_thread_idle(void **state) {
+  (void)state;
+  ir_graph *g = t_graph(13);
+  int x = t_input(g, "x", INFERD_TYPE_FP32, DIMS(-1, 32, 56, 56));
+  int w = rnd_const(g, "w", DIMS(32, 32, 3, 3));
+  int n = t_node(g, IR_OP_Conv, "conv", INS(x, w), 1);
+  t_attr_ints(g, n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+  ir_graph_add_output(g, t_out(g, n, 0));
+  assert_null(ir_infer_shapes(g));
+  ir_graph_update_uses(g);
+  char path[] = "/tmp/inferd_idle_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  assert_null(onnx_export_file(g, path));
+  ir_graph_delete(g);
+
+  const int base = thread_count();
+  inferd_plan *plan;
+  const inferd_plan_options o = {.backend = "cpu", .max_batch_size = 1, .threads = 3};
+  assert_null(inferd_plan_load(path, &o, &plan));
+  assert_true(wait_threads(base)); /* the builder and its workers are gone */
+  enum { COUNT = 32 * 56 * 56 };
+  float *in = malloc(COUNT * sizeof(float)), *first = malloc(COUNT * sizeof(float)),
+        *again = malloc(COUNT * sizeof(float));
+  for (int i = 0; i < COUNT; i++) in[i] = rnd();
+  inferd_tensor_info oi;
+  assert_null(inferd_plan_output(plan, 0, &oi));
+  idle_probe p = {.in = {.name = "x", .datatype = INFERD_TYPE_FP32, .rank = 4, .dims = {1, 32, 56, 56}, .data = in,
+                         .byte_size = COUNT * sizeof(float)},
+                  .out = {.name = oi.name, .data = first, .byte_size = COUNT * sizeof(float)},
+                  .again = again};
+  assert_null(inferd_context_create(plan, NULL, &p.ctx));
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, idle_probe_main, &p), 0);
+  assert_int_equal(pthread_join(t, NULL), 0);
+  assert_true(p.ran && p.ran_again);
+  assert_true(p.running > p.base); /* the probe led a team */
+  assert_true(p.rested);           /* ... which inferd_context_idle ended */
+  assert_int_equal(p.running_again, p.running);
+  assert_true(p.rested_again);
+  assert_memory_equal(first, again, COUNT * sizeof(float));
+  inferd_context_delete(p.ctx);
+  inferd_plan_delete(plan);
+  free(in);
+  free(first);
+  free(again);
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_variants), cmocka_unit_test(test_conv_block_fused),      cmocka_unit_test(test_pools),
@@ -491,6 +597,7 @@ int main(void) {
       cmocka_unit_test(test_softmax_axis_and_pads), cmocka_unit_test(test_batchnorm_and_reduce),
       cmocka_unit_test(test_1d_windows),    cmocka_unit_test(test_gemm_alpha_beta),
       cmocka_unit_test(test_bytes_data_movement), cmocka_unit_test(test_copies_async),
+      cmocka_unit_test(test_cpu_thread_idle),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
