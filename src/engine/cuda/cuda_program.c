@@ -5,9 +5,11 @@
  * memory holding pseudo-random data.
  */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/float16.h"
 #include "base/log.h"
 #include "base/clock.h"
 #include "engine/cuda/cuda.h"
@@ -1172,6 +1174,56 @@ static void operand_of(const cuda_program *p, const cuda_view *v, void *arena, c
   memcpy(o->strides, v->strides, sizeof(o->strides));
 }
 
+/* Diagnostic (INFERD_CUDA_CHECK_CONVS=1, steps run directly): after each
+ * convolution a cuDNN engine ran, the direct kernel computes the same step
+ * from the same inputs into a buffer of its own, and the largest difference
+ * over the output's range is logged (a warning past 2% of it), with the
+ * engine's name: an engine that is wrong for one layer shows there. */
+static void check_conv(cuda_context *ctx, const cuda_program *p, const cuda_step *s, void *arena) {
+  cudaStream_t stream = ctx->stream;
+  enum cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+  if (s->conv.mode == CUDA_CONV_DIRECT || cudaStreamIsCapturing(stream, &capturing) != cudaSuccess ||
+      capturing != cudaStreamCaptureStatusNone)
+    return;
+  const cuda_tensor *yt = &p->tensors[s->y];
+  const size_t bytes = yt->bytes, size = cuda_dtype_size(yt->dtype);
+  if (yt->dtype != CUDA_F32 && yt->dtype != CUDA_F16) return;
+  void *ref = NULL;
+  float *got = malloc(bytes + 1), *want = malloc(bytes + 1);
+  void *bias = s->bias >= 0 ? cuda_tensor_ptr(p, s->bias, arena) : NULL;
+  void *sum = s->sum >= 0 ? cuda_tensor_ptr(p, s->sum, arena) : NULL;
+  if (!got || !want || cudaMalloc(&ref, bytes) != cudaSuccess ||
+      cuda_launch_conv_direct((cuda_stream_t)stream, yt->dtype, &s->conv.desc, cuda_tensor_ptr(p, s->x, arena),
+                              cuda_tensor_ptr(p, s->w, arena), bias, sum, ref, &s->epilogue) ||
+      cudaStreamSynchronize(stream) != cudaSuccess ||
+      cudaMemcpy(got, cuda_tensor_ptr(p, s->y, arena), bytes, cudaMemcpyDeviceToHost) != cudaSuccess ||
+      cudaMemcpy(want, ref, bytes, cudaMemcpyDeviceToHost) != cudaSuccess) {
+    log_warn("conv check of '%s' did not run", s->name);
+    cudaGetLastError();
+  } else {
+    const size_t n = bytes / size;
+    double range = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+      const double g = size == 4 ? got[i] : f16_to_f32(((const uint16_t *)got)[i]);
+      const double w = size == 4 ? want[i] : f16_to_f32(((const uint16_t *)want)[i]);
+      if (fabs(w) > range) range = fabs(w);
+      if (!(fabs(g - w) <= worst)) worst = fabs(g - w), at = i;
+    }
+    const int64_t per_row = (int64_t)(n / (size_t)(yt->dims[0] > 0 ? yt->dims[0] : 1));
+    if (!(worst <= 0.02 * range))
+      log_warn("conv check: '%s' (batch %d, %s) differs from the direct kernel by %g over a range of %g, at "
+               "element %zu (row %lld)",
+               s->name, p->batch, s->conv.engine, worst, range, at, (long long)((int64_t)at / per_row));
+    else
+      log_verbose("conv check: '%s' (batch %d, %s) within %g of the direct kernel (range %g)", s->name, p->batch,
+                  s->conv.engine, worst, range);
+  }
+  cudaFree(ref);
+  free(got);
+  free(want);
+}
+
 /* Queues steps [from, to) of p. */
 static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int from, int to, void *arena,
                                   void *workspace, bool profile, double *step_ms) {
@@ -1183,6 +1235,8 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
     CUDA_TRY(cudaEventCreate(&ev[1]), "creating an event");
   }
   inferd_error *e = NULL;
+  const char *check_env = getenv("INFERD_CUDA_CHECK_CONVS");
+  const bool check_convs = check_env && *check_env == '1';
   for (int i = from; i < to && !e; i++) {
     const cuda_step *s = &p->steps[i];
     if (profile) cudaEventRecord(ev[0], stream);
@@ -1206,7 +1260,10 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
         operand_of(p, &s->b, arena, &bop);
         rc = cuda_launch_binary((cuda_stream_t)stream, s->binary, &s->space, &out, &a, &bop, &s->epilogue);
         break;
-      case CUDA_STEP_CONV: e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace); break;
+      case CUDA_STEP_CONV:
+        e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace);
+        if (!e && check_convs) check_conv(ctx, p, s, arena);
+        break;
       case CUDA_STEP_GEMM: e = cuda_gemm_run(ctx->lt, l, stream, p, s, arena, workspace); break;
       case CUDA_STEP_POOL:
         rc = cuda_launch_pool((cuda_stream_t)stream, p->tensors[s->y].dtype, &s->pool, cuda_tensor_ptr(p, s->x, arena),
