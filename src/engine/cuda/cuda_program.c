@@ -1174,6 +1174,11 @@ static void operand_of(const cuda_program *p, const cuda_view *v, void *arena, c
   memcpy(o->strides, v->strides, sizeof(o->strides));
 }
 
+static bool env_on(const char *name) {
+  const char *v = getenv(name);
+  return v && *v == '1';
+}
+
 /* Diagnostic (INFERD_CUDA_CHECK_CONVS=1, steps run directly): after each
  * convolution a cuDNN engine ran, the direct kernel computes the same step
  * from the same inputs into a buffer of its own, and the largest difference
@@ -1235,8 +1240,16 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
     CUDA_TRY(cudaEventCreate(&ev[1]), "creating an event");
   }
   inferd_error *e = NULL;
-  const char *check_env = getenv("INFERD_CUDA_CHECK_CONVS");
-  const bool check_convs = check_env && *check_env == '1';
+  const bool check_convs = env_on("INFERD_CUDA_CHECK_CONVS");
+  /* Diagnostics for the TF32 runs that differ (bench/gpu/tf32_race.sh):
+   * INFERD_CUDA_SYNC_CONVS=1 waits for the stream after every convolution. */
+  const bool sync_convs = env_on("INFERD_CUDA_SYNC_CONVS");
+  /* INFERD_CUDA_SYNC_STEPS=a-b waits after the convolutions of steps a to b
+   * only; INFERD_CUDA_HANDLE_PER_STEP=1 runs each step on a cuDNN handle of
+   * its own. */
+  int sync_from = -1, sync_to = -2;
+  if (getenv("INFERD_CUDA_SYNC_STEPS")) sscanf(getenv("INFERD_CUDA_SYNC_STEPS"), "%d-%d", &sync_from, &sync_to);
+  const bool handle_per_step = env_on("INFERD_CUDA_HANDLE_PER_STEP");
   for (int i = from; i < to && !e; i++) {
     const cuda_step *s = &p->steps[i];
     if (profile) cudaEventRecord(ev[0], stream);
@@ -1261,8 +1274,14 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
         rc = cuda_launch_binary((cuda_stream_t)stream, s->binary, &s->space, &out, &a, &bop, &s->epilogue);
         break;
       case CUDA_STEP_CONV:
-        e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace);
+        if (handle_per_step && i < 256 && !ctx->step_dnn[i]) {
+          l->cudnnCreate(&ctx->step_dnn[i]);
+          l->cudnnSetStream(ctx->step_dnn[i], stream);
+        }
+        e = cuda_conv_run(ctx->plan, handle_per_step && i < 256 && ctx->step_dnn[i] ? ctx->step_dnn[i] : ctx->dnn,
+                          stream, p, s, arena, workspace);
         if (!e && check_convs) check_conv(ctx, p, s, arena);
+        if (!e && (sync_convs || (i >= sync_from && i <= sync_to))) cudaStreamSynchronize(stream);
         break;
       case CUDA_STEP_GEMM: e = cuda_gemm_run(ctx->lt, l, stream, p, s, arena, workspace); break;
       case CUDA_STEP_POOL:
