@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: repeats test_tf32_buckets_built_at_load with fresh
 # timing (no tactic cache) while keeping out each candidate set of cuDNN
-# engines (INFERD_CUDA_DENY_ENGINES), and counts the failures; first one
-# probe of INFERD_CUDA_HANDLE_PER_STEP=1 on a failing cache when given.
-# Usage: bench/gpu/tf32_deny_check.sh "4 51 none" [runs] [seconds] [TACTICS]
+# engines (INFERD_CUDA_DENY_ENGINES; INFERD_CUDA_ALL_ENGINES=1 in the
+# environment lifts the built-in refusal of engine 4), and counts failures.
+# Usage: bench/gpu/tf32_deny_check.sh "4 51 none" [runs] [seconds]
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-sets=$1 runs=${2:-4} budget=${3:-300} tactics=${4:-}
+sets=$1 runs=${2:-4} budget=${3:-300}
 start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
 mkdir -p /tmp/inferd "$OUT"
@@ -16,11 +16,6 @@ export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIB
 export INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd INFERD_TEST_ITERATIONS=1
 export INFERD_TEST_FILTER=test_tf32_buckets_built_at_load
 T=/tmp/inferd/tests/engine_test_cuda_concurrency
-if [ -n "$tactics" ]; then
-  d=/tmp/handle; rm -rf $d; mkdir -p $d; cp "$tactics" $d/tf32.tactics
-  INFERD_CUDA_HANDLE_PER_STEP=1 INFERD_TEST_TACTIC_DIR=$d timeout 60 $T >$d/log.txt 2>&1 \
-    && echo "handle per step, failing cache: pass" || echo "handle per step, failing cache: FAIL"
-fi
 for set in $sets; do
   deny=$([ "$set" = none ] && echo "" || echo "$set")
   fails=0 done=0

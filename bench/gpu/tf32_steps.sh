@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: with a tactic cache whose TF32 runs fail
-# (tf32_race.sh), first tries a cuDNN handle per step, then looks for the
+# (tf32_race.sh), looks for the
 # steps after which waiting for the stream makes the test pass
 # (INFERD_CUDA_SYNC_STEPS=a-b): the smallest m with 0-m passing, then the
 # largest a with a-m passing. One run per probe (the failure repeats).
@@ -22,7 +22,6 @@ probe() { # env assignments...; 0 when the test passes
   env "$@" INFERD_TEST_TACTIC_DIR=$d timeout $(( $(left) > 5 ? $(left) : 5 )) \
     /tmp/inferd/tests/engine_test_cuda_concurrency >$d/log.txt 2>&1
 }
-probe INFERD_CUDA_HANDLE_PER_STEP=1 && echo "handle per step: pass" || echo "handle per step: FAIL"
 probe INFERD_CUDA_SYNC_STEPS=0-$steps && echo "sync after 0-$steps: pass" || { echo "sync after 0-$steps: FAIL"; exit 0; }
 lo=0 hi=$steps # 0-hi passes; find the smallest such hi
 while [ $lo -lt $hi ] && [ "$(left)" -gt 15 ]; do

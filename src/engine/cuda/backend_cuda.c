@@ -307,8 +307,6 @@ static void context_free(cuda_context *ctx) {
   if (ctx->stream) cudaStreamSynchronize(ctx->stream);
   graphs_clear(ctx);
   if (ctx->dnn) ctx->plan->libs->cudnnDestroy(ctx->dnn);
-  for (int i = 0; i < 256; i++)
-    if (ctx->step_dnn[i]) ctx->plan->libs->cudnnDestroy(ctx->step_dnn[i]);
   if (ctx->lt) ctx->plan->libs->cublasLtDestroy(ctx->lt);
   cudaFree(ctx->arena);
   cudaFree(ctx->workspace);

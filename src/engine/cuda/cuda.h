@@ -278,9 +278,6 @@ struct cuda_context {
   int last_bucket;
   uint64_t started_ns;
   cudnnHandle_t dnn;
-  /* Diagnostic (INFERD_CUDA_HANDLE_PER_STEP=1): a cuDNN handle per step
-   * index, made on first use, destroyed with the context. */
-  cudnnHandle_t step_dnn[256];
   cublasLtHandle_t lt;
   void *arena;
   size_t arena_size;

@@ -1245,11 +1245,9 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
    * INFERD_CUDA_SYNC_CONVS=1 waits for the stream after every convolution. */
   const bool sync_convs = env_on("INFERD_CUDA_SYNC_CONVS");
   /* INFERD_CUDA_SYNC_STEPS=a-b waits after the convolutions of steps a to b
-   * only; INFERD_CUDA_HANDLE_PER_STEP=1 runs each step on a cuDNN handle of
-   * its own. */
+   * only. */
   int sync_from = -1, sync_to = -2;
   if (getenv("INFERD_CUDA_SYNC_STEPS")) sscanf(getenv("INFERD_CUDA_SYNC_STEPS"), "%d-%d", &sync_from, &sync_to);
-  const bool handle_per_step = env_on("INFERD_CUDA_HANDLE_PER_STEP");
   for (int i = from; i < to && !e; i++) {
     const cuda_step *s = &p->steps[i];
     if (profile) cudaEventRecord(ev[0], stream);
@@ -1274,12 +1272,7 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
         rc = cuda_launch_binary((cuda_stream_t)stream, s->binary, &s->space, &out, &a, &bop, &s->epilogue);
         break;
       case CUDA_STEP_CONV:
-        if (handle_per_step && i < 256 && !ctx->step_dnn[i]) {
-          l->cudnnCreate(&ctx->step_dnn[i]);
-          l->cudnnSetStream(ctx->step_dnn[i], stream);
-        }
-        e = cuda_conv_run(ctx->plan, handle_per_step && i < 256 && ctx->step_dnn[i] ? ctx->step_dnn[i] : ctx->dnn,
-                          stream, p, s, arena, workspace);
+        e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace);
         if (!e && check_convs) check_conv(ctx, p, s, arena);
         if (!e && (sync_convs || (i >= sync_from && i <= sync_to))) cudaStreamSynchronize(stream);
         break;
