@@ -50,6 +50,7 @@ typedef struct instance {
   int *sizes;              /* batch sizes of queued requests, for batcher_pick */
   bool busy;               /* running a batch, on its thread or a caller's (under lock) */
   bool ran;                /* its thread has run since it last let go of its workers */
+  uint64_t idle_since;     /* when it last found no work after running (0: it has work) */
 } instance;
 
 /* An instance thread without work for this long lets go of what the backend
@@ -203,14 +204,20 @@ static int take_batch(instance *inst, inferd_request **expired) {
         pthread_cond_wait(&s->work, &s->lock);
         continue;
       }
-      struct timespec ts = clock_deadline_after(IDLE_RELEASE_NS);
-      if (pthread_cond_timedwait(&s->work, &s->lock, &ts) != ETIMEDOUT || first_request(s) || inst->busy ||
-          s->stopping)
+      /* Counted from when the work ran out, so wakeups that bring this
+       * instance nothing do not put the release off. */
+      if (!inst->idle_since) inst->idle_since = now;
+      const uint64_t release = clock_add_sat(inst->idle_since, IDLE_RELEASE_NS);
+      if (now < release) {
+        struct timespec ts = clock_deadline_after(release - now);
+        pthread_cond_timedwait(&s->work, &s->lock, &ts);
         continue;
+      }
       /* Idle: let go outside the lock, lending the context to no caller
        * meanwhile. */
       inst->busy = true;
       inst->ran = false;
+      inst->idle_since = 0;
       pthread_mutex_unlock(&s->lock);
       inferd_context_idle(inst->ctx);
       pthread_mutex_lock(&s->lock);
@@ -240,6 +247,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
     s->running += n;
     inst->busy = true;
     inst->ran = true;
+    inst->idle_since = 0;
     /* More work left: wake another idle instance for it. */
     if (first_request(s)) pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->lock);
