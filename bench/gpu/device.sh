@@ -13,9 +13,7 @@ export OUT
 mkdir -p "$OUT" "$FINAL_OUT" /tmp/inferd
 # Packed after every stage, so a run cut short still brings back what it measured.
 save() { tar -C "$OUT" -czf "$FINAL_OUT/results.tgz" . 2>/dev/null; }
-tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
-venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
+. bench/gpu/bundle.sh
 B=/tmp/inferd/inferd
 $B --version | tee "$OUT/version.txt"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv | tee -a "$OUT/version.txt"

@@ -7,10 +7,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT=${OUT:-/tmp/inferd-out}
-mkdir -p "$OUT" /tmp/inferd
-tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
-venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
+mkdir -p "$OUT"
+. bench/gpu/bundle.sh
 B=/tmp/inferd/inferd
 $B zoo resnet50 --output /tmp/zoo >/dev/null
 M=/tmp/zoo/resnet50/1/model.onnx

@@ -13,13 +13,10 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 tries=${1:-4} budget=${2:-500}
 start=$(date +%s)
-left() { echo $((budget - ($(date +%s) - start))); }
-mkdir -p /tmp/inferd /tmp/tf32-dumps "$OUT"
-tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
-venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
+mkdir -p /tmp/tf32-dumps "$OUT"
+. bench/gpu/bundle.sh
 T=/tmp/inferd/tests/engine_test_cuda_concurrency
-export INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd INFERD_TEST_ITERATIONS=1
+export INFERD_TEST_ITERATIONS=1
 export INFERD_TEST_FILTER=test_tf32_buckets_built_at_load INFERD_TEST_DUMP_DIR=/tmp/tf32-dumps
 run() { # dir label [deny]
   INFERD_TEST_TACTIC_DIR=$1 INFERD_CUDA_DENY_ENGINES=${3:-} timeout $(( $(left) > 5 ? $(left) : 5 )) "$T" >"$OUT/$2.txt" 2>&1

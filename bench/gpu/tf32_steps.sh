@@ -9,12 +9,9 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 tactics=$1 steps=${2:-64} budget=${3:-300}
 start=$(date +%s)
-left() { echo $((budget - ($(date +%s) - start))); }
-mkdir -p /tmp/inferd "$OUT"
-tar -C /tmp/inferd -xzf .devcarry/inferd-bundle.tar.gz
-venv=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
-export LD_LIBRARY_PATH=/tmp/inferd/lib:$venv/cudnn/lib:$venv/cublas/lib:${LD_LIBRARY_PATH:-}
-export INFERD_SOURCE_DIR=$PWD INFERD_BUILD_DIR=/tmp/inferd INFERD_TEST_ITERATIONS=1
+mkdir -p "$OUT"
+. bench/gpu/bundle.sh
+export INFERD_TEST_ITERATIONS=1
 export INFERD_TEST_FILTER=test_tf32_buckets_built_at_load
 n=0
 probe() { # env assignments...; 0 when the test passes
