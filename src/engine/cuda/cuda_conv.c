@@ -317,17 +317,15 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
   char best_engine[48] = "";
   timed_conv timed = {.plan = plan, .tuner = tuner, .p = p, .s = s, .arena = arena, .workspace = workspace};
   s->conv.mode = fused ? CUDA_CONV_FUSED : CUDA_CONV_PLAIN;
+  if (want_index >= 0 && want_index < n_cfgs && !config_allowed(&b, plan, cfgs[want_index], &(int64_t){0})) {
+    /* A cached choice this build no longer takes: time the layer afresh. */
+    log_info("conv '%s': the cached choice is an engine now kept out; timing the layer again", s->name);
+    want_index = -1;
+    stats->cached--;
+    stats->timed++;
+  }
   for (int i = 0; i < n_cfgs; i++) {
     if (want_index >= 0 && i != want_index) continue;
-    if (want_index >= 0 && !config_allowed(&b, plan, cfgs[i], &(int64_t){0})) {
-      /* A cached choice this build no longer takes: time the layer afresh. */
-      log_info("conv '%s': the cached choice is an engine now kept out; timing the layer again", s->name);
-      want_index = -1;
-      stats->cached--;
-      stats->timed++;
-      i = -1;
-      continue;
-    }
     int64_t engine_id = -1;
     if (!config_allowed(&b, plan, cfgs[i], &engine_id)) continue;
     cudnnBackendDescriptor_t xplan;

@@ -6,6 +6,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1179,6 +1180,25 @@ static bool env_on(const char *name) {
   return v && *v == '1';
 }
 
+/* Diagnostics for the TF32 runs that differ (bench/gpu/tf32_race.sh), read
+ * once: INFERD_CUDA_CHECK_CONVS=1 (check_conv below); INFERD_CUDA_SYNC_CONVS=1
+ * waits for the stream after every convolution, INFERD_CUDA_SYNC_STEPS=a-b
+ * after those of steps a to b only. */
+static struct {
+  bool check_convs;
+  int sync_from, sync_to;
+} diagnostics;
+static pthread_once_t diagnostics_once = PTHREAD_ONCE_INIT;
+
+static void read_diagnostics(void) {
+  diagnostics.check_convs = env_on("INFERD_CUDA_CHECK_CONVS");
+  diagnostics.sync_from = -1;
+  diagnostics.sync_to = -2;
+  if (env_on("INFERD_CUDA_SYNC_CONVS")) diagnostics.sync_from = 0, diagnostics.sync_to = INT_MAX;
+  else if (getenv("INFERD_CUDA_SYNC_STEPS"))
+    sscanf(getenv("INFERD_CUDA_SYNC_STEPS"), "%d-%d", &diagnostics.sync_from, &diagnostics.sync_to);
+}
+
 /* Diagnostic (INFERD_CUDA_CHECK_CONVS=1, steps run directly): after each
  * convolution a cuDNN engine ran, the direct kernel computes the same step
  * from the same inputs into a buffer of its own, and the largest difference
@@ -1240,14 +1260,7 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
     CUDA_TRY(cudaEventCreate(&ev[1]), "creating an event");
   }
   inferd_error *e = NULL;
-  const bool check_convs = env_on("INFERD_CUDA_CHECK_CONVS");
-  /* Diagnostics for the TF32 runs that differ (bench/gpu/tf32_race.sh):
-   * INFERD_CUDA_SYNC_CONVS=1 waits for the stream after every convolution. */
-  const bool sync_convs = env_on("INFERD_CUDA_SYNC_CONVS");
-  /* INFERD_CUDA_SYNC_STEPS=a-b waits after the convolutions of steps a to b
-   * only. */
-  int sync_from = -1, sync_to = -2;
-  if (getenv("INFERD_CUDA_SYNC_STEPS")) sscanf(getenv("INFERD_CUDA_SYNC_STEPS"), "%d-%d", &sync_from, &sync_to);
+  pthread_once(&diagnostics_once, read_diagnostics);
   for (int i = from; i < to && !e; i++) {
     const cuda_step *s = &p->steps[i];
     if (profile) cudaEventRecord(ev[0], stream);
@@ -1273,8 +1286,8 @@ static inferd_error *launch_range(cuda_context *ctx, const cuda_program *p, int 
         break;
       case CUDA_STEP_CONV:
         e = cuda_conv_run(ctx->plan, ctx->dnn, stream, p, s, arena, workspace);
-        if (!e && check_convs) check_conv(ctx, p, s, arena);
-        if (!e && (sync_convs || (i >= sync_from && i <= sync_to))) cudaStreamSynchronize(stream);
+        if (!e && diagnostics.check_convs) check_conv(ctx, p, s, arena);
+        if (!e && i >= diagnostics.sync_from && i <= diagnostics.sync_to) cudaStreamSynchronize(stream);
         break;
       case CUDA_STEP_GEMM: e = cuda_gemm_run(ctx->lt, l, stream, p, s, arena, workspace); break;
       case CUDA_STEP_POOL:
