@@ -211,8 +211,10 @@ def http_infer_worker(name, server, ledger, ctl, model, binary):
             conn, reused = http.client.HTTPConnection(host, int(port), timeout=ANSWER_BOUND_S), False
             try:
                 conn.connect()
-            except ConnectionRefusedError:
-                ledger.answer(key, "not_sent", "connection refused")
+            except (ConnectionRefusedError, ConnectionResetError) as e:
+                # A reset during the handshake (the listening socket closed
+                # with it half done) is a refusal too: nothing was sent.
+                ledger.answer(key, "not_sent", f"connection refused: {e!r}")
                 conn = None
                 if ledger.sigterm.is_set():
                     return
@@ -407,7 +409,11 @@ def grpc_stream_worker(name, server, ledger, ctl, model, window=8):
 def _raw_exchange(host, port, raw, shut_write=False, bound=ANSWER_BOUND_S):
     """Writes raw bytes on a new connection; returns the status of the
     first answer (None if the server closed without one)."""
-    with socket.create_connection((host, port), timeout=bound) as s:
+    try:
+        s = socket.create_connection((host, port), timeout=bound)
+    except ConnectionResetError as e:  # the handshake cut by the closing socket: nothing sent
+        raise ConnectionRefusedError(str(e)) from e
+    with s:
         try:
             s.sendall(raw)
             if shut_write:

@@ -43,8 +43,11 @@
  * the last thread to do so closes the listening socket: a socket still open
  * but no longer accepted from would let the kernel complete new connections
  * into its backlog, unanswered through the whole drain and reset at exit,
- * where a closed one refuses them at once; from then on every answer says
- * "Connection: close" and closes its connection. delete then asks each loop to
+ * where a closed one refuses them at once. Connections already in the
+ * backlog would be reset by the close, so the last thread first goes on
+ * accepting until the backlog is seen empty (looked at every millisecond,
+ * at most 200 times); from then on every answer says "Connection: close"
+ * and closes its connection. delete then asks each loop to
  * stop: it waits until its exchanges are all written or dropped (those with
  * the server must come back first, the server answers every request), with
  * a grace period for slow readers after which their connections are closed
@@ -68,9 +71,11 @@
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,7 +109,10 @@ enum {
   DEFAULT_IDLE_TIMEOUT_SECS = 60,
   DEFAULT_READ_TIMEOUT_SECS = 30,
   DEFAULT_MAX_CONNECTIONS = 10000,
-  SHUTDOWN_GRACE_MS = 10000
+  SHUTDOWN_GRACE_MS = 10000,
+  BACKLOG_CHECK_MS = 1,   /* between looks at the backlog before the socket is closed */
+  BACKLOG_CHECKS = 200,   /* at most this many: a client that keeps connecting cannot hold the stop */
+  BACKLOG_QUIET_CHECKS = 5 /* with new handshakes held off, the wait for those under way */
 };
 
 /* One client connection, from evhttp's accept to its close callback (see
@@ -135,10 +143,14 @@ struct http_thread {
   http_guard guard;
   frontend_mailbox mailbox; /* answers from server threads, the orders to stop */
   struct event *adopt;      /* adopts the connections accepted this turn */
+  struct event *backlog;    /* the last listener's looks at the backlog before the socket is closed */
   bool early_close;         /* the backend reports a peer's close apart from input (epoll) */
   /* Loop only: */
   size_t live;   /* exchanges not yet freed */
   bool draining; /* the listener is gone: answers close their connections */
+  bool last_listener; /* this thread closes the socket once its backlog is empty */
+  int backlog_checks;
+  bool handshakes_held; /* the listening socket drops SYNs (see refuse_new_handshakes) */
   bool stopping;
   http_conn *pending; /* accepted, not adopted yet */
   http_conn **conns;  /* adopted connections by socket */
@@ -513,19 +525,90 @@ static void close_listening_socket(http_frontend *f) {
   if (fd >= 0) close(fd);
 }
 
-static void stop_listening_now(http_thread *t) {
-  t->draining = true;
-  if (t->bound) {
-    frontend_acceptor_destroy(&t->acceptor);
-    evhttp_del_accept_socket(t->http, t->bound);
-    t->bound = NULL;
-    if (atomic_fetch_sub(&t->frontend->listening, 1) == 1) close_listening_socket(t->frontend);
+static void release_listener(http_thread *t) {
+  if (!t->bound) return;
+  frontend_acceptor_destroy(&t->acceptor);
+  evhttp_del_accept_socket(t->http, t->bound);
+  t->bound = NULL;
+}
+
+/* Whether connections the kernel has completed wait in the backlog. */
+static bool backlog_waiting(evutil_socket_t fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  return fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* A socket filter on the listening socket that drops every segment with
+ * SYN set: no new handshake starts (its client's SYN goes unanswered and,
+ * sent again, meets the closed socket and is refused), while those the
+ * kernel has begun finish into the backlog. The filter sees the TCP header
+ * first; byte 13 holds the flags, SYN is 0x02. */
+static bool refuse_new_handshakes(evutil_socket_t fd) {
+#ifdef SO_ATTACH_FILTER
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x02),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffffu), /* no SYN: kept */
+      BPF_STMT(BPF_RET | BPF_K, 0),           /* SYN: dropped */
+  };
+  const struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+  return fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0;
+#else
+  (void)fd;
+  return false;
+#endif
+}
+
+/* The last listener keeps accepting until the backlog is empty (what it
+ * accepts now is answered as the drain answers), then closes the socket:
+ * closing it with connections waiting would reset them. With new
+ * handshakes held off by the filter, the backlog is closed only once it has
+ * been empty at a look BACKLOG_QUIET_CHECKS milliseconds on, so that the
+ * handshakes under way have landed in it. */
+static void on_backlog_check(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  http_thread *t = arg;
+  const evutil_socket_t listening = atomic_load(&t->frontend->fd);
+  if (t->backlog_checks == 0) t->handshakes_held = refuse_new_handshakes(listening);
+  const bool settled = !t->handshakes_held || t->backlog_checks >= BACKLOG_QUIET_CHECKS;
+  if (t->bound && t->backlog_checks < BACKLOG_CHECKS && (!settled || backlog_waiting(listening))) {
+    t->backlog_checks++;
+    const struct timeval wait = {0, BACKLOG_CHECK_MS * 1000};
+    evtimer_add(t->backlog, &wait);
+    return;
   }
+  /* Closed straight after the look, the listener removed after: without
+   * the filter, a connection completed in between would be reset.
+   * (libevent ignores the removal's error for a socket already closed.) */
+  close_listening_socket(t->frontend);
+  release_listener(t);
+}
+
+/* at_once: the loop is ending, the backlog is not waited for. */
+static void stop_listening_now(http_thread *t, bool at_once) {
+  t->draining = true;
+  if (!t->bound) return;
+  if (!t->last_listener) {
+    if (atomic_fetch_sub(&t->frontend->listening, 1) != 1) {
+      release_listener(t);
+      return;
+    }
+    t->last_listener = true;
+  }
+  if (!at_once) {
+    if (!evtimer_pending(t->backlog, NULL)) on_backlog_check(-1, 0, t);
+    return;
+  }
+  evtimer_del(t->backlog);
+  release_listener(t);
+  close_listening_socket(t->frontend);
 }
 
 static void close_connections(http_thread *t) {
   if (t->http) {
-    stop_listening_now(t);
+    stop_listening_now(t, true);
     /* Frees every connection; close callbacks end their exchanges. */
     struct evhttp *http = t->http;
     t->http = NULL;
@@ -570,7 +653,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
     list = list->next;
     ex->complete(ex);
   }
-  if (stop_listening) stop_listening_now(t);
+  if (stop_listening) stop_listening_now(t, false);
   if (stop && !t->stopping) {
     t->stopping = true;
     const int ms = t->frontend->shutdown_grace_ms;
@@ -607,8 +690,9 @@ static inferd_error *thread_init(http_frontend *f, http_thread *t) {
   t->grace = evtimer_new(t->base, on_grace_timeout, t);
   t->finish = event_new(t->base, -1, 0, on_finish, t);
   t->adopt = event_new(t->base, -1, 0, on_adopt, t);
+  t->backlog = evtimer_new(t->base, on_backlog_check, t);
   t->early_close = (event_base_get_features(t->base) & EV_FEATURE_EARLY_CLOSE) != 0;
-  if (!t->http || !t->wake || !t->grace || !t->finish || !t->adopt)
+  if (!t->http || !t->wake || !t->grace || !t->finish || !t->adopt || !t->backlog)
     return err_new(INFERD_ERROR_INTERNAL, "cannot create the HTTP server");
   evhttp_set_gencb(t->http, on_request, t);
   t->guard.limits = f->limits;
@@ -653,6 +737,7 @@ static void thread_destroy(http_thread *t) {
   if (t->grace) event_free(t->grace);
   if (t->finish) event_free(t->finish);
   if (t->adopt) event_free(t->adopt);
+  if (t->backlog) event_free(t->backlog);
   free(t->conns);
   if (t->base) event_base_free(t->base);
   http_guard_free(&t->guard);
