@@ -365,6 +365,14 @@ INFERD_API int inferd_context_profile(const inferd_context *context, inferd_prof
 
 /* Library version string, e.g. "0.1.0". */
 INFERD_API const char *inferd_version(void);
+/* The C API's version: the major number changes when a call, type or
+ * constant changes incompatibly (the shared library's SONAME is
+ * libinferd.so.<major>), the minor when something is added. A program
+ * checks at start that inferd_api_version() gives the major it was built
+ * with and a minor no lower than its own. */
+#define INFERD_API_VERSION_MAJOR 0
+#define INFERD_API_VERSION_MINOR 1
+INFERD_API void inferd_api_version(int *major, int *minor);
 /* Version, CPU kernels and instruction set, CUDA runtime and GPUs found, one
  * per line. Static storage; the first call probes the devices. */
 INFERD_API const char *inferd_build_info(void);
