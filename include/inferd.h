@@ -373,6 +373,28 @@ INFERD_API const char *inferd_version(void);
 #define INFERD_API_VERSION_MAJOR 0
 #define INFERD_API_VERSION_MINOR 1
 INFERD_API void inferd_api_version(int *major, int *minor);
+
+/* ---- logging ----
+ * inferd logs model loads, refusals and failures. By default lines of level
+ * INFO and below go to stderr, each with a time prefix. An embedder may
+ * lower or raise the level and take the lines itself. Both settings are
+ * process-wide; make them before creating servers or plans (they are read
+ * without locks). Errors and warnings are rate-limited per place in the
+ * code (10 per 10 s, the rest counted in the next line). */
+typedef enum inferd_log_level {
+  INFERD_LOG_ERROR = 0,
+  INFERD_LOG_WARN,
+  INFERD_LOG_INFO,
+  INFERD_LOG_VERBOSE,
+} inferd_log_level;
+/* Lines of a level above `level` are dropped (INFERD_LOG_INFO by default). */
+INFERD_API void inferd_log_set_level(inferd_log_level level);
+/* Called for every line instead of writing it to stderr, on the thread
+ * that logs (any of the server's, or the caller's within a call); `message`
+ * is the line without its time prefix, valid during the call only. The
+ * sink must not call back into inferd. NULL: stderr again. */
+typedef void (*inferd_log_fn)(inferd_log_level level, const char *message, void *userp);
+INFERD_API void inferd_log_set_sink(inferd_log_fn sink, void *userp);
 /* Version, CPU kernels and instruction set, CUDA runtime and GPUs found, one
  * per line. Static storage; the first call probes the devices. */
 INFERD_API const char *inferd_build_info(void);
@@ -386,8 +408,12 @@ INFERD_API const char *inferd_build_info(void);
  * shapes of the KServe v2 / Triton protocol, so every frontend answers the
  * same way.
  *
- * Threads: every call may be made from any thread. Response callbacks run
- * on the server's threads; they must not block.
+ * Threads: every call may be made from any thread. A response callback
+ * (and a release callback) runs either on one of the server's threads or
+ * on the caller's own, within inferd_server_infer, before it returns (a
+ * request the server runs at once, when its model's instance is idle and
+ * nothing else waits); so a callback must not block, and must not wait
+ * for anything the caller of inferd_server_infer holds.
  */
 typedef struct inferd_server inferd_server;
 typedef struct inferd_request inferd_request;

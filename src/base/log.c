@@ -7,11 +7,18 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "inferd.h"
+
+_Static_assert(LOG_ERROR == (int)INFERD_LOG_ERROR && LOG_WARN == (int)INFERD_LOG_WARN &&
+                   LOG_INFO == (int)INFERD_LOG_INFO && LOG_VERBOSE == (int)INFERD_LOG_VERBOSE,
+               "the public log levels are the internal ones");
 
 static log_level current_level = LOG_INFO;
 static log_format current_format = LOG_FORMAT_DEFAULT;
 static FILE *output;                         /* NULL: stderr */
 static uint64_t (*clock_fn)(void) = clock_now_ns;
+static inferd_log_fn sink; /* NULL: write to output */
+static void *sink_userp;
 
 /* Guards every site's limiter and the list of sites holding lines back;
  * taken only for errors and warnings, and never while writing. */
@@ -26,6 +33,16 @@ void log_configure(log_level level, log_format format) {
 log_level log_current_level(void) { return current_level; }
 
 void log_set_output(FILE *out) { output = out; }
+
+void inferd_log_set_level(inferd_log_level level) {
+  const int l = (int)level;
+  current_level = l < LOG_ERROR ? LOG_ERROR : l > LOG_VERBOSE ? LOG_VERBOSE : (log_level)l;
+}
+
+void inferd_log_set_sink(inferd_log_fn fn, void *userp) {
+  sink_userp = userp;
+  sink = fn;
+}
 
 void log_set_clock(uint64_t (*now_ns)(void)) { clock_fn = now_ns ? now_ns : clock_now_ns; }
 
@@ -67,11 +84,16 @@ static void write_line(log_level level, const char *suffix, const char *fmt, va_
     n = (size_t)snprintf(line, sizeof(line), "%c%02d%02d %02d:%02d:%02d.%06ld ", letters[level], tm.tm_mon + 1,
                          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec);
   }
+  const size_t prefix = n < sizeof(line) ? n : sizeof(line) - 1;
   if (n < sizeof(line)) {
     const int wrote = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
     if (wrote > 0) n += (size_t)wrote;
   }
   if (suffix && n < sizeof(line)) snprintf(line + n, sizeof(line) - n, "%s", suffix);
+  if (sink) {
+    sink((inferd_log_level)level, line + prefix, sink_userp);
+    return;
+  }
   /* One fprintf per line keeps lines from different threads whole. */
   fprintf(output ? output : stderr, "%s\n", line);
 }

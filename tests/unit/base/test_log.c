@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "inferd.h"
 
 enum { SEC = 1000000000 };
 
@@ -144,11 +145,54 @@ static void test_info_lines_are_not_limited(void **state) {
   assert_int_equal(lines, 100);
 }
 
+
+/* The embedder's settings (include/inferd.h): a sink gets each line's level
+ * and message without the time prefix, the level drops what is above it,
+ * and a NULL sink writes to the output again. */
+typedef struct sunk {
+  int count;
+  inferd_log_level level;
+  char message[256];
+} sunk;
+
+static void sink_line(inferd_log_level level, const char *message, void *userp) {
+  sunk *s = userp;
+  s->count++;
+  s->level = level;
+  snprintf(s->message, sizeof(s->message), "%s", message);
+}
+
+static void test_public_level_and_sink(void **state) {
+  (void)state;
+  const log_level before = log_current_level();
+  sunk got = {0};
+  inferd_log_set_sink(sink_line, &got);
+  inferd_log_set_level(INFERD_LOG_WARN);
+  log_info("not shown %d", 1);
+  assert_int_equal(got.count, 0);
+  log_write(LOG_WARN, "shown %d", 2);
+  assert_int_equal(got.count, 1);
+  assert_int_equal(got.level, INFERD_LOG_WARN);
+  assert_string_equal(got.message, "shown 2");
+  inferd_log_set_level(INFERD_LOG_VERBOSE);
+  log_verbose("verbose %s", "too");
+  assert_int_equal(got.count, 2);
+  assert_int_equal(got.level, INFERD_LOG_VERBOSE);
+  assert_string_equal(got.message, "verbose too");
+  inferd_log_set_level((inferd_log_level)99); /* out of range: the nearest level */
+  assert_int_equal(log_current_level(), LOG_VERBOSE);
+  inferd_log_set_sink(NULL, NULL);
+  log_write(LOG_WARN, "to the output");
+  assert_int_equal(got.count, 2);
+  inferd_log_set_level((inferd_log_level)before);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_limiter_passes_a_burst_per_window_and_counts_the_rest),
       cmocka_unit_test_setup_teardown(test_site_flood_is_bounded_and_summarised, capture, release),
       cmocka_unit_test_setup_teardown(test_info_lines_are_not_limited, capture, release),
+      cmocka_unit_test_setup_teardown(test_public_level_and_sink, capture, release),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
