@@ -6,9 +6,15 @@
  * released with inferd_error_delete(). Each function's comment says who owns
  * what it returns and for how long.
  *
+ * Names: an object is made by inferd_<object>_create and ended by
+ * inferd_<object>_delete; the two that come from elsewhere say so instead
+ * (inferd_plan_load reads a model file, inferd_model_inspect reads one
+ * without compiling it; both are ended by _delete); memory is taken with
+ * _alloc and given back with _free.
+ *
  * This first part is the engine: load an ONNX model into a compiled plan, make
  * execution contexts from it, and run inferences. The server API (requests,
- * responses, allocators) builds on it.
+ * responses, shared memory, statistics) builds on it.
  */
 #ifndef INFERD_H
 #define INFERD_H
@@ -59,7 +65,7 @@ typedef enum inferd_error_code {
 typedef struct inferd_error inferd_error;
 
 /* Makes a new error; the message is copied. */
-INFERD_API inferd_error *inferd_error_new(inferd_error_code code, const char *message);
+INFERD_API inferd_error *inferd_error_create(inferd_error_code code, const char *message);
 INFERD_API inferd_error_code inferd_error_code_of(const inferd_error *error);
 /* The message, valid until the error is deleted. */
 INFERD_API const char *inferd_error_message(const inferd_error *error);
@@ -520,7 +526,7 @@ typedef void (*inferd_request_release_fn)(inferd_request *request, void *userp);
 typedef void (*inferd_response_fn)(inferd_response *response, void *userp);
 
 /* model version -1: the latest ready version. */
-INFERD_API inferd_error *inferd_request_new(inferd_server *server, const char *model, int64_t version,
+INFERD_API inferd_error *inferd_request_create(inferd_server *server, const char *model, int64_t version,
                                             inferd_request **request);
 INFERD_API void inferd_request_delete(inferd_request *request);
 INFERD_API inferd_error *inferd_request_set_id(inferd_request *request, const char *id);

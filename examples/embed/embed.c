@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   const int64_t shape[] = {1, N};
   answer a = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
   inferd_request *request;
-  error = inferd_request_new(server, model, -1, &request);
+  error = inferd_request_create(server, model, -1, &request);
   if (!error) error = inferd_request_add_input(request, "INPUT0", INFERD_TYPE_FP32, shape, 2, in0, sizeof(in0));
   if (!error) error = inferd_request_add_input(request, "INPUT1", INFERD_TYPE_FP32, shape, 2, in1, sizeof(in1));
   if (!error) {

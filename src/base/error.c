@@ -34,7 +34,7 @@ static inferd_error *error_alloc(inferd_error_code code, size_t len) {
   return e;
 }
 
-inferd_error *inferd_error_new(inferd_error_code code, const char *message) {
+inferd_error *inferd_error_create(inferd_error_code code, const char *message) {
   if (!message) message = "";
   size_t len = strlen(message);
   inferd_error *e = error_alloc(code, len);

@@ -118,7 +118,7 @@ static inferd_error *io_make(const inferd_plan *plan, int batch, inferd_memory_k
         continue;
       }
       t->data = mem_try_aligned(t->byte_size ? t->byte_size : 1);
-      if (!t->data) return inferd_error_new(INFERD_ERROR_NO_MEMORY, "allocating benchmark tensors");
+      if (!t->data) return inferd_error_create(INFERD_ERROR_NO_MEMORY, "allocating benchmark tensors");
       for (size_t k = 0; k < count; k++) {
         state ^= state << 13;
         state ^= state >> 7;

@@ -311,7 +311,7 @@ static inferd_error *save_tensor(const char *path, inferd_datatype type, int ran
   if (type != INFERD_TYPE_BF16) return npy_write(path, type, rank, dims, data);
   size_t count = bytes / 2;
   float *wide = mem_try_alloc(count, sizeof(float));
-  if (!wide) return inferd_error_new(INFERD_ERROR_NO_MEMORY, "no memory to widen a BF16 output to float32");
+  if (!wide) return inferd_error_create(INFERD_ERROR_NO_MEMORY, "no memory to widen a BF16 output to float32");
   for (size_t i = 0; i < count; i++) {
     uint32_t bits = (uint32_t)((const uint16_t *)data)[i] << 16;
     memcpy(&wide[i], &bits, sizeof(bits));

@@ -27,7 +27,7 @@ inferd_error *frontend_request_new(inferd_server *server, const char *model, int
                                    int input_count, const frontend_output *outputs, int output_count,
                                    inferd_request **out) {
   inferd_request *r;
-  ERR_TRY(inferd_request_new(server, model, version, &r));
+  ERR_TRY(inferd_request_create(server, model, version, &r));
   inferd_error *err = NULL;
   if (id && *id) err = inferd_request_set_id(r, id);
   if (!err && priority) err = inferd_request_set_priority(r, priority);

@@ -190,7 +190,7 @@ static inferd_error *complete_instance_groups(model_config *c) {
 /* Same message, code UNSUPPORTED: the config is valid Triton, inferd just
  * cannot serve it. */
 static inferd_error *as_unsupported(inferd_error *e) {
-  inferd_error *u = inferd_error_new(INFERD_ERROR_UNSUPPORTED, inferd_error_message(e));
+  inferd_error *u = inferd_error_create(INFERD_ERROR_UNSUPPORTED, inferd_error_message(e));
   inferd_error_delete(e);
   return u;
 }

@@ -199,7 +199,7 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
     uint32_t runs = wu->count ? wu->count : 1;
     for (uint32_t run = 0; run < runs; run++) {
       inferd_request *r;
-      ERR_TRY(inferd_request_new(s, mv->name, mv->number, &r));
+      ERR_TRY(inferd_request_create(s, mv->name, mv->number, &r));
       void **buffers = mem_zalloc((size_t)(wu->input_count + 1) * sizeof(void *));
       inferd_error *e = NULL;
       int batch = batching ? (int)(wu->batch_size ? wu->batch_size : 1) : 1;

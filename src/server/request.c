@@ -10,7 +10,7 @@
 #include "server/model.h"
 #include "server/server.h"
 
-inferd_error *inferd_request_new(inferd_server *server, const char *model, int64_t version, inferd_request **out) {
+inferd_error *inferd_request_create(inferd_server *server, const char *model, int64_t version, inferd_request **out) {
   *out = NULL;
   if (!server || !model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "a request needs a model name");
   if (version < -1 || version == 0)

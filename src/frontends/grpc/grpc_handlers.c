@@ -310,7 +310,7 @@ static void on_response(inferd_response *response, void *userp) {
   grpc_unary *c = userp;
   const inferd_error *rerr = inferd_response_error(response);
   if (rerr) {
-    grpc_unary_fail(c, inferd_error_new(inferd_error_code_of(rerr), inferd_error_message(rerr)));
+    grpc_unary_fail(c, inferd_error_create(inferd_error_code_of(rerr), inferd_error_message(rerr)));
     inferd_response_delete(response);
     return;
   }

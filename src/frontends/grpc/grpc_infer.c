@@ -282,7 +282,7 @@ static inferd_error *decode_parameters(grpc_infer_decoded *d) {
                        p->uint64_param == 0) ||
                       (p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM &&
                        !*p->string_param);
-    if (!zero) return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "sequence batching (sequence_id) is not supported");
+    if (!zero) return inferd_error_create(INFERD_ERROR_UNSUPPORTED, "sequence batching (sequence_id) is not supported");
   }
   return NULL;
 }

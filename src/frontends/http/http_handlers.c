@@ -262,7 +262,7 @@ static void infer_complete(http_exchange *ex) {
   }
   const inferd_error *rerr = inferd_response_error(response);
   if (rerr) {
-    inferd_error *err = inferd_error_new(inferd_error_code_of(rerr), inferd_error_message(rerr));
+    inferd_error *err = inferd_error_create(inferd_error_code_of(rerr), inferd_error_message(rerr));
     inferd_response_delete(response);
     http_exchange_send_error(ex, err);
     return;

@@ -56,7 +56,7 @@ static inferd_error *invalid(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  return inferd_error_new(INFERD_ERROR_INVALID_ARG, msg);
+  return inferd_error_create(INFERD_ERROR_INVALID_ARG, msg);
 }
 
 /* A non-negative JSON integer; false when the value is anything else. */

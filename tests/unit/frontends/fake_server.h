@@ -81,23 +81,23 @@ FAKE_WEAK inferd_error *inferd_server_metadata(inferd_server *s, char **json) {
 }
 FAKE_WEAK inferd_error *inferd_server_model_ready(inferd_server *s, const char *m, int64_t v, bool *ready) {
   (void)s, (void)v;
-  if (!fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (!fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   *ready = true;
   return NULL;
 }
 FAKE_WEAK inferd_error *inferd_server_model_metadata(inferd_server *s, const char *m, int64_t v, char **json) {
   (void)s;
-  if (!fake_known(m) || (v != -1 && v != 1)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (!fake_known(m) || (v != -1 && v != 1)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   return fake_json(json, "{\"name\":\"echo\",\"versions\":[\"1\"],\"platform\":\"onnx\",\"inputs\":[],\"outputs\":[]}");
 }
 FAKE_WEAK inferd_error *inferd_server_model_config(inferd_server *s, const char *m, int64_t v, char **json) {
   (void)s, (void)v;
-  if (!fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (!fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   return fake_json(json, "{\"name\":\"echo\",\"max_batch_size\":8}");
 }
 FAKE_WEAK inferd_error *inferd_server_model_statistics(inferd_server *s, const char *m, int64_t v, char **json) {
   (void)s, (void)v;
-  if (m && !fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (m && !fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   return fake_json(json, "{\"model_stats\":[]}");
 }
 FAKE_WEAK inferd_error *inferd_server_repository_index(inferd_server *s, bool ready_only, char **json) {
@@ -108,18 +108,18 @@ FAKE_WEAK inferd_error *inferd_server_repository_index(inferd_server *s, bool re
 FAKE_WEAK inferd_error *inferd_server_load_model(inferd_server *s, const char *m, const char *config) {
   (void)s, (void)config;
   usleep(50000);
-  if (!fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "no such model in the repository");
+  if (!fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "no such model in the repository");
   return NULL;
 }
 FAKE_WEAK inferd_error *inferd_server_unload_model(inferd_server *s, const char *m) {
   (void)s;
-  if (!fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (!fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   return NULL;
 }
 
-FAKE_WEAK inferd_error *inferd_request_new(inferd_server *s, const char *m, int64_t v, inferd_request **out) {
+FAKE_WEAK inferd_error *inferd_request_create(inferd_server *s, const char *m, int64_t v, inferd_request **out) {
   (void)s;
-  if (!fake_known(m)) return inferd_error_new(INFERD_ERROR_NOT_FOUND, "unknown model");
+  if (!fake_known(m)) return inferd_error_create(INFERD_ERROR_NOT_FOUND, "unknown model");
   inferd_request *r = calloc(1, sizeof(*r));
   snprintf(r->model, sizeof(r->model), "%s", m);
   r->version = v < 0 ? 1 : v;
@@ -141,7 +141,7 @@ FAKE_WEAK inferd_error *inferd_request_set_timeout_us(inferd_request *r, uint64_
 }
 FAKE_WEAK inferd_error *inferd_request_add_input(inferd_request *r, const char *name, inferd_datatype dt,
                                                  const int64_t *shape, int rank, const void *data, size_t size) {
-  if (r->n_inputs == FAKE_MAX_TENSORS) return inferd_error_new(INFERD_ERROR_INVALID_ARG, "too many inputs");
+  if (r->n_inputs == FAKE_MAX_TENSORS) return inferd_error_create(INFERD_ERROR_INVALID_ARG, "too many inputs");
   fake_tensor *t = &r->inputs[r->n_inputs++];
   snprintf(t->name, sizeof(t->name), "%s", name);
   t->datatype = dt;
@@ -153,7 +153,7 @@ FAKE_WEAK inferd_error *inferd_request_add_input(inferd_request *r, const char *
 }
 FAKE_WEAK inferd_error *inferd_request_add_requested_output(inferd_request *r, const char *name, int k) {
   (void)k;
-  if (r->n_outputs == FAKE_MAX_TENSORS) return inferd_error_new(INFERD_ERROR_INVALID_ARG, "too many outputs");
+  if (r->n_outputs == FAKE_MAX_TENSORS) return inferd_error_create(INFERD_ERROR_INVALID_ARG, "too many outputs");
   snprintf(r->outputs[r->n_outputs++], 64, "%s", name);
   return NULL;
 }
@@ -163,23 +163,23 @@ FAKE_WEAK inferd_error *inferd_request_add_input_shm(inferd_request *r, const ch
                                                      const int64_t *shape, int rank, const char *region,
                                                      uint64_t offset, uint64_t size) {
   (void)r, (void)name, (void)dt, (void)shape, (void)rank, (void)offset, (void)size;
-  return inferd_error_new(INFERD_ERROR_INVALID_ARG, region);
+  return inferd_error_create(INFERD_ERROR_INVALID_ARG, region);
 }
 FAKE_WEAK inferd_error *inferd_request_add_requested_output_shm(inferd_request *r, const char *name, int k,
                                                                 const char *region, uint64_t offset,
                                                                 uint64_t size) {
   (void)r, (void)name, (void)k, (void)offset, (void)size;
-  return inferd_error_new(INFERD_ERROR_INVALID_ARG, region);
+  return inferd_error_create(INFERD_ERROR_INVALID_ARG, region);
 }
 FAKE_WEAK inferd_error *inferd_server_shm_register_system(inferd_server *s, const char *name, const char *key,
                                                           uint64_t offset, uint64_t size) {
   (void)s, (void)name, (void)key, (void)offset, (void)size;
-  return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
+  return inferd_error_create(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
 }
 FAKE_WEAK inferd_error *inferd_server_shm_register_cuda(inferd_server *s, const char *name, const void *handle,
                                                         size_t handle_size, int64_t device, uint64_t size) {
   (void)s, (void)name, (void)handle, (void)handle_size, (void)device, (void)size;
-  return inferd_error_new(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
+  return inferd_error_create(INFERD_ERROR_UNSUPPORTED, "no shared memory in the fake server");
 }
 FAKE_WEAK inferd_error *inferd_server_shm_unregister(inferd_server *s, inferd_shm_kind kind, const char *name) {
   (void)s, (void)kind, (void)name;
@@ -224,9 +224,9 @@ static void *fake_run(void *arg) {
     memcpy(o->data, in->data, in->byte_size);
   }
   if (cancelled)
-    resp->error = inferd_error_new(INFERD_ERROR_CANCELLED, "request not run: its client has gone");
+    resp->error = inferd_error_create(INFERD_ERROR_CANCELLED, "request not run: its client has gone");
   else if (r->n_inputs == 0)
-    resp->error = inferd_error_new(INFERD_ERROR_INVALID_ARG, "the model needs an input");
+    resp->error = inferd_error_create(INFERD_ERROR_INVALID_ARG, "the model needs an input");
   atomic_fetch_add(&fake_requests_seen, 1);
   r->release(r, r->release_userp);
   r->respond(resp, r->respond_userp);
@@ -236,9 +236,9 @@ static void *fake_run(void *arg) {
 
 FAKE_WEAK inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
   (void)s;
-  if (!fake_ready) return inferd_error_new(INFERD_ERROR_UNAVAILABLE, "the server is not accepting requests");
+  if (!fake_ready) return inferd_error_create(INFERD_ERROR_UNAVAILABLE, "the server is not accepting requests");
   pthread_t tid;
-  if (pthread_create(&tid, NULL, fake_run, r) != 0) return inferd_error_new(INFERD_ERROR_UNAVAILABLE, "no thread");
+  if (pthread_create(&tid, NULL, fake_run, r) != 0) return inferd_error_create(INFERD_ERROR_UNAVAILABLE, "no thread");
   pthread_detach(tid);
   return NULL;
 }

@@ -248,7 +248,7 @@ static void on_answer(inferd_response *r, void *userp) {
 /* Sends one request of `cols` floats per row; returns the submit error, if any. */
 static inferd_error *send_request(answers *a, const float *data, int cols) {
   inferd_request *r;
-  assert_null(inferd_request_new(server, "relu", -1, &r));
+  assert_null(inferd_request_create(server, "relu", -1, &r));
   int64_t shape[2] = {1, cols};
   assert_null(inferd_request_add_input(r, "x", INFERD_TYPE_FP32, shape, 2, data, (size_t)cols * sizeof(float)));
   inferd_request_set_callbacks(r, NULL, NULL, on_answer, a);

@@ -119,7 +119,7 @@ static float rows[8 * 4];
 /* A request of `batch` rows; its cancel flag is `cancel` (may be NULL). */
 static inferd_request *request(inferd_server *s, int batch, const atomic_bool *cancel) {
   inferd_request *r = NULL;
-  assert_null(inferd_request_new(s, "relu", -1, &r));
+  assert_null(inferd_request_create(s, "relu", -1, &r));
   const int64_t shape[2] = {batch, 4};
   assert_null(inferd_request_add_input(r, "x", INFERD_TYPE_FP32, shape, 2, rows, (size_t)batch * 16));
   inferd_request_set_callbacks(r, NULL, NULL, on_response, NULL);
@@ -160,7 +160,7 @@ static void test_bound_refuses_overload_and_bytes_come_back_once(void **state) {
   expect_refused(s, request(s, 4, NULL), INFERD_ERROR_TOO_LARGE, "take 128 bytes, more than the server's in-flight");
   /* Refusals for other reasons leave the count alone. */
   inferd_request *bad = NULL;
-  assert_null(inferd_request_new(s, "relu", -1, &bad));
+  assert_null(inferd_request_create(s, "relu", -1, &bad));
   assert_null(inferd_request_add_input(bad, "x", INFERD_TYPE_FP32, (const int64_t[]){1, 3}, 2, rows, 12));
   expect_refused(s, bad, INFERD_ERROR_INVALID_ARG, "shape");
   assert_int_equal(inflight(s), 96);

@@ -84,7 +84,7 @@ static void on_response(inferd_response *resp, void *userp) {
 
 static inferd_request *make_request(call *c, int rows, float seed) {
   inferd_request *r = NULL;
-  assert_null(inferd_request_new((inferd_server *)1, "relu", -1, &r));
+  assert_null(inferd_request_create((inferd_server *)1, "relu", -1, &r));
   c->rows = rows;
   for (int i = 0; i < rows * 4; i++) c->in[i] = (float)(i % 3) - 1.0f + seed;
   int64_t shape[2] = {rows, 4};
