@@ -522,8 +522,13 @@ INFERD_API inferd_error *inferd_server_unload_model(inferd_server *server, const
  */
 typedef void (*inferd_request_release_fn)(inferd_request *request, void *userp);
 /* Owns `response`: delete it with inferd_response_delete (possibly later,
- * from another thread, e.g. once its bytes are sent). */
-typedef void (*inferd_response_fn)(inferd_response *response, void *userp);
+ * from another thread, e.g. once its bytes are sent). flags: a set of
+ * INFERD_RESPONSE_*. FINAL marks a request's last response: no callback
+ * for it follows. Every model answers once today, so its one response
+ * carries FINAL; a caller that checks the flag is ready for models that
+ * answer more than once. */
+#define INFERD_RESPONSE_FINAL 1u
+typedef void (*inferd_response_fn)(inferd_response *response, uint32_t flags, void *userp);
 
 /* model version -1: the latest ready version. */
 INFERD_API inferd_error *inferd_request_create(inferd_server *server, const char *model, int64_t version,

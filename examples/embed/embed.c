@@ -27,7 +27,8 @@ typedef struct answer {
   inferd_response *response;
 } answer;
 
-static void on_response(inferd_response *response, void *userp) {
+static void on_response(inferd_response *response, uint32_t flags, void *userp) {
+  (void)flags; /* FINAL: this request's one answer */
   answer *a = userp;
   pthread_mutex_lock(&a->lock);
   a->response = response; /* ours now: main deletes it */

@@ -148,7 +148,8 @@ typedef struct warmup_wait {
   inferd_error *error;
 } warmup_wait;
 
-static void warmup_respond(inferd_response *resp, void *userp) {
+static void warmup_respond(inferd_response *resp, uint32_t flags, void *userp) {
+  (void)flags; /* one response per request */
   warmup_wait *w = userp;
   pthread_mutex_lock(&w->lock);
   const inferd_error *e = inferd_response_error(resp);

@@ -192,7 +192,7 @@ inferd_response *response_new(const inferd_request *request, int64_t version, in
 void request_complete(inferd_request *request, inferd_response *response) {
   if (request->release) request->release(request, request->release_userp);
   if (request->respond)
-    request->respond(response, request->respond_userp);
+    request->respond(response, INFERD_RESPONSE_FINAL, request->respond_userp);
   else
     inferd_response_delete(response);
   /* Only requests the server accepted (they hold a version) count as in

@@ -306,7 +306,8 @@ static void on_release(inferd_request *request, void *userp) {
   grpc_unary_unref(userp);
 }
 
-static void on_response(inferd_response *response, void *userp) {
+static void on_response(inferd_response *response, uint32_t flags, void *userp) {
+  (void)flags; /* one response per request, FINAL */
   grpc_unary *c = userp;
   const inferd_error *rerr = inferd_response_error(response);
   if (rerr) {

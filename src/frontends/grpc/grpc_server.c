@@ -546,7 +546,8 @@ static void on_stream_release(inferd_request *request, void *userp) {
   stream_request_done(userp);
 }
 
-static void on_stream_response(inferd_response *response, void *userp) {
+static void on_stream_response(inferd_response *response, uint32_t flags, void *userp) {
+  (void)flags; /* one response per request, FINAL */
   stream_request *r = userp;
   const inferd_error *rerr = inferd_response_error(response);
   if (rerr) {

@@ -315,7 +315,8 @@ static void on_release(inferd_request *request, void *userp) {
   if (atomic_fetch_sub(&ex->callbacks_left, 1) == 1) http_exchange_post(ex);
 }
 
-static void on_response(inferd_response *response, void *userp) {
+static void on_response(inferd_response *response, uint32_t flags, void *userp) {
+  (void)flags; /* one response per request, FINAL */
   http_exchange *ex = userp;
   ex->response = response;
   if (atomic_fetch_sub(&ex->callbacks_left, 1) == 1) http_exchange_post(ex);

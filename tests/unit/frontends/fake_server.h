@@ -229,7 +229,7 @@ static void *fake_run(void *arg) {
     resp->error = inferd_error_create(INFERD_ERROR_INVALID_ARG, "the model needs an input");
   atomic_fetch_add(&fake_requests_seen, 1);
   r->release(r, r->release_userp);
-  r->respond(resp, r->respond_userp);
+  r->respond(resp, INFERD_RESPONSE_FINAL, r->respond_userp);
   free(r);
   return NULL;
 }

@@ -236,7 +236,8 @@ typedef struct answers {
   int done, errors;
 } answers;
 
-static void on_answer(inferd_response *r, void *userp) {
+static void on_answer(inferd_response *r, uint32_t flags, void *userp) {
+  (void)flags;
   answers *a = userp;
   pthread_mutex_lock(&a->lock);
   a->done++;

@@ -79,7 +79,8 @@ typedef struct answers {
 
 static answers got = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-static void on_response(inferd_response *response, void *userp) {
+static void on_response(inferd_response *response, uint32_t flags, void *userp) {
+  assert_int_equal(flags, INFERD_RESPONSE_FINAL);
   (void)userp;
   const inferd_error *e = inferd_response_error(response);
   pthread_mutex_lock(&got.lock);

@@ -56,7 +56,8 @@ typedef struct call {
   char error[160]; /* the last response's error */
 } call;
 
-static void on_response(inferd_response *resp, void *userp) {
+static void on_response(inferd_response *resp, uint32_t flags, void *userp) {
+  assert_int_equal(flags, INFERD_RESPONSE_FINAL); /* a model answers once: its one response is the last */
   call *c = userp;
   result *res = c->res;
   pthread_mutex_lock(&res->lock);
