@@ -97,6 +97,9 @@ inferd_error *model_version_load(const char *name, int64_t number, const char *m
   *out = NULL;
   model_version *mv = mem_zalloc(sizeof(*mv));
   atomic_init(&mv->refs, 1);
+  atomic_init(&mv->retiring, false);
+  pthread_mutex_init(&mv->retire_lock, NULL);
+  pthread_cond_init(&mv->released, NULL);
   mv->name = mem_strdup(name);
   mv->number = number;
   inferd_plan_options opts = *plan_options;
@@ -123,7 +126,17 @@ inferd_error *model_version_load(const char *name, int64_t number, const char *m
 void model_version_retain(model_version *mv) { atomic_fetch_add_explicit(&mv->refs, 1, memory_order_relaxed); }
 
 void model_version_release(model_version *mv) {
-  if (!mv || atomic_fetch_sub_explicit(&mv->refs, 1, memory_order_acq_rel) != 1) return;
+  if (!mv) return;
+  /* Sequentially consistent, with the flag's store and load: the release
+   * that leaves the retiring thread alone either sees the flag and
+   * signals, or came before the retiring thread looked at the count. */
+  const int was = atomic_fetch_sub(&mv->refs, 1);
+  if (was == 2 && atomic_load(&mv->retiring)) {
+    pthread_mutex_lock(&mv->retire_lock);
+    pthread_cond_signal(&mv->released);
+    pthread_mutex_unlock(&mv->retire_lock);
+  }
+  if (was != 1) return;
   scheduler_delete(mv->sched);
   for (int i = 0; i < mv->n_plans; i++) inferd_plan_delete(mv->plans[i]);
   free(mv->plans);
@@ -136,15 +149,19 @@ void model_version_release(model_version *mv) {
   free(mv->client_outputs);
   stats_free(&mv->stats);
   free(mv->name);
+  pthread_cond_destroy(&mv->released);
+  pthread_mutex_destroy(&mv->retire_lock);
   free(mv);
 }
 
 void model_version_retire(model_version *mv) {
   if (!mv) return;
   /* Queued requests still run (the scheduler is alive until the end), so
-   * this wait ends; a millisecond poll keeps the request path free of any
-   * extra signalling. */
-  while (atomic_load_explicit(&mv->refs, memory_order_acquire) > 1) usleep(1000);
+   * this wait ends: the release that leaves this reference alone signals. */
+  atomic_store(&mv->retiring, true);
+  pthread_mutex_lock(&mv->retire_lock);
+  while (atomic_load(&mv->refs) > 1) pthread_cond_wait(&mv->released, &mv->retire_lock);
+  pthread_mutex_unlock(&mv->retire_lock);
   model_version_release(mv);
 }
 

@@ -8,6 +8,7 @@
 #ifndef INFERD_SERVER_MODEL_H
 #define INFERD_SERVER_MODEL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -31,6 +32,11 @@ typedef struct model_instance_spec {
 
 typedef struct model_version {
   _Atomic int refs;
+  /* model_version_retire waits on `released` until it holds the last
+   * reference; a release that leaves one reference signals it then. */
+  atomic_bool retiring;
+  pthread_mutex_t retire_lock;
+  pthread_cond_t released;
   char *name;
   int64_t number;
   /* One plan per distinct device (and precision) of the instances: weights
