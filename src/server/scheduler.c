@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "server/batcher.h"
+#include "server/classification.h"
 
 /* Where instances gather batches and receive outputs (see staging_alloc). */
 #define STAGING_MEMORY INFERD_MEMORY_CPU_PINNED
@@ -263,31 +264,6 @@ static int find_input(const inferd_request *r, const char *name) {
   return -1;
 }
 
-/* "score:index[:label]" strings, KServe BYTES layout, for one item. */
-static size_t classify(const float *scores, int64_t count, int k, const scheduler_output_info *info, char *out) {
-  size_t n = 0;
-  bool *taken = mem_zalloc((size_t)count + 1);
-  for (int j = 0; j < k && j < count; j++) {
-    int64_t best = -1;
-    for (int64_t c = 0; c < count; c++)
-      if (!taken[c] && (best < 0 || scores[c] > scores[best])) best = c;
-    taken[best] = true;
-    char text[512];
-    int len = info && best < info->n_labels
-                  ? snprintf(text, sizeof(text), "%f:%lld:%s", scores[best], (long long)best, info->labels[best])
-                  : snprintf(text, sizeof(text), "%f:%lld", scores[best], (long long)best);
-    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
-    if (out) {
-      uint32_t l32 = (uint32_t)len;
-      memcpy(out + n, &l32, 4);
-      memcpy(out + n + 4, text, (size_t)len);
-    }
-    n += 4 + (size_t)len;
-  }
-  free(taken);
-  return n;
-}
-
 /* Whether the instance's GPU puts `bytes` bytes of an output into the
  * CUDA region `want` names (see scatter_outputs): a region of its own GPU,
  * the tensor itself, and room for it (else output_to_shm's check answers). */
@@ -402,7 +378,8 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     int k_eff = classes < per_item ? classes : (int)per_item;
     size_t total = 0;
     for (int b = 0; b < items; b++)
-      total += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], NULL);
+      total += classification_write((const float *)src + b * per_item, per_item, k_eff, s->output_info[k].labels,
+                                    s->output_info[k].n_labels, NULL);
     if (want_shm) {
       inferd_error *e = output_to_shm(inst, want_shm, o, NULL, total, true); /* checks the room; written below */
       if (e) {
@@ -413,7 +390,8 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     char *dst = want_shm ? want_shm->shm_data : (o->data = mem_alloc(total ? total : 1));
     size_t written = 0;
     for (int b = 0; b < items; b++)
-      written += classify((const float *)src + b * per_item, per_item, k_eff, &s->output_info[k], dst + written);
+      written += classification_write((const float *)src + b * per_item, per_item, k_eff, s->output_info[k].labels,
+                                      s->output_info[k].n_labels, dst + written);
     o->byte_size = written;
     o->datatype = INFERD_TYPE_BYTES;
     if (s->dynamic) {
