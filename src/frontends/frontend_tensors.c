@@ -15,13 +15,6 @@ bool frontend_keep_owned(void ***owned, int *count, void *p) {
   return true;
 }
 
-void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap) {
-  size_t n = (size_t)snprintf(buf, cap, "[");
-  for (int d = 0; d < rank && n < cap; d++)
-    n += (size_t)snprintf(buf + n, cap - n, "%s%lld", d ? "," : "", (long long)shape[d]);
-  if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 inferd_error *frontend_request_new(inferd_server *server, const char *model, int64_t version, const char *id,
                                    uint64_t priority, uint64_t timeout_us, const frontend_input *inputs,
                                    int input_count, const frontend_output *outputs, int output_count,

@@ -39,9 +39,6 @@ typedef struct frontend_output {
  * false when out of memory (p is then the caller's). */
 bool frontend_keep_owned(void ***owned, int *count, void *p);
 
-/* "[1,3,224,224]" into buf. */
-void frontend_format_shape(const int64_t *shape, int rank, char *buf, size_t cap);
-
 /* A new server request for model/version with the id (NULL or "" for none),
  * priority and timeout (0 for the model's defaults), the inputs (borrowed
  * until the request's release callback) and the requested outputs (none:

@@ -215,14 +215,6 @@ void model_config__finish_warnings(model_config *c) {
   c->warnings[c->warning_count++] = mem_strdup(text);
 }
 
-const char *model_config__dims_text(const int64_t *dims, int rank, char *buf, size_t size) {
-  size_t n = (size_t)snprintf(buf, size, "[");
-  for (int i = 0; i < rank && n < size; i++)
-    n += (size_t)snprintf(buf + n, size - n, "%s%lld", i ? "," : "", (long long)dims[i]);
-  if (n < size) snprintf(buf + n, size - n, "]");
-  return buf;
-}
-
 /* ---- parsing entry points ---- */
 
 /* Reads a whole file into a NUL-terminated buffer of at most `max` bytes. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dims.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "server/model_config_internal.h"
@@ -93,12 +94,12 @@ static inferd_error *check_against_model(const model_config *c, const model_tens
   if (match) return NULL;
   snprintf(p, sizeof(p), "%s.%s", path, t->has_reshape ? "reshape" : "dims");
   if (batch)
-    snprintf(d, sizeof(d), " (%s with the batch dimension)", model_config__dims_text(full, rank + batch, a, sizeof(a)));
+    snprintf(d, sizeof(d), " (%s with the batch dimension)", dims_text(full, rank + batch, a, sizeof(a)));
   else
     d[0] = 0;
   return model_config__error(c, p, "%s '%s': %s %s%s does not match the model's shape %s", what, t->name,
-                             t->has_reshape ? "reshape" : "dims", model_config__dims_text(shape, rank, b, sizeof(b)),
-                             d, model_config__dims_text(m->dims, m->rank, a, sizeof(a)));
+                             t->has_reshape ? "reshape" : "dims", dims_text(shape, rank, b, sizeof(b)),
+                             d, dims_text(m->dims, m->rank, a, sizeof(a)));
 }
 
 static inferd_error *complete_tensors(model_config *c, bool input, const inferd_tensor_info *model, int model_count,

@@ -48,6 +48,5 @@ static inline model_tensor_config *model_config__tensors(const model_config *con
 }
 
 /* "[3,224,224]" into buf. */
-const char *model_config__dims_text(const int64_t *dims, int rank, char *buf, size_t size);
 
 #endif

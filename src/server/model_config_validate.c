@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/dims.h"
 #include "base/error.h"
 #include "server/model_config_internal.h"
 
@@ -116,8 +117,8 @@ static inferd_error *validate_tensors(const model_config *c, bool input, bool co
                  wildcard_segments_match(t[i].dims, t[i].rank, t[i].reshape, t[i].reshape_rank));
     if (!same)
       return model_config__error(c, p, "%s '%s': reshape %s does not have the element count of dims %s", what, name,
-                                 model_config__dims_text(t[i].reshape, t[i].reshape_rank, buf, sizeof(buf)),
-                                 model_config__dims_text(t[i].dims, t[i].rank, buf2, sizeof(buf2)));
+                                 dims_text(t[i].reshape, t[i].reshape_rank, buf, sizeof(buf)),
+                                 dims_text(t[i].dims, t[i].rank, buf2, sizeof(buf2)));
   }
   return NULL;
 }

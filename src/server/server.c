@@ -13,6 +13,7 @@
 
 #include "base/bytes_tensor.h"
 #include "base/clock.h"
+#include "base/dims.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -295,13 +296,6 @@ static inferd_error *find_version(inferd_server *s, const char *name, int64_t ve
   return find_version_batch(s, name, version, out, NULL);
 }
 
-static const char *shape_text(const int64_t *dims, int rank, char *buf, size_t size) {
-  size_t n = (size_t)snprintf(buf, size, "[");
-  for (int d = 0; d < rank && n < size; d++) n += (size_t)snprintf(buf + n, size - n, "%s%lld", d ? "," : "", (long long)dims[d]);
-  if (n < size) snprintf(buf + n, size - n, "]");
-  return buf;
-}
-
 /* An output asked for in shared memory: whether it can go there, and,
  * when its size is known before the run, whether it fits. */
 static inferd_error *check_shm_output(const model_version *mv, bool batching, inferd_request *r,
@@ -375,7 +369,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
         char got[160];
         return err_new(INFERD_ERROR_INVALID_ARG,
                        "input '%s' has shape %s; its first dimension is the batch, which must be 1 to %d", info.name,
-                       shape_text(in->shape, in->rank, got, sizeof(got)), max_batch);
+                       dims_text(in->shape, in->rank, got, sizeof(got)), max_batch);
       }
       want[0] = in->shape[0];
       if (batch >= 0 && in->shape[0] != batch)
@@ -390,7 +384,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     if (!same) {
       char got[160], exp[160];
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has shape %s, model '%s' expects %s", info.name,
-                     shape_text(in->shape, in->rank, got, sizeof(got)), mv->name, shape_text(want, rank, exp, sizeof(exp)));
+                     dims_text(in->shape, in->rank, got, sizeof(got)), mv->name, dims_text(want, rank, exp, sizeof(exp)));
     }
     if (in->memory == INFERD_MEMORY_GPU) {
       if (info.datatype == INFERD_TYPE_BYTES)
@@ -408,7 +402,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
     for (int d = 0; d < rank; d++) need *= (size_t)want[d];
     if (in->byte_size != need)
       return err_new(INFERD_ERROR_INVALID_ARG, "input '%s' has %zu bytes of data, shape %s of %s needs %zu", info.name,
-                     in->byte_size, shape_text(want, rank, (char[160]){0}, 160), inferd_datatype_name(info.datatype),
+                     in->byte_size, dims_text(want, rank, (char[160]){0}, 160), inferd_datatype_name(info.datatype),
                      need);
   }
   int n_out = inferd_plan_output_count(plan);

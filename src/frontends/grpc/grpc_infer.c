@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/bytes_tensor.h"
+#include "base/dims.h"
 #include "base/error.h"
 #include "base/mem.h"
 
@@ -352,7 +353,7 @@ static inferd_error *decode_input(grpc_infer_decoded *d, size_t index) {
       size_t want;
       if (!mem_mul_ok(count, inferd_datatype_size(in->datatype), &want) || want != raw->len) {
         char shape[160];
-        frontend_format_shape(in->shape, in->rank, shape, sizeof(shape));
+        dims_text(in->shape, in->rank, shape, sizeof(shape));
         return invalid("input '%s': raw_input_contents has %zu bytes but shape %s of %s needs %zu", t->name, raw->len,
                        shape, inferd_datatype_name(in->datatype), count * inferd_datatype_size(in->datatype));
       }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "base/bytes_tensor.h"
+#include "base/dims.h"
 #include "base/error.h"
 #include "base/mem.h"
 #include "frontends/http/http_json_scan.h"
@@ -139,7 +140,7 @@ static inferd_error *decode_input(http_infer_request *r, const json_t *obj, size
     if (!mem_mul_ok(count, (size_t)v, &count)) return invalid("input '%s': shape is too large", in->name);
   }
   char shape_text[160];
-  frontend_format_shape(in->shape, in->rank, shape_text, sizeof(shape_text));
+  dims_text(in->shape, in->rank, shape_text, sizeof(shape_text));
 
   const json_t *params = json_object_get(obj, "parameters");
   if (params && !json_is_object(params)) return invalid("input '%s': 'parameters' must be an object", in->name);
