@@ -1,9 +1,7 @@
 #include "server/model.h"
 
-#include <stdlib.h>
-#include <unistd.h>
-
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/error.h"

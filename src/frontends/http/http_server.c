@@ -44,10 +44,11 @@
  * but no longer accepted from would let the kernel complete new connections
  * into its backlog, unanswered through the whole drain and reset at exit,
  * where a closed one refuses them at once. Connections already in the
- * backlog would be reset by the close, so the last thread first goes on
- * accepting until the backlog is seen empty (looked at every millisecond,
- * at most 200 times); from then on every answer says "Connection: close"
- * and closes its connection. delete then asks each loop to
+ * backlog would be reset by the close, so the last thread first holds new
+ * handshakes off (a socket filter that drops SYNs) and goes on accepting
+ * until the backlog is seen empty, at least 5 ms on (looked at every
+ * millisecond, at most 200 times); from then on every answer says
+ * "Connection: close" and closes its connection. delete then asks each loop to
  * stop: it waits until its exchanges are all written or dropped (those with
  * the server must come back first, the server answers every request), with
  * a grace period for slow readers after which their connections are closed
@@ -560,6 +561,15 @@ static bool refuse_new_handshakes(evutil_socket_t fd) {
 #endif
 }
 
+/* The last listener's end: the socket closed first, the listener removed
+ * after, so that (without the filter) a connection completed after the
+ * last look at the backlog has the least time to come in. libevent ignores
+ * the removal's error for a socket already closed. */
+static void close_listener(http_thread *t) {
+  close_listening_socket(t->frontend);
+  release_listener(t);
+}
+
 /* The last listener keeps accepting until the backlog is empty (what it
  * accepts now is answered as the drain answers), then closes the socket:
  * closing it with connections waiting would reset them. With new
@@ -579,11 +589,7 @@ static void on_backlog_check(evutil_socket_t fd, short what, void *arg) {
     evtimer_add(t->backlog, &wait);
     return;
   }
-  /* Closed straight after the look, the listener removed after: without
-   * the filter, a connection completed in between would be reset.
-   * (libevent ignores the removal's error for a socket already closed.) */
-  close_listening_socket(t->frontend);
-  release_listener(t);
+  close_listener(t);
 }
 
 /* at_once: the loop is ending, the backlog is not waited for. */
@@ -602,8 +608,7 @@ static void stop_listening_now(http_thread *t, bool at_once) {
     return;
   }
   evtimer_del(t->backlog);
-  release_listener(t);
-  close_listening_socket(t->frontend);
+  close_listener(t);
 }
 
 static void close_connections(http_thread *t) {
