@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "base/clock.h"
+#include "base/files.h"
 #include "base/float16.h"
 #include "base/mem.h"
 #include "cli/cli.h"
@@ -286,24 +287,6 @@ static char *output_path(path_set *used, const char *dir, const char *prefix, co
   return path;
 }
 
-/* mkdir -p */
-static bool make_dirs(const char *dir) {
-  char *path = mem_strdup(dir);
-  bool ok = true;
-  for (char *p = path + 1; ok; p++) {
-    bool end = !*p;
-    if (*p != '/' && !end) continue;
-    *p = 0;
-    if (mkdir(path, 0777) != 0 && errno != EEXIST) ok = false;
-    if (end) break;
-    *p = '/';
-  }
-  struct stat st;
-  ok = ok && stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
-  free(path);
-  return ok;
-}
-
 /* Saves a tensor as .npy; BF16, which NumPy has no dtype for, is widened to
  * float32 (exactly) first. */
 static inferd_error *save_tensor(const char *path, inferd_datatype type, int rank, const int64_t *dims,
@@ -568,9 +551,13 @@ static int run_model(run_args *a) {
     t3 = clock_now_ns();
     if (e) status = engine_failure(e, NULL);
   }
-  if (!status && a->output_dir && !make_dirs(a->output_dir)) {
-    fprintf(stderr, "inferd run: cannot create output directory %s: %s\n", a->output_dir, strerror(errno));
-    status = EXIT_FAILURE;
+  if (!status && a->output_dir) {
+    inferd_error *made = files_make_dirs(a->output_dir);
+    if (made) {
+      fprintf(stderr, "inferd run: %s\n", inferd_error_message(made));
+      inferd_error_delete(made);
+      status = EXIT_FAILURE;
+    }
   }
 
   if (!status) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "base/files.h"
 #include "base/log.h"
 #include "base/mem.h"
 
@@ -13,6 +14,43 @@ static void device_name(inferd_device d, char *buf, size_t size) {
     snprintf(buf, size, "cuda:%d", d.ordinal);
   else
     snprintf(buf, size, "cpu");
+}
+
+/* A file the configuration names, relative to the model's directory (the
+ * one with config.pbtxt: the model file's folder's parent) unless absolute. */
+static char *beside_config(const char *model_path, const char *name) {
+  if (name[0] == '/') return mem_strdup(name);
+  const char *slash = strrchr(model_path, '/');
+  size_t up = slash ? (size_t)(slash - model_path) : 0;
+  while (up > 0 && model_path[up - 1] != '/') up--;
+  const size_t len = up + strlen(name) + 1;
+  char *path = mem_alloc(len);
+  snprintf(path, len, "%.*s%s", (int)up, model_path, name);
+  return path;
+}
+
+/* A GPU plan's tactic cache: "<model file>.tactics" beside the model file,
+ * or under the folder the configuration names (made if missing), where
+ * models of one name share it (its choices are keyed by layer). */
+static inferd_error *tactic_cache_path(const char *model_path, const char *dir, char **path) {
+  const char *slash = strrchr(model_path, '/');
+  if (!dir) {
+    *path = mem_alloc(strlen(model_path) + sizeof(".tactics"));
+    sprintf(*path, "%s.tactics", model_path);
+    return NULL;
+  }
+  char *folder = beside_config(model_path, dir);
+  inferd_error *e = files_make_dirs(folder);
+  if (e) {
+    e = err_wrap(e, "trt_engine_cache_path '%s'", dir);
+  } else {
+    const char *file = slash ? slash + 1 : model_path;
+    const size_t len = strlen(folder) + strlen(file) + sizeof("/.tactics");
+    *path = mem_alloc(len);
+    snprintf(*path, len, "%s/%s.tactics", folder, file);
+  }
+  free(folder);
+  return e;
 }
 
 /* The plan of every instance: one compiled per distinct device and
@@ -31,19 +69,7 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
       o.precision = instances[i].precision;
       o.int8_keep = instances[i].int8_keep;
       const char *name = instances[i].calibration_cache;
-      if (name && name[0] != '/') {
-        /* Beside config.pbtxt: the model file's directory's parent. */
-        const char *slash = strrchr(model_path, '/');
-        const size_t dir = slash ? (size_t)(slash - model_path) : 0;
-        size_t up = dir;
-        while (up > 0 && model_path[up - 1] != '/') up--;
-        const size_t len = up + strlen(name) + 2;
-        cache = mem_alloc(len);
-        snprintf(cache, len, "%.*s%s", (int)up, model_path, name);
-        o.calibration_cache = cache;
-      } else {
-        o.calibration_cache = name;
-      }
+      if (name) o.calibration_cache = cache = beside_config(model_path, name);
     }
     int p = 0;
     while (p < mv->n_plans && !(devices[p].kind == o.device.kind && devices[p].ordinal == o.device.ordinal &&
@@ -58,14 +84,12 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
       char *tactics = NULL;
       if (o.device.kind == INFERD_DEVICE_CUDA) {
         o.build_all_batch_sizes = true;
-        if (!o.tactic_cache) {
-          size_t len = strlen(model_path) + 16;
-          tactics = mem_alloc(len);
-          snprintf(tactics, len, "%s.tactics", model_path);
+        if (!o.tactic_cache && !(instances && instances[i].tactic_cache_off)) {
+          e = tactic_cache_path(model_path, instances ? instances[i].tactic_cache_dir : NULL, &tactics);
           o.tactic_cache = tactics;
         }
       }
-      e = inferd_plan_load(model_path, &o, &mv->plans[p]);
+      if (!e) e = inferd_plan_load(model_path, &o, &mv->plans[p]);
       free(tactics);
       free(cache);
       cache = NULL;

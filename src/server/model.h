@@ -28,6 +28,10 @@ typedef struct model_instance_spec {
    * kept in FP32; NULL otherwise. Point into the configuration. */
   const char *calibration_cache;
   const char *int8_keep;
+  /* GPU: the tactic cache's folder as the configuration names it (NULL:
+   * beside the model file), or no tactic cache at all. */
+  const char *tactic_cache_dir;
+  bool tactic_cache_off;
 } model_instance_spec;
 
 typedef struct model_version {

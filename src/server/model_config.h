@@ -206,6 +206,12 @@ typedef struct model_config {
    * (a file under the model's directory, or absolute) and int8_keep.
    * cpu_precision is what CPU instances compute in (DEFAULT: FP32);
    * calibration_cache and int8_keep point into the entries (or are NULL). */
+  /* The tensorrt accelerator's trt_engine_cache_path (a folder, relative
+   * to the model's directory unless absolute; NULL: next to the model file)
+   * and trt_engine_cache_enable false (tactic_cache_off: GPU plans time
+   * their kernels at every load and keep nothing). Point into the entries. */
+  const char *tactic_cache_dir;
+  bool tactic_cache_off;
   model_accelerator *cpu_accelerators;
   int cpu_accelerator_count;
   inferd_precision cpu_precision;

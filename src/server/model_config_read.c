@@ -917,6 +917,17 @@ static size_t enter_entry(reader *r, const pbtxt_node *n, int *count, int *index
  * backend, is what inferd's GPU plans compute in: FP16 is FP16, FP32 the GPU
  * default (TF32). Everything else of optimization is skipped with warnings. */
 
+/* true/false as the accelerators' string parameters spell them (any case,
+ * or 1/0); false when the text is neither, else *value is set. */
+static bool bool_text(const char *text, bool *value) {
+  bool v;
+  if (!strcasecmp(text, "true") || !strcmp(text, "1")) v = true;
+  else if (!strcasecmp(text, "false") || !strcmp(text, "0")) v = false;
+  else return false;
+  if (value) *value = v;
+  return true;
+}
+
 static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
                                                  const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   model_accelerator *a = ctx;
@@ -946,9 +957,16 @@ static inferd_error *accelerator_parameter_entry(reader *r, const pbtxt_node *en
     if (strcmp(p->string_value, "FP32") != 0 && strcmp(p->string_value, "FP16") != 0)
       return node_error(r, value ? value : entry, "unknown precision_mode '%.64s' (expected FP32 or FP16)",
                         p->string_value);
+  } else if (tensorrt && strcmp(key, "trt_engine_cache_enable") == 0) {
+    if (!bool_text(p->string_value, NULL))
+      return node_error(r, value ? value : entry, "trt_engine_cache_enable is '%.64s' (expected true or false)",
+                        p->string_value);
+  } else if (tensorrt && strcmp(key, "trt_engine_cache_path") == 0) {
+    if (!p->string_value[0]) return node_error(r, value ? value : entry, "parameter '%s' is empty", key);
   } else if (tensorrt) {
     model_config__warn(r->cfg, entry->line, entry->column,
-                       "parameter '%s' of the tensorrt accelerator is ignored: inferd reads only precision_mode",
+                       "parameter '%s' of the tensorrt accelerator is ignored: inferd reads precision_mode, "
+                       "trt_engine_cache_enable and trt_engine_cache_path",
                        r->path);
   }
   path_pop(r, mark);
@@ -1073,6 +1091,28 @@ static const char *tensorrt_precision_mode(const model_config *c, int *index) {
         return a->parameters[k].string_value;
       }
   }
+  return NULL;
+}
+
+/* Where GPU plans keep their autotuning choices, from the tensorrt
+ * accelerators' trt_engine_cache_enable and trt_engine_cache_path (a later
+ * entry's parameter wins): on by default, next to the model file. */
+static inferd_error *resolve_tactic_cache(model_config *c) {
+  bool enable = true, enable_given = false;
+  c->tactic_cache_dir = NULL;
+  for (int i = 0; i < c->gpu_accelerator_count; i++) {
+    if (strcmp(c->gpu_accelerators[i].name, "tensorrt") != 0) continue;
+    for (int k = 0; k < c->gpu_accelerators[i].parameter_count; k++) {
+      const model_parameter *p = &c->gpu_accelerators[i].parameters[k];
+      if (strcmp(p->key, "trt_engine_cache_enable") == 0) enable_given = bool_text(p->string_value, &enable);
+      else if (strcmp(p->key, "trt_engine_cache_path") == 0) c->tactic_cache_dir = p->string_value;
+    }
+  }
+  c->tactic_cache_off = enable_given && !enable;
+  if (c->tactic_cache_off && c->tactic_cache_dir)
+    return model_config__error(c, "optimization.execution_accelerators.gpu_execution_accelerator",
+                               "trt_engine_cache_path is given but trt_engine_cache_enable is false; give one of "
+                               "them");
   return NULL;
 }
 
@@ -1228,6 +1268,7 @@ inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
                           parameter_release);
   if (!err) err = resolve_precision(c);
   if (!err) err = resolve_cpu_precision(c);
+  if (!err) err = resolve_tactic_cache(c);
   if (!err) err = model_config__validate(c, false);
   if (err) {
     model_config_free(c);

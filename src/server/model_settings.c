@@ -149,6 +149,8 @@ inferd_error *model_settings_place(model_settings *s, const model_gpu_set *gpus,
         snprintf(spec->name, sizeof(spec->name), "%.160s_%d_gpu%d", grp->name, k, grp->gpus[d]);
         spec->device = (inferd_device){.kind = INFERD_DEVICE_CUDA, .ordinal = grp->gpus[d]};
         spec->precision = m->precision;
+        spec->tactic_cache_dir = m->tactic_cache_dir;
+        spec->tactic_cache_off = m->tactic_cache_off;
       }
   }
   *instances = list;

@@ -35,9 +35,29 @@ def resnet_config(name, group, precision=""):
             "dynamic_batching { max_queue_delay_microseconds: 2000 }\n" + precision)
 
 
-FP16 = ('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt"\n'
-        '  parameters { key: "precision_mode" value: "FP16" } } ] } }\n')
 STRICT_FP32 = 'parameters { key: "precision" value: { string_value: "fp32" } }\n'
+
+
+def tensorrt(*params):
+    """An optimization block with one tensorrt accelerator of (key, value)s."""
+    text = "".join(f'  parameters {{ key: "{k}" value: "{v}" }}\n' for k, v in params)
+    return ('optimization { execution_accelerators { gpu_execution_accelerator : [ { name : "tensorrt"\n'
+            + text + '} ] } }\n')
+
+
+@pytest.fixture(scope="module")
+def tactics(tmp_path_factory):
+    """One tactic cache folder for the module's servers (TensorRT's engine
+    cache path): choices are keyed by layer, so only the first load of each
+    precision times its kernels."""
+    return tmp_path_factory.mktemp("tactics")
+
+
+def precision_extra(precision, tactics):
+    cache = ("trt_engine_cache_path", tactics)
+    if precision == "fp16":
+        return tensorrt(("precision_mode", "FP16"), cache)
+    return (STRICT_FP32 if precision == "fp32" else "") + tensorrt(cache)
 
 
 def resnet_pair_repo(tmp_path, zoo_resnet50, gpu, precision):
@@ -74,10 +94,10 @@ def compare(gpu_out, cpu_out, precision):
         f"{precision}: max abs diff {diff} over a range of {scale}; per row: {np.round(rows, 4).tolist()}"
 
 
-@pytest.mark.parametrize("precision, extra", [("fp16", FP16), ("tf32", ""), ("fp32", STRICT_FP32)])
+@pytest.mark.parametrize("precision", ["fp16", "tf32", "fp32"])
 def test_resnet50_on_two_gpu_instances_matches_the_cpu_instance(inferd_bin, tmp_path, zoo_resnet50, gpu, precision,
-                                                                extra):
-    repo = resnet_pair_repo(tmp_path, zoo_resnet50, gpu, extra)
+                                                                tactics):
+    repo = resnet_pair_repo(tmp_path, zoo_resnet50, gpu, precision_extra(precision, tactics))
     s = Server(inferd_bin, repo, "--log-verbose=1", timeout=300)
     try:
         client = httpclient.InferenceServerClient(s.url)
@@ -138,8 +158,36 @@ def test_version_names_the_gpu(run_inferd, gpu):
     assert "not built" not in gpu_line
 
 
+def test_tactic_cache_follows_the_tensorrt_engine_cache_parameters(inferd_bin, tmp_path, zoo_resnet50, gpu):
+    """trt_engine_cache_path (relative: under the model's directory) is
+    where a GPU plan keeps its autotuning choices, and the next load takes
+    them all from there; trt_engine_cache_enable false keeps nothing, not
+    even beside the model file."""
+    repo = tmp_path / "models"
+    group = f"instance_group [ {{ kind: KIND_GPU count: 1 gpus: [ {gpu} ] }} ]"
+    for name, params in (("cached", [("trt_engine_cache_path", "tactics")]),
+                         ("uncached", [("trt_engine_cache_enable", "false")])):
+        (repo / name / "1").mkdir(parents=True)
+        place_model(zoo_resnet50, repo / name / "1" / "model.onnx")
+        (repo / name / "config.pbtxt").write_text(
+            resnet_config(name, group, tensorrt(("precision_mode", "FP16"), *params)))
+    s = Server(inferd_bin, repo, timeout=300)
+    assert s.stop() == 0, s.output()
+    cache = repo / "cached" / "tactics" / "model.onnx.tactics"
+    assert cache.is_file(), s.output()
+    assert cache.read_text().startswith("inferd tactics"), cache.read_text()[:200]
+    assert not (repo / "cached" / "1" / "model.onnx.tactics").exists()
+    assert not list((repo / "uncached").rglob("*.tactics")), list((repo / "uncached").rglob("*"))
+    again = Server(inferd_bin, repo, "--model-control-mode=explicit", "--load-model=cached", timeout=300)
+    try:
+        built = [l for l in again.output().splitlines() if "cuda plan:" in l]
+        assert built and all(" 0 timed" in l for l in built), built
+    finally:
+        assert again.stop() == 0, again.output()
+
+
 @pytest.mark.parametrize("shared_memory", ["cuda", "system"])
-def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50, gpu, shared_memory):
+def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50, gpu, shared_memory, tactics):
     """`inferd perf --shared-memory cuda|system` against two KIND_GPU
     instances in FP16: every call succeeds, the requests are batched together
     (CUDA regions included: the statistics show batches of more than one),
@@ -149,7 +197,8 @@ def test_perf_shared_memory_on_gpu_instances(inferd_bin, tmp_path, zoo_resnet50,
     (repo / "resnet_gpu" / "1").mkdir(parents=True)
     place_model(zoo_resnet50, repo / "resnet_gpu" / "1" / "model.onnx")
     (repo / "resnet_gpu" / "config.pbtxt").write_text(
-        resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]", FP16))
+        resnet_config("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 2 gpus: [ {gpu} ] }} ]",
+                      precision_extra("fp16", tactics)))
     s = Server(inferd_bin, repo, timeout=300)
     try:
         proc = run_inferd_command(inferd_bin, "perf", f"--url={s.grpc_url}", "--model=resnet_gpu",
@@ -217,10 +266,10 @@ class GpuBuffer:
         self.rt.cudaFree(self.ptr)
 
 
-@pytest.mark.parametrize("precision, extra", [("tf32", ""), ("fp16", FP16)])
+@pytest.mark.parametrize("precision", ["tf32", "fp16"])
 @pytest.mark.parametrize("mixed", [False, True])
 def test_cuda_shared_memory_batches_match_the_cpu(inferd_bin, tmp_path, zoo_resnet50, gpu, mixed, precision,
-                                                  extra):
+                                                  tactics):
     """Eight requests, their inputs and outputs in CUDA shared memory (one
     region each, at per-request offsets), form one batch on a GPU instance
     (gathered and scattered on the GPU), or, `mixed`, four of them with four
@@ -236,7 +285,8 @@ def test_cuda_shared_memory_batches_match_the_cpu(inferd_bin, tmp_path, zoo_resn
     repo = tmp_path / "models"
     for name, group, batching in (
             ("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 1 gpus: [ {gpu} ] }} ]",
-             "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 }\n" + extra),
+             "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 }\n"
+             + precision_extra(precision, tactics)),
             ("resnet_cpu", "instance_group [ { kind: KIND_CPU count: 1 } ]", "")):
         (repo / name / "1").mkdir(parents=True)
         place_model(zoo_resnet50, repo / name / "1" / "model.onnx")

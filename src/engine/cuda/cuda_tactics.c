@@ -5,11 +5,15 @@
  * CUDA, cuDNN and cuBLASLt versions. A file whose header differs (another
  * GPU, an upgraded library) is ignored with a log line and rewritten, so a
  * stale choice is never trusted. Written to a temporary file and renamed,
- * so a crash mid-write leaves the old cache.
+ * so a crash mid-write leaves the old cache, after merging in what others
+ * wrote to the file meanwhile, so plans that share one file keep each
+ * other's choices.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "engine/cuda/cuda.h"
@@ -36,31 +40,44 @@ static void header_of(const cuda_plan *plan, char *buf, size_t size) {
            plan->libs->cublasLtGetVersion());
 }
 
+/* Adds the choices of the file at t->path for keys t lacks (a file others
+ * write too: models sharing a cache folder, other servers); false when the
+ * file is missing or made for another GPU or library version. */
+static bool read_locked(struct cuda_tactics *t) {
+  FILE *f = fopen(t->path, "r");
+  if (!f) return false;
+  char line[1024];
+  const size_t h = strlen(t->header);
+  if (!fgets(line, sizeof(line), f) || strncmp(line, t->header, h) != 0 || (line[h] != '\n' && line[h] != 0)) {
+    fclose(f);
+    return false;
+  }
+  while (fgets(line, sizeof(line), f)) {
+    char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
+    if (!tab || !nl) continue;
+    *tab = *nl = 0;
+    bool known = false;
+    for (size_t i = 0; i < t->n && !known; i++) known = strcmp(t->items[i].key, line) == 0;
+    if (known) continue;
+    MEM_GROW(t->items, t->cap, t->n + 1);
+    t->items[t->n++] = (tactic){mem_strdup(line), mem_strdup(tab + 1)};
+  }
+  fclose(f);
+  return true;
+}
+
 struct cuda_tactics *cuda_tactics_open(const cuda_plan *plan, const char *path) {
   struct cuda_tactics *t = mem_zalloc(sizeof(*t));
   pthread_mutex_init(&t->lock, NULL);
   header_of(plan, t->header, sizeof(t->header));
   if (!path) return t;
   t->path = mem_strdup(path);
-  FILE *f = fopen(path, "r");
-  if (!f) return t;
-  char line[1024];
-  if (!fgets(line, sizeof(line), f) || strncmp(line, t->header, strlen(t->header)) != 0 ||
-      (line[strlen(t->header)] != '\n' && line[strlen(t->header)] != 0)) {
+  if (read_locked(t)) {
+    log_info("tactic cache '%s': %zu choices", path, t->n);
+  } else if (access(path, F_OK) == 0) {
     log_info("tactic cache '%s' was made for another GPU or library version; timing anew", path);
-    fclose(f);
     t->dirty = true;
-    return t;
   }
-  while (fgets(line, sizeof(line), f)) {
-    char *tab = strchr(line, '\t'), *nl = strchr(line, '\n');
-    if (!tab || !nl) continue;
-    *tab = *nl = 0;
-    MEM_GROW(t->items, t->cap, t->n + 1);
-    t->items[t->n++] = (tactic){mem_strdup(line), mem_strdup(tab + 1)};
-  }
-  fclose(f);
-  log_info("tactic cache '%s': %zu choices", path, t->n);
   return t;
 }
 
@@ -100,9 +117,13 @@ void cuda_tactics_put(struct cuda_tactics *t, const char *key, const char *choic
 
 static void save_locked(struct cuda_tactics *t) {
   if (t->path && t->dirty) {
-    size_t len = strlen(t->path) + 8;
+    /* What others wrote since it was read is kept (their choices for keys
+     * this plan timed lose); the temporary name is this write's own. */
+    read_locked(t);
+    size_t len = strlen(t->path) + 32;
     char *tmp = mem_alloc(len);
-    snprintf(tmp, len, "%s.tmp", t->path);
+    static atomic_uint writes;
+    snprintf(tmp, len, "%s.%ld.%u.tmp", t->path, (long)getpid(), atomic_fetch_add(&writes, 1));
     FILE *f = fopen(tmp, "w");
     bool ok = f != NULL;
     if (f) {

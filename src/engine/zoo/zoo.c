@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "base/files.h"
 #include "engine/onnx/onnx.h"
 
 const zoo_model zoo_models[] = {
@@ -18,23 +19,6 @@ const zoo_model zoo_models[] = {
 const zoo_model *zoo_find(const char *id) {
   for (const zoo_model *m = zoo_models; m->id; m++)
     if (strcmp(m->id, id) == 0) return m;
-  return NULL;
-}
-
-/* mkdir -p */
-static inferd_error *make_dirs(const char *path) {
-  char buf[4096];
-  if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-    return err_new(INFERD_ERROR_INVALID_ARG, "path '%s' is too long", path);
-  for (char *p = buf + 1;; p++) {
-    if (*p != '/' && *p) continue;
-    char saved = *p;
-    *p = '\0';
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-      return err_new(INFERD_ERROR_IO, "cannot create folder '%s': %s", buf, strerror(errno));
-    if (!saved) break;
-    *p = saved;
-  }
   return NULL;
 }
 
@@ -92,7 +76,7 @@ inferd_error *zoo_write(const zoo_model *model, const char *dir, int max_batch_s
           (int)sizeof(result->model_path) ||
       snprintf(config_path, sizeof(config_path), "%s/%s/config.pbtxt", dir, model->id) >= (int)sizeof(config_path))
     return err_new(INFERD_ERROR_INVALID_ARG, "output folder '%s' is too long a path", dir);
-  ERR_TRY(make_dirs(version_dir));
+  ERR_TRY(files_make_dirs(version_dir));
   ir_graph *g;
   ERR_TRY(model->build(seed, &g));
   inferd_error *e = onnx_export_file(g, result->model_path);

@@ -36,6 +36,17 @@ static void place_fails(const char *text, const model_gpu_set *gpus, const char 
   model_config_free(c);
 }
 
+/* c written as JSON and read back, checked equal; the caller frees it. */
+static model_config *json_round_trip(const model_config *c) {
+  char *text = NULL;
+  assert_no_error(model_config_to_json(c, &text));
+  model_config *back = NULL;
+  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &back));
+  assert_configs_equal(c, back);
+  free(text);
+  return back;
+}
+
 static void test_kind_and_gpus_are_parsed(void **state) {
   (void)state;
   model_config *c = parse_ok("instance_group [ { kind: KIND_GPU count: 2 gpus: [ 1, 3 ] },\n"
@@ -253,13 +264,8 @@ static void test_cpu_int8_from_the_inferd_accelerator(void **state) {
   assert_string_equal(c->calibration_cache, "c.cache");
   assert_string_equal(c->int8_keep, "first");
   assert_int_equal(c->precision, INFERD_PRECISION_DEFAULT);
-  char *text = NULL;
-  assert_no_error(model_config_to_json(c, &text));
-  model_config *back = NULL;
-  assert_no_error(model_config_parse_json(text, strlen(text), NULL, &back));
-  assert_configs_equal(c, back);
+  model_config *back = json_round_trip(c);
   assert_string_equal(back->calibration_cache, "c.cache");
-  free(text);
   model_config_free(back);
   model_config_free(c);
 
@@ -290,6 +296,44 @@ static void test_cpu_int8_from_the_inferd_accelerator(void **state) {
   parse_fails("optimization { execution_accelerators { cpu_execution_accelerator [ { name: \"inferd\"\n"
               "  parameters { key: \"int8_keep\" value: \"\" } } ] } }",
               "parameter 'int8_keep' is empty");
+}
+
+/* Where GPU plans keep their autotuning choices: TensorRT's engine cache
+ * parameters, as Triton users give them to the onnxruntime backend. */
+static void test_tactic_cache_from_the_tensorrt_engine_cache(void **state) {
+  (void)state;
+  model_config *c = parse_ok("");
+  assert_null(c->tactic_cache_dir);
+  assert_false(c->tactic_cache_off);
+  model_config_free(c);
+
+  c = parse_ok("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
+               "  parameters { key: \"trt_engine_cache_enable\" value: \"true\" }\n"
+               "  parameters { key: \"trt_engine_cache_path\" value: \"/var/cache/inferd\" } } ] } }");
+  assert_string_equal(c->tactic_cache_dir, "/var/cache/inferd");
+  assert_false(c->tactic_cache_off);
+  assert_int_equal(c->warning_count, 0);
+  model_config *back = json_round_trip(c);
+  assert_string_equal(back->tactic_cache_dir, "/var/cache/inferd");
+  model_config_free(back);
+  model_config_free(c);
+
+  c = parse_ok("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
+               "  parameters { key: \"trt_engine_cache_enable\" value: \"False\" } } ] } }");
+  assert_null(c->tactic_cache_dir);
+  assert_true(c->tactic_cache_off);
+  model_config_free(c);
+
+  parse_fails("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
+              "  parameters { key: \"trt_engine_cache_enable\" value: \"yes\" } } ] } }",
+              "config.pbtxt:2:54: trt_engine_cache_enable is 'yes' (expected true or false)");
+  parse_fails("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
+              "  parameters { key: \"trt_engine_cache_path\" value: \"\" } } ] } }",
+              "config.pbtxt:2:52: parameter 'trt_engine_cache_path' is empty");
+  parse_fails("optimization { execution_accelerators { gpu_execution_accelerator [ { name: \"tensorrt\"\n"
+              "  parameters { key: \"trt_engine_cache_enable\" value: \"0\" }\n"
+              "  parameters { key: \"trt_engine_cache_path\" value: \"cache\" } } ] } }",
+              "trt_engine_cache_path is given but trt_engine_cache_enable is false");
 }
 
 /* optimization.graph.level: -1 turns the engine's passes off. */
@@ -352,6 +396,7 @@ int main(void) {
       cmocka_unit_test(test_accelerators_round_trip_through_json),
       cmocka_unit_test(test_cpu_int8_from_the_inferd_accelerator),
       cmocka_unit_test(test_graph_optimization_level),
+      cmocka_unit_test(test_tactic_cache_from_the_tensorrt_engine_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
