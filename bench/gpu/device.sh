@@ -147,7 +147,7 @@ save
 if [ "${PYTEST:-1}" = 1 ] && ls .devcarry/whl/*.whl >/dev/null 2>&1; then
   echo "== GPU integration tests (pytest, tritonclient carried as wheels)"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .devcarry/whl/*.whl &&
-    PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-400}" python3 -m pytest -q -rs \
+    PYTHONPATH=/tmp/site INFERD_BUILD_DIR=/tmp/inferd timeout "${PYTEST_TIMEOUT:-400}" python3 -m pytest -v -rs \
       --durations=8 tests/integration/test_gpu_server.py tests/integration/test_shared_memory.py \
       -k "${PYTEST_K:-gpu or cuda}" 2>&1 |
     tee "$OUT/pytest-gpu.txt" | tail -25 || status=1

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -158,15 +159,30 @@ static inferd_error *cuda_memory_copy(const backend_plan *bp, void *dst, const v
 
 /* ---- plans -------------------------------------------------------------------- */
 
-static inferd_error *tuner_open(const cuda_libs *l, cuda_tuner *t) {
+/* How many threads finalize a layer's candidates: INFERD_CUDA_FINALIZE_THREADS,
+ * or one per online CPU up to CUDA_MAX_FINALIZERS. 1 finalizes them on the
+ * building thread. */
+static int finalize_threads(void) {
+  const char *env = getenv("INFERD_CUDA_FINALIZE_THREADS");
+  long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1) n = 1;
+  return n > CUDA_MAX_FINALIZERS ? CUDA_MAX_FINALIZERS : (int)n;
+}
+
+static inferd_error *tuner_open(const cuda_libs *l, int device, cuda_tuner *t) {
+  t->device = device;
   CUDA_TRY(cudaStreamCreateWithFlags(&t->stream, cudaStreamNonBlocking), "creating a stream");
   CUDNN_TRY(l, l->cudnnCreate(&t->dnn), "creating a cuDNN handle");
   CUDNN_TRY(l, l->cudnnSetStream(t->dnn, t->stream), "setting the cuDNN stream");
   CUBLASLT_TRY(l->cublasLtCreate(&t->lt), "creating a cuBLASLt handle");
+  const int want = finalize_threads();
+  for (; want > 1 && t->n_finalizers < want; t->n_finalizers++)
+    CUDNN_TRY(l, l->cudnnCreate(&t->finalizers[t->n_finalizers]), "creating a cuDNN handle");
   return NULL;
 }
 
 static void tuner_close(const cuda_libs *l, cuda_tuner *t) {
+  for (int i = 0; i < t->n_finalizers; i++) l->cudnnDestroy(t->finalizers[i]);
   if (t->dnn) l->cudnnDestroy(t->dnn);
   if (t->lt) l->cublasLtDestroy(t->lt);
   if (t->stream) cudaStreamDestroy(t->stream);
@@ -186,6 +202,7 @@ static void plan_free(cuda_plan *plan) {
   if (plan->libs) tuner_close(plan->libs, &plan->tuner);
   pthread_mutex_destroy(&plan->lock);
   pthread_mutex_destroy(&plan->exec_lock);
+  pthread_mutex_destroy(&plan->order_lock);
   free(plan);
 }
 
@@ -228,7 +245,9 @@ static inferd_error *plan_init(cuda_plan *plan, const ir_graph *g, const backend
     case INFERD_PRECISION_FP32: plan->dtype = CUDA_F32; break;
     default: plan->dtype = CUDA_F32, plan->tf32 = true; break;
   }
-  ERR_TRY(tuner_open(plan->libs, &plan->tuner));
+  ERR_TRY(tuner_open(plan->libs, plan->device, &plan->tuner));
+  const char *order = getenv("INFERD_CUDA_ORDER_FROM");
+  plan->order_from = order && *order ? atoi(order) : CUDA_ORDER_FROM;
   plan->tactics = cuda_tactics_open(plan, config->tactic_cache);
   for (int b = 1; b < config->max_batch_size && plan->n_buckets < CUDA_MAX_BUCKETS - 1; b *= 2)
     plan->buckets[plan->n_buckets++] = b;
@@ -256,6 +275,7 @@ static inferd_error *iface_plan_create(const ir_graph *g, const backend_plan_con
   cuda_plan *plan = mem_zalloc(sizeof(*plan));
   pthread_mutex_init(&plan->lock, NULL);
   pthread_mutex_init(&plan->exec_lock, NULL);
+  pthread_mutex_init(&plan->order_lock, NULL);
   inferd_error *e = plan_init(plan, g, config);
   if (e) {
     plan_free(plan);
@@ -312,6 +332,12 @@ static void context_free(cuda_context *ctx) {
   cudaFree(ctx->workspace);
   if (ctx->copies) cudaFreeHost(ctx->copies);
   if (ctx->done) cudaEventDestroy(ctx->done);
+  if (ctx->ordered) {
+    pthread_mutex_lock(&ctx->plan->order_lock);
+    if (ctx->plan->last_ordered == ctx->ordered) ctx->plan->last_ordered = NULL;
+    pthread_mutex_unlock(&ctx->plan->order_lock);
+    cudaEventDestroy(ctx->ordered);
+  }
   if (ctx->stream) cudaStreamDestroy(ctx->stream);
   free(ctx->step_ms);
   free(ctx);
@@ -326,6 +352,7 @@ static inferd_error *context_init(cuda_context *ctx) {
   /* A server thread waiting for its batch yields its core to the network
    * threads instead of spinning on it. */
   CUDA_TRY(cudaEventCreateWithFlags(&ctx->done, cudaEventBlockingSync | cudaEventDisableTiming), "creating an event");
+  CUDA_TRY(cudaEventCreateWithFlags(&ctx->ordered, cudaEventDisableTiming), "creating an event");
   CUDNN_TRY(plan->libs, plan->libs->cudnnCreate(&ctx->dnn), "creating a cuDNN handle");
   CUDNN_TRY(plan->libs, plan->libs->cudnnSetStream(ctx->dnn, ctx->stream), "setting the cuDNN stream");
   CUBLASLT_TRY(plan->libs->cublasLtCreate(&ctx->lt), "creating a cuBLASLt handle");
@@ -435,6 +462,26 @@ static inferd_error *run_program(cuda_context *ctx, int bucket, const cuda_progr
   return split < p->n_steps ? cuda_program_launch_steps(ctx, p, split, p->n_steps, ctx->arena, ctx->workspace) : NULL;
 }
 
+/* run_program, after the plan's previous ordered run when this one is to
+ * be ordered (see cuda_plan.order_from). The inputs' copies, queued before,
+ * overlap that run's compute. */
+static inferd_error *ordered_run(cuda_context *ctx, int bucket, const cuda_program *p, int batch) {
+  cuda_plan *plan = ctx->plan;
+  if (plan->order_from <= 0 || batch < plan->order_from) return run_program(ctx, bucket, p);
+  pthread_mutex_lock(&plan->order_lock);
+  inferd_error *e = NULL;
+  cudaError_t st = cudaSuccess;
+  if (plan->last_ordered && plan->last_ordered != ctx->ordered)
+    st = cudaStreamWaitEvent(ctx->stream, plan->last_ordered, 0);
+  if (st != cudaSuccess) e = cuda_rt_error(st, "ordering the run after the previous one");
+  if (!e) e = run_program(ctx, bucket, p);
+  if (!e && (st = cudaEventRecord(ctx->ordered, ctx->stream)) != cudaSuccess)
+    e = cuda_rt_error(st, "recording the run's end");
+  if (!e) plan->last_ordered = ctx->ordered;
+  pthread_mutex_unlock(&plan->order_lock);
+  return e;
+}
+
 static inferd_error *iface_execute(backend_context *c, int batch, const backend_io *io) {
   cuda_context *ctx = as_context(c);
   cuda_plan *plan = ctx->plan;
@@ -459,7 +506,7 @@ static inferd_error *iface_execute(backend_context *c, int batch, const backend_
     if (used < all && getenv("INFERD_CUDA_ZERO_PADDING"))
       CUDA_TRY(cudaMemsetAsync((char *)dst + used, 0, all - used, ctx->stream), "zeroing the padding rows");
   }
-  ERR_TRY(run_program(ctx, bucket, p));
+  ERR_TRY(ordered_run(ctx, bucket, p, batch));
   for (int j = 0; j < g->n_outputs; j++) {
     if (!io->outputs[j]) continue;
     const int t = p->output_tensor[j];

@@ -220,13 +220,25 @@ typedef struct cuda_weight {
 enum { CUDA_WEIGHT_PLAIN = 0, CUDA_WEIGHT_KRSC, CUDA_WEIGHT_NK };
 
 enum { CUDA_MAX_BUCKETS = 24 };
+/* Runs of this many rows or more are ordered across contexts (see
+ * cuda_plan.order_from); INFERD_CUDA_ORDER_FROM overrides it, 0 turns it off. */
+enum { CUDA_ORDER_FROM = 32 };
 
 /* What a program build times candidates with: a stream and library handles
  * of its own. */
+enum { CUDA_MAX_FINALIZERS = 10 };
+
 typedef struct cuda_tuner {
   cudaStream_t stream;
   cudnnHandle_t dnn;
   cublasLtHandle_t lt;
+  int device;
+  /* A layer's candidate execution plans are finalized at once, one thread
+   * per candidate up to n_finalizers, each with its own cuDNN handle
+   * (finalizing compiles the runtime-fusion kernels on the host: about 37
+   * ms a plan on the H200's host). Timing them stays one at a time. */
+  cudnnHandle_t finalizers[CUDA_MAX_FINALIZERS];
+  int n_finalizers;
 } cuda_tuner;
 
 /* Where a plan's load time goes (ms), for the log line that ends it. */
@@ -256,6 +268,16 @@ struct cuda_plan {
    * a bucket's graph is captured, so the lock costs nothing at steady
    * state. */
   pthread_mutex_t exec_lock;
+  /* Runs of order_from rows or more (each fills the GPU alone) compute one
+   * after another across the plan's contexts, in the order they were
+   * queued: each waits on the stream for the one queued before it
+   * (last_ordered, a context's order event), under order_lock. Run at once,
+   * two instances' batches share the GPU and finish together, and the GPU
+   * idles while both batches' answers travel; ordered, one computes while
+   * the other's requests come and go. 0: never ordered. */
+  pthread_mutex_t order_lock;
+  cudaEvent_t last_ordered;
+  int order_from;
   int buckets[CUDA_MAX_BUCKETS];
   int n_buckets;
   cuda_program *programs[CUDA_MAX_BUCKETS];
@@ -272,6 +294,7 @@ struct cuda_context {
   cuda_plan *plan;
   cudaStream_t stream;
   cudaEvent_t done; /* recorded after each run */
+  cudaEvent_t ordered; /* recorded after each ordered run's compute (see cuda_plan.order_from) */
   /* How long each bucket's runs take (a moving average, ms): a wait for a
    * short run polls, a long one sleeps on the event. */
   double expected_ms[CUDA_MAX_BUCKETS];

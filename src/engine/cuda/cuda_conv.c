@@ -9,6 +9,8 @@
  * engine takes the fused graph, the convolution runs alone followed by one
  * epilogue kernel; when none takes even that, the direct kernel runs it.
  */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +262,67 @@ static void conv_key(const cuda_plan *plan, const cuda_step *s, bool fused, char
   }
 }
 
+/* One candidate's execution plan, finalized with a handle of its own. */
+typedef struct finalize_job {
+  cudnnBackendDescriptor_t cfg;
+  int index;                      /* in the heuristics' list */
+  int64_t engine_id;
+  cudnnBackendDescriptor_t xplan; /* NULL when it did not finalize */
+} finalize_job;
+
+typedef struct finalize_worker {
+  const cuda_libs *l;
+  const cuda_tuner *tuner;
+  cudnnHandle_t dnn;
+  finalize_job *jobs;
+  int n_jobs, first, step;
+} finalize_worker;
+
+static void finalize_one(const cuda_libs *l, cudnnHandle_t dnn, finalize_job *j) {
+  cudnnBackendDescriptor_t xplan;
+  j->xplan = NULL;
+  if (l->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &xplan)) return;
+  if (l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &dnn) ||
+      l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                                  &j->cfg) ||
+      l->cudnnBackendFinalize(xplan)) {
+    l->cudnnBackendDestroyDescriptor(xplan);
+    return;
+  }
+  j->xplan = xplan;
+}
+
+static void *finalize_worker_main(void *arg) {
+  finalize_worker *w = arg;
+  if (cudaSetDevice(w->tuner->device) != cudaSuccess) return NULL; /* its jobs stay unfinalized */
+  for (int i = w->first; i < w->n_jobs; i += w->step) finalize_one(w->l, w->dnn, &w->jobs[i]);
+  return NULL;
+}
+
+/* Finalizes every job: on the building thread with the tuner's handle when
+ * there is one job or one finalizer, else spread over the tuner's
+ * finalizer handles, one thread each (this thread takes the first share). */
+static void finalize_all(const cuda_libs *l, const cuda_tuner *tuner, finalize_job *jobs, int n_jobs) {
+  int n_threads = n_jobs < tuner->n_finalizers ? n_jobs : tuner->n_finalizers;
+  if (n_threads < 2) {
+    for (int i = 0; i < n_jobs; i++) finalize_one(l, tuner->dnn, &jobs[i]);
+    return;
+  }
+  finalize_worker workers[CUDA_MAX_FINALIZERS];
+  pthread_t threads[CUDA_MAX_FINALIZERS];
+  bool started[CUDA_MAX_FINALIZERS] = {false};
+  for (int k = 0; k < n_threads; k++)
+    workers[k] = (finalize_worker){.l = l, .tuner = tuner, .dnn = tuner->finalizers[k], .jobs = jobs,
+                                   .n_jobs = n_jobs, .first = k, .step = n_threads};
+  for (int k = 1; k < n_threads; k++) started[k] = pthread_create(&threads[k], NULL, finalize_worker_main, &workers[k]) == 0;
+  finalize_worker_main(&workers[0]);
+  cudaSetDevice(tuner->device);
+  for (int k = 1; k < n_threads; k++) {
+    if (started[k]) pthread_join(threads[k], NULL);
+    else finalize_worker_main(&workers[k]); /* no thread: this one does its share */
+  }
+}
+
 /* Tries one graph (fused or not): heuristics, then every candidate timed.
  * Leaves the winner in s->conv and returns true, or false when none ran. */
 static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_program *p, cuda_step *s, bool fused,
@@ -324,23 +387,23 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
     stats->cached--;
     stats->timed++;
   }
+  finalize_job jobs[MAX_CANDIDATES];
+  int n_jobs = 0;
   for (int i = 0; i < n_cfgs; i++) {
     if (want_index >= 0 && i != want_index) continue;
     int64_t engine_id = -1;
     if (!config_allowed(&b, plan, cfgs[i], &engine_id)) continue;
-    cudnnBackendDescriptor_t xplan;
-    if (l->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &xplan)) continue;
+    jobs[n_jobs++] = (finalize_job){.cfg = cfgs[i], .index = i, .engine_id = engine_id};
+  }
+  t0 = clock_now_ns();
+  finalize_all(l, tuner, jobs, n_jobs);
+  stats->finalize_ms += (double)(clock_now_ns() - t0) * 1e-6;
+  for (int j = 0; j < n_jobs; j++) {
+    cudnnBackendDescriptor_t xplan = jobs[j].xplan;
+    if (!xplan) continue;
+    stats->finalized++;
     int64_t ws = 0, n = 0;
-    t0 = clock_now_ns();
-    const bool made =
-        !l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &tuner->dnn) &&
-        !l->cudnnBackendSetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                                     &cfgs[i]) &&
-        !l->cudnnBackendFinalize(xplan);
-    stats->finalize_ms += (double)(clock_now_ns() - t0) * 1e-6;
-    stats->finalized += made;
-    if (!made ||
-        l->cudnnBackendGetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws) ||
+    if (l->cudnnBackendGetAttribute(xplan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n, &ws) ||
         ws < 0 || (size_t)ws > workspace_cap) {
       l->cudnnBackendDestroyDescriptor(xplan);
       continue;
@@ -355,8 +418,8 @@ static bool try_graph(cuda_plan *plan, const cuda_tuner *tuner, const cuda_progr
       if (best_plan) l->cudnnBackendDestroyDescriptor(best_plan);
       best_plan = xplan;
       best_ms = ms;
-      best_index = i;
-      snprintf(best_engine, sizeof(best_engine), "cudnn engine %lld", (long long)engine_id);
+      best_index = jobs[j].index;
+      snprintf(best_engine, sizeof(best_engine), "cudnn engine %lld", (long long)jobs[j].engine_id);
     } else {
       l->cudnnBackendDestroyDescriptor(xplan);
     }
