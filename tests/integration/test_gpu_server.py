@@ -283,10 +283,15 @@ def test_cuda_shared_memory_batches_match_the_cpu(inferd_bin, tmp_path, zoo_resn
     if rt is None:
         pytest.skip("no CUDA runtime library for the test's own GPU buffers (libcudart.so)")
     repo = tmp_path / "models"
+    one_gpu = f"instance_group [ {{ kind: KIND_GPU count: 1 gpus: [ {gpu} ] }} ]"
     for name, group, batching in (
-            ("resnet_gpu", f"instance_group [ {{ kind: KIND_GPU count: 1 gpus: [ {gpu} ] }} ]",
+            ("resnet_gpu", one_gpu,
              "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 30000000 }\n"
              + precision_extra(precision, tactics)),
+            # The same model and precision without a batcher (the tactic
+            # cache gives it the same choices): each image alone, without
+            # waiting out resnet_gpu's 30 s delay for a batch of 8.
+            ("resnet_gpu_alone", one_gpu, precision_extra(precision, tactics)),
             ("resnet_cpu", "instance_group [ { kind: KIND_CPU count: 1 } ]", "")):
         (repo / name / "1").mkdir(parents=True)
         place_model(zoo_resnet50, repo / name / "1" / "model.onnx")
@@ -324,10 +329,10 @@ def test_cuda_shared_memory_batches_match_the_cpu(inferd_bin, tmp_path, zoo_resn
             stats = json.loads(r.read())["model_stats"][0]
         assert [b["batch_size"] for b in stats["batch_stats"]] == [8], stats["batch_stats"]
         want = np.concatenate([infer(s.url, "resnet_cpu", x) for x in images])
-        # The GPU instance on each image alone, with its tensors in the
-        # request: where an answer is off, this tells the batch's path from
-        # the plan (and either from the CPU instance).
-        alone = np.concatenate([infer(s.url, "resnet_gpu", x) for x in images])
+        # The GPU plan on each image alone, with its tensors in the request:
+        # where an answer is off, this tells the batch's path from the plan
+        # (and either from the CPU instance).
+        alone = np.concatenate([infer(s.url, "resnet_gpu_alone", x) for x in images])
         failures = []
         for what, a, b in (("batched against the CPU", got, want), ("alone against the CPU", alone, want),
                            ("batched against alone", got, alone)):
