@@ -587,6 +587,16 @@ INFERD_API void inferd_request_set_cancel_flag(inferd_request *request, const at
 /* Answers CANCELLED every queued request whose cancel flag is set, without
  * running it; returns how many. */
 INFERD_API int inferd_server_cancel_flagged(inferd_server *server);
+/* Cancels one request. Before inferd_server_infer, that call then refuses
+ * it (CANCELLED; the caller still owns it). Once submitted, a request still
+ * queued is not run: it is answered CANCELLED by the server's thread when
+ * an instance next looks at the queue (at once when one is idle); one
+ * already running completes as usual. The request must still exist: the
+ * server frees it when its response callback returns, so a caller that
+ * cancels from another thread makes this call and its response callback
+ * exclusive (one lock held around both); calling it twice is harmless.
+ * Error only for a NULL request. */
+INFERD_API inferd_error *inferd_request_cancel(inferd_request *request);
 
 /* ---- responses ---- */
 /* NULL on success; else the request's error (owned by the response). */

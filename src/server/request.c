@@ -179,6 +179,14 @@ void inferd_request_set_callbacks(inferd_request *r, inferd_request_release_fn r
 
 void inferd_request_set_cancel_flag(inferd_request *r, const atomic_bool *flag) { r->cancel = flag; }
 
+inferd_error *inferd_request_cancel(inferd_request *r) {
+  if (!r) return err_new(INFERD_ERROR_INVALID_ARG, "inferd_request_cancel: no request");
+  atomic_store(&r->cancel_asked, true);
+  /* Submitted and queued: an idle instance answers it now. */
+  if (r->mv) scheduler_wake(r->mv->sched);
+  return NULL;
+}
+
 inferd_response *response_new(const inferd_request *request, int64_t version, int n_outputs) {
   inferd_response *resp = mem_zalloc(sizeof(*resp));
   resp->id = request->id ? mem_strdup(request->id) : NULL;

@@ -8,6 +8,7 @@
 #ifndef INFERD_SERVER_REQUEST_H
 #define INFERD_SERVER_REQUEST_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -56,6 +57,7 @@ struct inferd_request {
   inferd_response_fn respond;
   void *respond_userp;
   const atomic_bool *cancel; /* the caller's: set once nobody waits for the answer */
+  atomic_bool cancel_asked;  /* inferd_request_cancel */
   /* Set when submitted: */
   struct model_version *mv; /* holds a reference while the request lives */
   int batch;                /* items along the batch dimension; 1 when the model does not batch */

@@ -124,7 +124,20 @@ static inferd_request *first_request(const scheduler *s) {
  * into *expired, to be answered outside the lock. Returns the earliest
  * deadline of those left (0: none), for the batcher's wait. */
 static bool is_cancelled(const inferd_request *r) {
-  return r->cancel && atomic_load_explicit(r->cancel, memory_order_relaxed);
+  return atomic_load_explicit(&r->cancel_asked, memory_order_relaxed) ||
+         (r->cancel && atomic_load_explicit(r->cancel, memory_order_relaxed));
+}
+
+/* What a cancelled request is answered. */
+static inferd_error *cancelled_error(const inferd_request *r) {
+  return err_new(INFERD_ERROR_CANCELLED, "request of model '%s' not run: %s", r->model_name,
+                 atomic_load(&r->cancel_asked) ? "cancelled by its caller" : "its client has gone");
+}
+
+void scheduler_wake(scheduler *s) {
+  pthread_mutex_lock(&s->lock);
+  pthread_cond_broadcast(&s->work);
+  pthread_mutex_unlock(&s->lock);
 }
 
 static uint64_t collect_expired(scheduler *s, uint64_t now, inferd_request **expired) {
@@ -699,8 +712,7 @@ static void *instance_main(void *arg) {
       inferd_request *next = expired->next;
       if (is_cancelled(expired)) {
         stat_fail(s->stats, STAT_FAILURE_CANCELED, clock_now_ns() - expired->enqueue_ns);
-        answer(s, expired, response_for_error(expired, err_new(INFERD_ERROR_CANCELLED,
-                                      "request of model '%s' not run: its client has gone", expired->model_name)));
+        answer(s, expired, response_for_error(expired, cancelled_error(expired)));
         expired = next;
         continue;
       }

@@ -82,6 +82,9 @@ int scheduler_queued(scheduler *s);
  * OVERLOADED (the server is stopping: retry elsewhere), saying `why`; batches already running finish. Returns how
  * many were answered. */
 int scheduler_cancel_queued(scheduler *s, const char *why);
+/* Wakes the idle instances, which answer the queued requests cancelled
+ * meanwhile (inferd_request_cancel) before they look for work. */
+void scheduler_wake(scheduler *s);
 /* Answers CANCELLED every queued request whose cancel flag is set (its
  * client has gone, `why`), without running it; returns how many. */
 int scheduler_cancel_flagged(scheduler *s, const char *why);

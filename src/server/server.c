@@ -423,6 +423,8 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
 }
 
 inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
+  if (atomic_load(&r->cancel_asked))
+    return err_new(INFERD_ERROR_CANCELLED, "request of model '%s' was cancelled before it was submitted", r->model_name);
   if (!atomic_load(&s->accepting))
     return err_new(INFERD_ERROR_OVERLOADED, "the server is shutting down and accepts no new requests");
   model_version *mv;

@@ -6,7 +6,8 @@
  * admitted while their tensors fit, the next one is refused OVERLOADED
  * naming the bytes and the limit, one larger than the bound alone is
  * TOO_LARGE, and the bytes come back exactly once however a request is
- * answered (cancelled, cancelled at the stop, refused by a full queue).
+ * answered (cancelled, cancelled at the stop, refused by a full queue),
+ * and inferd_request_cancel answers one queued request CANCELLED.
  * Every wait is on an observed count, bounded only against a hang.
  */
 #include <setjmp.h>
@@ -224,11 +225,50 @@ static void test_no_bound_admits_and_still_counts(void **state) {
   inferd_server_delete(s);
 }
 
+/* inferd_request_cancel: a queued request is answered CANCELLED without
+ * running (its bytes back, the others still queued); one cancelled before
+ * it is submitted is refused and stays the caller's. The call is made
+ * under the lock the response callback takes, as the API asks of a caller
+ * cancelling from another thread. */
+static void test_request_cancel_answers_a_queued_request(void **state) {
+  (void)state;
+  reset_answers();
+  inferd_server *s = start(1000, 100);
+  inferd_request *queued[3];
+  for (int i = 0; i < 3; i++) {
+    queued[i] = request(s, 1, NULL);
+    assert_null(inferd_server_infer(s, queued[i]));
+  }
+  assert_int_equal(inflight(s), 96);
+  pthread_mutex_lock(&got.lock);
+  assert_null(inferd_request_cancel(queued[1]));
+  assert_null(inferd_request_cancel(queued[1])); /* twice: harmless */
+  pthread_mutex_unlock(&got.lock);
+  wait_answers(1); /* queued[1] is freed from here on */
+  assert_int_equal(got.cancelled, 1);
+  assert_non_null(strstr(got.last, "not run: cancelled by its caller"));
+  assert_int_equal(inflight(s), 64);
+  inferd_request *early = request(s, 1, NULL);
+  assert_null(inferd_request_cancel(early));
+  expect_refused(s, early, INFERD_ERROR_CANCELLED, "cancelled before it was submitted");
+  inferd_error *e = inferd_request_cancel(NULL);
+  assert_non_null(e);
+  assert_int_equal(inferd_error_code_of(e), INFERD_ERROR_INVALID_ARG);
+  inferd_error_delete(e);
+  /* The other two were left alone. */
+  assert_int_equal(inferd_server_cancel_queued(s), 2);
+  wait_answers(3);
+  assert_int_equal(got.overloaded, 2);
+  assert_int_equal(inflight(s), 0);
+  inferd_server_delete(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_refuses_overload_and_bytes_come_back_once),
       cmocka_unit_test(test_full_queue_gives_the_bytes_back),
       cmocka_unit_test(test_no_bound_admits_and_still_counts),
+      cmocka_unit_test(test_request_cancel_answers_a_queued_request),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
