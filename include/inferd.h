@@ -587,6 +587,26 @@ INFERD_API void inferd_request_set_cancel_flag(inferd_request *request, const at
 /* Answers CANCELLED every queued request whose cancel flag is set, without
  * running it; returns how many. */
 INFERD_API int inferd_server_cancel_flagged(inferd_server *server);
+/* Output buffers from the caller (optional). For each output of the request
+ * whose bytes go into the response (not to shared memory), once its size is
+ * known, the server calls alloc on the thread that answers the request (a
+ * server thread, or the caller's within inferd_server_infer). alloc sets
+ * *buffer to at least byte_size bytes of memory of *kind (preset to
+ * INFERD_MEMORY_CPU): host or pinned host memory, or memory of GPU
+ * *memory_id when the instance answering runs on that GPU; it may set
+ * *buffer_userp. The server then writes the output there (a device copy for
+ * GPU memory) instead of into a buffer of its own, inferd_response_output
+ * gives that buffer, and release (if not NULL) gets it back when the
+ * response is deleted. *buffer left NULL: the server allocates as it does
+ * without an allocator. An error from alloc (its ownership passes to the
+ * server) fails the request with it, naming the output; so does GPU memory
+ * the answering instance cannot write. */
+typedef inferd_error *(*inferd_output_alloc_fn)(const char *name, size_t byte_size, void *userp, void **buffer,
+                                                inferd_memory_kind *kind, int *memory_id, void **buffer_userp);
+typedef void (*inferd_output_release_fn)(void *buffer, size_t byte_size, inferd_memory_kind kind, int memory_id,
+                                         void *buffer_userp, void *userp);
+INFERD_API void inferd_request_set_output_allocator(inferd_request *request, inferd_output_alloc_fn alloc,
+                                                    inferd_output_release_fn release, void *userp);
 /* Cancels one request. Before inferd_server_infer, that call then refuses
  * it (CANCELLED; the caller still owns it). Once submitted, a request still
  * queued is not run: it is answered CANCELLED by the server's thread when
@@ -616,6 +636,13 @@ INFERD_API inferd_error *inferd_response_output(const inferd_response *response,
  * them; for a shared-memory output data is NULL). */
 INFERD_API const char *inferd_response_output_shm(const inferd_response *response, int index, uint64_t *offset,
                                                   uint64_t *byte_size);
+/* The memory output `index`'s bytes are in: INFERD_MEMORY_CPU, unless the
+ * request's output allocator gave other memory (then *memory_id, if not
+ * NULL, is its GPU). */
+INFERD_API inferd_memory_kind inferd_response_output_memory(const inferd_response *response, int index,
+                                                            int *memory_id);
+/* Gives the caller-allocated output buffers back (the release function of
+ * inferd_request_set_output_allocator) and frees the rest. */
 INFERD_API void inferd_response_delete(inferd_response *response);
 
 /* ---- shared memory: Triton's system and CUDA shared-memory extensions ----

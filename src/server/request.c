@@ -177,6 +177,13 @@ void inferd_request_set_callbacks(inferd_request *r, inferd_request_release_fn r
   r->respond_userp = respond_userp;
 }
 
+void inferd_request_set_output_allocator(inferd_request *r, inferd_output_alloc_fn alloc,
+                                         inferd_output_release_fn release, void *userp) {
+  r->output_alloc = alloc;
+  r->output_release = release;
+  r->output_userp = userp;
+}
+
 void inferd_request_set_cancel_flag(inferd_request *r, const atomic_bool *flag) { r->cancel = flag; }
 
 inferd_error *inferd_request_cancel(inferd_request *r) {
@@ -194,6 +201,8 @@ inferd_response *response_new(const inferd_request *request, int64_t version, in
   resp->version = version;
   resp->n_outputs = n_outputs;
   resp->outputs = mem_zalloc((size_t)(n_outputs + 1) * sizeof(response_output));
+  resp->output_release = request->output_release;
+  resp->output_userp = request->output_userp;
   return resp;
 }
 
@@ -246,12 +255,24 @@ const char *inferd_response_output_shm(const inferd_response *r, int index, uint
   return r->outputs[index].shm_region;
 }
 
+inferd_memory_kind inferd_response_output_memory(const inferd_response *r, int index, int *memory_id) {
+  if (index < 0 || index >= r->n_outputs || !r->outputs[index].caller_buffer) {
+    if (memory_id) *memory_id = 0;
+    return INFERD_MEMORY_CPU;
+  }
+  if (memory_id) *memory_id = r->outputs[index].memory_id;
+  return r->outputs[index].memory;
+}
+
 void inferd_response_delete(inferd_response *r) {
   if (!r) return;
   for (int i = 0; i < r->n_outputs; i++) {
-    free(r->outputs[i].name);
-    free(r->outputs[i].data);
-    free(r->outputs[i].shm_region);
+    response_output *o = &r->outputs[i];
+    if (!o->caller_buffer) free(o->data);
+    else if (r->output_release)
+      r->output_release(o->data, o->byte_size, o->memory, o->memory_id, o->buffer_userp, r->output_userp);
+    free(o->name);
+    free(o->shm_region);
   }
   free(r->outputs);
   free(r->id);

@@ -56,6 +56,9 @@ struct inferd_request {
   void *release_userp;
   inferd_response_fn respond;
   void *respond_userp;
+  inferd_output_alloc_fn output_alloc; /* the caller's output buffers, or NULL */
+  inferd_output_release_fn output_release;
+  void *output_userp;
   const atomic_bool *cancel; /* the caller's: set once nobody waits for the answer */
   atomic_bool cancel_asked;  /* inferd_request_cancel */
   /* Set when submitted: */
@@ -75,8 +78,13 @@ typedef struct response_output {
   inferd_datatype datatype;
   int rank;
   int64_t shape[INFERD_MAX_RANK];
-  void *data; /* owned; NULL when the bytes went to shared memory */
+  void *data; /* owned (or the caller's, see caller_buffer); NULL when the bytes went to shared memory */
   size_t byte_size;
+  /* From the request's output allocator: given back to it, not freed. */
+  bool caller_buffer;
+  inferd_memory_kind memory;
+  int memory_id;
+  void *buffer_userp;
   char *shm_region; /* owned; the region the bytes were written to, or NULL */
   uint64_t shm_offset;
 } response_output;
@@ -88,6 +96,8 @@ struct inferd_response {
   int64_t version;
   response_output *outputs;
   int n_outputs;
+  inferd_output_release_fn output_release; /* the request's, for caller_buffer outputs */
+  void *output_userp;
 };
 
 /* A response for `request` with room for n outputs (filled by the caller). */

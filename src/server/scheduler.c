@@ -312,6 +312,51 @@ static inferd_error *output_to_shm(const instance *inst, const requested_output 
   return NULL;
 }
 
+/* Room for output o's `bytes` bytes in the response: the buffer of the
+ * request's output allocator when it gives one (host memory, or GPU memory
+ * of the instance's GPU), else one of the server's. */
+static inferd_error *output_room(const instance *inst, const inferd_request *r, response_output *o, size_t bytes) {
+  o->byte_size = bytes;
+  o->memory = INFERD_MEMORY_CPU;
+  if (r->output_alloc) {
+    void *buffer = NULL, *buffer_userp = NULL;
+    inferd_memory_kind kind = INFERD_MEMORY_CPU;
+    int memory_id = 0;
+    inferd_error *e = r->output_alloc(o->name, bytes, r->output_userp, &buffer, &kind, &memory_id, &buffer_userp);
+    if (e) return err_wrap(e, "the output allocator for output '%s'", o->name);
+    if (buffer) {
+      o->data = buffer;
+      o->caller_buffer = true;
+      o->memory = kind;
+      o->memory_id = memory_id;
+      o->buffer_userp = buffer_userp;
+      const bool on_this_gpu = inst->device.kind == INFERD_DEVICE_CUDA && memory_id == inst->device.ordinal;
+      if (kind == INFERD_MEMORY_GPU && !on_this_gpu)
+        return err_new(INFERD_ERROR_INVALID_ARG,
+                       "the output allocator gave output '%s' memory of GPU %d; the instance answering runs on %s %d",
+                       o->name, memory_id, inst->device.kind == INFERD_DEVICE_CUDA ? "GPU" : "the CPU",
+                       inst->device.ordinal);
+      if (kind != INFERD_MEMORY_GPU && kind != INFERD_MEMORY_CPU && kind != INFERD_MEMORY_CPU_PINNED)
+        return err_new(INFERD_ERROR_INVALID_ARG, "the output allocator gave output '%s' memory of unknown kind %d",
+                       o->name, (int)kind);
+      return NULL;
+    }
+  }
+  o->data = mem_try_alloc(bytes ? bytes : 1, 1);
+  return o->data ? NULL : err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
+}
+
+/* Writes `bytes` host bytes from src into output o's room. */
+static inferd_error *output_write(const instance *inst, response_output *o, const void *src, size_t bytes) {
+  if (!bytes) return NULL;
+  if (o->memory != INFERD_MEMORY_GPU) {
+    memcpy(o->data, src, bytes);
+    return NULL;
+  }
+  inferd_error *e = inferd_plan_memory_copy(inst->plan, o->data, INFERD_MEMORY_GPU, src, STAGING_MEMORY, bytes);
+  return e ? err_wrap(e, "output '%s' into the output allocator's GPU memory", o->name) : NULL;
+}
+
 /* Fills the response's outputs for request r, items [offset, offset+r->batch)
  * of the batch's staging outputs. */
 static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset, inferd_response **out) {
@@ -370,14 +415,12 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     }
     if (!classes) {
       o->datatype = t->datatype;
-      o->byte_size = bytes;
-      o->data = mem_try_alloc(o->byte_size ? o->byte_size : 1, 1);
-      if (!o->data) {
-        inferd_error *e = err_new(INFERD_ERROR_NO_MEMORY, "allocating output '%s'", o->name);
-        inferd_response_delete(resp); /* o->name belongs to it */
+      inferd_error *e = output_room(inst, r, o, bytes);
+      if (!e) e = output_write(inst, o, src, bytes);
+      if (e) {
+        inferd_response_delete(resp); /* o->name and its room belong to it */
         return e;
       }
-      memcpy(o->data, src, o->byte_size);
       continue;
     }
     if (t->datatype != INFERD_TYPE_FP32) {
@@ -393,18 +436,24 @@ static inferd_error *split_outputs(instance *inst, inferd_request *r, int offset
     for (int b = 0; b < items; b++)
       total += classification_write((const float *)src + b * per_item, per_item, k_eff, s->output_info[k].labels,
                                     s->output_info[k].n_labels, NULL);
-    if (want_shm) {
-      inferd_error *e = output_to_shm(inst, want_shm, o, NULL, total, true); /* checks the room; written below */
-      if (e) {
-        inferd_response_delete(resp);
-        return e;
-      }
-    }
-    char *dst = want_shm ? want_shm->shm_data : (o->data = mem_alloc(total ? total : 1));
+    /* The text goes straight into the response's room when that is host
+     * memory, else through a scratch copy (shared memory, which may be a
+     * GPU's, or the allocator's GPU memory). */
+    inferd_error *e = want_shm ? NULL : output_room(inst, r, o, total);
+    const bool direct = !e && !want_shm && o->memory != INFERD_MEMORY_GPU;
+    char *dst = direct ? o->data : e ? NULL : mem_try_alloc(total ? total : 1, 1);
+    if (!e && !dst) e = err_new(INFERD_ERROR_NO_MEMORY, "allocating the classification of output '%s'", o->name);
     size_t written = 0;
-    for (int b = 0; b < items; b++)
+    for (int b = 0; b < items && !e; b++)
       written += classification_write((const float *)src + b * per_item, per_item, k_eff, s->output_info[k].labels,
                                       s->output_info[k].n_labels, dst + written);
+    if (!e && want_shm) e = output_to_shm(inst, want_shm, o, dst, written, false);
+    else if (!e && !direct) e = output_write(inst, o, dst, written);
+    if (!direct) free(dst);
+    if (e) {
+      inferd_response_delete(resp);
+      return e;
+    }
     o->byte_size = written;
     o->datatype = INFERD_TYPE_BYTES;
     if (s->dynamic) {

@@ -31,16 +31,7 @@ static char root[128], repo[192];
 static int setup(void **state) {
   (void)state;
   snprintf(root, sizeof(root), "/tmp/inferd_test_inflight_%d", (int)getpid());
-  snprintf(repo, sizeof(repo), "%s/models", root);
-  char path[512];
-  assert_int_equal(mkdir(root, 0755), 0);
-  assert_int_equal(mkdir(repo, 0755), 0);
-  snprintf(path, sizeof(path), "%s/relu", repo);
-  assert_int_equal(mkdir(path, 0755), 0);
-  snprintf(path, sizeof(path), "%s/relu/1", repo);
-  assert_int_equal(mkdir(path, 0755), 0);
-  snprintf(path, sizeof(path), "%s/relu/1/model.onnx", repo);
-  assert_null(tiny_relu_model_write(path));
+  assert_null(tiny_relu_repo_make(root, repo, sizeof(repo)));
   return 0;
 }
 

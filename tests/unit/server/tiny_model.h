@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "engine/ir.h"
 #include "engine/onnx/onnx.h"
@@ -28,6 +29,22 @@ static inline inferd_error *tiny_relu_model_write(const char *path) {
   inferd_error *e = onnx_export_file(g, path);
   ir_graph_delete(g);
   return e;
+}
+
+
+/* Makes the folder `root` holding a repository `<root>/models` whose model
+ * `relu` (version 1) is the tiny model; its path goes to repo. NULL when
+ * done, else what failed. */
+static inline inferd_error *tiny_relu_repo_make(const char *root, char *repo, size_t repo_size) {
+  snprintf(repo, repo_size, "%s/models", root);
+  char path[512];
+  const char *const dirs[] = {"", "/models", "/models/relu", "/models/relu/1"};
+  for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+    snprintf(path, sizeof(path), "%s%s", root, dirs[i]);
+    if (mkdir(path, 0755) != 0) return inferd_error_create(INFERD_ERROR_INTERNAL, "mkdir failed");
+  }
+  snprintf(path, sizeof(path), "%s/models/relu/1/model.onnx", root);
+  return tiny_relu_model_write(path);
 }
 
 #endif
