@@ -222,16 +222,8 @@ static inferd_error *warmup_version(inferd_server *s, const model_settings *ms, 
       /* The version is not served yet: submit straight to its scheduler. */
       if (!e) {
         model_version_retain(mv);
-        r->mv = mv;
-        pthread_mutex_lock(&s->flight_lock);
-        s->in_flight++;
-        pthread_mutex_unlock(&s->flight_lock);
-        int max_batch = cfg->max_batch_size;
-        e = server_check_request(mv, max_batch, r);
-        if (!e) e = scheduler_enqueue(mv->sched, r);
-        if (e) {
-          server_request_done(s, 0); /* warmup is not counted against the in-flight bytes */
-        } else {
+        e = server_submit(s, mv, cfg->max_batch_size, r, true);
+        if (!e) {
           r = NULL; /* the scheduler answers and frees it */
           pthread_mutex_lock(&wait.lock);
           while (!wait.done) pthread_cond_wait(&wait.cond, &wait.lock);

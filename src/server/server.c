@@ -422,28 +422,25 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
   return NULL;
 }
 
-inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
-  if (atomic_load(&r->cancel_asked))
-    return err_new(INFERD_ERROR_CANCELLED, "request of model '%s' was cancelled before it was submitted", r->model_name);
-  if (!atomic_load(&s->accepting))
-    return err_new(INFERD_ERROR_OVERLOADED, "the server is shutting down and accepts no new requests");
-  model_version *mv;
-  int max_batch;
-  ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
+inferd_error *server_submit(inferd_server *s, model_version *mv, int max_batch, inferd_request *r, bool warmup) {
   inferd_error *e = server_check_request(mv, max_batch, r);
-  if (e) {
+  if (!e && warmup) {
+    /* Counted as in flight (a stop waits for it), its bytes not. */
+    pthread_mutex_lock(&s->flight_lock);
+    s->in_flight++;
+    pthread_mutex_unlock(&s->flight_lock);
+  } else if (!e) {
+    e = admit_flight(s, mv, max_batch, r);
+    if (e) stat_fail(&mv->stats, STAT_FAILURE_REJECTED, 0);
+  } else if (!warmup) {
     stat_fail(&mv->stats, STAT_FAILURE_OTHER, 0);
-    model_version_release(mv);
-    return e;
   }
-  e = admit_flight(s, mv, max_batch, r);
   if (e) {
-    stat_fail(&mv->stats, STAT_FAILURE_REJECTED, 0);
     model_version_release(mv);
     return e;
   }
   r->mv = mv;
-  if (scheduler_try_inline(mv->sched, r)) return NULL;
+  if (!warmup && scheduler_try_inline(mv->sched, r)) return NULL;
   e = scheduler_enqueue(mv->sched, r);
   if (e) {
     r->mv = NULL;
@@ -452,6 +449,17 @@ inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
     r->flight_bytes = 0;
   }
   return e;
+}
+
+inferd_error *inferd_server_infer(inferd_server *s, inferd_request *r) {
+  if (atomic_load(&r->cancel_asked))
+    return err_new(INFERD_ERROR_CANCELLED, "request of model '%s' was cancelled before it was submitted", r->model_name);
+  if (!atomic_load(&s->accepting))
+    return err_new(INFERD_ERROR_OVERLOADED, "the server is shutting down and accepts no new requests");
+  model_version *mv;
+  int max_batch;
+  ERR_TRY(find_version_batch(s, r->model_name, r->version, &mv, &max_batch));
+  return server_submit(s, mv, max_batch, r, false);
 }
 
 /* ---- JSON answers ---- */

@@ -88,6 +88,14 @@ uint64_t request_flight_bytes(const model_version *mv, int max_batch, const infe
  * sets request->batch. */
 inferd_error *server_check_request(const model_version *mv, int max_batch, inferd_request *request);
 
+/* The one way a request enters a version: checked against mv's tensors,
+ * counted in flight (its bytes against the server's bound, except for a
+ * warmup request, which also never runs inline), then run inline or
+ * queued. The caller's reference to mv passes to the request, or is
+ * dropped on error (the caller still owns r then). inferd_server_infer and
+ * the load's warmup both submit through it. */
+inferd_error *server_submit(inferd_server *server, model_version *mv, int max_batch, inferd_request *r, bool warmup);
+
 /* The entry of `name`, or NULL; under server->lock. */
 model_entry *server_find_model(inferd_server *server, const char *name);
 /* The entry of `name`, created UNKNOWN when absent; under server->lock. */
