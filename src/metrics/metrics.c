@@ -251,28 +251,15 @@ static void read_version(const inferd_metrics *m, model_version *mv, version_sna
 
 /* Every served version, read; *count of them. */
 static version_snapshot *snapshot_versions(const inferd_metrics *m, int *count) {
-  inferd_server *s = m->server;
-  pthread_mutex_lock(&s->lock);
-  int n = 0;
-  for (int i = 0; i < s->n_models; i++) n += s->models[i]->n_versions;
-  model_version **held = mem_zalloc((size_t)(n + 1) * sizeof(*held));
-  n = 0;
-  for (int i = 0; i < s->n_models; i++)
-    for (int v = 0; v < s->models[i]->n_versions; v++) {
-      held[n] = s->models[i]->versions[v];
-      model_version_retain(held[n++]);
-    }
-  pthread_mutex_unlock(&s->lock);
-  /* The owner retires a version only once no one else holds it, so the
-   * releases below never free one on this thread. */
+  int n;
+  model_version **held = server_retain_versions(m->server, &n);
   version_snapshot *versions = mem_zalloc((size_t)(n + 1) * sizeof(*versions));
   uint64_t *histogram = mem_alloc(LATENCY_BUCKETS * sizeof(uint64_t));
-  for (int i = 0; i < n; i++) {
-    read_version(m, held[i], &versions[i], histogram);
-    model_version_release(held[i]);
-  }
+  for (int i = 0; i < n; i++) read_version(m, held[i], &versions[i], histogram);
   free(histogram);
-  free(held);
+  /* The owner retires a version only once no one else holds it, so this
+   * never frees one on this thread. */
+  server_release_versions(held, n);
   *count = n;
   return versions;
 }

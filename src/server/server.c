@@ -152,9 +152,7 @@ int inferd_server_drain(inferd_server *s, int timeout_ms) {
   return left;
 }
 
-/* Runs cancel on the scheduler of every served version: retained under
- * the table lock, cancelled outside it (answering runs response callbacks). */
-static int cancel_in_every_version(inferd_server *s, int (*cancel)(scheduler *, const char *), const char *why) {
+model_version **server_retain_versions(inferd_server *s, int *count) {
   pthread_mutex_lock(&s->lock);
   int n = 0;
   for (int i = 0; i < s->n_models; i++) n += s->models[i]->n_versions;
@@ -166,12 +164,23 @@ static int cancel_in_every_version(inferd_server *s, int (*cancel)(scheduler *, 
       model_version_retain(versions[n++]);
     }
   pthread_mutex_unlock(&s->lock);
-  int cancelled = 0;
-  for (int i = 0; i < n; i++) {
-    cancelled += cancel(versions[i]->sched, why);
-    model_version_release(versions[i]);
-  }
+  *count = n;
+  return versions;
+}
+
+void server_release_versions(model_version **versions, int count) {
+  for (int i = 0; i < count; i++) model_version_release(versions[i]);
   free(versions);
+}
+
+/* Runs cancel on the scheduler of every served version, outside the table
+ * lock (answering runs response callbacks). */
+static int cancel_in_every_version(inferd_server *s, int (*cancel)(scheduler *, const char *), const char *why) {
+  int n;
+  model_version **versions = server_retain_versions(s, &n);
+  int cancelled = 0;
+  for (int i = 0; i < n; i++) cancelled += cancel(versions[i]->sched, why);
+  server_release_versions(versions, n);
   return cancelled;
 }
 
@@ -589,12 +598,14 @@ inferd_error *inferd_server_model_statistics(inferd_server *s, const char *model
         }
       if (!found) e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no ready version %lld", model, (long long)version);
     }
-  } else {
-    for (int i = 0; i < s->n_models; i++)
-      for (int v = 0; v < s->models[i]->n_versions; v++)
-        json_array_append_new(list, version_stats_json(s->models[i]->versions[v]));
   }
   pthread_mutex_unlock(&s->lock);
+  if (!model) { /* every version, read outside the table's lock */
+    int n;
+    model_version **versions = server_retain_versions(s, &n);
+    for (int i = 0; i < n; i++) json_array_append_new(list, version_stats_json(versions[i]));
+    server_release_versions(versions, n);
+  }
   if (e) {
     json_decref(list);
     return e;

@@ -96,6 +96,12 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
  * the load's warmup both submit through it. */
 inferd_error *server_submit(inferd_server *server, model_version *mv, int max_batch, inferd_request *r, bool warmup);
 
+/* Every served version, each retained (a snapshot of the table: metrics
+ * and the all-model calls read them outside the table's lock); *count of
+ * them. server_release_versions gives them back and frees the array. */
+model_version **server_retain_versions(inferd_server *server, int *count);
+void server_release_versions(model_version **versions, int count);
+
 /* The entry of `name`, or NULL; under server->lock. */
 model_entry *server_find_model(inferd_server *server, const char *name);
 /* The entry of `name`, created UNKNOWN when absent; under server->lock. */
