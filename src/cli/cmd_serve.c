@@ -10,6 +10,8 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,84 +27,202 @@
 #include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
 
-static const cli_option serve_options[] = {
-    {"model-repository", "DIR", "model repository folder (required; also --model-store)"},
-    {"model-store", "DIR", "same as --model-repository"},
-    {"model-control-mode", "MODE", "none (load all at start), poll (also reload changes), explicit (load/unload API)"},
-    {"load-model", "NAME", "explicit mode: model to load at start; repeatable; '*' loads all"},
-    {"repository-poll-secs", "N", "poll mode: seconds between repository scans (default 15)"},
-    {"strict-model-config", "BOOL", "true: config.pbtxt must be complete; false (default): completed from the model"},
-    {"http-port", "PORT", "HTTP port (default 8000)"},
-    {"http-address", "ADDR", "HTTP address to bind (default 0.0.0.0)"},
-    {"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"},
-    {"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"},
-    {"http-max-header-bytes", "BYTES",
-     "largest HTTP header block, request line included; over it: 431 and the connection closes (default 65536)"},
-    {"http-max-headers", "N", "most header lines an HTTP request may have; over it: 431 (default 100)"},
-    {"http-idle-timeout-secs", "N",
-     "an HTTP connection silent this long (between requests, or within one) is closed (default 60; 0: never)"},
-    {"http-read-timeout-secs", "N",
+/* Everything the flags set. */
+typedef struct serve_config {
+  inferd_server_options so;
+  http_frontend_options ho;
+  grpc_frontend_options go;
+  inferd_metrics_options mo;
+  metrics_frontend_options fo;
+  bool allow_http, allow_grpc, allow_metrics;
+  long exit_timeout, verbose;
+  log_format format;
+  const char **startup; /* --load-model, argc of room */
+  int n_startup;
+  inferd_cuda_memory_pool *pools; /* --cuda-memory-pool-byte-size, argc of room */
+  int n_pools;
+} serve_config;
+
+/* How a flag's value is read into its field of serve_config: text kept as
+ * given, an integer in [min, max] (stored at the field's width), a bool, one
+ * of `choices` (its index, into an int-sized field), or a call of its own. */
+typedef enum flag_kind { FLAG_TEXT, FLAG_INT, FLAG_BOOL, FLAG_CHOICE, FLAG_CALL } flag_kind;
+
+typedef struct serve_flag {
+  cli_option option; /* name, placeholder and help, as --help prints them */
+  flag_kind kind;
+  size_t offset, size; /* the field */
+  long min, max;
+  const char *const *choices; /* NULL-terminated */
+  bool (*call)(serve_config *c, const char *name, const char *value);
+} serve_flag;
+
+/* The rows' bindings. */
+#define FIELD_(f) .offset = offsetof(serve_config, f), .size = sizeof(((serve_config *)0)->f)
+#define TEXT(f) .kind = FLAG_TEXT, FIELD_(f)
+#define BOOL(f) .kind = FLAG_BOOL, FIELD_(f)
+#define INT(f, lo, hi) .kind = FLAG_INT, FIELD_(f), .min = (lo), .max = (hi)
+#define CHOICE(f, names) .kind = FLAG_CHOICE, FIELD_(f), .choices = (names)
+#define CALL(fn) .kind = FLAG_CALL, .call = (fn)
+
+static const char *const control_modes[] = {"none", "poll", "explicit", NULL}; /* inferd_model_control_mode's order */
+static const char *const compression_levels[] = {"none", "low", "medium", "high", NULL};
+static const char *const log_formats[] = {"default", "ISO8601", NULL}; /* log_format's order */
+
+static bool add_startup_model(serve_config *c, const char *name, const char *value);
+static bool set_timeout(serve_config *c, const char *name, const char *value);
+static bool set_max_connections(serve_config *c, const char *name, const char *value);
+static bool parse_metrics_config(serve_config *c, const char *name, const char *value);
+static bool parse_cuda_pool(serve_config *c, const char *name, const char *value);
+static bool parse_compute_capability(serve_config *c, const char *name, const char *value);
+
+/* Every flag but the security ones (serve_security.h), one row each. */
+static const serve_flag serve_flags[] = {
+    {{"model-repository", "DIR", "model repository folder (required; also --model-store)"}, TEXT(so.model_repository)},
+    {{"model-store", "DIR", "same as --model-repository"}, TEXT(so.model_repository)},
+    {{"model-control-mode", "MODE", "none (load all at start), poll (also reload changes), explicit (load/unload API)"}, CHOICE(so.model_control_mode, control_modes)},
+    {{"load-model", "NAME", "explicit mode: model to load at start; repeatable; '*' loads all"}, CALL(add_startup_model)},
+    {{"repository-poll-secs", "N", "poll mode: seconds between repository scans (default 15)"}, INT(so.repository_poll_secs, 1, 86400)},
+    {{"strict-model-config", "BOOL", "true: config.pbtxt must be complete; false (default): completed from the model"}, BOOL(so.strict_model_config)},
+    {{"http-port", "PORT", "HTTP port (default 8000)"}, INT(ho.port, 0, 65535)},
+    {{"http-address", "ADDR", "HTTP address to bind (default 0.0.0.0)"}, TEXT(ho.address)},
+    {{"http-thread-count", "N", "HTTP network threads (default 8 or the core count, whichever is smaller)"}, INT(ho.threads, 1, 256)},
+    {{"http-max-input-size", "BYTES", "largest request body accepted, compressed or not (default 64 MiB)"}, INT(ho.max_input_size, 1, 1L << 40)},
+    {{"http-max-header-bytes", "BYTES",
+     "largest HTTP header block, request line included; over it: 431 and the connection closes (default 65536)"}, INT(ho.max_header_bytes, 1024, 1L << 30)},
+    {{"http-max-headers", "N", "most header lines an HTTP request may have; over it: 431 (default 100)"}, INT(ho.max_headers, 1, 1 << 20)},
+    {{"http-idle-timeout-secs", "N",
+     "an HTTP connection silent this long (between requests, or within one) is closed (default 60; 0: never)"}, CALL(set_timeout)},
+    {{"http-read-timeout-secs", "N",
      "an HTTP request must arrive whole, headers and body, within N s of its first byte, or its connection is closed "
-     "(default 30; 0: never)"},
-    {"allow-http", "BOOL", "serve HTTP (default true)"},
-    {"grpc-port", "PORT", "gRPC port (default 8001)"},
-    {"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"},
-    {"allow-grpc", "BOOL", "serve gRPC (default true)"},
-    {"grpc-thread-count", "N", "gRPC network threads (default: half the cores, 1 to 8)"},
-    {"grpc-idle-timeout-secs", "N",
+     "(default 30; 0: never)"}, CALL(set_timeout)},
+    {{"allow-http", "BOOL", "serve HTTP (default true)"}, BOOL(allow_http)},
+    {{"grpc-port", "PORT", "gRPC port (default 8001)"}, INT(go.port, 0, 65535)},
+    {{"grpc-address", "ADDR", "gRPC address to bind (default 0.0.0.0)"}, TEXT(go.address)},
+    {{"allow-grpc", "BOOL", "serve gRPC (default true)"}, BOOL(allow_grpc)},
+    {{"grpc-thread-count", "N", "gRPC network threads (default: half the cores, 1 to 8)"}, INT(go.threads, 1, 256)},
+    {{"grpc-idle-timeout-secs", "N",
      "a gRPC connection with no call open and nothing received for N s gets GOAWAY and is closed (default 300; 0: "
-     "never); one that does not complete the HTTP/2 preface and settings within --http-read-timeout-secs is closed"},
-    {"grpc-max-inflight-per-connection", "N",
+     "never); one that does not complete the HTTP/2 preface and settings within --http-read-timeout-secs is closed"}, CALL(set_timeout)},
+    {{"grpc-max-inflight-per-connection", "N",
      "inference requests one gRPC connection may have with the server; past it the connection is not read until "
-     "answers come back (default 256)"},
-    {"max-inflight-bytes", "BYTES",
+     "answers come back (default 256)"}, INT(go.max_inflight_per_connection, 1, 1 << 20)},
+    {{"max-inflight-bytes", "BYTES",
      "bytes of tensors held for requests accepted and not yet answered, over all models, HTTP and gRPC (inputs, "
      "and outputs whose size is known); a request past it gets 503 / UNAVAILABLE with a retry hint (default 2 GiB "
-     "or a quarter of the physical memory, whichever is less; 0: no bound)"},
-    {"max-connections", "N",
+     "or a quarter of the physical memory, whichever is less; 0: no bound)"}, INT(so.max_inflight_bytes, 0, LONG_MAX)},
+    {{"max-connections", "N",
      "connections open at once on each of HTTP and gRPC (counted apart); past it a new one is accepted and closed "
-     "at once, over plain HTTP after a 503 JSON error (default 10000)"},
-    {"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"},
-    {"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"},
-    {"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"},
-    {"grpc-use-ssl", "BOOL", "serve gRPC over TLS (default false; needs --grpc-server-cert and --grpc-server-key)"},
-    {"grpc-use-ssl-mutual", "BOOL", "TLS with client certificates verified against --grpc-root-cert (default false)"},
-    {"grpc-server-cert", "FILE", "PEM certificate (chain) of the gRPC server"},
-    {"grpc-server-key", "FILE", "PEM private key of the gRPC server"},
-    {"grpc-root-cert", "FILE", "PEM CA certificate that client certificates must chain to"},
-    {"grpc-max-message-size", "BYTES", "largest gRPC message, each way (default 2147483647)"},
-    {"grpc-infer-response-compression-level", "LEVEL",
-     "none (default), low, medium or high: inference responses compressed with an algorithm the client accepts"},
-    {"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"},
-    {"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"},
-    {"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"},
-    {"metrics-port", "PORT", "metrics port (default 8002)"},
-    {"metrics-address", "ADDR", "metrics address to bind (default: the --http-address, or 0.0.0.0 without HTTP)"},
-    {"metrics-interval-ms", "MS", "how often GPU and CPU metrics are polled (default 2000)"},
-    {"metrics-config", "KEY=VALUE",
+     "at once, over plain HTTP after a 503 JSON error (default 10000)"}, CALL(set_max_connections)},
+    {{"grpc-infer-allocation-pool-size", "N", "gRPC call objects kept for reuse (default 8)"}, INT(go.infer_allocation_pool_size, 0, 1 << 20)},
+    {{"grpc-keepalive-time", "MS", "gRPC keepalive ping period in ms (default 7200000)"}, INT(go.keepalive_time_ms, 1, INT_MAX)},
+    {{"grpc-keepalive-timeout", "MS", "gRPC keepalive ping answer timeout in ms (default 20000)"}, INT(go.keepalive_timeout_ms, 1, INT_MAX)},
+    {{"grpc-use-ssl", "BOOL", "serve gRPC over TLS (default false; needs --grpc-server-cert and --grpc-server-key)"}, BOOL(go.use_ssl)},
+    {{"grpc-use-ssl-mutual", "BOOL", "TLS with client certificates verified against --grpc-root-cert (default false)"}, BOOL(go.use_ssl_mutual)},
+    {{"grpc-server-cert", "FILE", "PEM certificate (chain) of the gRPC server"}, TEXT(go.server_cert)},
+    {{"grpc-server-key", "FILE", "PEM private key of the gRPC server"}, TEXT(go.server_key)},
+    {{"grpc-root-cert", "FILE", "PEM CA certificate that client certificates must chain to"}, TEXT(go.root_cert)},
+    {{"grpc-max-message-size", "BYTES", "largest gRPC message, each way (default 2147483647)"}, INT(go.max_message_size, 1, INT_MAX)},
+    {{"grpc-infer-response-compression-level", "LEVEL",
+     "none (default), low, medium or high: inference responses compressed with an algorithm the client accepts"}, CHOICE(go.response_compression_level, compression_levels)},
+    {{"allow-metrics", "BOOL", "serve Prometheus metrics at GET /metrics (default true)"}, BOOL(allow_metrics)},
+    {{"allow-gpu-metrics", "BOOL", "GPU metrics from NVML, when a GPU and libnvidia-ml.so.1 are found (default true)"}, BOOL(mo.gpu)},
+    {{"allow-cpu-metrics", "BOOL", "CPU utilization and memory metrics from /proc (default true)"}, BOOL(mo.cpu)},
+    {{"metrics-port", "PORT", "metrics port (default 8002)"}, INT(fo.port, 0, 65535)},
+    {{"metrics-address", "ADDR", "metrics address to bind (default: the --http-address, or 0.0.0.0 without HTTP)"}, TEXT(fo.address)},
+    {{"metrics-interval-ms", "MS", "how often GPU and CPU metrics are polled (default 2000)"}, INT(mo.interval_ms, 1, 3600000)},
+    {{"metrics-config", "KEY=VALUE",
      "summary_latencies=true (latency quantile summaries), summary_quantiles=0.5:0.05,0.9:0.01,0.99:0.001, "
-     "counter_latencies=false (no *_duration_us counters); repeatable"},
-    {"exit-timeout-secs", "N",
+     "counter_latencies=false (no *_duration_us counters); repeatable"}, CALL(parse_metrics_config)},
+    {{"exit-timeout-secs", "N",
      "on SIGTERM/SIGINT, how long to wait for requests in flight (default 30); then queued ones are answered "
      "UNAVAILABLE, gRPC streams still open and HTTP answers still being read are closed (at least 1 s after the "
-     "last answer), running batches get up to 5 s more, and the process exits 0"},
-    {"instance-threads", "N", "CPU threads per model instance (default: cores / CPU instances)"},
-    {"cuda-memory-pool-byte-size", "GPU:BYTES",
-     "GPU memory pool of GPU number GPU, in bytes (default 67108864 per GPU); repeatable, one per GPU"},
-    {"pinned-memory-pool-byte-size", "BYTES", "page-locked host memory pool, in bytes (default 268435456; 0: none)"},
-    {"min-supported-compute-capability", "CC",
-     "GPUs below this CUDA compute capability are not used (default 6.0); KIND_AUTO models go to the CPU then"},
-    {"log-verbose", "N", "verbose logging at level N (0 = off)"},
-    {"log-format", "FORMAT", "default or ISO8601"},
-    {"id", "ID", "server id reported by server metadata (default inferd)"},
-    SERVE_SECURITY_OPTIONS,
-    {NULL, NULL, NULL},
+     "last answer), running batches get up to 5 s more, and the process exits 0"}, INT(exit_timeout, 0, 86400)},
+    {{"instance-threads", "N", "CPU threads per model instance (default: cores / CPU instances)"}, INT(so.threads_per_instance, 1, 1024)},
+    {{"cuda-memory-pool-byte-size", "GPU:BYTES",
+     "GPU memory pool of GPU number GPU, in bytes (default 67108864 per GPU); repeatable, one per GPU"}, CALL(parse_cuda_pool)},
+    {{"pinned-memory-pool-byte-size", "BYTES", "page-locked host memory pool, in bytes (default 268435456; 0: none)"}, INT(so.pinned_memory_pool_byte_size, 0, LONG_MAX)},
+    {{"min-supported-compute-capability", "CC",
+     "GPUs below this CUDA compute capability are not used (default 6.0); KIND_AUTO models go to the CPU then"}, CALL(parse_compute_capability)},
+    {{"log-verbose", "N", "verbose logging at level N (0 = off)"}, INT(verbose, 0, 100)},
+    {{"log-format", "FORMAT", "default or ISO8601"}, CHOICE(format, log_formats)},
+    {{"id", "ID", "server id reported by server metadata (default inferd)"}, TEXT(so.server_id)},
 };
+enum { N_SERVE_FLAGS = sizeof(serve_flags) / sizeof(serve_flags[0]) };
 
-static bool parse_bool(const char *option, const char *text, bool *out) { return cli_parse_bool(option, text, out); }
+static const cli_option security_options[] = {SERVE_SECURITY_OPTIONS};
+enum { N_SECURITY_OPTIONS = sizeof(security_options) / sizeof(security_options[0]) };
+
+/* The option table the parser and --help read: the flags, then the security
+ * flags; NULL-terminated. */
+static void serve_option_table(cli_option *out) {
+  for (int i = 0; i < N_SERVE_FLAGS; i++) out[i] = serve_flags[i].option;
+  for (int i = 0; i < N_SECURITY_OPTIONS; i++) out[N_SERVE_FLAGS + i] = security_options[i];
+  out[N_SERVE_FLAGS + N_SECURITY_OPTIONS] = (cli_option){NULL, NULL, NULL};
+}
+
+/* Reads one flag's value into c as its row says. */
+static bool apply_flag(serve_config *c, const serve_flag *f, const char *value) {
+  char *field = (char *)c + f->offset;
+  const char *name = f->option.name;
+  switch (f->kind) {
+    case FLAG_TEXT: *(const char **)field = value; return true;
+    case FLAG_BOOL: return cli_parse_bool(name, value, (bool *)field);
+    case FLAG_INT: {
+      long v;
+      if (!cli_parse_int(name, value, f->min, f->max, &v)) return false;
+      if (f->size == sizeof(int)) *(int *)field = (int)v;
+      else if (f->size == sizeof(int64_t)) *(int64_t *)field = (int64_t)v; /* long, size_t and uint64_t alike */
+      else return false;
+      return true;
+    }
+    case FLAG_CHOICE:
+      if (f->size != sizeof(int)) return false;
+      for (int i = 0; f->choices[i]; i++)
+        if (!strcmp(value, f->choices[i])) {
+          *(int *)field = i;
+          return true;
+        }
+      fprintf(stderr, "inferd serve: --%s: '%s' is not ", name, value);
+      for (int i = 0; f->choices[i]; i++)
+        fprintf(stderr, "%s%s", i == 0 ? "" : f->choices[i + 1] ? ", " : " or ", f->choices[i]);
+      fprintf(stderr, "\n");
+      return false;
+    case FLAG_CALL: return f->call(c, name, value);
+  }
+  return false;
+}
+
+static bool add_startup_model(serve_config *c, const char *name, const char *value) {
+  (void)name;
+  c->startup[c->n_startup++] = value;
+  return true;
+}
+
+/* The idle and read timeouts: 0 means never here; the frontends take 0 as
+ * their default, and -1 as never. The read timeout also bounds gRPC's
+ * HTTP/2 handshake. */
+static bool set_timeout(serve_config *c, const char *name, const char *value) {
+  long v;
+  if (!cli_parse_int(name, value, 0, 86400, &v)) return false;
+  const int secs = v ? (int)v : -1;
+  if (!strcmp(name, "http-idle-timeout-secs")) c->ho.idle_timeout_secs = secs;
+  else if (!strcmp(name, "http-read-timeout-secs")) c->ho.read_timeout_secs = c->go.handshake_timeout_secs = secs;
+  else c->go.idle_timeout_secs = secs;
+  return true;
+}
+
+/* One bound for each of HTTP and gRPC (counted apart). */
+static bool set_max_connections(serve_config *c, const char *name, const char *value) {
+  long v;
+  if (!cli_parse_int(name, value, 1, 1 << 24, &v)) return false;
+  c->go.max_connections = c->ho.max_connections = (int)v;
+  return true;
+}
 
 /* One --metrics-config KEY=VALUE, with Triton's keys. */
-static bool parse_metrics_config(const char *text, inferd_server_options *so, inferd_metrics_options *mo) {
+static bool parse_metrics_config(serve_config *c, const char *name, const char *text) {
+  (void)name;
   const char *eq = strchr(text, '=');
   if (!eq || eq == text) {
     fprintf(stderr, "inferd serve: --metrics-config: '%s' is not KEY=VALUE\n", text);
@@ -111,11 +231,11 @@ static bool parse_metrics_config(const char *text, inferd_server_options *so, in
   size_t klen = (size_t)(eq - text);
   const char *value = eq + 1;
   if (klen == strlen("summary_latencies") && !strncmp(text, "summary_latencies", klen))
-    return parse_bool("metrics-config summary_latencies", value, &so->latency_summaries);
+    return cli_parse_bool("metrics-config summary_latencies", value, &c->so.latency_summaries);
   if (klen == strlen("counter_latencies") && !strncmp(text, "counter_latencies", klen))
-    return parse_bool("metrics-config counter_latencies", value, &mo->counter_latencies);
+    return cli_parse_bool("metrics-config counter_latencies", value, &c->mo.counter_latencies);
   if (klen == strlen("summary_quantiles") && !strncmp(text, "summary_quantiles", klen)) {
-    mo->summary_quantiles = value; /* checked when the metrics are made */
+    c->mo.summary_quantiles = value; /* checked when the metrics are made */
     return true;
   }
   fprintf(stderr,
@@ -140,8 +260,7 @@ static uint64_t default_max_inflight_bytes(void) {
 }
 
 /* One --cuda-memory-pool-byte-size=<gpu>:<bytes>, as Triton spells it. */
-static bool parse_cuda_pool(const char *text, inferd_cuda_memory_pool *pools, int *count) {
-  static const char option[] = "cuda-memory-pool-byte-size";
+static bool parse_cuda_pool(serve_config *c, const char *option, const char *text) {
   const char *colon = strchr(text, ':');
   char gpu_text[32];
   if (!colon || colon == text || (size_t)(colon - text) >= sizeof(gpu_text) || !colon[1]) {
@@ -153,17 +272,18 @@ static bool parse_cuda_pool(const char *text, inferd_cuda_memory_pool *pools, in
   long gpu, bytes;
   if (!cli_parse_int(option, gpu_text, 0, 1023, &gpu) || !cli_parse_int(option, colon + 1, 0, LONG_MAX, &bytes))
     return false;
-  for (int i = 0; i < *count; i++)
-    if (pools[i].gpu == gpu) {
+  for (int i = 0; i < c->n_pools; i++)
+    if (c->pools[i].gpu == gpu) {
       fprintf(stderr, "inferd serve: --%s: GPU %ld is given twice\n", option, gpu);
       return false;
     }
-  pools[(*count)++] = (inferd_cuda_memory_pool){.gpu = (int)gpu, .byte_size = (uint64_t)bytes};
+  c->pools[c->n_pools++] = (inferd_cuda_memory_pool){.gpu = (int)gpu, .byte_size = (uint64_t)bytes};
   return true;
 }
 
 /* Triton's --min-supported-compute-capability: a number such as 7.5. */
-static bool parse_compute_capability(const char *text, double *out) {
+static bool parse_compute_capability(serve_config *c, const char *name, const char *text) {
+  (void)name;
   char *end;
   errno = 0;
   double v = strtod(text, &end);
@@ -173,31 +293,38 @@ static bool parse_compute_capability(const char *text, double *out) {
             text);
     return false;
   }
-  *out = v;
+  c->so.min_compute_capability = v;
   return true;
 }
 
 static int serve(int argc, char **argv, serve_security *security) {
-  inferd_server_options so = {.repository_poll_secs = 15,
-                              .pinned_memory_pool_byte_size = 256u << 20,
-                              .max_inflight_bytes = default_max_inflight_bytes()};
-  inferd_cuda_memory_pool *pools = mem_zalloc((size_t)(argc + 1) * sizeof(*pools));
-  int n_pools = 0;
-  http_frontend_options ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20};
-  const char **startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *));
-  int n_startup = 0;
-  grpc_frontend_options go = {.address = "0.0.0.0", .port = 8001, .infer_allocation_pool_size = 8};
-  bool allow_http = true, allow_grpc = true, allow_metrics = true;
-  inferd_metrics_options mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000};
-  metrics_frontend_options fo = {.address = NULL, .port = 8002};
-  long exit_timeout = 30, verbose = 0, value_long;
-  log_format format = LOG_FORMAT_DEFAULT;
+  serve_config c = {
+      .so = {.repository_poll_secs = 15,
+             .pinned_memory_pool_byte_size = 256u << 20,
+             .max_inflight_bytes = default_max_inflight_bytes()},
+      .ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20},
+      .go = {.address = "0.0.0.0", .port = 8001, .infer_allocation_pool_size = 8},
+      .mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000},
+      .fo = {.address = NULL, .port = 8002},
+      .allow_http = true,
+      .allow_grpc = true,
+      .allow_metrics = true,
+      .exit_timeout = 30,
+      .format = LOG_FORMAT_DEFAULT,
+      .startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *)),
+      .pools = mem_zalloc((size_t)(argc + 1) * sizeof(inferd_cuda_memory_pool)),
+  };
+  cli_option options[N_SERVE_FLAGS + N_SECURITY_OPTIONS + 1];
+  serve_option_table(options);
   cli_parser p;
-  cli_parser_init(&p, "serve", serve_options, argc, argv);
+  cli_parser_init(&p, "serve", options, argc, argv);
   const char *name, *value;
   int r;
   while ((r = cli_next(&p, &name, &value)) > 0) {
     bool ok = true;
+    const serve_flag *f = NULL;
+    for (int i = 0; i < N_SERVE_FLAGS && !f; i++)
+      if (!strcmp(name, serve_flags[i].option.name)) f = &serve_flags[i];
     if (!strcmp(name, "help")) {
       cli_print_help(stdout, "inferd serve --model-repository=DIR [options]",
                      "Serves the models of a Triton-style repository over HTTP/REST and gRPC (KServe v2 protocol with\n"
@@ -205,152 +332,33 @@ static int serve(int argc, char **argv, serve_security *security) {
                      "metrics (Triton's names and labels) are served at GET /metrics on --metrics-port. Instance groups\n"
                      "of kind KIND_GPU run on the GPUs they list (all when none), KIND_AUTO on the GPUs when there are\n"
                      "any, else on the CPU; docs/gpu.md describes GPU serving and precisions.",
-                     serve_options);
-      free(startup);
-      free(pools);
+                     options);
+      free(c.startup);
+      free(c.pools);
       return 0;
-    } else if (!strcmp(name, "model-repository") || !strcmp(name, "model-store")) {
-      so.model_repository = value;
-    } else if (!strcmp(name, "model-control-mode")) {
-      if (!strcmp(value, "none")) so.model_control_mode = INFERD_MODEL_CONTROL_NONE;
-      else if (!strcmp(value, "poll")) so.model_control_mode = INFERD_MODEL_CONTROL_POLL;
-      else if (!strcmp(value, "explicit")) so.model_control_mode = INFERD_MODEL_CONTROL_EXPLICIT;
-      else {
-        fprintf(stderr, "inferd serve: --model-control-mode: '%s' is not none, poll or explicit\n", value);
-        ok = false;
-      }
-    } else if (!strcmp(name, "load-model")) {
-      startup[n_startup++] = value;
-    } else if (!strcmp(name, "repository-poll-secs")) {
-      ok = cli_parse_int(name, value, 1, 86400, &value_long);
-      so.repository_poll_secs = (int)value_long;
-    } else if (!strcmp(name, "strict-model-config")) {
-      ok = parse_bool(name, value, &so.strict_model_config);
-    } else if (!strcmp(name, "http-port")) {
-      ok = cli_parse_int(name, value, 0, 65535, &value_long);
-      ho.port = (int)value_long;
-    } else if (!strcmp(name, "http-address")) {
-      ho.address = value;
-    } else if (!strcmp(name, "http-thread-count")) {
-      ok = cli_parse_int(name, value, 1, 256, &value_long);
-      ho.threads = (int)value_long;
-    } else if (!strcmp(name, "http-max-input-size")) {
-      ok = cli_parse_int(name, value, 1, 1L << 40, &value_long);
-      ho.max_input_size = (size_t)value_long;
-    } else if (!strcmp(name, "http-max-header-bytes")) {
-      ok = cli_parse_int(name, value, 1024, 1L << 30, &value_long);
-      ho.max_header_bytes = (size_t)value_long;
-    } else if (!strcmp(name, "http-max-headers")) {
-      ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
-      ho.max_headers = (int)value_long;
-    } else if (!strcmp(name, "http-idle-timeout-secs") || !strcmp(name, "http-read-timeout-secs") ||
-               !strcmp(name, "grpc-idle-timeout-secs")) {
-      /* 0 means never here; the frontends take 0 as their default. */
-      ok = cli_parse_int(name, value, 0, 86400, &value_long);
-      const int secs = value_long ? (int)value_long : -1;
-      if (!strcmp(name, "http-idle-timeout-secs")) ho.idle_timeout_secs = secs;
-      else if (!strcmp(name, "http-read-timeout-secs")) ho.read_timeout_secs = go.handshake_timeout_secs = secs;
-      else go.idle_timeout_secs = secs;
-    } else if (!strcmp(name, "grpc-max-inflight-per-connection")) {
-      ok = cli_parse_int(name, value, 1, 1 << 20, &value_long);
-      go.max_inflight_per_connection = (int)value_long;
-    } else if (!strcmp(name, "max-inflight-bytes")) {
-      ok = cli_parse_int(name, value, 0, LONG_MAX, &value_long);
-      so.max_inflight_bytes = (uint64_t)value_long;
-    } else if (!strcmp(name, "max-connections")) {
-      ok = cli_parse_int(name, value, 1, 1 << 24, &value_long);
-      go.max_connections = ho.max_connections = (int)value_long;
-    } else if (!strcmp(name, "allow-http")) {
-      ok = parse_bool(name, value, &allow_http);
-    } else if (!strcmp(name, "grpc-port")) {
-      ok = cli_parse_int(name, value, 0, 65535, &value_long);
-      go.port = (int)value_long;
-    } else if (!strcmp(name, "grpc-address")) {
-      go.address = value;
-    } else if (!strcmp(name, "grpc-thread-count")) {
-      ok = cli_parse_int(name, value, 1, 256, &value_long);
-      go.threads = (int)value_long;
-    } else if (!strcmp(name, "allow-grpc")) {
-      ok = parse_bool(name, value, &allow_grpc);
-    } else if (!strcmp(name, "grpc-infer-allocation-pool-size")) {
-      ok = cli_parse_int(name, value, 0, 1 << 20, &value_long);
-      go.infer_allocation_pool_size = (int)value_long;
-    } else if (!strcmp(name, "grpc-keepalive-time")) {
-      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
-      go.keepalive_time_ms = (int)value_long;
-    } else if (!strcmp(name, "grpc-keepalive-timeout")) {
-      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
-      go.keepalive_timeout_ms = (int)value_long;
-    } else if (!strcmp(name, "grpc-use-ssl")) {
-      ok = parse_bool(name, value, &go.use_ssl);
-    } else if (!strcmp(name, "grpc-use-ssl-mutual")) {
-      ok = parse_bool(name, value, &go.use_ssl_mutual);
-    } else if (!strcmp(name, "grpc-server-cert")) {
-      go.server_cert = value;
-    } else if (!strcmp(name, "grpc-server-key")) {
-      go.server_key = value;
-    } else if (!strcmp(name, "grpc-root-cert")) {
-      go.root_cert = value;
-    } else if (!strcmp(name, "grpc-infer-response-compression-level")) {
-      static const char *const levels[] = {"none", "low", "medium", "high"};
-      go.response_compression_level = -1;
-      for (int i = 0; i < 4; i++)
-        if (!strcmp(value, levels[i])) go.response_compression_level = i;
-      if (go.response_compression_level < 0) {
-        fprintf(stderr, "inferd serve: --%s: '%s' is not none, low, medium or high\n", name, value);
-        ok = false;
-      }
-    } else if (!strcmp(name, "grpc-max-message-size")) {
-      ok = cli_parse_int(name, value, 1, INT_MAX, &value_long);
-      go.max_message_size = (int)value_long;
-    } else if (!strcmp(name, "allow-metrics")) {
-      ok = parse_bool(name, value, &allow_metrics);
-    } else if (!strcmp(name, "allow-gpu-metrics")) {
-      ok = parse_bool(name, value, &mo.gpu);
-    } else if (!strcmp(name, "allow-cpu-metrics")) {
-      ok = parse_bool(name, value, &mo.cpu);
-    } else if (!strcmp(name, "metrics-port")) {
-      ok = cli_parse_int(name, value, 0, 65535, &value_long);
-      fo.port = (int)value_long;
-    } else if (!strcmp(name, "metrics-address")) {
-      fo.address = value;
-    } else if (!strcmp(name, "metrics-interval-ms")) {
-      ok = cli_parse_int(name, value, 1, 3600000, &value_long);
-      mo.interval_ms = (int)value_long;
-    } else if (!strcmp(name, "metrics-config")) {
-      ok = parse_metrics_config(value, &so, &mo);
-    } else if (!strcmp(name, "exit-timeout-secs")) {
-      ok = cli_parse_int(name, value, 0, 86400, &exit_timeout);
-    } else if (!strcmp(name, "instance-threads")) {
-      ok = cli_parse_int(name, value, 1, 1024, &value_long);
-      so.threads_per_instance = (int)value_long;
-    } else if (!strcmp(name, "cuda-memory-pool-byte-size")) {
-      ok = parse_cuda_pool(value, pools, &n_pools);
-    } else if (!strcmp(name, "pinned-memory-pool-byte-size")) {
-      ok = cli_parse_int(name, value, 0, LONG_MAX, &value_long);
-      so.pinned_memory_pool_byte_size = (uint64_t)value_long;
-    } else if (!strcmp(name, "min-supported-compute-capability")) {
-      ok = parse_compute_capability(value, &so.min_compute_capability);
-    } else if (!strcmp(name, "log-verbose")) {
-      ok = cli_parse_int(name, value, 0, 100, &verbose);
-    } else if (!strcmp(name, "log-format")) {
-      if (!strcmp(value, "default")) format = LOG_FORMAT_DEFAULT;
-      else if (!strcmp(value, "ISO8601")) format = LOG_FORMAT_ISO8601;
-      else {
-        fprintf(stderr, "inferd serve: --log-format: '%s' is not default or ISO8601\n", value);
-        ok = false;
-      }
-    } else if (!strcmp(name, "id")) {
-      so.server_id = value;
+    } else if (f) {
+      ok = apply_flag(&c, f, value);
     } else {
       ok = serve_security_option(security, name, value) >= 0;
     }
     if (!ok) {
-      free(startup);
-      free(pools);
+      free(c.startup);
+      free(c.pools);
       return 2;
     }
   }
+  inferd_server_options so = c.so;
+  http_frontend_options ho = c.ho;
+  grpc_frontend_options go = c.go;
+  inferd_metrics_options mo = c.mo;
+  metrics_frontend_options fo = c.fo;
+  const bool allow_http = c.allow_http, allow_grpc = c.allow_grpc, allow_metrics = c.allow_metrics;
+  const long exit_timeout = c.exit_timeout, verbose = c.verbose;
+  const log_format format = c.format;
+  const char **startup = c.startup;
+  const int n_startup = c.n_startup;
+  inferd_cuda_memory_pool *pools = c.pools;
+  const int n_pools = c.n_pools;
   if (r < 0 || !so.model_repository) {
     if (r >= 0) fprintf(stderr, "inferd serve: --model-repository is required (see --help)\n");
     free(startup);
