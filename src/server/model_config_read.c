@@ -16,6 +16,8 @@
  * below needs to unwind its path or partial state.
  */
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,7 +344,7 @@ static inferd_error *expect_message(const reader *r, const pbtxt_node *n) {
 
 /* A singular field: not a list, and not given twice. `bit` is the field's
  * bit in the caller's `seen` mask. */
-static inferd_error *once(const reader *r, const pbtxt_node *n, unsigned *seen, unsigned bit) {
+static inferd_error *once(const reader *r, const pbtxt_node *n, uint64_t *seen, uint64_t bit) {
   if (n->in_list) return node_error(r, n, "field '%s' takes a single value, not a list", r->path);
   if (*seen & bit) return field_error(r, n, "field '%s' is given more than once", r->path);
   *seen |= bit;
@@ -407,7 +409,7 @@ static inferd_error *read_map(reader *r, const pbtxt_node *n, map_entry_fn fn, v
     return NULL;
   }
   const pbtxt_node *key = NULL, *value = NULL;
-  unsigned seen = 0;
+  uint64_t seen = 0;
   for (const pbtxt_node *c = n->first_child; c; c = c->next) {
     if (strcmp(c->name, "key") != 0 && strcmp(c->name, "value") != 0)
       return field_error(r, c, "an entry of map '%s' has a field '%.64s'; only key and value are allowed", r->path,
@@ -510,6 +512,86 @@ static void warmup_input_release(void *item) {
   free(in->input_data_file);
 }
 
+/* ---- fields by table ----
+ * A message's known fields, a row each: the field's name, how its value is
+ * read and where it goes (an offset into the message's struct, or a reader
+ * of its own). Singular fields are checked against lists and repeats by
+ * their row's place in the table; any other field of the message is
+ * skipped with a warning (`ignored`: those Triton has and inferd does not
+ * read). Adding a field is adding its row. */
+typedef enum field_kind {
+  FIELD_STRING, /* char *, owned */
+  FIELD_BOOL,   /* bool */
+  FIELD_INT32,  /* int */
+  FIELD_UINT32, /* uint32_t */
+  FIELD_UINT64, /* uint64_t */
+  FIELD_ENUM,   /* an int-sized enum, from `values` */
+  FIELD_READ,   /* singular, read by `read` */
+  FIELD_EACH,   /* repeated (a list, or given many times): `read` for each element */
+} field_kind;
+
+/* Where a row applies: in every message of its table, or only in input or
+ * output tensors. */
+enum { IN_ANY = 0, IN_INPUT = 1, IN_OUTPUT = 2 };
+
+typedef inferd_error *(*field_read_fn)(reader *r, const pbtxt_node *n, void *msg);
+
+typedef struct field_rule {
+  const char *name;
+  field_kind kind;
+  size_t offset;
+  const enum_value *values;
+  field_read_fn read; /* its path entered, as for every field */
+  size_t given;       /* 1 + the offset of a bool set when the field is given; 0: none */
+  unsigned only;      /* IN_INPUT or IN_OUTPUT; IN_ANY: everywhere */
+} field_rule;
+
+#define SCALAR(T, field_name, member, field_kind_) \
+  {.name = (field_name), .kind = (field_kind_), .offset = offsetof(T, member)}
+#define ENUM(T, field_name, member, names) \
+  {.name = (field_name), .kind = FIELD_ENUM, .offset = offsetof(T, member), .values = (names)}
+#define READ(field_name, fn) {.name = (field_name), .kind = FIELD_READ, .read = (fn)}
+#define EACH(field_name, fn) {.name = (field_name), .kind = FIELD_EACH, .read = (fn)}
+#define N_RULES(rules) ((int)(sizeof(rules) / sizeof((rules)[0])))
+
+/* Reads the fields of message `msg` into `target` by `rules` (at most 64
+ * rows); `where` picks the rows marked IN_INPUT or IN_OUTPUT. */
+static inferd_error *read_fields(reader *r, const pbtxt_node *msg, const field_rule *rules, int n_rules,
+                                 void *target, unsigned where, const char *const *ignored) {
+  uint64_t seen = 0;
+  const char *last = NULL;
+  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
+    size_t mark = enter_field(r, n);
+    int k = 0;
+    while (k < n_rules && (strcmp(rules[k].name, n->name) != 0 || (rules[k].only && !(rules[k].only & where)))) k++;
+    if (k == n_rules) {
+      skip_field(r, n, ignored, &last);
+      path_pop(r, mark);
+      continue;
+    }
+    const field_rule *f = &rules[k];
+    char *field = (char *)target + f->offset;
+    if (f->kind != FIELD_EACH) ERR_TRY(once(r, n, &seen, 1ull << k));
+    int v;
+    switch (f->kind) {
+      case FIELD_STRING: ERR_TRY(read_string(r, n, (char **)field)); break;
+      case FIELD_BOOL: ERR_TRY(read_bool(r, n, (bool *)field)); break;
+      case FIELD_INT32: ERR_TRY(read_int32(r, n, (int *)field)); break;
+      case FIELD_UINT32: ERR_TRY(read_uint32(r, n, (uint32_t *)field)); break;
+      case FIELD_UINT64: ERR_TRY(read_uint64(r, n, (uint64_t *)field)); break;
+      case FIELD_ENUM:
+        ERR_TRY(read_enum(r, n, f->values, &v));
+        *(int *)field = v;
+        break;
+      case FIELD_READ:
+      case FIELD_EACH: ERR_TRY(f->read(r, n, target)); break;
+    }
+    if (f->given) *(bool *)((char *)target + f->given - 1) = true;
+    path_pop(r, mark);
+  }
+  return NULL;
+}
+
 /* ---- messages ---- */
 
 static inferd_error *read_dims_message(reader *r, const pbtxt_node *msg, const char *field, int64_t *dims,
@@ -527,51 +609,37 @@ static inferd_error *read_dims_message(reader *r, const pbtxt_node *msg, const c
   return NULL;
 }
 
+static inferd_error *tensor_dim(reader *r, const pbtxt_node *n, void *msg) {
+  model_tensor_config *t = msg;
+  return read_dim(r, n, t->dims, &t->rank);
+}
+
+static inferd_error *tensor_reshape(reader *r, const pbtxt_node *n, void *msg) {
+  model_tensor_config *t = msg;
+  t->has_reshape = true;
+  return read_dims_message(r, n, "shape", t->reshape, &t->reshape_rank);
+}
+
+static const field_rule tensor_rules[] = {
+    SCALAR(model_tensor_config, "name", name, FIELD_STRING),
+    ENUM(model_tensor_config, "data_type", datatype, datatype_values),
+    {.name = "format", .kind = FIELD_ENUM, .offset = offsetof(model_tensor_config, format), .values = format_values,
+     .only = IN_INPUT},
+    EACH("dims", tensor_dim),
+    READ("reshape", tensor_reshape),
+    {.name = "label_filename", .kind = FIELD_STRING, .offset = offsetof(model_tensor_config, label_filename),
+     .only = IN_OUTPUT},
+    SCALAR(model_tensor_config, "is_shape_tensor", is_shape_tensor, FIELD_BOOL),
+    {.name = "allow_ragged_batch", .kind = FIELD_BOOL, .offset = offsetof(model_tensor_config, allow_ragged_batch),
+     .only = IN_INPUT},
+    {.name = "optional", .kind = FIELD_BOOL, .offset = offsetof(model_tensor_config, optional), .only = IN_INPUT},
+};
+
 static inferd_error *read_tensor(reader *r, const pbtxt_node *msg, model_tensor_config *t, bool input) {
   ERR_TRY(expect_message(r, msg));
   ERR_TRY(set_string(r, &t->name, ""));
   ERR_TRY(set_string(r, &t->label_filename, ""));
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    const char *f = n->name;
-    int v;
-    if (strcmp(f, "name") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_string(r, n, &t->name));
-    } else if (strcmp(f, "data_type") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_enum(r, n, datatype_values, &v));
-      t->datatype = (inferd_datatype)v;
-    } else if (input && strcmp(f, "format") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_enum(r, n, format_values, &v));
-      t->format = (model_format)v;
-    } else if (strcmp(f, "dims") == 0) {
-      ERR_TRY(read_dim(r, n, t->dims, &t->rank));
-    } else if (strcmp(f, "reshape") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 3));
-      t->has_reshape = true;
-      ERR_TRY(read_dims_message(r, n, "shape", t->reshape, &t->reshape_rank));
-    } else if (!input && strcmp(f, "label_filename") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 4));
-      ERR_TRY(read_string(r, n, &t->label_filename));
-    } else if (strcmp(f, "is_shape_tensor") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 5));
-      ERR_TRY(read_bool(r, n, &t->is_shape_tensor));
-    } else if (input && strcmp(f, "allow_ragged_batch") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 6));
-      ERR_TRY(read_bool(r, n, &t->allow_ragged_batch));
-    } else if (input && strcmp(f, "optional") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 7));
-      ERR_TRY(read_bool(r, n, &t->optional));
-    } else {
-      skip_field(r, n, tensor_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
-  return NULL;
+  return read_fields(r, msg, tensor_rules, N_RULES(tensor_rules), t, input ? IN_INPUT : IN_OUTPUT, tensor_ignored);
 }
 
 static inferd_error *read_version_policy(reader *r, const pbtxt_node *msg, model_version_policy *p) {
@@ -596,7 +664,7 @@ static inferd_error *read_version_policy(reader *r, const pbtxt_node *msg, model
     if (strcmp(n->name, "latest") == 0) {
       p->kind = MODEL_VERSIONS_LATEST;
       p->num_versions = 1;
-      unsigned seen = 0;
+      uint64_t seen = 0;
       for (const pbtxt_node *c = n->first_child; c; c = c->next) {
         size_t m2 = enter_field(r, c);
         if (strcmp(c->name, "num_versions") == 0) {
@@ -635,68 +703,43 @@ static inferd_error *read_version_policy(reader *r, const pbtxt_node *msg, model
   return NULL;
 }
 
+static inferd_error *group_gpu(reader *r, const pbtxt_node *n, void *msg) {
+  model_instance_group *g = msg;
+  size_t mark = enter_index(r, n, g->gpu_count);
+  ERR_TRY(read_int32(r, n, &g->gpus[g->gpu_count]));
+  g->gpu_count++;
+  path_pop(r, mark);
+  return NULL;
+}
+
+static const field_rule group_rules[] = {
+    SCALAR(model_instance_group, "name", name, FIELD_STRING),
+    ENUM(model_instance_group, "kind", kind, kind_values),
+    SCALAR(model_instance_group, "count", count, FIELD_INT32),
+    EACH("gpus", group_gpu),
+};
+
 static inferd_error *read_instance_group(reader *r, const pbtxt_node *msg, model_instance_group *g) {
   ERR_TRY(expect_message(r, msg));
   ERR_TRY(set_string(r, &g->name, ""));
   g->kind = MODEL_KIND_AUTO;
   g->count = 1;
   ERR_TRY(alloc_entries(r, msg, "gpus", false, sizeof(int), (void **)&g->gpus));
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    int v;
-    if (strcmp(n->name, "name") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_string(r, n, &g->name));
-    } else if (strcmp(n->name, "kind") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_enum(r, n, kind_values, &v));
-      g->kind = (model_instance_kind)v;
-    } else if (strcmp(n->name, "count") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_int32(r, n, &g->count));
-    } else if (strcmp(n->name, "gpus") == 0) {
-      size_t m2 = enter_index(r, n, g->gpu_count);
-      ERR_TRY(read_int32(r, n, &g->gpus[g->gpu_count]));
-      g->gpu_count++;
-      path_pop(r, m2);
-    } else {
-      skip_field(r, n, group_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
-  return NULL;
+  return read_fields(r, msg, group_rules, N_RULES(group_rules), g, IN_ANY, group_ignored);
 }
+
+static const field_rule queue_policy_rules[] = {
+    ENUM(model_queue_policy, "timeout_action", timeout_action, timeout_action_values),
+    SCALAR(model_queue_policy, "default_timeout_microseconds", default_timeout_microseconds, FIELD_UINT64),
+    SCALAR(model_queue_policy, "allow_timeout_override", allow_timeout_override, FIELD_BOOL),
+    SCALAR(model_queue_policy, "max_queue_size", max_queue_size, FIELD_UINT32),
+};
 
 static inferd_error *read_queue_policy(reader *r, const pbtxt_node *msg, model_queue_policy *q) {
   *q = (model_queue_policy){0};
   if (!msg) return NULL;
   ERR_TRY(expect_message(r, msg));
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    int v;
-    if (strcmp(n->name, "timeout_action") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_enum(r, n, timeout_action_values, &v));
-      q->timeout_action = (model_timeout_action)v;
-    } else if (strcmp(n->name, "default_timeout_microseconds") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_uint64(r, n, &q->default_timeout_microseconds));
-    } else if (strcmp(n->name, "allow_timeout_override") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_bool(r, n, &q->allow_timeout_override));
-    } else if (strcmp(n->name, "max_queue_size") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 3));
-      ERR_TRY(read_uint32(r, n, &q->max_queue_size));
-    } else {
-      skip_field(r, n, none_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
-  return NULL;
+  return read_fields(r, msg, queue_policy_rules, N_RULES(queue_policy_rules), q, IN_ANY, none_ignored);
 }
 
 static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, const char *key,
@@ -720,45 +763,42 @@ static inferd_error *priority_policy_entry(reader *r, const pbtxt_node *entry, c
   return NULL;
 }
 
+static inferd_error *batching_preferred(reader *r, const pbtxt_node *n, void *msg) {
+  model_dynamic_batching *d = msg;
+  size_t mark = enter_index(r, n, d->preferred_batch_size_count);
+  ERR_TRY(read_int32(r, n, &d->preferred_batch_sizes[d->preferred_batch_size_count]));
+  d->preferred_batch_size_count++;
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *batching_default_queue_policy(reader *r, const pbtxt_node *n, void *msg) {
+  model_dynamic_batching *d = msg;
+  d->has_default_queue_policy = true;
+  return read_queue_policy(r, n, &d->default_queue_policy);
+}
+
+static inferd_error *batching_priority_policy(reader *r, const pbtxt_node *n, void *msg) {
+  return read_map(r, n, priority_policy_entry, msg);
+}
+
+static const field_rule batching_rules[] = {
+    EACH("preferred_batch_size", batching_preferred),
+    SCALAR(model_dynamic_batching, "max_queue_delay_microseconds", max_queue_delay_microseconds, FIELD_UINT64),
+    SCALAR(model_dynamic_batching, "preserve_ordering", preserve_ordering, FIELD_BOOL),
+    SCALAR(model_dynamic_batching, "priority_levels", priority_levels, FIELD_UINT64),
+    SCALAR(model_dynamic_batching, "default_priority_level", default_priority_level, FIELD_UINT64),
+    READ("default_queue_policy", batching_default_queue_policy),
+    EACH("priority_queue_policy", batching_priority_policy),
+};
+
 static inferd_error *read_dynamic_batching(reader *r, const pbtxt_node *msg, model_dynamic_batching *d) {
   ERR_TRY(expect_message(r, msg));
   d->enabled = true;
   ERR_TRY(alloc_entries(r, msg, "preferred_batch_size", false, sizeof(int), (void **)&d->preferred_batch_sizes));
   ERR_TRY(alloc_entries(r, msg, "priority_queue_policy", true, sizeof(model_priority_queue_policy),
                         (void **)&d->priority_queue_policies));
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    const char *f = n->name;
-    if (strcmp(f, "preferred_batch_size") == 0) {
-      size_t m2 = enter_index(r, n, d->preferred_batch_size_count);
-      ERR_TRY(read_int32(r, n, &d->preferred_batch_sizes[d->preferred_batch_size_count]));
-      d->preferred_batch_size_count++;
-      path_pop(r, m2);
-    } else if (strcmp(f, "max_queue_delay_microseconds") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_uint64(r, n, &d->max_queue_delay_microseconds));
-    } else if (strcmp(f, "preserve_ordering") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_bool(r, n, &d->preserve_ordering));
-    } else if (strcmp(f, "priority_levels") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_uint64(r, n, &d->priority_levels));
-    } else if (strcmp(f, "default_priority_level") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 3));
-      ERR_TRY(read_uint64(r, n, &d->default_priority_level));
-    } else if (strcmp(f, "default_queue_policy") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 4));
-      d->has_default_queue_policy = true;
-      ERR_TRY(read_queue_policy(r, n, &d->default_queue_policy));
-    } else if (strcmp(f, "priority_queue_policy") == 0) {
-      ERR_TRY(read_map(r, n, priority_policy_entry, d));
-    } else {
-      skip_field(r, n, none_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
+  ERR_TRY(read_fields(r, msg, batching_rules, N_RULES(batching_rules), d, IN_ANY, none_ignored));
   return drop_overridden(r, d->priority_queue_policies, &d->priority_queue_policy_count,
                          sizeof(*d->priority_queue_policies), priority_policy_key, priority_policy_release);
 }
@@ -802,7 +842,7 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
   model_parameter *p = &c->parameters[c->parameter_count++];
   size_t mark;
   ERR_TRY(begin_string_entry(r, entry, &key, key_node, p, &mark));
-  unsigned seen = 0;
+  uint64_t seen = 0;
   if (value) {
     ERR_TRY(expect_message(r, value));
     const char *last = NULL;
@@ -838,7 +878,7 @@ static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, cons
   const char *source = NULL;
   if (value) {
     ERR_TRY(expect_message(r, value));
-    unsigned seen = 0;
+    uint64_t seen = 0;
     const char *last = NULL;
     for (const pbtxt_node *n = value->first_child; n; n = n->next) {
       size_t m2 = enter_field(r, n);
@@ -878,30 +918,22 @@ static inferd_error *warmup_input_entry(reader *r, const pbtxt_node *entry, cons
   return NULL;
 }
 
+static inferd_error *warmup_inputs(reader *r, const pbtxt_node *n, void *msg) {
+  return read_map(r, n, warmup_input_entry, msg);
+}
+
+static const field_rule warmup_rules[] = {
+    SCALAR(model_warmup, "name", name, FIELD_STRING),
+    SCALAR(model_warmup, "batch_size", batch_size, FIELD_UINT32),
+    SCALAR(model_warmup, "count", count, FIELD_UINT32),
+    EACH("inputs", warmup_inputs),
+};
+
 static inferd_error *read_warmup(reader *r, const pbtxt_node *msg, model_warmup *w) {
   ERR_TRY(expect_message(r, msg));
   ERR_TRY(set_string(r, &w->name, ""));
   ERR_TRY(alloc_entries(r, msg, "inputs", true, sizeof(model_warmup_input), (void **)&w->inputs));
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    if (strcmp(n->name, "name") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_string(r, n, &w->name));
-    } else if (strcmp(n->name, "batch_size") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_uint32(r, n, &w->batch_size));
-    } else if (strcmp(n->name, "count") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_uint32(r, n, &w->count));
-    } else if (strcmp(n->name, "inputs") == 0) {
-      ERR_TRY(read_map(r, n, warmup_input_entry, w));
-    } else {
-      skip_field(r, n, none_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
+  ERR_TRY(read_fields(r, msg, warmup_rules, N_RULES(warmup_rules), w, IN_ANY, none_ignored));
   return drop_overridden(r, w->inputs, &w->input_count, sizeof(*w->inputs), warmup_input_key,
                          warmup_input_release);
 }
@@ -978,7 +1010,7 @@ static inferd_error *read_accelerator(reader *r, const pbtxt_node *msg, model_ac
   ERR_TRY(set_string(r, &a->name, ""));
   ERR_TRY(alloc_entries(r, msg, "parameters", true, sizeof(*a->parameters), (void **)&a->parameters));
   /* The name decides how parameters are read, wherever it stands. */
-  unsigned seen = 0;
+  uint64_t seen = 0;
   for (const pbtxt_node *n = msg->first_child; n; n = n->next)
     if (strcmp(n->name, "name") == 0) {
       size_t mark = enter_field(r, n);
@@ -1034,50 +1066,44 @@ static inferd_error *read_execution_accelerators(reader *r, const pbtxt_node *ms
 }
 
 /* optimization.graph: its level, the one field it has. */
-static inferd_error *read_graph_optimization(reader *r, const pbtxt_node *msg) {
-  ERR_TRY(expect_message(r, msg));
-  model_config *c = r->cfg;
-  unsigned seen = 0;
-  const char *last = NULL;
-  static const char *const none_ignored[] = {NULL};
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    if (strcmp(n->name, "level") == 0) {
-      ERR_TRY(once(r, n, &seen, 1));
-      ERR_TRY(read_int32(r, n, &c->graph_level));
-      if (c->graph_level < -1)
-        return node_error(r, n, "graph optimization level %d (expected -1 to turn optimizations off, or 0 and up)",
-                          c->graph_level);
-      c->has_graph_level = true;
-    } else {
-      skip_field(r, n, none_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
+static inferd_error *graph_level(reader *r, const pbtxt_node *n, void *msg) {
+  model_config *c = msg;
+  ERR_TRY(read_int32(r, n, &c->graph_level));
+  if (c->graph_level < -1)
+    return node_error(r, n, "graph optimization level %d (expected -1 to turn optimizations off, or 0 and up)",
+                      c->graph_level);
+  c->has_graph_level = true;
   return NULL;
 }
+
+static const field_rule graph_rules[] = {READ("level", graph_level)};
+
+static inferd_error *read_graph_optimization(reader *r, const pbtxt_node *msg) {
+  ERR_TRY(expect_message(r, msg));
+  return read_fields(r, msg, graph_rules, N_RULES(graph_rules), r->cfg, IN_ANY, none_ignored);
+}
+
+static inferd_error *optimization_accelerators(reader *r, const pbtxt_node *n, void *msg) {
+  (void)msg;
+  return read_execution_accelerators(r, n);
+}
+
+static inferd_error *optimization_graph(reader *r, const pbtxt_node *n, void *msg) {
+  (void)msg;
+  return read_graph_optimization(r, n);
+}
+
+static const field_rule optimization_rules[] = {
+    READ("execution_accelerators", optimization_accelerators),
+    READ("graph", optimization_graph),
+};
 
 static inferd_error *read_optimization(reader *r, const pbtxt_node *msg) {
   ERR_TRY(expect_message(r, msg));
   static const char *const ignored[] = {"priority", "cuda", "input_pinned_memory",
                                         "output_pinned_memory", "gather_kernel_buffer_threshold",
                                         "eager_batching",  NULL};
-  unsigned seen = 0;
-  const char *last = NULL;
-  for (const pbtxt_node *n = msg->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    if (strcmp(n->name, "execution_accelerators") == 0) {
-      ERR_TRY(once(r, n, &seen, 1));
-      ERR_TRY(read_execution_accelerators(r, n));
-    } else if (strcmp(n->name, "graph") == 0) {
-      ERR_TRY(once(r, n, &seen, 2));
-      ERR_TRY(read_graph_optimization(r, n));
-    } else {
-      skip_field(r, n, ignored, &last);
-    }
-    path_pop(r, mark);
-  }
-  return NULL;
+  return read_fields(r, msg, optimization_rules, N_RULES(optimization_rules), r->cfg, IN_ANY, ignored);
 }
 
 /* The last tensorrt accelerator's precision_mode, or NULL. */
@@ -1185,6 +1211,90 @@ static inferd_error *resolve_precision(model_config *c) {
   return NULL;
 }
 
+static inferd_error *config_version_policy(reader *r, const pbtxt_node *n, void *msg) {
+  return read_version_policy(r, n, &((model_config *)msg)->version_policy);
+}
+
+static inferd_error *config_tensor(reader *r, const pbtxt_node *n, model_config *c, bool input) {
+  int i;
+  size_t mark = enter_entry(r, n, input ? &c->input_count : &c->output_count, &i);
+  ERR_TRY(read_tensor(r, n, input ? &c->inputs[i] : &c->outputs[i], input));
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *config_input(reader *r, const pbtxt_node *n, void *msg) { return config_tensor(r, n, msg, true); }
+static inferd_error *config_output(reader *r, const pbtxt_node *n, void *msg) { return config_tensor(r, n, msg, false); }
+
+static inferd_error *config_group(reader *r, const pbtxt_node *n, void *msg) {
+  model_config *c = msg;
+  int i;
+  size_t mark = enter_entry(r, n, &c->instance_group_count, &i);
+  ERR_TRY(read_instance_group(r, n, &c->instance_groups[i]));
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *config_dynamic_batching(reader *r, const pbtxt_node *n, void *msg) {
+  return read_dynamic_batching(r, n, &((model_config *)msg)->dynamic_batching);
+}
+
+static inferd_error *config_parameters(reader *r, const pbtxt_node *n, void *msg) {
+  (void)msg;
+  return read_map(r, n, parameter_entry, NULL);
+}
+
+static inferd_error *config_warmup(reader *r, const pbtxt_node *n, void *msg) {
+  model_config *c = msg;
+  int i;
+  size_t mark = enter_entry(r, n, &c->warmup_count, &i);
+  ERR_TRY(read_warmup(r, n, &c->warmups[i]));
+  path_pop(r, mark);
+  return NULL;
+}
+
+static inferd_error *config_optimization(reader *r, const pbtxt_node *n, void *msg) {
+  (void)msg;
+  return read_optimization(r, n);
+}
+
+static const field_rule config_rules[] = {
+    SCALAR(model_config, "name", name, FIELD_STRING),
+    SCALAR(model_config, "platform", platform, FIELD_STRING),
+    SCALAR(model_config, "backend", backend, FIELD_STRING),
+    {.name = "max_batch_size", .kind = FIELD_INT32, .offset = offsetof(model_config, max_batch_size),
+     .given = 1 + offsetof(model_config, has_max_batch_size)},
+    READ("version_policy", config_version_policy),
+    EACH("input", config_input),
+    EACH("output", config_output),
+    EACH("instance_group", config_group),
+    READ("dynamic_batching", config_dynamic_batching),
+    EACH("parameters", config_parameters),
+    EACH("model_warmup", config_warmup),
+    SCALAR(model_config, "default_model_filename", default_model_filename, FIELD_STRING),
+    READ("optimization", config_optimization),
+};
+
+/* model_config.proto's oneof scheduling_choice: at most one of these, and
+ * a model with one inferd does not run (sequence or ensemble) is marked. */
+static inferd_error *check_scheduler(reader *r, const pbtxt_node *root) {
+  const char *scheduler = NULL;
+  for (const pbtxt_node *n = root->first_child; n; n = n->next) {
+    const char *f = n->name;
+    if (strcmp(f, "dynamic_batching") != 0 && strcmp(f, "sequence_batching") != 0 &&
+        strcmp(f, "ensemble_scheduling") != 0)
+      continue;
+    if (scheduler && strcmp(scheduler, f) != 0) {
+      enter_field(r, n);
+      return field_error(r, n, "only one of dynamic_batching, sequence_batching and ensemble_scheduling may be "
+                         "given; '%s' is already given", scheduler);
+    }
+    scheduler = f;
+  }
+  if (scheduler && strcmp(scheduler, "dynamic_batching") != 0) r->cfg->has_other_scheduler = true;
+  return NULL;
+}
+
 static inferd_error *read_config(reader *r, const pbtxt_node *root) {
   model_config *c = r->cfg;
   ERR_TRY(alloc_entries(r, root, "input", false, sizeof(*c->inputs), (void **)&c->inputs));
@@ -1192,69 +1302,8 @@ static inferd_error *read_config(reader *r, const pbtxt_node *root) {
   ERR_TRY(alloc_entries(r, root, "instance_group", false, sizeof(*c->instance_groups), (void **)&c->instance_groups));
   ERR_TRY(alloc_entries(r, root, "parameters", true, sizeof(*c->parameters), (void **)&c->parameters));
   ERR_TRY(alloc_entries(r, root, "model_warmup", false, sizeof(*c->warmups), (void **)&c->warmups));
-  unsigned seen = 0;
-  const char *last = NULL;
-  const char *scheduler = NULL; /* model_config.proto's oneof scheduling_choice */
-  for (const pbtxt_node *n = root->first_child; n; n = n->next) {
-    size_t mark = enter_field(r, n);
-    const char *f = n->name;
-    int i;
-    bool is_scheduler =
-        !strcmp(f, "dynamic_batching") || !strcmp(f, "sequence_batching") || !strcmp(f, "ensemble_scheduling");
-    if (is_scheduler && scheduler && strcmp(scheduler, f) != 0)
-      return field_error(r, n, "only one of dynamic_batching, sequence_batching and ensemble_scheduling may be "
-                        "given; '%s' is already given", scheduler);
-    if (is_scheduler) scheduler = f;
-    if (strcmp(f, "name") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 0));
-      ERR_TRY(read_string(r, n, &c->name));
-    } else if (strcmp(f, "platform") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 1));
-      ERR_TRY(read_string(r, n, &c->platform));
-    } else if (strcmp(f, "backend") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 2));
-      ERR_TRY(read_string(r, n, &c->backend));
-    } else if (strcmp(f, "max_batch_size") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 3));
-      ERR_TRY(read_int32(r, n, &c->max_batch_size));
-      c->has_max_batch_size = true;
-    } else if (strcmp(f, "version_policy") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 4));
-      ERR_TRY(read_version_policy(r, n, &c->version_policy));
-    } else if (strcmp(f, "input") == 0) {
-      size_t m2 = enter_entry(r, n, &c->input_count, &i);
-      ERR_TRY(read_tensor(r, n, &c->inputs[i], true));
-      path_pop(r, m2);
-    } else if (strcmp(f, "output") == 0) {
-      size_t m2 = enter_entry(r, n, &c->output_count, &i);
-      ERR_TRY(read_tensor(r, n, &c->outputs[i], false));
-      path_pop(r, m2);
-    } else if (strcmp(f, "instance_group") == 0) {
-      size_t m2 = enter_entry(r, n, &c->instance_group_count, &i);
-      ERR_TRY(read_instance_group(r, n, &c->instance_groups[i]));
-      path_pop(r, m2);
-    } else if (strcmp(f, "dynamic_batching") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 5));
-      ERR_TRY(read_dynamic_batching(r, n, &c->dynamic_batching));
-    } else if (strcmp(f, "parameters") == 0) {
-      ERR_TRY(read_map(r, n, parameter_entry, NULL));
-    } else if (strcmp(f, "model_warmup") == 0) {
-      size_t m2 = enter_entry(r, n, &c->warmup_count, &i);
-      ERR_TRY(read_warmup(r, n, &c->warmups[i]));
-      path_pop(r, m2);
-    } else if (strcmp(f, "default_model_filename") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 6));
-      ERR_TRY(read_string(r, n, &c->default_model_filename));
-    } else if (strcmp(f, "optimization") == 0) {
-      ERR_TRY(once(r, n, &seen, 1 << 7));
-      ERR_TRY(read_optimization(r, n));
-    } else {
-      if (is_scheduler) c->has_other_scheduler = true;
-      skip_field(r, n, config_ignored, &last);
-    }
-    path_pop(r, mark);
-  }
-  return NULL;
+  ERR_TRY(check_scheduler(r, root));
+  return read_fields(r, root, config_rules, N_RULES(config_rules), c, IN_ANY, config_ignored);
 }
 
 inferd_error *model_config__read(const pbtxt_doc *doc, model_config **config) {
