@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "base/mem.h"
+#include "frontends/frontend_zlib.h"
 
 const char *grpc_encoding_name(grpc_encoding e) {
   return e == GRPC_ENCODING_GZIP ? "gzip" : e == GRPC_ENCODING_DEFLATE ? "deflate" : "identity";
@@ -25,51 +26,12 @@ inferd_error *grpc_frame_check_length(const uint8_t *p, size_t max) {
                    : NULL;
 }
 
-/* The buffer grows with what inflating produces, from the size of what
- * came; running out of memory is an error for this call, not an abort. */
 inferd_error *grpc_frame_inflate(const uint8_t *data, size_t size, grpc_encoding e, size_t limit, uint8_t **out,
                                  size_t *out_size) {
-  z_stream z = {0};
-  if (inflateInit2(&z, e == GRPC_ENCODING_GZIP ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK)
-    return err_new(INFERD_ERROR_INTERNAL, "cannot start inflating a message");
-  size_t cap = (size < limit ? size : limit) + 64, len = 0;
-  uint8_t *buf = mem_try_alloc(cap, 1);
-  z.next_in = (Bytef *)data;
-  z.avail_in = (uInt)size;
-  int rc = buf ? Z_OK : Z_MEM_ERROR;
-  while (buf && rc != Z_STREAM_END) {
-    if (len == cap) {
-      if (cap > limit) break;
-      uint8_t *grown = mem_try_grow(buf, &cap, cap + 1, 1, cap, limit + 1);
-      if (!grown) {
-        rc = Z_MEM_ERROR;
-        break;
-      }
-      buf = grown;
-    }
-    z.next_out = buf + len;
-    z.avail_out = (uInt)(cap - len > UINT_MAX ? UINT_MAX : cap - len);
-    const uInt before = z.avail_out;
-    rc = inflate(&z, Z_NO_FLUSH);
-    len += before - z.avail_out;
-    if (rc != Z_OK && rc != Z_STREAM_END) break;
-    if (rc == Z_OK && z.avail_in == 0 && before == z.avail_out) break;
-  }
-  inflateEnd(&z);
-  if (rc == Z_MEM_ERROR) {
-    free(buf);
-    return err_new(INFERD_ERROR_NO_MEMORY, "out of memory inflating a message of %zu bytes", size);
-  }
-  if (len > limit) {
-    free(buf);
-    return err_new(INFERD_ERROR_TOO_LARGE, "received message inflates to more than the limit of %zu bytes", limit);
-  }
-  if (rc != Z_STREAM_END) {
-    free(buf);
-    return err_new(INFERD_ERROR_INVALID_ARG, "the request message cannot be inflated (%s)", grpc_encoding_name(e));
-  }
+  void *buf = NULL;
+  ERR_TRY(frontend_inflate(data, size, e == GRPC_ENCODING_GZIP ? 16 + MAX_WBITS : MAX_WBITS, limit, "message", &buf,
+                           out_size, NULL));
   *out = buf;
-  *out_size = len;
   return NULL;
 }
 

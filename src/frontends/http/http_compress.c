@@ -9,6 +9,7 @@
 
 #include "base/error.h"
 #include "base/mem.h"
+#include "frontends/frontend_zlib.h"
 
 /* Level 1: responses are compressed on the network thread, where speed
  * matters more than the last few percent of size. */
@@ -74,102 +75,16 @@ http_encoding http_encoding_accepted(const char *value) {
   return gzip ? HTTP_ENCODING_GZIP : deflate ? HTTP_ENCODING_DEFLATE : HTTP_ENCODING_IDENTITY;
 }
 
-/* One inflate pass with the given window bits; *data_error reports a stream
- * that is not of this format at all (so the caller may try another). */
-static inferd_error *inflate_with(const unsigned char *in, size_t size, int window_bits, bool gzip, size_t limit,
-                                  void **out, size_t *out_size, bool *data_error) {
-  *data_error = false;
-  if (limit > SIZE_MAX / 2) limit = SIZE_MAX / 2;
-  z_stream zs = {0};
-  if (inflateInit2(&zs, window_bits) != Z_OK) return err_new(INFERD_ERROR_NO_MEMORY, "cannot start zlib");
-  size_t cap = size < limit / 4 ? size * 4 + 1024 : limit + 1;
-  if (cap > limit + 1) cap = limit + 1;
-  unsigned char *buf = mem_try_alloc(cap ? cap : 1, 1);
-  inferd_error *err = NULL;
-  size_t produced = 0;
-  if (!buf) {
-    err = err_new(INFERD_ERROR_NO_MEMORY, "cannot allocate %zu bytes to inflate the body", cap);
-    goto done;
-  }
-  zs.next_in = (unsigned char *)in;
-  size_t in_left = size;
-  for (;;) {
-    if (produced == cap) {
-      if (cap > limit) {
-        err = err_new(INFERD_ERROR_TOO_LARGE, "the %s body inflates to more than the %zu-byte limit",
-                      gzip ? "gzip" : "deflate", limit);
-        goto done;
-      }
-      size_t grown = cap * 2 > limit + 1 || cap * 2 < cap ? limit + 1 : cap * 2;
-      unsigned char *b = mem_try_realloc(buf, grown, 1);
-      if (!b) {
-        err = err_new(INFERD_ERROR_NO_MEMORY, "cannot allocate %zu bytes to inflate the body", grown);
-        goto done;
-      }
-      buf = b;
-      cap = grown;
-    }
-    /* zlib counts in uInt; feed and drain at most 1 GiB per call. */
-    const uInt in_now = in_left > (1u << 30) ? (1u << 30) : (uInt)in_left;
-    const size_t room = cap - produced;
-    const uInt out_now = room > (1u << 30) ? (1u << 30) : (uInt)room;
-    zs.avail_in = in_now;
-    zs.next_out = buf + produced;
-    zs.avail_out = out_now;
-    const int rc = inflate(&zs, Z_NO_FLUSH);
-    in_left -= in_now - zs.avail_in;
-    produced += out_now - zs.avail_out;
-    if (rc == Z_STREAM_END) {
-      /* gzip allows several members back to back. */
-      if (gzip && in_left > 0) {
-        inflateReset(&zs);
-        continue;
-      }
-      if (in_left > 0) {
-        err = err_new(INFERD_ERROR_INVALID_ARG, "%zu bytes after the end of the deflate stream", in_left);
-        goto done;
-      }
-      if (produced > limit)
-        err = err_new(INFERD_ERROR_TOO_LARGE, "the %s body inflates to more than the %zu-byte limit",
-                      gzip ? "gzip" : "deflate", limit);
-      break;
-    }
-    if (rc == Z_OK) continue;
-    if (rc == Z_BUF_ERROR && in_left == 0 && zs.avail_out > 0) {
-      err = err_new(INFERD_ERROR_INVALID_ARG, "the %s body is truncated", gzip ? "gzip" : "deflate");
-      goto done;
-    }
-    if (rc == Z_BUF_ERROR) continue;
-    if (rc == Z_MEM_ERROR) {
-      err = err_new(INFERD_ERROR_NO_MEMORY, "zlib ran out of memory");
-      goto done;
-    }
-    *data_error = produced == 0;
-    err = err_new(INFERD_ERROR_INVALID_ARG, "the %s body is corrupt: %s", gzip ? "gzip" : "deflate",
-                  zs.msg ? zs.msg : "invalid data");
-    goto done;
-  }
-done:
-  inflateEnd(&zs);
-  if (err) {
-    free(buf);
-    return err;
-  }
-  *out = buf;
-  *out_size = produced;
-  return NULL;
-}
-
 inferd_error *http_inflate(const void *data, size_t size, http_encoding encoding, size_t limit, void **out,
                            size_t *out_size) {
   *out = NULL;
   *out_size = 0;
   bool data_error;
-  if (encoding == HTTP_ENCODING_GZIP) return inflate_with(data, size, 15 + 16, true, limit, out, out_size, &data_error);
-  inferd_error *err = inflate_with(data, size, 15, false, limit, out, out_size, &data_error);
+  if (encoding == HTTP_ENCODING_GZIP) return frontend_inflate(data, size, 15 + 16, limit, "body", out, out_size, NULL);
+  inferd_error *err = frontend_inflate(data, size, 15, limit, "body", out, out_size, &data_error);
   if (err && data_error) {
     /* Not a zlib stream: some clients send raw deflate. */
-    inferd_error *raw = inflate_with(data, size, -15, false, limit, out, out_size, &data_error);
+    inferd_error *raw = frontend_inflate(data, size, -15, limit, "body", out, out_size, NULL);
     if (!raw) {
       inferd_error_delete(err);
       return NULL;
