@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
+#include "base/mem.h"
 
 enum { LISTEN_BACKLOG = 1024 };
 
@@ -208,3 +210,35 @@ bool frontend_acceptor_admit(frontend_acceptor *a) {
 }
 
 void frontend_acceptor_release(frontend_acceptor *a) { atomic_fetch_sub(a->connections, 1); }
+
+typedef struct model_job {
+  inferd_server *server;
+  const char *model, *config_json;
+  bool load;
+  frontend_model_job_done done;
+  void *arg;
+} model_job;
+
+static void *model_job_main(void *p) {
+  model_job job = *(model_job *)p;
+  free(p);
+  inferd_error *err = job.load ? inferd_server_load_model(job.server, job.model, job.config_json)
+                               : inferd_server_unload_model(job.server, job.model);
+  job.done(job.arg, err);
+  return NULL;
+}
+
+bool frontend_model_job(inferd_server *server, const char *model, bool load, const char *config_json,
+                        frontend_model_job_done done, void *arg) {
+  model_job *job = mem_alloc(sizeof(*job));
+  *job = (model_job){.server = server, .model = model, .config_json = config_json, .load = load, .done = done,
+                     .arg = arg};
+  pthread_t tid;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  const int rc = pthread_create(&tid, &attr, model_job_main, job);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) free(job);
+  return rc == 0;
+}

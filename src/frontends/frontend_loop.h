@@ -101,4 +101,13 @@ bool frontend_acceptor_admit(frontend_acceptor *a);
 /* A connection admitted before is gone. */
 void frontend_acceptor_release(frontend_acceptor *a);
 
+/* A model load (config_json NULL: the repository's configuration) or
+ * unload, run on a detached thread of its own, since loads take seconds and
+ * the loop goes on meanwhile: done(arg, error) is called on that thread when
+ * it ends (error NULL on success, else owned by done). false when no thread
+ * could be started; done is not called then. */
+typedef void (*frontend_model_job_done)(void *arg, inferd_error *error);
+bool frontend_model_job(inferd_server *server, const char *model, bool load, const char *config_json,
+                        frontend_model_job_done done, void *arg);
+
 #endif

@@ -140,10 +140,8 @@ static void handle_repository_index(grpc_unary *c) {
   reply_json(c, err, json, &inference__repository_index_response__descriptor, "models");
 }
 
-static void *load_unload_main(void *arg) {
+static void load_unload_done(void *arg, inferd_error *err) {
   grpc_unary *c = arg;
-  inferd_error *err = c->load ? inferd_server_load_model(c->server, c->model, c->config_json)
-                              : inferd_server_unload_model(c->server, c->model);
   if (err) {
     grpc_unary_fail(c, err);
   } else if (c->load) {
@@ -153,7 +151,6 @@ static void *load_unload_main(void *arg) {
     Inference__RepositoryModelUnloadResponse r = INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
     grpc_unary_reply(c, &r.base);
   }
-  return NULL;
 }
 
 /* Load and unload requests have the same layout; the load descriptor reads
@@ -184,13 +181,7 @@ static void handle_load_unload(grpc_unary *c, bool load) {
     return;
   }
   c->load = load;
-  pthread_t tid;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  const int rc = pthread_create(&tid, &attr, load_unload_main, c);
-  pthread_attr_destroy(&attr);
-  if (rc != 0)
+  if (!frontend_model_job(c->server, c->model, load, c->config_json, load_unload_done, c))
     grpc_unary_fail(c, err_new(INFERD_ERROR_INTERNAL, "cannot start a thread for the model %s",
                                load ? "load" : "unload"));
 }

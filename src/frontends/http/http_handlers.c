@@ -113,14 +113,10 @@ static void job_complete(http_exchange *ex) {
   http_exchange_send_empty(ex, 200);
 }
 
-static void *job_main(void *arg) {
+static void job_done(void *arg, inferd_error *err) {
   http_exchange *ex = arg;
-  if (ex->route.kind == HTTP_ROUTE_MODEL_LOAD)
-    ex->job_error = inferd_server_load_model(ex->server, ex->route.model, ex->config_json);
-  else
-    ex->job_error = inferd_server_unload_model(ex->server, ex->route.model);
+  ex->job_error = err;
   http_exchange_post(ex);
-  return NULL;
 }
 
 static void handle_load_unload(http_exchange *ex) {
@@ -162,13 +158,8 @@ static void handle_load_unload(http_exchange *ex) {
   }
   ex->complete = job_complete;
   ex->state = HTTP_EXCHANGE_AWAITING;
-  pthread_t tid;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  const int rc = pthread_create(&tid, &attr, job_main, ex);
-  pthread_attr_destroy(&attr);
-  if (rc != 0) {
+  const bool load = ex->route.kind == HTTP_ROUTE_MODEL_LOAD;
+  if (!frontend_model_job(ex->server, ex->route.model, load, load ? ex->config_json : NULL, job_done, ex)) {
     ex->state = HTTP_EXCHANGE_HANDLING;
     http_exchange_send_error(ex, err_new(INFERD_ERROR_INTERNAL, "cannot start a thread for the model %s",
                                          ex->route.kind == HTTP_ROUTE_MODEL_LOAD ? "load" : "unload"));
