@@ -47,6 +47,9 @@ inferd_error *op_infer_Gather(ir_graph *g, int node) {
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < axis; d++) outer *= x->shape.dims[d];
   for (int d = axis + 1; d < x->shape.rank; d++) inner *= x->shape.dims[d];
+  /* Known contents only while they fit, and only from data whose known
+   * elements cover its shape. */
+  if (outer * extent * inner != n_data || outer * n_idx * inner > IR_SYM_MAX) return NULL;
   int total = 0;
   for (int64_t o = 0; o < outer; o++)
     for (int i = 0; i < n_idx; i++)

@@ -24,6 +24,7 @@ bool ops_known_ints(const ir_graph *g, int value, ir_symint *out, int cap, int *
 }
 
 void ops_set_sym(ir_graph *g, int value, const ir_symint *sym, int n) {
+  if (value < 0 || value >= g->n_values) return; /* an output left unnamed */
   ir_value *v = &g->values[value];
   v->sym = NULL;
   v->sym_len = 0;
