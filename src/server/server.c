@@ -652,16 +652,23 @@ inferd_error *inferd_server_repository_index(inferd_server *s, bool ready_only, 
   return dump(list, json);
 }
 
+/* Triton's words for it (tools such as model_analyzer look for them), then
+ * what to change. */
+static inferd_error *not_explicit(const inferd_server *s) {
+  return err_new(INFERD_ERROR_UNAVAILABLE,
+                 "explicit model load / unload is not allowed if polling is enabled (the model control mode is %s; "
+                 "start the server with --model-control-mode=explicit)",
+                 s->control_mode == INFERD_MODEL_CONTROL_POLL ? "poll" : "none");
+}
+
 inferd_error *inferd_server_load_model(inferd_server *s, const char *model, const char *config_json) {
   if (!model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "no model name");
-  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT)
-    return err_new(INFERD_ERROR_UNAVAILABLE, "explicit model load and unload are not allowed in this model control mode");
+  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT) return not_explicit(s);
   return repository_load(s, model, config_json);
 }
 
 inferd_error *inferd_server_unload_model(inferd_server *s, const char *model) {
   if (!model || !*model) return err_new(INFERD_ERROR_INVALID_ARG, "no model name");
-  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT)
-    return err_new(INFERD_ERROR_UNAVAILABLE, "explicit model load and unload are not allowed in this model control mode");
+  if (s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT) return not_explicit(s);
   return repository_unload(s, model);
 }

@@ -224,6 +224,23 @@ def test_explicit_model_control(inferd_bin, repo):
         s.stop()
 
 
+def test_load_outside_explicit_mode_is_refused_in_tritons_words(server):
+    """model_analyzer and other tools recognise Triton's message for a load
+    the control mode does not allow (and tell their user to switch modes)."""
+    client = httpclient.InferenceServerClient(server.url)
+    for call in (client.load_model, client.unload_model):
+        with pytest.raises(InferenceServerException) as e:
+            call("simple")
+        assert "explicit model load / unload is not allowed if polling is enabled" in str(e.value)
+        assert "--model-control-mode=explicit" in str(e.value)
+    req = urllib.request.Request(f"http://{server.url}/v2/repository/models/simple/load", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 503
+    assert "model control mode is none" in json.loads(e.value.read())["error"]
+    assert client.is_model_ready("simple")
+
+
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
