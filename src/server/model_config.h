@@ -289,6 +289,10 @@ typedef struct model_io_info {
  * max_batch_size > 1 and no scheduler was given (as Triton does).
  * Strict: a config without inputs or outputs, or with an entry lacking
  * data_type or dims, is an error. */
+/* UNSUPPORTED, at the field's line:column, for a platform or backend other
+ * than ONNX Runtime's (naming what Triton's would hold: a TensorFlow
+ * SavedModel, a TensorRT engine...); checked before any model file is read. */
+inferd_error *model_config_check_platform(model_config *config);
 inferd_error *model_config_complete(model_config *config, const char *model_name, const model_io_info *model,
                                     bool strict);
 

@@ -196,15 +196,37 @@ static inferd_error *as_unsupported(inferd_error *e) {
   return u;
 }
 
+/* Triton's other platforms and backends, named in the refusal so that a
+ * repository made for them says what it holds. */
+static const struct {
+  const char *name, *what;
+} foreign[] = {
+    {"tensorflow_savedmodel", "a TensorFlow SavedModel"}, {"tensorflow_graphdef", "a TensorFlow GraphDef"},
+    {"tensorflow", "TensorFlow models"},                  {"tensorrt_plan", "a TensorRT engine"},
+    {"tensorrt", "TensorRT engines"},                     {"pytorch_libtorch", "a TorchScript model"},
+    {"pytorch", "TorchScript models"},                    {"openvino", "OpenVINO models"},
+    {"python", "Python models"},                          {"ensemble", "an ensemble of models"},
+};
+
+static inferd_error *foreign_error(model_config *c, const char *field, const char *value, const char *ours) {
+  const char *what = NULL;
+  for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]) && !what; i++)
+    if (strcmp(foreign[i].name, value) == 0) what = foreign[i].what;
+  return as_unsupported(model_config__error(c, field, "%s '%s'%s%s%s is not supported: inferd serves %s models%s",
+                                            field, value, what ? " (" : "", what ? what : "", what ? ")" : "", ours,
+                                            what ? " (convert the model to ONNX)" : ""));
+}
+
+inferd_error *model_config_check_platform(model_config *c) {
+  if (c->platform[0] && strcmp(c->platform, onnx_platform) != 0)
+    return foreign_error(c, "platform", c->platform, onnx_platform);
+  if (c->backend[0] && strcmp(c->backend, onnx_backend) != 0)
+    return foreign_error(c, "backend", c->backend, onnx_backend);
+  return NULL;
+}
+
 static inferd_error *complete_platform(model_config *c) {
-  bool platform_ok = !c->platform[0] || strcmp(c->platform, onnx_platform) == 0;
-  bool backend_ok = !c->backend[0] || strcmp(c->backend, onnx_backend) == 0;
-  if (!platform_ok)
-    return as_unsupported(model_config__error(c, "platform", "platform '%s' is not supported: inferd serves %s models",
-                                              c->platform, onnx_platform));
-  if (!backend_ok)
-    return as_unsupported(model_config__error(c, "backend", "backend '%s' is not supported: inferd serves %s models",
-                                              c->backend, onnx_backend));
+  ERR_TRY(model_config_check_platform(c));
   if (!c->platform[0]) ERR_TRY(replace_string(c, &c->platform, onnx_platform));
   if (!c->backend[0]) ERR_TRY(replace_string(c, &c->backend, onnx_backend));
   return NULL;

@@ -58,6 +58,7 @@ inferd_error *model_settings_read(const char *model_dir, const char *name, const
       s->config = model_config_new(path);
     }
   }
+  if (!e) e = model_config_check_platform(s->config);
   if (e) {
     model_settings_free(s);
     return e;

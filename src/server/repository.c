@@ -83,6 +83,52 @@ static void list_versions(const char *model_dir, const char *filename, int64_t *
   if (*count) qsort(*out, (size_t)*count, sizeof(int64_t), cmp_i64);
 }
 
+/* What Triton's other platforms keep in a version folder, for messages. */
+static const struct {
+  const char *file, *what;
+} foreign_files[] = {
+    {"model.savedmodel", "a TensorFlow SavedModel"}, {"model.graphdef", "a TensorFlow GraphDef"},
+    {"model.plan", "a TensorRT engine"},             {"model.pt", "a TorchScript model"},
+    {"model.py", "a Python model"},
+};
+
+/* "; version N holds F (what), ..." when a version folder of model_dir holds
+ * one of foreign_files, else "". */
+static void foreign_hint(const char *model_dir, char *out, size_t size) {
+  out[0] = 0;
+  DIR *d = opendir(model_dir);
+  if (!d) return;
+  struct dirent *ent;
+  while (!out[0] && (ent = readdir(d))) {
+    char *end;
+    const long long v = strtoll(ent->d_name, &end, 10);
+    if (*end || end == ent->d_name || v < 1) continue;
+    for (size_t i = 0; i < sizeof(foreign_files) / sizeof(foreign_files[0]) && !out[0]; i++) {
+      char path[PATH_MAX];
+      struct stat st;
+      path_fmt(path, sizeof(path), "%s/%s/%s", model_dir, ent->d_name, foreign_files[i].file);
+      if (stat(path, &st) == 0)
+        snprintf(out, size, "; version %lld holds %s (%s), which inferd does not serve (convert the model to ONNX)", v,
+                 foreign_files[i].file, foreign_files[i].what);
+    }
+  }
+  closedir(d);
+}
+
+/* A model file that is a folder is refused saying what it is (a TensorFlow
+ * SavedModel, with its saved_model.pb) before anything tries to read it. */
+static inferd_error *check_model_file(const char *name, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return NULL;
+  char pb[PATH_MAX];
+  path_fmt(pb, sizeof(pb), "%s/saved_model.pb", path);
+  const bool saved_model = stat(pb, &st) == 0;
+  return err_new(INFERD_ERROR_UNSUPPORTED,
+                 "model '%s': '%s' is %s, which inferd does not serve: it serves ONNX models (platform "
+                 "onnxruntime_onnx; convert the model to ONNX)",
+                 name, path, saved_model ? "a TensorFlow SavedModel (a folder with saved_model.pb)" : "a folder");
+}
+
 /* The versions the policy serves among those on disk, ascending. */
 static int choose_versions(const model_settings *ms, const int64_t *have, int n_have, int64_t *chosen) {
   int latest_n, n_specific, n = 0;
@@ -294,14 +340,18 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
     list_versions(dir, model_settings_model_filename(ms), &have, &n_have);
     chosen = mem_alloc((size_t)(n_have + 1) * sizeof(int64_t));
     n_chosen = choose_versions(ms, have, n_have, chosen);
-    if (!n_chosen)
-      e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no version folder with %s that its version policy serves",
-                  name, model_settings_model_filename(ms));
+    if (!n_chosen) {
+      char hint[PATH_MAX + 160];
+      foreign_hint(dir, hint, sizeof(hint));
+      e = err_new(INFERD_ERROR_NOT_FOUND, "model '%s' has no version folder with %s that its version policy serves%s",
+                  name, model_settings_model_filename(ms), hint);
+    }
   }
   char path[PATH_MAX];
   if (!e) {
     /* The newest version's tensors complete the configuration. */
     e = version_model_path(ms, chosen[n_chosen - 1], path);
+    if (!e) e = check_model_file(name, path);
     if (!e) e = inferd_model_inspect_with_defaults(path, optional, n_optional, &info);
   }
   if (!e)

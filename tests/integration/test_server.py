@@ -241,6 +241,39 @@ def test_load_outside_explicit_mode_is_refused_in_tritons_words(server):
     assert client.is_model_ready("simple")
 
 
+def test_tensorflow_models_are_refused_naming_what_they_are(inferd_bin, repo):
+    """The reference architecture's SavedModel repositories, as Triton users
+    lay them out: each model is UNAVAILABLE with a reason that names the
+    platform or what the version folder holds, and the others serve."""
+    saved = repo / "resnet_tf"
+    (saved / "1" / "model" / "variables").mkdir(parents=True)
+    (saved / "1" / "model" / "saved_model.pb").write_bytes(b"")
+    (saved / "config.pbtxt").write_text('platform: "tensorflow_savedmodel"\nmax_batch_size: 64\n'
+                                        'default_model_filename: "model"\n')
+    bare = repo / "resnet_tf_bare"
+    (bare / "1" / "model.savedmodel").mkdir(parents=True)
+    (bare / "1" / "model.savedmodel" / "saved_model.pb").write_bytes(b"")
+    folder = repo / "resnet_tf_folder"
+    (folder / "1" / "model").mkdir(parents=True)
+    (folder / "1" / "model" / "saved_model.pb").write_bytes(b"")
+    (folder / "config.pbtxt").write_text('default_model_filename: "model"\n')
+    s = Server(inferd_bin, repo)
+    try:
+        req = urllib.request.Request(f"http://{s.url}/v2/repository/index", data=b"{}", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            index = {m["name"]: m for m in json.loads(r.read())}
+        assert index["resnet_tf"]["state"] == "UNAVAILABLE"
+        assert "platform 'tensorflow_savedmodel' (a TensorFlow SavedModel) is not supported" in index["resnet_tf"]["reason"]
+        assert "config.pbtxt:1:1" in index["resnet_tf"]["reason"]
+        assert "version 1 holds model.savedmodel (a TensorFlow SavedModel)" in index["resnet_tf_bare"]["reason"]
+        assert "is a TensorFlow SavedModel (a folder with saved_model.pb)" in index["resnet_tf_folder"]["reason"]
+        client = httpclient.InferenceServerClient(s.url)
+        a, b, inputs = simple_inputs(1)
+        assert (client.infer("simple", inputs).as_numpy("OUTPUT0") == a + b).all()
+    finally:
+        s.stop()
+
+
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")

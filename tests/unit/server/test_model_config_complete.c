@@ -220,8 +220,11 @@ static void test_mismatches_with_the_model(void **state) {
   complete_fails("name: \"resnet50\"", &resnet, false,
                  "config.pbtxt:1:1: the configuration names the model 'resnet50' but its folder is 'resnet'");
   complete_fails("platform: \"tensorrt_plan\"", &resnet, false,
-                 "config.pbtxt:1:1: platform 'tensorrt_plan' is not supported: inferd serves onnxruntime_onnx models");
-  complete_fails("backend: \"python\"", &resnet, false, "config.pbtxt:1:1: backend 'python' is not supported");
+                 "config.pbtxt:1:1: platform 'tensorrt_plan' (a TensorRT engine) is not supported: inferd serves "
+                 "onnxruntime_onnx models (convert the model to ONNX)");
+  complete_fails("platform: \"tensorflow_savedmodel\"", &resnet, false,
+                 "platform 'tensorflow_savedmodel' (a TensorFlow SavedModel) is not supported");
+  complete_fails("backend: \"python\"", &resnet, false, "config.pbtxt:1:1: backend 'python' (Python models) is not supported: inferd serves onnxruntime models");
   complete_fails("input { name: \"image\" }", &resnet, false,
                  "config.pbtxt:1:1: input 'image' is not an input of the model (its inputs are 'data')");
   complete_fails("output [ { name: \"prob\" }, { name: \"logits\" } ]", &resnet, false,
