@@ -16,11 +16,11 @@ from ._errors import InferdError
 from ._library import LibraryNotFound
 from ._types import bf16_to_float32, float32_to_bf16
 from .engine import Context, ModelInfo, Plan, TensorSpec, inspect
-from .server import InferResult, Server
+from .server import InferFuture, InferResult, Server
 
-__all__ = ["Context", "InferResult", "InferdError", "LibraryNotFound", "ModelInfo", "Plan", "Server", "TensorSpec",
-           "api_version", "bf16_to_float32", "build_info", "device_count", "device_describe", "float32_to_bf16",
-           "inspect", "library_path", "set_log_handler", "set_log_level", "version"]
+__all__ = ["Context", "InferFuture", "InferResult", "InferdError", "LibraryNotFound", "ModelInfo", "Plan", "Server",
+           "TensorSpec", "api_version", "bf16_to_float32", "build_info", "device_count", "device_describe",
+           "float32_to_bf16", "inspect", "library_path", "set_log_handler", "set_log_level", "version"]
 
 __version__ = "0.1.0"
 

@@ -63,6 +63,12 @@ def check(error) -> None:
     raise exc
 
 
+def to_c(error: InferdError):
+    """A new inferd_error * of the same code and message, for a callback that
+    hands an error to the library (which then owns it)."""
+    return lib.inferd_error_create(_code_number(error.code), error.message.encode(errors="replace"))
+
+
 def invalid(message: str) -> InferdError:
     """An INVALID_ARG error found on the Python side, before calling the library."""
     return InferdError("INVALID_ARG", message)

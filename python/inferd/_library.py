@@ -23,6 +23,9 @@ API_MINOR = 1
 
 INFERD_MAX_RANK = 8
 INFERD_RESPONSE_FINAL = 1
+# enum inferd_memory_kind
+INFERD_MEMORY_CPU = 0
+INFERD_MEMORY_CPU_PINNED = 1
 
 c_int64_p = ctypes.POINTER(ctypes.c_int64)
 
@@ -119,6 +122,15 @@ RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 RESPONSE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 # void (*inferd_log_fn)(inferd_log_level, const char *message, void *userp)
 LOG_FN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+# inferd_error *(*inferd_output_alloc_fn)(const char *name, size_t byte_size, void *userp, void **buffer,
+#                                         inferd_memory_kind *kind, int *memory_id, void **buffer_userp)
+OUTPUT_ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
+                                   ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int),
+                                   ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_void_p))
+# void (*inferd_output_release_fn)(void *buffer, size_t byte_size, inferd_memory_kind kind, int memory_id,
+#                                  void *buffer_userp, void *userp)
+OUTPUT_RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                                     ctypes.c_void_p, ctypes.c_void_p)
 
 _P = ctypes.c_void_p
 _PP = ctypes.POINTER(ctypes.c_void_p)
@@ -213,6 +225,8 @@ SIGNATURES = {
     "inferd_request_add_input": (_ERR, [_P, _S, _I, c_int64_p, _I, _P, _SZ]),
     "inferd_request_add_requested_output": (_ERR, [_P, _S, _I]),
     "inferd_request_set_callbacks": (None, [_P, RELEASE_FN, _P, RESPONSE_FN, _P]),
+    "inferd_request_set_output_allocator": (None, [_P, OUTPUT_ALLOC_FN, OUTPUT_RELEASE_FN, _P]),
+    "inferd_request_cancel": (_ERR, [_P]),
     "inferd_server_infer": (_ERR, [_P, _P]),
     "inferd_response_error": (_ERR, [_P]),
     "inferd_response_id": (_S, [_P]),
@@ -223,6 +237,7 @@ SIGNATURES = {
                                       ctypes.POINTER(c_int64_p), ctypes.POINTER(ctypes.c_int), _PP,
                                       ctypes.POINTER(_SZ)]),
     "inferd_response_output_shm": (_S, [_P, _I, ctypes.POINTER(_U64), ctypes.POINTER(_U64)]),
+    "inferd_response_output_memory": (_I, [_P, _I, ctypes.POINTER(ctypes.c_int)]),
     "inferd_response_delete": (None, [_P]),
 }
 

@@ -21,22 +21,36 @@ short locks and resolve a concurrent.futures.Future, so they never block.
 Outputs are not copied: each returned array reads the response's own
 memory, and the response is deleted (inferd_response_delete) when the last
 array of it is garbage. BYTES outputs are parsed into object arrays (a copy).
+An output the caller gave an array for (outputs={name: array}) is written by
+the server straight into that array: the request then has an output
+allocator (inferd_request_set_output_allocator), two more module-level
+ctypes functions with the same token, that lends the server the array's
+memory; the array is held in _lent until the server gives the buffer back
+(when the response is deleted).
+
+Cancellation (InferFuture.cancel) calls inferd_request_cancel, which may
+only reach a request that still exists: the server frees it once its
+response callback returns. So each call has a lock, held around the C
+cancel call and taken by the response callback to mark the call answered
+(call.request = None) before anything else; cancel() never calls C once
+that is done.
 """
 import ctypes
 import itertools
 import json
 import threading
 import weakref
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 
 import numpy as np
 
 from . import _types
-from ._errors import InferdError, check, from_borrowed, invalid
+from ._errors import InferdError, check, from_borrowed, invalid, to_c
 from ._handle import Closable, Handle
-from ._library import (INFERD_RESPONSE_FINAL, RELEASE_FN, RESPONSE_FN, CudaMemoryPool, ServerOptions, c_int64_p,
-                       free, lib)
-from .engine import _prepare_input, _strings
+from ._library import (INFERD_MEMORY_CPU, INFERD_MEMORY_CPU_PINNED, INFERD_RESPONSE_FINAL, OUTPUT_ALLOC_FN,
+                       OUTPUT_RELEASE_FN, RELEASE_FN, RESPONSE_FN, CudaMemoryPool, ServerOptions, c_int64_p, free,
+                       lib)
+from .engine import _check_output_array, _prepare_input, _strings
 
 MODEL_CONTROL_MODES = {"none": 0, "poll": 1, "explicit": 2}
 
@@ -66,8 +80,10 @@ class _Response:
             self._delete(ptr)
 
 
-def _read_response(ptr) -> InferResult:
-    """The outputs of a response as arrays over its memory (raises its error)."""
+def _read_response(ptr, given=None) -> InferResult:
+    """The outputs of a response as arrays over its memory, or the caller's
+    own arrays (`given`, {name: array}) where the server wrote into them;
+    raises the response's error."""
     error = lib.inferd_response_error(ptr)
     if error:
         # Deleted now rather than with the traceback that would hold it.
@@ -83,6 +99,9 @@ def _read_response(ptr) -> InferResult:
                                          ctypes.byref(rank), ctypes.byref(data), ctypes.byref(size)))
         label = name.value.decode()
         dims = tuple(shape[d] for d in range(rank.value))
+        kind = lib.inferd_response_output_memory(ptr, i, None)
+        if kind not in (INFERD_MEMORY_CPU, INFERD_MEMORY_CPU_PINNED):  # only host memory is ever lent
+            raise InferdError("INTERNAL", f"output '{label}' is in memory of kind {kind}, not host memory")
         if datatype.value == _types.BYTES:
             raw = ctypes.string_at(data.value, size.value) if size.value else b""
             outputs[label] = _types.parse_bytes(raw, dims, f"output '{label}'")
@@ -92,6 +111,10 @@ def _read_response(ptr) -> InferResult:
         if count * dtype.itemsize != size.value:
             raise InferdError("INTERNAL", f"output '{label}' has {size.value} bytes for shape {list(dims)} of "
                                           f"{_types.name_of(datatype.value)}")
+        array = given.get(label) if given else None
+        if array is not None and data.value == array.ctypes.data:
+            outputs[label] = _callers_array(array, label, dtype, dims, count)
+            continue
         if not size.value:
             outputs[label] = np.empty(dims, dtype)
             continue
@@ -103,20 +126,84 @@ def _read_response(ptr) -> InferResult:
                        lib.inferd_response_model_version(ptr))
 
 
+def _callers_array(array, label, dtype, dims, count):
+    """The caller's array the server wrote output `label` into: itself when
+    it has the output's shape, else a view of its first `count` items in
+    that shape (a larger array serving a smaller batch)."""
+    if array.dtype != dtype:  # checked at submission; only a model reloaded since gets here
+        raise InferdError("INVALID_ARG", f"output '{label}' is {dtype}; it was written into the array given, "
+                                         f"of dtype {array.dtype}")
+    if array.shape == dims:
+        return array
+    return array.reshape(-1)[:count].reshape(dims)
+
+
+class InferFuture(Future):
+    """The concurrent.futures.Future of one request (Server.infer_async),
+    whose cancel() asks the server not to run it.
+
+    It stays pending (running() is False) until the server answers: the
+    server does not say when a request starts to run."""
+
+    _call = None
+
+    def cancel(self) -> bool:
+        """Cancels the request if the server has not run it yet.
+
+        A request still queued is answered CANCELLED without running: the
+        future ends cancelled and this returns True. One already running or
+        answered completes as usual, and this returns False. It waits for the
+        server's answer (at once when an instance of the model is idle, else
+        until one ends its batch), except from a callback of a request (a
+        done-callback), where waiting could block the server's thread: there
+        it asks and returns cancelled(), and the future may still end
+        cancelled later."""
+        call = self._call
+        if call is None:  # not made by infer_async
+            return super().cancel()
+        with call.lock:
+            request = call.request
+            if request is not None:
+                # The response callback takes this lock before it lets the
+                # request go, so the request exists throughout this call.
+                check(lib.inferd_request_cancel(request))
+                call.cancel_asked = True
+        if request is None or getattr(_in_callback, "active", False):
+            return self.cancelled()
+        try:
+            self.exception()  # waits for the answer
+        except CancelledError:
+            return True
+        return False
+
+
 class _Call:
     """One request handed to the server, until both its callbacks ran."""
-    __slots__ = ("future", "inputs", "released", "answered")
+    __slots__ = ("future", "inputs", "outputs", "released", "answered", "lock", "request", "cancel_asked")
 
-    def __init__(self, future, inputs):
+    def __init__(self, future, inputs, outputs):
         self.future = future
         self.inputs = inputs  # the arrays the request's inputs point into
+        self.outputs = outputs  # {name: array} the caller gave for outputs, or None
         self.released = False
         self.answered = False
+        # Held around inferd_request_cancel, and by the response callback
+        # while it sets request to None (answered: cancel() leaves C alone).
+        self.lock = threading.Lock()
+        self.request = None  # the inferd_request *, from just before submission until answered
+        self.cancel_asked = False
 
 
 _calls = {}
 _calls_lock = threading.Lock()
 _tokens = itertools.count(1)
+# The caller's output arrays lent to the server, by the buffer_userp the
+# allocator gave each: taken out when the server gives the buffer back.
+# Plain dict operations, no lock: the release comes from
+# inferd_response_delete, which may run in a garbage collection on a thread
+# that holds any lock of this module.
+_lent = {}
+_lent_ids = itertools.count(1)
 # Set on a thread while it runs one of the callbacks: inferd_server_delete
 # there would wait for the very request being answered.
 _in_callback = threading.local()
@@ -167,19 +254,60 @@ def _respond(response, flags, token):
         # the last is not what this API returns.
         lib.inferd_response_delete(response)
         return
+    with call.lock:
+        # The server frees the request when this callback returns: from now
+        # on cancel() does not reach it.
+        call.request = None
+        cancel_asked = call.cancel_asked
     result = error = None
     try:
-        result = _read_response(response)
+        result = _read_response(response, call.outputs)
     except BaseException as e:  # the request's error, or a malformed output
         error = e
+    future, call.future, call.outputs = call.future, None, None
     # Forgotten before the future resolves, so that whoever waits on it
     # finds the call gone.
     call.answered = True
     _forget_if_done(token, call)
-    if error is not None:
-        call.future.set_exception(error)
+    if cancel_asked and isinstance(error, InferdError) and error.code == "CANCELLED":
+        Future.cancel(future)  # pending until now, so it cancels (and runs the done-callbacks)
+        future.set_running_or_notify_cancel()  # wakes concurrent.futures.wait and as_completed
+    elif error is not None:
+        future.set_exception(error)
     else:
-        call.future.set_result(result)
+        future.set_result(result)
+
+
+@OUTPUT_ALLOC_FN
+def _on_output_alloc(name, byte_size, token, buffer, kind, memory_id, buffer_userp):
+    """Lends the server the caller's array for an output; *buffer stays NULL
+    (the server's own memory) for outputs without one. An array too small
+    fails the request (an error returned here is the server's to delete)."""
+    try:
+        with _calls_lock:
+            call = _calls.get(token)
+        array = call.outputs.get(name.decode()) if call is not None and call.outputs else None
+        if array is None:
+            return None
+        if array.nbytes < byte_size:
+            raise invalid(f"the array given has {array.nbytes} bytes, the output needs {byte_size}")
+        lent = next(_lent_ids)
+        _lent[lent] = array
+        buffer[0] = array.ctypes.data
+        buffer_userp[0] = lent  # *kind stays INFERD_MEMORY_CPU
+        return None
+    except InferdError as e:
+        return to_c(e)
+    except BaseException as e:  # an exception cannot cross into C
+        return to_c(InferdError("INTERNAL", f"the output allocator failed: {type(e).__name__}: {e}"))
+
+
+@OUTPUT_RELEASE_FN
+def _on_output_release(buffer, byte_size, kind, memory_id, lent, token):
+    try:
+        _lent.pop(lent, None)
+    except BaseException:  # at interpreter exit the module may be gone; nothing to keep then
+        pass
 
 
 def _json_text(fn, *args):
@@ -336,27 +464,32 @@ class Server(Closable):
 
         inputs: {name: array} with the batch dimension when the model batches
         ((array, "BF16") for a datatype NumPy lacks). outputs: None for every
-        output, a list of names, or {name: k} for the top-k classes of an
-        output as BYTES (k 0: the tensor). timeout: seconds the request may
-        wait in the model's queue (None: the model's default). A refusal or
-        a failed request raises InferdError.
+        output, a list of names, or a dict of the outputs to return, each
+        name with: k > 0 for the top-k classes of the output as BYTES, 0 or
+        None for the tensor, or a NumPy array for the tensor written straight
+        into that array (C-contiguous, writable, of the output's dtype, not
+        BYTES; the result then holds that very array, or a view of its start
+        when it is larger than the output). A wrong array raises InferdError
+        INVALID_ARG here; one too small for the output fails the request
+        (INVALID_ARG), leaving its contents unspecified. timeout: seconds the
+        request may wait in the model's queue (None: the model's default). A
+        refusal or a failed request raises InferdError.
         """
         return self.infer_async(model, inputs, outputs, version, id, timeout, priority).result()
 
     def infer_async(self, model: str, inputs: dict, outputs=None, version: int = -1, id=None, timeout=None,
-                    priority: int = 0) -> Future:
-        """infer() without waiting: a concurrent.futures.Future of the
-        InferResult (or of the InferdError). A request the server refuses
+                    priority: int = 0) -> "InferFuture":
+        """infer() without waiting: an InferFuture (a concurrent.futures.Future)
+        of the InferResult (or of the InferdError), whose cancel() keeps a
+        request still queued from running. A request the server refuses
         outright raises here. The future is resolved on a server thread (or
         on this one, before this returns): callbacks added to it must not
         block."""
-        if outputs is None:
-            outputs = {}
-        elif not isinstance(outputs, dict):
-            outputs = {name: 0 for name in outputs}
+        requested, arrays = self._requested_outputs(model, version, outputs)
         prepared = [(name, *_prepare_input(value, None, f"input '{name}'")) for name, value in inputs.items()]
-        future = Future()
-        call = _Call(future, [data for _, _, _, data in prepared])
+        future = InferFuture()
+        call = _Call(future, [data for _, _, _, data in prepared], arrays or None)
+        future._call = call
         with self._handle.use() as p:
             request = ctypes.c_void_p()
             check(lib.inferd_request_create(p, model.encode(), int(version), ctypes.byref(request)))
@@ -373,13 +506,15 @@ class Server(Closable):
                     dims = (ctypes.c_int64 * max(1, len(shape)))(*shape)
                     check(lib.inferd_request_add_input(request, name.encode(), datatype, dims, len(shape),
                                                        data.ctypes.data, data.nbytes))
-                for name, classes in outputs.items():
-                    check(lib.inferd_request_add_requested_output(request, name.encode(), int(classes or 0)))
+                for name, classes in requested.items():
+                    check(lib.inferd_request_add_requested_output(request, name.encode(), classes))
                 token = next(_tokens)
                 with _calls_lock:
                     _calls[token] = call
                 lib.inferd_request_set_callbacks(request, _on_release, token, _on_response, token)
-                future.set_running_or_notify_cancel()
+                if arrays:
+                    lib.inferd_request_set_output_allocator(request, _on_output_alloc, _on_output_release, token)
+                call.request = request.value  # before submission: the answer may come within it
                 check(lib.inferd_server_infer(p, request))
                 submitted = True
             finally:
@@ -388,8 +523,37 @@ class Server(Closable):
                     if token is not None:
                         with _calls_lock:
                             _calls.pop(token, None)
+                    call.request = call.future = None
                     lib.inferd_request_delete(request)
         return future
+
+    def _requested_outputs(self, model, version, outputs):
+        """({name: classification count} to ask for, {name: the caller's
+        array}) of infer's `outputs`; the arrays checked against the model's
+        outputs (its metadata), so that none is written with another dtype."""
+        if outputs is None:
+            return {}, {}
+        if not isinstance(outputs, dict):
+            return {name: 0 for name in outputs}, {}
+        requested, arrays = {}, {}
+        for name, value in outputs.items():
+            if value is None or isinstance(value, (int, np.integer)):
+                requested[name] = int(value or 0)
+                continue
+            if not isinstance(value, np.ndarray):
+                raise invalid(f"output '{name}': the buffer given is a {type(value).__name__}, not a NumPy array")
+            arrays[name] = value
+            requested[name] = 0
+        if arrays:
+            datatypes = {o["name"]: o["datatype"] for o in self.model_metadata(model, version)["outputs"]}
+            for name, array in arrays.items():
+                if name not in datatypes:
+                    continue  # the library refuses the request, naming it
+                if datatypes[name] == "BYTES":
+                    raise invalid(f"output '{name}' is BYTES, returned as an object array: it cannot be written "
+                                  "into an array given")
+                _check_output_array(array, name, _types.numpy_dtype(_types.number_of(datatypes[name])), 0)
+        return requested, arrays
 
     def close(self):
         """Stops the server: waits for the requests in flight (their futures
@@ -416,3 +580,8 @@ def pending_calls() -> int:
     """Requests handed to a server whose callbacks have not both run (for tests)."""
     with _calls_lock:
         return len(_calls)
+
+
+def lent_arrays() -> int:
+    """The caller's output arrays the server has not given back yet (for tests)."""
+    return len(_lent)

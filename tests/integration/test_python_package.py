@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from concurrent.futures import CancelledError, wait
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import sanitizer
 from sanitizer import REPO, build_dir, check_output, scaled
-from server_fixtures import add_sub_graph, identity_graph, place_model, simple_config, write_model
+from server_fixtures import HELD_CONFIG, add_sub_graph, identity_graph, place_model, simple_config, write_model
 
 PACKAGE = REPO / "python"
 HEADER = REPO / "include" / "inferd.h"
@@ -479,6 +480,9 @@ def repository(models, tmp_path_factory):
     place_model(models["conv"], repo / "conv" / "1" / "model.onnx")
     (repo / "conv" / "config.pbtxt").write_text(CONV_CONFIG)
     write_model(repo, "strings", identity_graph(TensorProto.STRING, (3,), "strings"), None)
+    # An hour's batching delay: a batch-1 request stays queued until it is
+    # cancelled or the server closes (which runs what is queued).
+    write_model(repo, "held", identity_graph(), HELD_CONFIG.replace("max_batch_size: 64", "max_batch_size: 8"))
     return repo
 
 
@@ -622,6 +626,112 @@ def test_explicit_model_control_and_close(inferd, repository):
     assert e.value.code == "UNAVAILABLE"
     with pytest.raises(inferd.InferdError):
         inferd.Server(repository / "absent")
+
+
+def test_cancel_a_queued_request(inferd, repository):
+    """future.cancel() of a request still queued in "held" (an hour's
+    batching delay): it is answered CANCELLED without running and the future
+    ends cancelled; cancel() of a request already answered is False; one
+    asked from a done-callback (a server thread) cancels too."""
+    from inferd.server import pending_calls
+    x = np.arange(4, dtype=np.float32).reshape(1, 4)
+    a = np.ones((1, 16), np.float32)
+    # Only a backstop: were cancel() broken, the held requests would end
+    # UNAVAILABLE then (failing the test) instead of keeping close() waiting
+    # an hour.
+    backstop = scaled(120)
+    s = inferd.Server(repository, model_control_mode="explicit", startup_models=["held", "simple", "simple_batched"])
+    try:
+        assert s.model_config("held")["max_batch_size"] == 8
+        f = s.infer_async("held", {"INPUT0": x}, timeout=backstop)
+        assert isinstance(f, inferd.InferFuture)
+        assert not f.done() and not f.running()  # queued for an hour
+        assert f.cancel() is True
+        assert f.cancelled() and f.done()
+        with pytest.raises(CancelledError):
+            f.result()
+        assert f in wait([f], timeout=0).done
+        assert f.cancel() is True  # already cancelled: stays so
+        stats = s.model_statistics("held")["model_stats"][0]
+        assert int(stats["execution_count"]) == 0 and int(stats["inference_count"]) == 0, stats
+        assert int(stats["inference_stats"]["fail"]["count"]) == 1, stats
+
+        # Answered already: nothing to cancel, the result stands.
+        done = s.infer_async("simple", {"INPUT0": a, "INPUT1": a})
+        np.testing.assert_array_equal(done.result()["OUTPUT0"], 2 * a)
+        assert done.cancel() is False and not done.cancelled()
+        np.testing.assert_array_equal(done.result()["OUTPUT1"], 0 * a)
+
+        # Asked from a done-callback, on the server thread that answers
+        # "simple_batched": cancel() does not wait there, and the request
+        # still ends cancelled.
+        hedged = s.infer_async("held", {"INPUT0": x}, timeout=backstop)
+        asked = []
+        trigger = s.infer_async("simple_batched", {"INPUT0": a, "INPUT1": a})
+        trigger.add_done_callback(lambda _: asked.append(hedged.cancel()))
+        trigger.result()
+        wait([hedged])
+        assert hedged.cancelled() and asked in ([False], [True]), (asked, hedged)
+        assert int(s.model_statistics("held")["model_stats"][0]["execution_count"]) == 0
+    finally:
+        s.close()
+    assert pending_calls() == 0
+
+
+def test_server_writes_outputs_into_the_callers_arrays(inferd, server):
+    """outputs={name: array}: the server writes the output straight into the
+    array, and the result holds that very array (a view of its start when it
+    is larger); other outputs come in the response's memory."""
+    from inferd.server import lent_arrays, pending_calls
+    a = np.arange(32, dtype=np.float32).reshape(2, 16)
+    b = np.full((2, 16), 3, np.float32)
+    out0, out1 = np.empty((2, 16), np.float32), np.empty((2, 16), np.float32)
+    got = server.infer("simple", {"INPUT0": a, "INPUT1": b}, outputs={"OUTPUT0": out0, "OUTPUT1": out1})
+    assert list(got) == ["OUTPUT0", "OUTPUT1"] and got["OUTPUT0"] is out0 and got["OUTPUT1"] is out1
+    np.testing.assert_array_equal(out0, a + b)
+    np.testing.assert_array_equal(out1, a - b)
+    assert lent_arrays() == 0  # every buffer given back with the response
+
+    # On a server thread (batched), one output into an array, the other the server's.
+    room = np.zeros((8, 16), np.float32)
+    got = server.infer_async("simple_batched", {"INPUT0": a, "INPUT1": b},
+                             outputs={"OUTPUT0": room, "OUTPUT1": None}).result()
+    assert got["OUTPUT0"].shape == (2, 16) and got["OUTPUT0"].base is not None
+    assert got["OUTPUT0"].ctypes.data == room.ctypes.data
+    np.testing.assert_array_equal(room[:2], a + b)
+    assert not room[2:].any()
+    np.testing.assert_array_equal(got["OUTPUT1"], a - b)
+    assert not np.shares_memory(got["OUTPUT1"], room)
+    del got
+    assert lent_arrays() == 0 and pending_calls() == 0
+
+
+def test_server_output_arrays_that_do_not_fit(inferd, server):
+    """A wrong array (dtype, layout, a BYTES output) is refused before the
+    request is sent; one too small for the output fails the request."""
+    from inferd.server import lent_arrays, pending_calls
+    a = np.ones((2, 16), np.float32)
+    wrong = np.full((2, 16), 7, np.float64)
+    with pytest.raises(inferd.InferdError, match="float32; the array given is float64") as e:
+        server.infer("simple", {"INPUT0": a, "INPUT1": a}, outputs={"OUTPUT0": wrong})
+    assert e.value.code == "INVALID_ARG" and (wrong == 7).all()
+    with pytest.raises(inferd.InferdError, match="C-contiguous and writable") as e:
+        server.infer("simple", {"INPUT0": a, "INPUT1": a}, outputs={"OUTPUT0": np.empty((16, 2), np.float32).T})
+    assert e.value.code == "INVALID_ARG"
+    with pytest.raises(inferd.InferdError, match="bytearray, not a NumPy array") as e:
+        server.infer("simple", {"INPUT0": a, "INPUT1": a}, outputs={"OUTPUT0": bytearray(128)})
+    assert e.value.code == "INVALID_ARG"
+    with pytest.raises(inferd.InferdError, match="BYTES") as e:
+        server.infer("strings", {"INPUT0": np.array([[b"a", b"b", b"c"]], dtype=object)},
+                     outputs={"OUTPUT0": np.empty((1, 3), object)})
+    assert e.value.code == "INVALID_ARG"
+    small = np.full((1, 16), 7, np.float32)
+    with pytest.raises(inferd.InferdError, match="OUTPUT0.*has 64 bytes, the output needs 128") as e:
+        server.infer("simple", {"INPUT0": a, "INPUT1": a}, outputs={"OUTPUT0": small})
+    assert e.value.code == "INVALID_ARG"
+    assert lent_arrays() == 0 and pending_calls() == 0
+    # The server still answers.
+    np.testing.assert_array_equal(server.infer("simple", {"INPUT0": a, "INPUT1": a})["OUTPUT0"], 2 * a)
 
 
 def test_log_level_and_handler(inferd, repository, tmp_path):
