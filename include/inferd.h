@@ -474,7 +474,9 @@ typedef struct inferd_server_options {
  * load is reported (log, repository index) and the others still serve; only
  * an unusable repository path is an error here. */
 INFERD_API inferd_error *inferd_server_create(const inferd_server_options *options, inferd_server **server);
-/* Stops accepting requests, waits for those in flight, frees everything. */
+/* Stops accepting requests, waits for those in flight (the queued ones run
+ * at once, without waiting out their model's batching delay), frees
+ * everything. */
 INFERD_API void inferd_server_delete(inferd_server *server);
 
 INFERD_API bool inferd_server_is_live(const inferd_server *server);

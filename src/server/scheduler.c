@@ -73,6 +73,7 @@ struct scheduler {
   request_queue *queues; /* [priority_levels], index 0 = level 1 */
   int queued, running;
   bool stopping;
+  bool flushing; /* no request can join a batch any more: queued ones run at once */
   instance *instances;
   /* preserve_ordering with several instances: answers wait in `held`
    * (sorted by seq) until every earlier request is answered. */
@@ -132,6 +133,13 @@ static bool is_cancelled(const inferd_request *r) {
 static inferd_error *cancelled_error(const inferd_request *r) {
   return err_new(INFERD_ERROR_CANCELLED, "request of model '%s' not run: %s", r->model_name,
                  atomic_load(&r->cancel_asked) ? "cancelled by its caller" : "its client has gone");
+}
+
+void scheduler_flush(scheduler *s) {
+  pthread_mutex_lock(&s->lock);
+  s->flushing = true;
+  pthread_cond_broadcast(&s->work);
+  pthread_mutex_unlock(&s->lock);
 }
 
 void scheduler_wake(scheduler *s) {
@@ -241,7 +249,7 @@ static int take_batch(instance *inst, inferd_request **expired) {
     int n = 1;
     if (!runs_alone(inst, first) && s->cfg.max_batch_size > 0 && s->cfg.dynamic_batching && s->dynamic) {
       const uint64_t delay_ns = clock_us_to_ns(s->cfg.max_queue_delay_us);
-      bool due = s->stopping || now >= clock_add_sat(first->enqueue_ns, delay_ns);
+      bool due = s->stopping || s->flushing || now >= clock_add_sat(first->enqueue_ns, delay_ns);
       batch_rules rules = {.max_batch_size = s->cfg.max_batch_size,
                            .preferred = s->cfg.preferred,
                            .n_preferred = s->cfg.n_preferred};

@@ -82,6 +82,9 @@ int scheduler_queued(scheduler *s);
  * OVERLOADED (the server is stopping: retry elsewhere), saying `why`; batches already running finish. Returns how
  * many were answered. */
 int scheduler_cancel_queued(scheduler *s, const char *why);
+/* No request will join a batch any more (the server stopped accepting):
+ * what is queued runs now instead of waiting out max_queue_delay. */
+void scheduler_flush(scheduler *s);
 /* Wakes the idle instances, which answer the queued requests cancelled
  * meanwhile (inferd_request_cancel) before they look for work. */
 void scheduler_wake(scheduler *s);

@@ -110,6 +110,12 @@ void inferd_server_delete(inferd_server *s) {
   if (!s) return;
   inferd_server_stop_accepting(s);
   repository_stop(s);
+  /* Nothing new can fill a batch now: what is queued runs without waiting
+   * out its model's batching delay (an hour's would hold the delete). */
+  int n;
+  model_version **versions = server_retain_versions(s, &n);
+  for (int i = 0; i < n; i++) scheduler_flush(versions[i]->sched);
+  server_release_versions(versions, n);
   inferd_server_drain(s, -1);
   for (int i = 0; i < s->n_models; i++) entry_free(s->models[i]);
   free(s->models);

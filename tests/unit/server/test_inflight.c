@@ -259,12 +259,28 @@ static void test_request_cancel_answers_a_queued_request(void **state) {
   inferd_server_delete(s);
 }
 
+/* inferd_server_delete with a request queued behind the model's hour of
+ * batching delay: the request runs at once (nothing can join its batch any
+ * more) and is answered, and the delete returns. */
+static void test_delete_runs_what_is_queued(void **state) {
+  (void)state;
+  reset_answers();
+  inferd_server *s = start(0, 100);
+  assert_null(inferd_server_infer(s, request(s, 1, NULL)));
+  assert_int_equal(got.count, 0);
+  inferd_server_delete(s);
+  assert_int_equal(got.count, 1);
+  assert_int_equal(got.other, 1);
+  assert_string_equal(got.last, ""); /* a success */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bound_refuses_overload_and_bytes_come_back_once),
       cmocka_unit_test(test_full_queue_gives_the_bytes_back),
       cmocka_unit_test(test_no_bound_admits_and_still_counts),
       cmocka_unit_test(test_request_cancel_answers_a_queued_request),
+      cmocka_unit_test(test_delete_runs_what_is_queued),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
