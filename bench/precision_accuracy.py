@@ -105,7 +105,7 @@ def metrics(ref, y):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", default=str(ROOT / "models" / "photos"),
+    ap.add_argument("--photos", default=str(ROOT / "tests" / "fixtures" / "generated" / "photos"),
                     help="folder of real photos (made by scripts/fetch_photos.sh when missing)")
     ap.add_argument("--crops", type=int, default=0, help="random crops per photo besides its centre and flip")
     ap.add_argument("--threads", type=int, default=2)
@@ -171,7 +171,7 @@ def main():
     lines = ["# Accuracy of reduced precision on the CPU (EfficientNet-Lite0, real photos)", "",
              f"Machine: {m['cpu']}, {m['cores']} cores; `{' / '.join(m['inferd_version'])}`.",
              f"Reference: ONNX Runtime {ort.__version__} FP32. Photos: {len(photos)} real photographs "
-             "(`scripts/fetch_photos.sh`, from Debian packages; `models/photos/MANIFEST.tsv` lists each with its "
+             "(`scripts/fetch_photos.sh`, from Debian packages; `tests/fixtures/generated/photos/MANIFEST.tsv` lists each with its "
              f"package and license), split by subject: calibration {len(cal)} images from {len(cal_paths)} photos, "
              f"evaluation {len(x)} images from {len(eval_paths)} photos (centre crop and its flip"
              + (f", and {a.crops} random crops and flips" if a.crops else "") + " of each).", "",

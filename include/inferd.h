@@ -468,11 +468,22 @@ typedef struct inferd_server_options {
    * bound (`inferd serve` passes --max-inflight-bytes, whose default is
    * 2 GiB or a quarter of the physical memory, whichever is less). */
   uint64_t max_inflight_bytes;
+  /* Triton's --exit-on-error: a startup model that fails to load fails
+   * inferd_server_create with its reason (false: it is reported, and the
+   * others serve). `inferd serve` sets it, as Triton does, unless
+   * --exit-on-error=false. */
+  bool exit_on_error;
+  /* Triton's --strict-readiness: ready only while no model the server
+   * tried to load is unavailable or still loading (false: ready once the
+   * startup loads are done, whatever they gave). `inferd serve` sets it
+   * unless --strict-readiness=false. */
+  bool strict_readiness;
 } inferd_server_options;
 
 /* Creates the server and loads the startup models. A model that fails to
- * load is reported (log, repository index) and the others still serve; only
- * an unusable repository path is an error here. */
+ * load is reported (log, repository index) and the others still serve,
+ * unless options.exit_on_error; else only an unusable repository path is
+ * an error here. */
 INFERD_API inferd_error *inferd_server_create(const inferd_server_options *options, inferd_server **server);
 /* Stops accepting requests, waits for those in flight (the queued ones run
  * at once, without waiting out their model's batching delay), frees
@@ -480,7 +491,8 @@ INFERD_API inferd_error *inferd_server_create(const inferd_server_options *optio
 INFERD_API void inferd_server_delete(inferd_server *server);
 
 INFERD_API bool inferd_server_is_live(const inferd_server *server);
-/* Ready: live, not shutting down, and every model asked for at start loaded. */
+/* Ready: live, not shutting down, the startup loads done and, with
+ * strict_readiness, no model unavailable or loading. */
 INFERD_API bool inferd_server_is_ready(const inferd_server *server);
 /* Begins a graceful stop: readiness turns false and new requests are
  * refused (OVERLOADED: retry elsewhere); queued and running requests

@@ -46,7 +46,8 @@
 # licenses stated are what Debian's copyright files say, not a legal review.
 #
 # Usage: scripts/fetch_photos.sh [OUTPUT_DIR]
-#   OUTPUT_DIR defaults to models/photos under the repository (git-ignored).
+#   OUTPUT_DIR defaults to tests/fixtures/generated/photos (git-ignored; not under models/,
+#   which is the default model repository).
 #   PHOTOS_LIST picks another list (default scripts/photos.list).
 #   PYTHON selects the interpreter (default python3); it needs Pillow with
 #   WebP support (the PyPI wheels have it) to read the image sizes.
@@ -55,7 +56,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-OUT=${1:-$ROOT/models/photos}
+OUT=${1:-$ROOT/tests/fixtures/generated/photos}
 LIST=${PHOTOS_LIST:-$ROOT/scripts/photos.list}
 PY=${PYTHON:-python3}
 

@@ -107,7 +107,9 @@ class ServerOptions(ctypes.Structure):
                 ("cuda_memory_pool_count", ctypes.c_int),
                 ("pinned_memory_pool_byte_size", ctypes.c_uint64),
                 ("min_compute_capability", ctypes.c_double),
-                ("max_inflight_bytes", ctypes.c_uint64)]
+                ("max_inflight_bytes", ctypes.c_uint64),
+                ("exit_on_error", ctypes.c_bool),
+                ("strict_readiness", ctypes.c_bool)]
 
 
 # Every struct above with its C name, for the layout test.

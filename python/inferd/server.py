@@ -330,8 +330,10 @@ class Server(Closable):
     only what load_model asks, after startup_models), repository_poll_secs,
     strict_model_config, server_id, threads_per_instance, latency_summaries,
     cuda_memory_pools ({gpu: bytes}), pinned_memory_pool_byte_size,
-    min_compute_capability and max_inflight_bytes. Zero or None keeps the
-    library's default.
+    min_compute_capability, max_inflight_bytes, exit_on_error (a model that
+    fails to load at start fails the constructor) and strict_readiness
+    (is_ready() only while no model is unavailable or loading). Zero, False
+    or None keeps the library's default.
 
     Every method may be called from any thread. close() (or leaving a `with`
     block) stops the server: it waits for the requests in flight, whose
@@ -341,7 +343,7 @@ class Server(Closable):
     def __init__(self, model_repository, model_control_mode="none", startup_models=None, repository_poll_secs=0,
                  strict_model_config=False, server_id=None, threads_per_instance=0, latency_summaries=False,
                  cuda_memory_pools=None, pinned_memory_pool_byte_size=0, min_compute_capability=0.0,
-                 max_inflight_bytes=0):
+                 max_inflight_bytes=0, exit_on_error=False, strict_readiness=False):
         if isinstance(model_control_mode, str):
             if model_control_mode.lower() not in MODEL_CONTROL_MODES:
                 raise invalid(f"model_control_mode {model_control_mode!r} is not one of "
@@ -356,7 +358,9 @@ class Server(Closable):
                                 latency_summaries=bool(latency_summaries),
                                 pinned_memory_pool_byte_size=int(pinned_memory_pool_byte_size),
                                 min_compute_capability=float(min_compute_capability),
-                                max_inflight_bytes=int(max_inflight_bytes))
+                                max_inflight_bytes=int(max_inflight_bytes),
+                                exit_on_error=bool(exit_on_error),
+                                strict_readiness=bool(strict_readiness))
         names = pools = None
         if startup_models:
             names, count = _strings(startup_models)

@@ -83,6 +83,12 @@ static const serve_flag serve_flags[] = {
     {{"model-control-mode", "MODE", "none (load all at start), poll (also reload changes), explicit (load/unload API)"}, CHOICE(so.model_control_mode, control_modes)},
     {{"load-model", "NAME", "explicit mode: model to load at start; repeatable; '*' loads all"}, CALL(add_startup_model)},
     {{"repository-poll-secs", "N", "poll mode: seconds between repository scans (default 15)"}, INT(so.repository_poll_secs, 1, 86400)},
+    {{"exit-on-error", "BOOL",
+      "true (default): a model that fails to load at startup stops the server, exit status 1; false: it is "
+      "reported (log, repository index) and the others serve"}, BOOL(so.exit_on_error)},
+    {{"strict-readiness", "BOOL",
+      "true (default): /v2/health/ready is 200 only while no model is unavailable or loading; false: once the "
+      "startup loads are done"}, BOOL(so.strict_readiness)},
     {{"strict-model-config", "BOOL", "true: config.pbtxt must be complete; false (default): completed from the model"}, BOOL(so.strict_model_config)},
     {{"http-port", "PORT", "HTTP port (default 8000)"}, INT(ho.port, 0, 65535)},
     {{"http-address", "ADDR", "HTTP address to bind (default 0.0.0.0)"}, TEXT(ho.address)},
@@ -301,7 +307,9 @@ static int serve(int argc, char **argv, serve_security *security) {
   serve_config c = {
       .so = {.repository_poll_secs = 15,
              .pinned_memory_pool_byte_size = 256u << 20,
-             .max_inflight_bytes = default_max_inflight_bytes()},
+             .max_inflight_bytes = default_max_inflight_bytes(),
+             .exit_on_error = true,
+             .strict_readiness = true},
       .ho = {.address = "0.0.0.0", .port = 8000, .threads = 0, .max_input_size = 64u << 20},
       .go = {.address = "0.0.0.0", .port = 8001, .infer_allocation_pool_size = 8},
       .mo = {.gpu = true, .cpu = true, .counter_latencies = true, .interval_ms = 2000},

@@ -313,6 +313,7 @@ static void set_unavailable(inferd_server *s, const char *name, const char *reas
   m->state = MODEL_STATE_UNAVAILABLE;
   free(m->reason);
   m->reason = mem_strdup(reason);
+  m->failed = true;
   pthread_mutex_unlock(&s->lock);
 }
 
@@ -401,6 +402,7 @@ static inferd_error *load_locked(inferd_server *s, const char *name, const char 
   m->versions = versions;
   m->n_versions = n_chosen;
   m->state = MODEL_STATE_READY;
+  m->failed = false;
   free(m->reason);
   m->reason = NULL;
   free(m->config_json);
@@ -451,6 +453,7 @@ inferd_error *repository_unload(inferd_server *s, const char *name) {
   m->versions = NULL;
   m->n_versions = 0;
   m->state = MODEL_STATE_UNAVAILABLE;
+  m->failed = false;
   free(m->reason);
   m->reason = mem_strdup("unloaded");
   pthread_mutex_unlock(&s->lock);
@@ -565,12 +568,27 @@ inferd_error *repository_start(inferd_server *s, const inferd_server_options *o)
     pthread_mutex_lock(&s->lock);
     server_model_entry(s, names[i])->snapshot = folder_digest(dir, 2);
     pthread_mutex_unlock(&s->lock);
-    if (wanted) inferd_error_delete(repository_load(s, names[i], NULL));
+    inferd_error *e = wanted ? repository_load(s, names[i], NULL) : NULL;
+    if (e && o->exit_on_error) {
+      /* Triton's --exit-on-error: the server does not start. */
+      inferd_error *why = err_wrap(e, "model '%s' failed to load and exit_on_error is set (--exit-on-error=false "
+                                      "serves the others)", names[i]);
+      for (int k = 0; k < count; k++) free(names[k]);
+      free(names);
+      return why;
+    }
+    inferd_error_delete(e);
   }
   /* Explicitly named startup models that are not in the repository. */
   for (int k = 0; k < o->startup_model_count; k++) {
     bool found = !strcmp(o->startup_models[k], "*");
     for (int i = 0; i < count && !found; i++) found = !strcmp(o->startup_models[k], names[i]);
+    if (!found && o->exit_on_error) {
+      for (int i = 0; i < count; i++) free(names[i]);
+      free(names);
+      return err_new(INFERD_ERROR_NOT_FOUND, "--load-model=%s: no such model in '%s'", o->startup_models[k],
+                     s->repository);
+    }
     if (!found) log_error("--load-model=%s: no such model in '%s'", o->startup_models[k], s->repository);
   }
   for (int i = 0; i < count; i++) free(names[i]);

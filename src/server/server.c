@@ -63,6 +63,7 @@ inferd_error *inferd_server_create(const inferd_server_options *options, inferd_
   s->repository = mem_strdup(options->model_repository);
   s->control_mode = options->model_control_mode;
   s->strict_config = options->strict_model_config;
+  s->strict_readiness = options->strict_readiness;
   s->id = mem_strdup(options->server_id && *options->server_id ? options->server_id : "inferd");
   s->threads_per_instance = options->threads_per_instance;
   s->poll_secs = options->repository_poll_secs > 0 ? options->repository_poll_secs : 15;
@@ -135,7 +136,18 @@ void inferd_server_delete(inferd_server *s) {
 bool inferd_server_is_live(const inferd_server *s) { return s != NULL; }
 
 bool inferd_server_is_ready(const inferd_server *s) {
-  return s && s->startup_complete && atomic_load(&((inferd_server *)s)->accepting);
+  if (!s || !s->startup_complete || !atomic_load(&((inferd_server *)s)->accepting)) return false;
+  if (!s->strict_readiness) return true;
+  inferd_server *w = (inferd_server *)s; /* the table's lock; nothing else changes */
+  bool all = true;
+  pthread_mutex_lock(&w->lock);
+  for (int i = 0; i < w->n_models && all; i++) {
+    const model_entry *m = w->models[i];
+    /* Unloaded on request is fine; failed, or loading, is not. */
+    all = m->state != MODEL_STATE_LOADING && !(m->state == MODEL_STATE_UNAVAILABLE && m->failed);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return all;
 }
 
 void inferd_server_stop_accepting(inferd_server *s) { atomic_store(&s->accepting, false); }

@@ -28,6 +28,7 @@ typedef struct model_entry {
   char *name;
   model_state state;
   char *reason;             /* why UNAVAILABLE */
+  bool failed;              /* UNAVAILABLE because its last load failed (not unloaded) */
   model_version **versions; /* served versions, ascending by number */
   int n_versions;
   char *config_json;  /* the completed configuration, as /config returns it */
@@ -40,6 +41,7 @@ struct inferd_server {
   char *repository;
   inferd_model_control_mode control_mode;
   bool strict_config;
+  bool strict_readiness; /* ready only while no model is unavailable or loading */
   char *id;
   int threads_per_instance;
   int poll_secs;

@@ -285,6 +285,11 @@ class Server:
         if not any(a.startswith(("--metrics-port", "--allow-metrics")) for a in args):
             self.metrics_port = free_port()
             args = (f"--metrics-port={self.metrics_port}", *args)
+        # Tests serve broken models next to good ones: unless a test says
+        # otherwise, a model that fails to load does not stop the server
+        # (Triton's --exit-on-error, on by default).
+        if not any(a.startswith("--exit-on-error") for a in args):
+            args = ("--exit-on-error=false", *args)
         self.log_path = Path(repo).parent / f"inferd_{self.port}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([str(inferd_bin), "serve", f"--model-repository={repo}",

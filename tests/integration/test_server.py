@@ -16,8 +16,9 @@ import tritonclient.http as httpclient
 from onnx import TensorProto
 from tritonclient.utils import InferenceServerException
 
-from server_fixtures import (DTYPES, HELD_CONFIG, RESNET_IO, Server, add_sub_graph, datatype_sample,
-                             identity_graph, pending_requests, resnet_repo, wait_until, write_classifier, write_model)
+from server_fixtures import (DTYPES, HELD_CONFIG, RESNET_IO, Server, add_sub_graph, datatype_sample, free_port,
+                             identity_graph, pending_requests, resnet_repo, run_inferd_command, wait_until,
+                             write_classifier, write_model)
 
 SIMPLE_CONFIG = """
 name: "simple"
@@ -272,6 +273,34 @@ def test_tensorflow_models_are_refused_naming_what_they_are(inferd_bin, repo):
         assert (client.infer("simple", inputs).as_numpy("OUTPUT0") == a + b).all()
     finally:
         s.stop()
+
+
+def test_exit_on_error_and_strict_readiness(inferd_bin, repo):
+    """Triton's defaults: a model that fails to load at startup stops the
+    server (exit status 1, naming the model); with --exit-on-error=false the
+    others serve, and /v2/health/ready says 400 while a model is unavailable
+    (--strict-readiness) unless --strict-readiness=false."""
+    broken = repo / "broken"
+    (broken / "1").mkdir(parents=True)
+    (broken / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    port = free_port()
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--http-port={port}",
+                              f"--grpc-port={free_port()}", f"--metrics-port={free_port()}", timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "model 'broken' failed to load and exit_on_error is set" in proc.stderr
+    for strict, code in (("true", 400), ("false", 200)):
+        s = Server(inferd_bin, repo, "--exit-on-error=false", f"--strict-readiness={strict}")
+        try:
+            req = urllib.request.Request(f"http://{s.url}/v2/health/ready")
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    got = r.status
+            except urllib.error.HTTPError as e:
+                got = e.code
+            assert got == code, (strict, got)
+            assert httpclient.InferenceServerClient(s.url).is_model_ready("simple")
+        finally:
+            s.stop()
 
 
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
