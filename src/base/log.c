@@ -16,6 +16,9 @@ _Static_assert(LOG_ERROR == (int)INFERD_LOG_ERROR && LOG_WARN == (int)INFERD_LOG
 static log_level current_level = LOG_INFO;
 static log_format current_format = LOG_FORMAT_DEFAULT;
 static FILE *output;                         /* NULL: stderr */
+/* Triton's --log-error, --log-warning, --log-info: a level switched off is
+ * not written even when current_level lets it through. */
+static bool level_on[LOG_VERBOSE + 1] = {true, true, true, true};
 static uint64_t (*clock_fn)(void) = clock_now_ns;
 static inferd_log_fn sink; /* NULL: write to output */
 static void *sink_userp;
@@ -31,6 +34,10 @@ void log_configure(log_level level, log_format format) {
 }
 
 log_level log_current_level(void) { return current_level; }
+
+void log_enable(log_level level, bool on) {
+  if (level >= LOG_ERROR && level <= LOG_VERBOSE) level_on[level] = on;
+}
 
 void log_set_output(FILE *out) { output = out; }
 
@@ -99,7 +106,7 @@ static void write_line(log_level level, const char *suffix, const char *fmt, va_
 }
 
 void log_write(log_level level, const char *fmt, ...) {
-  if (level > current_level) return;
+  if (level > current_level || !level_on[level]) return;
   va_list ap;
   va_start(ap, fmt);
   write_line(level, NULL, fmt, ap);
@@ -107,7 +114,7 @@ void log_write(log_level level, const char *fmt, ...) {
 }
 
 void log_write_site(log_site *site, log_level level, const char *fmt, ...) {
-  if (level > current_level) return;
+  if (level > current_level || !level_on[level]) return;
   uint64_t held = 0, held_ns = 0;
   pthread_mutex_lock(&sites_lock);
   const bool print = log_limiter_allow(&site->limiter, clock_fn(), &held, &held_ns);

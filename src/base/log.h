@@ -23,6 +23,9 @@ typedef enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_VERBOSE } log_le
 typedef enum log_format { LOG_FORMAT_DEFAULT = 0, LOG_FORMAT_ISO8601 } log_format;
 
 void log_configure(log_level level, log_format format);
+/* Switches one level's lines off (or on again) whatever the level set:
+ * Triton's --log-error, --log-warning, --log-info. */
+void log_enable(log_level level, bool on);
 log_level log_current_level(void);
 void log_write(log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -37,6 +37,8 @@ typedef struct serve_config {
   bool allow_http, allow_grpc, allow_metrics;
   long exit_timeout, verbose;
   log_format format;
+  bool log_info, log_warning, log_error;
+  const char *log_file;
   const char **startup; /* --load-model, argc of room */
   int n_startup;
   inferd_cuda_memory_pool *pools; /* --cuda-memory-pool-byte-size, argc of room */
@@ -150,6 +152,10 @@ static const serve_flag serve_flags[] = {
     {{"pinned-memory-pool-byte-size", "BYTES", "page-locked host memory pool, in bytes (default 268435456; 0: none)"}, INT(so.pinned_memory_pool_byte_size, 0, LONG_MAX)},
     {{"min-supported-compute-capability", "CC",
      "GPUs below this CUDA compute capability are not used (default 6.0); KIND_AUTO models go to the CPU then"}, CALL(parse_compute_capability)},
+    {{"log-info", "BOOL", "write info lines (default true)"}, BOOL(log_info)},
+    {{"log-warning", "BOOL", "write warnings (default true)"}, BOOL(log_warning)},
+    {{"log-error", "BOOL", "write errors (default true)"}, BOOL(log_error)},
+    {{"log-file", "FILE", "append the log to FILE instead of writing it to stderr"}, TEXT(log_file)},
     {{"log-verbose", "N", "verbose logging at level N (0 = off)"}, INT(verbose, 0, 100)},
     {{"log-format", "FORMAT", "default or ISO8601"}, CHOICE(format, log_formats)},
     {{"id", "ID", "server id reported by server metadata (default inferd)"}, TEXT(so.server_id)},
@@ -303,6 +309,13 @@ static bool parse_compute_capability(serve_config *c, const char *name, const ch
   return true;
 }
 
+/* The --log-file, given back to stderr's place before it is closed. */
+static void close_log(FILE *log_file) {
+  if (!log_file) return;
+  log_set_output(NULL);
+  fclose(log_file);
+}
+
 static int serve(int argc, char **argv, serve_security *security) {
   serve_config c = {
       .so = {.repository_poll_secs = 15,
@@ -319,6 +332,9 @@ static int serve(int argc, char **argv, serve_security *security) {
       .allow_metrics = true,
       .exit_timeout = 30,
       .format = LOG_FORMAT_DEFAULT,
+      .log_info = true,
+      .log_warning = true,
+      .log_error = true,
       .startup = mem_zalloc((size_t)(argc + 1) * sizeof(char *)),
       .pools = mem_zalloc((size_t)(argc + 1) * sizeof(inferd_cuda_memory_pool)),
   };
@@ -394,7 +410,22 @@ static int serve(int argc, char **argv, serve_security *security) {
   so.startup_model_count = n_startup;
   so.cuda_memory_pools = pools;
   so.cuda_memory_pool_count = n_pools;
+  FILE *log_file = NULL;
+  if (c.log_file) {
+    log_file = fopen(c.log_file, "a");
+    if (!log_file) {
+      fprintf(stderr, "inferd serve: --log-file: cannot open '%s': %s\n", c.log_file, strerror(errno));
+      free(startup);
+      free(pools);
+      return 2;
+    }
+    setvbuf(log_file, NULL, _IOLBF, 0); /* each line reaches the file as it is written */
+    log_set_output(log_file);
+  }
   log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
+  log_enable(LOG_INFO, c.log_info);
+  log_enable(LOG_WARN, c.log_warning);
+  log_enable(LOG_ERROR, c.log_error);
 
   /* Block the stop signals in every thread; the main thread waits for them. */
   sigset_t stop;
@@ -424,6 +455,7 @@ static int serve(int argc, char **argv, serve_security *security) {
     inferd_server_delete(server);
     free(startup);
     free(pools);
+    close_log(log_file);
     return 1;
   }
   int sig = 0;
@@ -476,6 +508,7 @@ static int serve(int argc, char **argv, serve_security *security) {
   free(pools);
   log_flush_suppressed();
   log_info("stopped");
+  close_log(log_file);
   return 0;
 }
 

@@ -303,6 +303,32 @@ def test_exit_on_error_and_strict_readiness(inferd_bin, repo):
             s.stop()
 
 
+def test_log_file_and_level_switches(inferd_bin, repo, tmp_path):
+    """Triton's --log-file (appended to, line by line) and --log-info /
+    --log-warning / --log-error switches."""
+    broken = repo / "broken"
+    (broken / "1").mkdir(parents=True)
+    (broken / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    log = tmp_path / "inferd.log"
+    for extra in ((), ("--log-info=false",), ("--log-error=false",)):
+        log.write_text("earlier line\n")
+        s = Server(inferd_bin, repo, f"--log-file={log}", *extra)
+        try:
+            client = httpclient.InferenceServerClient(s.url)
+            a, b, inputs = simple_inputs(1)
+            assert (client.infer("simple", inputs).as_numpy("OUTPUT0") == a + b).all()
+        finally:
+            assert s.stop() == 0
+        text = log.read_text()
+        assert text.startswith("earlier line\n"), text[:200]
+        assert ("model 'simple' ready" in text) == ("--log-info=false" not in extra), (extra, text)
+        assert ("loading model 'broken'" in text) == ("--log-error=false" not in extra), (extra, text)
+        assert "model 'simple' ready" not in s.output()
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", f"--log-file={tmp_path}/no/such/dir/x",
+                              timeout=60)
+    assert proc.returncode == 2 and "--log-file: cannot open" in proc.stderr, proc.stderr
+
+
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
