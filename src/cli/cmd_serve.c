@@ -27,6 +27,10 @@
 #include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
 
+struct serve_flag;
+typedef struct serve_flag serve_flag_row_;
+enum { IGNORED_FLAGS_MAX = 32 };
+
 /* Everything the flags set. */
 typedef struct serve_config {
   inferd_server_options so;
@@ -43,21 +47,25 @@ typedef struct serve_config {
   int n_startup;
   inferd_cuda_memory_pool *pools; /* --cuda-memory-pool-byte-size, argc of room */
   int n_pools;
+  const serve_flag_row_ *ignored[IGNORED_FLAGS_MAX]; /* accepted and ignored, warned about once logging is set */
+  int n_ignored;
 } serve_config;
 
 /* How a flag's value is read into its field of serve_config: text kept as
  * given, an integer in [min, max] (stored at the field's width), a bool, one
  * of `choices` (its index, into an int-sized field), or a call of its own. */
-typedef enum flag_kind { FLAG_TEXT, FLAG_INT, FLAG_BOOL, FLAG_CHOICE, FLAG_CALL } flag_kind;
+typedef enum flag_kind { FLAG_TEXT, FLAG_INT, FLAG_BOOL, FLAG_CHOICE, FLAG_CALL, FLAG_IGNORED } flag_kind;
 
-typedef struct serve_flag {
+struct serve_flag {
   cli_option option; /* name, placeholder and help, as --help prints them */
   flag_kind kind;
   size_t offset, size; /* the field */
   long min, max;
   const char *const *choices; /* NULL-terminated */
   bool (*call)(serve_config *c, const char *name, const char *value);
-} serve_flag;
+  const char *why; /* FLAG_IGNORED: why it has no meaning here */
+};
+typedef struct serve_flag serve_flag;
 
 /* The rows' bindings. */
 #define FIELD_(f) .offset = offsetof(serve_config, f), .size = sizeof(((serve_config *)0)->f)
@@ -66,6 +74,7 @@ typedef struct serve_flag {
 #define INT(f, lo, hi) .kind = FLAG_INT, FIELD_(f), .min = (lo), .max = (hi)
 #define CHOICE(f, names) .kind = FLAG_CHOICE, FIELD_(f), .choices = (names)
 #define CALL(fn) .kind = FLAG_CALL, .call = (fn)
+#define IGNORED(reason) .kind = FLAG_IGNORED, .why = (reason)
 
 static const char *const control_modes[] = {"none", "poll", "explicit", NULL}; /* inferd_model_control_mode's order */
 static const char *const compression_levels[] = {"none", "low", "medium", "high", NULL};
@@ -159,6 +168,16 @@ static const serve_flag serve_flags[] = {
     {{"log-verbose", "N", "verbose logging at level N (0 = off)"}, INT(verbose, 0, 100)},
     {{"log-format", "FORMAT", "default or ISO8601"}, CHOICE(format, log_formats)},
     {{"id", "ID", "server id reported by server metadata (default inferd)"}, TEXT(so.server_id)},
+    /* tritonserver's flags that mean nothing here: accepted, with a warning. */
+    {{"backend-directory", "DIR", "accepted and ignored (the ONNX engine is built in)"},
+     IGNORED("inferd has no backend libraries: its ONNX engine is built in")},
+    {{"backend-config", "BACKEND,KEY=VALUE", "accepted and ignored (the engine takes its settings from config.pbtxt)"},
+     IGNORED("the engine's settings come from each model's config.pbtxt")},
+    {{"repoagent-directory", "DIR", "accepted and ignored (no repository agents)"},
+     IGNORED("inferd has no repository agents")},
+    {{"model-load-thread-count", "N", "accepted and ignored (models load one after another)"},
+     IGNORED("models load one after another")},
+    {{"buffer-manager-thread-count", "N", "accepted and ignored"}, IGNORED("inferd has no buffer manager threads")},
 };
 enum { N_SERVE_FLAGS = sizeof(serve_flags) / sizeof(serve_flags[0]) };
 
@@ -201,6 +220,9 @@ static bool apply_flag(serve_config *c, const serve_flag *f, const char *value) 
       fprintf(stderr, "\n");
       return false;
     case FLAG_CALL: return f->call(c, name, value);
+    case FLAG_IGNORED:
+      if (c->n_ignored < IGNORED_FLAGS_MAX) c->ignored[c->n_ignored++] = f;
+      return true;
   }
   return false;
 }
@@ -426,6 +448,8 @@ static int serve(int argc, char **argv, serve_security *security) {
   log_enable(LOG_INFO, c.log_info);
   log_enable(LOG_WARN, c.log_warning);
   log_enable(LOG_ERROR, c.log_error);
+  for (int i = 0; i < c.n_ignored; i++)
+    log_warn("--%s is accepted and ignored: %s", c.ignored[i]->option.name, c.ignored[i]->why);
 
   /* Block the stop signals in every thread; the main thread waits for them. */
   sigset_t stop;

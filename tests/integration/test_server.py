@@ -329,6 +329,24 @@ def test_log_file_and_level_switches(inferd_bin, repo, tmp_path):
     assert proc.returncode == 2 and "--log-file: cannot open" in proc.stderr, proc.stderr
 
 
+def test_tritons_flags_without_meaning_here_are_accepted_with_a_warning(inferd_bin, repo):
+    """A Triton command line with --backend-directory and friends starts
+    inferd, which says at start that each is ignored and why; an unknown
+    flag is still an error naming it."""
+    s = Server(inferd_bin, repo, "--backend-directory=/opt/tritonserver/backends", "--model-load-thread-count=4",
+               "--backend-config=onnxruntime,default-max-batch-size=4")
+    try:
+        assert httpclient.InferenceServerClient(s.url).is_model_ready("simple")
+    finally:
+        assert s.stop() == 0
+    out = s.output()
+    assert "--backend-directory is accepted and ignored: inferd has no backend libraries" in out
+    assert "--model-load-thread-count is accepted and ignored" in out
+    assert "--backend-config is accepted and ignored" in out
+    proc = run_inferd_command(inferd_bin, "serve", f"--model-repository={repo}", "--no-such-flag=1", timeout=60)
+    assert proc.returncode == 2 and "no-such-flag" in proc.stderr, proc.stderr
+
+
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
