@@ -100,8 +100,12 @@ static inferd_error *load_plans(model_version *mv, const char *model_path, const
       devices[p] = o.device;
       precisions[p] = o.precision;
       mv->n_plans++;
-      log_info("model '%s' version %lld: plan on %s (%s backend, %s)", mv->name, (long long)mv->number, where,
-               inferd_plan_backend_name(mv->plans[p]), inferd_precision_name(inferd_plan_precision(mv->plans[p])));
+      char threads[40] = "";
+      if (o.device.kind == INFERD_DEVICE_CPU && o.threads > 0)
+        snprintf(threads, sizeof(threads), ", %d thread%s per instance", o.threads, o.threads == 1 ? "" : "s");
+      log_info("model '%s' version %lld: plan on %s (%s backend, %s%s)", mv->name, (long long)mv->number, where,
+               inferd_plan_backend_name(mv->plans[p]), inferd_precision_name(inferd_plan_precision(mv->plans[p])),
+               threads);
     }
     free(cache);
     instance_plans[i] = mv->plans[p];

@@ -221,6 +221,10 @@ typedef struct model_config {
    * 0 (the default) and higher keep them all (inferd has one level). */
   int graph_level;
   bool has_graph_level;
+  /* ONNX Runtime's intra_op_thread_count model parameter, as Triton users
+   * set it for the onnxruntime backend: the CPU threads of each instance
+   * (over the server's --instance-threads); 0: the server's choice. */
+  int intra_op_threads;
   model_warmup *warmups;
   int warmup_count;
   char *default_model_filename;

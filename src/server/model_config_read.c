@@ -835,6 +835,25 @@ static inferd_error *begin_string_entry(reader *r, const pbtxt_node *entry, cons
   return set_string(r, &p->string_value, "");
 }
 
+/* The onnxruntime backend's session parameters, as Triton users set them:
+ * intra_op_thread_count is the CPU threads of each instance (a number, 0:
+ * the default); inter_op_thread_count and execution_mode have no meaning
+ * for inferd's engine (it runs one operator at a time, each on the
+ * instance's threads) and are warned about. */
+static inferd_error *onnxruntime_parameter(reader *r, const pbtxt_node *n, const char *key, const char *value) {
+  if (strcmp(key, "intra_op_thread_count") == 0) {
+    int64_t v;
+    if (!parse_integer(value, false, &v) || v < 0 || v > 1024)
+      return node_error(r, n, "intra_op_thread_count is '%.64s' (expected a number of threads, 0 to 1024)", value);
+    r->cfg->intra_op_threads = (int)v;
+  } else if (strcmp(key, "inter_op_thread_count") == 0 || strcmp(key, "execution_mode") == 0) {
+    model_config__warn(r->cfg, n->line, n->column,
+                       "parameter '%s' is ignored by inferd (its engine runs one operator at a time, each on the "
+                       "instance's intra_op_thread_count threads)", key);
+  }
+  return NULL;
+}
+
 static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const char *key,
                                      const pbtxt_node *key_node, const pbtxt_node *value, void *ctx) {
   (void)ctx;
@@ -852,6 +871,7 @@ static inferd_error *parameter_entry(reader *r, const pbtxt_node *entry, const c
         ERR_TRY(once(r, n, &seen, 1));
         ERR_TRY(read_string(r, n, &p->string_value));
         if (is_precision_parameter(key)) ERR_TRY(check_precision_parameter(r, n, key, p->string_value));
+        ERR_TRY(onnxruntime_parameter(r, n, key, p->string_value));
       } else {
         skip_field(r, n, none_ignored, &last);
       }

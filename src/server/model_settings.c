@@ -183,7 +183,9 @@ void model_settings_scheduler(const model_settings *s, int threads_per_instance,
     if (m->instance_groups[g].kind != MODEL_KIND_GPU) cpu_instances += m->instance_groups[g].count;
   }
   if (c->instance_count < 1) c->instance_count = 1;
-  if (threads_per_instance > 0) {
+  if (m->intra_op_threads > 0) {
+    c->threads_per_instance = m->intra_op_threads;
+  } else if (threads_per_instance > 0) {
     c->threads_per_instance = threads_per_instance;
   } else {
     /* Share the cores among the CPU instances: oversubscribing a CPU with

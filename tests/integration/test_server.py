@@ -347,6 +347,25 @@ def test_tritons_flags_without_meaning_here_are_accepted_with_a_warning(inferd_b
     assert proc.returncode == 2 and "no-such-flag" in proc.stderr, proc.stderr
 
 
+def test_onnxruntime_intra_op_thread_count_sets_the_instance_threads(inferd_bin, repo):
+    """The onnxruntime backend's intra_op_thread_count, as Triton users set
+    it, is the CPU threads of each instance (the load's log line says so)."""
+    (repo / "simple" / "config.pbtxt").write_text(
+        SIMPLE_CONFIG + 'parameters { key: "intra_op_thread_count" value: { string_value: "1" } }\n'
+        'parameters { key: "inter_op_thread_count" value: { string_value: "4" } }\n')
+    s = Server(inferd_bin, repo, "--instance-threads=2")
+    try:
+        a, b, inputs = simple_inputs(2)
+        client = httpclient.InferenceServerClient(s.url)
+        assert (client.infer("simple", inputs).as_numpy("OUTPUT0") == a + b).all()
+    finally:
+        s.stop()
+    out = s.output()
+    assert "model 'simple' version 1: plan on cpu (cpu backend, fp32, 1 thread per instance)" in out, out
+    assert "model 'identity' version 1: plan on cpu (cpu backend, fp32, 2 threads per instance)" in out, out
+    assert "parameter 'inter_op_thread_count' is ignored by inferd" in out
+
+
 def test_broken_model_does_not_stop_the_others(inferd_bin, repo):
     (repo / "broken" / "1").mkdir(parents=True)
     (repo / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")

@@ -475,6 +475,23 @@ static void test_names(void **state) {
   assert_string_equal(model_config_format_name(MODEL_FORMAT_NHWC), "FORMAT_NHWC");
 }
 
+/* The onnxruntime backend's thread parameters, as Triton users set them. */
+static void test_onnxruntime_thread_parameters(void **state) {
+  (void)state;
+  model_config *c = parse_ok("parameters { key: \"intra_op_thread_count\" value: { string_value: \"3\" } }");
+  assert_int_equal(c->intra_op_threads, 3);
+  assert_int_equal(c->warning_count, 0);
+  model_config_free(c);
+  c = parse_ok("parameters { key: \"inter_op_thread_count\" value: { string_value: \"2\" } }\n"
+               "parameters { key: \"execution_mode\" value: { string_value: \"1\" } }");
+  assert_int_equal(c->intra_op_threads, 0);
+  assert_int_equal(c->warning_count, 2);
+  assert_non_null(strstr(c->warnings[0], "parameter 'inter_op_thread_count' is ignored by inferd"));
+  model_config_free(c);
+  parse_fails("parameters {\n  key: \"intra_op_thread_count\"\n  value: { string_value: \"many\" } }",
+              "config.pbtxt:3:26: intra_op_thread_count is 'many' (expected a number of threads, 0 to 1024)");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_resnet50_every_field),
@@ -489,6 +506,7 @@ int main(void) {
       cmocka_unit_test(test_load_from_file),
       cmocka_unit_test(test_labels),
       cmocka_unit_test(test_names),
+      cmocka_unit_test(test_onnxruntime_thread_parameters),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
