@@ -836,14 +836,14 @@ static inferd_error *begin_string_entry(reader *r, const pbtxt_node *entry, cons
 }
 
 /* The onnxruntime backend's session parameters, as Triton users set them:
- * intra_op_thread_count is the CPU threads of each instance (a number, 0:
- * the default); inter_op_thread_count and execution_mode have no meaning
+ * intra_op_thread_count is the CPU threads of each instance (a number; 0 or
+ * empty: the default); inter_op_thread_count and execution_mode have no meaning
  * for inferd's engine (it runs one operator at a time, each on the
  * instance's threads) and are warned about. */
 static inferd_error *onnxruntime_parameter(reader *r, const pbtxt_node *n, const char *key, const char *value) {
   if (strcmp(key, "intra_op_thread_count") == 0) {
-    int64_t v;
-    if (!parse_integer(value, false, &v) || v < 0 || v > 1024)
+    int64_t v = 0; /* an empty value (or none) is the default, as for every parameter */
+    if (value && *value && (!parse_integer(value, false, &v) || v < 0 || v > 1024))
       return node_error(r, n, "intra_op_thread_count is '%.64s' (expected a number of threads, 0 to 1024)", value);
     r->cfg->intra_op_threads = (int)v;
   } else if (strcmp(key, "inter_op_thread_count") == 0 || strcmp(key, "execution_mode") == 0) {

@@ -488,6 +488,9 @@ static void test_onnxruntime_thread_parameters(void **state) {
   assert_int_equal(c->warning_count, 2);
   assert_non_null(strstr(c->warnings[0], "parameter 'inter_op_thread_count' is ignored by inferd"));
   model_config_free(c);
+  c = parse_ok("parameters { key: \"intra_op_thread_count\" value: { string_value: \"\" } }");
+  assert_int_equal(c->intra_op_threads, 0);
+  model_config_free(c);
   parse_fails("parameters {\n  key: \"intra_op_thread_count\"\n  value: { string_value: \"many\" } }",
               "config.pbtxt:3:26: intra_op_thread_count is 'many' (expected a number of threads, 0 to 1024)");
 }
