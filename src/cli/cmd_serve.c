@@ -27,8 +27,7 @@
 #include "frontends/metrics/metrics_frontend.h"
 #include "inferd.h"
 
-struct serve_flag;
-typedef struct serve_flag serve_flag_row_;
+typedef struct serve_flag serve_flag;
 enum { IGNORED_FLAGS_MAX = 32 };
 
 /* Everything the flags set. */
@@ -47,7 +46,7 @@ typedef struct serve_config {
   int n_startup;
   inferd_cuda_memory_pool *pools; /* --cuda-memory-pool-byte-size, argc of room */
   int n_pools;
-  const serve_flag_row_ *ignored[IGNORED_FLAGS_MAX]; /* accepted and ignored, warned about once logging is set */
+  const serve_flag *ignored[IGNORED_FLAGS_MAX]; /* accepted and ignored, warned about once logging is set */
   int n_ignored;
 } serve_config;
 
@@ -65,7 +64,6 @@ struct serve_flag {
   bool (*call)(serve_config *c, const char *name, const char *value);
   const char *why; /* FLAG_IGNORED: why it has no meaning here */
 };
-typedef struct serve_flag serve_flag;
 
 /* The rows' bindings. */
 #define FIELD_(f) .offset = offsetof(serve_config, f), .size = sizeof(((serve_config *)0)->f)
@@ -393,58 +391,46 @@ static int serve(int argc, char **argv, serve_security *security) {
       return 2;
     }
   }
-  inferd_server_options so = c.so;
-  http_frontend_options ho = c.ho;
-  grpc_frontend_options go = c.go;
-  inferd_metrics_options mo = c.mo;
-  metrics_frontend_options fo = c.fo;
-  const bool allow_http = c.allow_http, allow_grpc = c.allow_grpc, allow_metrics = c.allow_metrics;
-  const long exit_timeout = c.exit_timeout, verbose = c.verbose;
-  const log_format format = c.format;
-  const char **startup = c.startup;
-  const int n_startup = c.n_startup;
-  inferd_cuda_memory_pool *pools = c.pools;
-  const int n_pools = c.n_pools;
-  if (r < 0 || !so.model_repository) {
+  if (r < 0 || !c.so.model_repository) {
     if (r >= 0) fprintf(stderr, "inferd serve: --model-repository is required (see --help)\n");
-    free(startup);
-    free(pools);
+    free(c.startup);
+    free(c.pools);
     return 2;
   }
-  if (n_startup && so.model_control_mode != INFERD_MODEL_CONTROL_EXPLICIT) {
+  if (c.n_startup && c.so.model_control_mode != INFERD_MODEL_CONTROL_EXPLICIT) {
     fprintf(stderr, "inferd serve: --load-model needs --model-control-mode=explicit\n");
-    free(startup);
-    free(pools);
+    free(c.startup);
+    free(c.pools);
     return 2;
   }
   /* Triton's --grpc-use-ssl-mutual implies TLS. */
-  if (go.use_ssl_mutual) go.use_ssl = true;
+  if (c.go.use_ssl_mutual) c.go.use_ssl = true;
   serve_security_finish(security);
-  ho.restricted = &security->http_restricted;
-  ho.tls = security->http_tls;
-  go.restricted = &security->grpc_restricted;
-  fo.tls = security->metrics_tls;
+  c.ho.restricted = &security->http_restricted;
+  c.ho.tls = security->http_tls;
+  c.go.restricted = &security->grpc_restricted;
+  c.fo.tls = security->metrics_tls;
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  if (!ho.threads) ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
-  if (!go.threads) go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
-  if (!fo.address) fo.address = allow_http ? ho.address : "0.0.0.0";
-  so.startup_models = startup;
-  so.startup_model_count = n_startup;
-  so.cuda_memory_pools = pools;
-  so.cuda_memory_pool_count = n_pools;
+  if (!c.ho.threads) c.ho.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+  if (!c.go.threads) c.go.threads = cores < 4 ? 1 : cores / 2 > 8 ? 8 : (int)(cores / 2);
+  if (!c.fo.address) c.fo.address = c.allow_http ? c.ho.address : "0.0.0.0";
+  c.so.startup_models = c.startup;
+  c.so.startup_model_count = c.n_startup;
+  c.so.cuda_memory_pools = c.pools;
+  c.so.cuda_memory_pool_count = c.n_pools;
   FILE *log_file = NULL;
   if (c.log_file) {
     log_file = fopen(c.log_file, "a");
     if (!log_file) {
       fprintf(stderr, "inferd serve: --log-file: cannot open '%s': %s\n", c.log_file, strerror(errno));
-      free(startup);
-      free(pools);
+      free(c.startup);
+      free(c.pools);
       return 2;
     }
     setvbuf(log_file, NULL, _IOLBF, 0); /* each line reaches the file as it is written */
     log_set_output(log_file);
   }
-  log_configure(verbose > 0 ? LOG_VERBOSE : LOG_INFO, format);
+  log_configure(c.verbose > 0 ? LOG_VERBOSE : LOG_INFO, c.format);
   log_enable(LOG_INFO, c.log_info);
   log_enable(LOG_WARN, c.log_warning);
   log_enable(LOG_ERROR, c.log_error);
@@ -464,11 +450,11 @@ static int serve(int argc, char **argv, serve_security *security) {
   grpc_frontend *grpc = NULL;
   inferd_metrics *metrics = NULL;
   metrics_frontend *metrics_http = NULL;
-  inferd_error *e = inferd_server_create(&so, &server);
-  if (!e && allow_http) e = http_frontend_start(server, &ho, &http);
-  if (!e && allow_grpc) e = grpc_frontend_start(server, &go, &grpc);
-  if (!e && allow_metrics) e = inferd_metrics_create(server, &mo, &metrics);
-  if (!e && allow_metrics) e = metrics_frontend_start(metrics, &fo, &metrics_http);
+  inferd_error *e = inferd_server_create(&c.so, &server);
+  if (!e && c.allow_http) e = http_frontend_start(server, &c.ho, &http);
+  if (!e && c.allow_grpc) e = grpc_frontend_start(server, &c.go, &grpc);
+  if (!e && c.allow_metrics) e = inferd_metrics_create(server, &c.mo, &metrics);
+  if (!e && c.allow_metrics) e = metrics_frontend_start(metrics, &c.fo, &metrics_http);
   if (e) {
     log_error("%s", inferd_error_message(e));
     inferd_error_delete(e);
@@ -477,8 +463,8 @@ static int serve(int argc, char **argv, serve_security *security) {
     grpc_frontend_delete(grpc);
     http_frontend_delete(http);
     inferd_server_delete(server);
-    free(startup);
-    free(pools);
+    free(c.startup);
+    free(c.pools);
     close_log(log_file);
     return 1;
   }
@@ -486,11 +472,11 @@ static int serve(int argc, char **argv, serve_security *security) {
   sigwait(&stop, &sig);
   const uint64_t stop_ns = clock_now_ns();
   log_info("received %s: no new requests; waiting up to %ld s for those in flight", sig == SIGINT ? "SIGINT" : "SIGTERM",
-           exit_timeout);
+           c.exit_timeout);
   inferd_server_stop_accepting(server);
   if (http) http_frontend_stop_listening(http);
   if (grpc) grpc_frontend_stop_listening(grpc);
-  int left = inferd_server_drain(server, (int)exit_timeout * 1000);
+  int left = inferd_server_drain(server, (int)c.exit_timeout * 1000);
   if (left) {
     /* The timeout is a bound: what has not started never will, and what
      * runs gets a short grace to finish, so that its answer still goes out. */
@@ -515,8 +501,8 @@ static int serve(int argc, char **argv, serve_security *security) {
    * be written. */
   enum { FRONTEND_GRACE_MAX_MS = 10000 };
   const int64_t spent_ms = (int64_t)((clock_now_ns() - stop_ns) / 1000000u);
-  const int64_t left_ms = exit_timeout * 1000 - spent_ms;
-  const int64_t floor_ms = exit_timeout >= 1 ? 1000 : 1;
+  const int64_t left_ms = c.exit_timeout * 1000 - spent_ms;
+  const int64_t floor_ms = c.exit_timeout >= 1 ? 1000 : 1;
   const int grace_ms = (int)(left_ms > FRONTEND_GRACE_MAX_MS ? FRONTEND_GRACE_MAX_MS
                              : left_ms > floor_ms             ? left_ms
                                                               : floor_ms);
@@ -528,8 +514,8 @@ static int serve(int argc, char **argv, serve_security *security) {
   metrics_frontend_delete(metrics_http);
   inferd_metrics_delete(metrics);
   inferd_server_delete(server);
-  free(startup);
-  free(pools);
+  free(c.startup);
+  free(c.pools);
   log_flush_suppressed();
   log_info("stopped");
   close_log(log_file);

@@ -542,7 +542,6 @@ typedef struct field_rule {
   size_t offset;
   const enum_value *values;
   field_read_fn read; /* its path entered, as for every field */
-  size_t given;       /* 1 + the offset of a bool set when the field is given; 0: none */
   unsigned only;      /* IN_INPUT or IN_OUTPUT; IN_ANY: everywhere */
 } field_rule;
 
@@ -586,7 +585,6 @@ static inferd_error *read_fields(reader *r, const pbtxt_node *msg, const field_r
       case FIELD_READ:
       case FIELD_EACH: ERR_TRY(f->read(r, n, target)); break;
     }
-    if (f->given) *(bool *)((char *)target + f->given - 1) = true;
     path_pop(r, mark);
   }
   return NULL;
@@ -1278,12 +1276,18 @@ static inferd_error *config_optimization(reader *r, const pbtxt_node *n, void *m
   return read_optimization(r, n);
 }
 
+static inferd_error *config_max_batch_size(reader *r, const pbtxt_node *n, void *msg) {
+  model_config *c = msg;
+  ERR_TRY(read_int32(r, n, &c->max_batch_size));
+  c->has_max_batch_size = true;
+  return NULL;
+}
+
 static const field_rule config_rules[] = {
     SCALAR(model_config, "name", name, FIELD_STRING),
     SCALAR(model_config, "platform", platform, FIELD_STRING),
     SCALAR(model_config, "backend", backend, FIELD_STRING),
-    {.name = "max_batch_size", .kind = FIELD_INT32, .offset = offsetof(model_config, max_batch_size),
-     .given = 1 + offsetof(model_config, has_max_batch_size)},
+    READ("max_batch_size", config_max_batch_size),
     READ("version_policy", config_version_policy),
     EACH("input", config_input),
     EACH("output", config_output),

@@ -559,7 +559,8 @@ inferd_error *repository_start(inferd_server *s, const inferd_server_options *o)
   char **names;
   int count;
   ERR_TRY(repository_list(s, &names, &count));
-  for (int i = 0; i < count; i++) {
+  inferd_error *failed = NULL; /* with exit_on_error: why the server does not start */
+  for (int i = 0; i < count && !failed; i++) {
     bool wanted = s->control_mode != INFERD_MODEL_CONTROL_EXPLICIT;
     for (int k = 0; k < o->startup_model_count && !wanted; k++)
       wanted = !strcmp(o->startup_models[k], "*") || !strcmp(o->startup_models[k], names[i]);
@@ -569,30 +570,26 @@ inferd_error *repository_start(inferd_server *s, const inferd_server_options *o)
     server_model_entry(s, names[i])->snapshot = folder_digest(dir, 2);
     pthread_mutex_unlock(&s->lock);
     inferd_error *e = wanted ? repository_load(s, names[i], NULL) : NULL;
-    if (e && o->exit_on_error) {
-      /* Triton's --exit-on-error: the server does not start. */
-      inferd_error *why = err_wrap(e, "model '%s' failed to load and exit_on_error is set (--exit-on-error=false "
-                                      "serves the others)", names[i]);
-      for (int k = 0; k < count; k++) free(names[k]);
-      free(names);
-      return why;
-    }
-    inferd_error_delete(e);
+    if (e && o->exit_on_error) /* Triton's --exit-on-error: the server does not start */
+      failed = err_wrap(e, "model '%s' failed to load and exit_on_error is set (--exit-on-error=false serves the "
+                           "others)", names[i]);
+    else
+      inferd_error_delete(e);
   }
   /* Explicitly named startup models that are not in the repository. */
-  for (int k = 0; k < o->startup_model_count; k++) {
+  for (int k = 0; k < o->startup_model_count && !failed; k++) {
     bool found = !strcmp(o->startup_models[k], "*");
     for (int i = 0; i < count && !found; i++) found = !strcmp(o->startup_models[k], names[i]);
-    if (!found && o->exit_on_error) {
-      for (int i = 0; i < count; i++) free(names[i]);
-      free(names);
-      return err_new(INFERD_ERROR_NOT_FOUND, "--load-model=%s: no such model in '%s'", o->startup_models[k],
-                     s->repository);
-    }
-    if (!found) log_error("--load-model=%s: no such model in '%s'", o->startup_models[k], s->repository);
+    if (found) continue;
+    if (o->exit_on_error)
+      failed = err_new(INFERD_ERROR_NOT_FOUND, "--load-model=%s: no such model in '%s'", o->startup_models[k],
+                       s->repository);
+    else
+      log_error("--load-model=%s: no such model in '%s'", o->startup_models[k], s->repository);
   }
   for (int i = 0; i < count; i++) free(names[i]);
   free(names);
+  if (failed) return failed;
   if (s->control_mode == INFERD_MODEL_CONTROL_POLL) {
     if (pthread_create(&s->poll_thread, NULL, poll_main, s) != 0)
       return err_new(INFERD_ERROR_INTERNAL, "starting the repository poll thread");

@@ -450,6 +450,7 @@ inferd_error *server_check_request(const model_version *mv, int max_batch, infer
 }
 
 inferd_error *server_submit(inferd_server *s, model_version *mv, int max_batch, inferd_request *r, bool warmup) {
+  stat_failure_reason refused = STAT_FAILURE_OTHER;
   inferd_error *e = server_check_request(mv, max_batch, r);
   if (!e && warmup) {
     /* Counted as in flight (a stop waits for it), its bytes not. */
@@ -458,11 +459,10 @@ inferd_error *server_submit(inferd_server *s, model_version *mv, int max_batch, 
     pthread_mutex_unlock(&s->flight_lock);
   } else if (!e) {
     e = admit_flight(s, mv, max_batch, r);
-    if (e) stat_fail(&mv->stats, STAT_FAILURE_REJECTED, 0);
-  } else if (!warmup) {
-    stat_fail(&mv->stats, STAT_FAILURE_OTHER, 0);
+    refused = STAT_FAILURE_REJECTED;
   }
   if (e) {
+    if (!warmup) stat_fail(&mv->stats, refused, 0); /* a warmup's failure fails the load instead */
     model_version_release(mv);
     return e;
   }
